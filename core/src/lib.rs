@@ -1,0 +1,26 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+pub mod delayed;
+pub mod diagnostics;
+pub mod error;
+pub mod graph;
+pub mod key;
+pub mod local;
+pub mod op;
+pub mod value;
+
+pub use delayed::{
+    collect, compute_all, compute_many, delayed, local_value, try_delayed, value, AnyDelayed, Delayed, DelayedArg,
+    DelayedFn, IntoArg,
+};
+pub use diagnostics::{Callback, Profiler, Progress, TaskInfo};
+pub use error::{ComputeError, FailureKind};
+pub use graph::{Arg, Graph, GraphError, Node, Task};
+pub use key::{tokenize, Key, Token};
+pub use local::{default_scheduler, set_default_scheduler, with_scheduler, ComputeOptions, Executor, Scheduler};
+pub use op::{Data, IntoOpResult, OpEntry, OpError, OpRef};
+pub use value::{Value, ValueError};
+
+#[doc(hidden)]
+pub use inventory;

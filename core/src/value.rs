@@ -1,0 +1,364 @@
+//! Type-erased values that flow between tasks.
+//!
+//! In a process a [`Value`] is an `Arc` of the typed value: cloning is a reference
+//! count, and the last consumer of a value takes it without copying
+//! ([`Value::take`]). A value made with [`Value::new`] also knows its serde
+//! encoding, so it can leave the process as a versioned binary envelope
+//! ([`Value::to_envelope`]) and come back as an *encoded* value that is decoded
+//! lazily, by the typed code that knows what it expects ([`Value::take_decode`]).
+//! Values made with [`Value::local`] (closure outputs, handles) never leave the
+//! process; trying to encode one is an error naming its type.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Why a value could not be converted, encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValueError {
+    /// The value holds another type than the one asked for.
+    #[error("type mismatch: expected a value of type `{expected}`, found `{found}`")]
+    TypeMismatch {
+        /// The type the caller asked for.
+        expected: &'static str,
+        /// The type the value holds.
+        found: String,
+    },
+    /// A process-local value (made by `Value::local`, e.g. a closure's output) was asked to leave the process.
+    #[error("value of type `{type_name}` is process-local and cannot be serialized; produce it with a registered op (`rask::op!`) or `Value::new` so it has a serde encoding")]
+    NotSerializable {
+        /// The value's type.
+        type_name: &'static str,
+    },
+    /// serde failed to encode the value.
+    #[error("could not encode value of type `{type_name}`: {message}")]
+    Encode {
+        /// The value's type.
+        type_name: &'static str,
+        /// The serializer's message.
+        message: String,
+    },
+    /// The bytes do not decode as the requested type.
+    #[error("could not decode {len} bytes (sent as `{sent_type}`) as `{expected}`: {message}")]
+    Decode {
+        /// The type the caller asked for.
+        expected: &'static str,
+        /// The type name recorded by the sender.
+        sent_type: String,
+        /// Payload length.
+        len: usize,
+        /// The deserializer's message.
+        message: String,
+    },
+    /// An envelope is malformed, of another version, or too large.
+    #[error("invalid value envelope: {reason}")]
+    Envelope {
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// An in-process value with an optional serde encoder.
+struct Holder<T> {
+    value: T,
+    encode: Option<fn(&T) -> Result<Vec<u8>, postcard::Error>>,
+}
+
+trait Erased: Send + Sync {
+    fn as_any(&self) -> &dyn Any;
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+    fn type_name(&self) -> &'static str;
+    fn encode(&self) -> Result<Vec<u8>, ValueError>;
+}
+
+impl<T: Send + Sync + 'static> Erased for Holder<T> {
+    fn as_any(&self) -> &dyn Any {
+        &self.value
+    }
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
+    }
+    fn encode(&self) -> Result<Vec<u8>, ValueError> {
+        let type_name = std::any::type_name::<T>();
+        let enc = self.encode.ok_or(ValueError::NotSerializable { type_name })?;
+        enc(&self.value).map_err(|e| ValueError::Encode { type_name, message: e.to_string() })
+    }
+}
+
+/// A value received from another process, not decoded yet.
+struct Encoded {
+    type_name: String,
+    bytes: Vec<u8>,
+}
+
+#[derive(Clone)]
+enum Repr {
+    Live(Arc<dyn Erased>),
+    Encoded(Arc<Encoded>),
+    List(Arc<[Value]>),
+}
+
+/// A type-erased, cheaply clonable value.
+#[derive(Clone)]
+pub struct Value(Repr);
+
+fn encode_postcard<T: Serialize>(v: &T) -> Result<Vec<u8>, postcard::Error> {
+    postcard::to_stdvec(v)
+}
+
+impl Value {
+    /// A value that can also leave the process (it has a serde encoding).
+    pub fn new<T: Serialize + Send + Sync + 'static>(value: T) -> Self {
+        Value(Repr::Live(Arc::new(Holder { value, encode: Some(encode_postcard::<T>) })))
+    }
+
+    /// A process-local value (no encoding needed): closure outputs, handles, caches.
+    pub fn local<T: Send + Sync + 'static>(value: T) -> Self {
+        Value(Repr::Live(Arc::new(Holder { value, encode: None })))
+    }
+
+    /// A list of values (the resolved form of a nested list argument).
+    pub fn list(items: Vec<Value>) -> Self {
+        Value(Repr::List(items.into()))
+    }
+
+    /// The items, when this value is a list made by [`Value::list`].
+    pub fn as_list(&self) -> Option<&[Value]> {
+        match &self.0 {
+            Repr::List(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    /// The Rust type name of the value (as sent, for encoded values).
+    pub fn type_name(&self) -> &str {
+        match &self.0 {
+            Repr::Live(e) => e.type_name(),
+            Repr::Encoded(e) => &e.type_name,
+            Repr::List(_) => "rask::List",
+        }
+    }
+
+    /// Whether the value is still encoded (arrived from another process).
+    pub fn is_encoded(&self) -> bool {
+        matches!(self.0, Repr::Encoded(_))
+    }
+
+    /// Borrows the typed value (in-process values only).
+    pub fn downcast_ref<T: 'static>(&self) -> Option<&T> {
+        match &self.0 {
+            Repr::Live(e) => e.as_any().downcast_ref::<T>(),
+            _ => None,
+        }
+    }
+
+    fn mismatch<T>(&self) -> ValueError {
+        ValueError::TypeMismatch { expected: std::any::type_name::<T>(), found: self.type_name().to_string() }
+    }
+
+    /// Takes the typed value out: moved when this is the last reference, cloned otherwise.
+    pub fn take<T: Clone + Send + Sync + 'static>(self) -> Result<T, ValueError> {
+        match self.0 {
+            Repr::Live(e) => {
+                if e.as_any().downcast_ref::<T>().is_none() {
+                    return Err(ValueError::TypeMismatch {
+                        expected: std::any::type_name::<T>(),
+                        found: e.type_name().to_string(),
+                    });
+                }
+                let holder = e.into_any().downcast::<Holder<T>>().expect("type checked above");
+                Ok(match Arc::try_unwrap(holder) {
+                    Ok(h) => h.value,
+                    Err(shared) => shared.value.clone(),
+                })
+            }
+            Repr::Encoded(_) | Repr::List(_) => Err(self.mismatch::<T>()),
+        }
+    }
+
+    /// Like [`Value::take`], but also decodes a value that arrived encoded.
+    pub fn take_decode<T: Clone + DeserializeOwned + Send + Sync + 'static>(self) -> Result<T, ValueError> {
+        match &self.0 {
+            Repr::Encoded(enc) => postcard::from_bytes(&enc.bytes).map_err(|e| ValueError::Decode {
+                expected: std::any::type_name::<T>(),
+                sent_type: enc.type_name.clone(),
+                len: enc.bytes.len(),
+                message: e.to_string(),
+            }),
+            // A list of values becomes a typed sequence through its serde encoding
+            // (a list of `T` encodes exactly as a `Vec<T>`).
+            Repr::List(_) => {
+                let bytes = self.encode()?;
+                postcard::from_bytes(&bytes).map_err(|e| ValueError::Decode {
+                    expected: std::any::type_name::<T>(),
+                    sent_type: "rask::List".to_string(),
+                    len: bytes.len(),
+                    message: e.to_string(),
+                })
+            }
+            Repr::Live(_) => self.take(),
+        }
+    }
+
+    /// The serde (postcard) encoding of the payload.
+    pub fn encode(&self) -> Result<Vec<u8>, ValueError> {
+        match &self.0 {
+            Repr::Live(e) => e.encode(),
+            Repr::Encoded(e) => Ok(e.bytes.clone()),
+            Repr::List(items) => {
+                // postcard encodes a sequence as a varint length followed by the elements,
+                // so the list's encoding is that of a `Vec<T>` of its items.
+                let mut out = Vec::new();
+                push_varint(&mut out, items.len() as u64);
+                for item in items.iter() {
+                    out.extend_from_slice(&item.encode()?);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// The versioned wire envelope: magic, version, type name, payload.
+    pub fn to_envelope(&self) -> Result<Vec<u8>, ValueError> {
+        let payload = self.encode()?;
+        let name = match &self.0 {
+            Repr::List(items) => format!("rask::List[{}]", items.first().map(|v| v.type_name()).unwrap_or("")),
+            _ => self.type_name().to_string(),
+        };
+        let mut out = Vec::with_capacity(payload.len() + name.len() + 16);
+        out.extend_from_slice(ENVELOPE_MAGIC);
+        out.push(ENVELOPE_VERSION);
+        out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        out.extend_from_slice(&payload);
+        Ok(out)
+    }
+
+    /// Reads an envelope made by [`Value::to_envelope`], refusing payloads over `max_len` bytes.
+    /// The result is an encoded value; typed code decodes it with [`Value::take_decode`].
+    pub fn from_envelope(bytes: &[u8], max_len: usize) -> Result<Value, ValueError> {
+        let bad = |reason: String| ValueError::Envelope { reason };
+        if bytes.len() < ENVELOPE_MAGIC.len() + 1 || &bytes[..4] != ENVELOPE_MAGIC {
+            return Err(bad("missing the `RSKV` magic bytes: not a Rask value".into()));
+        }
+        let version = bytes[4];
+        if version != ENVELOPE_VERSION {
+            return Err(bad(format!(
+                "envelope version {version} but this build reads version {ENVELOPE_VERSION}; run the same Rask version on both sides"
+            )));
+        }
+        let mut pos: usize = 5;
+        let mut read = |n: usize, what: &str| -> Result<&[u8], ValueError> {
+            let end = pos.checked_add(n).filter(|&e| e <= bytes.len()).ok_or_else(|| {
+                bad(format!("truncated: {what} needs {n} bytes at offset {pos}, only {} in total", bytes.len()))
+            })?;
+            let s = &bytes[pos..end];
+            pos = end;
+            Ok(s)
+        };
+        let name_len = u32::from_le_bytes(read(4, "type-name length")?.try_into().expect("4 bytes")) as usize;
+        if name_len > 4096 {
+            return Err(bad(format!("type name of {name_len} bytes exceeds 4096")));
+        }
+        let name = String::from_utf8(read(name_len, "type name")?.to_vec())
+            .map_err(|_| bad("type name is not UTF-8".into()))?;
+        let len = u64::from_le_bytes(read(8, "payload length")?.try_into().expect("8 bytes"));
+        if len > max_len as u64 {
+            return Err(bad(format!("payload of {len} bytes exceeds the limit of {max_len} bytes")));
+        }
+        let payload = read(len as usize, "payload")?.to_vec();
+        if pos != bytes.len() {
+            return Err(bad(format!("{} trailing bytes after the payload", bytes.len() - pos)));
+        }
+        Ok(Value(Repr::Encoded(Arc::new(Encoded { type_name: name, bytes: payload }))))
+    }
+}
+
+const ENVELOPE_MAGIC: &[u8; 4] = b"RSKV";
+const ENVELOPE_VERSION: u8 = 1;
+
+fn push_varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Repr::Live(e) => write!(f, "Value<{}>", e.type_name()),
+            Repr::Encoded(e) => write!(f, "Value<{}, {} bytes encoded>", e.type_name, e.bytes.len()),
+            Repr::List(items) => f.debug_list().entries(items.iter()).finish(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn take_moves_last_reference_and_clones_shared() {
+        let v = Value::new(vec![1u8, 2, 3]);
+        let w = v.clone();
+        assert_eq!(w.take::<Vec<u8>>().unwrap(), vec![1, 2, 3]);
+        assert_eq!(v.take::<Vec<u8>>().unwrap(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn type_mismatch_names_both_types() {
+        let err = Value::new(1i64).take::<String>().unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("alloc::string::String") && msg.contains("i64"), "{msg}");
+    }
+
+    #[test]
+    fn envelope_round_trip_decodes_lazily() {
+        let v = Value::new((3i64, String::from("x")));
+        let bytes = v.to_envelope().unwrap();
+        let back = Value::from_envelope(&bytes, 1 << 20).unwrap();
+        assert!(back.is_encoded());
+        assert_eq!(back.take_decode::<(i64, String)>().unwrap(), (3, "x".to_string()));
+    }
+
+    #[test]
+    fn list_encodes_as_vec() {
+        let l = Value::list(vec![Value::new(1.5f64), Value::new(2.5f64)]);
+        let back = Value::from_envelope(&l.to_envelope().unwrap(), 1024).unwrap();
+        assert_eq!(back.take_decode::<Vec<f64>>().unwrap(), vec![1.5, 2.5]);
+    }
+
+    #[test]
+    fn bad_envelopes_are_rejected() {
+        let good = Value::new(7u32).to_envelope().unwrap();
+        assert!(Value::from_envelope(b"nope", 10).unwrap_err().to_string().contains("magic"));
+        let mut v2 = good.clone();
+        v2[4] = 9;
+        assert!(Value::from_envelope(&v2, 10).unwrap_err().to_string().contains("version 9"));
+        let trunc = &good[..good.len() - 1];
+        assert!(Value::from_envelope(trunc, 10).unwrap_err().to_string().contains("truncated"));
+        let big = Value::new(vec![0u8; 100]).to_envelope().unwrap();
+        assert!(Value::from_envelope(&big, 10).unwrap_err().to_string().contains("exceeds the limit"));
+    }
+
+    #[test]
+    fn local_values_refuse_to_encode() {
+        struct Handle;
+        let err = Value::local(Handle).encode().unwrap_err();
+        assert!(matches!(err, ValueError::NotSerializable { .. }));
+    }
+}
