@@ -4,3 +4,4 @@
 pub use rask_core::*;
 
 pub mod bench;
+pub mod demo;

@@ -268,9 +268,9 @@ mod tests {
 
     #[test]
     fn tokens_are_stable_across_builds() {
-        // A fixed value: if this changes, keys of persisted/published data change too.
-        let t = tokenize(&42i64).unwrap();
-        assert_eq!(format!("{t}"), format!("{t}"));
+        // A fixed value: if this changes, keys differ between Rask versions, and
+        // processes of two versions would not share keys.
+        assert_eq!(tokenize(&42i64).unwrap().0, 0x8978190e9d60564b46ebc2d69539ff42);
         let mut h = TokenHasher::new();
         h.str("abc");
         assert_eq!(h.finish(), {

@@ -216,6 +216,7 @@ macro_rules! op {
             $crate::Delayed::from_op(&$name::OP, vec![$($crate::IntoArg::<$ty>::into_arg($arg)),*])
         }
 
+        #[doc = concat!("The eager function (`call`) and registry entry (`OP`) of the op `", stringify!($name), "`.")]
         #[allow(non_snake_case, unused_imports)]
         $vis mod $name {
             use super::*;

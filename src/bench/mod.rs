@@ -1,1 +1,152 @@
-//! Benchmarks.
+//! The peer-comparison harness behind `rask bench`: each workload of
+//! `../shared/peers/README.md` prints one JSON line per configuration, with the
+//! same fields as the Python peers, so the two result files join on
+//! `(workload, config)`.
+
+pub mod w1;
+
+use std::time::Instant;
+
+use serde_json::{json, Map, Value};
+
+/// Knobs shared with the peer scripts (read from the environment).
+#[derive(Debug, Clone)]
+pub struct BenchEnv {
+    /// `PEERS_REPEATS`: timed repetitions per configuration (`seconds` is their median).
+    pub repeats: usize,
+}
+
+impl BenchEnv {
+    /// Reads the knobs, with the peers' defaults.
+    pub fn from_env() -> Result<Self, BenchError> {
+        Ok(BenchEnv { repeats: env_usize("PEERS_REPEATS", 3)?.max(1) })
+    }
+}
+
+/// A benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BenchError {
+    /// An environment knob is not a number.
+    #[error("environment variable {name}={value:?} is not a non-negative integer")]
+    BadKnob {
+        /// The variable.
+        name: String,
+        /// Its value.
+        value: String,
+    },
+    /// The workload is not implemented by this build.
+    #[error("unknown workload `{name}`; this build implements: {available}")]
+    UnknownWorkload {
+        /// What was asked.
+        name: String,
+        /// What exists.
+        available: String,
+    },
+    /// A computation failed.
+    #[error("workload {workload}: {source}")]
+    Compute {
+        /// The workload.
+        workload: &'static str,
+        /// The failure.
+        source: rask_core::ComputeError,
+    },
+    /// A result was wrong: the benchmark refuses to report a time for it.
+    #[error("workload {workload}: wrong result {got}, expected {expected}")]
+    WrongResult {
+        /// The workload.
+        workload: &'static str,
+        /// What came out.
+        got: String,
+        /// What should have.
+        expected: String,
+    },
+}
+
+/// Reads a non-negative integer knob.
+pub fn env_usize(name: &str, default: usize) -> Result<usize, BenchError> {
+    match std::env::var(name) {
+        Ok(v) => v.trim().parse().map_err(|_| BenchError::BadKnob { name: name.into(), value: v }),
+        Err(_) => Ok(default),
+    }
+}
+
+/// The median of `runs` (mean of the middle two for an even count).
+pub fn median(runs: &[f64]) -> f64 {
+    let mut v = runs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Times `f` `repeats` times; returns the median, every run's seconds, and the last result.
+pub fn measure<R>(repeats: usize, mut f: impl FnMut() -> R) -> (f64, Vec<f64>, R) {
+    let mut runs = Vec::with_capacity(repeats);
+    let mut last = None;
+    for _ in 0..repeats.max(1) {
+        let t = Instant::now();
+        let r = f();
+        runs.push(round6(t.elapsed().as_secs_f64()));
+        last = Some(r);
+    }
+    (median(&runs), runs, last.expect("at least one run"))
+}
+
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+/// The 1-minute load average, as the peers record it.
+pub fn loadavg_1m() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let v: f64 = s.split_whitespace().next()?.parse().ok()?;
+    Some((v * 100.0).round() / 100.0)
+}
+
+/// One result line in the peers' schema; `metrics` are appended after `runs`.
+pub fn record(workload: &str, config: Value, seconds: f64, runs: &[f64], metrics: Map<String, Value>) -> Value {
+    let mut rec = Map::new();
+    rec.insert("workload".into(), json!(workload));
+    rec.insert("system".into(), json!("rask"));
+    rec.insert("config".into(), config);
+    rec.insert("seconds".into(), json!(seconds));
+    rec.insert("runs".into(), json!(runs));
+    for (k, v) in metrics {
+        rec.insert(k, v);
+    }
+    rec.entry("note").or_insert(Value::Null);
+    rec.insert("loadavg_1m_end".into(), json!(loadavg_1m()));
+    // Rask links no BLAS for these workloads; the fields stay for schema parity.
+    rec.insert("blas_threads".into(), Value::Null);
+    rec.insert("blas".into(), Value::Null);
+    Value::Object(rec)
+}
+
+/// The environment record printed before the results (`"workload": "meta"`).
+pub fn meta_record() -> Value {
+    json!({
+        "workload": "meta",
+        "system": "rask",
+        "rask": env!("CARGO_PKG_VERSION"),
+        "ncpu": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "loadavg": std::fs::read_to_string("/proc/loadavg").ok().map(|s| s.split_whitespace().take(3).map(String::from).collect::<Vec<_>>()),
+        "profile": if cfg!(debug_assertions) { "debug" } else { "release" },
+    })
+}
+
+/// Names of the workloads this build implements.
+pub const WORKLOADS: &[&str] = &["w1"];
+
+/// Runs workload `name`, printing each JSON line to `out` as soon as it is measured.
+pub fn run(name: &str, env: &BenchEnv, out: &mut dyn FnMut(Value)) -> Result<(), BenchError> {
+    match name {
+        "w1" | "w1_overhead" => w1::run(env, out),
+        other => Err(BenchError::UnknownWorkload { name: other.into(), available: WORKLOADS.join(", ") }),
+    }
+}

@@ -1,1 +1,90 @@
-fn main() {}
+//! The `rask` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "rask", version, about = "Parallel and distributed computing for Rust, built for machine learning")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the demo: a Monte Carlo estimate of π as a task graph, with a progress bar and a profile.
+    Demo {
+        /// Number of sampling tasks.
+        #[arg(long, default_value_t = 400)]
+        chunks: u64,
+        /// Random points per task.
+        #[arg(long, default_value_t = 500_000)]
+        samples_per_chunk: u64,
+        /// Folder for profile.html and the graph drawings.
+        #[arg(long, default_value = "rask-demo")]
+        out: PathBuf,
+        /// Do not draw the progress bar.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Run a peer-comparison workload and print JSON lines (schema of shared/peers/README.md).
+    Bench {
+        /// Workload: w1 (task overhead).
+        workload: String,
+        /// Folder with the peers' generated data (`$PEERS_HOME/data`).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// List the ops registered in this binary (what a worker built from it can run).
+    Ops,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
+        Command::Demo { chunks, samples_per_chunk, out, no_progress } => {
+            let cfg = rask::demo::DemoConfig { chunks, samples_per_chunk, out_dir: out, progress: !no_progress };
+            println!(
+                "Rask demo: estimating π from {} random points in {} tasks (+ a tree of sums)",
+                chunks * samples_per_chunk,
+                chunks
+            );
+            rask::demo::run(&cfg).map(|r| rask::demo::print_report(&cfg, &r)).map_err(Into::into)
+        }
+        Command::Bench { workload, data } => run_bench(&workload, data),
+        Command::Ops => {
+            for name in rask::op::registered_ops() {
+                println!("{name}");
+            }
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_bench(workload: &str, data: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(dir) = &data {
+        if !dir.is_dir() {
+            return Err(format!(
+                "--data {}: not a folder; create the data with `bash ../shared/peers/run_all.sh data` and pass $PEERS_HOME/data",
+                dir.display()
+            )
+            .into());
+        }
+    }
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; benchmark with `cargo run --release -- bench {workload}`");
+    }
+    let env = rask::bench::BenchEnv::from_env()?;
+    println!("{}", rask::bench::meta_record());
+    rask::bench::run(workload, &env, &mut |rec| println!("{rec}"))?;
+    Ok(())
+}

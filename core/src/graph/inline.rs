@@ -26,7 +26,7 @@ pub fn inline_data(graph: &Graph, keep: &[Key]) -> Graph {
         match &mut node {
             Node::Task(t) => t.args.iter_mut().for_each(|a| a.map_keys(&mut |k| resolve(k))),
             Node::Fused(f) => {
-                let internal: Vec<Key> = f.steps.iter().map(|(k, _)| k.clone()).collect();
+                let internal: FxHashSet<Key> = f.steps.iter().map(|(k, _)| k.clone()).collect();
                 for (_, t) in f.steps.iter_mut() {
                     t.args.iter_mut().for_each(|a| {
                         a.map_keys(&mut |k| if internal.contains(k) { None } else { resolve(k) })

@@ -93,6 +93,13 @@ pub struct FusedTask {
     pub steps: Vec<(Key, Task)>,
 }
 
+impl FusedTask {
+    /// Position of each step's key (so lookups stay O(1) in long chains).
+    pub fn step_index(&self) -> FxHashMap<&Key, usize> {
+        self.steps.iter().enumerate().map(|(i, (k, _))| (k, i)).collect()
+    }
+}
+
 /// A node of the graph.
 #[derive(Clone, Debug)]
 pub enum Node {
@@ -135,11 +142,12 @@ impl Node {
             Node::Data(_) => {}
             Node::Alias(k) => f(k),
             Node::Fused(fused) => {
+                let steps = fused.step_index();
                 for (i, (_, task)) in fused.steps.iter().enumerate() {
-                    let internal = &fused.steps[..i];
                     task.args.iter().for_each(|a| {
                         a.for_each_key(&mut |k| {
-                            if !internal.iter().any(|(ik, _)| ik == k) {
+                            // A key of an earlier step is internal; anything else is a dependency.
+                            if !steps.get(k).is_some_and(|&s| s < i) {
                                 f(k)
                             }
                         })
@@ -197,7 +205,7 @@ fn fmt_cycle(keys: &[Key]) -> String {
 /// A task graph: nodes by key.
 #[derive(Clone, Default)]
 pub struct Graph {
-    nodes: FxHashMap<Key, Node>,
+    pub(crate) nodes: FxHashMap<Key, Node>,
 }
 
 impl Graph {
@@ -302,10 +310,6 @@ impl Graph {
     /// Checks that the ancestors of `outputs` exist and form no cycle.
     pub fn validate(&self, outputs: &[Key]) -> Result<(), GraphError> {
         order::Topo::build(self, outputs).map(|_| ())
-    }
-
-    pub(crate) fn into_nodes(self) -> FxHashMap<Key, Node> {
-        self.nodes
     }
 }
 

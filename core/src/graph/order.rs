@@ -14,112 +14,191 @@
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::{Graph, GraphError};
+use super::{Graph, GraphError, Node};
 use crate::key::Key;
 
+/// Adjacency lists stored flat (compressed sparse rows): one allocation for all nodes.
+pub(crate) struct Csr {
+    start: Vec<u32>,
+    items: Vec<u32>,
+}
+
+impl Csr {
+    fn with_capacity(nodes: usize, edges: usize) -> Self {
+        let mut start = Vec::with_capacity(nodes + 1);
+        start.push(0);
+        Csr { start, items: Vec::with_capacity(edges) }
+    }
+
+    fn push_row(&mut self, row: impl IntoIterator<Item = u32>) {
+        self.items.extend(row);
+        self.start.push(self.items.len() as u32);
+    }
+
+    /// Row `i`.
+    pub fn row(&self, i: usize) -> &[u32] {
+        &self.items[self.start[i] as usize..self.start[i + 1] as usize]
+    }
+
+    fn row_mut(&mut self, i: usize) -> &mut [u32] {
+        &mut self.items[self.start[i] as usize..self.start[i + 1] as usize]
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.start.len() - 1
+    }
+
+    /// The transposed relation (row j lists every i whose row contains j), rows sorted.
+    pub fn transpose(&self) -> Csr {
+        let n = self.len();
+        let mut count = vec![0u32; n + 1];
+        for &j in &self.items {
+            count[j as usize + 1] += 1;
+        }
+        for i in 0..n {
+            count[i + 1] += count[i];
+        }
+        let mut fill = count.clone();
+        let mut items = vec![0u32; self.items.len()];
+        for i in 0..n {
+            for &j in self.row(i) {
+                items[fill[j as usize] as usize] = i as u32;
+                fill[j as usize] += 1;
+            }
+        }
+        Csr { start: count, items }
+    }
+}
+
 /// The reachable part of a graph, numbered in a topological order.
-pub(crate) struct Topo {
+pub(crate) struct Topo<'g> {
     /// Keys by index.
-    pub keys: Vec<Key>,
+    pub keys: Vec<&'g Key>,
+    /// Nodes by index.
+    pub nodes: Vec<&'g Node>,
     /// Distinct dependencies by index (all smaller than the node's index).
-    pub deps: Vec<Vec<u32>>,
+    pub deps: Csr,
     /// Index of each key.
-    pub index: FxHashMap<Key, u32>,
+    pub index: FxHashMap<&'g Key, u32>,
     /// Indices of the requested keys, in request order (repeats kept).
     pub roots: Vec<u32>,
 }
 
-const VISITING: u32 = u32::MAX;
+/// Marks a key entered but not finished (on the current path).
+const ON_PATH: u32 = u32::MAX;
 
-impl Topo {
+enum Visit<'g> {
+    Enter(&'g Key),
+    Exit(&'g Key, &'g Node),
+}
+
+impl<'g> Topo<'g> {
     /// Numbers the ancestors of `roots` (roots included) in dependency-first order.
-    pub fn build(graph: &Graph, roots: &[Key]) -> Result<Topo, GraphError> {
-        let mut index: FxHashMap<Key, u32> = FxHashMap::default();
-        let mut keys: Vec<Key> = Vec::new();
-        let mut deps: Vec<Vec<u32>> = Vec::new();
-        // Frame: (key, its distinct dependencies, next dependency to visit).
-        let mut stack: Vec<(Key, Vec<Key>, usize)> = Vec::new();
+    pub fn build(graph: &'g Graph, roots: &[Key]) -> Result<Topo<'g>, GraphError> {
+        let mut index: FxHashMap<&'g Key, u32> = FxHashMap::default();
+        let mut keys: Vec<&'g Key> = Vec::new();
+        let mut nodes: Vec<&'g Node> = Vec::new();
+        let mut deps = Csr::with_capacity(graph.len(), graph.len() * 2);
+        let mut path: Vec<&'g Key> = Vec::new();
+        let mut stack: Vec<Visit<'g>> = Vec::new();
+        let mut row: Vec<u32> = Vec::new();
 
         for root in roots {
-            if index.contains_key(root) {
-                continue;
-            }
-            let node = graph.get(root).ok_or_else(|| GraphError::MissingKey { key: root.clone() })?;
-            index.insert(root.clone(), VISITING);
-            stack.push((root.clone(), node.dependencies(), 0));
-            while let Some(frame) = stack.last_mut() {
-                if frame.2 < frame.1.len() {
-                    let dep = frame.1[frame.2].clone();
-                    frame.2 += 1;
-                    match index.get(&dep) {
-                        Some(&VISITING) => {
-                            let start = stack.iter().position(|f| f.0 == dep).expect("visiting key is on the stack");
-                            let keys = stack[start..].iter().map(|f| f.0.clone()).collect();
-                            return Err(GraphError::Cycle { keys });
+            let root = graph.nodes.get_key_value(root).ok_or_else(|| GraphError::MissingKey { key: root.clone() })?.0;
+            stack.push(Visit::Enter(root));
+            while let Some(visit) = stack.pop() {
+                match visit {
+                    Visit::Enter(key) => match index.get(key) {
+                        Some(&ON_PATH) => {
+                            let start = path.iter().position(|k| *k == key).expect("on-path keys are on the path");
+                            return Err(GraphError::Cycle { keys: path[start..].iter().map(|k| (*k).clone()).collect() });
                         }
                         Some(_) => {}
                         None => {
-                            let node = graph.get(&dep).ok_or_else(|| GraphError::MissingDependency {
-                                key: frame.0.clone(),
-                                missing: dep.clone(),
-                            })?;
-                            index.insert(dep.clone(), VISITING);
-                            let d = node.dependencies();
-                            stack.push((dep, d, 0));
+                            let node = &graph.nodes[key];
+                            index.insert(key, ON_PATH);
+                            path.push(key);
+                            stack.push(Visit::Exit(key, node));
+                            let mut missing = None;
+                            // Pushed in reverse so that arguments are entered in order.
+                            let mark = stack.len();
+                            node.for_each_dependency(&mut |d| match graph.nodes.get_key_value(d) {
+                                Some((dk, _)) => stack.push(Visit::Enter(dk)),
+                                None => {
+                                    if missing.is_none() {
+                                        missing = Some(d.clone());
+                                    }
+                                }
+                            });
+                            if let Some(missing) = missing {
+                                return Err(GraphError::MissingDependency { key: key.clone(), missing });
+                            }
+                            stack[mark..].reverse();
                         }
+                    },
+                    Visit::Exit(key, node) => {
+                        path.pop();
+                        row.clear();
+                        node.for_each_dependency(&mut |d| {
+                            let i = index[d];
+                            if !row.contains(&i) {
+                                row.push(i);
+                            }
+                        });
+                        let i = keys.len() as u32;
+                        deps.push_row(row.iter().copied());
+                        index.insert(key, i);
+                        keys.push(key);
+                        nodes.push(node);
                     }
-                } else {
-                    let (key, dkeys, _) = stack.pop().expect("non-empty");
-                    let i = keys.len() as u32;
-                    deps.push(dkeys.iter().map(|k| index[k]).collect());
-                    index.insert(key.clone(), i);
-                    keys.push(key);
                 }
             }
         }
         let roots = roots.iter().map(|k| index[k]).collect();
-        Ok(Topo { keys, deps, index, roots })
+        Ok(Topo { keys, nodes, deps, index, roots })
     }
 
     /// Height of each node: 1 for a node without dependencies, else 1 + the tallest dependency.
     fn heights(&self) -> Vec<u32> {
         let mut h = vec![0u32; self.keys.len()];
         for i in 0..self.keys.len() {
-            h[i] = 1 + self.deps[i].iter().map(|&d| h[d as usize]).max().unwrap_or(0);
+            h[i] = 1 + self.deps.row(i).iter().map(|&d| h[d as usize]).max().unwrap_or(0);
         }
         h
     }
 
-    /// Priority of each node (0 runs first): see the module docs.
-    pub fn priorities(&self) -> Vec<u32> {
+    /// Priority of each node (0 runs first): see the module docs. Sorts each
+    /// node's dependency row tallest first as a side effect.
+    pub fn priorities(&mut self) -> Vec<u32> {
         let n = self.keys.len();
         let heights = self.heights();
+        for i in 0..n {
+            // Tallest first; ties keep argument order (stable sort).
+            self.deps.row_mut(i).sort_by(|&a, &b| heights[b as usize].cmp(&heights[a as usize]));
+        }
         let mut prio = vec![u32::MAX; n];
         let mut next = 0u32;
         let mut seen = vec![false; n];
-        let mut stack: Vec<(u32, Vec<u32>, usize)> = Vec::new();
-        let sorted_deps = |i: u32| {
-            let mut d = self.deps[i as usize].clone();
-            // Tallest first; ties broken by index (deterministic, follows argument order).
-            d.sort_by(|&a, &b| heights[b as usize].cmp(&heights[a as usize]).then(a.cmp(&b)));
-            d
-        };
+        let mut stack: Vec<(u32, usize)> = Vec::new();
         for &root in &self.roots {
             if seen[root as usize] {
                 continue;
             }
             seen[root as usize] = true;
-            stack.push((root, sorted_deps(root), 0));
+            stack.push((root, 0));
             while let Some(frame) = stack.last_mut() {
-                if frame.2 < frame.1.len() {
-                    let d = frame.1[frame.2];
-                    frame.2 += 1;
+                let (i, cursor) = *frame;
+                let row = self.deps.row(i as usize);
+                if cursor < row.len() {
+                    frame.1 += 1;
+                    let d = row[cursor];
                     if !seen[d as usize] {
                         seen[d as usize] = true;
-                        stack.push((d, sorted_deps(d), 0));
+                        stack.push((d, 0));
                     }
                 } else {
-                    let (i, _, _) = stack.pop().expect("non-empty");
+                    stack.pop();
                     prio[i as usize] = next;
                     next += 1;
                 }
@@ -139,9 +218,9 @@ pub fn order(graph: &Graph) -> Result<FxHashMap<Key, u32>, GraphError> {
     } else {
         sinks
     };
-    let topo = Topo::build(graph, &roots)?;
+    let mut topo = Topo::build(graph, &roots)?;
     let prio = topo.priorities();
-    Ok(topo.keys.iter().cloned().zip(prio).collect())
+    Ok(topo.keys.iter().map(|k| (*k).clone()).zip(prio).collect())
 }
 
 /// Keys of `graph` that are ancestors of `keys` (the keys included).

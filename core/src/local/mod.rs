@@ -97,7 +97,8 @@ fn run_local(
     options: &ComputeOptions,
     exec: impl FnOnce(&Plan, &Run<'_>) -> Result<(), ComputeError>,
 ) -> Result<Vec<Value>, ComputeError> {
-    let plan = Plan::build(graph, outputs)?;
+    let plan = Plan::build(&graph, outputs)?;
+    drop(graph);
     let callbacks = &options.callbacks;
     callbacks.iter().for_each(|c| c.on_start(plan.len()));
     let run = Run::new(&plan, callbacks);

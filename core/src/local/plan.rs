@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use crate::diagnostics::{Callback, TaskInfo};
 use crate::error::{ComputeError, FailureKind};
-use crate::graph::order::Topo;
+use crate::graph::order::{Csr, Topo};
 use crate::graph::{Arg, Graph, GraphError, Node, Task};
 use crate::key::Key;
 use crate::op::OpRef;
@@ -44,8 +44,8 @@ pub(crate) enum PNode {
 pub(crate) struct Plan {
     pub keys: Vec<Key>,
     pub nodes: Vec<PNode>,
-    pub deps: Vec<Vec<u32>>,
-    pub dependents: Vec<Vec<u32>>,
+    pub deps: Csr,
+    pub dependents: Csr,
     pub priority: Vec<u32>,
     /// All nodes by increasing priority (a topological order).
     pub order: Vec<u32>,
@@ -53,11 +53,11 @@ pub(crate) struct Plan {
     pub is_output: Vec<bool>,
 }
 
-fn convert_args(args: Vec<Arg>, index: &impl Fn(&Key) -> PArg) -> Vec<PArg> {
-    args.into_iter()
+fn convert_args(args: &[Arg], index: &impl Fn(&Key) -> PArg) -> Vec<PArg> {
+    args.iter()
         .map(|a| match a {
-            Arg::Key(k) => index(&k),
-            Arg::Literal(v) => PArg::Literal(v),
+            Arg::Key(k) => index(k),
+            Arg::Literal(v) => PArg::Literal(v.clone()),
             Arg::List(items) => PArg::List(convert_args(items, index)),
         })
         .collect()
@@ -65,43 +65,37 @@ fn convert_args(args: Vec<Arg>, index: &impl Fn(&Key) -> PArg) -> Vec<PArg> {
 
 impl Plan {
     /// Indexes the ancestors of `outputs`; rejects cycles and missing keys.
-    pub fn build(graph: Graph, outputs: &[Key]) -> Result<Plan, GraphError> {
-        let topo = Topo::build(&graph, outputs)?;
+    pub fn build(graph: &Graph, outputs: &[Key]) -> Result<Plan, GraphError> {
+        let mut topo = Topo::build(graph, outputs)?;
         let priority = topo.priorities();
         let n = topo.keys.len();
-        let mut nodes_by_key = graph.into_nodes();
-        let mut nodes = Vec::with_capacity(n);
-        for key in &topo.keys {
-            let node = nodes_by_key.remove(key).expect("topo keys come from the graph");
-            let dep = |k: &Key| PArg::Dep(topo.index[k]);
-            nodes.push(match node {
-                Node::Task(Task { op, args }) => PNode::Task(PTask { op, args: convert_args(args, &dep) }),
-                Node::Data(v) => PNode::Data(v),
-                Node::Alias(k) => PNode::Alias(topo.index[&k]),
+        let dep = |k: &Key| PArg::Dep(topo.index[k]);
+        let nodes = topo
+            .nodes
+            .iter()
+            .map(|node| match node {
+                Node::Task(Task { op, args }) => PNode::Task(PTask { op: op.clone(), args: convert_args(args, &dep) }),
+                Node::Data(v) => PNode::Data(v.clone()),
+                Node::Alias(k) => PNode::Alias(topo.index[k]),
                 Node::Fused(f) => {
-                    let internal: Vec<Key> = f.steps.iter().map(|(k, _)| k.clone()).collect();
+                    let step_index = f.step_index();
                     let steps = f
                         .steps
-                        .into_iter()
+                        .iter()
                         .enumerate()
                         .map(|(i, (k, t))| {
-                            let resolve = |r: &Key| match internal[..i].iter().position(|ik| ik == r) {
-                                Some(step) => PArg::Local(step),
-                                None => PArg::Dep(topo.index[r]),
+                            let resolve = |r: &Key| match step_index.get(r) {
+                                Some(&step) if step < i => PArg::Local(step),
+                                _ => PArg::Dep(topo.index[r]),
                             };
-                            (k, PTask { op: t.op, args: convert_args(t.args, &resolve) })
+                            (k.clone(), PTask { op: t.op.clone(), args: convert_args(&t.args, &resolve) })
                         })
                         .collect();
                     PNode::Fused(steps)
                 }
-            });
-        }
-        let mut dependents = vec![Vec::new(); n];
-        for (i, ds) in topo.deps.iter().enumerate() {
-            for &d in ds {
-                dependents[d as usize].push(i as u32);
-            }
-        }
+            })
+            .collect();
+        let dependents = topo.deps.transpose();
         let mut order: Vec<u32> = (0..n as u32).collect();
         order.sort_unstable_by_key(|&i| priority[i as usize]);
         let mut is_output = vec![false; n];
@@ -109,7 +103,7 @@ impl Plan {
             is_output[o as usize] = true;
         }
         Ok(Plan {
-            keys: topo.keys,
+            keys: topo.keys.iter().map(|k| (*k).clone()).collect(),
             nodes,
             deps: topo.deps,
             dependents,
@@ -148,7 +142,7 @@ impl<'a> Run<'a> {
         Run {
             plan,
             slots: (0..plan.len()).map(|_| Mutex::new(None)).collect(),
-            uses_left: plan.dependents.iter().map(|d| AtomicU32::new(d.len() as u32)).collect(),
+            uses_left: (0..plan.len()).map(|i| AtomicU32::new(plan.dependents.row(i).len() as u32)).collect(),
             callbacks,
         }
     }
@@ -172,7 +166,7 @@ impl<'a> Run<'a> {
 
     /// Drops this node's claim on each dependency; the last claimant empties the slot.
     fn release_dependencies(&self, i: u32) {
-        for &d in &self.plan.deps[i as usize] {
+        for &d in self.plan.deps.row(i as usize) {
             if self.uses_left[d as usize].fetch_sub(1, Ordering::AcqRel) == 1 && !self.plan.is_output[d as usize] {
                 let old = self.slots[d as usize].lock().unwrap_or_else(|p| p.into_inner()).take();
                 drop(old);

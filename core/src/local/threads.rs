@@ -107,7 +107,7 @@ impl Shared<'_> {
                 return;
             }
             ready.clear();
-            for &d in &self.plan.dependents[i as usize] {
+            for &d in self.plan.dependents.row(i as usize) {
                 if self.deps_left[d as usize].fetch_sub(1, Ordering::AcqRel) == 1 {
                     ready.push(d);
                 }
@@ -134,7 +134,7 @@ pub(crate) fn execute(plan: &Plan, run: &Run<'_>, workers: usize) -> Result<(), 
     let shared = Shared {
         plan,
         run,
-        deps_left: plan.deps.iter().map(|d| AtomicU32::new(d.len() as u32)).collect(),
+        deps_left: (0..plan.len()).map(|i| AtomicU32::new(plan.deps.row(i).len() as u32)).collect(),
         injector: Injector::new(),
         stealers: locals.iter().map(Worker::stealer).collect(),
         done: AtomicUsize::new(0),
@@ -144,7 +144,7 @@ pub(crate) fn execute(plan: &Plan, run: &Run<'_>, workers: usize) -> Result<(), 
         wake: (Mutex::new(()), Condvar::new()),
     };
     for &i in &plan.order {
-        if plan.deps[i as usize].is_empty() {
+        if plan.deps.row(i as usize).is_empty() {
             shared.injector.push(i);
         }
     }

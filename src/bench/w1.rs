@@ -1,0 +1,112 @@
+//! W1 `w1_overhead`: task-scheduling overhead (see `../shared/peers/README.md`).
+//!
+//! (a) a binary-tree sum over `inc(i)`, i = 0..W1_N_LEAVES (199,999 tasks for
+//! 100,000 leaves); (c) a chain of W1_N_CHAIN dependent `inc`. Each graph is built
+//! once through the public `Delayed` API (`build_seconds`); `seconds` is the
+//! median of the computes, and a compute includes everything `compute()` does:
+//! materializing the graph, planning, ordering and running it.
+
+use std::time::Instant;
+
+use serde_json::{json, Map, Value};
+
+use super::{env_usize, measure, record, BenchEnv, BenchError};
+use rask_core::{ComputeOptions, Delayed, Scheduler};
+
+rask_core::op! {
+    /// `x + 1`.
+    pub fn inc(x: i64) -> i64 { x + 1 }
+    /// `a + b`.
+    pub fn add(a: i64, b: i64) -> i64 { a + b }
+}
+
+/// The tree of (a): leaves `inc(i)`, then pairwise `add` level by level (an odd
+/// last element is carried up). Returns the root and the number of tasks.
+pub fn build_tree(n_leaves: usize) -> (Delayed<i64>, usize) {
+    let mut level: Vec<Delayed<i64>> = (0..n_leaves as i64).map(inc).collect();
+    let mut n_tasks = level.len();
+    while level.len() > 1 {
+        let mut next: Vec<Delayed<i64>> = level.chunks_exact(2).map(|p| add(&p[0], &p[1])).collect();
+        n_tasks += next.len();
+        if level.len() % 2 == 1 {
+            next.push(level.pop().expect("odd length"));
+        }
+        level = next;
+    }
+    (level.pop().expect("at least one leaf"), n_tasks)
+}
+
+/// The chain of (c): `x_{k+1} = inc(x_k)`, `x_0 = 0`.
+pub fn build_chain(n: usize) -> Delayed<i64> {
+    let mut x = inc(0);
+    for _ in 1..n {
+        x = inc(x);
+    }
+    x
+}
+
+fn scheduler_config(s: &Scheduler) -> Map<String, Value> {
+    let mut c = Map::new();
+    c.insert("scheduler".into(), json!(s.name()));
+    if let Scheduler::Threads { workers } = s {
+        c.insert("num_workers".into(), json!(workers));
+    }
+    c
+}
+
+fn time_compute(
+    env: &BenchEnv,
+    g: &Delayed<i64>,
+    s: &Scheduler,
+    expected: i64,
+) -> Result<(f64, Vec<f64>, i64), BenchError> {
+    let opts = ComputeOptions::new();
+    let (sec, runs, res) = measure(env.repeats, || g.compute_with(s, &opts));
+    let res = res.map_err(|source| BenchError::Compute { workload: "w1_overhead", source })?;
+    if res != expected {
+        return Err(BenchError::WrongResult { workload: "w1_overhead", got: res.to_string(), expected: expected.to_string() });
+    }
+    Ok((sec, runs, res))
+}
+
+/// Runs W1 (a) and (c) on the sync and threaded schedulers.
+pub fn run(env: &BenchEnv, out: &mut dyn FnMut(Value)) -> Result<(), BenchError> {
+    let n_leaves = env_usize("W1_N_LEAVES", 100_000)?.max(1);
+    let n_chain = env_usize("W1_N_CHAIN", 10_000)?.max(1);
+
+    let t = Instant::now();
+    let (tree, n_tree_tasks) = build_tree(n_leaves);
+    let tree_build = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let chain = build_chain(n_chain);
+    let chain_build = t.elapsed().as_secs_f64();
+    let expected_tree = (n_leaves as i64) * (n_leaves as i64 + 1) / 2;
+
+    for s in [Scheduler::Sync, Scheduler::threads()] {
+        let (sec, runs, res) = time_compute(env, &tree, &s, expected_tree)?;
+        let mut config = scheduler_config(&s);
+        config.insert("part".into(), json!("a_tree"));
+        config.insert("n_leaves".into(), json!(n_leaves));
+        config.insert("n_tasks".into(), json!(n_tree_tasks));
+        let mut m = Map::new();
+        m.insert("result".into(), json!(res));
+        m.insert("correct".into(), json!(res == expected_tree));
+        m.insert("tasks_per_second".into(), json!(n_tree_tasks as f64 / sec));
+        m.insert("build_seconds".into(), json!(tree_build));
+        m.insert("tasks_per_second_incl_build".into(), json!(n_tree_tasks as f64 / (sec + tree_build)));
+        out(record("w1_overhead", Value::Object(config), sec, &runs, m));
+
+        let (sec, runs, res) = time_compute(env, &chain, &s, n_chain as i64)?;
+        let mut config = scheduler_config(&s);
+        config.insert("part".into(), json!("c_chain"));
+        config.insert("n_tasks".into(), json!(n_chain));
+        let mut m = Map::new();
+        m.insert("result".into(), json!(res));
+        m.insert("correct".into(), json!(res == n_chain as i64));
+        m.insert("tasks_per_second".into(), json!(n_chain as f64 / sec));
+        m.insert("us_per_task".into(), json!(sec / n_chain as f64 * 1e6));
+        m.insert("build_seconds".into(), json!(chain_build));
+        out(record("w1_overhead", Value::Object(config), sec, &runs, m));
+    }
+    Ok(())
+}
