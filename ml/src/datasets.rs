@@ -1,0 +1,204 @@
+//! Loading `(X, y)` from `.npy` and CSV files, and seeded synthetic data sets.
+
+use std::path::Path;
+
+use ndarray::{Array1, Array2, Axis};
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use crate::error::MlError;
+
+fn data_err(path: &Path, message: impl Into<String>) -> MlError {
+    MlError::Data { path: path.display().to_string(), message: message.into() }
+}
+
+/// An array read from a `.npy` file: its shape and values as f64, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NpyArray {
+    /// The shape.
+    pub shape: Vec<usize>,
+    /// The values in C order.
+    pub data: Vec<f64>,
+}
+
+/// Reads a `.npy` file (format 1.0–3.0) of dtype `<f8`, `<f4`, `<i8`, `<i4`,
+/// `|u1` or `|b1`, in C order, converting to f64.
+pub fn read_npy(path: impl AsRef<Path>) -> Result<NpyArray, MlError> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| data_err(path, format!("cannot read: {e}")))?;
+    parse_npy(&bytes).map_err(|m| data_err(path, m))
+}
+
+fn header_field<'a>(header: &'a str, key: &str) -> Result<&'a str, String> {
+    let k = format!("'{key}':");
+    let start = header.find(&k).ok_or_else(|| format!("the .npy header has no {key:?} field: {header}"))? + k.len();
+    Ok(header[start..].trim_start())
+}
+
+/// Parses the bytes of a `.npy` file (see [`read_npy`]).
+pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray, String> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err("not a .npy file (missing the \\x93NUMPY magic)".into());
+    }
+    let major = bytes[6];
+    let (hlen, hstart) = match major {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 => {
+            if bytes.len() < 12 {
+                return Err("truncated .npy header".into());
+            }
+            (u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize, 12)
+        }
+        v => return Err(format!(".npy format version {v} is not supported (1, 2 and 3 are)")),
+    };
+    let header = bytes.get(hstart..hstart + hlen).ok_or("truncated .npy header")?;
+    let header = std::str::from_utf8(header).map_err(|_| "the .npy header is not text")?;
+    let descr = header_field(header, "descr")?;
+    let descr = descr.trim_start_matches('\'');
+    let descr = &descr[..descr.find('\'').ok_or("malformed descr")?];
+    if header_field(header, "fortran_order")?.starts_with("True") {
+        return Err("Fortran-order arrays are not supported; save with np.ascontiguousarray".into());
+    }
+    let shape_s = header_field(header, "shape")?;
+    let shape_s = &shape_s[1..shape_s.find(')').ok_or("malformed shape")?];
+    let shape: Vec<usize> = shape_s
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>().map_err(|_| format!("malformed shape entry {s:?}")))
+        .collect::<Result<_, _>>()?;
+    let n: usize = shape.iter().product();
+    let (size, conv): (usize, fn(&[u8]) -> f64) = match descr {
+        "<f8" => (8, |b| f64::from_le_bytes(b.try_into().expect("8 bytes"))),
+        "<f4" => (4, |b| f32::from_le_bytes(b.try_into().expect("4 bytes")) as f64),
+        "<i8" => (8, |b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as f64),
+        "<i4" => (4, |b| i32::from_le_bytes(b.try_into().expect("4 bytes")) as f64),
+        "|u1" | "|b1" => (1, |b| b[0] as f64),
+        other => return Err(format!("dtype {other:?} is not supported (use <f8, <f4, <i8, <i4, |u1 or |b1)")),
+    };
+    let body = &bytes[hstart + hlen..];
+    if body.len() != n * size {
+        return Err(format!(
+            "the header announces shape {shape:?} of {descr} ({} bytes) but the file holds {} bytes of data (truncated or corrupt)",
+            n * size,
+            body.len()
+        ));
+    }
+    Ok(NpyArray { shape, data: body.chunks_exact(size).map(conv).collect() })
+}
+
+/// Loads `X` (2-d) and `y` (1-d) from two `.npy` files.
+pub fn load_npy_xy(x_path: impl AsRef<Path>, y_path: impl AsRef<Path>) -> Result<(Array2<f64>, Array1<f64>), MlError> {
+    let (xp, yp) = (x_path.as_ref(), y_path.as_ref());
+    let x = read_npy(xp)?;
+    if x.shape.len() != 2 {
+        return Err(data_err(xp, format!("X must be 2-dimensional, got shape {:?}", x.shape)));
+    }
+    let y = read_npy(yp)?;
+    if y.shape.len() != 1 {
+        return Err(data_err(yp, format!("y must be 1-dimensional, got shape {:?}", y.shape)));
+    }
+    if y.shape[0] != x.shape[0] {
+        return Err(data_err(yp, format!("y has {} rows but X ({}) has {}", y.shape[0], xp.display(), x.shape[0])));
+    }
+    let x = Array2::from_shape_vec((x.shape[0], x.shape[1]), x.data).expect("shape checked");
+    Ok((x, Array1::from(y.data)))
+}
+
+/// Loads a CSV file with a header line: every column but `target` becomes a
+/// feature. Returns `(X, y, feature names)`. Values must parse as numbers.
+pub fn load_csv_xy(path: impl AsRef<Path>, target: &str) -> Result<(Array2<f64>, Array1<f64>, Vec<String>), MlError> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).map_err(|e| data_err(path, format!("cannot read: {e}")))?;
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let (_, header) = lines.next().ok_or_else(|| data_err(path, "empty file: expected a header line"))?;
+    let names: Vec<String> = header.split(',').map(|s| s.trim().trim_matches('"').to_string()).collect();
+    let t = names.iter().position(|n| n == target).ok_or_else(|| {
+        data_err(path, format!("no column named {target:?}; columns are {}", names.join(", ")))
+    })?;
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    let mut rows = 0;
+    for (ln, line) in lines {
+        let fields: Vec<&str> = line.split(',').collect();
+        if fields.len() != names.len() {
+            return Err(data_err(path, format!("line {}: {} fields, the header has {}", ln + 1, fields.len(), names.len())));
+        }
+        for (j, f) in fields.iter().enumerate() {
+            let v: f64 = f.trim().parse().map_err(|_| {
+                data_err(path, format!("line {}, column {:?}: {:?} is not a number", ln + 1, names[j], f.trim()))
+            })?;
+            if j == t {
+                ys.push(v);
+            } else {
+                xs.push(v);
+            }
+        }
+        rows += 1;
+    }
+    if rows == 0 {
+        return Err(data_err(path, "no data rows after the header"));
+    }
+    let mut feature_names = names;
+    feature_names.remove(t);
+    let x = Array2::from_shape_vec((rows, feature_names.len()), xs).expect("rows have equal length");
+    Ok((x, Array1::from(ys), feature_names))
+}
+
+fn normal(rng: &mut impl Rng) -> f64 {
+    // Box–Muller.
+    let u1: f64 = rng.gen::<f64>().max(f64::MIN_POSITIVE);
+    let u2: f64 = rng.gen();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+/// A seeded classification problem in the spirit of scikit-learn's
+/// `make_classification`: `n_informative` features carry Gaussian clusters
+/// (one per class, centres on hypercube vertices two units apart), the other
+/// features are noise, and 1% of labels are flipped. Not bit-identical to
+/// scikit-learn's generator.
+pub fn make_classification(
+    n_samples: usize,
+    n_features: usize,
+    n_informative: usize,
+    n_classes: usize,
+    seed: u64,
+) -> (Array2<f64>, Array1<f64>) {
+    let n_informative = n_informative.clamp(1, n_features.max(1));
+    let n_classes = n_classes.max(2);
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let centres: Vec<Vec<f64>> = (0..n_classes)
+        .map(|_| (0..n_informative).map(|_| if rng.gen::<bool>() { 1.0 } else { -1.0 }).collect())
+        .collect();
+    let mut x = Array2::zeros((n_samples, n_features));
+    let mut y = Array1::zeros(n_samples);
+    for i in 0..n_samples {
+        let c = i % n_classes;
+        for j in 0..n_features {
+            x[[i, j]] = normal(&mut rng) + if j < n_informative { centres[c][j] } else { 0.0 };
+        }
+        y[i] = if rng.gen::<f64>() < 0.01 { rng.gen_range(0..n_classes) as f64 } else { c as f64 };
+    }
+    // Shuffle the rows so that classes are not in blocks.
+    let mut order: Vec<usize> = (0..n_samples).collect();
+    for i in (1..n_samples).rev() {
+        order.swap(i, rng.gen_range(0..=i));
+    }
+    (x.select(Axis(0), &order), y.select(Axis(0), &order))
+}
+
+/// A seeded linear regression problem: `y = X·w + noise·ε` with `w` drawn
+/// uniformly in [0, 100) on the first `n_informative` features (zero elsewhere).
+pub fn make_regression(
+    n_samples: usize,
+    n_features: usize,
+    n_informative: usize,
+    noise: f64,
+    seed: u64,
+) -> (Array2<f64>, Array1<f64>, Array1<f64>) {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let x = Array2::from_shape_simple_fn((n_samples, n_features), || normal(&mut rng));
+    let w: Array1<f64> = (0..n_features).map(|j| if j < n_informative { 100.0 * rng.gen::<f64>() } else { 0.0 }).collect();
+    let y = x.dot(&w) + Array1::from_shape_simple_fn(n_samples, || noise * normal(&mut rng));
+    (x, y, w)
+}

@@ -1,0 +1,338 @@
+//! Linear models: logistic regression (linfa-logistic), least squares
+//! (linfa-linear), ridge / lasso / elastic net (linfa-elasticnet).
+//!
+//! Differences from scikit-learn, and why they do not matter for results:
+//! * linfa-logistic minimizes `Σ logloss + α/2·‖w‖²`; scikit-learn minimizes
+//!   `C·Σ logloss + ½‖w‖²`. The optima coincide for `α = 1/C`, which is what
+//!   `C` sets. linfa's `gradient_tolerance` applies to the gradient of the *sum*
+//!   (scikit-learn's `tol` to the mean), so the same `tol` stops closer to the
+//!   optimum here.
+//! * Ridge is solved by coordinate descent (scikit-learn: Cholesky). The
+//!   penalty is scaled so that the optimum is the same; `tol` controls how
+//!   close it gets.
+//! * With an intercept, X and y are centered before the solver runs and the
+//!   intercept is recovered as `ȳ − x̄·w`, exactly as scikit-learn does.
+
+use linfa::prelude::*;
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+use serde::{Deserialize, Serialize};
+
+use crate::error::MlError;
+use crate::estimator::{encode_classes, require_y, FitParams, FittedModel, Kind, Output};
+
+fn fit_err(estimator: &str, library: &str, e: impl std::fmt::Display) -> MlError {
+    MlError::Fit { estimator: estimator.into(), library: library.into(), message: e.to_string() }
+}
+
+fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+crate::params! {
+    /// Hyperparameters of [`LogisticRegression`]: L2-regularized logistic
+    /// regression, binary or multinomial, as scikit-learn's `LogisticRegression`
+    /// with the lbfgs solver.
+    pub struct LogisticRegressionParams for "LogisticRegression" {
+        /// Inverse of the L2 regularization strength (scikit-learn's `C`).
+        c ("C"): f64 = 1.0, valid if |v| *v > 0.0 && v.is_finite(), "a positive finite number";
+        /// Fit an (unpenalized) intercept.
+        fit_intercept ("fit_intercept"): bool = true, valid if |_v| true, "true or false";
+        /// Maximum L-BFGS iterations.
+        max_iter ("max_iter"): i64 = 100, valid if |v| *v >= 1, "an integer >= 1";
+        /// Stop when the gradient norm falls below this.
+        tol ("tol"): f64 = 1e-4, valid if |v| *v > 0.0, "a positive number";
+    }
+}
+
+/// A fitted logistic regression.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FittedLogisticRegression {
+    /// Sorted class labels.
+    pub classes: Vec<f64>,
+    /// Coefficients: one row for binary problems (the positive class, `classes[1]`), one per class otherwise.
+    pub coef: Array2<f64>,
+    /// Intercepts, one per row of `coef`.
+    pub intercept: Array1<f64>,
+}
+
+impl FitParams for LogisticRegressionParams {
+    type Fitted = FittedLogisticRegression;
+
+    fn fit(&self, x: ArrayView2<'_, f64>, y: Option<ArrayView1<'_, f64>>) -> Result<Self::Fitted, MlError> {
+        let name = "LogisticRegression";
+        let y = require_y(name, y)?;
+        let (classes, idx) = encode_classes(name, y)?;
+        let alpha = 1.0 / self.c;
+        if classes.len() == 2 {
+            let targets = Array1::from(idx);
+            let ds = Dataset::new(x.to_owned(), targets);
+            let model = linfa_logistic::LogisticRegression::default()
+                .alpha(alpha)
+                .with_intercept(self.fit_intercept)
+                .max_iterations(self.max_iter as u64)
+                .gradient_tolerance(self.tol)
+                .fit(&ds)
+                .map_err(|e| fit_err(name, "linfa-logistic", e))?;
+            // linfa treats the larger label (index 1) as the positive class, as scikit-learn does.
+            debug_assert_eq!(model.labels().pos.class, 1);
+            let coef = model.params().clone().insert_axis(Axis(0));
+            Ok(FittedLogisticRegression { classes, coef, intercept: Array1::from(vec![model.intercept()]) })
+        } else {
+            let targets = Array1::from(idx);
+            let ds = Dataset::new(x.to_owned(), targets);
+            let model = linfa_logistic::MultiLogisticRegression::default()
+                .alpha(alpha)
+                .with_intercept(self.fit_intercept)
+                .max_iterations(self.max_iter as u64)
+                .gradient_tolerance(self.tol)
+                .fit(&ds)
+                .map_err(|e| fit_err(name, "linfa-logistic", e))?;
+            // linfa orders the columns by sorted class, like `classes`.
+            Ok(FittedLogisticRegression {
+                classes,
+                coef: model.params().t().to_owned(),
+                intercept: model.intercept().clone(),
+            })
+        }
+    }
+}
+
+impl FittedLogisticRegression {
+    /// Raw scores `X·coefᵀ + intercept`.
+    pub fn decision_function(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
+        x.dot(&self.coef.t()) + &self.intercept
+    }
+}
+
+impl FittedModel for FittedLogisticRegression {
+    fn n_features(&self) -> usize {
+        self.coef.ncols()
+    }
+
+    fn predict_proba(&self, x: ArrayView2<'_, f64>) -> Output<Array2<f64>> {
+        let z = self.decision_function(x);
+        if self.classes.len() == 2 {
+            let mut p = Array2::zeros((x.nrows(), 2));
+            for (i, &zi) in z.column(0).iter().enumerate() {
+                let q = sigmoid(zi);
+                p[[i, 0]] = 1.0 - q;
+                p[[i, 1]] = q;
+            }
+            Some(Ok(p))
+        } else {
+            let mut p = z;
+            for mut row in p.rows_mut() {
+                let m = row.fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+                row.mapv_inplace(|v| (v - m).exp());
+                let s = row.sum();
+                row /= s;
+            }
+            Some(Ok(p))
+        }
+    }
+
+    fn predict(&self, x: ArrayView2<'_, f64>) -> Output<Array1<f64>> {
+        let z = self.decision_function(x);
+        Some(Ok(if self.classes.len() == 2 {
+            z.column(0).mapv(|v| if v > 0.0 { self.classes[1] } else { self.classes[0] })
+        } else {
+            z.rows().into_iter().map(|r| self.classes[argmax(r)]).collect()
+        }))
+    }
+
+    fn classes(&self) -> Option<&[f64]> {
+        Some(&self.classes)
+    }
+}
+
+/// Index of the largest value (the first on ties, as NumPy's argmax).
+pub(crate) fn argmax(r: ArrayView1<'_, f64>) -> usize {
+    let mut best = 0;
+    for (i, &v) in r.iter().enumerate() {
+        if v > r[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+crate::estimator! {
+    /// Logistic regression (see [`LogisticRegressionParams`]).
+    LogisticRegression, LogisticRegressionParams, FittedLogisticRegression, "LogisticRegression", Kind::Classifier
+}
+
+/// A fitted linear model `y = X·coef + intercept`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FittedLinear {
+    /// Coefficients.
+    pub coef: Array1<f64>,
+    /// Intercept (0 without one).
+    pub intercept: f64,
+}
+
+impl FittedModel for FittedLinear {
+    fn n_features(&self) -> usize {
+        self.coef.len()
+    }
+    fn predict(&self, x: ArrayView2<'_, f64>) -> Output<Array1<f64>> {
+        Some(Ok(x.dot(&self.coef) + self.intercept))
+    }
+}
+
+crate::params! {
+    /// Hyperparameters of [`LinearRegression`]: ordinary least squares.
+    pub struct LinearRegressionParams for "LinearRegression" {
+        /// Fit an intercept.
+        fit_intercept ("fit_intercept"): bool = true, valid if |_v| true, "true or false";
+    }
+}
+
+impl FitParams for LinearRegressionParams {
+    type Fitted = FittedLinear;
+
+    fn fit(&self, x: ArrayView2<'_, f64>, y: Option<ArrayView1<'_, f64>>) -> Result<FittedLinear, MlError> {
+        let name = "LinearRegression";
+        let y = require_y(name, y)?;
+        let ds = Dataset::new(x.to_owned(), y.to_owned());
+        let m = linfa_linear::LinearRegression::new()
+            .with_intercept(self.fit_intercept)
+            .fit(&ds)
+            .map_err(|e| fit_err(name, "linfa-linear", e))?;
+        Ok(FittedLinear { coef: m.params().clone(), intercept: m.intercept() })
+    }
+}
+
+crate::estimator! {
+    /// Ordinary least squares (see [`LinearRegressionParams`]).
+    LinearRegression, LinearRegressionParams, FittedLinear, "LinearRegression", Kind::Regressor
+}
+
+/// Solves `min 1/(2n)‖y − Xw − b‖² + α·(ρ‖w‖₁ + (1−ρ)/2‖w‖²)` with linfa-elasticnet.
+fn elastic_net(
+    name: &str,
+    x: ArrayView2<'_, f64>,
+    y: ArrayView1<'_, f64>,
+    penalty: f64,
+    l1_ratio: f64,
+    fit_intercept: bool,
+    max_iter: i64,
+    tol: f64,
+) -> Result<FittedLinear, MlError> {
+    let (xc, yc, x_mean, y_mean) = if fit_intercept {
+        let xm = x.mean_axis(Axis(0)).expect("non-empty");
+        let ym = y.mean().expect("non-empty");
+        (&x - &xm, &y - ym, Some(xm), ym)
+    } else {
+        (x.to_owned(), y.to_owned(), None, 0.0)
+    };
+    let ds = Dataset::new(xc, yc);
+    let m = linfa_elasticnet::ElasticNet::params()
+        .penalty(penalty)
+        .l1_ratio(l1_ratio)
+        .with_intercept(false)
+        .max_iterations(max_iter as u32)
+        .tolerance(tol)
+        .fit(&ds)
+        .map_err(|e| fit_err(name, "linfa-elasticnet", e))?;
+    let coef = m.hyperplane().clone();
+    let intercept = match x_mean {
+        Some(xm) => y_mean - xm.dot(&coef),
+        None => 0.0,
+    };
+    Ok(FittedLinear { coef, intercept })
+}
+
+crate::params! {
+    /// Hyperparameters of [`Ridge`]: least squares with an L2 penalty
+    /// `‖y − Xw‖² + α‖w‖²` (scikit-learn's `Ridge`).
+    pub struct RidgeParams for "Ridge" {
+        /// Penalty strength.
+        alpha ("alpha"): f64 = 1.0, valid if |v| *v >= 0.0 && v.is_finite(), "a finite number >= 0";
+        /// Fit an (unpenalized) intercept.
+        fit_intercept ("fit_intercept"): bool = true, valid if |_v| true, "true or false";
+        /// Maximum coordinate-descent sweeps.
+        max_iter ("max_iter"): i64 = 10000, valid if |v| *v >= 1, "an integer >= 1";
+        /// Relative tolerance of the solver.
+        tol ("tol"): f64 = 1e-8, valid if |v| *v > 0.0, "a positive number";
+    }
+}
+
+impl FitParams for RidgeParams {
+    type Fitted = FittedLinear;
+
+    fn fit(&self, x: ArrayView2<'_, f64>, y: Option<ArrayView1<'_, f64>>) -> Result<FittedLinear, MlError> {
+        let y = require_y("Ridge", y)?;
+        // ‖r‖² + α‖w‖² = 2n·(1/(2n)‖r‖² + (α/n)/2·‖w‖²): elastic net with penalty α/n, ρ = 0.
+        let penalty = self.alpha / x.nrows() as f64;
+        elastic_net("Ridge", x, y, penalty, 0.0, self.fit_intercept, self.max_iter, self.tol)
+    }
+}
+
+crate::estimator! {
+    /// Ridge regression (see [`RidgeParams`]).
+    Ridge, RidgeParams, FittedLinear, "Ridge", Kind::Regressor
+}
+
+crate::params! {
+    /// Hyperparameters of [`Lasso`]: `1/(2n)‖y − Xw‖² + α‖w‖₁` (scikit-learn's `Lasso`).
+    pub struct LassoParams for "Lasso" {
+        /// Penalty strength.
+        alpha ("alpha"): f64 = 1.0, valid if |v| *v >= 0.0 && v.is_finite(), "a finite number >= 0";
+        /// Fit an (unpenalized) intercept.
+        fit_intercept ("fit_intercept"): bool = true, valid if |_v| true, "true or false";
+        /// Maximum coordinate-descent sweeps.
+        max_iter ("max_iter"): i64 = 1000, valid if |v| *v >= 1, "an integer >= 1";
+        /// Tolerance of the solver (on the duality gap, relative to ‖y‖²).
+        tol ("tol"): f64 = 1e-4, valid if |v| *v > 0.0, "a positive number";
+    }
+}
+
+impl FitParams for LassoParams {
+    type Fitted = FittedLinear;
+
+    fn fit(&self, x: ArrayView2<'_, f64>, y: Option<ArrayView1<'_, f64>>) -> Result<FittedLinear, MlError> {
+        let y = require_y("Lasso", y)?;
+        elastic_net("Lasso", x, y, self.alpha, 1.0, self.fit_intercept, self.max_iter, self.tol)
+    }
+}
+
+crate::estimator! {
+    /// Lasso regression (see [`LassoParams`]).
+    Lasso, LassoParams, FittedLinear, "Lasso", Kind::Regressor
+}
+
+crate::params! {
+    /// Hyperparameters of [`ElasticNet`]:
+    /// `1/(2n)‖y − Xw‖² + α·ρ‖w‖₁ + α(1−ρ)/2·‖w‖²` (scikit-learn's `ElasticNet`).
+    pub struct ElasticNetParams for "ElasticNet" {
+        /// Penalty strength α.
+        alpha ("alpha"): f64 = 1.0, valid if |v| *v >= 0.0 && v.is_finite(), "a finite number >= 0";
+        /// Share ρ of the L1 penalty.
+        l1_ratio ("l1_ratio"): f64 = 0.5, valid if |v| (0.0..=1.0).contains(v), "a number in [0, 1]";
+        /// Fit an (unpenalized) intercept.
+        fit_intercept ("fit_intercept"): bool = true, valid if |_v| true, "true or false";
+        /// Maximum coordinate-descent sweeps.
+        max_iter ("max_iter"): i64 = 1000, valid if |v| *v >= 1, "an integer >= 1";
+        /// Tolerance of the solver.
+        tol ("tol"): f64 = 1e-4, valid if |v| *v > 0.0, "a positive number";
+    }
+}
+
+impl FitParams for ElasticNetParams {
+    type Fitted = FittedLinear;
+
+    fn fit(&self, x: ArrayView2<'_, f64>, y: Option<ArrayView1<'_, f64>>) -> Result<FittedLinear, MlError> {
+        let y = require_y("ElasticNet", y)?;
+        elastic_net("ElasticNet", x, y, self.alpha, self.l1_ratio, self.fit_intercept, self.max_iter, self.tol)
+    }
+}
+
+crate::estimator! {
+    /// Elastic-net regression (see [`ElasticNetParams`]).
+    ElasticNet, ElasticNetParams, FittedLinear, "ElasticNet", Kind::Regressor
+}

@@ -1,0 +1,251 @@
+//! Feature transformers: scalers (linfa-preprocessing), one-hot encoding and
+//! polynomial features.
+//!
+//! `MinMaxScaler`'s range is two parameters, `feature_range_min` and
+//! `feature_range_max` (scikit-learn's `feature_range` tuple), so that it can
+//! be searched over like any other parameter.
+
+use linfa::prelude::*;
+use linfa_preprocessing::linear_scaling::LinearScaler;
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+use serde::{Deserialize, Serialize};
+
+use crate::error::MlError;
+use crate::estimator::{FitParams, FittedModel, Kind, Output};
+
+fn fit_err(estimator: &str, e: impl std::fmt::Display) -> MlError {
+    MlError::Fit { estimator: estimator.into(), library: "linfa-preprocessing".into(), message: e.to_string() }
+}
+
+/// A fitted per-column affine map `x ↦ (x − offset)·scale + shift`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FittedScaler {
+    /// Subtracted per column.
+    pub offset: Array1<f64>,
+    /// Multiplied per column (after the offset).
+    pub scale: Array1<f64>,
+    /// Added per column at the end.
+    pub shift: f64,
+}
+
+impl FittedModel for FittedScaler {
+    fn n_features(&self) -> usize {
+        self.offset.len()
+    }
+    fn transform(&self, x: ArrayView2<'_, f64>) -> Output<Array2<f64>> {
+        Some(Ok((&x - &self.offset) * &self.scale + self.shift))
+    }
+}
+
+crate::params! {
+    /// Hyperparameters of [`StandardScaler`]: `(x − mean) / std` per column
+    /// (population std; constant columns are left unscaled).
+    pub struct StandardScalerParams for "StandardScaler" {
+        /// Subtract the mean.
+        with_mean ("with_mean"): bool = true, valid if |_v| true, "true or false";
+        /// Divide by the standard deviation.
+        with_std ("with_std"): bool = true, valid if |_v| true, "true or false";
+    }
+}
+
+impl FitParams for StandardScalerParams {
+    type Fitted = FittedScaler;
+
+    fn fit(&self, x: ArrayView2<'_, f64>, _y: Option<ArrayView1<'_, f64>>) -> Result<FittedScaler, MlError> {
+        let ds = DatasetBase::from(x.to_owned());
+        // linfa's `standard` always computes both statistics; the flags pick what is applied.
+        let s: LinearScaler<f64> =
+            LinearScaler::standard().fit(&ds).map_err(|e| fit_err("StandardScaler", e))?;
+        let n = x.ncols();
+        Ok(FittedScaler {
+            offset: if self.with_mean { s.offsets().clone() } else { Array1::zeros(n) },
+            scale: if self.with_std { s.scales().clone() } else { Array1::ones(n) },
+            shift: 0.0,
+        })
+    }
+}
+
+crate::estimator! {
+    /// Standardization (see [`StandardScalerParams`]).
+    StandardScaler, StandardScalerParams, FittedScaler, "StandardScaler", Kind::Transformer
+}
+
+crate::params! {
+    /// Hyperparameters of [`MinMaxScaler`]: maps each column's [min, max] onto
+    /// [`feature_range_min`, `feature_range_max`].
+    pub struct MinMaxScalerParams for "MinMaxScaler" {
+        /// Lower end of the output range.
+        feature_range_min ("feature_range_min"): f64 = 0.0, valid if |v| v.is_finite(), "a finite number";
+        /// Upper end of the output range (must exceed the lower end).
+        feature_range_max ("feature_range_max"): f64 = 1.0, valid if |v| v.is_finite(), "a finite number";
+    }
+}
+
+impl FitParams for MinMaxScalerParams {
+    type Fitted = FittedScaler;
+
+    fn fit(&self, x: ArrayView2<'_, f64>, _y: Option<ArrayView1<'_, f64>>) -> Result<FittedScaler, MlError> {
+        let (lo, hi) = (self.feature_range_min, self.feature_range_max);
+        if lo >= hi {
+            return Err(MlError::InvalidParam {
+                estimator: "MinMaxScaler".into(),
+                param: "feature_range_max".into(),
+                value: hi.to_string(),
+                expected: format!("a number greater than feature_range_min = {lo}"),
+            });
+        }
+        let ds = DatasetBase::from(x.to_owned());
+        let s: LinearScaler<f64> = LinearScaler::min_max().fit(&ds).map_err(|e| fit_err("MinMaxScaler", e))?;
+        Ok(FittedScaler { offset: s.offsets().clone(), scale: s.scales() * (hi - lo), shift: lo })
+    }
+}
+
+crate::estimator! {
+    /// Min-max scaling (see [`MinMaxScalerParams`]).
+    MinMaxScaler, MinMaxScalerParams, FittedScaler, "MinMaxScaler", Kind::Transformer
+}
+
+crate::params! {
+    /// Hyperparameters of [`OneHotEncoder`]: each column's distinct values
+    /// become indicator columns (in sorted order of the values).
+    pub struct OneHotEncoderParams for "OneHotEncoder" {
+        /// `"error"`: a value not seen at fit is an error; `"ignore"`: it encodes as all zeros.
+        handle_unknown ("handle_unknown"): String = "error".to_string(), valid if |v| v == "error" || v == "ignore", "\"error\" or \"ignore\"";
+    }
+}
+
+/// A fitted one-hot encoder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FittedOneHot {
+    /// Sorted categories of each input column.
+    pub categories: Vec<Vec<f64>>,
+    ignore_unknown: bool,
+}
+
+impl FitParams for OneHotEncoderParams {
+    type Fitted = FittedOneHot;
+
+    fn fit(&self, x: ArrayView2<'_, f64>, _y: Option<ArrayView1<'_, f64>>) -> Result<FittedOneHot, MlError> {
+        let categories = x
+            .columns()
+            .into_iter()
+            .map(|c| {
+                let mut v = c.to_vec();
+                v.sort_by(f64::total_cmp);
+                v.dedup();
+                v
+            })
+            .collect();
+        Ok(FittedOneHot { categories, ignore_unknown: self.handle_unknown == "ignore" })
+    }
+}
+
+impl FittedOneHot {
+    fn encode(&self, x: ArrayView2<'_, f64>) -> Result<Array2<f64>, MlError> {
+        let width: usize = self.categories.iter().map(Vec::len).sum();
+        let mut out = Array2::zeros((x.nrows(), width));
+        let mut base = 0;
+        for (j, cats) in self.categories.iter().enumerate() {
+            for (i, v) in x.column(j).iter().enumerate() {
+                match cats.binary_search_by(|c| c.total_cmp(v)) {
+                    Ok(k) => out[[i, base + k]] = 1.0,
+                    Err(_) if self.ignore_unknown => {}
+                    Err(_) => {
+                        return Err(MlError::Labels {
+                            estimator: "OneHotEncoder".into(),
+                            message: format!(
+                                "unknown category {v} in column {j} at row {i} (known: {cats:?}); set handle_unknown=\"ignore\" to encode it as zeros"
+                            ),
+                        })
+                    }
+                }
+            }
+            base += cats.len();
+        }
+        Ok(out)
+    }
+}
+
+impl FittedModel for FittedOneHot {
+    fn n_features(&self) -> usize {
+        self.categories.len()
+    }
+    fn transform(&self, x: ArrayView2<'_, f64>) -> Output<Array2<f64>> {
+        Some(self.encode(x))
+    }
+}
+
+crate::estimator! {
+    /// One-hot encoding (see [`OneHotEncoderParams`]).
+    OneHotEncoder, OneHotEncoderParams, FittedOneHot, "OneHotEncoder", Kind::Transformer
+}
+
+crate::params! {
+    /// Hyperparameters of [`PolynomialFeatures`]: all monomials of the inputs
+    /// up to `degree`, in scikit-learn's order (by degree, then lexicographic).
+    pub struct PolynomialFeaturesParams for "PolynomialFeatures" {
+        /// Highest degree.
+        degree ("degree"): i64 = 2, valid if |v| (1..=8).contains(v), "an integer in [1, 8]";
+        /// Only products of distinct features.
+        interaction_only ("interaction_only"): bool = false, valid if |_v| true, "true or false";
+        /// Include the constant column.
+        include_bias ("include_bias"): bool = true, valid if |_v| true, "true or false";
+    }
+}
+
+/// A fitted polynomial expansion: each output column is a product of input columns.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FittedPolynomial {
+    n_in: usize,
+    /// The input columns multiplied for each output column (empty = the bias).
+    pub terms: Vec<Vec<usize>>,
+}
+
+fn combinations(n: usize, k: usize, with_replacement: bool, out: &mut Vec<Vec<usize>>) {
+    fn rec(n: usize, k: usize, start: usize, wr: bool, cur: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
+        if cur.len() == k {
+            out.push(cur.clone());
+            return;
+        }
+        for i in start..n {
+            cur.push(i);
+            rec(n, k, if wr { i } else { i + 1 }, wr, cur, out);
+            cur.pop();
+        }
+    }
+    rec(n, k, 0, with_replacement, &mut Vec::new(), out);
+}
+
+impl FitParams for PolynomialFeaturesParams {
+    type Fitted = FittedPolynomial;
+
+    fn fit(&self, x: ArrayView2<'_, f64>, _y: Option<ArrayView1<'_, f64>>) -> Result<FittedPolynomial, MlError> {
+        let mut terms = Vec::new();
+        let start = if self.include_bias { 0 } else { 1 };
+        for d in start..=self.degree as usize {
+            combinations(x.ncols(), d, !self.interaction_only, &mut terms);
+        }
+        Ok(FittedPolynomial { n_in: x.ncols(), terms })
+    }
+}
+
+impl FittedModel for FittedPolynomial {
+    fn n_features(&self) -> usize {
+        self.n_in
+    }
+    fn transform(&self, x: ArrayView2<'_, f64>) -> Output<Array2<f64>> {
+        let mut out = Array2::ones((x.nrows(), self.terms.len()));
+        for (j, term) in self.terms.iter().enumerate() {
+            for &c in term {
+                let mut col = out.column_mut(j);
+                col *= &x.column(c);
+            }
+        }
+        Some(Ok(out))
+    }
+}
+
+crate::estimator! {
+    /// Polynomial feature expansion (see [`PolynomialFeaturesParams`]).
+    PolynomialFeatures, PolynomialFeaturesParams, FittedPolynomial, "PolynomialFeatures", Kind::Transformer
+}

@@ -1,0 +1,331 @@
+//! Reference-value tests against scikit-learn 1.9.1.
+//!
+//! Inputs and scikit-learn's outputs come from `tests/fixtures/ml/reference.json`,
+//! made by `tests/fixtures/ml/make_fixtures.py`. Each test states its tolerance.
+
+use std::sync::OnceLock;
+
+use ndarray::{s, Array1, Array2, ArrayView1};
+use rask_ml::cluster::{KMeans, KMeansParams};
+use rask_ml::decomposition::{PcaParams, PCA};
+use rask_ml::linear_model::*;
+use rask_ml::metrics::{self, Average};
+use rask_ml::model_selection::Splitter;
+use rask_ml::naive_bayes::GaussianNB;
+use rask_ml::neighbors::{KNeighborsClassifier, KNeighborsParams};
+use rask_ml::preprocessing::*;
+use rask_ml::svm::{LinearSVC, SVC};
+use rask_ml::tree::{DecisionTreeClassifier, DecisionTreeParams, RandomForestClassifier, RandomForestRegressor};
+use rask_ml::{Estimator, ParamValue};
+use serde_json::Value;
+
+fn fixture() -> &'static Value {
+    static F: OnceLock<Value> = OnceLock::new();
+    F.get_or_init(|| {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/ml/reference.json");
+        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture file")).expect("fixture JSON")
+    })
+}
+
+fn arr1(v: &Value) -> Array1<f64> {
+    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number")).collect()
+}
+
+fn arr2(v: &Value) -> Array2<f64> {
+    let rows: Vec<Array1<f64>> = v.as_array().expect("array").iter().map(arr1).collect();
+    let (n, m) = (rows.len(), rows[0].len());
+    Array2::from_shape_fn((n, m), |(i, j)| rows[i][j])
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().expect("number")
+}
+
+/// (X_train, y_train, X_test, y_test) of a fixture data set.
+fn data(name: &str, n_train: usize) -> (Array2<f64>, Array1<f64>, Array2<f64>, Array1<f64>) {
+    let d = &fixture()[name];
+    let (x, y) = (arr2(&d["X"]), arr1(&d["y"]));
+    (
+        x.slice(s![..n_train, ..]).to_owned(),
+        y.slice(s![..n_train]).to_owned(),
+        x.slice(s![n_train.., ..]).to_owned(),
+        y.slice(s![n_train..]).to_owned(),
+    )
+}
+
+fn model(name: &str) -> &'static Value {
+    &fixture()["models"][name]
+}
+
+fn max_abs_diff<D: ndarray::Dimension>(a: &ndarray::Array<f64, D>, b: &ndarray::Array<f64, D>) -> f64 {
+    assert_eq!(a.shape(), b.shape());
+    a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}
+
+fn agreement(a: ArrayView1<'_, f64>, b: ArrayView1<'_, f64>) -> f64 {
+    metrics::accuracy(a, b)
+}
+
+fn fit(est: &mut dyn Estimator, x: &Array2<f64>, y: &Array1<f64>) {
+    est.fit(x.view(), Some(y.view())).unwrap();
+}
+
+#[test]
+fn logistic_regression_binary_matches_sklearn() {
+    // Same optimum, different solver stopping rule: probabilities within 1e-6 of
+    // scikit-learn's tight solution (tol 1e-12) and 1e-3 of its default-tol one;
+    // training log-loss within 1e-6 relative of the tight one, 1e-4 of the default one.
+    let (xt, yt, xs, _) = data("binary", 200);
+    let r = model("logreg_binary");
+    let mut m = LogisticRegression::with_params(LogisticRegressionParams::default().c(num(&r["C"])));
+    fit(&mut m, &xt, &yt);
+    let p = m.predict_proba(xs.view()).unwrap();
+    let d = max_abs_diff(&p, &arr2(&r["proba_test_tight"]));
+    assert!(d < 1e-6, "proba differ from the tight optimum by {d}");
+    assert!(max_abs_diff(&p, &arr2(&r["proba_test"])) < 1e-3);
+    let coef = m.fitted().unwrap().coef.row(0).to_owned();
+    assert!(max_abs_diff(&coef, &arr1(&r["coef_tight"])) < 1e-5);
+    let ll = metrics::log_loss(yt.view(), m.predict_proba(xt.view()).unwrap().view(), &[0.0, 1.0]).unwrap();
+    let tight = num(&r["train_logloss_tight"]);
+    assert!(((ll - tight) / tight).abs() < 1e-6, "{ll} vs {tight}");
+    let default_tol = num(&r["train_logloss"]);
+    assert!(((ll - default_tol) / default_tol).abs() < 1e-4, "{ll} vs {default_tol}");
+}
+
+#[test]
+fn logistic_regression_multinomial_matches_sklearn() {
+    // Multinomial (softmax) with the same penalty; probabilities within 1e-6 of
+    // scikit-learn's tight solution, 1e-3 of its default-tol one.
+    let (xt, yt, xs, _) = data("multi", 200);
+    let r = model("logreg_multi");
+    let mut m = LogisticRegression::with_params(LogisticRegressionParams::default().c(num(&r["C"])).max_iter(1000));
+    fit(&mut m, &xt, &yt);
+    let p = m.predict_proba(xs.view()).unwrap();
+    let d = max_abs_diff(&p, &arr2(&r["proba_test_tight"]));
+    assert!(d < 1e-6, "proba differ from the tight optimum by {d}");
+    assert!(max_abs_diff(&p, &arr2(&r["proba_test"])) < 1e-3);
+    assert_eq!(m.classes().unwrap(), vec![0.0, 1.0, 2.0]);
+}
+
+#[test]
+fn linear_models_match_sklearn() {
+    let (xt, yt, xs, _) = data("regression", 150);
+    // Exact least squares: 1e-8.
+    let mut m = LinearRegression::new();
+    fit(&mut m, &xt, &yt);
+    let f = m.fitted().unwrap();
+    assert!(max_abs_diff(&f.coef, &arr1(&model("linear")["coef"])) < 1e-8);
+    assert!((f.intercept - num(&model("linear")["intercept"])).abs() < 1e-8);
+    assert!(max_abs_diff(&m.predict(xs.view()).unwrap(), &arr1(&model("linear")["pred_test"])) < 1e-7);
+    // Ridge by coordinate descent (tol 1e-8) vs scikit-learn's Cholesky: 1e-6.
+    let mut m = Ridge::with_params(RidgeParams::default().alpha(num(&model("ridge")["alpha"])));
+    fit(&mut m, &xt, &yt);
+    let f = m.fitted().unwrap();
+    assert!(max_abs_diff(&f.coef, &arr1(&model("ridge")["coef"])) < 1e-6, "{:?}", f.coef);
+    assert!((f.intercept - num(&model("ridge")["intercept"])).abs() < 1e-6);
+    // Lasso / elastic net: both coordinate descent at tol 1e-4: 1e-3.
+    let mut m = Lasso::with_params(LassoParams::default().alpha(num(&model("lasso")["alpha"])));
+    fit(&mut m, &xt, &yt);
+    assert!(max_abs_diff(&m.fitted().unwrap().coef, &arr1(&model("lasso")["coef"])) < 1e-3);
+    let r = model("elasticnet");
+    let mut m = ElasticNet::with_params(ElasticNetParams::default().alpha(num(&r["alpha"])).l1_ratio(num(&r["l1_ratio"])));
+    fit(&mut m, &xt, &yt);
+    assert!(max_abs_diff(&m.fitted().unwrap().coef, &arr1(&r["coef"])) < 1e-3);
+    assert!((m.fitted().unwrap().intercept - num(&r["intercept"])).abs() < 1e-3);
+}
+
+#[test]
+fn scalers_match_sklearn() {
+    // Closed-form statistics: 1e-10.
+    let (xt, _, xs, _) = data("binary", 200);
+    let mut m = StandardScaler::new();
+    m.fit(xt.view(), None).unwrap();
+    assert!(max_abs_diff(&m.transform(xs.view()).unwrap(), &arr2(&model("standard_scaler")["test"])) < 1e-10);
+    let mut m = MinMaxScaler::with_params(MinMaxScalerParams::default().feature_range_min(-1.0).feature_range_max(2.0));
+    m.fit(xt.view(), None).unwrap();
+    assert!(max_abs_diff(&m.transform(xs.view()).unwrap(), &arr2(&model("minmax_scaler")["test"])) < 1e-10);
+}
+
+#[test]
+fn pca_matches_sklearn() {
+    // Same covariance eigendecomposition and sign convention: 1e-8.
+    let (xt, _, xs, _) = data("binary", 200);
+    let r = model("pca");
+    let mut m = PCA::with_params(PcaParams::default().n_components(3));
+    m.fit(xt.view(), None).unwrap();
+    let f = m.fitted().unwrap();
+    assert!(max_abs_diff(&f.components, &arr2(&r["components"])) < 1e-8);
+    assert!(max_abs_diff(&f.explained_variance, &arr1(&r["explained_variance"])) < 1e-8);
+    assert!(max_abs_diff(&f.explained_variance_ratio, &arr1(&r["explained_variance_ratio"])) < 1e-10);
+    assert!(max_abs_diff(&m.transform(xs.view()).unwrap(), &arr2(&r["test"])) < 1e-8);
+    let mut w = PCA::with_params(PcaParams::default().n_components(2).whiten(true));
+    w.fit(xt.view(), None).unwrap();
+    assert!(max_abs_diff(&w.transform(xs.view()).unwrap(), &arr2(&model("pca_whiten")["test"])) < 1e-8);
+}
+
+#[test]
+fn encoders_match_sklearn_exactly() {
+    let r = model("onehot");
+    let mut m = OneHotEncoder::new();
+    m.fit(arr2(&r["X"]).view(), None).unwrap();
+    let t = m.transform(ndarray::array![[2.0, 3.0], [0.0, 0.0]].view()).unwrap();
+    assert_eq!(t, arr2(&r["test"]));
+    let err = m.transform(ndarray::array![[5.0, 1.0]].view()).unwrap_err().to_string();
+    assert!(err.contains("unknown category 5") && err.contains("handle_unknown"), "{err}");
+    let r = model("poly");
+    let x = arr2(&r["X"]);
+    let mut p = PolynomialFeatures::new();
+    p.fit(x.view(), None).unwrap();
+    assert!(max_abs_diff(&p.transform(x.view()).unwrap(), &arr2(&r["deg2"])) < 1e-14);
+    let mut p = PolynomialFeatures::with_params(
+        PolynomialFeaturesParams::default().degree(3).interaction_only(true).include_bias(false),
+    );
+    p.fit(x.view(), None).unwrap();
+    assert!(max_abs_diff(&p.transform(x.view()).unwrap(), &arr2(&r["deg3_interaction_nobias"])) < 1e-14);
+}
+
+#[test]
+fn gaussian_nb_matches_sklearn() {
+    // Closed-form model: probabilities within 1e-9, identical predictions.
+    let (xt, yt, xs, _) = data("multi", 200);
+    let mut m = GaussianNB::new();
+    fit(&mut m, &xt, &yt);
+    let d = max_abs_diff(&m.predict_proba(xs.view()).unwrap(), &arr2(&model("gaussian_nb")["proba_test"]));
+    assert!(d < 1e-9, "{d}");
+    assert_eq!(m.predict(xs.view()).unwrap(), arr1(&model("gaussian_nb")["pred_test"]));
+}
+
+#[test]
+fn knn_matches_sklearn_exactly() {
+    let (xt, yt, xs, _) = data("multi", 200);
+    let mut m = KNeighborsClassifier::new();
+    fit(&mut m, &xt, &yt);
+    assert_eq!(m.predict(xs.view()).unwrap(), arr1(&model("knn")["pred_test"]));
+    assert!(max_abs_diff(&m.predict_proba(xs.view()).unwrap(), &arr2(&model("knn")["proba_test"])) < 1e-15);
+    let (xt, yt, xs, _) = data("binary", 200);
+    let mut m = KNeighborsClassifier::with_params(KNeighborsParams::default().n_neighbors(7).weights("distance".into()));
+    fit(&mut m, &xt, &yt);
+    assert_eq!(m.predict(xs.view()).unwrap(), arr1(&model("knn_distance")["pred_test"]));
+}
+
+#[test]
+fn svms_agree_with_sklearn() {
+    // Same problem (rbf, C=1, gamma="scale"), another SMO implementation:
+    // predictions agree on at least 97% of test points, accuracy within 0.03.
+    let (xt, yt, xs, ys) = data("binary", 200);
+    let mut m = SVC::new();
+    fit(&mut m, &xt, &yt);
+    let p = m.predict(xs.view()).unwrap();
+    assert!(agreement(p.view(), arr1(&model("svc_rbf")["pred_test"]).view()) >= 0.97);
+    assert!((metrics::accuracy(ys.view(), p.view()) - num(&model("svc_rbf")["test_accuracy"])).abs() <= 0.03);
+    // One-vs-one multiclass: agreement at least 95%.
+    let (xt, yt, xs, _) = data("multi", 200);
+    let mut m = SVC::new();
+    fit(&mut m, &xt, &yt);
+    let p = m.predict(xs.view()).unwrap();
+    assert!(agreement(p.view(), arr1(&model("svc_rbf_multi")["pred_test"]).view()) >= 0.95);
+    // Hinge (here) vs squared hinge (liblinear): agreement at least 95%.
+    let (xt, yt, xs, ys) = data("binary", 200);
+    let mut m = LinearSVC::new();
+    fit(&mut m, &xt, &yt);
+    let p = m.predict(xs.view()).unwrap();
+    assert!(agreement(p.view(), arr1(&model("linear_svc")["pred_test"]).view()) >= 0.95);
+    assert!((metrics::accuracy(ys.view(), p.view()) - num(&model("linear_svc")["test_accuracy"])).abs() <= 0.04);
+}
+
+#[test]
+fn trees_and_forests_reach_sklearn_accuracy() {
+    // Different split tie-breaking and random streams: held-out accuracy within
+    // 0.08 (one tree), 0.05 (forests); forest regression R² within 0.05.
+    let (xt, yt, xs, ys) = data("multi", 200);
+    let mut m = DecisionTreeClassifier::with_params(DecisionTreeParams::default().max_depth(Some(5)));
+    fit(&mut m, &xt, &yt);
+    let acc = m.score(xs.view(), ys.view()).unwrap();
+    assert!((acc - num(&model("tree")["test_accuracy"])).abs() <= 0.08, "{acc}");
+    let mut m = RandomForestClassifier::new();
+    fit(&mut m, &xt, &yt);
+    let acc = m.score(xs.view(), ys.view()).unwrap();
+    assert!((acc - num(&model("forest")["test_accuracy"])).abs() <= 0.05, "{acc}");
+    let (xt, yt, xs, ys) = data("regression", 150);
+    let mut m = RandomForestRegressor::new();
+    fit(&mut m, &xt, &yt);
+    let r2 = m.score(xs.view(), ys.view()).unwrap();
+    assert!((r2 - num(&model("forest_regressor")["test_r2"])).abs() <= 0.05, "{r2}");
+}
+
+#[test]
+fn kmeans_finds_sklearns_optimum() {
+    // Well-separated blobs: both reach the same optimum; inertia within 1e-9 relative.
+    let x = arr2(&fixture()["blobs"]["X"]);
+    let mut m = KMeans::with_params(KMeansParams::default().n_clusters(3));
+    m.fit(x.view(), None).unwrap();
+    let inertia = m.fitted().unwrap().inertia;
+    let want = num(&model("kmeans")["inertia"]);
+    assert!(((inertia - want) / want).abs() < 1e-9, "{inertia} vs {want}");
+    let y = Array1::zeros(x.nrows());
+    assert!((m.score(x.view(), y.view()).unwrap() + inertia).abs() < 1e-9);
+}
+
+#[test]
+fn metrics_match_sklearn_to_1e12() {
+    let m = &fixture()["metrics"];
+    let (yt, yp, score) = (arr1(&m["y_true"]), arr1(&m["y_pred"]), arr1(&m["score"]));
+    let (ytm, ypm, pm) = (arr1(&m["y_true_multi"]), arr1(&m["y_pred_multi"]), arr2(&m["proba_multi"]));
+    let close = |a: f64, key: &str| {
+        let b = num(&m[key]);
+        assert!((a - b).abs() <= 1e-12, "{key}: {a} vs {b}");
+    };
+    close(metrics::accuracy(yt.view(), yp.view()), "accuracy");
+    close(metrics::balanced_accuracy(ytm.view(), ypm.view()), "balanced_accuracy_multi");
+    let (p, r, f) = metrics::precision_recall_f1(yt.view(), yp.view(), Average::Binary { pos_label: 1.0 });
+    close(p, "precision");
+    close(r, "recall");
+    close(f, "f1");
+    for (avg, name) in [(Average::Macro, "macro"), (Average::Weighted, "weighted"), (Average::Micro, "micro")] {
+        let (p, r, f) = metrics::precision_recall_f1(ytm.view(), ypm.view(), avg);
+        close(p, &format!("precision_{name}"));
+        close(r, &format!("recall_{name}"));
+        close(f, &format!("f1_{name}"));
+    }
+    close(metrics::roc_auc(yt.view(), score.view()).unwrap(), "roc_auc");
+    let pb = ndarray::stack![ndarray::Axis(1), score.mapv(|s| 1.0 - s), score];
+    close(metrics::log_loss(yt.view(), pb.view(), &[0.0, 1.0]).unwrap(), "log_loss_binary");
+    close(metrics::log_loss(ytm.view(), pm.view(), &[0.0, 1.0, 2.0]).unwrap(), "log_loss_multi");
+    let (rt, rp) = (arr1(&m["reg_true"]), arr1(&m["reg_pred"]));
+    close(metrics::r2(rt.view(), rp.view()), "r2");
+    close(metrics::mean_squared_error(rt.view(), rp.view()), "mse");
+    close(metrics::mean_absolute_error(rt.view(), rp.view()), "mae");
+}
+
+fn expect_splits(got: Vec<(Vec<usize>, Vec<usize>)>, want: &Value) {
+    let want = want.as_array().unwrap();
+    assert_eq!(got.len(), want.len());
+    for ((tr, te), w) in got.iter().zip(want) {
+        let idx = |v: &Value| v.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as usize).collect::<Vec<_>>();
+        assert_eq!(tr, &idx(&w["train"]));
+        assert_eq!(te, &idx(&w["test"]));
+    }
+}
+
+#[test]
+fn splits_are_index_identical_to_sklearn() {
+    let s = &fixture()["splits"];
+    let ys = arr1(&s["y_strat"]);
+    expect_splits(Splitter::kfold(5).split(23, None).unwrap(), &s["kfold_5_n23"]);
+    let kf = |k, rs| Splitter::KFold { n_splits: k, shuffle: true, random_state: Some(rs) };
+    expect_splits(kf(5, 0).split(23, None).unwrap(), &s["kfold_5_shuffle_rs0_n23"]);
+    expect_splits(kf(4, 123).split(1000, None).unwrap(), &s["kfold_4_shuffle_rs123_n1000"]);
+    expect_splits(Splitter::stratified(3).split(30, Some(ys.view())).unwrap(), &s["stratified_3"]);
+    let sk = Splitter::StratifiedKFold { n_splits: 3, shuffle: true, random_state: Some(42) };
+    expect_splits(sk.split(30, Some(ys.view())).unwrap(), &s["stratified_3_shuffle_rs42"]);
+    let ss = Splitter::ShuffleSplit { n_splits: 4, test_size: 0.25, train_size: None, random_state: Some(7) };
+    expect_splits(ss.split(20, None).unwrap(), &s["shufflesplit_4_t025_rs7_n20"]);
+}
+
+#[test]
+fn params_by_name_round_trip() {
+    let mut m = LogisticRegression::new();
+    m.set_param("C", ParamValue::F64(0.25)).unwrap();
+    assert_eq!(m.get_params()["C"], ParamValue::F64(0.25));
+    assert_eq!(m.params.c, 0.25);
+}
