@@ -164,6 +164,15 @@ pub fn require_y<'a>(estimator: &str, y: Option<ArrayView1<'a, f64>>) -> Result<
     y.ok_or_else(|| MlError::Shape { estimator: estimator.into(), message: "y is required for a supervised estimator".into() })
 }
 
+/// `-0.0` as `0.0`, so that labels and categories compare by value under `total_cmp`.
+pub fn canonical(v: f64) -> f64 {
+    if v == 0.0 {
+        0.0
+    } else {
+        v
+    }
+}
+
 /// Sorted distinct class labels of `y`, and each sample's class index. Labels must
 /// be integers (as floats) and there must be at least two classes.
 pub fn encode_classes(estimator: &str, y: ArrayView1<'_, f64>) -> Result<(Vec<f64>, Vec<usize>), MlError> {
@@ -173,7 +182,7 @@ pub fn encode_classes(estimator: &str, y: ArrayView1<'_, f64>) -> Result<(Vec<f6
             message: format!("class labels must be integers, found {v} at row {row}; use a regressor for continuous targets"),
         });
     }
-    let mut classes: Vec<f64> = y.to_vec();
+    let mut classes: Vec<f64> = y.iter().map(|&v| canonical(v)).collect();
     classes.sort_by(f64::total_cmp);
     classes.dedup();
     if classes.len() < 2 {
@@ -182,7 +191,10 @@ pub fn encode_classes(estimator: &str, y: ArrayView1<'_, f64>) -> Result<(Vec<f6
             message: format!("needs samples of at least 2 classes, got only {:?}", classes),
         });
     }
-    let idx = y.iter().map(|v| classes.binary_search_by(|c| c.total_cmp(v)).expect("label is a class")).collect();
+    let idx = y
+        .iter()
+        .map(|&v| classes.binary_search_by(|c| c.total_cmp(&canonical(v))).expect("label is a class"))
+        .collect();
     Ok((classes, idx))
 }
 

@@ -4,12 +4,16 @@
 //! Differences from scikit-learn, and why they do not matter for results:
 //! * linfa-logistic minimizes `Σ logloss + α/2·‖w‖²`; scikit-learn minimizes
 //!   `C·Σ logloss + ½‖w‖²`. The optima coincide for `α = 1/C`, which is what
-//!   `C` sets. linfa's `gradient_tolerance` applies to the gradient of the *sum*
-//!   (scikit-learn's `tol` to the mean), so the same `tol` stops closer to the
-//!   optimum here.
+//!   `C` sets. linfa's `gradient_tolerance` bounds the L2 norm of the gradient of
+//!   the *sum*; scikit-learn's `tol` bounds the largest entry of the gradient of
+//!   the *mean*. The adapter passes `tol · n_samples`, so `tol` means what it
+//!   means in scikit-learn (slightly stricter: an L2 norm bounds every entry).
 //! * Ridge is solved by coordinate descent (scikit-learn: Cholesky). The
 //!   penalty is scaled so that the optimum is the same; `tol` controls how
 //!   close it gets.
+//! * linfa-logistic takes the more frequent class as the positive one;
+//!   scikit-learn the larger label. The adapter flips the signs when they
+//!   differ, so `coef` always refers to `classes[1]`.
 //! * With an intercept, X and y are centered before the solver runs and the
 //!   intercept is recovered as `ȳ − x̄·w`, exactly as scikit-learn does.
 
@@ -68,6 +72,7 @@ impl FitParams for LogisticRegressionParams {
         let y = require_y(name, y)?;
         let (classes, idx) = encode_classes(name, y)?;
         let alpha = 1.0 / self.c;
+        let gtol = self.tol * x.nrows() as f64;
         if classes.len() == 2 {
             let targets = Array1::from(idx);
             let ds = Dataset::new(x.to_owned(), targets);
@@ -75,13 +80,14 @@ impl FitParams for LogisticRegressionParams {
                 .alpha(alpha)
                 .with_intercept(self.fit_intercept)
                 .max_iterations(self.max_iter as u64)
-                .gradient_tolerance(self.tol)
+                .gradient_tolerance(gtol)
                 .fit(&ds)
                 .map_err(|e| fit_err(name, "linfa-logistic", e))?;
-            // linfa treats the larger label (index 1) as the positive class, as scikit-learn does.
-            debug_assert_eq!(model.labels().pos.class, 1);
-            let coef = model.params().clone().insert_axis(Axis(0));
-            Ok(FittedLogisticRegression { classes, coef, intercept: Array1::from(vec![model.intercept()]) })
+            // linfa makes the *more frequent* class the positive one; scikit-learn the
+            // larger label (index 1). Flip the signs when they disagree.
+            let sign = if model.labels().pos.class == 1 { 1.0 } else { -1.0 };
+            let coef = (model.params() * sign).insert_axis(Axis(0));
+            Ok(FittedLogisticRegression { classes, coef, intercept: Array1::from(vec![sign * model.intercept()]) })
         } else {
             let targets = Array1::from(idx);
             let ds = Dataset::new(x.to_owned(), targets);
@@ -89,7 +95,7 @@ impl FitParams for LogisticRegressionParams {
                 .alpha(alpha)
                 .with_intercept(self.fit_intercept)
                 .max_iterations(self.max_iter as u64)
-                .gradient_tolerance(self.tol)
+                .gradient_tolerance(gtol)
                 .fit(&ds)
                 .map_err(|e| fit_err(name, "linfa-logistic", e))?;
             // linfa orders the columns by sorted class, like `classes`.

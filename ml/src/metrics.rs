@@ -4,10 +4,10 @@
 use ndarray::{ArrayView1, ArrayView2};
 
 use crate::error::MlError;
-use crate::estimator::Estimator;
+use crate::estimator::{canonical, Estimator};
 
 fn sorted_labels(a: ArrayView1<'_, f64>, b: ArrayView1<'_, f64>) -> Vec<f64> {
-    let mut l: Vec<f64> = a.iter().chain(b.iter()).copied().collect();
+    let mut l: Vec<f64> = a.iter().chain(b.iter()).map(|&v| canonical(v)).collect();
     l.sort_by(f64::total_cmp);
     l.dedup();
     l
@@ -25,7 +25,7 @@ pub fn accuracy(y_true: ArrayView1<'_, f64>, y_pred: ArrayView1<'_, f64>) -> f64
 /// Per-class (true positives, predicted count, true count) over the union of labels.
 fn class_counts(y_true: ArrayView1<'_, f64>, y_pred: ArrayView1<'_, f64>) -> (Vec<f64>, Vec<[f64; 3]>) {
     let labels = sorted_labels(y_true, y_pred);
-    let idx = |v: &f64| labels.binary_search_by(|c| c.total_cmp(v)).expect("label in union");
+    let idx = |v: &f64| labels.binary_search_by(|c| c.total_cmp(&canonical(*v))).expect("label in union");
     let mut counts = vec![[0.0; 3]; labels.len()];
     for (t, p) in y_true.iter().zip(y_pred.iter()) {
         let (ti, pi) = (idx(t), idx(p));

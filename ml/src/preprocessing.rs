@@ -11,7 +11,7 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::error::MlError;
-use crate::estimator::{FitParams, FittedModel, Kind, Output};
+use crate::estimator::{canonical, FitParams, FittedModel, Kind, Output};
 
 fn fit_err(estimator: &str, e: impl std::fmt::Display) -> MlError {
     MlError::Fit { estimator: estimator.into(), library: "linfa-preprocessing".into(), message: e.to_string() }
@@ -130,7 +130,7 @@ impl FitParams for OneHotEncoderParams {
             .columns()
             .into_iter()
             .map(|c| {
-                let mut v = c.to_vec();
+                let mut v: Vec<f64> = c.iter().map(|&v| canonical(v)).collect();
                 v.sort_by(f64::total_cmp);
                 v.dedup();
                 v
@@ -147,7 +147,7 @@ impl FittedOneHot {
         let mut base = 0;
         for (j, cats) in self.categories.iter().enumerate() {
             for (i, v) in x.column(j).iter().enumerate() {
-                match cats.binary_search_by(|c| c.total_cmp(v)) {
+                match cats.binary_search_by(|c| c.total_cmp(&canonical(*v))) {
                     Ok(k) => out[[i, base + k]] = 1.0,
                     Err(_) if self.ignore_unknown => {}
                     Err(_) => {
