@@ -1,0 +1,30 @@
+//! The scheduler as a pure state machine: [`SchedulerState::handle`] takes an
+//! [`Event`] and the current time and returns the [`Command`]s to carry out.
+//! No I/O happens here; the gRPC server around it is a thin loop.
+//!
+//! Task states (`SchedTask::state`):
+//!
+//! ```text
+//!                 submit                 deps in memory          slot free
+//!   (new) ──────────────► Waiting ──────────────────► Queued ──────────────► Processing
+//!                           ▲  ▲                         ▲                     │    │
+//!              dep lost     │  │ dep lost / data missing │ retry / worker lost │    │ finished
+//!                           │  └─────────────────────────┼─────────────────────┘    ▼
+//!                           └──────────────── Released ◄─┴─── holder lost ──── Memory
+//!                                                                                  │ nobody needs it
+//!   Processing ── failed, no retries left / killed 3 workers ──► Erred              ▼
+//!   Waiting ── a dependency erred ──► Erred                                    (forgotten)
+//! ```
+//!
+//! Placement: ready tasks wait in one queue ordered by (client priority,
+//! submission order). A task leaves the queue only when some running worker
+//! has a free slot (`nthreads × SATURATION` tasks in flight), so a huge fan-out
+//! of roots is not pushed onto workers at once (root-task queuing). Among
+//! workers with a free slot it goes to the one that would fetch the fewest
+//! bytes of dependencies (data locality), then to the least occupied one.
+//! Because assignment happens this late, idle workers never wait behind a busy
+//! one, which is what work stealing repairs in schedulers that assign early.
+
+mod state;
+
+pub use state::*;

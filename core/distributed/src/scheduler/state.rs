@@ -1,0 +1,1116 @@
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+
+use rask_core::Key;
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::{Deserialize, Serialize};
+
+/// A worker, as the scheduler numbers it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+pub struct WorkerId(pub u64);
+
+/// A client session, as the scheduler numbers it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+pub struct ClientId(pub u64);
+
+/// Why a task failed, as the client finally sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskFailure {
+    /// The task that failed first (for dependency failures: the root cause).
+    pub key: Key,
+    /// Its op.
+    pub op: String,
+    /// What went wrong.
+    pub message: String,
+    /// The worker it ran on, if any.
+    pub worker: Option<String>,
+    /// What kind of failure.
+    pub kind: FailureCause,
+}
+
+/// Kinds of task failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailureCause {
+    /// The op returned an error.
+    Error,
+    /// The op panicked.
+    Panic,
+    /// Workers died while running it, too many times.
+    KilledWorker,
+    /// The worker could not decode its inputs or run its op.
+    Worker,
+}
+
+impl fmt::Display for TaskFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            FailureCause::Error => "failed",
+            FailureCause::Panic => "panicked",
+            FailureCause::KilledWorker => "killed its workers",
+            FailureCause::Worker => "could not run",
+        };
+        write!(f, "task {} (op `{}`) {what}", self.key, self.op)?;
+        if let Some(w) = &self.worker {
+            write!(f, " on worker {w}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// One task as a client submits it. The payload (op arguments) is opaque here.
+#[derive(Clone, Debug)]
+pub struct TaskSpec {
+    /// The key.
+    pub key: Key,
+    /// Registered op name (`data` for scattered values).
+    pub op: String,
+    /// Encoded arguments, passed to the worker untouched.
+    pub payload: Arc<Vec<u8>>,
+    /// Keys this task needs.
+    pub deps: Vec<Key>,
+    /// User priority: higher runs first.
+    pub priority: i32,
+    /// Position in the client's static order (lower runs first within a graph).
+    pub graph_order: u32,
+    /// How many times a failing run is retried.
+    pub retries: u32,
+    /// Worker names or addresses the task may run on (empty = any).
+    pub workers: Vec<String>,
+    /// With `workers`: may still run elsewhere when none of them is available.
+    pub allow_other_workers: bool,
+    /// Abstract resources the task holds while running (`GPU` = 1).
+    pub resources: Vec<(String, f64)>,
+}
+
+/// Where a task is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TaskState {
+    /// Known, not scheduled (nobody asked, or its result was lost).
+    Released,
+    /// Waiting for `unfinished` dependencies to be in memory.
+    Waiting {
+        /// Dependencies not in memory yet.
+        unfinished: usize,
+    },
+    /// Ready; waiting for a free worker slot.
+    Queued,
+    /// Running on a worker.
+    Processing {
+        /// The worker.
+        worker: WorkerId,
+    },
+    /// Done; the value lives on a worker.
+    Memory {
+        /// The worker holding it.
+        worker: WorkerId,
+        /// Its size in bytes.
+        nbytes: u64,
+    },
+    /// Failed for good.
+    Erred {
+        /// Why.
+        failure: TaskFailure,
+    },
+}
+
+impl TaskState {
+    fn name(&self) -> &'static str {
+        match self {
+            TaskState::Released => "released",
+            TaskState::Waiting { .. } => "waiting",
+            TaskState::Queued => "queued",
+            TaskState::Processing { .. } => "processing",
+            TaskState::Memory { .. } => "memory",
+            TaskState::Erred { .. } => "erred",
+        }
+    }
+}
+
+/// The scheduler's record of a task.
+#[derive(Clone, Debug)]
+pub struct SchedTask {
+    /// What to run.
+    pub spec: TaskSpec,
+    /// Where it is.
+    pub state: TaskState,
+    /// Tasks that need this one.
+    pub dependents: FxHashSet<Key>,
+    /// Clients holding a future on it.
+    pub who_wants: BTreeSet<ClientId>,
+    /// Submission counter (FIFO between graphs).
+    generation: u64,
+    retries_left: u32,
+    /// Workers that died while running it.
+    pub suspicious: u32,
+}
+
+/// A worker's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerStatus {
+    /// Accepts tasks.
+    Running,
+    /// Over its memory pause threshold: runs nothing new.
+    Paused,
+    /// Leaving: gets no new tasks.
+    Closing,
+}
+
+/// The scheduler's record of a worker.
+#[derive(Clone, Debug)]
+pub struct SchedWorker {
+    /// Its id.
+    pub id: WorkerId,
+    /// Its name (`--name`, defaults to the address).
+    pub name: String,
+    /// Its data address (`host:port`).
+    pub addr: String,
+    /// Task slots.
+    pub nthreads: usize,
+    /// Memory limit in bytes (0 = none).
+    pub memory_limit: u64,
+    /// Running, paused or closing.
+    pub status: WorkerStatus,
+    /// Tasks assigned to it.
+    pub processing: BTreeSet<Key>,
+    /// Keys whose value it holds.
+    pub has_what: FxHashSet<Key>,
+    /// Ops it can run.
+    pub ops: Arc<BTreeSet<String>>,
+    /// Resources it offers.
+    pub resources: BTreeMap<String, f64>,
+    used_resources: BTreeMap<String, f64>,
+    /// Last message time (ms).
+    pub last_seen: u64,
+    /// Last reported managed memory (bytes).
+    pub memory: u64,
+}
+
+/// Inputs of the state machine.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A worker connected.
+    WorkerJoined {
+        /// Its id (chosen by the I/O layer).
+        worker: WorkerId,
+        /// Its name.
+        name: String,
+        /// Its data address.
+        addr: String,
+        /// Task slots.
+        nthreads: usize,
+        /// Memory limit (bytes, 0 = none).
+        memory_limit: u64,
+        /// Ops it knows.
+        ops: Arc<BTreeSet<String>>,
+        /// Resources it offers.
+        resources: BTreeMap<String, f64>,
+    },
+    /// A worker disconnected or stopped answering; its data is gone.
+    WorkerLost {
+        /// Which.
+        worker: WorkerId,
+    },
+    /// A worker announced it is leaving (no new tasks; its data stays until it goes).
+    WorkerClosing {
+        /// Which.
+        worker: WorkerId,
+    },
+    /// A worker reported in.
+    Heartbeat {
+        /// Which.
+        worker: WorkerId,
+        /// Managed memory in bytes.
+        memory: u64,
+        /// Whether it paused itself (memory over the pause threshold).
+        paused: bool,
+    },
+    /// A client submitted tasks and asks for `wanted`.
+    GraphSubmitted {
+        /// Which client.
+        client: ClientId,
+        /// The tasks (dependencies first or in any order).
+        tasks: Vec<TaskSpec>,
+        /// Keys the client holds futures for.
+        wanted: Vec<Key>,
+    },
+    /// A client placed a value on a worker itself (scatter).
+    DataScattered {
+        /// Which client.
+        client: ClientId,
+        /// The value's key.
+        key: Key,
+        /// Where it is.
+        worker: WorkerId,
+        /// Its size.
+        nbytes: u64,
+    },
+    /// A task finished on a worker.
+    TaskFinished {
+        /// The worker.
+        worker: WorkerId,
+        /// The task.
+        key: Key,
+        /// Size of the result.
+        nbytes: u64,
+    },
+    /// A task failed on a worker.
+    TaskFailed {
+        /// The worker.
+        worker: WorkerId,
+        /// The task.
+        key: Key,
+        /// What happened.
+        failure: TaskFailure,
+    },
+    /// A worker could not fetch a dependency of a task from its holder.
+    DataMissing {
+        /// The worker that tried.
+        worker: WorkerId,
+        /// The task it was preparing.
+        key: Key,
+        /// The dependency it could not get.
+        missing: Key,
+    },
+    /// A client dropped its futures on these keys.
+    ClientReleased {
+        /// Which client.
+        client: ClientId,
+        /// The keys.
+        keys: Vec<Key>,
+    },
+    /// A client disconnected.
+    ClientLeft {
+        /// Which client.
+        client: ClientId,
+    },
+    /// Time passes (heartbeat timeouts are checked).
+    Tick,
+}
+
+/// Outputs of the state machine.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Run a task on a worker.
+    Compute {
+        /// The worker.
+        worker: WorkerId,
+        /// The task.
+        key: Key,
+        /// Its op.
+        op: String,
+        /// Its encoded arguments.
+        payload: Arc<Vec<u8>>,
+        /// Where each dependency is (key, holder address).
+        deps: Vec<(Key, String)>,
+    },
+    /// Drop these keys' values on a worker.
+    FreeKeys {
+        /// The worker.
+        worker: WorkerId,
+        /// The keys.
+        keys: Vec<Key>,
+    },
+    /// Tell a client that a key it wants is in memory, and where.
+    KeyDone {
+        /// The client.
+        client: ClientId,
+        /// The key.
+        key: Key,
+        /// The holder's data address.
+        addr: String,
+        /// Size in bytes.
+        nbytes: u64,
+    },
+    /// Tell a client that a key it wants failed.
+    KeyErred {
+        /// The client.
+        client: ClientId,
+        /// The key.
+        key: Key,
+        /// Why.
+        failure: TaskFailure,
+    },
+    /// Refuse a client's request.
+    Reject {
+        /// The client.
+        client: ClientId,
+        /// Why, and what to do.
+        error: String,
+    },
+    /// Disconnect a worker that stopped answering.
+    CloseWorker {
+        /// The worker.
+        worker: WorkerId,
+    },
+}
+
+/// One line of a key's history.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transition {
+    /// The key.
+    pub key: Key,
+    /// State before.
+    pub from: &'static str,
+    /// State after.
+    pub to: &'static str,
+    /// Why.
+    pub reason: String,
+    /// When (ms, the time passed to `handle`).
+    pub at: u64,
+}
+
+/// Tuning of the state machine.
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    /// Tasks in flight per worker thread (the rest wait at the scheduler).
+    pub saturation: f64,
+    /// Declare a silent worker lost after this many ms (0 = never).
+    pub heartbeat_timeout_ms: u64,
+    /// Deaths of workers running a task before it is marked erred.
+    pub allowed_failures: u32,
+    /// Transitions kept for `story`.
+    pub log_capacity: usize,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig { saturation: 1.5, heartbeat_timeout_ms: 30_000, allowed_failures: 3, log_capacity: 200_000 }
+    }
+}
+
+type ReadyKey = (Reverse<i32>, u64, u32, Key);
+
+/// The whole scheduler state.
+pub struct SchedulerState {
+    config: SchedulerConfig,
+    tasks: FxHashMap<Key, SchedTask>,
+    workers: BTreeMap<WorkerId, SchedWorker>,
+    ready: BTreeSet<ReadyKey>,
+    generation: u64,
+    log: VecDeque<Transition>,
+    now: u64,
+    out: Vec<Command>,
+}
+
+fn ready_key(t: &SchedTask) -> ReadyKey {
+    (Reverse(t.spec.priority), t.generation, t.spec.graph_order, t.spec.key.clone())
+}
+
+impl SchedulerState {
+    /// An empty scheduler.
+    pub fn new(config: SchedulerConfig) -> Self {
+        SchedulerState {
+            config,
+            tasks: FxHashMap::default(),
+            workers: BTreeMap::new(),
+            ready: BTreeSet::new(),
+            generation: 0,
+            log: VecDeque::new(),
+            now: 0,
+            out: Vec::new(),
+        }
+    }
+
+    /// The tasks.
+    pub fn tasks(&self) -> &FxHashMap<Key, SchedTask> {
+        &self.tasks
+    }
+
+    /// The workers.
+    pub fn workers(&self) -> &BTreeMap<WorkerId, SchedWorker> {
+        &self.workers
+    }
+
+    /// The recorded history of `key`.
+    pub fn story(&self, key: &Key) -> Vec<Transition> {
+        self.log.iter().filter(|t| &t.key == key).cloned().collect()
+    }
+
+    /// Processes one event at time `now` (ms) and returns what to do.
+    pub fn handle(&mut self, event: Event, now: u64) -> Vec<Command> {
+        self.now = now;
+        match event {
+            Event::WorkerJoined { worker, name, addr, nthreads, memory_limit, ops, resources } => {
+                self.workers.insert(
+                    worker,
+                    SchedWorker {
+                        id: worker,
+                        name,
+                        addr,
+                        nthreads: nthreads.max(1),
+                        memory_limit,
+                        status: WorkerStatus::Running,
+                        processing: BTreeSet::new(),
+                        has_what: FxHashSet::default(),
+                        ops,
+                        resources,
+                        used_resources: BTreeMap::new(),
+                        last_seen: now,
+                        memory: 0,
+                    },
+                );
+            }
+            Event::WorkerLost { worker } => self.remove_worker(worker),
+            Event::WorkerClosing { worker } => {
+                if let Some(w) = self.workers.get_mut(&worker) {
+                    w.status = WorkerStatus::Closing;
+                    w.last_seen = now;
+                }
+            }
+            Event::Heartbeat { worker, memory, paused } => {
+                if let Some(w) = self.workers.get_mut(&worker) {
+                    w.last_seen = now;
+                    w.memory = memory;
+                    if w.status != WorkerStatus::Closing {
+                        w.status = if paused { WorkerStatus::Paused } else { WorkerStatus::Running };
+                    }
+                }
+            }
+            Event::GraphSubmitted { client, tasks, wanted } => self.submit(client, tasks, wanted),
+            Event::DataScattered { client, key, worker, nbytes } => self.scattered(client, key, worker, nbytes),
+            Event::TaskFinished { worker, key, nbytes } => self.finished(worker, key, nbytes),
+            Event::TaskFailed { worker, key, failure } => self.failed(worker, key, failure),
+            Event::DataMissing { worker, key, missing } => self.data_missing(worker, key, missing),
+            Event::ClientReleased { client, keys } => {
+                for k in keys {
+                    if let Some(t) = self.tasks.get_mut(&k) {
+                        t.who_wants.remove(&client);
+                    }
+                    self.maybe_forget(&k);
+                }
+            }
+            Event::ClientLeft { client } => {
+                let keys: Vec<Key> =
+                    self.tasks.iter().filter(|(_, t)| t.who_wants.contains(&client)).map(|(k, _)| k.clone()).collect();
+                for k in keys {
+                    if let Some(t) = self.tasks.get_mut(&k) {
+                        t.who_wants.remove(&client);
+                    }
+                    self.maybe_forget(&k);
+                }
+            }
+            Event::Tick => {
+                if self.config.heartbeat_timeout_ms > 0 {
+                    let dead: Vec<WorkerId> = self
+                        .workers
+                        .values()
+                        .filter(|w| now.saturating_sub(w.last_seen) > self.config.heartbeat_timeout_ms)
+                        .map(|w| w.id)
+                        .collect();
+                    for w in dead {
+                        self.out.push(Command::CloseWorker { worker: w });
+                        self.remove_worker(w);
+                    }
+                }
+            }
+        }
+        self.schedule();
+        std::mem::take(&mut self.out)
+    }
+
+    fn set_state(&mut self, key: &Key, to: TaskState, reason: impl Into<String>) {
+        let Some(t) = self.tasks.get_mut(key) else { return };
+        let from = t.state.name();
+        if matches!(t.state, TaskState::Queued) {
+            let rk = ready_key(t);
+            self.ready.remove(&rk);
+        }
+        if matches!(to, TaskState::Queued) {
+            self.ready.insert(ready_key(t));
+        }
+        let to_name = to.name();
+        t.state = to;
+        if self.config.log_capacity > 0 {
+            if self.log.len() >= self.config.log_capacity {
+                self.log.pop_front();
+            }
+            self.log.push_back(Transition { key: key.clone(), from, to: to_name, reason: reason.into(), at: self.now });
+        }
+    }
+
+    /// Ops that no connected worker knows (empty when no worker is connected yet).
+    fn unknown_ops(&self, tasks: &[TaskSpec]) -> Vec<String> {
+        if self.workers.is_empty() {
+            return Vec::new();
+        }
+        let mut missing: BTreeSet<String> = BTreeSet::new();
+        for t in tasks {
+            if t.op != DATA_OP && !self.workers.values().any(|w| w.ops.contains(&t.op)) {
+                missing.insert(t.op.clone());
+            }
+        }
+        missing.into_iter().collect()
+    }
+
+    fn submit(&mut self, client: ClientId, tasks: Vec<TaskSpec>, wanted: Vec<Key>) {
+        // Validate before changing anything.
+        let new_keys: FxHashSet<&Key> = tasks.iter().map(|t| &t.key).collect();
+        for t in &tasks {
+            for d in &t.deps {
+                if !new_keys.contains(d) && !self.tasks.contains_key(d) {
+                    self.out.push(Command::Reject {
+                        client,
+                        error: format!(
+                            "task {} depends on {d}, which is neither in the submitted graph nor known to the scheduler (was it released?)",
+                            t.key
+                        ),
+                    });
+                    return;
+                }
+            }
+        }
+        for k in &wanted {
+            if !new_keys.contains(k) && !self.tasks.contains_key(k) {
+                self.out.push(Command::Reject { client, error: format!("requested key {k} is not in the submitted graph") });
+                return;
+            }
+        }
+        let unknown = self.unknown_ops(&tasks);
+        if !unknown.is_empty() {
+            let ops: BTreeSet<String> = self.workers.values().flat_map(|w| w.ops.iter().cloned()).collect();
+            self.out.push(Command::Reject {
+                client,
+                error: format!(
+                    "no connected worker knows op(s) {}; workers run the ops compiled into their binary (known: {}). Run workers built from a binary that registers these ops",
+                    unknown.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", "),
+                    ops.into_iter().collect::<Vec<_>>().join(", ")
+                ),
+            });
+            return;
+        }
+        self.generation += 1;
+        let mut fresh = Vec::new();
+        for mut spec in tasks {
+            // A dependency used twice is still one dependency.
+            let mut seen = FxHashSet::default();
+            spec.deps.retain(|d| seen.insert(d.clone()));
+            match self.tasks.get(&spec.key) {
+                Some(t) if !matches!(t.state, TaskState::Erred { .. }) => continue,
+                Some(_) => {
+                    // Resubmitting an erred key runs it again.
+                    self.set_state(&spec.key, TaskState::Released, "resubmitted");
+                }
+                None => {}
+            }
+            let key = spec.key.clone();
+            let retries = spec.retries;
+            let prev = self.tasks.remove(&key);
+            let dependents = prev.map(|p| p.dependents).unwrap_or_default();
+            self.tasks.insert(
+                key.clone(),
+                SchedTask {
+                    spec,
+                    state: TaskState::Released,
+                    dependents,
+                    who_wants: BTreeSet::new(),
+                    generation: self.generation,
+                    retries_left: retries,
+                    suspicious: 0,
+                },
+            );
+            fresh.push(key);
+        }
+        for k in &fresh {
+            let deps = self.tasks[k].spec.deps.clone();
+            for d in deps {
+                if let Some(dt) = self.tasks.get_mut(&d) {
+                    dt.dependents.insert(k.clone());
+                }
+            }
+        }
+        for k in &wanted {
+            if let Some(t) = self.tasks.get_mut(k) {
+                t.who_wants.insert(client);
+            }
+        }
+        self.ensure(&wanted);
+        // Keys already done (or failed) are reported at once.
+        for k in &wanted {
+            match self.tasks.get(k).map(|t| &t.state) {
+                Some(TaskState::Memory { worker, nbytes }) => {
+                    let addr = self.workers[worker].addr.clone();
+                    self.out.push(Command::KeyDone { client, key: k.clone(), addr, nbytes: *nbytes });
+                }
+                Some(TaskState::Erred { failure }) => {
+                    self.out.push(Command::KeyErred { client, key: k.clone(), failure: failure.clone() });
+                }
+                _ => {}
+            }
+        }
+        // Submitted tasks nobody needs are dropped again.
+        for k in fresh {
+            self.maybe_forget(&k);
+        }
+    }
+
+    /// Makes sure `keys` (and the released ancestors they need) are on their way
+    /// to memory: released tasks become waiting or queued, dependencies first.
+    fn ensure(&mut self, keys: &[Key]) {
+        // Released ancestors in dependency-first (post) order, iteratively.
+        let mut order: Vec<Key> = Vec::new();
+        let mut seen: FxHashSet<Key> = FxHashSet::default();
+        let mut stack: Vec<(Key, bool)> = keys.iter().rev().map(|k| (k.clone(), false)).collect();
+        while let Some((k, expanded)) = stack.pop() {
+            if expanded {
+                order.push(k);
+                continue;
+            }
+            let Some(t) = self.tasks.get(&k) else { continue };
+            if !matches!(t.state, TaskState::Released) || !seen.insert(k.clone()) {
+                continue;
+            }
+            stack.push((k.clone(), true));
+            for d in t.spec.deps.iter().rev() {
+                stack.push((d.clone(), false));
+            }
+        }
+        for k in order {
+            let deps = self.tasks[&k].spec.deps.clone();
+            let mut unfinished = 0;
+            let mut erred = None;
+            for d in &deps {
+                match self.tasks.get(d).map(|t| &t.state) {
+                    Some(TaskState::Memory { .. }) => {}
+                    Some(TaskState::Erred { failure }) => erred = Some(failure.clone()),
+                    _ => unfinished += 1,
+                }
+            }
+            if let Some(failure) = erred {
+                self.set_state(&k, TaskState::Erred { failure }, "a dependency erred");
+                self.propagate_error(&k);
+            } else if unfinished == 0 {
+                self.set_state(&k, TaskState::Queued, "dependencies in memory");
+            } else {
+                self.set_state(&k, TaskState::Waiting { unfinished }, "waiting for dependencies");
+            }
+        }
+    }
+
+    fn scattered(&mut self, client: ClientId, key: Key, worker: WorkerId, nbytes: u64) {
+        let Some(addr) = self.workers.get(&worker).map(|w| w.addr.clone()) else {
+            self.out.push(Command::Reject { client, error: format!("scatter of {key}: worker {worker:?} is gone; scatter again") });
+            return;
+        };
+        self.generation += 1;
+        let spec = TaskSpec {
+            key: key.clone(),
+            op: DATA_OP.to_string(),
+            payload: Arc::new(Vec::new()),
+            deps: Vec::new(),
+            priority: 0,
+            graph_order: 0,
+            retries: 0,
+            workers: Vec::new(),
+            allow_other_workers: true,
+            resources: Vec::new(),
+        };
+        let dependents = self.tasks.remove(&key).map(|t| t.dependents).unwrap_or_default();
+        let mut who_wants = BTreeSet::new();
+        who_wants.insert(client);
+        self.tasks.insert(
+            key.clone(),
+            SchedTask { spec, state: TaskState::Released, dependents, who_wants, generation: self.generation, retries_left: 0, suspicious: 0 },
+        );
+        self.set_state(&key, TaskState::Memory { worker, nbytes }, "scattered");
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.has_what.insert(key.clone());
+        }
+        self.out.push(Command::KeyDone { client, key, addr, nbytes });
+    }
+
+    fn finished(&mut self, worker: WorkerId, key: Key, nbytes: u64) {
+        let ours = matches!(self.tasks.get(&key).map(|t| &t.state), Some(TaskState::Processing { worker: w }) if *w == worker);
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.processing.remove(&key);
+        }
+        if !ours {
+            // A stale result (the task was reassigned, released or forgotten).
+            self.out.push(Command::FreeKeys { worker, keys: vec![key] });
+            return;
+        }
+        self.release_resources(worker, &key);
+        self.set_state(&key, TaskState::Memory { worker, nbytes }, format!("finished on {worker:?}"));
+        let addr = match self.workers.get_mut(&worker) {
+            Some(w) => {
+                w.has_what.insert(key.clone());
+                w.addr.clone()
+            }
+            None => String::new(),
+        };
+        let t = &self.tasks[&key];
+        for &c in &t.who_wants {
+            self.out.push(Command::KeyDone { client: c, key: key.clone(), addr: addr.clone(), nbytes });
+        }
+        let dependents: Vec<Key> = t.dependents.iter().cloned().collect();
+        for d in dependents {
+            if let Some(TaskState::Waiting { unfinished }) = self.tasks.get(&d).map(|t| t.state.clone()) {
+                if unfinished <= 1 {
+                    self.set_state(&d, TaskState::Queued, format!("dependency {key} in memory"));
+                } else {
+                    self.set_state(&d, TaskState::Waiting { unfinished: unfinished - 1 }, format!("dependency {key} in memory"));
+                }
+            }
+        }
+        let deps = self.tasks[&key].spec.deps.clone();
+        for d in deps {
+            self.maybe_forget(&d);
+        }
+        self.maybe_forget(&key);
+    }
+
+    fn failed(&mut self, worker: WorkerId, key: Key, failure: TaskFailure) {
+        let ours = matches!(self.tasks.get(&key).map(|t| &t.state), Some(TaskState::Processing { worker: w }) if *w == worker);
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.processing.remove(&key);
+        }
+        if !ours {
+            return;
+        }
+        self.release_resources(worker, &key);
+        let t = self.tasks.get_mut(&key).expect("checked above");
+        if t.retries_left > 0 {
+            t.retries_left -= 1;
+            let left = t.retries_left;
+            self.set_state(&key, TaskState::Queued, format!("retrying after failure ({left} retries left): {}", failure.message));
+            return;
+        }
+        self.set_state(&key, TaskState::Erred { failure }, "failed");
+        self.propagate_error(&key);
+    }
+
+    /// Marks everything downstream of erred `key` erred, and tells the clients.
+    fn propagate_error(&mut self, key: &Key) {
+        let Some(TaskState::Erred { failure }) = self.tasks.get(key).map(|t| t.state.clone()) else { return };
+        let mut stack = vec![key.clone()];
+        let mut notify = Vec::new();
+        while let Some(k) = stack.pop() {
+            let t = &self.tasks[&k];
+            notify.extend(t.who_wants.iter().map(|&c| (c, k.clone())));
+            let dependents: Vec<Key> = t.dependents.iter().cloned().collect();
+            for d in dependents {
+                let st = self.tasks.get(&d).map(|t| t.state.clone());
+                if matches!(st, Some(TaskState::Waiting { .. }) | Some(TaskState::Queued) | Some(TaskState::Released)) {
+                    self.set_state(&d, TaskState::Erred { failure: failure.clone() }, format!("dependency {k} erred"));
+                    stack.push(d);
+                }
+            }
+        }
+        for (client, k) in notify {
+            self.out.push(Command::KeyErred { client, key: k, failure: failure.clone() });
+        }
+    }
+
+    fn data_missing(&mut self, worker: WorkerId, key: Key, missing: Key) {
+        // The holder no longer has the value: treat it as lost.
+        if let Some(TaskState::Memory { worker: holder, .. }) = self.tasks.get(&missing).map(|t| t.state.clone()) {
+            if let Some(w) = self.workers.get_mut(&holder) {
+                w.has_what.remove(&missing);
+            }
+            self.lose(&missing, "holder could not provide it");
+        }
+        let ours = matches!(self.tasks.get(&key).map(|t| &t.state), Some(TaskState::Processing { worker: w }) if *w == worker);
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.processing.remove(&key);
+        }
+        if ours {
+            self.release_resources(worker, &key);
+            self.set_state(&key, TaskState::Released, format!("dependency {missing} missing"));
+        }
+        self.ensure_needed();
+    }
+
+    /// A value in memory was lost: its task goes back to released, and tasks
+    /// counting on it wait again.
+    fn lose(&mut self, key: &Key, reason: &str) {
+        self.set_state(key, TaskState::Released, reason.to_string());
+        let dependents: Vec<Key> = self.tasks[key].dependents.iter().cloned().collect();
+        for d in dependents {
+            match self.tasks.get(&d).map(|t| t.state.clone()) {
+                Some(TaskState::Waiting { unfinished }) => {
+                    self.set_state(&d, TaskState::Waiting { unfinished: unfinished + 1 }, format!("dependency {key} lost"))
+                }
+                Some(TaskState::Queued) => {
+                    self.set_state(&d, TaskState::Waiting { unfinished: 1 }, format!("dependency {key} lost"))
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether a task's result is needed: a client wants it, or a task on its
+    /// way to memory (waiting, queued, processing) depends on it.
+    fn needed(&self, t: &SchedTask) -> bool {
+        !t.who_wants.is_empty()
+            || t.dependents.iter().any(|d| {
+                self.tasks.get(d).is_some_and(|dt| {
+                    matches!(dt.state, TaskState::Waiting { .. } | TaskState::Queued | TaskState::Processing { .. })
+                })
+            })
+    }
+
+    /// Recomputes every released task that is still needed; forgets the others.
+    fn ensure_needed(&mut self) {
+        let released: Vec<Key> =
+            self.tasks.iter().filter(|(_, t)| matches!(t.state, TaskState::Released)).map(|(k, _)| k.clone()).collect();
+        let (needed, unneeded): (Vec<Key>, Vec<Key>) = released.into_iter().partition(|k| self.needed(&self.tasks[k]));
+        self.ensure(&needed);
+        for k in unneeded {
+            self.maybe_forget(&k);
+        }
+    }
+
+    fn remove_worker(&mut self, worker: WorkerId) {
+        let Some(w) = self.workers.remove(&worker) else { return };
+        for key in &w.processing {
+            let Some(t) = self.tasks.get_mut(key) else { continue };
+            if !matches!(t.state, TaskState::Processing { worker: pw } if pw == worker) {
+                continue;
+            }
+            t.suspicious += 1;
+            if t.suspicious >= self.config.allowed_failures {
+                let failure = TaskFailure {
+                    key: key.clone(),
+                    op: t.spec.op.clone(),
+                    message: format!(
+                        "{} workers died while running this task (last: {}); it is probably what kills them",
+                        t.suspicious, w.name
+                    ),
+                    worker: Some(w.addr.clone()),
+                    kind: FailureCause::KilledWorker,
+                };
+                self.set_state(key, TaskState::Erred { failure }, "killed too many workers");
+                self.propagate_error(key);
+            } else {
+                self.set_state(key, TaskState::Released, format!("worker {} lost while processing", w.name));
+            }
+        }
+        for key in &w.has_what {
+            if matches!(self.tasks.get(key).map(|t| &t.state), Some(TaskState::Memory { worker: h, .. }) if *h == worker) {
+                self.lose(key, &format!("worker {} lost", w.name));
+            }
+        }
+        self.ensure_needed();
+    }
+
+    /// Releases `key` when no client wants it and no unfinished task needs it
+    /// (its value is freed), and forgets it once nothing depends on it at all:
+    /// a released task with dependents stays, so that lost results downstream
+    /// can be recomputed from lineage.
+    fn maybe_forget(&mut self, key: &Key) {
+        let mut stack = vec![key.clone()];
+        while let Some(k) = stack.pop() {
+            let Some(t) = self.tasks.get(&k) else { continue };
+            if self.needed(t) {
+                continue;
+            }
+            match t.state.clone() {
+                TaskState::Memory { worker, .. } => {
+                    if let Some(w) = self.workers.get_mut(&worker) {
+                        w.has_what.remove(&k);
+                    }
+                    self.out.push(Command::FreeKeys { worker, keys: vec![k.clone()] });
+                    self.set_state(&k, TaskState::Released, "no longer needed");
+                }
+                TaskState::Processing { worker } => {
+                    // Let it finish on the worker; its result is dropped as stale.
+                    if let Some(w) = self.workers.get_mut(&worker) {
+                        w.processing.remove(&k);
+                    }
+                    self.release_resources(worker, &k);
+                    self.set_state(&k, TaskState::Released, "no longer needed");
+                }
+                TaskState::Waiting { .. } | TaskState::Queued => self.set_state(&k, TaskState::Released, "no longer needed"),
+                TaskState::Released | TaskState::Erred { .. } => {}
+            }
+            let t = &self.tasks[&k];
+            if !t.dependents.is_empty() {
+                continue;
+            }
+            let from = t.state.name();
+            let deps = t.spec.deps.clone();
+            self.tasks.remove(&k);
+            if self.config.log_capacity > 0 {
+                self.log.push_back(Transition { key: k.clone(), from, to: "forgotten", reason: "nothing depends on it".into(), at: self.now });
+                if self.log.len() > self.config.log_capacity {
+                    self.log.pop_front();
+                }
+            }
+            for d in deps {
+                if let Some(dt) = self.tasks.get_mut(&d) {
+                    dt.dependents.remove(&k);
+                    stack.push(d);
+                }
+            }
+        }
+    }
+
+    fn release_resources(&mut self, worker: WorkerId, key: &Key) {
+        let Some(t) = self.tasks.get(key) else { return };
+        if let Some(w) = self.workers.get_mut(&worker) {
+            for (r, amount) in &t.spec.resources {
+                if let Some(u) = w.used_resources.get_mut(r) {
+                    *u -= amount;
+                }
+            }
+        }
+    }
+
+    fn slots(&self, w: &SchedWorker) -> usize {
+        ((w.nthreads as f64) * self.config.saturation).ceil().max(1.0) as usize
+    }
+
+    fn fits(&self, w: &SchedWorker, spec: &TaskSpec, restricted: bool) -> bool {
+        if restricted && !spec.workers.iter().any(|n| *n == w.name || *n == w.addr) {
+            return false;
+        }
+        if spec.op != DATA_OP && !w.ops.contains(&spec.op) {
+            return false;
+        }
+        spec.resources.iter().all(|(r, amount)| {
+            let total = w.resources.get(r).copied().unwrap_or(0.0);
+            let used = w.used_resources.get(r).copied().unwrap_or(0.0);
+            total - used >= *amount - 1e-12
+        })
+    }
+
+    /// Assigns queued tasks to free worker slots (see the module docs).
+    fn schedule(&mut self) {
+        let mut skipped: Vec<ReadyKey> = Vec::new();
+        loop {
+            let any_free = self
+                .workers
+                .values()
+                .any(|w| w.status == WorkerStatus::Running && w.processing.len() < self.slots(w));
+            if !any_free {
+                break;
+            }
+            let Some(rk) = self.ready.pop_first() else { break };
+            let key = rk.3.clone();
+            let spec = &self.tasks[&key].spec;
+            let restricted = !spec.workers.is_empty();
+            let choose = |restricted: bool| {
+                self.workers
+                    .values()
+                    .filter(|w| w.status == WorkerStatus::Running && w.processing.len() < self.slots(w))
+                    .filter(|w| self.fits(w, spec, restricted))
+                    .map(|w| {
+                        let fetch: u64 = spec
+                            .deps
+                            .iter()
+                            .filter_map(|d| match self.tasks.get(d).map(|t| &t.state) {
+                                Some(TaskState::Memory { worker, nbytes }) if *worker != w.id => Some(*nbytes),
+                                _ => None,
+                            })
+                            .sum();
+                        (fetch, w.processing.len() * 1000 / w.nthreads, w.id)
+                    })
+                    .min()
+                    .map(|(_, _, id)| id)
+            };
+            let mut pick = choose(restricted);
+            if pick.is_none() && restricted && spec.allow_other_workers {
+                pick = choose(false);
+            }
+            let Some(worker) = pick else {
+                skipped.push(rk);
+                continue;
+            };
+            let deps: Vec<(Key, String)> = spec
+                .deps
+                .iter()
+                .map(|d| {
+                    let addr = match self.tasks.get(d).map(|t| &t.state) {
+                        Some(TaskState::Memory { worker, .. }) => self.workers.get(worker).map(|w| w.addr.clone()),
+                        _ => None,
+                    };
+                    (d.clone(), addr.unwrap_or_default())
+                })
+                .collect();
+            let cmd = Command::Compute { worker, key: key.clone(), op: spec.op.clone(), payload: spec.payload.clone(), deps };
+            let resources = spec.resources.clone();
+            let w = self.workers.get_mut(&worker).expect("chosen from workers");
+            w.processing.insert(key.clone());
+            for (r, amount) in resources {
+                *w.used_resources.entry(r).or_insert(0.0) += amount;
+            }
+            // `ready` no longer holds the key (popped above).
+            let t = self.tasks.get_mut(&key).expect("queued task exists");
+            let from = t.state.name();
+            t.state = TaskState::Processing { worker };
+            if self.config.log_capacity > 0 {
+                self.log.push_back(Transition { key: key.clone(), from, to: "processing", reason: format!("assigned to {worker:?}"), at: self.now });
+                if self.log.len() > self.config.log_capacity {
+                    self.log.pop_front();
+                }
+            }
+            self.out.push(cmd);
+        }
+        self.ready.extend(skipped);
+    }
+
+    /// Checks the internal invariants; returns a description of the first violation.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut queued = 0;
+        for (k, t) in &self.tasks {
+            match &t.state {
+                TaskState::Processing { worker } => {
+                    let w = self.workers.get(worker).ok_or(format!("{k} processing on unknown {worker:?}"))?;
+                    if !w.processing.contains(k) {
+                        return Err(format!("{k} processing on {worker:?} but not in its processing set"));
+                    }
+                }
+                TaskState::Memory { worker, .. } => {
+                    let w = self.workers.get(worker).ok_or(format!("{k} in memory on unknown {worker:?}"))?;
+                    if !w.has_what.contains(k) {
+                        return Err(format!("{k} in memory on {worker:?} but not in its has_what"));
+                    }
+                }
+                TaskState::Waiting { unfinished } => {
+                    let missing =
+                        t.spec.deps.iter().filter(|d| !matches!(self.tasks.get(*d).map(|t| &t.state), Some(TaskState::Memory { .. }))).count();
+                    if missing != *unfinished || missing == 0 {
+                        return Err(format!("{k} waiting on {unfinished} but {missing} dependencies are not in memory"));
+                    }
+                }
+                TaskState::Queued => {
+                    queued += 1;
+                    if !self.ready.contains(&ready_key(t)) {
+                        return Err(format!("{k} queued but not in the ready queue"));
+                    }
+                    if let Some(d) = t.spec.deps.iter().find(|d| !matches!(self.tasks.get(*d).map(|t| &t.state), Some(TaskState::Memory { .. }))) {
+                        return Err(format!("{k} queued but dependency {d} is not in memory"));
+                    }
+                }
+                TaskState::Released | TaskState::Erred { .. } => {}
+            }
+            for d in &t.spec.deps {
+                match self.tasks.get(d) {
+                    Some(dt) if dt.dependents.contains(k) => {}
+                    Some(_) => return Err(format!("{d} does not list its dependent {k}")),
+                    None => return Err(format!("{k} ({}) depends on forgotten {d}", t.state.name())),
+                }
+            }
+        }
+        if queued != self.ready.len() {
+            return Err(format!("{} keys in the ready queue, {queued} tasks queued", self.ready.len()));
+        }
+        for w in self.workers.values() {
+            for k in &w.processing {
+                if !matches!(self.tasks.get(k).map(|t| &t.state), Some(TaskState::Processing { worker }) if *worker == w.id) {
+                    return Err(format!("{:?} lists {k} as processing", w.id));
+                }
+            }
+            for k in &w.has_what {
+                if !matches!(self.tasks.get(k).map(|t| &t.state), Some(TaskState::Memory { worker, .. }) if *worker == w.id) {
+                    return Err(format!("{:?} lists {k} in has_what", w.id));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The op name of scattered data.
+pub const DATA_OP: &str = "rask::data";

@@ -1,0 +1,418 @@
+//! The scheduler state machine without any network: events in, exact commands
+//! out, invariants checked after every step.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use rask_core::Key;
+use rask_distributed::scheduler::*;
+
+const C: ClientId = ClientId(1);
+
+fn k(name: &str) -> Key {
+    Key::named(name)
+}
+
+fn spec(name: &str, deps: &[&str]) -> TaskSpec {
+    TaskSpec {
+        key: k(name),
+        op: "inc".into(),
+        payload: Arc::new(vec![]),
+        deps: deps.iter().map(|d| k(d)).collect(),
+        priority: 0,
+        graph_order: 0,
+        retries: 0,
+        workers: vec![],
+        allow_other_workers: false,
+        resources: vec![],
+    }
+}
+
+struct Env {
+    s: SchedulerState,
+    now: u64,
+}
+
+impl Env {
+    fn new() -> Self {
+        Env { s: SchedulerState::new(SchedulerConfig::default()), now: 0 }
+    }
+
+    fn with(config: SchedulerConfig) -> Self {
+        Env { s: SchedulerState::new(config), now: 0 }
+    }
+
+    fn ev(&mut self, e: Event) -> Vec<Command> {
+        self.now += 1;
+        let out = self.s.handle(e, self.now);
+        self.s.check_invariants().unwrap_or_else(|v| panic!("invariant broken: {v}"));
+        out
+    }
+
+    fn worker(&mut self, id: u64, nthreads: usize) -> Vec<Command> {
+        let ops: BTreeSet<String> = ["inc".to_string(), "boom".to_string()].into();
+        self.ev(Event::WorkerJoined {
+            worker: WorkerId(id),
+            name: format!("w{id}"),
+            addr: format!("127.0.0.1:{}", 9000 + id),
+            nthreads,
+            memory_limit: 0,
+            ops: Arc::new(ops),
+            resources: BTreeMap::new(),
+        })
+    }
+
+    fn submit(&mut self, tasks: Vec<TaskSpec>, wanted: &[&str]) -> Vec<Command> {
+        self.ev(Event::GraphSubmitted { client: C, tasks, wanted: wanted.iter().map(|w| k(w)).collect() })
+    }
+
+    fn finish(&mut self, w: u64, key: &str, nbytes: u64) -> Vec<Command> {
+        self.ev(Event::TaskFinished { worker: WorkerId(w), key: k(key), nbytes })
+    }
+}
+
+fn computes(cmds: &[Command]) -> Vec<(u64, Key)> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::Compute { worker, key, .. } => Some((worker.0, key.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn chain_runs_in_order_and_frees_intermediates() {
+    let mut e = Env::new();
+    assert!(e.worker(1, 1).is_empty());
+    let out = e.submit(vec![spec("a", &[]), spec("b", &["a"])], &["b"]);
+    assert_eq!(computes(&out), vec![(1, k("a"))]);
+    let out = e.finish(1, "a", 8);
+    assert_eq!(
+        out,
+        vec![Command::Compute {
+            worker: WorkerId(1),
+            key: k("b"),
+            op: "inc".into(),
+            payload: Arc::new(vec![]),
+            deps: vec![(k("a"), "127.0.0.1:9001".into())],
+        }]
+    );
+    let out = e.finish(1, "b", 8);
+    assert_eq!(
+        out,
+        vec![
+            Command::KeyDone { client: C, key: k("b"), addr: "127.0.0.1:9001".into(), nbytes: 8 },
+            Command::FreeKeys { worker: WorkerId(1), keys: vec![k("a")] },
+        ]
+    );
+    // Releasing the future frees the result too.
+    let out = e.ev(Event::ClientReleased { client: C, keys: vec![k("b")] });
+    assert_eq!(out, vec![Command::FreeKeys { worker: WorkerId(1), keys: vec![k("b")] }]);
+    assert!(e.s.tasks().is_empty());
+    let story: Vec<&str> = e.s.story(&k("b")).iter().map(|t| t.to).collect();
+    assert_eq!(story, vec!["waiting", "queued", "processing", "memory", "released", "forgotten"]);
+}
+
+#[test]
+fn roots_are_queued_not_pushed_all_at_once() {
+    let mut e = Env::new();
+    e.worker(1, 2);
+    let tasks: Vec<TaskSpec> = (0..100).map(|i| spec(&format!("r{i}"), &[])).collect();
+    let wanted: Vec<String> = (0..100).map(|i| format!("r{i}")).collect();
+    let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+    let out = e.submit(tasks, &wanted);
+    // 2 threads x saturation 1.5 = 3 tasks in flight.
+    assert_eq!(computes(&out).len(), 3);
+    let (_, first) = computes(&out)[0].clone();
+    let out = e.ev(Event::TaskFinished { worker: WorkerId(1), key: first, nbytes: 1 });
+    assert_eq!(computes(&out).len(), 1, "one slot freed, one task sent");
+}
+
+#[test]
+fn placement_prefers_the_worker_holding_the_big_input() {
+    let mut e = Env::new();
+    e.worker(1, 1);
+    e.worker(2, 1);
+    let mut a = spec("a", &[]);
+    a.workers = vec!["w1".into()];
+    let mut b = spec("b", &[]);
+    b.workers = vec!["w2".into()];
+    let out = e.submit(vec![a, b, spec("c", &["a", "b"])], &["c"]);
+    assert_eq!(computes(&out), vec![(1, k("a")), (2, k("b"))]);
+    e.finish(1, "a", 1_000_000);
+    let out = e.finish(2, "b", 10);
+    assert_eq!(computes(&out), vec![(1, k("c"))], "c runs where the 1 MB input is");
+}
+
+#[test]
+fn resources_and_restrictions_are_honoured() {
+    let mut e = Env::new();
+    e.worker(1, 4);
+    e.ev(Event::WorkerJoined {
+        worker: WorkerId(2),
+        name: "gpu".into(),
+        addr: "127.0.0.1:9002".into(),
+        nthreads: 4,
+        memory_limit: 0,
+        ops: Arc::new(["inc".to_string()].into()),
+        resources: [("GPU".to_string(), 1.0)].into(),
+    });
+    let mut g1 = spec("g1", &[]);
+    g1.resources = vec![("GPU".into(), 1.0)];
+    let mut g2 = spec("g2", &[]);
+    g2.resources = vec![("GPU".into(), 1.0)];
+    let out = e.submit(vec![g1, g2], &["g1", "g2"]);
+    // One GPU: one task at a time, only on the GPU worker.
+    assert_eq!(computes(&out), vec![(2, k("g1"))]);
+    let out = e.finish(2, "g1", 1);
+    assert_eq!(computes(&out), vec![(2, k("g2"))]);
+    // A restriction to a missing worker with allow_other_workers runs elsewhere.
+    let mut r = spec("r", &[]);
+    r.workers = vec!["nowhere".into()];
+    r.allow_other_workers = true;
+    assert_eq!(computes(&e.submit(vec![r], &["r"])).len(), 1);
+}
+
+#[test]
+fn failures_are_retried_then_reported() {
+    let mut e = Env::new();
+    e.worker(1, 1);
+    let mut a = spec("a", &[]);
+    a.retries = 1;
+    e.submit(vec![a, spec("b", &["a"])], &["b"]);
+    let failure = TaskFailure { key: k("a"), op: "inc".into(), message: "boom".into(), worker: Some("w1".into()), kind: FailureCause::Error };
+    let out = e.ev(Event::TaskFailed { worker: WorkerId(1), key: k("a"), failure: failure.clone() });
+    assert_eq!(computes(&out), vec![(1, k("a"))], "retried once");
+    let out = e.ev(Event::TaskFailed { worker: WorkerId(1), key: k("a"), failure: failure.clone() });
+    assert_eq!(out, vec![Command::KeyErred { client: C, key: k("b"), failure }]);
+    assert!(e.s.story(&k("a")).iter().any(|t| t.reason.contains("retrying")));
+}
+
+#[test]
+fn lost_worker_results_are_recomputed_from_lineage() {
+    let mut e = Env::new();
+    e.worker(1, 1);
+    e.worker(2, 1);
+    e.submit(vec![spec("a", &[]), spec("b", &["a"]), spec("c", &["b"])], &["c"]);
+    let a_on = match e.s.tasks()[&k("a")].state {
+        TaskState::Processing { worker } => worker.0,
+        ref s => panic!("a is {s:?}"),
+    };
+    e.finish(a_on, "a", 8);
+    let b_on = match e.s.tasks()[&k("b")].state {
+        TaskState::Processing { worker } => worker.0,
+        ref s => panic!("b is {s:?}"),
+    };
+    e.finish(b_on, "b", 8);
+    // c is processing; now the worker holding b dies.
+    let c_on = match e.s.tasks()[&k("c")].state {
+        TaskState::Processing { worker } => worker.0,
+        ref s => panic!("c is {s:?}"),
+    };
+    let other = if c_on == 1 { 2 } else { 1 };
+    let out = e.ev(Event::WorkerLost { worker: WorkerId(c_on) });
+    // c was processing there: everything it needs is recomputed on the survivor.
+    let recomputed: Vec<Key> = computes(&out).into_iter().map(|(w, key)| {
+        assert_eq!(w, other);
+        key
+    }).collect();
+    assert!(!recomputed.is_empty());
+    // Drive the recomputation to the end.
+    let mut pending = recomputed;
+    let mut done = false;
+    while let Some(key) = pending.pop() {
+        let out = e.ev(Event::TaskFinished { worker: WorkerId(other), key, nbytes: 8 });
+        pending.extend(computes(&out).into_iter().map(|(_, key)| key));
+        done |= out.iter().any(|c| matches!(c, Command::KeyDone { key, .. } if *key == k("c")));
+    }
+    assert!(done, "c was computed again");
+}
+
+#[test]
+fn missing_dependency_data_sends_the_task_back() {
+    let mut e = Env::new();
+    e.worker(1, 1);
+    e.worker(2, 1);
+    let mut a = spec("a", &[]);
+    a.workers = vec!["w1".into()];
+    let mut b = spec("b", &["a"]);
+    b.workers = vec!["w2".into()];
+    e.submit(vec![a, b], &["b"]);
+    let out = e.finish(1, "a", 8);
+    assert_eq!(computes(&out), vec![(2, k("b"))]);
+    // w2 could not fetch a from w1: a is recomputed, then b again.
+    let out = e.ev(Event::DataMissing { worker: WorkerId(2), key: k("b"), missing: k("a") });
+    assert_eq!(computes(&out), vec![(1, k("a"))]);
+    let out = e.finish(1, "a", 8);
+    assert_eq!(computes(&out), vec![(2, k("b"))]);
+}
+
+#[test]
+fn a_task_that_kills_its_workers_is_marked_erred() {
+    let mut e = Env::new();
+    for w in 1..=4 {
+        e.worker(w, 1);
+    }
+    e.submit(vec![spec("poison", &[])], &["poison"]);
+    let mut last = Vec::new();
+    for _ in 0..3 {
+        let on = match e.s.tasks()[&k("poison")].state {
+            TaskState::Processing { worker } => worker,
+            ref s => panic!("poison is {s:?}"),
+        };
+        last = e.ev(Event::WorkerLost { worker: on });
+    }
+    match &last[..] {
+        [Command::KeyErred { key, failure, .. }] => {
+            assert_eq!(key, &k("poison"));
+            assert_eq!(failure.kind, FailureCause::KilledWorker);
+            assert!(failure.message.contains("3 workers died"), "{}", failure.message);
+        }
+        other => panic!("expected KeyErred, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_submissions_are_rejected_with_reasons() {
+    let mut e = Env::new();
+    e.worker(1, 1);
+    let mut t = spec("x", &[]);
+    t.op = "my_crate::secret".into();
+    let out = e.submit(vec![t], &["x"]);
+    match &out[..] {
+        [Command::Reject { error, .. }] => assert!(error.contains("`my_crate::secret`") && error.contains("inc"), "{error}"),
+        other => panic!("{other:?}"),
+    }
+    let out = e.submit(vec![spec("y", &["ghost"])], &["y"]);
+    assert!(matches!(&out[..], [Command::Reject { error, .. }] if error.contains("ghost")));
+    assert!(e.s.tasks().is_empty());
+}
+
+#[test]
+fn silent_workers_time_out() {
+    let mut e = Env::with(SchedulerConfig { heartbeat_timeout_ms: 10, ..SchedulerConfig::default() });
+    e.worker(1, 1);
+    e.submit(vec![spec("a", &[])], &["a"]);
+    e.now += 100;
+    let out = e.ev(Event::Tick);
+    assert_eq!(out, vec![Command::CloseWorker { worker: WorkerId(1) }]);
+    assert!(matches!(e.s.tasks()[&k("a")].state, TaskState::Queued));
+}
+
+// ---------------------------------------------------------------- properties
+
+#[derive(Debug, Clone)]
+enum Step {
+    Finish(prop::sample::Index),
+    Fail(prop::sample::Index),
+    Lose(prop::sample::Index),
+    Missing(prop::sample::Index),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => any::<prop::sample::Index>().prop_map(Step::Finish),
+        1 => any::<prop::sample::Index>().prop_map(Step::Fail),
+        1 => any::<prop::sample::Index>().prop_map(Step::Lose),
+        1 => any::<prop::sample::Index>().prop_map(Step::Missing),
+    ]
+}
+
+fn dag() -> impl Strategy<Value = Vec<Vec<usize>>> {
+    (1usize..30).prop_flat_map(|n| {
+        (0..n)
+            .map(|i| if i == 0 { Just(vec![]).boxed() } else { proptest::collection::vec(0..i, 0..3).boxed() })
+            .collect::<Vec<_>>()
+    })
+}
+
+fn processing(e: &Env) -> Vec<(Key, WorkerId)> {
+    let mut v: Vec<(Key, WorkerId)> = e
+        .s
+        .tasks()
+        .iter()
+        .filter_map(|(k, t)| match t.state {
+            TaskState::Processing { worker } => Some((k.clone(), worker)),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_dags_with_faults_finish(dag in dag(), steps in proptest::collection::vec(step(), 0..60), n_workers in 1u64..4, retries in 0u32..2) {
+        let mut e = Env::with(SchedulerConfig { allowed_failures: 1000, ..SchedulerConfig::default() });
+        let mut next_worker = 1;
+        for _ in 0..n_workers {
+            e.worker(next_worker, 2);
+            next_worker += 1;
+        }
+        let names: Vec<String> = (0..dag.len()).map(|i| format!("t{i}")).collect();
+        let tasks: Vec<TaskSpec> = dag.iter().enumerate().map(|(i, deps)| {
+            let deps: Vec<&str> = deps.iter().map(|d| names[*d].as_str()).collect();
+            let mut s = spec(&names[i], &deps);
+            s.retries = retries;
+            s.graph_order = i as u32;
+            s
+        }).collect();
+        // Clients want the last task and a few others.
+        let wanted: Vec<&str> = names.iter().enumerate().filter(|(i, _)| *i == dag.len() - 1 || i % 5 == 0).map(|(_, n)| n.as_str()).collect();
+        let mut outcome: BTreeMap<Key, &'static str> = BTreeMap::new();
+        let record = |out: &[Command], outcome: &mut BTreeMap<Key, &'static str>| {
+            for c in out {
+                match c {
+                    Command::KeyDone { key, .. } => { outcome.insert(key.clone(), "memory"); }
+                    Command::KeyErred { key, .. } => { outcome.insert(key.clone(), "erred"); }
+                    Command::Reject { error, .. } => panic!("rejected: {error}"),
+                    _ => {}
+                }
+            }
+        };
+        let out = e.submit(tasks, &wanted);
+        record(&out, &mut outcome);
+        let failure = |key: &Key| TaskFailure { key: key.clone(), op: "inc".into(), message: "x".into(), worker: None, kind: FailureCause::Error };
+        for st in steps {
+            let p = processing(&e);
+            let out = match st {
+                Step::Finish(i) if !p.is_empty() => { let (key, w) = p[i.index(p.len())].clone(); e.ev(Event::TaskFinished { worker: w, key, nbytes: 8 }) }
+                Step::Fail(i) if !p.is_empty() => { let (key, w) = p[i.index(p.len())].clone(); e.ev(Event::TaskFailed { worker: w, key: key.clone(), failure: failure(&key) }) }
+                Step::Missing(i) if !p.is_empty() => {
+                    let (key, w) = p[i.index(p.len())].clone();
+                    match e.s.tasks()[&key].spec.deps.first().cloned() {
+                        Some(d) => e.ev(Event::DataMissing { worker: w, key, missing: d }),
+                        None => vec![],
+                    }
+                }
+                Step::Lose(i) => {
+                    let ws: Vec<WorkerId> = e.s.workers().keys().copied().collect();
+                    if ws.is_empty() { vec![] } else {
+                        let mut out = e.ev(Event::WorkerLost { worker: ws[i.index(ws.len())] });
+                        out.extend(e.worker(next_worker, 2));
+                        next_worker += 1;
+                        out
+                    }
+                }
+                _ => vec![],
+            };
+            record(&out, &mut outcome);
+        }
+        // No more faults: finish everything.
+        for _ in 0..10_000 {
+            let p = processing(&e);
+            let Some((key, w)) = p.first().cloned() else { break };
+            let out = e.ev(Event::TaskFinished { worker: w, key, nbytes: 8 });
+            record(&out, &mut outcome);
+        }
+        for w in &wanted {
+            let key = k(w);
+            prop_assert!(outcome.contains_key(&key), "{} ended in neither memory nor erred; state {:?}", w, e.s.tasks().get(&key).map(|t| &t.state));
+            let st = &e.s.tasks()[&key].state;
+            prop_assert!(matches!(st, TaskState::Memory { .. } | TaskState::Erred { .. }), "{} is {:?}", w, st);
+        }
+    }
+}
