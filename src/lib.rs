@@ -6,5 +6,10 @@ pub use rask_core::*;
 /// Estimators, pipelines, cross-validation and metrics (the `rask-ml` crate).
 pub use rask_ml as ml;
 
+/// Scheduler, workers, client and LocalCluster (the `rask-distributed` crate).
+pub use rask_distributed as distributed;
+pub use rask_distributed::{Client, LocalCluster};
+
 pub mod bench;
+pub mod ops;
 pub mod demo;

@@ -6,7 +6,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "rask", version, about = "Parallel and distributed computing for Rust, built for machine learning")]
+#[command(
+    name = "rask",
+    version,
+    about = "Parallel and distributed computing for Rust, built for machine learning",
+    after_help = "Cluster processes:\n  rask scheduler [--host HOST] [--port 8786] [--scheduler-file PATH]\n  rask worker ADDR|--scheduler-file PATH [--nthreads N] [--memory-limit 4GiB] [--resources GPU=1] [--name NAME] [--local-dir DIR]"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,6 +47,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `rask scheduler …` and `rask worker …` (shared with user binaries).
+    if let Some(code) = rask::distributed::cli::run_if_subcommand() {
+        return code;
+    }
     let cli = Cli::parse();
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
         Command::Demo { chunks, samples_per_chunk, out, no_progress } => {

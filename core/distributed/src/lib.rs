@@ -1,4 +1,16 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod cli;
+pub mod client;
+pub mod cluster;
+pub mod error;
+pub mod protocol;
 pub mod scheduler;
+pub mod server;
+pub mod worker;
+
+pub use client::{Client, ClientOptions, Future, WorkerInfo};
+pub use cluster::{ClusterOptions, LocalCluster};
+pub use error::DistError;
+pub use protocol::SubmitOptions;

@@ -1,0 +1,159 @@
+//! The `scheduler` and `worker` commands, shared by the `rask` CLI and by user
+//! binaries that register their own ops: call [`run_if_subcommand`] first
+//! thing in `main`, and `LocalCluster` (or `rask`-style deployment scripts)
+//! can run that binary as scheduler and workers.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::error::DistError;
+use crate::server::{run_scheduler, ServerConfig};
+use crate::worker::{run_worker, WorkerConfig};
+
+/// Usage of the two commands.
+pub const USAGE: &str = "\
+usage:
+  scheduler [--host HOST] [--port 8786] [--scheduler-file PATH] [--token TOKEN]
+  worker ADDR|--scheduler-file PATH [--nthreads N] [--memory-limit 4GiB] [--resources GPU=1,FPGA=2]
+         [--name NAME] [--local-dir DIR] [--host HOST] [--port PORT] [--token TOKEN]";
+
+/// Parses a memory size: `4GiB`, `512MiB`, `2GB`, `1e9`, `1000000` (bytes).
+pub fn parse_memory(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.trim().parse().map_err(|_| format!("memory size {s:?}: {num:?} is not a number"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "tb" | "t" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0f64.powi(4),
+        u => return Err(format!("memory size {s:?}: unknown unit {u:?} (use B, kB, MB, GB, KiB, MiB, GiB)")),
+    };
+    if n < 0.0 || !n.is_finite() {
+        return Err(format!("memory size {s:?} must be a non-negative number"));
+    }
+    Ok((n * mult) as u64)
+}
+
+/// Parses `GPU=1,MEM=2.5` into resources.
+pub fn parse_resources(s: &str) -> Result<BTreeMap<String, f64>, String> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').ok_or_else(|| format!("resource {p:?} must look like NAME=AMOUNT"))?;
+            let v: f64 = v.trim().parse().map_err(|_| format!("resource {p:?}: {v:?} is not a number"))?;
+            Ok((k.trim().to_string(), v))
+        })
+        .collect()
+}
+
+fn read_scheduler_file(path: &str) -> Result<String, String> {
+    // Workers may start before the scheduler wrote the file: wait for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("scheduler file {path}: {e}"))?;
+            return v["address"].as_str().map(String::from).ok_or_else(|| format!("scheduler file {path} has no \"address\""));
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!("scheduler file {path} did not appear within 60 s"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn value<'a>(args: &'a [String], i: &mut usize, flag: &str) -> Result<&'a str, String> {
+    *i += 1;
+    args.get(*i).map(String::as_str).ok_or_else(|| format!("{flag} needs a value"))
+}
+
+/// Parses and runs `scheduler …` or `worker …` (the arguments after the command name).
+pub fn run(command: &str, args: &[String]) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    match command {
+        "scheduler" => {
+            let mut cfg = ServerConfig::default();
+            let mut i = 0;
+            while i < args.len() {
+                match args[i].as_str() {
+                    "--host" => cfg.host = value(args, &mut i, "--host")?.into(),
+                    "--port" => cfg.port = value(args, &mut i, "--port")?.parse().map_err(|_| "--port needs a number".to_string())?,
+                    "--scheduler-file" => cfg.scheduler_file = Some(PathBuf::from(value(args, &mut i, "--scheduler-file")?)),
+                    "--token" => cfg.token = value(args, &mut i, "--token")?.into(),
+                    other => return Err(format!("unknown scheduler option {other:?}\n{USAGE}")),
+                }
+                i += 1;
+            }
+            rt.block_on(run_scheduler(cfg, shutdown_signal())).map_err(|e: DistError| e.to_string())
+        }
+        "worker" => {
+            let mut cfg = WorkerConfig::default();
+            let mut scheduler: Option<String> = None;
+            let mut i = 0;
+            while i < args.len() {
+                match args[i].as_str() {
+                    "--scheduler-file" => scheduler = Some(read_scheduler_file(value(args, &mut i, "--scheduler-file")?)?),
+                    "--nthreads" => {
+                        cfg.nthreads = value(args, &mut i, "--nthreads")?.parse().map_err(|_| "--nthreads needs a number".to_string())?
+                    }
+                    "--memory-limit" => cfg.memory_limit = parse_memory(value(args, &mut i, "--memory-limit")?)?,
+                    "--resources" => cfg.resources = parse_resources(value(args, &mut i, "--resources")?)?,
+                    "--name" => cfg.name = Some(value(args, &mut i, "--name")?.into()),
+                    "--local-dir" => cfg.local_dir = PathBuf::from(value(args, &mut i, "--local-dir")?),
+                    "--host" => cfg.host = value(args, &mut i, "--host")?.into(),
+                    "--port" => cfg.port = value(args, &mut i, "--port")?.parse().map_err(|_| "--port needs a number".to_string())?,
+                    "--token" => cfg.token = value(args, &mut i, "--token")?.into(),
+                    a if !a.starts_with("--") && scheduler.is_none() => scheduler = Some(a.to_string()),
+                    other => return Err(format!("unknown worker option {other:?}\n{USAGE}")),
+                }
+                i += 1;
+            }
+            cfg.scheduler = scheduler.ok_or_else(|| format!("worker needs the scheduler address or --scheduler-file\n{USAGE}"))?;
+            rt.block_on(run_worker(cfg, shutdown_signal())).map_err(|e| e.to_string())
+        }
+        other => Err(format!("unknown command {other:?}\n{USAGE}")),
+    }
+}
+
+/// If this process was started as `BIN scheduler …` or `BIN worker …`, runs
+/// that and returns the exit code; otherwise returns `None`.
+pub fn run_if_subcommand() -> Option<ExitCode> {
+    let args: Vec<String> = std::env::args().collect();
+    let cmd = args.get(1)?;
+    if cmd != "scheduler" && cmd != "worker" {
+        return None;
+    }
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return Some(ExitCode::SUCCESS);
+    }
+    Some(match run(cmd, &args[2..]) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    })
+}

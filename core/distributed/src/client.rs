@@ -1,0 +1,669 @@
+//! The client: submits graphs to a scheduler, holds futures, and moves data
+//! to and from workers directly (the scheduler never relays values).
+//!
+//! A `Client` owns a small tokio runtime, so its API is blocking and can be
+//! called from ordinary threads. Creating one makes it the default scheduler
+//! for `compute()`, as in Dask; closing it (or dropping the last handle)
+//! restores the previous default.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use rask_core::{ComputeError, ComputeOptions, Data, Delayed, Executor, Graph, Key, Scheduler, Value};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_stream::StreamExt;
+
+use crate::error::DistError;
+use crate::protocol::{self, pb, SubmitOptions, MAX_VALUE_BYTES, PROTOCOL_VERSION};
+use crate::scheduler::TaskFailure;
+use crate::worker::{connect_scheduler, connect_worker, fetch};
+
+/// Options of [`Client::connect_with`].
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Give up connecting after this long.
+    pub timeout: Duration,
+    /// Shared cluster token (empty = none).
+    pub token: String,
+    /// Make this client the default scheduler of `compute()`.
+    pub set_as_default: bool,
+    /// A name for the scheduler's logs.
+    pub name: String,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions { timeout: Duration::from_secs(10), token: String::new(), set_as_default: true, name: "client".into() }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Status {
+    Done { addr: String },
+    Erred(TaskFailure),
+}
+
+#[derive(Default)]
+struct State {
+    status: HashMap<Key, Status>,
+    rejections: Vec<String>,
+    replies: HashMap<u64, pb::to_client::Msg>,
+    closed: Option<String>,
+    n_workers: u32,
+}
+
+struct Inner {
+    rt: std::mem::ManuallyDrop<tokio::runtime::Runtime>,
+    addr: String,
+    tx: mpsc::UnboundedSender<pb::ClientMessage>,
+    state: Mutex<State>,
+    changed: Condvar,
+    request: AtomicU64,
+    holds: Mutex<HashMap<Key, usize>>,
+    was_default: bool,
+    scatter_rr: AtomicU64,
+}
+
+impl Inner {
+    fn send(&self, msg: pb::client_message::Msg) -> Result<(), DistError> {
+        self.tx
+            .send(pb::ClientMessage { msg: Some(msg) })
+            .map_err(|_| DistError::Disconnected { peer: self.addr.clone(), message: "client session closed".into() })
+    }
+
+    fn hold(&self, key: &Key) {
+        *self.holds.lock().unwrap_or_else(|p| p.into_inner()).entry(key.clone()).or_insert(0) += 1;
+    }
+
+    /// Drops one hold on `key`; the last one releases it at the scheduler.
+    fn unhold(&self, key: &Key) {
+        let mut holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
+        let last = match holds.get_mut(key) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            Some(_) => {
+                holds.remove(key);
+                true
+            }
+            None => false,
+        };
+        drop(holds);
+        if last {
+            self.state.lock().unwrap_or_else(|p| p.into_inner()).status.remove(key);
+            let _ = self.send(pb::client_message::Msg::Release(pb::Release { keys: vec![protocol::key_to_pb(key)] }));
+        }
+    }
+
+    /// Waits until every key is done or erred (or a rejection / disconnection arrives).
+    fn wait(&self, keys: &[Key], rejections_before: usize, timeout: Option<Duration>) -> Result<(), DistError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if st.rejections.len() > rejections_before {
+                return Err(DistError::Rejected { message: st.rejections[rejections_before].clone() });
+            }
+            if keys.iter().all(|k| st.status.contains_key(k)) {
+                return Ok(());
+            }
+            if let Some(reason) = &st.closed {
+                return Err(DistError::Disconnected { peer: self.addr.clone(), message: reason.clone() });
+            }
+            let wait = match deadline {
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Err(DistError::Disconnected { peer: self.addr.clone(), message: "timed out waiting for results".into() });
+                    }
+                    d - now
+                }
+                None => Duration::from_millis(200),
+            };
+            st = self.changed.wait_timeout(st, wait).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+
+    fn rejections(&self) -> usize {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).rejections.len()
+    }
+
+    /// A key's value envelope, fetched from its holder; waits again when the
+    /// holder died (the scheduler recomputes the key and reports it anew).
+    fn fetch_bytes(&self, key: &Key) -> Result<Vec<u8>, DistError> {
+        for _ in 0..20 {
+            self.wait(std::slice::from_ref(key), self.rejections(), None)?;
+            let status = self.state.lock().unwrap_or_else(|p| p.into_inner()).status.get(key).cloned();
+            match status {
+                Some(Status::Erred(f)) => return Err(DistError::Task(f)),
+                Some(Status::Done { addr }) => {
+                    let got = self.rt.block_on(async {
+                        let mut c = connect_worker(&addr).await?;
+                        fetch(&mut c, key).await
+                    });
+                    match got {
+                        Ok(bytes) => return Ok(bytes),
+                        Err(e) => {
+                            tracing::warn!("fetching {key} from {addr} failed ({e}); waiting for it to be recomputed");
+                            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                            if matches!(st.status.get(key), Some(Status::Done { addr: a }) if *a == addr) {
+                                st.status.remove(key);
+                            }
+                            drop(st);
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                    }
+                }
+                None => {}
+            }
+        }
+        Err(DistError::Fetch { key: key.clone(), addr: self.addr.clone(), message: "holders kept failing".into() })
+    }
+
+    fn next_request(&self) -> u64 {
+        self.request.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn reply(&self, request: u64, timeout: Duration) -> Result<pb::to_client::Msg, DistError> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(m) = st.replies.remove(&request) {
+                return Ok(m);
+            }
+            if let Some(reason) = &st.closed {
+                return Err(DistError::Disconnected { peer: self.addr.clone(), message: reason.clone() });
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(DistError::Disconnected { peer: self.addr.clone(), message: "no reply from the scheduler".into() });
+            }
+            st = self.changed.wait_timeout(st, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if self.was_default {
+            rask_core::set_default_scheduler(None);
+        }
+        // The last reference may go away on one of the runtime's own threads,
+        // where a blocking shutdown would panic.
+        // SAFETY: `rt` is not used after this point.
+        let rt = unsafe { std::mem::ManuallyDrop::take(&mut self.rt) };
+        rt.shutdown_background();
+    }
+}
+
+/// A handle on a scheduler.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+/// A value being computed (or held) on the cluster.
+pub struct Future<T> {
+    key: Key,
+    inner: Arc<Inner>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Future<T> {
+    fn clone(&self) -> Self {
+        self.inner.hold(&self.key);
+        Future { key: self.key.clone(), inner: self.inner.clone(), _t: PhantomData }
+    }
+}
+
+impl<T> Drop for Future<T> {
+    fn drop(&mut self) {
+        self.inner.unhold(&self.key);
+    }
+}
+
+impl<T> std::fmt::Debug for Future<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Future({})", self.key)
+    }
+}
+
+impl<T: Data> Future<T> {
+    /// Its key.
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// Whether it is done (in memory) or failed.
+    pub fn done(&self) -> bool {
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner()).status.contains_key(&self.key)
+    }
+
+    /// Waits for the value and fetches it from the worker holding it. A failed
+    /// task gives its remote error (key, op, worker, message).
+    pub fn result(&self) -> Result<T, DistError> {
+        let bytes = self.inner.fetch_bytes(&self.key)?;
+        let v = Value::from_envelope(&bytes, MAX_VALUE_BYTES as usize)
+            .map_err(|e| DistError::Value { key: self.key.clone(), message: e.to_string() })?;
+        v.take_decode::<T>().map_err(|e| DistError::Value { key: self.key.clone(), message: e.to_string() })
+    }
+
+    /// Releases the future (the cluster forgets the value once nobody needs it).
+    pub fn cancel(self) {
+        drop(self)
+    }
+}
+
+fn pump(inner: &Arc<Inner>, msg: pb::to_client::Msg) {
+    let mut st = inner.state.lock().unwrap_or_else(|p| p.into_inner());
+    match msg {
+        pb::to_client::Msg::Done(d) => {
+            if let Ok(k) = protocol::key_from_pb(d.key) {
+                st.status.insert(k, Status::Done { addr: d.addr });
+            }
+        }
+        pb::to_client::Msg::Erred(e) => {
+            if let (Ok(k), Ok(f)) = (protocol::key_from_pb(e.key), protocol::failure_from_pb(e.failure)) {
+                st.status.insert(k, Status::Erred(f));
+            }
+        }
+        pb::to_client::Msg::Rejected(r) => st.rejections.push(r.error),
+        pb::to_client::Msg::Refused(r) => st.closed = Some(r.reason),
+        pb::to_client::Msg::Welcome(w) => st.n_workers = w.n_workers,
+        m @ pb::to_client::Msg::Workers(pb::WorkersReply { request, .. })
+        | m @ pb::to_client::Msg::Dataset(pb::DatasetReply { request, .. })
+        | m @ pb::to_client::Msg::Story(pb::StoryReply { request, .. }) => {
+            st.replies.insert(request, m);
+        }
+    }
+    drop(st);
+    inner.changed.notify_all();
+}
+
+/// What a worker looks like from a client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerInfo {
+    /// Name.
+    pub name: String,
+    /// Data address.
+    pub addr: String,
+    /// Task slots.
+    pub nthreads: u32,
+    /// Managed memory (bytes).
+    pub memory: u64,
+    /// Memory limit (bytes, 0 = none).
+    pub memory_limit: u64,
+    /// Tasks assigned.
+    pub processing: u32,
+    /// Keys held.
+    pub in_memory: u32,
+    /// running / paused / closing.
+    pub status: String,
+}
+
+impl Client {
+    /// Connects to the scheduler at `addr` (`host:port`) with default options.
+    pub fn connect(addr: &str) -> Result<Client, DistError> {
+        Self::connect_with(addr, ClientOptions::default())
+    }
+
+    /// Connects with options (timeout, token, whether to become the default scheduler).
+    pub fn connect_with(addr: &str, opts: ClientOptions) -> Result<Client, DistError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("rask-client")
+            .enable_all()
+            .build()
+            .map_err(|e| DistError::Process { message: format!("cannot start the client runtime: {e}") })?;
+        let (tx, rx) = mpsc::unbounded_channel::<pb::ClientMessage>();
+        tx.send(pb::ClientMessage {
+            msg: Some(pb::client_message::Msg::Hello(pb::ClientHello {
+                protocol_version: PROTOCOL_VERSION,
+                name: opts.name.clone(),
+                token: opts.token.clone(),
+            })),
+        })
+        .expect("receiver alive");
+        let timeout = opts.timeout;
+        let mut inbound = rt.block_on(async {
+            let mut c = connect_scheduler(addr, timeout).await?;
+            let fut = c.client_session(UnboundedReceiverStream::new(rx));
+            match tokio::time::timeout(timeout, fut).await {
+                Ok(Ok(r)) => Ok(r.into_inner()),
+                Ok(Err(s)) => Err(DistError::Disconnected { peer: addr.into(), message: s.message().to_string() }),
+                Err(_) => Err(DistError::Unreachable {
+                    addr: addr.into(),
+                    timeout_s: timeout.as_secs_f64(),
+                    message: "no answer to the session request".into(),
+                }),
+            }
+        })?;
+        let first = rt.block_on(async { tokio::time::timeout(timeout, inbound.next()).await });
+        let n_workers = match first {
+            Ok(Some(Ok(pb::ToClient { msg: Some(pb::to_client::Msg::Welcome(w)) }))) => w.n_workers,
+            Ok(Some(Ok(pb::ToClient { msg: Some(pb::to_client::Msg::Refused(r)) }))) => {
+                return Err(DistError::Refused { peer: addr.into(), reason: r.reason })
+            }
+            other => return Err(DistError::Disconnected { peer: addr.into(), message: format!("no welcome from the scheduler: {other:?}") }),
+        };
+        let inner = Arc::new(Inner {
+            rt: std::mem::ManuallyDrop::new(rt),
+            addr: addr.into(),
+            tx,
+            state: Mutex::new(State { n_workers, ..State::default() }),
+            changed: Condvar::new(),
+            request: AtomicU64::new(1),
+            holds: Mutex::new(HashMap::new()),
+            was_default: opts.set_as_default,
+            scatter_rr: AtomicU64::new(0),
+        });
+        let weak = Arc::downgrade(&inner);
+        inner.rt.spawn(async move {
+            let reason = loop {
+                match inbound.next().await {
+                    Some(Ok(pb::ToClient { msg: Some(m) })) => match weak.upgrade() {
+                        Some(i) => pump(&i, m),
+                        None => return,
+                    },
+                    Some(Ok(_)) => {}
+                    Some(Err(s)) => break s.message().to_string(),
+                    None => break "the scheduler closed the session".to_string(),
+                }
+            };
+            if let Some(i) = weak.upgrade() {
+                i.state.lock().unwrap_or_else(|p| p.into_inner()).closed = Some(reason);
+                i.changed.notify_all();
+            }
+        });
+        let client = Client { inner };
+        if opts.set_as_default {
+            rask_core::set_default_scheduler(Some(client.scheduler()));
+        }
+        Ok(client)
+    }
+
+    /// The scheduler's address.
+    pub fn address(&self) -> &str {
+        &self.inner.addr
+    }
+
+    /// This client as a [`Scheduler`] for `compute_with`.
+    pub fn scheduler(&self) -> Scheduler {
+        Scheduler::Custom(Arc::new(ClientExecutor { inner: Arc::downgrade(&self.inner) }))
+    }
+
+    fn submit_graph(&self, graph: &Graph, outputs: &[Key], opts: &SubmitOptions) -> Result<usize, DistError> {
+        let specs = protocol::graph_to_specs(graph, outputs, opts, &|_| false)?;
+        let before = self.inner.rejections();
+        for k in outputs {
+            self.inner.hold(k);
+        }
+        self.inner.send(pb::client_message::Msg::Submit(pb::Submit {
+            tasks: specs.iter().map(protocol::spec_to_pb).collect(),
+            wanted: outputs.iter().map(protocol::key_to_pb).collect(),
+        }))?;
+        Ok(before)
+    }
+
+    /// Submits a delayed computation; the future resolves to its value.
+    pub fn submit<T: Data>(&self, d: &Delayed<T>) -> Result<Future<T>, DistError> {
+        self.submit_with(d, &SubmitOptions::default())
+    }
+
+    /// [`Client::submit`] with retries, priority, worker restrictions and resources.
+    pub fn submit_with<T: Data>(&self, d: &Delayed<T>, opts: &SubmitOptions) -> Result<Future<T>, DistError> {
+        let key = d.key().clone();
+        let before = self.submit_graph(&d.graph(), std::slice::from_ref(&key), opts)?;
+        let fut = Future { key, inner: self.inner.clone(), _t: PhantomData };
+        self.check_rejection(before)?;
+        Ok(fut)
+    }
+
+    /// Submits many computations at once (shared subgraphs are computed once).
+    pub fn map<T: Data>(&self, items: &[Delayed<T>]) -> Result<Vec<Future<T>>, DistError> {
+        let mut graph = Graph::new();
+        for d in items {
+            graph.merge(d.graph());
+        }
+        let keys: Vec<Key> = items.iter().map(|d| d.key().clone()).collect();
+        let before = self.submit_graph(&graph, &keys, &SubmitOptions::default())?;
+        let futs = keys.into_iter().map(|key| Future { key, inner: self.inner.clone(), _t: PhantomData }).collect();
+        self.check_rejection(before)?;
+        Ok(futs)
+    }
+
+    /// A submission is refused synchronously by the scheduler (unknown op,
+    /// missing key): wait briefly for that answer so the error surfaces here.
+    fn check_rejection(&self, before: usize) -> Result<(), DistError> {
+        let deadline = Instant::now() + Duration::from_millis(50);
+        let mut st = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if st.rejections.len() > before {
+                return Err(DistError::Rejected { message: st.rejections[before].clone() });
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(());
+            }
+            st = self.inner.changed.wait_timeout(st, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+
+    /// Waits for futures and returns their values in order.
+    pub fn gather<T: Data>(&self, futures: &[Future<T>]) -> Result<Vec<T>, DistError> {
+        futures.iter().map(Future::result).collect()
+    }
+
+    /// Waits until every future is done or failed.
+    pub fn wait<T>(&self, futures: &[Future<T>]) -> Result<(), DistError> {
+        let keys: Vec<Key> = futures.iter().map(|f| f.key.clone()).collect();
+        self.inner.wait(&keys, self.inner.rejections(), None)
+    }
+
+    /// The futures in the order they complete.
+    pub fn as_completed<T>(&self, futures: Vec<Future<T>>) -> impl Iterator<Item = Future<T>> {
+        let inner = self.inner.clone();
+        let mut pending = futures;
+        std::iter::from_fn(move || {
+            if pending.is_empty() {
+                return None;
+            }
+            let mut st = inner.state.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if let Some(i) = pending.iter().position(|f| st.status.contains_key(&f.key)) {
+                    return Some(pending.remove(i));
+                }
+                if st.closed.is_some() {
+                    return Some(pending.remove(0));
+                }
+                st = inner.changed.wait_timeout(st, Duration::from_millis(200)).unwrap_or_else(|p| p.into_inner()).0;
+            }
+        })
+    }
+
+    /// Lets a computation finish without keeping its result: the future is
+    /// released once the task is done.
+    pub fn fire_and_forget<T: Send + 'static>(&self, future: Future<T>) {
+        let inner = self.inner.clone();
+        std::thread::spawn(move || {
+            let _ = inner.wait(std::slice::from_ref(&future.key), inner.rejections(), Some(Duration::from_secs(24 * 3600)));
+            drop(future);
+        });
+    }
+
+    /// The workers connected to the scheduler.
+    pub fn workers(&self) -> Result<Vec<WorkerInfo>, DistError> {
+        let request = self.inner.next_request();
+        self.inner.send(pb::client_message::Msg::ListWorkers(pb::ListWorkers { request }))?;
+        match self.inner.reply(request, Duration::from_secs(10))? {
+            pb::to_client::Msg::Workers(w) => Ok(w
+                .workers
+                .into_iter()
+                .map(|w| WorkerInfo {
+                    name: w.name,
+                    addr: w.addr,
+                    nthreads: w.nthreads,
+                    memory: w.memory,
+                    memory_limit: w.memory_limit,
+                    processing: w.processing,
+                    in_memory: w.in_memory,
+                    status: w.status,
+                })
+                .collect()),
+            other => Err(DistError::Protocol { message: format!("unexpected reply {other:?}") }),
+        }
+    }
+
+    /// Waits until at least `n` workers are connected.
+    pub fn wait_for_workers(&self, n: usize, timeout: Duration) -> Result<(), DistError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let have = self.workers()?.len();
+            if have >= n {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(DistError::Process { message: format!("only {have} of {n} workers connected within {timeout:?}") });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Places a value on a worker directly (round robin) and returns a future on it.
+    pub fn scatter<T: Data>(&self, value: T) -> Result<Future<T>, DistError> {
+        let token = rask_core::tokenize(&value).unwrap_or_else(|_| rask_core::key::unique_token());
+        let key = Key::new("scatter", token);
+        let bytes = Value::new(value)
+            .to_envelope()
+            .map_err(|e| DistError::Value { key: key.clone(), message: e.to_string() })?;
+        let workers = self.workers()?;
+        if workers.is_empty() {
+            return Err(DistError::Process { message: "scatter needs at least one connected worker".into() });
+        }
+        let w = &workers[self.inner.scatter_rr.fetch_add(1, Ordering::Relaxed) as usize % workers.len()];
+        let nbytes = bytes.len() as u64;
+        let addr = w.addr.clone();
+        let bytes = Arc::new(bytes);
+        self.inner.rt.block_on(async {
+            let mut c = connect_worker(&addr).await.map_err(|m| DistError::Fetch { key: key.clone(), addr: addr.clone(), message: m })?;
+            let chunks = crate::worker::chunks(&key, bytes);
+            c.put(tokio_stream::iter(chunks))
+                .await
+                .map_err(|s| DistError::Fetch { key: key.clone(), addr: addr.clone(), message: s.message().to_string() })
+        })?;
+        self.inner.hold(&key);
+        let before = self.inner.rejections();
+        self.inner.send(pb::client_message::Msg::Scattered(pb::Scattered { key: Some(protocol::key_to_pb(&key)), addr, nbytes }))?;
+        let fut = Future { key: key.clone(), inner: self.inner.clone(), _t: PhantomData };
+        self.inner.wait(std::slice::from_ref(&key), before, Some(Duration::from_secs(60)))?;
+        Ok(fut)
+    }
+
+    /// Publishes a future's value under a name, kept alive until unpublished.
+    pub fn publish_dataset<T>(&self, name: &str, future: &Future<T>) -> Result<(), DistError> {
+        let request = self.inner.next_request();
+        self.inner.send(pb::client_message::Msg::Publish(pb::PublishDataset {
+            name: name.into(),
+            key: Some(protocol::key_to_pb(&future.key)),
+            overwrite: false,
+            request,
+        }))?;
+        match self.inner.reply(request, Duration::from_secs(10))? {
+            pb::to_client::Msg::Dataset(d) if d.found => Ok(()),
+            pb::to_client::Msg::Dataset(d) => Err(DistError::Rejected { message: d.error }),
+            other => Err(DistError::Protocol { message: format!("unexpected reply {other:?}") }),
+        }
+    }
+
+    /// A future on a published dataset.
+    pub fn get_dataset<T: Data>(&self, name: &str) -> Result<Future<T>, DistError> {
+        let request = self.inner.next_request();
+        self.inner.send(pb::client_message::Msg::GetDataset(pb::GetDataset { name: name.into(), request }))?;
+        let key = match self.inner.reply(request, Duration::from_secs(10))? {
+            pb::to_client::Msg::Dataset(d) if d.found => protocol::key_from_pb(d.key)?,
+            pb::to_client::Msg::Dataset(d) => return Err(DistError::Rejected { message: d.error }),
+            other => return Err(DistError::Protocol { message: format!("unexpected reply {other:?}") }),
+        };
+        self.inner.hold(&key);
+        self.inner.send(pb::client_message::Msg::Submit(pb::Submit { tasks: vec![], wanted: vec![protocol::key_to_pb(&key)] }))?;
+        Ok(Future { key, inner: self.inner.clone(), _t: PhantomData })
+    }
+
+    /// The scheduler's history of a key (one line per transition).
+    pub fn story(&self, key: &Key) -> Result<Vec<String>, DistError> {
+        let request = self.inner.next_request();
+        self.inner.send(pb::client_message::Msg::Story(pb::Story { key: Some(protocol::key_to_pb(key)), request }))?;
+        match self.inner.reply(request, Duration::from_secs(10))? {
+            pb::to_client::Msg::Story(s) => Ok(s.lines),
+            other => Err(DistError::Protocol { message: format!("unexpected reply {other:?}") }),
+        }
+    }
+
+    /// Closes the session (restores the previous default scheduler).
+    pub fn close(self) {
+        drop(self)
+    }
+}
+
+/// A client acting as a [`rask_core::Executor`] (what `Client::scheduler` returns).
+struct ClientExecutor {
+    inner: std::sync::Weak<Inner>,
+}
+
+fn to_compute_error(scheduler: &str, e: DistError) -> ComputeError {
+    match e {
+        DistError::Task(f) => ComputeError::TaskFailed {
+            key: f.key.clone(),
+            op: f.op.clone(),
+            message: format!("{}{}", f.message, f.worker.as_ref().map(|w| format!(" (on worker {w})")).unwrap_or_default()),
+            kind: match f.kind {
+                crate::scheduler::FailureCause::Panic => rask_core::FailureKind::Panic,
+                _ => rask_core::FailureKind::Error,
+            },
+        },
+        DistError::Graph(g) => ComputeError::Graph(g),
+        DistError::Unsupported { key, reason } => ComputeError::Unsupported { scheduler: scheduler.into(), key, reason },
+        other => ComputeError::Unsupported {
+            scheduler: scheduler.into(),
+            key: Key::named("cluster"),
+            reason: other.to_string(),
+        },
+    }
+}
+
+impl Executor for ClientExecutor {
+    fn name(&self) -> String {
+        match self.inner.upgrade() {
+            Some(i) => format!("distributed({})", i.addr),
+            None => "distributed(closed)".into(),
+        }
+    }
+
+    fn execute(&self, graph: Graph, outputs: &[Key], _options: &ComputeOptions) -> Result<Vec<Value>, ComputeError> {
+        let name = self.name();
+        let inner = self.inner.upgrade().ok_or_else(|| ComputeError::Unsupported {
+            scheduler: name.clone(),
+            key: Key::named("cluster"),
+            reason: "the client was closed".into(),
+        })?;
+        let client = Client { inner };
+        let run = || -> Result<Vec<Value>, DistError> {
+            let before = client.submit_graph(&graph, outputs, &SubmitOptions::default())?;
+            let futs: Vec<Future<()>> =
+                outputs.iter().map(|k| Future { key: k.clone(), inner: client.inner.clone(), _t: PhantomData }).collect();
+            client.inner.wait(outputs, before, None)?;
+            futs.iter()
+                .map(|f| {
+                    let bytes = client.inner.fetch_bytes(&f.key)?;
+                    Value::from_envelope(&bytes, MAX_VALUE_BYTES as usize)
+                        .map_err(|e| DistError::Value { key: f.key.clone(), message: e.to_string() })
+                })
+                .collect()
+        };
+        run().map_err(|e| to_compute_error(&name, e))
+    }
+}

@@ -1,0 +1,229 @@
+//! The wire edge: generated protobuf types and their conversions to the
+//! runtime's own types. Nothing outside this module touches `pb` types except
+//! the thin gRPC handlers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rask_core::graph::{Arg, Node};
+use rask_core::key::Token;
+use rask_core::{Graph, Key, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::error::DistError;
+use crate::scheduler::{FailureCause, TaskFailure, TaskSpec};
+
+/// Generated protobuf messages and services.
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("rask.v1");
+}
+
+/// This build's protocol version. Peers of another version are refused.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest gRPC message accepted (bulk data travels in chunks below this).
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+/// Chunk size of values on the data plane.
+pub const CHUNK_BYTES: usize = 4 << 20;
+/// Largest value a worker or client accepts (bounds allocations from the wire).
+pub const MAX_VALUE_BYTES: u64 = 64 << 30;
+
+/// Converts a key to the wire.
+pub fn key_to_pb(k: &Key) -> pb::Key {
+    pb::Key { prefix: k.prefix().to_string(), token: k.token().0.to_le_bytes().to_vec(), index: k.index().to_vec() }
+}
+
+/// Converts a key from the wire.
+pub fn key_from_pb(k: Option<pb::Key>) -> Result<Key, DistError> {
+    let k = k.ok_or_else(|| DistError::Protocol { message: "message without a key".into() })?;
+    let token: [u8; 16] = k
+        .token
+        .as_slice()
+        .try_into()
+        .map_err(|_| DistError::Protocol { message: format!("key token of {} bytes, expected 16", k.token.len()) })?;
+    Ok(Key::new(k.prefix, Token(u128::from_le_bytes(token))).with_index(k.index))
+}
+
+/// Converts a failure to the wire.
+pub fn failure_to_pb(f: &TaskFailure) -> pb::Failure {
+    pb::Failure {
+        key: Some(key_to_pb(&f.key)),
+        op: f.op.clone(),
+        message: f.message.clone(),
+        worker: f.worker.clone().unwrap_or_default(),
+        cause: match f.kind {
+            FailureCause::Error => pb::failure::Cause::Error,
+            FailureCause::Panic => pb::failure::Cause::Panic,
+            FailureCause::KilledWorker => pb::failure::Cause::KilledWorker,
+            FailureCause::Worker => pb::failure::Cause::Worker,
+        } as i32,
+    }
+}
+
+/// Converts a failure from the wire.
+pub fn failure_from_pb(f: Option<pb::Failure>) -> Result<TaskFailure, DistError> {
+    let f = f.ok_or_else(|| DistError::Protocol { message: "message without a failure".into() })?;
+    let kind = match pb::failure::Cause::try_from(f.cause).unwrap_or(pb::failure::Cause::Worker) {
+        pb::failure::Cause::Error => FailureCause::Error,
+        pb::failure::Cause::Panic => FailureCause::Panic,
+        pb::failure::Cause::KilledWorker => FailureCause::KilledWorker,
+        pb::failure::Cause::Worker => FailureCause::Worker,
+    };
+    Ok(TaskFailure {
+        key: key_from_pb(f.key)?,
+        op: f.op,
+        message: f.message,
+        worker: (!f.worker.is_empty()).then_some(f.worker),
+        kind,
+    })
+}
+
+/// Converts a task spec to the wire.
+pub fn spec_to_pb(s: &TaskSpec) -> pb::TaskSpec {
+    pb::TaskSpec {
+        key: Some(key_to_pb(&s.key)),
+        op: s.op.clone(),
+        payload: s.payload.as_ref().clone(),
+        deps: s.deps.iter().map(key_to_pb).collect(),
+        priority: s.priority,
+        graph_order: s.graph_order,
+        retries: s.retries,
+        workers: s.workers.clone(),
+        allow_other_workers: s.allow_other_workers,
+        resources: s.resources.iter().cloned().collect(),
+    }
+}
+
+/// Converts a task spec from the wire.
+pub fn spec_from_pb(s: pb::TaskSpec) -> Result<TaskSpec, DistError> {
+    Ok(TaskSpec {
+        key: key_from_pb(s.key)?,
+        op: s.op,
+        payload: Arc::new(s.payload),
+        deps: s.deps.into_iter().map(|d| key_from_pb(Some(d))).collect::<Result<_, _>>()?,
+        priority: s.priority,
+        graph_order: s.graph_order,
+        retries: s.retries,
+        workers: s.workers,
+        allow_other_workers: s.allow_other_workers,
+        resources: s.resources.into_iter().collect::<BTreeMap<_, _>>().into_iter().collect(),
+    })
+}
+
+/// A task's arguments as they travel: references to keys, encoded literals, lists.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum WireArg {
+    /// The value of another key.
+    Key(Key),
+    /// A literal, as a value envelope.
+    Literal(Vec<u8>),
+    /// A nested list.
+    List(Vec<WireArg>),
+}
+
+fn wire_arg(arg: &Arg, key: &Key) -> Result<WireArg, DistError> {
+    Ok(match arg {
+        Arg::Key(k) => WireArg::Key(k.clone()),
+        Arg::Literal(v) => WireArg::Literal(v.to_envelope().map_err(|e| DistError::Unsupported {
+            key: key.clone(),
+            reason: format!("a literal argument cannot be sent to workers: {e}"),
+        })?),
+        Arg::List(items) => WireArg::List(items.iter().map(|a| wire_arg(a, key)).collect::<Result<_, _>>()?),
+    })
+}
+
+/// Options applied to every task of a submission.
+#[derive(Debug, Clone, Default)]
+pub struct SubmitOptions {
+    /// Retries of a failing task.
+    pub retries: u32,
+    /// Priority (higher first).
+    pub priority: i32,
+    /// Restrict to these worker names or addresses.
+    pub workers: Vec<String>,
+    /// With `workers`: run elsewhere when they are unavailable.
+    pub allow_other_workers: bool,
+    /// Resources each task holds while running.
+    pub resources: Vec<(String, f64)>,
+}
+
+/// Turns a graph into task specs for the cluster. Closures and values without
+/// a serde encoding cannot leave the process: they are rejected here, naming the op.
+/// `remote` keys are already on the cluster (futures) and need no node.
+pub fn graph_to_specs(
+    graph: &Graph,
+    outputs: &[Key],
+    opts: &SubmitOptions,
+    remote: &dyn Fn(&Key) -> bool,
+) -> Result<Vec<TaskSpec>, DistError> {
+    let has_remote = graph.iter().any(|(_, n)| n.dependencies().iter().any(|d| !graph.contains(d) && remote(d)));
+    if !has_remote {
+        // Cycles and dangling keys are refused here, before anything is sent.
+        graph.validate(outputs).map_err(DistError::Graph)?;
+    }
+    // Only what the outputs need.
+    let culled = rask_core::graph::cull(graph, outputs);
+    let order = rask_core::graph::order(&culled).unwrap_or_default();
+    let mut specs = Vec::with_capacity(culled.len());
+    for key in culled.sorted_keys() {
+        let node = culled.get(&key).expect("sorted_keys come from the graph");
+        let (op, args) = match node {
+            Node::Task(t) => {
+                if !t.op.is_registered() {
+                    return Err(DistError::Unsupported {
+                        key: key.clone(),
+                        reason: format!(
+                            "op `{}` is a closure, which cannot run in another process; declare it with `rask::op!` so workers can run it by name",
+                            t.op.name()
+                        ),
+                    });
+                }
+                (t.op.name().to_string(), t.args.iter().map(|a| wire_arg(a, &key)).collect::<Result<Vec<_>, _>>()?)
+            }
+            Node::Data(v) => (crate::worker::LITERAL_OP.to_string(), vec![wire_arg(&Arg::Literal(v.clone()), &key)?]),
+            Node::Alias(target) => (crate::worker::IDENTITY_OP.to_string(), vec![WireArg::Key(target.clone())]),
+            Node::Fused(_) => {
+                return Err(DistError::Unsupported {
+                    key: key.clone(),
+                    reason: "fused nodes run on local schedulers only; compute without `fuse`".into(),
+                })
+            }
+        };
+        let deps: Vec<Key> = node.dependencies();
+        for d in &deps {
+            if !culled.contains(d) && !remote(d) {
+                return Err(DistError::Graph(rask_core::GraphError::MissingDependency { key: key.clone(), missing: d.clone() }));
+            }
+        }
+        let payload = postcard::to_stdvec(&args).map_err(|e| DistError::Protocol { message: e.to_string() })?;
+        specs.push(TaskSpec {
+            key: key.clone(),
+            op,
+            payload: Arc::new(payload),
+            deps,
+            priority: opts.priority,
+            graph_order: order.get(&key).copied().unwrap_or(0),
+            retries: opts.retries,
+            workers: opts.workers.clone(),
+            allow_other_workers: opts.allow_other_workers,
+            resources: opts.resources.clone(),
+        });
+    }
+    Ok(specs)
+}
+
+/// Decodes a task payload.
+pub fn decode_payload(bytes: &[u8]) -> Result<Vec<WireArg>, DistError> {
+    postcard::from_bytes(bytes).map_err(|e| DistError::Protocol { message: format!("malformed task payload: {e}") })
+}
+
+/// Resolves wire arguments into values, looking keys up with `get`.
+pub fn resolve_args(args: Vec<WireArg>, get: &mut dyn FnMut(&Key) -> Option<Value>) -> Result<Vec<Value>, String> {
+    args.into_iter()
+        .map(|a| match a {
+            WireArg::Key(k) => get(&k).ok_or_else(|| format!("dependency {k} is not on this worker")),
+            WireArg::Literal(bytes) => Value::from_envelope(&bytes, MAX_VALUE_BYTES as usize).map_err(|e| e.to_string()),
+            WireArg::List(items) => resolve_args(items, get).map(Value::list),
+        })
+        .collect()
+}

@@ -1,0 +1,47 @@
+//! General-purpose ops compiled into the `rask` binary, so that every `rask
+//! worker` can run them: building blocks for demos, benchmarks and tests of
+//! clusters (slow tasks, flaky tasks, large values).
+
+use std::time::Duration;
+
+rask_core::op! {
+    /// Sleeps `ms` milliseconds, then returns `x` (a stand-in for real work).
+    pub fn sleep_then(ms: u64, x: i64) -> i64 {
+        std::thread::sleep(Duration::from_millis(ms));
+        x
+    }
+
+    /// Sums a list.
+    pub fn sum_i64(xs: Vec<i64>) -> i64 { xs.iter().sum() }
+
+    /// Fails the first `times` calls, counted in the file at `path` (shared by
+    /// every process on the machine), then returns `x`: a flaky task for retries.
+    pub fn fail_times(path: String, times: u64, x: i64) -> Result<i64, String> {
+        let n: u64 = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        std::fs::write(&path, (n + 1).to_string()).map_err(|e| format!("cannot write {path}: {e}"))?;
+        if n < times {
+            Err(format!("flaky failure {} of {times}", n + 1))
+        } else {
+            Ok(x)
+        }
+    }
+
+    /// `n` pseudo-random bytes from `seed` (a large value to move around).
+    pub fn make_bytes(n: u64, seed: u64) -> Vec<u8> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n).map(|_| { s ^= s << 13; s ^= s >> 7; s ^= s << 17; (s >> 24) as u8 }).collect()
+    }
+
+    /// A checksum of bytes (sum of the bytes times their position, wrapping).
+    pub fn checksum(data: Vec<u8>) -> u64 {
+        data.iter().enumerate().fold(0u64, |acc, (i, &b)| acc.wrapping_add((i as u64 + 1).wrapping_mul(b as u64)))
+    }
+
+    /// Ends the whole worker process at once: a task that kills its worker.
+    pub fn abort_process(x: i64) -> i64 {
+        if x >= 0 {
+            std::process::abort();
+        }
+        x
+    }
+}

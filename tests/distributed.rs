@@ -1,0 +1,305 @@
+//! The distributed runtime as real processes on loopback: a `rask scheduler`
+//! and `rask worker` processes started by `LocalCluster`, clients in this
+//! process. Faults are deterministic: a worker is killed at a chosen point.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rask::bench::w1::{add, build_tree, inc};
+use rask::distributed::protocol::{pb, PROTOCOL_VERSION};
+use rask::distributed::{Client, ClientOptions, ClusterOptions, DistError, LocalCluster, SubmitOptions};
+use rask::ops::{checksum, fail_times, make_bytes, sleep_then, sum_i64};
+use rask::{ComputeError, ComputeOptions, Delayed};
+
+// Clients set the process-wide default scheduler: run these tests one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn cluster(n: usize, threads: usize) -> LocalCluster {
+    LocalCluster::with_options(ClusterOptions {
+        n_workers: n,
+        threads_per_worker: threads,
+        binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_rask"))),
+        ..ClusterOptions::default()
+    })
+    .expect("cluster starts")
+}
+
+/// Runs `f` with a watchdog: a hung cluster fails the test instead of hanging CI.
+fn within<R: Send + 'static>(secs: u64, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(secs)).expect("distributed computation hung")
+}
+
+rask::op! {
+    /// An op only this test binary knows: the `rask` workers do not.
+    pub fn only_in_tests(x: i64) -> i64 { x * 7 }
+}
+
+#[test]
+fn delayed_graph_computes_on_a_cluster() {
+    let _g = serial();
+    let c = cluster(2, 1);
+    let client = c.client().unwrap();
+    assert_eq!(client.workers().unwrap().len(), 2);
+    within(60, move || {
+        // The client is the default scheduler: plain compute() runs on the cluster.
+        let (tree, n) = build_tree(1000);
+        assert_eq!(n, 1999);
+        assert_eq!(tree.compute().unwrap(), 500_500);
+        // Futures, map, gather, as_completed.
+        let f = client.submit(&add(inc(1), inc(2))).unwrap();
+        assert_eq!(f.result().unwrap(), 5);
+        let many: Vec<Delayed<i64>> = (0..20).map(|i| inc(inc(i))).collect();
+        let futs = client.map(&many).unwrap();
+        assert_eq!(client.gather(&futs).unwrap(), (2..22).collect::<Vec<i64>>());
+        let done: Vec<i64> = client.as_completed(futs).map(|f| f.result().unwrap()).collect();
+        assert_eq!(done.len(), 20);
+        let total = sum_i64(many.clone());
+        assert_eq!(client.submit(&total).unwrap().result().unwrap(), (2..22).sum::<i64>());
+        // Datasets outlive the future that made them.
+        let f = client.submit(&inc(41)).unwrap();
+        client.publish_dataset("answer", &f).unwrap();
+        drop(f);
+        let g = client.get_dataset::<i64>("answer").unwrap();
+        assert_eq!(g.result().unwrap(), 42);
+        assert!(client.get_dataset::<i64>("nope").unwrap_err().to_string().contains("no dataset named"));
+        // The scheduler explains what happened to a key.
+        let story = client.story(g.key()).unwrap();
+        assert!(story.iter().any(|l| l.contains("memory")), "{story:?}");
+    });
+}
+
+#[test]
+fn several_clients_share_a_scheduler() {
+    let _g = serial();
+    let c = cluster(2, 2);
+    let addr = c.address().to_string();
+    within(60, move || {
+        let handles: Vec<_> = (0..3)
+            .map(|t| {
+                let addr = addr.clone();
+                std::thread::spawn(move || {
+                    let client = Client::connect_with(&addr, ClientOptions { set_as_default: false, ..ClientOptions::default() }).unwrap();
+                    let futs = client.map(&(0..50).map(|i| inc(i * 10 + t)).collect::<Vec<_>>()).unwrap();
+                    client.gather(&futs).unwrap().iter().sum::<i64>()
+                })
+            })
+            .collect();
+        for (t, h) in handles.into_iter().enumerate() {
+            let want: i64 = (0..50).map(|i| i * 10 + t as i64 + 1).sum();
+            assert_eq!(h.join().unwrap(), want);
+        }
+    });
+}
+
+#[test]
+fn scatter_and_gather_256_mib() {
+    let _g = serial();
+    let c = cluster(2, 1);
+    let client = c.client().unwrap();
+    within(120, move || {
+        let data: Vec<u8> = (0..256u64 << 20).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let want = checksum::call(data.clone());
+        let t = Instant::now();
+        let f = client.scatter(data).unwrap();
+        let back: Vec<u8> = f.result().unwrap();
+        eprintln!("256 MiB scatter + gather in {:.2} s", t.elapsed().as_secs_f64());
+        assert_eq!(back.len(), 256 << 20);
+        assert_eq!(checksum::call(back), want);
+        // A task on the worker consumes the scattered value where it lives.
+        let remote = client.submit(&checksum(make_bytes(1 << 20, 3))).unwrap();
+        assert_eq!(remote.result().unwrap(), checksum::call(make_bytes::call(1 << 20, 3)));
+    });
+}
+
+#[test]
+fn killed_worker_results_are_recomputed() {
+    let _g = serial();
+    let mut c = cluster(3, 1);
+    let client = c.client().unwrap();
+    // 60 slow tasks summed in a tree: kill a worker while they run.
+    let leaves: Vec<Delayed<i64>> = (0..60).map(|i| sleep_then(40, i)).collect();
+    let mut level = leaves;
+    while level.len() > 1 {
+        let mut next: Vec<Delayed<i64>> = level.chunks_exact(2).map(|p| add(&p[0], &p[1])).collect();
+        if level.len() % 2 == 1 {
+            next.push(level.pop().unwrap());
+        }
+        level = next;
+    }
+    let root = level.pop().unwrap();
+    let fut = client.submit(&root).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!fut.done(), "the computation must still be running when the worker dies");
+    c.kill_worker(1).unwrap();
+    let r = within(120, move || fut.result());
+    assert_eq!(r.unwrap(), (0..60).sum::<i64>());
+    assert_eq!(client.workers().unwrap().len(), 2);
+}
+
+#[test]
+fn retries_then_remote_errors() {
+    let _g = serial();
+    let c = cluster(2, 1);
+    let client = c.client().unwrap();
+    let dir = std::env::temp_dir().join(format!("rask-retries-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let counter = dir.join("a").display().to_string();
+    within(60, move || {
+        // Fails twice, succeeds on the third run: retries = 2 is enough.
+        let flaky = fail_times(counter.clone(), 2, 99);
+        let f = client.submit_with(&flaky, &SubmitOptions { retries: 2, ..SubmitOptions::default() }).unwrap();
+        assert_eq!(f.result().unwrap(), 99);
+        // Without retries the remote error comes back with key, op, worker and message.
+        let counter2 = dir.join("b").display().to_string();
+        let flaky = fail_times(counter2, 5, 1);
+        let f = client.submit(&flaky).unwrap();
+        match f.result().unwrap_err() {
+            DistError::Task(failure) => {
+                assert_eq!(&failure.key, flaky.key());
+                assert_eq!(failure.op, "rask::ops::fail_times");
+                assert_eq!(failure.message, "flaky failure 1 of 5");
+                assert!(failure.worker.as_deref().is_some_and(|w| w.starts_with("local-")), "{failure:?}");
+            }
+            other => panic!("expected a task failure, got {other}"),
+        }
+        // Through compute(): a ComputeError naming the key and op.
+        let err = fail_times(dir.join("c").display().to_string(), 5, 1).compute().unwrap_err();
+        assert!(matches!(err, ComputeError::TaskFailed { .. }) && err.to_string().contains("fail_times"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    });
+}
+
+#[test]
+fn a_task_that_kills_workers_is_marked_erred() {
+    let _g = serial();
+    let c = cluster(4, 1);
+    let client = c.client().unwrap();
+    within(120, move || {
+        let f = client.submit(&rask::ops::abort_process(1)).unwrap();
+        match f.result().unwrap_err() {
+            DistError::Task(failure) => assert!(failure.message.contains("3 workers died"), "{failure:?}"),
+            other => panic!("{other}"),
+        }
+        // The last worker still works.
+        assert_eq!(client.submit(&inc(1)).unwrap().result().unwrap(), 2);
+    });
+}
+
+#[test]
+fn unknown_ops_and_closures_are_rejected_at_submit() {
+    let _g = serial();
+    let c = cluster(1, 1);
+    let client = c.client().unwrap();
+    within(60, move || {
+        let err = client.submit(&only_in_tests(3)).unwrap_err().to_string();
+        assert!(err.contains("distributed::only_in_tests") && err.contains("no connected worker knows"), "{err}");
+        let closure = rask::delayed("my_closure", |x: i64| x + 1).call((1,));
+        let err = closure.compute().unwrap_err().to_string();
+        assert!(err.contains("my_closure") && err.contains("closure"), "{err}");
+        // The scheduler is fine afterwards.
+        assert_eq!(inc(1).compute().unwrap(), 2);
+    });
+}
+
+#[test]
+fn other_protocol_versions_are_refused() {
+    let _g = serial();
+    let c = cluster(1, 1);
+    let addr = c.address().to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let mut s = pb::scheduler_client::SchedulerClient::connect(format!("http://{addr}")).await.unwrap();
+        let hello = pb::ClientMessage {
+            msg: Some(pb::client_message::Msg::Hello(pb::ClientHello { protocol_version: 999, name: "old".into(), token: String::new() })),
+        };
+        let mut inbound = s.client_session(tokio_stream::iter(vec![hello])).await.unwrap().into_inner();
+        match inbound.message().await.unwrap() {
+            Some(pb::ToClient { msg: Some(pb::to_client::Msg::Refused(r)) }) => {
+                assert!(r.reason.contains("999") && r.reason.contains(&format!("version {PROTOCOL_VERSION}")), "{}", r.reason);
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let reg = pb::WorkerMessage {
+            msg: Some(pb::worker_message::Msg::Register(pb::RegisterWorker { protocol_version: 0, name: "old-worker".into(), ..Default::default() })),
+        };
+        let mut inbound = s.worker_session(tokio_stream::iter(vec![reg])).await.unwrap().into_inner();
+        match inbound.message().await.unwrap() {
+            Some(pb::ToWorker { msg: Some(pb::to_worker::Msg::Refused(r)) }) => assert!(r.reason.contains("version 0"), "{}", r.reason),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    });
+    // Oversized messages end that session only; the scheduler keeps serving.
+    let client = Client::connect_with(c.address(), ClientOptions { set_as_default: false, ..ClientOptions::default() }).unwrap();
+    let huge = rask::value(vec![7u8; 80 << 20]);
+    within(60, move || {
+        let err = client.submit(&checksum(huge)).and_then(|f| f.result());
+        assert!(err.is_err(), "an 80 MiB message must be refused");
+    });
+    let client = Client::connect_with(c.address(), ClientOptions { set_as_default: false, ..ClientOptions::default() }).unwrap();
+    assert_eq!(client.submit(&inc(1)).unwrap().result().unwrap(), 2);
+}
+
+#[test]
+fn spills_to_disk_under_a_small_memory_limit() {
+    let _g = serial();
+    let c = LocalCluster::with_options(ClusterOptions {
+        n_workers: 1,
+        threads_per_worker: 1,
+        memory_limit: Some("64MiB".into()),
+        binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_rask"))),
+        ..ClusterOptions::default()
+    })
+    .unwrap();
+    let client = c.client().unwrap();
+    let log = c.log_dir().join("worker-0.err");
+    within(120, move || {
+        // 24 values of 8 MiB (192 MiB) held at once: most must go to disk.
+        let parts: Vec<Delayed<Vec<u8>>> = (0..24).map(|i| make_bytes(8 << 20, i)).collect();
+        let futs = client.map(&parts).unwrap();
+        client.wait(&futs).unwrap();
+        let info = &client.workers().unwrap()[0];
+        assert!(info.memory <= 64 << 20, "managed memory {} over the limit", info.memory);
+        for (i, f) in futs.iter().enumerate() {
+            let v = f.result().unwrap();
+            assert_eq!(checksum::call(v), checksum::call(make_bytes::call(8 << 20, i as u64)), "part {i}");
+        }
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.matches("spilled").count() >= 10, "{text}");
+    });
+}
+
+#[test]
+fn sigterm_worker_leaves_and_work_continues() {
+    let _g = serial();
+    let mut c = cluster(2, 1);
+    let client = c.client().unwrap();
+    let leaves: Vec<Delayed<i64>> = (0..30).map(|i| sleep_then(30, i)).collect();
+    let fut = client.submit(&sum_i64(leaves)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    c.stop_worker(0).unwrap();
+    assert_eq!(within(60, move || fut.result()).unwrap(), (0..30).sum::<i64>());
+}
+
+#[test]
+fn unreachable_scheduler_times_out_with_a_clear_error() {
+    let t = Instant::now();
+    let err = Client::connect_with(
+        "127.0.0.1:1",
+        ClientOptions { timeout: Duration::from_millis(500), set_as_default: false, ..ClientOptions::default() },
+    )
+    .err()
+    .expect("nothing listens on port 1");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    let msg = err.to_string();
+    assert!(msg.contains("127.0.0.1:1") && msg.contains("could not reach"), "{msg}");
+    let _ = ComputeOptions::new();
+}
