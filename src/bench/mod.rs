@@ -51,6 +51,12 @@ pub enum BenchError {
         /// The failure.
         source: rask_core::ComputeError,
     },
+    /// The cluster could not start or failed.
+    #[error("cluster: {message}")]
+    Cluster {
+        /// What happened.
+        message: String,
+    },
     /// A result was wrong: the benchmark refuses to report a time for it.
     #[error("workload {workload}: wrong result {got}, expected {expected}")]
     WrongResult {
@@ -143,10 +149,23 @@ pub fn meta_record() -> Value {
 /// Names of the workloads this build implements.
 pub const WORKLOADS: &[&str] = &["w1"];
 
+/// Where a workload runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The in-process schedulers (sync and threads).
+    Local,
+    /// A LocalCluster of worker processes started from this binary.
+    LocalCluster {
+        /// The `rask` binary to run as scheduler and workers.
+        binary: std::path::PathBuf,
+    },
+}
+
 /// Runs workload `name`, printing each JSON line to `out` as soon as it is measured.
-pub fn run(name: &str, env: &BenchEnv, out: &mut dyn FnMut(Value)) -> Result<(), BenchError> {
-    match name {
-        "w1" | "w1_overhead" => w1::run(env, out),
-        other => Err(BenchError::UnknownWorkload { name: other.into(), available: WORKLOADS.join(", ") }),
+pub fn run(name: &str, target: &Target, env: &BenchEnv, out: &mut dyn FnMut(Value)) -> Result<(), BenchError> {
+    match (name, target) {
+        ("w1" | "w1_overhead", Target::Local) => w1::run(env, out),
+        ("w1" | "w1_overhead", Target::LocalCluster { binary }) => w1::run_cluster(env, binary.clone(), out),
+        (other, _) => Err(BenchError::UnknownWorkload { name: other.into(), available: WORKLOADS.join(", ") }),
     }
 }

@@ -69,6 +69,91 @@ fn time_compute(
     Ok((sec, runs, res))
 }
 
+/// Runs W1 (a), (b) and (c) on a LocalCluster of 2 worker processes × 1 thread
+/// (the peers' distributed configuration), started from `binary`.
+pub fn run_cluster(env: &BenchEnv, binary: std::path::PathBuf, out: &mut dyn FnMut(Value)) -> Result<(), BenchError> {
+    use rask_distributed::{ClientOptions, ClusterOptions, LocalCluster};
+    let n_leaves = env_usize("W1_N_LEAVES", 100_000)?.max(1);
+    let n_chain = env_usize("W1_N_CHAIN", 10_000)?.max(1);
+    let n_submit = env_usize("W1_N_SUBMIT", 1_000)?.max(1);
+    let cluster_err = |e: rask_distributed::DistError| BenchError::Cluster { message: e.to_string() };
+    let cluster = LocalCluster::with_options(ClusterOptions {
+        n_workers: 2,
+        threads_per_worker: 1,
+        binary: Some(binary),
+        ..ClusterOptions::default()
+    })
+    .map_err(cluster_err)?;
+    let client = rask_distributed::Client::connect_with(cluster.address(), ClientOptions { set_as_default: false, ..ClientOptions::default() })
+        .map_err(cluster_err)?;
+    let s = client.scheduler();
+    let config = || {
+        let mut c = Map::new();
+        c.insert("scheduler".into(), json!("distributed"));
+        c.insert("n_workers".into(), json!(2));
+        c.insert("threads_per_worker".into(), json!(1));
+        c.insert("processes".into(), json!(true));
+        c
+    };
+
+    let t = Instant::now();
+    let (tree, n_tree_tasks) = build_tree(n_leaves);
+    let tree_build = t.elapsed().as_secs_f64();
+    let expected_tree = (n_leaves as i64) * (n_leaves as i64 + 1) / 2;
+    let (sec, runs, res) = time_compute(env, &tree, &s, expected_tree)?;
+    let mut c = config();
+    c.insert("part".into(), json!("a_tree"));
+    c.insert("n_leaves".into(), json!(n_leaves));
+    c.insert("n_tasks".into(), json!(n_tree_tasks));
+    let mut m = Map::new();
+    m.insert("result".into(), json!(res));
+    m.insert("correct".into(), json!(res == expected_tree));
+    m.insert("tasks_per_second".into(), json!(n_tree_tasks as f64 / sec));
+    m.insert("build_seconds".into(), json!(tree_build));
+    m.insert("tasks_per_second_incl_build".into(), json!(n_tree_tasks as f64 / (sec + tree_build)));
+    out(record("w1_overhead", Value::Object(c), sec, &runs, m));
+
+    let t = Instant::now();
+    let chain = build_chain(n_chain);
+    let chain_build = t.elapsed().as_secs_f64();
+    let (sec, runs, res) = time_compute(env, &chain, &s, n_chain as i64)?;
+    let mut c = config();
+    c.insert("part".into(), json!("c_chain"));
+    c.insert("n_tasks".into(), json!(n_chain));
+    let mut m = Map::new();
+    m.insert("result".into(), json!(res));
+    m.insert("correct".into(), json!(res == n_chain as i64));
+    m.insert("tasks_per_second".into(), json!(n_chain as f64 / sec));
+    m.insert("us_per_task".into(), json!(sec / n_chain as f64 * 1e6));
+    m.insert("build_seconds".into(), json!(chain_build));
+    out(record("w1_overhead", Value::Object(c), sec, &runs, m));
+
+    // (b) sequential submit -> result round trips, after one untimed warm-up batch.
+    let roundtrips = || -> Result<(), BenchError> {
+        for i in 0..n_submit as i64 {
+            let f = client.submit(&inc(i)).map_err(cluster_err)?;
+            let r = f.result().map_err(cluster_err)?;
+            if r != i + 1 {
+                return Err(BenchError::WrongResult { workload: "w1_overhead", got: r.to_string(), expected: (i + 1).to_string() });
+            }
+        }
+        Ok(())
+    };
+    roundtrips()?;
+    let (sec, runs, res) = measure(env.repeats, roundtrips);
+    res?;
+    let mut c = config();
+    c.insert("part".into(), json!("b_submit"));
+    c.insert("n_roundtrips".into(), json!(n_submit));
+    let mut m = Map::new();
+    m.insert("us_per_roundtrip".into(), json!(sec / n_submit as f64 * 1e6));
+    m.insert("runs_us_per_roundtrip".into(), json!(runs.iter().map(|r| r / n_submit as f64 * 1e6).collect::<Vec<_>>()));
+    out(record("w1_overhead", Value::Object(c), sec, &runs, m));
+    drop(client);
+    drop(cluster);
+    Ok(())
+}
+
 /// Runs W1 (a) and (c) on the sync and threaded schedulers.
 pub fn run(env: &BenchEnv, out: &mut dyn FnMut(Value)) -> Result<(), BenchError> {
     let n_leaves = env_usize("W1_N_LEAVES", 100_000)?.max(1);

@@ -41,6 +41,9 @@ enum Command {
         /// Folder with the peers' generated data (`$PEERS_HOME/data`).
         #[arg(long)]
         data: Option<PathBuf>,
+        /// `local` (sync and threads) or `local-cluster` (2 worker processes x 1 thread).
+        #[arg(long, default_value = "local")]
+        scheduler: String,
     },
     /// List the ops registered in this binary (what a worker built from it can run).
     Ops,
@@ -62,7 +65,7 @@ fn main() -> ExitCode {
             );
             rask::demo::run(&cfg).map(|r| rask::demo::print_report(&cfg, &r)).map_err(Into::into)
         }
-        Command::Bench { workload, data } => run_bench(&workload, data),
+        Command::Bench { workload, data, scheduler } => run_bench(&workload, data, &scheduler),
         Command::Ops => {
             for name in rask::op::registered_ops() {
                 println!("{name}");
@@ -79,7 +82,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_bench(workload: &str, data: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
+fn run_bench(workload: &str, data: Option<PathBuf>, scheduler: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let target = match scheduler {
+        "local" => rask::bench::Target::Local,
+        "local-cluster" => rask::bench::Target::LocalCluster { binary: std::env::current_exe()? },
+        other => return Err(format!("--scheduler {other:?}: use `local` or `local-cluster`").into()),
+    };
     if let Some(dir) = &data {
         if !dir.is_dir() {
             return Err(format!(
@@ -94,6 +102,6 @@ fn run_bench(workload: &str, data: Option<PathBuf>) -> Result<(), Box<dyn std::e
     }
     let env = rask::bench::BenchEnv::from_env()?;
     println!("{}", rask::bench::meta_record());
-    rask::bench::run(workload, &env, &mut |rec| println!("{rec}"))?;
+    rask::bench::run(workload, &target, &env, &mut |rec| println!("{rec}"))?;
     Ok(())
 }

@@ -91,7 +91,9 @@ fn value<'a>(args: &'a [String], i: &mut usize, flag: &str) -> Result<&'a str, S
 
 /// Parses and runs `scheduler …` or `worker …` (the arguments after the command name).
 pub fn run(command: &str, args: &[String]) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    // One event-loop thread: the scheduler is one state machine, and a worker's
+    // ops run on blocking threads anyway; fewer threads, fewer context switches.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     match command {
         "scheduler" => {
             let mut cfg = ServerConfig::default();

@@ -66,6 +66,7 @@ struct Inner {
     holds: Mutex<HashMap<Key, usize>>,
     was_default: bool,
     scatter_rr: AtomicU64,
+    workers: tokio::sync::Mutex<HashMap<String, pb::worker_client::WorkerClient<tonic::transport::Channel>>>,
 }
 
 impl Inner {
@@ -142,8 +143,12 @@ impl Inner {
                 Some(Status::Erred(f)) => return Err(DistError::Task(f)),
                 Some(Status::Done { addr }) => {
                     let got = self.rt.block_on(async {
-                        let mut c = connect_worker(&addr).await?;
-                        fetch(&mut c, key).await
+                        let mut c = self.worker(&addr).await?;
+                        let r = fetch(&mut c, key).await;
+                        if r.is_err() {
+                            self.workers.lock().await.remove(&addr);
+                        }
+                        r
                     });
                     match got {
                         Ok(bytes) => return Ok(bytes),
@@ -162,6 +167,17 @@ impl Inner {
             }
         }
         Err(DistError::Fetch { key: key.clone(), addr: self.addr.clone(), message: "holders kept failing".into() })
+    }
+
+    /// A (cached) connection to a worker's data server.
+    async fn worker(&self, addr: &str) -> Result<pb::worker_client::WorkerClient<tonic::transport::Channel>, String> {
+        let mut cache = self.workers.lock().await;
+        if let Some(c) = cache.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = connect_worker(addr).await?;
+        cache.insert(addr.to_string(), c.clone());
+        Ok(c)
     }
 
     fn next_request(&self) -> u64 {
@@ -271,7 +287,13 @@ fn pump(inner: &Arc<Inner>, msg: pb::to_client::Msg) {
                 st.status.insert(k, Status::Erred(f));
             }
         }
+        pb::to_client::Msg::Rejected(r) if r.request != 0 => {
+            st.replies.insert(r.request, pb::to_client::Msg::Rejected(r));
+        }
         pb::to_client::Msg::Rejected(r) => st.rejections.push(r.error),
+        pb::to_client::Msg::Accepted(a) => {
+            st.replies.insert(a.request, pb::to_client::Msg::Accepted(a));
+        }
         pb::to_client::Msg::Refused(r) => st.closed = Some(r.reason),
         pb::to_client::Msg::Welcome(w) => st.n_workers = w.n_workers,
         m @ pb::to_client::Msg::Workers(pb::WorkersReply { request, .. })
@@ -314,7 +336,7 @@ impl Client {
     /// Connects with options (timeout, token, whether to become the default scheduler).
     pub fn connect_with(addr: &str, opts: ClientOptions) -> Result<Client, DistError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(1)
             .thread_name("rask-client")
             .enable_all()
             .build()
@@ -360,6 +382,7 @@ impl Client {
             holds: Mutex::new(HashMap::new()),
             was_default: opts.set_as_default,
             scatter_rr: AtomicU64::new(0),
+            workers: tokio::sync::Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&inner);
         inner.rt.spawn(async move {
@@ -396,17 +419,36 @@ impl Client {
         Scheduler::Custom(Arc::new(ClientExecutor { inner: Arc::downgrade(&self.inner) }))
     }
 
+    /// Sends a graph and waits for the scheduler's answer (accepted or why not).
+    /// The outputs are held by this client from then on (the caller makes futures).
     fn submit_graph(&self, graph: &Graph, outputs: &[Key], opts: &SubmitOptions) -> Result<usize, DistError> {
         let specs = protocol::graph_to_specs(graph, outputs, opts, &|_| false)?;
         let before = self.inner.rejections();
         for k in outputs {
             self.inner.hold(k);
         }
+        let request = self.inner.next_request();
         self.inner.send(pb::client_message::Msg::Submit(pb::Submit {
             tasks: specs.iter().map(protocol::spec_to_pb).collect(),
             wanted: outputs.iter().map(protocol::key_to_pb).collect(),
+            request,
         }))?;
-        Ok(before)
+        match self.inner.reply(request, Duration::from_secs(600)) {
+            Ok(pb::to_client::Msg::Accepted(_)) => Ok(before),
+            Ok(pb::to_client::Msg::Rejected(r)) => {
+                for k in outputs {
+                    self.inner.unhold(k);
+                }
+                Err(DistError::Rejected { message: r.error })
+            }
+            Ok(other) => Err(DistError::Protocol { message: format!("unexpected reply {other:?}") }),
+            Err(e) => {
+                for k in outputs {
+                    self.inner.unhold(k);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Submits a delayed computation; the future resolves to its value.
@@ -417,10 +459,8 @@ impl Client {
     /// [`Client::submit`] with retries, priority, worker restrictions and resources.
     pub fn submit_with<T: Data>(&self, d: &Delayed<T>, opts: &SubmitOptions) -> Result<Future<T>, DistError> {
         let key = d.key().clone();
-        let before = self.submit_graph(&d.graph(), std::slice::from_ref(&key), opts)?;
-        let fut = Future { key, inner: self.inner.clone(), _t: PhantomData };
-        self.check_rejection(before)?;
-        Ok(fut)
+        self.submit_graph(&d.graph(), std::slice::from_ref(&key), opts)?;
+        Ok(Future { key, inner: self.inner.clone(), _t: PhantomData })
     }
 
     /// Submits many computations at once (shared subgraphs are computed once).
@@ -430,27 +470,8 @@ impl Client {
             graph.merge(d.graph());
         }
         let keys: Vec<Key> = items.iter().map(|d| d.key().clone()).collect();
-        let before = self.submit_graph(&graph, &keys, &SubmitOptions::default())?;
-        let futs = keys.into_iter().map(|key| Future { key, inner: self.inner.clone(), _t: PhantomData }).collect();
-        self.check_rejection(before)?;
-        Ok(futs)
-    }
-
-    /// A submission is refused synchronously by the scheduler (unknown op,
-    /// missing key): wait briefly for that answer so the error surfaces here.
-    fn check_rejection(&self, before: usize) -> Result<(), DistError> {
-        let deadline = Instant::now() + Duration::from_millis(50);
-        let mut st = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if st.rejections.len() > before {
-                return Err(DistError::Rejected { message: st.rejections[before].clone() });
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(());
-            }
-            st = self.inner.changed.wait_timeout(st, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
-        }
+        self.submit_graph(&graph, &keys, &SubmitOptions::default())?;
+        Ok(keys.into_iter().map(|key| Future { key, inner: self.inner.clone(), _t: PhantomData }).collect())
     }
 
     /// Waits for futures and returns their values in order.
@@ -549,7 +570,7 @@ impl Client {
         let addr = w.addr.clone();
         let bytes = Arc::new(bytes);
         self.inner.rt.block_on(async {
-            let mut c = connect_worker(&addr).await.map_err(|m| DistError::Fetch { key: key.clone(), addr: addr.clone(), message: m })?;
+            let mut c = self.inner.worker(&addr).await.map_err(|m| DistError::Fetch { key: key.clone(), addr: addr.clone(), message: m })?;
             let chunks = crate::worker::chunks(&key, bytes);
             c.put(tokio_stream::iter(chunks))
                 .await
@@ -589,7 +610,9 @@ impl Client {
             other => return Err(DistError::Protocol { message: format!("unexpected reply {other:?}") }),
         };
         self.inner.hold(&key);
-        self.inner.send(pb::client_message::Msg::Submit(pb::Submit { tasks: vec![], wanted: vec![protocol::key_to_pb(&key)] }))?;
+        let request = self.inner.next_request();
+        self.inner.send(pb::client_message::Msg::Submit(pb::Submit { tasks: vec![], wanted: vec![protocol::key_to_pb(&key)], request }))?;
+        self.inner.reply(request, Duration::from_secs(60))?;
         Ok(Future { key, inner: self.inner.clone(), _t: PhantomData })
     }
 

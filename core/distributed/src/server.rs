@@ -45,6 +45,7 @@ type ClientTx = mpsc::Sender<Result<pb::ToClient, Status>>;
 
 enum Input {
     Event(Event),
+    Submit { client: ClientId, request: u64, event: Event },
     WorkerConnected { id: WorkerId, tx: WorkerTx },
     ClientConnected { id: ClientId, tx: ClientTx },
     Scattered { client: ClientId, key: Key, addr: String, nbytes: u64 },
@@ -111,7 +112,7 @@ impl Loop {
                     client,
                     pb::to_client::Msg::Erred(pb::KeyErred { key: Some(protocol::key_to_pb(&key)), failure: Some(protocol::failure_to_pb(&failure)) }),
                 ),
-                Command::Reject { client, error } => self.to_client(client, pb::to_client::Msg::Rejected(pb::Rejected { error })),
+                Command::Reject { client, error } => self.to_client(client, pb::to_client::Msg::Rejected(pb::Rejected { error, request: 0 })),
                 Command::CloseWorker { worker } => {
                     self.to_worker(worker, pb::to_worker::Msg::Close(pb::Refused { reason: "no heartbeat within the timeout".into() }));
                     self.workers.remove(&worker);
@@ -131,6 +132,26 @@ impl Loop {
                 }
                 self.event(e)
             }
+            Input::Submit { client, request, event } => {
+                let now = self.now();
+                let cmds = self.state.handle(event, now);
+                // Every submission gets one answer: its rejection, or an acceptance.
+                let rejected = cmds.iter().any(|c| matches!(c, Command::Reject { client: c2, .. } if *c2 == client));
+                let cmds: Vec<Command> = cmds
+                    .into_iter()
+                    .filter_map(|c| match c {
+                        Command::Reject { client: c2, error } if c2 == client => {
+                            self.to_client(client, pb::to_client::Msg::Rejected(pb::Rejected { error, request }));
+                            None
+                        }
+                        other => Some(other),
+                    })
+                    .collect();
+                if !rejected {
+                    self.to_client(client, pb::to_client::Msg::Accepted(pb::Accepted { request }));
+                }
+                self.dispatch(cmds);
+            }
             Input::WorkerConnected { id, tx } => {
                 self.workers.insert(id, tx);
             }
@@ -144,7 +165,7 @@ impl Loop {
                     Some(worker) => self.event(Event::DataScattered { client, key, worker, nbytes }),
                     None => self.to_client(
                         client,
-                        pb::to_client::Msg::Rejected(pb::Rejected { error: format!("scatter of {key}: no worker at {addr}") }),
+                        pb::to_client::Msg::Rejected(pb::Rejected { error: format!("scatter of {key}: no worker at {addr}"), request: 0 }),
                     ),
                 }
             }
@@ -338,10 +359,15 @@ impl pb::scheduler_server::Scheduler for Service {
                         let tasks: Result<Vec<_>, _> = s.tasks.into_iter().map(protocol::spec_from_pb).collect();
                         let wanted: Result<Vec<_>, _> = s.wanted.into_iter().map(|k| protocol::key_from_pb(Some(k))).collect();
                         match (tasks, wanted) {
-                            (Ok(tasks), Ok(wanted)) => Input::Event(Event::GraphSubmitted { client: id, tasks, wanted }),
+                            (Ok(tasks), Ok(wanted)) => {
+                                Input::Submit { client: id, request: s.request, event: Event::GraphSubmitted { client: id, tasks, wanted } }
+                            }
                             (Err(e), _) | (_, Err(e)) => {
                                 let _ = tx.try_send(Ok(pb::ToClient {
-                                    msg: Some(pb::to_client::Msg::Rejected(pb::Rejected { error: format!("malformed submission: {e}") })),
+                                    msg: Some(pb::to_client::Msg::Rejected(pb::Rejected {
+                                        error: format!("malformed submission: {e}"),
+                                        request: s.request,
+                                    })),
                                 }));
                                 continue;
                             }
@@ -427,7 +453,7 @@ pub async fn run_scheduler(cfg: ServerConfig, shutdown: impl std::future::Future
     let svc = pb::scheduler_server::SchedulerServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let incoming = crate::worker::nodelay(listener);
     let result = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(svc)

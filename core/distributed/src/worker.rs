@@ -225,11 +225,22 @@ pub(crate) async fn fetch(
     }
 }
 
+/// Accepted connections with Nagle's algorithm off: small messages (task
+/// assignments, results) must not wait for delayed ACKs (~40 ms each).
+pub(crate) fn nodelay(listener: tokio::net::TcpListener) -> impl Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
+        let s = s?;
+        s.set_nodelay(true)?;
+        Ok(s)
+    })
+}
+
 /// Connects to a worker's data server.
 pub(crate) async fn connect_worker(addr: &str) -> Result<pb::worker_client::WorkerClient<tonic::transport::Channel>, String> {
     let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
         .connect()
         .await
         .map_err(|e| format!("{e}"))?;
@@ -502,7 +513,7 @@ pub async fn run_worker(cfg: WorkerConfig, shutdown: impl std::future::Future<Ou
     let data = pb::worker_server::WorkerServer::new(DataService { shared: shared.clone() })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let incoming = nodelay(listener);
     let server = tokio::spawn(tonic::transport::Server::builder().add_service(data).serve_with_incoming(incoming));
 
     let mut client = connect_scheduler(&cfg.scheduler, cfg.connect_timeout).await?;

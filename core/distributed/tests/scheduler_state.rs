@@ -122,8 +122,8 @@ fn roots_are_queued_not_pushed_all_at_once() {
     let wanted: Vec<String> = (0..100).map(|i| format!("r{i}")).collect();
     let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
     let out = e.submit(tasks, &wanted);
-    // 2 threads x saturation 1.5 = 3 tasks in flight.
-    assert_eq!(computes(&out).len(), 3);
+    // 2 threads x saturation 8 = 16 tasks in flight.
+    assert_eq!(computes(&out).len(), 16);
     let (_, first) = computes(&out)[0].clone();
     let out = e.ev(Event::TaskFinished { worker: WorkerId(1), key: first, nbytes: 1 });
     assert_eq!(computes(&out).len(), 1, "one slot freed, one task sent");

@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -356,7 +357,7 @@ pub struct Transition {
     /// State after.
     pub to: &'static str,
     /// Why.
-    pub reason: String,
+    pub reason: Cow<'static, str>,
     /// When (ms, the time passed to `handle`).
     pub at: u64,
 }
@@ -376,7 +377,7 @@ pub struct SchedulerConfig {
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        SchedulerConfig { saturation: 1.5, heartbeat_timeout_ms: 30_000, allowed_failures: 3, log_capacity: 200_000 }
+        SchedulerConfig { saturation: 8.0, heartbeat_timeout_ms: 30_000, allowed_failures: 3, log_capacity: 200_000 }
     }
 }
 
@@ -510,7 +511,7 @@ impl SchedulerState {
         std::mem::take(&mut self.out)
     }
 
-    fn set_state(&mut self, key: &Key, to: TaskState, reason: impl Into<String>) {
+    fn set_state(&mut self, key: &Key, to: TaskState, reason: impl Into<Cow<'static, str>>) {
         let Some(t) = self.tasks.get_mut(key) else { return };
         let from = t.state.name();
         if matches!(t.state, TaskState::Queued) {
@@ -731,7 +732,7 @@ impl SchedulerState {
             return;
         }
         self.release_resources(worker, &key);
-        self.set_state(&key, TaskState::Memory { worker, nbytes }, format!("finished on {worker:?}"));
+        self.set_state(&key, TaskState::Memory { worker, nbytes }, "finished");
         let addr = match self.workers.get_mut(&worker) {
             Some(w) => {
                 w.has_what.insert(key.clone());
@@ -747,9 +748,9 @@ impl SchedulerState {
         for d in dependents {
             if let Some(TaskState::Waiting { unfinished }) = self.tasks.get(&d).map(|t| t.state.clone()) {
                 if unfinished <= 1 {
-                    self.set_state(&d, TaskState::Queued, format!("dependency {key} in memory"));
+                    self.set_state(&d, TaskState::Queued, "last dependency in memory");
                 } else {
-                    self.set_state(&d, TaskState::Waiting { unfinished: unfinished - 1 }, format!("dependency {key} in memory"));
+                    self.set_state(&d, TaskState::Waiting { unfinished: unfinished - 1 }, "a dependency in memory");
                 }
             }
         }
@@ -932,7 +933,7 @@ impl SchedulerState {
             let deps = t.spec.deps.clone();
             self.tasks.remove(&k);
             if self.config.log_capacity > 0 {
-                self.log.push_back(Transition { key: k.clone(), from, to: "forgotten", reason: "nothing depends on it".into(), at: self.now });
+                self.log.push_back(Transition { key: k.clone(), from, to: "forgotten", reason: Cow::Borrowed("nothing depends on it"), at: self.now });
                 if self.log.len() > self.config.log_capacity {
                     self.log.pop_front();
                 }
@@ -1040,7 +1041,7 @@ impl SchedulerState {
             let from = t.state.name();
             t.state = TaskState::Processing { worker };
             if self.config.log_capacity > 0 {
-                self.log.push_back(Transition { key: key.clone(), from, to: "processing", reason: format!("assigned to {worker:?}"), at: self.now });
+                self.log.push_back(Transition { key: key.clone(), from, to: "processing", reason: Cow::Owned(format!("assigned to worker {}", worker.0)), at: self.now });
                 if self.log.len() > self.config.log_capacity {
                     self.log.pop_front();
                 }
