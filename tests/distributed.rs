@@ -78,6 +78,33 @@ fn delayed_graph_computes_on_a_cluster() {
 }
 
 #[test]
+fn futures_are_arguments_of_later_submits() {
+    let _g = serial();
+    let c = cluster(2, 1);
+    let client = c.client().unwrap();
+    within(60, move || {
+        let f = client.submit(&make_bytes(1 << 20, 9)).unwrap();
+        // The 1 MiB value stays on its worker; the next task reads it there.
+        let g = client.submit(&checksum(&f)).unwrap();
+        assert_eq!(g.result().unwrap(), checksum::call(make_bytes::call(1 << 20, 9)));
+        let a = client.submit(&inc(1)).unwrap();
+        let b = client.submit(&add(&a, inc(10))).unwrap();
+        assert_eq!(b.result().unwrap(), 13);
+        // Local schedulers cannot use cluster data.
+        let err = add(&a, 1).compute_with(&rask::Scheduler::Sync, &ComputeOptions::new()).unwrap_err();
+        assert!(err.to_string().contains("lives on a cluster"), "{err}");
+        // A released future cannot be used any more: the scheduler says so.
+        let key = a.key().clone();
+        let stale = rask::external::<i64>(key);
+        drop(a);
+        drop(b);
+        std::thread::sleep(Duration::from_millis(200));
+        let err = client.submit(&add(stale, 1)).unwrap_err().to_string();
+        assert!(err.contains("neither in the submitted graph nor known"), "{err}");
+    });
+}
+
+#[test]
 fn several_clients_share_a_scheduler() {
     let _g = serial();
     let c = cluster(2, 2);

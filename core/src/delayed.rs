@@ -207,6 +207,19 @@ pub fn local_value<T: Send + Sync + 'static>(value: T) -> Delayed<T> {
     wrap(DNode { key, body: DBody::Data(Value::local(value)), decode: None })
 }
 
+/// Marks a graph node whose value lives elsewhere (on a cluster, held by a
+/// future): a distributed scheduler uses the existing value; local schedulers
+/// refuse to run such a graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct External;
+
+/// A `Delayed<T>` standing for the value that another scheduler holds under
+/// `key` (for example a cluster future), so that it can be an argument of
+/// later computations without moving the data.
+pub fn external<T: Data>(key: Key) -> Delayed<T> {
+    wrap(DNode { key, body: DBody::Data(Value::local(External)), decode: Some(decode_as::<T>) })
+}
+
 /// A `Delayed<Vec<T>>` gathering `items` (moved, not cloned, when nothing else uses them).
 pub fn collect<T: Clone + Send + Sync + 'static>(items: Vec<Delayed<T>>) -> Delayed<Vec<T>> {
     try_delayed("collect", |xs: Vec<Value>| xs.into_iter().map(|v| v.take::<T>()).collect::<Result<Vec<T>, ValueError>>())

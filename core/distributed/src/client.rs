@@ -272,6 +272,19 @@ impl<T: Data> Future<T> {
     pub fn cancel(self) {
         drop(self)
     }
+
+    /// The value as a `Delayed` argument of later computations on this
+    /// cluster: the data stays where it is (keep the future alive meanwhile).
+    pub fn as_delayed(&self) -> Delayed<T> {
+        rask_core::delayed::external(self.key.clone())
+    }
+}
+
+/// A future is an argument of later delayed calls: `add(&fut, 1)`.
+impl<T: Data> rask_core::IntoArg<T> for &Future<T> {
+    fn into_arg(self) -> rask_core::DelayedArg {
+        rask_core::IntoArg::<T>::into_arg(self.as_delayed())
+    }
 }
 
 fn pump(inner: &Arc<Inner>, msg: pb::to_client::Msg) {
@@ -422,7 +435,7 @@ impl Client {
     /// Sends a graph and waits for the scheduler's answer (accepted or why not).
     /// The outputs are held by this client from then on (the caller makes futures).
     fn submit_graph(&self, graph: &Graph, outputs: &[Key], opts: &SubmitOptions) -> Result<usize, DistError> {
-        let specs = protocol::graph_to_specs(graph, outputs, opts, &|_| false)?;
+        let specs = protocol::graph_to_specs(graph, outputs, opts)?;
         let before = self.inner.rejections();
         for k in outputs {
             self.inner.hold(k);

@@ -150,20 +150,12 @@ pub struct SubmitOptions {
 /// Turns a graph into task specs for the cluster. Closures and values without
 /// a serde encoding cannot leave the process: they are rejected here, naming the op.
 /// `remote` keys are already on the cluster (futures) and need no node.
-pub fn graph_to_specs(
-    graph: &Graph,
-    outputs: &[Key],
-    opts: &SubmitOptions,
-    remote: &dyn Fn(&Key) -> bool,
-) -> Result<Vec<TaskSpec>, DistError> {
-    let has_remote = graph.iter().any(|(_, n)| n.dependencies().iter().any(|d| !graph.contains(d) && remote(d)));
-    if !has_remote {
-        // Cycles and dangling keys are refused here, before anything is sent.
-        graph.validate(outputs).map_err(DistError::Graph)?;
-    }
+pub fn graph_to_specs(graph: &Graph, outputs: &[Key], opts: &SubmitOptions) -> Result<Vec<TaskSpec>, DistError> {
+    // Cycles and dangling keys are refused here, before anything is sent.
+    graph.validate(outputs).map_err(DistError::Graph)?;
     // Only what the outputs need.
     let culled = rask_core::graph::cull(graph, outputs);
-    let order = rask_core::graph::order(&culled).unwrap_or_default();
+    let order = rask_core::graph::order(&culled).map_err(DistError::Graph)?;
     let mut specs = Vec::with_capacity(culled.len());
     for key in culled.sorted_keys() {
         let node = culled.get(&key).expect("sorted_keys come from the graph");
@@ -180,6 +172,8 @@ pub fn graph_to_specs(
                 }
                 (t.op.name().to_string(), t.args.iter().map(|a| wire_arg(a, &key)).collect::<Result<Vec<_>, _>>()?)
             }
+            // Values held by the cluster (futures) are already there.
+            Node::Data(v) if v.downcast_ref::<rask_core::delayed::External>().is_some() => continue,
             Node::Data(v) => (crate::worker::LITERAL_OP.to_string(), vec![wire_arg(&Arg::Literal(v.clone()), &key)?]),
             Node::Alias(target) => (crate::worker::IDENTITY_OP.to_string(), vec![WireArg::Key(target.clone())]),
             Node::Fused(_) => {
@@ -190,11 +184,6 @@ pub fn graph_to_specs(
             }
         };
         let deps: Vec<Key> = node.dependencies();
-        for d in &deps {
-            if !culled.contains(d) && !remote(d) {
-                return Err(DistError::Graph(rask_core::GraphError::MissingDependency { key: key.clone(), missing: d.clone() }));
-            }
-        }
         let payload = postcard::to_stdvec(&args).map_err(|e| DistError::Protocol { message: e.to_string() })?;
         specs.push(TaskSpec {
             key: key.clone(),

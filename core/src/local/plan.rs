@@ -15,7 +15,7 @@ use std::time::Instant;
 use crate::diagnostics::{Callback, TaskInfo};
 use crate::error::{ComputeError, FailureKind};
 use crate::graph::order::{Csr, Topo};
-use crate::graph::{Arg, Graph, GraphError, Node, Task};
+use crate::graph::{Arg, Graph, Node, Task};
 use crate::key::Key;
 use crate::op::OpRef;
 use crate::value::Value;
@@ -64,9 +64,21 @@ fn convert_args(args: &[Arg], index: &impl Fn(&Key) -> PArg) -> Vec<PArg> {
 }
 
 impl Plan {
-    /// Indexes the ancestors of `outputs`; rejects cycles and missing keys.
-    pub fn build(graph: &Graph, outputs: &[Key]) -> Result<Plan, GraphError> {
+    /// Indexes the ancestors of `outputs`; rejects cycles, missing keys and
+    /// values that live on another scheduler.
+    pub fn build(graph: &Graph, outputs: &[Key]) -> Result<Plan, ComputeError> {
         let mut topo = Topo::build(graph, outputs)?;
+        for (key, node) in topo.keys.iter().zip(&topo.nodes) {
+            if let Node::Data(v) = node {
+                if v.downcast_ref::<crate::delayed::External>().is_some() {
+                    return Err(ComputeError::Unsupported {
+                        scheduler: "local".into(),
+                        key: (*key).clone(),
+                        reason: "its value lives on a cluster (a future); compute this graph with that cluster's client".into(),
+                    });
+                }
+            }
+        }
         let priority = topo.priorities();
         let n = topo.keys.len();
         let dep = |k: &Key| PArg::Dep(topo.index[k]);
