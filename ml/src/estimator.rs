@@ -100,6 +100,10 @@ pub trait Estimator: Send + Sync + fmt::Debug + 'static {
     fn clone_box(&self) -> Box<dyn Estimator>;
     /// The serde encoding of this estimator (its registry entry decodes it).
     fn state(&self) -> Result<Vec<u8>, MlError>;
+    /// The named steps, when this estimator is a pipeline.
+    fn pipeline_steps(&self) -> Option<&[(String, Box<dyn Estimator>)]> {
+        None
+    }
 }
 
 impl Clone for Box<dyn Estimator> {

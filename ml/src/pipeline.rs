@@ -147,6 +147,9 @@ impl Estimator for Pipeline {
     fn clone_box(&self) -> Box<dyn Estimator> {
         Box::new(self.clone())
     }
+    fn pipeline_steps(&self) -> Option<&[(String, Box<dyn Estimator>)]> {
+        Some(&self.steps)
+    }
     fn state(&self) -> Result<Vec<u8>, MlError> {
         let steps: Vec<(String, Vec<u8>)> =
             self.steps.iter().map(|(n, s)| Ok((n.clone(), estimator::save(s.as_ref())?))).collect::<Result<_, MlError>>()?;
