@@ -6,6 +6,9 @@ pub use rask_core::*;
 /// Estimators, pipelines, cross-validation and metrics (the `rask-ml` crate).
 pub use rask_ml as ml;
 
+/// Hyperparameter search with pipeline-prefix caching (the `rask-search` crate).
+pub use rask_search as search;
+
 /// Scheduler, workers, client and LocalCluster (the `rask-distributed` crate).
 pub use rask_distributed as distributed;
 pub use rask_distributed::{Client, LocalCluster};
