@@ -16,3 +16,4 @@ pub use rask_distributed::{Client, LocalCluster};
 pub mod bench;
 pub mod ops;
 pub mod demo;
+pub mod demo_search;

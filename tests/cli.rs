@@ -10,7 +10,7 @@ fn rask() -> Command {
 fn demo_estimates_pi_and_writes_a_profile() {
     let dir = std::env::temp_dir().join(format!("rask-demo-test-{}", std::process::id()));
     let out = rask()
-        .args(["demo", "--chunks", "64", "--samples-per-chunk", "20000", "--no-progress", "--out"])
+        .args(["demo", "--pi", "--chunks", "64", "--samples-per-chunk", "20000", "--no-progress", "--out"])
         .arg(&dir)
         .output()
         .unwrap();
@@ -29,6 +29,27 @@ fn demo_estimates_pi_and_writes_a_profile() {
     assert!(html.contains("127 tasks") && html.contains("sample_hits"));
     let dot = std::fs::read_to_string(dir.join("graph.dot")).unwrap();
     assert_eq!(dot.matches(" -> ").count(), 126);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn demo_runs_a_grid_search_on_a_local_cluster() {
+    let dir = std::env::temp_dir().join(format!("rask-demo-search-{}", std::process::id()));
+    let out = rask()
+        .args(["demo", "--samples", "600", "--no-progress", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("LocalCluster") && stdout.contains("15 candidates x 5 folds"), "{stdout}");
+    assert!(stdout.contains("best: "), "{stdout}");
+    // 1 data + 5 splits + 5 scaler + 15 PCA + 75 final fits.
+    assert!(stdout.contains("the graph had 101 tasks"), "{stdout}");
+    let csv = std::fs::read_to_string(dir.join("cv_results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 16);
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("cv_results.json")).unwrap()).unwrap();
+    assert_eq!(json["rank_test_accuracy"].as_array().unwrap().len(), 15);
     std::fs::remove_dir_all(dir).unwrap();
 }
 

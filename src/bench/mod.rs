@@ -4,6 +4,7 @@
 //! `(workload, config)`.
 
 pub mod w1;
+pub mod w3;
 
 use std::time::Instant;
 
@@ -147,7 +148,7 @@ pub fn meta_record() -> Value {
 }
 
 /// Names of the workloads this build implements.
-pub const WORKLOADS: &[&str] = &["w1"];
+pub const WORKLOADS: &[&str] = &["w1", "w3"];
 
 /// Where a workload runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,10 +163,33 @@ pub enum Target {
 }
 
 /// Runs workload `name`, printing each JSON line to `out` as soon as it is measured.
-pub fn run(name: &str, target: &Target, env: &BenchEnv, out: &mut dyn FnMut(Value)) -> Result<(), BenchError> {
+/// `data` is the peers' data folder (needed by w3).
+pub fn run(name: &str, target: &Target, data: Option<&std::path::Path>, env: &BenchEnv, out: &mut dyn FnMut(Value)) -> Result<(), BenchError> {
+    let need_data = || {
+        data.ok_or_else(|| BenchError::Cluster {
+            message: format!("workload {name} needs --data DIR (the peers' data, e.g. ~/.cache/rask-peers/data)"),
+        })
+    };
     match (name, target) {
         ("w1" | "w1_overhead", Target::Local) => w1::run(env, out),
         ("w1" | "w1_overhead", Target::LocalCluster { binary }) => w1::run_cluster(env, binary.clone(), out),
+        ("w3" | "w3_search", Target::Local) => w3::run(env, need_data()?, None, out),
+        ("w3" | "w3_search", Target::LocalCluster { binary }) => {
+            let cluster_err = |e: rask_distributed::DistError| BenchError::Cluster { message: e.to_string() };
+            let cluster = rask_distributed::LocalCluster::with_options(rask_distributed::ClusterOptions {
+                n_workers: 2,
+                threads_per_worker: 1,
+                binary: Some(binary.clone()),
+                ..Default::default()
+            })
+            .map_err(cluster_err)?;
+            let client = rask_distributed::Client::connect_with(
+                cluster.address(),
+                rask_distributed::ClientOptions { set_as_default: false, ..Default::default() },
+            )
+            .map_err(cluster_err)?;
+            w3::run(env, need_data()?, Some(&client), out)
+        }
         (other, _) => Err(BenchError::UnknownWorkload { name: other.into(), available: WORKLOADS.join(", ") }),
     }
 }

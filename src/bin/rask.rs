@@ -19,15 +19,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the demo: a Monte Carlo estimate of π as a task graph, with a progress bar and a profile.
+    /// Run the demo: a grid search on a LocalCluster (or, with --pi, a Monte Carlo estimate of π).
     Demo {
-        /// Number of sampling tasks.
+        /// Run the π demo instead (threads, progress bar, profile).
+        #[arg(long)]
+        pi: bool,
+        /// Rows of the search demo's data set.
+        #[arg(long, default_value_t = 6000)]
+        samples: usize,
+        /// Worker processes of the search demo.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// π demo: number of sampling tasks.
         #[arg(long, default_value_t = 400)]
         chunks: u64,
-        /// Random points per task.
+        /// π demo: random points per task.
         #[arg(long, default_value_t = 500_000)]
         samples_per_chunk: u64,
-        /// Folder for profile.html and the graph drawings.
+        /// Output folder (cv_results.csv/json, or profile.html and graph drawings).
         #[arg(long, default_value = "rask-demo")]
         out: PathBuf,
         /// Do not draw the progress bar.
@@ -36,7 +45,7 @@ enum Command {
     },
     /// Run a peer-comparison workload and print JSON lines (schema of shared/peers/README.md).
     Bench {
-        /// Workload: w1 (task overhead).
+        /// Workload: w1 (task overhead), w3 (grid search).
         workload: String,
         /// Folder with the peers' generated data (`$PEERS_HOME/data`).
         #[arg(long)]
@@ -56,7 +65,19 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
-        Command::Demo { chunks, samples_per_chunk, out, no_progress } => {
+        Command::Demo { pi: false, samples, workers, out, no_progress, .. } => (|| -> Result<(), Box<dyn std::error::Error>> {
+            let cfg = rask::demo_search::SearchDemoConfig {
+                samples,
+                workers,
+                binary: std::env::current_exe()?,
+                out_dir: out,
+                progress: !no_progress,
+            };
+            let (r, seconds) = rask::demo_search::run(&cfg)?;
+            rask::demo_search::print_report(&cfg, &r, seconds);
+            Ok(())
+        })(),
+        Command::Demo { pi: true, chunks, samples_per_chunk, out, no_progress, .. } => {
             let cfg = rask::demo::DemoConfig { chunks, samples_per_chunk, out_dir: out, progress: !no_progress };
             println!(
                 "Rask demo: estimating π from {} random points in {} tasks (+ a tree of sums)",
@@ -102,6 +123,6 @@ fn run_bench(workload: &str, data: Option<PathBuf>, scheduler: &str) -> Result<(
     }
     let env = rask::bench::BenchEnv::from_env()?;
     println!("{}", rask::bench::meta_record());
-    rask::bench::run(workload, &target, &env, &mut |rec| println!("{rec}"))?;
+    rask::bench::run(workload, &target, data.as_deref(), &env, &mut |rec| println!("{rec}"))?;
     Ok(())
 }

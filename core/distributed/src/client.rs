@@ -129,6 +129,35 @@ impl Inner {
         }
     }
 
+    /// Like [`Inner::wait`], calling `done` once for each key as it completes.
+    fn wait_each(&self, keys: &[Key], rejections_before: usize, done: &mut dyn FnMut(&Key)) -> Result<(), DistError> {
+        let mut reported = vec![false; keys.len()];
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if st.rejections.len() > rejections_before {
+                return Err(DistError::Rejected { message: st.rejections[rejections_before].clone() });
+            }
+            let mut all = true;
+            for (i, k) in keys.iter().enumerate() {
+                if st.status.contains_key(k) {
+                    if !reported[i] {
+                        reported[i] = true;
+                        done(k);
+                    }
+                } else {
+                    all = false;
+                }
+            }
+            if all {
+                return Ok(());
+            }
+            if let Some(reason) = &st.closed {
+                return Err(DistError::Disconnected { peer: self.addr.clone(), message: reason.clone() });
+            }
+            st = self.changed.wait_timeout(st, Duration::from_millis(200)).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+
     fn rejections(&self) -> usize {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).rejections.len()
     }
@@ -679,7 +708,7 @@ impl Executor for ClientExecutor {
         }
     }
 
-    fn execute(&self, graph: Graph, outputs: &[Key], _options: &ComputeOptions) -> Result<Vec<Value>, ComputeError> {
+    fn execute(&self, graph: Graph, outputs: &[Key], options: &ComputeOptions) -> Result<Vec<Value>, ComputeError> {
         let name = self.name();
         let inner = self.inner.upgrade().ok_or_else(|| ComputeError::Unsupported {
             scheduler: name.clone(),
@@ -691,7 +720,16 @@ impl Executor for ClientExecutor {
             let before = client.submit_graph(&graph, outputs, &SubmitOptions::default())?;
             let futs: Vec<Future<()>> =
                 outputs.iter().map(|k| Future { key: k.clone(), inner: client.inner.clone(), _t: PhantomData }).collect();
-            client.inner.wait(outputs, before, None)?;
+            // Progress callbacks see the requested keys as they complete on the cluster.
+            let callbacks = &options.callbacks;
+            callbacks.iter().for_each(|c| c.on_start(outputs.len()));
+            let start = Instant::now();
+            let result = client.inner.wait_each(outputs, before, &mut |k| {
+                let info = rask_core::TaskInfo { key: k, op: "cluster", worker: 0 };
+                callbacks.iter().for_each(|c| c.on_task_finish(&info, start, Instant::now(), true));
+            });
+            callbacks.iter().for_each(|c| c.on_finish(result.is_ok()));
+            result?;
             futs.iter()
                 .map(|f| {
                     let bytes = client.inner.fetch_bytes(&f.key)?;
