@@ -88,7 +88,10 @@ impl FittedModel for FittedPca {
         self.mean.len()
     }
     fn transform(&self, x: ArrayView2<'_, f64>) -> Output<Array2<f64>> {
-        let mut z = (&x - &self.mean).dot(&self.components.t());
+        // x·Cᵀ − mean·Cᵀ: no centered copy of x.
+        let mut z = x.dot(&self.components.t());
+        let shift = self.mean.dot(&self.components.t());
+        z -= &shift;
         if self.whiten {
             for (mut col, &ev) in z.axis_iter_mut(Axis(1)).zip(self.explained_variance.iter()) {
                 col /= ev.max(f64::EPSILON).sqrt();

@@ -136,12 +136,16 @@ pub fn check_x(estimator: &str, x: ArrayView2<'_, f64>) -> Result<(), MlError> {
             message: format!("X has shape ({}, {}); at least one sample and one feature are needed", x.nrows(), x.ncols()),
         });
     }
-    for ((row, col), &v) in x.indexed_iter() {
-        if !v.is_finite() {
-            return Err(MlError::NonFinite { estimator: estimator.into(), what: "X".into(), value: v, row, col });
-        }
+    // Fast path: a vectorizable scan; locate the culprit only when there is one.
+    let all_finite = match x.as_slice_memory_order() {
+        Some(s) => s.iter().fold(true, |ok, v| ok & v.is_finite()),
+        None => x.iter().all(|v| v.is_finite()),
+    };
+    if all_finite {
+        return Ok(());
     }
-    Ok(())
+    let ((row, col), &value) = x.indexed_iter().find(|(_, v)| !v.is_finite()).expect("a non-finite value exists");
+    Err(MlError::NonFinite { estimator: estimator.into(), what: "X".into(), value, row, col })
 }
 
 /// Checks `x`, and `y` when given: same number of samples, finite values.

@@ -7,6 +7,7 @@ pub mod decomposition;
 pub mod error;
 pub mod estimator;
 pub mod linear_model;
+mod logistic_lbfgs;
 pub mod metrics;
 pub mod model_selection;
 pub mod naive_bayes;

@@ -33,7 +33,12 @@ impl FittedModel for FittedScaler {
         self.offset.len()
     }
     fn transform(&self, x: ArrayView2<'_, f64>) -> Output<Array2<f64>> {
-        Some(Ok((&x - &self.offset) * &self.scale + self.shift))
+        // One pass, one allocation.
+        let mut out = x.to_owned();
+        for mut row in out.rows_mut() {
+            ndarray::Zip::from(&mut row).and(&self.offset).and(&self.scale).for_each(|v, &o, &s| *v = (*v - o) * s + self.shift);
+        }
+        Some(Ok(out))
     }
 }
 

@@ -11,6 +11,7 @@
 //! one bad candidate does not stop the search.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Instant;
 
 use ndarray::{Array1, Array2, Axis};
@@ -27,17 +28,19 @@ pub struct SearchData {
     pub y: Array1<f64>,
 }
 
-/// One fold's data after the pipeline steps fitted so far.
+/// One fold's data after the pipeline steps fitted so far. The arrays are
+/// shared (`Arc`): a prefix's output feeds many candidates, and cloning the
+/// value for each of them must not copy the data.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Fold {
     /// Train features (transformed by the fitted prefix).
-    pub x_train: Array2<f64>,
+    pub x_train: Arc<Array2<f64>>,
     /// Train targets.
-    pub y_train: Array1<f64>,
+    pub y_train: Arc<Array1<f64>>,
     /// Test features (transformed by the fitted prefix).
-    pub x_test: Array2<f64>,
+    pub x_test: Arc<Array2<f64>>,
     /// Test targets.
-    pub y_test: Array1<f64>,
+    pub y_test: Arc<Array1<f64>>,
     /// Seconds spent fitting the prefix.
     pub fit_time: f64,
     /// Why the prefix failed (with a numeric `error_score`).
@@ -96,10 +99,10 @@ rask_core::op! {
         let splits = cv.split(data.x.nrows(), Some(data.y.view())).map_err(|e| e.to_string())?;
         let (train, test) = splits.get(fold as usize).ok_or_else(|| format!("fold {fold} of {} does not exist", splits.len()))?;
         Ok(Fold {
-            x_train: data.x.select(Axis(0), train),
-            y_train: data.y.select(Axis(0), train),
-            x_test: data.x.select(Axis(0), test),
-            y_test: data.y.select(Axis(0), test),
+            x_train: Arc::new(data.x.select(Axis(0), train)),
+            y_train: Arc::new(data.y.select(Axis(0), train)),
+            x_test: Arc::new(data.x.select(Axis(0), test)),
+            y_test: Arc::new(data.y.select(Axis(0), test)),
             fit_time: 0.0,
             error: None,
         })
@@ -121,7 +124,9 @@ rask_core::op! {
             Ok((xt, xs, fit_time))
         };
         match run() {
-            Ok((x_train, x_test, t)) => Ok(Fold { x_train, x_test, fit_time: fold.fit_time + t, ..fold }),
+            Ok((x_train, x_test, t)) => {
+                Ok(Fold { x_train: Arc::new(x_train), x_test: Arc::new(x_test), fit_time: fold.fit_time + t, ..fold })
+            }
             Err(e) if raise => Err(e),
             Err(e) => Ok(Fold { error: Some(e), ..fold }),
         }
@@ -155,7 +160,7 @@ rask_core::op! {
         }
         let fit_time = fold.fit_time + t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let score = |x: &Array2<f64>, y: &Array1<f64>| -> Result<Vec<f64>, String> {
+        let score = |x: &Arc<Array2<f64>>, y: &Arc<Array1<f64>>| -> Result<Vec<f64>, String> {
             scoring.scorers.iter().map(|s| rask_ml::metrics::score(s, est.as_ref(), x.view(), y.view()).map_err(|e| e.to_string())).collect()
         };
         let test = match score(&fold.x_test, &fold.y_test) {
