@@ -15,5 +15,6 @@ pub use rask_distributed::{Client, LocalCluster};
 
 pub mod bench;
 pub mod ops;
+pub mod spec;
 pub mod demo;
 pub mod demo_search;

@@ -120,3 +120,90 @@ fn ops_lists_the_registered_ops() {
     assert!(s.lines().any(|l| l == "rask::bench::w1::inc"), "{s}");
     assert!(s.lines().any(|l| l == "rask::demo::sample_hits"), "{s}");
 }
+
+fn write_search_data(dir: &std::path::Path) {
+    let (x, y) = rask::ml::datasets::make_classification(300, 5, 3, 2, 5);
+    let mut csv = String::from("a,b,c,d,e,label\n");
+    for (row, t) in x.rows().into_iter().zip(y.iter()) {
+        let cells: Vec<String> = row.iter().map(|v| v.to_string()).collect();
+        csv.push_str(&format!("{},{t}\n", cells.join(",")));
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("data.csv"), csv).unwrap();
+}
+
+const SPEC: &str = r#"
+[data]
+csv = "data.csv"
+target = "label"
+
+[[steps]]
+name = "scaler"
+type = "StandardScaler"
+
+[[steps]]
+name = "pca"
+type = "PCA"
+
+[[steps]]
+name = "logreg"
+type = "LogisticRegression"
+params = { max_iter = 500 }
+
+[grid]
+pca__n_components = [2, 4]
+logreg__C = [0.01, 1.0]
+
+[search]
+cv = 3
+scoring = ["accuracy", "roc_auc"]
+refit = "roc_auc"
+scheduler = "SCHEDULER"
+
+[output]
+dir = "out"
+"#;
+
+#[test]
+fn search_spec_runs_and_writes_results() {
+    for scheduler in ["threads", "local:2"] {
+        let dir = std::env::temp_dir().join(format!("rask-spec-{}-{}", std::process::id(), scheduler.replace(':', "")));
+        write_search_data(&dir);
+        std::fs::write(dir.join("spec.toml"), SPEC.replace("SCHEDULER", scheduler)).unwrap();
+        let out = rask().args(["search", "--no-progress", "--spec"]).arg(dir.join("spec.toml")).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{scheduler}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("searching 4 candidates on 300 rows x 5 features"), "{stdout}");
+        assert!(stdout.contains("best: "), "{stdout}");
+        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("out/cv_results.json")).unwrap()).unwrap();
+        assert_eq!(json["mean_test_roc_auc"].as_array().unwrap().len(), 4);
+        assert_eq!(json["split2_test_accuracy"].as_array().unwrap().len(), 4);
+        assert_eq!(std::fs::read_to_string(dir.join("out/cv_results.csv")).unwrap().lines().count(), 5);
+        let model = rask::ml::load(&std::fs::read(dir.join("out/best_estimator.rske")).unwrap()).unwrap();
+        assert!(model.is_fitted() && model.type_name() == "Pipeline");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[test]
+fn invalid_specs_point_at_the_offending_key() {
+    let dir = std::env::temp_dir().join(format!("rask-badspec-{}", std::process::id()));
+    write_search_data(&dir);
+    let spec = SPEC.replace("SCHEDULER", "threads");
+    for (from, to, expect) in [
+        ("type = \"PCA\"", "type = \"PCAA\"", "steps[1].type: no estimator is registered as `PCAA`"),
+        ("pca__n_components = [2, 4]", "pca__n_component = [2, 4]", "grid[0].pca__n_component: unknown parameter"),
+        ("params = { max_iter = 500 }", "params = { max_iter = 0 }", "steps[2].params.max_iter"),
+        ("scheduler = \"threads\"", "scheduler = \"gpu\"", "search.scheduler"),
+        ("[output]", "[outptu]", "outptu: unknown section"),
+        ("target = \"label\"", "target = \"lable\"", "data.csv"),
+        ("scoring = [\"accuracy\", \"roc_auc\"]", "scoring = [\"acc\"]", "search.scoring"),
+    ] {
+        std::fs::write(dir.join("bad.toml"), spec.replace(from, to)).unwrap();
+        let out = rask().args(["search", "--no-progress", "--spec"]).arg(dir.join("bad.toml")).output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("bad.toml") && err.contains(expect), "expected {expect:?} in {err}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

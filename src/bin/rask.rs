@@ -54,6 +54,15 @@ enum Command {
         #[arg(long, default_value = "local")]
         scheduler: String,
     },
+    /// Run a grid or randomized search described by a TOML spec (see `rask::spec`).
+    Search {
+        /// The spec file.
+        #[arg(long)]
+        spec: PathBuf,
+        /// Do not draw the progress bar.
+        #[arg(long)]
+        no_progress: bool,
+    },
     /// List the ops registered in this binary (what a worker built from it can run).
     Ops,
 }
@@ -87,6 +96,7 @@ fn main() -> ExitCode {
             rask::demo::run(&cfg).map(|r| rask::demo::print_report(&cfg, &r)).map_err(Into::into)
         }
         Command::Bench { workload, data, scheduler } => run_bench(&workload, data, &scheduler),
+        Command::Search { spec, no_progress } => run_search(&spec, !no_progress),
         Command::Ops => {
             for name in rask::op::registered_ops() {
                 println!("{name}");
@@ -101,6 +111,54 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_search(path: &std::path::Path, progress: bool) -> Result<(), Box<dyn std::error::Error>> {
+    use rask::spec::SchedulerSpec;
+    let spec = rask::spec::load(path)?;
+    let mut _cluster = None;
+    let mut _client = None;
+    let scheduler = match &spec.scheduler {
+        SchedulerSpec::Sync => rask::Scheduler::Sync,
+        SchedulerSpec::Threads => rask::Scheduler::threads(),
+        SchedulerSpec::Local(n) => {
+            let c = rask::distributed::LocalCluster::with_options(rask::distributed::ClusterOptions {
+                n_workers: *n,
+                threads_per_worker: 1,
+                binary: Some(std::env::current_exe()?),
+                ..Default::default()
+            })?;
+            let client = c.client()?;
+            let s = client.scheduler();
+            _cluster = Some(c);
+            _client = Some(client);
+            s
+        }
+        SchedulerSpec::Address(addr) => {
+            let client = rask::Client::connect(addr)?;
+            let s = client.scheduler();
+            _client = Some(client);
+            s
+        }
+    };
+    let n = spec.search.candidates()?.len();
+    println!("searching {n} candidates on {} rows x {} features ({})", spec.x.nrows(), spec.x.ncols(), scheduler.name());
+    let mut opts = rask::ComputeOptions::new();
+    if progress {
+        opts = opts.with_callback(std::sync::Arc::new(rask::Progress::new()));
+    }
+    let result = spec.search.fit_with(&spec.x, &spec.y, &scheduler, &opts)?;
+    println!("{}", result.cv_results);
+    let params: Vec<String> = result.best_params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("best: {} (score {:.5})", params.join(" "), result.best_score);
+    std::fs::create_dir_all(&spec.out_dir)?;
+    std::fs::write(spec.out_dir.join("cv_results.json"), serde_json::to_string_pretty(&result.cv_results.to_json())?)?;
+    std::fs::write(spec.out_dir.join("cv_results.csv"), result.cv_results.to_csv())?;
+    if let Some(best) = &result.best_estimator {
+        std::fs::write(spec.out_dir.join("best_estimator.rske"), rask::ml::save(best.as_ref())?)?;
+    }
+    println!("wrote cv_results.json, cv_results.csv{} in {}", if result.best_estimator.is_some() { ", best_estimator.rske" } else { "" }, spec.out_dir.display());
+    Ok(())
 }
 
 fn run_bench(workload: &str, data: Option<PathBuf>, scheduler: &str) -> Result<(), Box<dyn std::error::Error>> {
