@@ -167,6 +167,20 @@ pub fn check_xy(estimator: &str, x: ArrayView2<'_, f64>, y: Option<ArrayView1<'_
     Ok(())
 }
 
+/// Checks that `y` has `n` finite values.
+pub fn check_y(estimator: &str, n: usize, y: ArrayView1<'_, f64>) -> Result<(), MlError> {
+    if y.len() != n {
+        return Err(MlError::Shape {
+            estimator: estimator.into(),
+            message: format!("X has {n} samples but y has {}; they must have the same length", y.len()),
+        });
+    }
+    match y.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(row) => Err(MlError::NonFinite { estimator: estimator.into(), what: "y".into(), value: y[row], row, col: 0 }),
+    }
+}
+
 /// `y`, required by supervised estimators.
 pub fn require_y<'a>(estimator: &str, y: Option<ArrayView1<'a, f64>>) -> Result<ArrayView1<'a, f64>, MlError> {
     y.ok_or_else(|| MlError::Shape { estimator: estimator.into(), message: "y is required for a supervised estimator".into() })
@@ -385,12 +399,13 @@ macro_rules! estimator {
                 self.fitted.as_ref().and_then(|m| $crate::FittedModel::classes(m).map(|c| c.to_vec()))
             }
             fn score(&self, x: ndarray::ArrayView2<'_, f64>, y: ndarray::ArrayView1<'_, f64>) -> Result<f64, $crate::MlError> {
+                // X is checked once (here or by `predict`); y here.
                 let m = self.checked("score", x)?;
-                $crate::estimator::check_xy($name, x, Some(y))?;
+                $crate::estimator::check_y($name, x.nrows(), y)?;
                 if let Some(s) = $crate::FittedModel::custom_score(m, x, Some(y)) {
                     return Ok(s);
                 }
-                $crate::estimator::default_score(self, x, y)
+                $crate::estimator::default_score_checked(self, m, x, y)
             }
             fn clone_unfitted(&self) -> Box<dyn $crate::Estimator> {
                 Box::new(Self::with_params(self.params.clone()))
@@ -414,6 +429,22 @@ macro_rules! estimator {
             }
         }
     };
+}
+
+/// [`default_score`] for inputs already checked: predicts with the fitted model directly.
+pub fn default_score_checked<M: FittedModel>(
+    est: &dyn Estimator,
+    m: &M,
+    x: ArrayView2<'_, f64>,
+    y: ArrayView1<'_, f64>,
+) -> Result<f64, MlError> {
+    let unsupported = || MlError::NotSupported { estimator: est.type_name().into(), method: "score".into() };
+    let pred = || m.predict(x).unwrap_or_else(|| Err(unsupported()));
+    match est.kind() {
+        Kind::Classifier => Ok(crate::metrics::accuracy(y, pred()?.view())),
+        Kind::Regressor => Ok(crate::metrics::r2(y, pred()?.view())),
+        Kind::Transformer | Kind::Clusterer => Err(unsupported()),
+    }
 }
 
 /// Accuracy for classifiers, R² for regressors.

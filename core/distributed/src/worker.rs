@@ -163,8 +163,46 @@ impl Store {
     }
 }
 
+/// Copies of other workers' values fetched for tasks here, kept (bounded, LRU)
+/// so that the next task needing the same input does not fetch it again. Keys
+/// are content tokens, so a copy can never be stale.
+struct FetchCache {
+    entries: HashMap<Key, (Arc<Vec<u8>>, u64)>,
+    bytes: u64,
+    capacity: u64,
+    clock: u64,
+}
+
+impl FetchCache {
+    fn get(&mut self, key: &Key) -> Option<Arc<Vec<u8>>> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.entries.get_mut(key).map(|(b, used)| {
+            *used = clock;
+            b.clone()
+        })
+    }
+
+    fn put(&mut self, key: Key, bytes: Arc<Vec<u8>>) {
+        let len = bytes.len() as u64;
+        if len > self.capacity || self.entries.contains_key(&key) {
+            return;
+        }
+        while self.bytes + len > self.capacity {
+            let Some(oldest) = self.entries.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone()) else { break };
+            if let Some((b, _)) = self.entries.remove(&oldest) {
+                self.bytes -= b.len() as u64;
+            }
+        }
+        self.clock += 1;
+        self.bytes += len;
+        self.entries.insert(key, (bytes, self.clock));
+    }
+}
+
 struct Shared {
     store: Mutex<Store>,
+    fetched: Mutex<FetchCache>,
     paused: AtomicBool,
     pause_bytes: u64,
     slots: Semaphore,
@@ -392,8 +430,9 @@ async fn compute(shared: Arc<Shared>, c: pb::Compute) {
     for d in c.deps {
         let Ok(dk) = protocol::key_from_pb(d.key) else { continue };
         let local = shared.store.lock().unwrap_or_else(|p| p.into_inner()).get(&dk);
-        let bytes = match local {
-            Ok(Some(b)) => Ok(b),
+        let cached = shared.fetched.lock().unwrap_or_else(|p| p.into_inner()).get(&dk);
+        let bytes = match (local, cached) {
+            (Ok(Some(b)), _) | (_, Some(b)) => Ok(b),
             _ if d.addr.is_empty() => Err("no holder".to_string()),
             _ => {
                 let mut peers = shared.peers.lock().await;
@@ -405,7 +444,9 @@ async fn compute(shared: Arc<Shared>, c: pb::Compute) {
                 };
                 drop(peers);
                 match client {
-                    Ok(mut cl) => fetch(&mut cl, &dk).await.map(Arc::new),
+                    Ok(mut cl) => fetch(&mut cl, &dk).await.map(Arc::new).inspect(|b| {
+                        shared.fetched.lock().unwrap_or_else(|p| p.into_inner()).put(dk.clone(), b.clone());
+                    }),
                     Err(e) => Err(e),
                 }
             }
@@ -500,6 +541,13 @@ pub async fn run_worker(cfg: WorkerConfig, shutdown: impl std::future::Future<Ou
             dir: dir.clone(),
             spill_seq: 0,
             target: (limit as f64 * cfg.target_fraction) as u64,
+        }),
+        // A tenth of the memory limit (256 MiB without one) for fetched copies.
+        fetched: Mutex::new(FetchCache {
+            entries: HashMap::new(),
+            bytes: 0,
+            capacity: if limit > 0 { limit / 10 } else { 256 << 20 },
+            clock: 0,
         }),
         paused: AtomicBool::new(false),
         pause_bytes: (limit as f64 * cfg.pause_fraction) as u64,
