@@ -14,19 +14,6 @@ use rask::ml::{create, ParamValue, Pipeline};
 use rask::search::{grid, Cv, GridSearchCV, SearchCV};
 use rask::{ComputeOptions, Scheduler};
 
-fn clf_small_dir() -> Option<PathBuf> {
-    let mut c = Vec::new();
-    if let Some(d) = std::env::var_os("PEERS_DATA") {
-        c.push(PathBuf::from(d));
-    }
-    if let Some(h) = std::env::var_os("PEERS_HOME") {
-        c.push(PathBuf::from(h).join("data"));
-    }
-    if let Some(h) = std::env::var_os("HOME") {
-        c.push(PathBuf::from(h).join(".cache/rask-peers/data"));
-    }
-    c.into_iter().map(|d| d.join("clf_small")).find(|d| d.join("X.npy").is_file())
-}
 
 fn w3_search() -> SearchCV {
     let mut lr = create("LogisticRegression").unwrap();
@@ -51,7 +38,7 @@ fn fit_counts(path: &std::path::Path) -> (usize, usize, usize) {
 
 #[test]
 fn w3_matches_sklearn_and_fits_each_prefix_once_per_fold() {
-    let Some(dir) = clf_small_dir() else {
+    let Some(dir) = rask::ml::datasets::peers_dataset("clf_small").filter(|d| d.join("X.npy").is_file()) else {
         assert!(std::env::var_os("CI").is_none(), "clf_small is missing in CI: .ci/run must generate it");
         eprintln!("SKIPPED: clf_small not found; run `bash ../shared/peers/run_all.sh data`");
         return;

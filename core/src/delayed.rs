@@ -310,6 +310,12 @@ impl AnyDelayed {
     }
 }
 
+/// The one graph computing all of `items` (shared ancestors appear once).
+pub fn graph_of(items: &[AnyDelayed]) -> Graph {
+    let nodes: Vec<Arc<DNode>> = items.iter().map(|d| d.node.clone()).collect();
+    materialize(&nodes)
+}
+
 /// Computes several values in one graph: shared ancestors run once. Values come
 /// back in the order of `items` (decoded when they arrived from another process).
 pub fn compute_many(
@@ -317,12 +323,11 @@ pub fn compute_many(
     scheduler: &Scheduler,
     options: &ComputeOptions,
 ) -> Result<Vec<Value>, ComputeError> {
-    let nodes: Vec<Arc<DNode>> = items.iter().map(|d| d.node.clone()).collect();
-    let keys: Vec<Key> = nodes.iter().map(|n| n.key.clone()).collect();
-    let values = scheduler.execute(materialize(&nodes), &keys, options)?;
+    let keys: Vec<Key> = items.iter().map(|d| d.node.key.clone()).collect();
+    let values = scheduler.execute(graph_of(items), &keys, options)?;
     values
         .into_iter()
-        .zip(&nodes)
+        .zip(items.iter().map(|d| &d.node))
         .map(|(v, n)| match n.decode {
             Some(decode) => decode(v).map_err(|source| ComputeError::Output { key: n.key.clone(), source }),
             None => Ok(v),

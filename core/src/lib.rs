@@ -11,7 +11,7 @@ pub mod op;
 pub mod value;
 
 pub use delayed::{
-    collect, compute_all, compute_many, delayed, external, local_value, try_delayed, value, AnyDelayed, Delayed, DelayedArg,
+    collect, compute_all, compute_many, delayed, external, graph_of, local_value, try_delayed, value, AnyDelayed, Delayed, DelayedArg,
     DelayedFn, IntoArg,
 };
 pub use diagnostics::{Callback, Profiler, Progress, TaskInfo};

@@ -12,6 +12,24 @@ fn data_err(path: &Path, message: impl Into<String>) -> MlError {
     MlError::Data { path: path.display().to_string(), message: message.into() }
 }
 
+/// The folder of one of the peers' data sets (`../shared/peers/gen_data.py`),
+/// if generated: looked up in `$PEERS_DATA`, `$PEERS_HOME/data`, then
+/// `~/.cache/rask-peers/data`.
+pub fn peers_dataset(name: &str) -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    let mut roots = Vec::new();
+    if let Some(d) = std::env::var_os("PEERS_DATA") {
+        roots.push(PathBuf::from(d));
+    }
+    if let Some(h) = std::env::var_os("PEERS_HOME") {
+        roots.push(PathBuf::from(h).join("data"));
+    }
+    if let Some(h) = std::env::var_os("HOME") {
+        roots.push(PathBuf::from(h).join(".cache/rask-peers/data"));
+    }
+    roots.into_iter().map(|d| d.join(name)).find(|d| d.is_dir())
+}
+
 /// An array read from a `.npy` file: its shape and values as f64, row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NpyArray {

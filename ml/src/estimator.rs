@@ -151,20 +151,10 @@ pub fn check_x(estimator: &str, x: ArrayView2<'_, f64>) -> Result<(), MlError> {
 /// Checks `x`, and `y` when given: same number of samples, finite values.
 pub fn check_xy(estimator: &str, x: ArrayView2<'_, f64>, y: Option<ArrayView1<'_, f64>>) -> Result<(), MlError> {
     check_x(estimator, x)?;
-    if let Some(y) = y {
-        if y.len() != x.nrows() {
-            return Err(MlError::Shape {
-                estimator: estimator.into(),
-                message: format!("X has {} samples but y has {}; they must have the same length", x.nrows(), y.len()),
-            });
-        }
-        for (row, &v) in y.iter().enumerate() {
-            if !v.is_finite() {
-                return Err(MlError::NonFinite { estimator: estimator.into(), what: "y".into(), value: v, row, col: 0 });
-            }
-        }
+    match y {
+        Some(y) => check_y(estimator, x.nrows(), y),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Checks that `y` has `n` finite values.
@@ -405,7 +395,7 @@ macro_rules! estimator {
                 if let Some(s) = $crate::FittedModel::custom_score(m, x, Some(y)) {
                     return Ok(s);
                 }
-                $crate::estimator::default_score_checked(self, m, x, y)
+                $crate::estimator::default_score(self, m, x, y)
             }
             fn clone_unfitted(&self) -> Box<dyn $crate::Estimator> {
                 Box::new(Self::with_params(self.params.clone()))
@@ -431,8 +421,9 @@ macro_rules! estimator {
     };
 }
 
-/// [`default_score`] for inputs already checked: predicts with the fitted model directly.
-pub fn default_score_checked<M: FittedModel>(
+/// The default score of a fitted model on checked inputs: accuracy for
+/// classifiers, R² for regressors.
+pub fn default_score<M: FittedModel>(
     est: &dyn Estimator,
     m: &M,
     x: ArrayView2<'_, f64>,
@@ -444,16 +435,5 @@ pub fn default_score_checked<M: FittedModel>(
         Kind::Classifier => Ok(crate::metrics::accuracy(y, pred()?.view())),
         Kind::Regressor => Ok(crate::metrics::r2(y, pred()?.view())),
         Kind::Transformer | Kind::Clusterer => Err(unsupported()),
-    }
-}
-
-/// Accuracy for classifiers, R² for regressors.
-pub fn default_score(est: &dyn Estimator, x: ArrayView2<'_, f64>, y: ArrayView1<'_, f64>) -> Result<f64, MlError> {
-    match est.kind() {
-        Kind::Classifier => Ok(crate::metrics::accuracy(y, est.predict(x)?.view())),
-        Kind::Regressor => Ok(crate::metrics::r2(y, est.predict(x)?.view())),
-        Kind::Transformer | Kind::Clusterer => {
-            Err(MlError::NotSupported { estimator: est.type_name().into(), method: "score".into() })
-        }
     }
 }

@@ -105,6 +105,55 @@ crate::params! {
     }
 }
 
+/// Copies a value through its serde encoding (smartcore's forests are not
+/// `Clone`; the round trip copies them exactly).
+fn clone_via_serde<T: Serialize + serde::de::DeserializeOwned>(v: &T) -> T {
+    let bytes = postcard::to_stdvec(v).expect("a fitted forest encodes");
+    postcard::from_bytes(&bytes).expect("a fitted forest decodes")
+}
+
+/// A newtype over [`RandomForestParams`] (one per estimator, since each has its
+/// own `FitParams`), delegating the parameter methods.
+macro_rules! forest_params {
+    ($(#[$meta:meta])* $Name:ident) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+        pub struct $Name(pub RandomForestParams);
+
+        impl $Name {
+            fn check(&self) -> Result<(), MlError> {
+                self.0.check()
+            }
+            fn get_params(&self) -> crate::Params {
+                self.0.get_params()
+            }
+            fn set_param(&mut self, name: &str, value: crate::ParamValue) -> Result<(), MlError> {
+                self.0.set_param(name, value)
+            }
+        }
+    };
+}
+
+/// smartcore's forest parameters (two types with the same builder) from ours.
+macro_rules! smartcore_params {
+    ($Ty:ty, $p:expr, $n_trees:ty) => {{
+        let p: &RandomForestParams = $p;
+        let params = <$Ty>::default()
+            .with_n_trees(p.n_estimators as $n_trees)
+            .with_min_samples_leaf(p.min_samples_leaf as usize)
+            .with_min_samples_split(p.min_samples_split as usize)
+            .with_seed(p.random_state as u64);
+        let params = match p.max_depth {
+            Some(d) => params.with_max_depth(d as u16),
+            None => params,
+        };
+        match p.max_features {
+            Some(m) => params.with_m(m as usize),
+            None => params,
+        }
+    }};
+}
+
 /// A fitted random forest classifier.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct FittedForestClassifier {
@@ -115,26 +164,13 @@ pub struct FittedForestClassifier {
 
 impl Clone for FittedForestClassifier {
     fn clone(&self) -> Self {
-        // smartcore's forest is not Clone; a serde round trip copies it exactly.
-        let bytes = postcard::to_stdvec(self).expect("forest encodes");
-        postcard::from_bytes(&bytes).expect("forest decodes")
+        clone_via_serde(self)
     }
 }
 
-/// Forest hyperparameters for the classification estimator.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct ForestClassifierParams(pub RandomForestParams);
-
-impl ForestClassifierParams {
-    fn check(&self) -> Result<(), MlError> {
-        self.0.check()
-    }
-    fn get_params(&self) -> crate::Params {
-        self.0.get_params()
-    }
-    fn set_param(&mut self, name: &str, value: crate::ParamValue) -> Result<(), MlError> {
-        self.0.set_param(name, value)
-    }
+forest_params! {
+    /// Forest hyperparameters for the classification estimator.
+    ForestClassifierParams
 }
 
 impl FitParams for ForestClassifierParams {
@@ -144,18 +180,7 @@ impl FitParams for ForestClassifierParams {
         let name = "RandomForestClassifier";
         let p = &self.0;
         let (classes, idx) = encode_classes(name, require_y(name, y)?)?;
-        let params = RandomForestClassifierParameters::default()
-            .with_n_trees(p.n_estimators as u16)
-            .with_min_samples_leaf(p.min_samples_leaf as usize)
-            .with_min_samples_split(p.min_samples_split as usize)
-            .with_seed(p.random_state as u64);
-        let mut params = match p.max_depth {
-            Some(d) => params.with_max_depth(d as u16),
-            None => params,
-        };
-        if let Some(m) = p.max_features {
-            params = params.with_m(m as usize);
-        }
+        let params = smartcore_params!(RandomForestClassifierParameters, p, u16);
         let y: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
         let forest = ScForestC::fit(&dense(x)?, &y, params).map_err(|e| fit_err(name, "smartcore", e))?;
         Ok(FittedForestClassifier { classes, forest, n_features: x.ncols() })
@@ -192,25 +217,13 @@ pub struct FittedForestRegressor {
 
 impl Clone for FittedForestRegressor {
     fn clone(&self) -> Self {
-        let bytes = postcard::to_stdvec(self).expect("forest encodes");
-        postcard::from_bytes(&bytes).expect("forest decodes")
+        clone_via_serde(self)
     }
 }
 
-/// Forest hyperparameters for the regression estimator.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct ForestRegressorParams(pub RandomForestParams);
-
-impl ForestRegressorParams {
-    fn check(&self) -> Result<(), MlError> {
-        self.0.check()
-    }
-    fn get_params(&self) -> crate::Params {
-        self.0.get_params()
-    }
-    fn set_param(&mut self, name: &str, value: crate::ParamValue) -> Result<(), MlError> {
-        self.0.set_param(name, value)
-    }
+forest_params! {
+    /// Forest hyperparameters for the regression estimator.
+    ForestRegressorParams
 }
 
 impl FitParams for ForestRegressorParams {
@@ -220,18 +233,7 @@ impl FitParams for ForestRegressorParams {
         let name = "RandomForestRegressor";
         let p = &self.0;
         let y = require_y(name, y)?;
-        let params = RandomForestRegressorParameters::default()
-            .with_n_trees(p.n_estimators as usize)
-            .with_min_samples_leaf(p.min_samples_leaf as usize)
-            .with_min_samples_split(p.min_samples_split as usize)
-            .with_seed(p.random_state as u64);
-        let mut params = match p.max_depth {
-            Some(d) => params.with_max_depth(d as u16),
-            None => params,
-        };
-        if let Some(m) = p.max_features {
-            params = params.with_m(m as usize);
-        }
+        let params = smartcore_params!(RandomForestRegressorParameters, p, usize);
         let forest = ScForestR::fit(&dense(x)?, &y.to_vec(), params).map_err(|e| fit_err(name, "smartcore", e))?;
         Ok(FittedForestRegressor { forest, n_features: x.ncols() })
     }

@@ -6,29 +6,14 @@
 //! (`.ci/run` does it); it is looked up in `$PEERS_DATA`, `$PEERS_HOME/data` and
 //! `~/.cache/rask-peers/data`.
 
-use std::path::PathBuf;
-
 use rask_ml::datasets::load_npy_xy;
 use rask_ml::linear_model::{LogisticRegression, LogisticRegressionParams};
 use rask_ml::{metrics, Estimator};
 
-fn clf_small_dir() -> Option<PathBuf> {
-    let mut candidates = Vec::new();
-    if let Some(d) = std::env::var_os("PEERS_DATA") {
-        candidates.push(PathBuf::from(d));
-    }
-    if let Some(h) = std::env::var_os("PEERS_HOME") {
-        candidates.push(PathBuf::from(h).join("data"));
-    }
-    if let Some(h) = std::env::var_os("HOME") {
-        candidates.push(PathBuf::from(h).join(".cache/rask-peers/data"));
-    }
-    candidates.into_iter().map(|d| d.join("clf_small")).find(|d| d.join("X.npy").is_file())
-}
 
 #[test]
 fn logistic_regression_reaches_sklearn_logloss_on_clf_small() {
-    let Some(dir) = clf_small_dir() else {
+    let Some(dir) = rask_ml::datasets::peers_dataset("clf_small").filter(|d| d.join("X.npy").is_file()) else {
         assert!(
             std::env::var_os("CI").is_none(),
             "clf_small is missing in CI: .ci/run must generate it (gen_data.py --only clf_small)"

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use rask_ml::{ParamValue, Params};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 /// Per-candidate results of a search, with scikit-learn's columns.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +22,22 @@ pub struct CvResults {
     pub score_time: Vec<Vec<f64>>,
     /// The first error of each candidate, if it failed (with a numeric `error_score`).
     pub errors: Vec<Option<String>>,
+}
+
+/// A parameter value as plain JSON (`0.1`, `30`, `"rbf"`, `null`).
+pub fn param_json(v: &ParamValue) -> Value {
+    match v {
+        ParamValue::F64(x) => json!(x),
+        ParamValue::I64(x) => json!(x),
+        ParamValue::Bool(x) => json!(x),
+        ParamValue::Str(x) => json!(x),
+        ParamValue::None => Value::Null,
+    }
+}
+
+/// Parameters as a JSON object.
+pub fn params_json(p: &Params) -> Value {
+    Value::Object(p.iter().map(|(k, v)| (k.clone(), param_json(v))).collect())
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -96,15 +112,7 @@ impl CvResults {
     /// The columns, in scikit-learn's names and order.
     pub fn columns(&self) -> Vec<(String, Vec<Value>)> {
         let n = self.n_candidates();
-        let pv = |v: &ParamValue| -> Value {
-            match v {
-                ParamValue::F64(x) => json!(x),
-                ParamValue::I64(x) => json!(x),
-                ParamValue::Bool(x) => json!(x),
-                ParamValue::Str(x) => json!(x),
-                ParamValue::None => Value::Null,
-            }
-        };
+        let pv = param_json;
         let num = |v: &[f64]| v.iter().map(|x| if x.is_finite() { json!(x) } else { Value::Null }).collect::<Vec<_>>();
         let mut cols: Vec<(String, Vec<Value>)> = Vec::new();
         let ft: Vec<f64> = self.fit_time.iter().map(|f| mean(f)).collect();
@@ -120,7 +128,7 @@ impl CvResults {
         }
         cols.push((
             "params".into(),
-            self.params.iter().map(|p| Value::Object(p.iter().map(|(k, v)| (k.clone(), pv(v))).collect::<Map<_, _>>())).collect(),
+            self.params.iter().map(params_json).collect(),
         ));
         for s in 0..self.scorers.len() {
             let sfx = self.suffix(s);

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use ndarray::{Array1, Array2};
-use rask_core::{compute_many, ComputeOptions, Delayed, Scheduler};
+use rask_core::{ComputeOptions, Delayed, Scheduler};
 use rask_ml::model_selection::Splitter;
 use rask_ml::{save, Estimator, Kind, MlError, ParamValue, Params};
 
@@ -264,14 +264,11 @@ impl SearchCV {
                 }
             }
         }
-        let all: Vec<Delayed<FoldScore>> = scores.iter().flatten().flatten().cloned().collect();
-        let mut graph = rask_core::Graph::new();
-        for d in &all {
-            graph.merge(d.graph());
-        }
+        let all: Vec<rask_core::AnyDelayed> = scores.iter().flatten().flatten().map(Delayed::erase).collect();
+        let graph = rask_core::graph_of(&all);
         let n_tasks = graph.len();
-        let erased: Vec<_> = all.iter().map(Delayed::erase).collect();
-        let values = compute_many(&erased, scheduler, options)?;
+        let keys: Vec<rask_core::Key> = all.iter().map(|d| d.key().clone()).collect();
+        let values = scheduler.execute(graph, &keys, options)?;
         let mut results = values.into_iter().map(|v| {
             v.take_decode::<FoldScore>().map_err(|source| {
                 SearchError::Compute(rask_core::ComputeError::Output { key: rask_core::Key::named("fit_score"), source })

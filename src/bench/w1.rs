@@ -69,6 +69,44 @@ fn time_compute(
     Ok((sec, runs, res))
 }
 
+/// Builds the tree of (a), times its compute on `s` and emits the record.
+fn tree_part(env: &BenchEnv, s: &Scheduler, mut config: Map<String, Value>, n_leaves: usize, out: &mut dyn FnMut(Value)) -> Result<(), BenchError> {
+    let t = Instant::now();
+    let (tree, n_tasks) = build_tree(n_leaves);
+    let build = t.elapsed().as_secs_f64();
+    let expected = (n_leaves as i64) * (n_leaves as i64 + 1) / 2;
+    let (sec, runs, res) = time_compute(env, &tree, s, expected)?;
+    config.insert("part".into(), json!("a_tree"));
+    config.insert("n_leaves".into(), json!(n_leaves));
+    config.insert("n_tasks".into(), json!(n_tasks));
+    let mut m = Map::new();
+    m.insert("result".into(), json!(res));
+    m.insert("correct".into(), json!(res == expected));
+    m.insert("tasks_per_second".into(), json!(n_tasks as f64 / sec));
+    m.insert("build_seconds".into(), json!(build));
+    m.insert("tasks_per_second_incl_build".into(), json!(n_tasks as f64 / (sec + build)));
+    out(record("w1_overhead", Value::Object(config), sec, &runs, m));
+    Ok(())
+}
+
+/// Builds the chain of (c), times its compute on `s` and emits the record.
+fn chain_part(env: &BenchEnv, s: &Scheduler, mut config: Map<String, Value>, n_chain: usize, out: &mut dyn FnMut(Value)) -> Result<(), BenchError> {
+    let t = Instant::now();
+    let chain = build_chain(n_chain);
+    let build = t.elapsed().as_secs_f64();
+    let (sec, runs, res) = time_compute(env, &chain, s, n_chain as i64)?;
+    config.insert("part".into(), json!("c_chain"));
+    config.insert("n_tasks".into(), json!(n_chain));
+    let mut m = Map::new();
+    m.insert("result".into(), json!(res));
+    m.insert("correct".into(), json!(res == n_chain as i64));
+    m.insert("tasks_per_second".into(), json!(n_chain as f64 / sec));
+    m.insert("us_per_task".into(), json!(sec / n_chain as f64 * 1e6));
+    m.insert("build_seconds".into(), json!(build));
+    out(record("w1_overhead", Value::Object(config), sec, &runs, m));
+    Ok(())
+}
+
 /// Runs W1 (a), (b) and (c) on a LocalCluster of 2 worker processes × 1 thread
 /// (the peers' distributed configuration), started from `binary`.
 pub fn run_cluster(env: &BenchEnv, binary: std::path::PathBuf, out: &mut dyn FnMut(Value)) -> Result<(), BenchError> {
@@ -96,37 +134,8 @@ pub fn run_cluster(env: &BenchEnv, binary: std::path::PathBuf, out: &mut dyn FnM
         c
     };
 
-    let t = Instant::now();
-    let (tree, n_tree_tasks) = build_tree(n_leaves);
-    let tree_build = t.elapsed().as_secs_f64();
-    let expected_tree = (n_leaves as i64) * (n_leaves as i64 + 1) / 2;
-    let (sec, runs, res) = time_compute(env, &tree, &s, expected_tree)?;
-    let mut c = config();
-    c.insert("part".into(), json!("a_tree"));
-    c.insert("n_leaves".into(), json!(n_leaves));
-    c.insert("n_tasks".into(), json!(n_tree_tasks));
-    let mut m = Map::new();
-    m.insert("result".into(), json!(res));
-    m.insert("correct".into(), json!(res == expected_tree));
-    m.insert("tasks_per_second".into(), json!(n_tree_tasks as f64 / sec));
-    m.insert("build_seconds".into(), json!(tree_build));
-    m.insert("tasks_per_second_incl_build".into(), json!(n_tree_tasks as f64 / (sec + tree_build)));
-    out(record("w1_overhead", Value::Object(c), sec, &runs, m));
-
-    let t = Instant::now();
-    let chain = build_chain(n_chain);
-    let chain_build = t.elapsed().as_secs_f64();
-    let (sec, runs, res) = time_compute(env, &chain, &s, n_chain as i64)?;
-    let mut c = config();
-    c.insert("part".into(), json!("c_chain"));
-    c.insert("n_tasks".into(), json!(n_chain));
-    let mut m = Map::new();
-    m.insert("result".into(), json!(res));
-    m.insert("correct".into(), json!(res == n_chain as i64));
-    m.insert("tasks_per_second".into(), json!(n_chain as f64 / sec));
-    m.insert("us_per_task".into(), json!(sec / n_chain as f64 * 1e6));
-    m.insert("build_seconds".into(), json!(chain_build));
-    out(record("w1_overhead", Value::Object(c), sec, &runs, m));
+    tree_part(env, &s, config(), n_leaves, out)?;
+    chain_part(env, &s, config(), n_chain, out)?;
 
     // (b) sequential submit -> result round trips, after one untimed warm-up batch.
     let roundtrips = || -> Result<(), BenchError> {
@@ -159,39 +168,9 @@ pub fn run(env: &BenchEnv, out: &mut dyn FnMut(Value)) -> Result<(), BenchError>
     let n_leaves = env_usize("W1_N_LEAVES", 100_000)?.max(1);
     let n_chain = env_usize("W1_N_CHAIN", 10_000)?.max(1);
 
-    let t = Instant::now();
-    let (tree, n_tree_tasks) = build_tree(n_leaves);
-    let tree_build = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let chain = build_chain(n_chain);
-    let chain_build = t.elapsed().as_secs_f64();
-    let expected_tree = (n_leaves as i64) * (n_leaves as i64 + 1) / 2;
-
     for s in [Scheduler::Sync, Scheduler::threads()] {
-        let (sec, runs, res) = time_compute(env, &tree, &s, expected_tree)?;
-        let mut config = scheduler_config(&s);
-        config.insert("part".into(), json!("a_tree"));
-        config.insert("n_leaves".into(), json!(n_leaves));
-        config.insert("n_tasks".into(), json!(n_tree_tasks));
-        let mut m = Map::new();
-        m.insert("result".into(), json!(res));
-        m.insert("correct".into(), json!(res == expected_tree));
-        m.insert("tasks_per_second".into(), json!(n_tree_tasks as f64 / sec));
-        m.insert("build_seconds".into(), json!(tree_build));
-        m.insert("tasks_per_second_incl_build".into(), json!(n_tree_tasks as f64 / (sec + tree_build)));
-        out(record("w1_overhead", Value::Object(config), sec, &runs, m));
-
-        let (sec, runs, res) = time_compute(env, &chain, &s, n_chain as i64)?;
-        let mut config = scheduler_config(&s);
-        config.insert("part".into(), json!("c_chain"));
-        config.insert("n_tasks".into(), json!(n_chain));
-        let mut m = Map::new();
-        m.insert("result".into(), json!(res));
-        m.insert("correct".into(), json!(res == n_chain as i64));
-        m.insert("tasks_per_second".into(), json!(n_chain as f64 / sec));
-        m.insert("us_per_task".into(), json!(sec / n_chain as f64 * 1e6));
-        m.insert("build_seconds".into(), json!(chain_build));
-        out(record("w1_overhead", Value::Object(config), sec, &runs, m));
+        tree_part(env, &s, scheduler_config(&s), n_leaves, out)?;
+        chain_part(env, &s, scheduler_config(&s), n_chain, out)?;
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ use rask_core::{ComputeOptions, Scheduler};
 use rask_ml::datasets::load_npy_xy;
 use rask_ml::model_selection::Splitter;
 use rask_ml::{create, ParamValue, Pipeline};
+use rask_search::results::params_json;
 use rask_search::{grid, Cv, GridSearchCV, SearchCV, SearchResult};
 use serde_json::{json, Map, Value};
 
@@ -34,31 +35,20 @@ pub fn w3_search() -> Result<SearchCV, BenchError> {
     .scoring(&["accuracy"]))
 }
 
-fn pv(v: &ParamValue) -> Value {
-    match v {
-        ParamValue::F64(x) => json!(x),
-        ParamValue::I64(x) => json!(x),
-        ParamValue::Bool(x) => json!(x),
-        ParamValue::Str(x) => json!(x),
-        ParamValue::None => Value::Null,
-    }
-}
-
 fn report(config: Map<String, Value>, sec: f64, runs: &[f64], r: &SearchResult) -> Value {
     let reference: Value = serde_json::from_str(SKLEARN).expect("embedded fixture");
     let means = r.cv_results.mean_test(0);
     let max_diff = reference["mean_test_score"]
         .as_array()
         .map(|w| w.iter().zip(&means).map(|(a, b)| (a.as_f64().unwrap_or(f64::NAN) - b).abs()).fold(0.0, f64::max));
-    let params: Vec<Value> =
-        r.cv_results.params.iter().map(|p| Value::Object(p.iter().map(|(k, v)| (k.clone(), pv(v))).collect())).collect();
+    let params: Vec<Value> = r.cv_results.params.iter().map(params_json).collect();
     let mut m = Map::new();
     m.insert("n_candidates".into(), json!(r.cv_results.n_candidates()));
     m.insert("n_splits".into(), json!(r.cv_results.n_splits()));
     m.insert("n_fits".into(), json!(r.cv_results.n_candidates() * r.cv_results.n_splits()));
     m.insert("n_fits_incl_refit".into(), json!(r.cv_results.n_candidates() * r.cv_results.n_splits() + 1));
     m.insert("n_tasks".into(), json!(r.n_tasks));
-    m.insert("best_params_".into(), Value::Object(r.best_params.iter().map(|(k, v)| (k.clone(), pv(v))).collect()));
+    m.insert("best_params_".into(), params_json(&r.best_params));
     m.insert("best_score_".into(), json!(r.best_score));
     m.insert("params".into(), json!(params));
     m.insert("mean_test_score".into(), json!(means));

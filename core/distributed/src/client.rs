@@ -101,36 +101,21 @@ impl Inner {
         }
     }
 
-    /// Waits until every key is done or erred (or a rejection / disconnection arrives).
+    /// Waits until every key is done or erred (or a rejection / disconnection
+    /// arrives, or `timeout` passes).
     fn wait(&self, keys: &[Key], rejections_before: usize, timeout: Option<Duration>) -> Result<(), DistError> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if st.rejections.len() > rejections_before {
-                return Err(DistError::Rejected { message: st.rejections[rejections_before].clone() });
-            }
-            if keys.iter().all(|k| st.status.contains_key(k)) {
-                return Ok(());
-            }
-            if let Some(reason) = &st.closed {
-                return Err(DistError::Disconnected { peer: self.addr.clone(), message: reason.clone() });
-            }
-            let wait = match deadline {
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return Err(DistError::Disconnected { peer: self.addr.clone(), message: "timed out waiting for results".into() });
-                    }
-                    d - now
-                }
-                None => Duration::from_millis(200),
-            };
-            st = self.changed.wait_timeout(st, wait).unwrap_or_else(|p| p.into_inner()).0;
-        }
+        self.wait_each(keys, rejections_before, timeout, &mut |_| {})
     }
 
     /// Like [`Inner::wait`], calling `done` once for each key as it completes.
-    fn wait_each(&self, keys: &[Key], rejections_before: usize, done: &mut dyn FnMut(&Key)) -> Result<(), DistError> {
+    fn wait_each(
+        &self,
+        keys: &[Key],
+        rejections_before: usize,
+        timeout: Option<Duration>,
+        done: &mut dyn FnMut(&Key),
+    ) -> Result<(), DistError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
         let mut reported = vec![false; keys.len()];
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
@@ -154,7 +139,17 @@ impl Inner {
             if let Some(reason) = &st.closed {
                 return Err(DistError::Disconnected { peer: self.addr.clone(), message: reason.clone() });
             }
-            st = self.changed.wait_timeout(st, Duration::from_millis(200)).unwrap_or_else(|p| p.into_inner()).0;
+            let wait = match deadline {
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Err(DistError::Disconnected { peer: self.addr.clone(), message: "timed out waiting for results".into() });
+                    }
+                    (d - now).min(Duration::from_millis(200))
+                }
+                None => Duration::from_millis(200),
+            };
+            st = self.changed.wait_timeout(st, wait).unwrap_or_else(|p| p.into_inner()).0;
         }
     }
 
@@ -507,10 +502,8 @@ impl Client {
 
     /// Submits many computations at once (shared subgraphs are computed once).
     pub fn map<T: Data>(&self, items: &[Delayed<T>]) -> Result<Vec<Future<T>>, DistError> {
-        let mut graph = Graph::new();
-        for d in items {
-            graph.merge(d.graph());
-        }
+        let erased: Vec<rask_core::AnyDelayed> = items.iter().map(Delayed::erase).collect();
+        let graph = rask_core::graph_of(&erased);
         let keys: Vec<Key> = items.iter().map(|d| d.key().clone()).collect();
         self.submit_graph(&graph, &keys, &SubmitOptions::default())?;
         Ok(keys.into_iter().map(|key| Future { key, inner: self.inner.clone(), _t: PhantomData }).collect())
@@ -724,7 +717,7 @@ impl Executor for ClientExecutor {
             let callbacks = &options.callbacks;
             callbacks.iter().for_each(|c| c.on_start(outputs.len()));
             let start = Instant::now();
-            let result = client.inner.wait_each(outputs, before, &mut |k| {
+            let result = client.inner.wait_each(outputs, before, None, &mut |k| {
                 let info = rask_core::TaskInfo { key: k, op: "cluster", worker: 0 };
                 callbacks.iter().for_each(|c| c.on_task_finish(&info, start, Instant::now(), true));
             });
