@@ -164,7 +164,8 @@ fn killed_worker_results_are_recomputed() {
     }
     let root = level.pop().unwrap();
     let fut = client.submit(&root).unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // 60 tasks of 40 ms on 3 single-thread workers take at least 800 ms.
+    std::thread::sleep(Duration::from_millis(300));
     assert!(!fut.done(), "the computation must still be running when the worker dies");
     c.kill_worker(1).unwrap();
     let r = within(120, move || fut.result());
@@ -318,15 +319,15 @@ fn sigterm_worker_leaves_and_work_continues() {
 
 #[test]
 fn unreachable_scheduler_times_out_with_a_clear_error() {
-    let t = Instant::now();
-    let err = Client::connect_with(
-        "127.0.0.1:1",
-        ClientOptions { timeout: Duration::from_millis(500), set_as_default: false, ..ClientOptions::default() },
-    )
-    .err()
-    .expect("nothing listens on port 1");
-    assert!(t.elapsed() < Duration::from_secs(10));
+    // The watchdog only catches a hang; the client gives up after its own 500 ms timeout.
+    let err = within(60, || {
+        Client::connect_with(
+            "127.0.0.1:1",
+            ClientOptions { timeout: Duration::from_millis(500), set_as_default: false, ..ClientOptions::default() },
+        )
+        .err()
+        .expect("nothing listens on port 1")
+    });
     let msg = err.to_string();
     assert!(msg.contains("127.0.0.1:1") && msg.contains("could not reach"), "{msg}");
-    let _ = ComputeOptions::new();
 }
