@@ -8,6 +8,7 @@ pub mod graph;
 pub mod key;
 pub mod local;
 pub mod op;
+pub mod raw_array;
 pub mod value;
 
 pub use delayed::{

@@ -7,9 +7,19 @@
 //! truncated SVD instead, which is approximate. Signs follow scikit-learn's
 //! `svd_flip(u_based_decision=False)`: the largest-magnitude entry of each
 //! component is positive, so components compare entry by entry.
+//!
+//! Fits on identical data share one decomposition: the last few are kept by
+//! the content token of X (as Rask's graphs key computations), so a search
+//! over `n_components` decomposes each fold's covariance once, and each fit
+//! only truncates it.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 use linfa_linalg::eigh::Eigh;
-use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2, Axis};
+use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2, Axis, ShapeBuilder};
+use rask_core::key::TokenHasher;
+use rask_core::Token;
 use serde::{Deserialize, Serialize};
 
 use crate::error::MlError;
@@ -56,31 +66,79 @@ impl FitParams for PcaParams {
         if n < 2 {
             return Err(MlError::Shape { estimator: "PCA".into(), message: format!("needs at least 2 samples, got {n}") });
         }
-        let mean = x.mean_axis(Axis(0)).expect("non-empty");
-        let centered = &x - &mean;
-        let cov = centered.t().dot(&centered) / (n as f64 - 1.0);
-        let total_var: f64 = cov.diag().sum();
-        let (vals, vecs) = cov.eigh().map_err(|e| MlError::Fit {
-            estimator: "PCA".into(),
-            library: "linfa-linalg".into(),
-            message: e.to_string(),
-        })?;
-        let mut order: Vec<usize> = (0..p).collect();
-        order.sort_by(|&a, &b| vals[b].total_cmp(&vals[a]));
-        let mut components = Array2::zeros((k, p));
-        let mut explained = Array1::zeros(k);
-        for (r, &c) in order[..k].iter().enumerate() {
-            let mut v = vecs.column(c).to_owned();
-            let big = v.iter().enumerate().fold(0, |b, (i, x)| if x.abs() > v[b].abs() { i } else { b });
-            if v[big] < 0.0 {
-                v.mapv_inplace(|x| -x);
-            }
-            components.row_mut(r).assign(&v);
-            explained[r] = vals[c].max(0.0);
-        }
+        let d = decompose(x)?;
+        let components = d.components.slice(s![..k, ..]).to_owned();
+        let explained = d.explained.slice(s![..k]).to_owned();
+        let (mean, total_var) = (d.mean.clone(), d.total_var);
         let ratio = if total_var > 0.0 { &explained / total_var } else { Array1::zeros(k) };
         Ok(FittedPca { mean, components, explained_variance: explained, explained_variance_ratio: ratio, whiten: self.whiten })
     }
+}
+
+/// The full eigendecomposition of X's covariance, sorted by decreasing
+/// eigenvalue, signs flipped as scikit-learn does.
+struct Decomposition {
+    mean: Array1<f64>,
+    components: Array2<f64>,
+    explained: Array1<f64>,
+    total_var: f64,
+}
+
+/// How many decompositions are kept (each is p×p: small).
+const KEPT: usize = 8;
+
+static RECENT: Mutex<VecDeque<(Token, Arc<Decomposition>)>> = Mutex::new(VecDeque::new());
+
+/// The decomposition of `x`'s covariance, reused when the same data was
+/// decomposed recently (hashing X costs far less than the covariance product).
+fn decompose(x: ArrayView2<'_, f64>) -> Result<Arc<Decomposition>, MlError> {
+    let token = x.as_slice().map(|data| {
+        let mut h = TokenHasher::new();
+        h.str("PCA.covariance_eigh").u64(x.nrows() as u64).u64(x.ncols() as u64);
+        // SAFETY: any f64 slice is a valid byte slice of 8× the length.
+        h.bytes(unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data)) });
+        h.finish()
+    });
+    let recent = |t: &Token| RECENT.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|(k, _)| k == t).map(|(_, d)| d.clone());
+    if let Some(d) = token.as_ref().and_then(recent) {
+        return Ok(d);
+    }
+    let d = Arc::new(decompose_uncached(x)?);
+    if let Some(t) = token {
+        let mut kept = RECENT.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() == KEPT {
+            kept.pop_front();
+        }
+        kept.push_back((t, d.clone()));
+    }
+    Ok(d)
+}
+
+fn decompose_uncached(x: ArrayView2<'_, f64>) -> Result<Decomposition, MlError> {
+    let (n, p) = x.dim();
+    let mean = x.mean_axis(Axis(0)).expect("non-empty");
+    let centered = &x - &mean;
+    let cov = centered.t().dot(&centered) / (n as f64 - 1.0);
+    let total_var: f64 = cov.diag().sum();
+    let (vals, vecs) = cov.eigh().map_err(|e| MlError::Fit {
+        estimator: "PCA".into(),
+        library: "linfa-linalg".into(),
+        message: e.to_string(),
+    })?;
+    let mut order: Vec<usize> = (0..p).collect();
+    order.sort_by(|&a, &b| vals[b].total_cmp(&vals[a]));
+    let mut components = Array2::zeros((p, p));
+    let mut explained = Array1::zeros(p);
+    for (r, &c) in order.iter().enumerate() {
+        let mut v = vecs.column(c).to_owned();
+        let big = v.iter().enumerate().fold(0, |b, (i, x)| if x.abs() > v[b].abs() { i } else { b });
+        if v[big] < 0.0 {
+            v.mapv_inplace(|x| -x);
+        }
+        components.row_mut(r).assign(&v);
+        explained[r] = vals[c].max(0.0);
+    }
+    Ok(Decomposition { mean, components, explained, total_var })
 }
 
 impl FittedModel for FittedPca {
@@ -88,8 +146,11 @@ impl FittedModel for FittedPca {
         self.mean.len()
     }
     fn transform(&self, x: ArrayView2<'_, f64>) -> Output<Array2<f64>> {
-        // x·Cᵀ − mean·Cᵀ: no centered copy of x.
-        let mut z = x.dot(&self.components.t());
+        // x·Cᵀ − mean·Cᵀ: no centered copy of x. Column-major output: the
+        // estimators that usually follow (logistic regression's solver) read
+        // it column by column without a copy.
+        let mut z = Array2::zeros((x.nrows(), self.components.nrows()).f());
+        ndarray::linalg::general_mat_mul(1.0, &x, &self.components.t(), 0.0, &mut z);
         let shift = self.mean.dot(&self.components.t());
         z -= &shift;
         if self.whiten {
@@ -117,4 +178,26 @@ impl FittedPca {
 crate::estimator! {
     /// Principal component analysis (see [`PcaParams`]).
     PCA, PcaParams, FittedPca, "PCA", Kind::Transformer
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::Array2;
+
+    use super::*;
+
+    #[test]
+    fn shared_decomposition_gives_the_same_fits_and_never_a_stale_one() {
+        let x = Array2::from_shape_fn((200, 6), |(i, j)| ((i * 7 + j * 13) % 23) as f64 * (j as f64 + 1.0) + (i as f64).sin());
+        let small = PcaParams::default().n_components(2).fit(x.view(), None).unwrap();
+        let big = PcaParams::default().n_components(5).fit(x.view(), None).unwrap();
+        assert_eq!(big.components.slice(s![..2, ..]), small.components);
+        assert_eq!(decompose_uncached(x.view()).unwrap().components.slice(s![..5, ..]), big.components);
+        // Other data (one value changed) is decomposed afresh.
+        let mut y = x.clone();
+        y[[17, 3]] += 1.0;
+        let other = PcaParams::default().n_components(5).fit(y.view(), None).unwrap();
+        assert_eq!(decompose_uncached(y.view()).unwrap().components.slice(s![..5, ..]), other.components);
+        assert_ne!(other.components, big.components);
+    }
 }

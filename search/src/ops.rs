@@ -23,8 +23,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SearchData {
     /// Features.
+    #[serde(with = "rask_core::raw_array")]
     pub x: Array2<f64>,
     /// Targets.
+    #[serde(with = "rask_core::raw_array")]
     pub y: Array1<f64>,
 }
 
@@ -34,12 +36,16 @@ pub struct SearchData {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Fold {
     /// Train features (transformed by the fitted prefix).
+    #[serde(with = "rask_core::raw_array::arc")]
     pub x_train: Arc<Array2<f64>>,
     /// Train targets.
+    #[serde(with = "rask_core::raw_array::arc")]
     pub y_train: Arc<Array1<f64>>,
     /// Test features (transformed by the fitted prefix).
+    #[serde(with = "rask_core::raw_array::arc")]
     pub x_test: Arc<Array2<f64>>,
     /// Test targets.
+    #[serde(with = "rask_core::raw_array::arc")]
     pub y_test: Arc<Array1<f64>>,
     /// Seconds spent fitting the prefix.
     pub fit_time: f64,
