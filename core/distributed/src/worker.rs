@@ -200,9 +200,53 @@ impl FetchCache {
     }
 }
 
+/// Outputs of this worker's own tasks as in-process values (bounded, least
+/// recently used out): a later task here uses the value itself instead of
+/// decoding its serialized copy, as Dask's workers keep Python objects. The
+/// store keeps the bytes, which remain the source of truth (for peers,
+/// spilling, and memory accounting).
+struct LiveValues {
+    entries: HashMap<Key, (Value, u64, u64)>,
+    bytes: u64,
+    capacity: u64,
+    clock: u64,
+}
+
+impl LiveValues {
+    fn get(&mut self, key: &Key) -> Option<Value> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.entries.get_mut(key).map(|(v, _, used)| {
+            *used = clock;
+            v.clone()
+        })
+    }
+
+    fn put(&mut self, key: Key, value: Value, len: u64) {
+        if len > self.capacity {
+            return;
+        }
+        self.remove(&key);
+        while self.bytes + len > self.capacity {
+            let Some(oldest) = self.entries.iter().min_by_key(|(_, (_, _, used))| *used).map(|(k, _)| k.clone()) else { break };
+            self.remove(&oldest);
+        }
+        self.clock += 1;
+        self.bytes += len;
+        self.entries.insert(key, (value, len, self.clock));
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if let Some((_, len, _)) = self.entries.remove(key) {
+            self.bytes -= len;
+        }
+    }
+}
+
 struct Shared {
     store: Mutex<Store>,
     fetched: Mutex<FetchCache>,
+    live: Mutex<LiveValues>,
     paused: AtomicBool,
     pause_bytes: u64,
     slots: Semaphore,
@@ -395,10 +439,16 @@ fn failure(key: &Key, op: &str, worker: &str, message: String, cause: pb::failur
     })
 }
 
-/// Runs one op on resolved inputs (blocking; called on a worker thread).
-fn run_op(op: &str, payload: &[u8], deps: HashMap<Key, Arc<Vec<u8>>>) -> Result<Vec<u8>, (String, pb::failure::Cause)> {
+/// Runs one op on resolved inputs (blocking; called on a worker thread), and
+/// returns its output both as a value and serialized.
+fn run_op(
+    op: &str,
+    payload: &[u8],
+    deps: HashMap<Key, Arc<Vec<u8>>>,
+    live: HashMap<Key, Value>,
+) -> Result<(Value, Vec<u8>), (String, pb::failure::Cause)> {
     let args = protocol::decode_payload(payload).map_err(|e| (e.to_string(), pb::failure::Cause::Worker))?;
-    let mut get = |k: &Key| deps.get(k).and_then(|b| Value::from_envelope(b, MAX_VALUE_BYTES as usize).ok());
+    let mut get = |k: &Key| live.get(k).cloned().or_else(|| deps.get(k).and_then(|b| Value::from_envelope(b, MAX_VALUE_BYTES as usize).ok()));
     let values = protocol::resolve_args(args, &mut get).map_err(|e| (e, pb::failure::Cause::Worker))?;
     let out = match op {
         LITERAL_OP | IDENTITY_OP => values.into_iter().next().ok_or(("missing argument".to_string(), pb::failure::Cause::Worker))?,
@@ -419,7 +469,8 @@ fn run_op(op: &str, payload: &[u8], deps: HashMap<Key, Arc<Vec<u8>>>) -> Result<
             }
         }
     };
-    out.to_envelope().map_err(|e| (format!("result cannot be serialized: {e}"), pb::failure::Cause::Worker))
+    let bytes = out.to_envelope().map_err(|e| (format!("result cannot be serialized: {e}"), pb::failure::Cause::Worker))?;
+    Ok((out, bytes))
 }
 
 async fn compute(shared: Arc<Shared>, c: pb::Compute) {
@@ -427,8 +478,13 @@ async fn compute(shared: Arc<Shared>, c: pb::Compute) {
     shared.in_flight.fetch_add(1, Ordering::AcqRel);
     // Gather inputs: local ones from the store, the rest from their holders.
     let mut deps: HashMap<Key, Arc<Vec<u8>>> = HashMap::new();
+    let mut live: HashMap<Key, Value> = HashMap::new();
     for d in c.deps {
         let Ok(dk) = protocol::key_from_pb(d.key) else { continue };
+        if let Some(v) = shared.live.lock().unwrap_or_else(|p| p.into_inner()).get(&dk) {
+            live.insert(dk, v);
+            continue;
+        }
         let local = shared.store.lock().unwrap_or_else(|p| p.into_inner()).get(&dk);
         let cached = shared.fetched.lock().unwrap_or_else(|p| p.into_inner()).get(&dk);
         let bytes = match (local, cached) {
@@ -476,11 +532,12 @@ async fn compute(shared: Arc<Shared>, c: pb::Compute) {
     }
     let op = c.op.clone();
     let payload = c.payload;
-    let result = tokio::task::spawn_blocking(move || run_op(&op, &payload, deps)).await;
+    let result = tokio::task::spawn_blocking(move || run_op(&op, &payload, deps, live)).await;
     drop(permit);
     let msg = match result {
-        Ok(Ok(bytes)) => {
+        Ok(Ok((value, bytes))) => {
             let nbytes = bytes.len() as u64;
+            shared.live.lock().unwrap_or_else(|p| p.into_inner()).put(key.clone(), value, nbytes);
             shared.store.lock().unwrap_or_else(|p| p.into_inner()).put(key.clone(), Arc::new(bytes));
             shared.update_pause();
             pb::worker_message::Msg::Finished(pb::TaskFinished { key: Some(protocol::key_to_pb(&key)), nbytes })
@@ -547,6 +604,13 @@ pub async fn run_worker(cfg: WorkerConfig, shutdown: impl std::future::Future<Ou
             entries: HashMap::new(),
             bytes: 0,
             capacity: if limit > 0 { limit / 10 } else { 256 << 20 },
+            clock: 0,
+        }),
+        // A quarter of the memory limit (512 MiB without one) for live outputs.
+        live: Mutex::new(LiveValues {
+            entries: HashMap::new(),
+            bytes: 0,
+            capacity: if limit > 0 { limit / 4 } else { 512 << 20 },
             clock: 0,
         }),
         paused: AtomicBool::new(false),
@@ -628,12 +692,14 @@ pub async fn run_worker(cfg: WorkerConfig, shutdown: impl std::future::Future<Ou
                     }
                     pb::to_worker::Msg::Free(f) => {
                         let mut store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut live = shared.live.lock().unwrap_or_else(|p| p.into_inner());
                         for k in f.keys {
                             if let Ok(k) = protocol::key_from_pb(Some(k)) {
                                 store.remove(&k);
+                                live.remove(&k);
                             }
                         }
-                        drop(store);
+                        drop((store, live));
                         shared.update_pause();
                     }
                     pb::to_worker::Msg::Close(r) | pb::to_worker::Msg::Refused(r) => {
@@ -655,4 +721,27 @@ pub async fn run_worker(cfg: WorkerConfig, shutdown: impl std::future::Future<Ou
     }
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_values_stay_within_capacity_least_recently_used_first() {
+        let mut live = LiveValues { entries: HashMap::new(), bytes: 0, capacity: 100, clock: 0 };
+        let key = |i: u64| Key::new("v", rask_core::tokenize(&i).unwrap());
+        live.put(key(1), Value::new(1u64), 40);
+        live.put(key(2), Value::new(2u64), 40);
+        assert!(live.get(&key(1)).is_some()); // 1 is now more recent than 2
+        live.put(key(3), Value::new(3u64), 40);
+        assert!(live.get(&key(2)).is_none(), "the least recently used value goes first");
+        assert_eq!(live.get(&key(1)).unwrap().take::<u64>().unwrap(), 1);
+        assert_eq!(live.bytes, 80);
+        live.put(key(4), Value::new(4u64), 101);
+        assert!(live.get(&key(4)).is_none(), "a value over the capacity is not kept");
+        live.remove(&key(1));
+        live.remove(&key(3));
+        assert_eq!((live.bytes, live.entries.len()), (0, 0));
+    }
 }
