@@ -335,6 +335,22 @@ pub fn compute_many(
         .collect()
 }
 
+/// Computes `items` in one graph and returns handles holding the values
+/// under the same keys (see [`Delayed::persist`]).
+pub fn persist_many<T: Clone + Send + Sync + 'static>(
+    items: &[Delayed<T>],
+    scheduler: &Scheduler,
+    options: &ComputeOptions,
+) -> Result<Vec<Delayed<T>>, ComputeError> {
+    let erased: Vec<AnyDelayed> = items.iter().map(Delayed::erase).collect();
+    let values = compute_many(&erased, scheduler, options)?;
+    Ok(values
+        .into_iter()
+        .zip(items)
+        .map(|(v, d)| wrap(DNode { key: d.node.key.clone(), body: DBody::Data(v), decode: d.node.decode }))
+        .collect())
+}
+
 /// Computes a list of same-typed values in one graph, on the default scheduler.
 pub fn compute_all<T: Clone + Send + Sync + 'static>(items: &[Delayed<T>]) -> Result<Vec<T>, ComputeError> {
     let erased: Vec<AnyDelayed> = items.iter().map(Delayed::erase).collect();

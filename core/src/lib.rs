@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod array;
 pub mod delayed;
 pub mod diagnostics;
 pub mod error;

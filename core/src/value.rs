@@ -92,6 +92,29 @@ impl<T: Send + Sync + 'static> Erased for Holder<T> {
     }
 }
 
+/// Whether `T` is a list type whose items [`take_list_fast`] takes one by one.
+fn list_fast_path<T: 'static>() -> bool {
+    use std::any::TypeId;
+    let t = TypeId::of::<T>();
+    t == TypeId::of::<Vec<crate::array::Block>>() || t == TypeId::of::<Vec<crate::array::ops::Partial>>()
+}
+
+/// Takes each item as the list's element type, without a serde round trip
+/// (array ops take lists of blocks: a matmul's row and column of blocks).
+fn take_list_fast<T: 'static>(items: Vec<Value>) -> Result<T, ValueError> {
+    use std::any::Any;
+    fn each<U: Clone + DeserializeOwned + Send + Sync + 'static>(items: Vec<Value>) -> Result<Box<dyn Any>, ValueError> {
+        let v: Vec<U> = items.into_iter().map(Value::take_decode::<U>).collect::<Result<_, _>>()?;
+        Ok(Box::new(v))
+    }
+    let boxed = if std::any::TypeId::of::<T>() == std::any::TypeId::of::<Vec<crate::array::Block>>() {
+        each::<crate::array::Block>(items)?
+    } else {
+        each::<crate::array::ops::Partial>(items)?
+    };
+    Ok(*boxed.downcast::<T>().expect("type checked by list_fast_path"))
+}
+
 /// A value received from another process, not decoded yet.
 struct Encoded {
     type_name: String,
@@ -192,6 +215,12 @@ impl Value {
                 len: enc.bytes.len(),
                 message: e.to_string(),
             }),
+            // Lists of array blocks are taken item by item (moved when unshared).
+            Repr::List(items) if list_fast_path::<T>() => {
+                let items: Vec<Value> = items.to_vec();
+                drop(self);
+                take_list_fast::<T>(items)
+            }
             // A list of values becomes a typed sequence through its serde encoding
             // (a list of `T` encodes exactly as a `Vec<T>`).
             Repr::List(_) => {
