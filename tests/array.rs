@@ -245,3 +245,32 @@ fn bad_input_gets_clear_errors() {
     let e = lazy.compute().unwrap_err().to_string();
     assert!(e.contains("1.npy") && e.contains("truncated"), "{e}");
 }
+
+#[test]
+fn sums_of_sums_reduce_each_operand() {
+    let a = input::<f64>("a", [5, 4]);
+    let twice = &a * 2.0;
+    let expr = (&a + &twice).unwrap();
+    let want = load::<f64>("exp_a_sum0").mapv(|v| 3.0 * v);
+    assert_close(&expr.sum(&[0]).unwrap().compute().unwrap(), &want, 1e-12, "sum of a + 2a");
+    // No block of a + 2a is materialized: the graph adds the two sums.
+    let g = expr.sum(&[0]).unwrap().graph();
+    let adds_of_full_blocks = g.iter().filter(|(k, _)| k.to_string().starts_with("binary_block")).count();
+    assert_eq!(adds_of_full_blocks, 3, "one add per output block, of reduced blocks");
+    let diff = (&a - &a.t().t()).unwrap().mean(&[]).unwrap().compute().unwrap()[[]];
+    assert_eq!(diff, 0.0);
+    let m = (&a + &a.t().t()).unwrap().mean(&[0]).unwrap().compute().unwrap();
+    assert_close(&m, &load::<f64>("exp_a_mean0").mapv(|v| 2.0 * v), 1e-12, "mean of a + a");
+}
+
+#[test]
+fn gram_matrices_compute_half_of_their_blocks() {
+    let a = input::<f64>("a", [5, 4]);
+    let gram = a.matmul(&a.t()).unwrap();
+    let products = gram.graph().iter().filter(|(k, _)| k.to_string().starts_with("matmul_block")).count();
+    assert_eq!(products, 6, "3 x 3 output blocks, 6 on or above the diagonal");
+    assert_close(&gram.compute().unwrap(), &load::<f64>("exp_a_at"), 1e-12, "a @ a.T");
+    let other = a.matmul(&(&a * 1.0).t()).unwrap();
+    let products = other.graph().iter().filter(|(k, _)| k.to_string().starts_with("matmul_block")).count();
+    assert_eq!(products, 9, "a product with another array computes every block");
+}

@@ -4,6 +4,7 @@
 //! `(workload, config)`.
 
 pub mod w1;
+pub mod w2;
 pub mod w3;
 
 use std::time::Instant;
@@ -148,7 +149,7 @@ pub fn meta_record() -> Value {
 }
 
 /// Names of the workloads this build implements.
-pub const WORKLOADS: &[&str] = &["w1", "w3"];
+pub const WORKLOADS: &[&str] = &["w1", "w2", "w3"];
 
 /// Where a workload runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,6 +174,7 @@ pub fn run(name: &str, target: &Target, data: Option<&std::path::Path>, env: &Be
     match (name, target) {
         ("w1" | "w1_overhead", Target::Local) => w1::run(env, out),
         ("w1" | "w1_overhead", Target::LocalCluster { binary }) => w1::run_cluster(env, binary.clone(), out),
+        ("w2" | "w2_array", Target::Local) => w2::run(env, out),
         ("w3" | "w3_search", Target::Local) => w3::run(env, need_data()?, None, out),
         ("w3" | "w3_search", Target::LocalCluster { binary }) => {
             let cluster_err = |e: rask_distributed::DistError| BenchError::Cluster { message: e.to_string() };

@@ -214,22 +214,40 @@ pub fn reset_peak() {
     PEAK_BLOCKS.store(LIVE_BLOCKS.load(Ordering::Relaxed), Ordering::Relaxed);
 }
 
-/// One block: its data, counted while alive.
-#[derive(Debug, PartialEq)]
-pub struct Block {
+/// Block data counted while alive (once, however many handles share it).
+#[derive(Debug)]
+struct Counted {
     data: Option<BlockData>,
-    counted: i64,
+    bytes: i64,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        LIVE_BYTES.fetch_sub(self.bytes, Ordering::Relaxed);
+        LIVE_BLOCKS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One block: shared, immutable data (cloning a handle copies nothing, so a
+/// persisted block feeds any number of tasks without copies).
+#[derive(Debug, Clone)]
+pub struct Block(std::sync::Arc<Counted>);
+
+impl PartialEq for Block {
+    fn eq(&self, other: &Self) -> bool {
+        self.data() == other.data()
+    }
 }
 
 impl Block {
     /// Wraps block data (and counts it).
     pub fn new(data: BlockData) -> Self {
-        let counted = data.nbytes() as i64;
-        let now = LIVE_BYTES.fetch_add(counted, Ordering::Relaxed) + counted;
+        let bytes = data.nbytes() as i64;
+        let now = LIVE_BYTES.fetch_add(bytes, Ordering::Relaxed) + bytes;
         PEAK_BYTES.fetch_max(now, Ordering::Relaxed);
         let blocks = LIVE_BLOCKS.fetch_add(1, Ordering::Relaxed) + 1;
         PEAK_BLOCKS.fetch_max(blocks, Ordering::Relaxed);
-        Block { data: Some(data), counted }
+        Block(std::sync::Arc::new(Counted { data: Some(data), bytes }))
     }
 
     /// Wraps a typed ndarray.
@@ -239,30 +257,20 @@ impl Block {
 
     /// The data.
     pub fn data(&self) -> &BlockData {
-        self.data.as_ref().expect("a block holds data until taken")
+        self.0.data.as_ref().expect("a block holds data until taken")
     }
 
-    /// Takes the data out (it is no longer counted).
-    pub fn into_data(mut self) -> BlockData {
-        self.data.take().expect("a block holds data until taken")
+    /// Takes the data out: moved when this is the only handle, copied otherwise.
+    pub fn into_data(self) -> BlockData {
+        match std::sync::Arc::try_unwrap(self.0) {
+            Ok(mut c) => c.data.take().expect("a block holds data until taken"),
+            Err(shared) => shared.data.clone().expect("a block holds data until taken"),
+        }
     }
 
     /// Takes the typed ndarray out.
     pub fn into_array<T: Element>(self) -> Result<ArrayD<T>, String> {
         T::unwrap(self.into_data())
-    }
-}
-
-impl Drop for Block {
-    fn drop(&mut self) {
-        LIVE_BYTES.fetch_sub(self.counted, Ordering::Relaxed);
-        LIVE_BLOCKS.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl Clone for Block {
-    fn clone(&self) -> Self {
-        Block::new(self.data().clone())
     }
 }
 

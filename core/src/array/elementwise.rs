@@ -79,7 +79,12 @@ impl<T: Element> Array<T> {
         if op.is_comparison() {
             return Err(ArrayError::Shape { array: self.name().into(), message: format!("{op:?} gives a bool array: use compare()") });
         }
-        self.binary(other, op)
+        let mut out = self.binary(other, op)?;
+        if matches!(op, BinOp::Add | BinOp::Sub) && self.shape() == other.shape() && T::NAME != bool::NAME {
+            // Remembered so that sums and means of it reduce each side instead.
+            out.expr = Some(std::sync::Arc::new(super::Expr::Linear { op, lhs: self.clone(), rhs: other.clone() }));
+        }
+        Ok(out)
     }
 
     /// `self op other` for comparisons (bool result).

@@ -43,11 +43,22 @@ impl<T: Element> Array<T> {
         let a = self.rechunk(ChunkSpec::Explicit(vec![self.chunks()[0].clone(), k.clone()]))?;
         let b = other.rechunk(ChunkSpec::Explicit(vec![k, other.chunks()[1].clone()]))?;
         let (ga, gb) = (a.blocks().shape()[0], b.blocks().shape()[1]);
-        let blocks = ArrayD::from_shape_fn(IxDyn(&[ga, gb]), |o| {
+        // A·Aᵀ is symmetric: below the diagonal, blocks are transposes of
+        // those above (keys are content tokens, so Aᵀ is recognized by its keys).
+        let at = a.t();
+        let symmetric = at.chunks() == b.chunks() && at.blocks().iter().zip(b.blocks().iter()).all(|(x, y)| x.key() == y.key());
+        let mut blocks = ArrayD::from_shape_fn(IxDyn(&[ga, gb]), |o| {
             let row: Vec<Delayed<Block>> = a.blocks().slice(s![o[0], ..]).iter().cloned().collect();
             let col: Vec<Delayed<Block>> = b.blocks().slice(s![.., o[1]]).iter().cloned().collect();
             matmul_block(row, col)
         });
+        if symmetric {
+            for i in 0..ga {
+                for j in 0..i {
+                    blocks[[i, j]] = transpose_block(blocks[[j, i]].clone(), vec![1, 0]);
+                }
+            }
+        }
         Ok(Array::from_blocks(name, vec![a.chunks()[0].clone(), b.chunks()[1].clone()], blocks))
     }
 

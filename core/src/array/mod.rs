@@ -177,17 +177,25 @@ pub(crate) fn offsets(chunks: &[usize]) -> Vec<usize> {
     out
 }
 
+/// How an array was made, where that lets later operations rewrite the
+/// expression (a sum of a sum is a sum of sums: no intermediate blocks).
+pub(crate) enum Expr<T: Element> {
+    /// `lhs op rhs` of same-shaped operands, for `op` in {Add, Sub}.
+    Linear { op: ops::BinOp, lhs: Array<T>, rhs: Array<T> },
+}
+
 /// A lazy, chunked N-dimensional array of `T`.
 pub struct Array<T: Element> {
     name: String,
     chunks: Vec<Vec<usize>>,
     blocks: ArrayD<Delayed<Block>>,
+    pub(crate) expr: Option<std::sync::Arc<Expr<T>>>,
     _t: PhantomData<fn() -> T>,
 }
 
 impl<T: Element> Clone for Array<T> {
     fn clone(&self) -> Self {
-        Array { name: self.name.clone(), chunks: self.chunks.clone(), blocks: self.blocks.clone(), _t: PhantomData }
+        Array { name: self.name.clone(), chunks: self.chunks.clone(), blocks: self.blocks.clone(), expr: self.expr.clone(), _t: PhantomData }
     }
 }
 
@@ -201,7 +209,7 @@ impl<T: Element> Array<T> {
     /// An array from its block tasks (the grid's shape must match `chunks`).
     pub fn from_blocks(name: impl Into<String>, chunks: Vec<Vec<usize>>, blocks: ArrayD<Delayed<Block>>) -> Self {
         debug_assert_eq!(blocks.shape(), chunks.iter().map(Vec::len).collect::<Vec<_>>().as_slice());
-        Array { name: name.into(), chunks, blocks, _t: PhantomData }
+        Array { name: name.into(), chunks, blocks, expr: None, _t: PhantomData }
     }
 
     /// The name used in errors and keys.
@@ -322,7 +330,7 @@ impl<T: Element> Array<T> {
         let flat: Vec<Delayed<Block>> = self.blocks.iter().cloned().collect();
         let kept = crate::delayed::persist_many(&flat, scheduler, options)?;
         let blocks = ArrayD::from_shape_vec(self.blocks.raw_dim(), kept).expect("one block per grid cell");
-        Ok(Array { name: self.name.clone(), chunks: self.chunks.clone(), blocks, _t: PhantomData })
+        Ok(Array { name: self.name.clone(), chunks: self.chunks.clone(), blocks, expr: None, _t: PhantomData })
     }
 
     /// The graph computing every block.

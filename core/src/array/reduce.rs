@@ -241,6 +241,13 @@ impl<T: Element> Array<T> {
         if split_every < 2 {
             return Err(ArrayError::Shape { array: self.name().into(), message: format!("split_every {split_every}: it must be at least 2") });
         }
+        // Σ(a ± b) = Σa ± Σb (and so for means): reduce each operand, which
+        // reads each input once and writes no intermediate blocks.
+        if let (Reduction::Sum | Reduction::Mean, Some(expr)) = (kind, self.expr.as_deref()) {
+            let super::Expr::Linear { op, lhs, rhs } = expr;
+            let (l, r) = (lhs.reduce::<U>(&axes, kind, split_every, keepdims)?, rhs.reduce::<U>(&axes, kind, split_every, keepdims)?);
+            return Ok(l.zip_with(&r, *op)?.named(format!("{kind:?}({})", self.name()).to_lowercase()));
+        }
         let shape = self.shape();
         if shape.iter().enumerate().any(|(ax, &n)| n == 0 && axes.contains(&ax))
             && matches!(kind, Reduction::Min | Reduction::Max | Reduction::ArgMin | Reduction::ArgMax)
