@@ -5,7 +5,7 @@
 use ndarray::{s, Array1, Array2, ArrayD, IxDyn};
 
 use super::block::{Block, BlockData, Element};
-use super::ops::{matmul_block, transpose_block};
+use super::ops::{binary_block, matmul_block, transpose_block};
 use super::{Array, ArrayError, ChunkSpec};
 use crate::delayed::Delayed;
 
@@ -25,7 +25,10 @@ impl<T: Element> Array<T> {
         }
         let chunks = perm.iter().map(|&p| self.chunks()[p].clone()).collect();
         let blocks = self.blocks().clone().permuted_axes(IxDyn(perm)).mapv(|b| transpose_block(b, perm.to_vec()));
-        Ok(Array::from_blocks(format!("{}.T", self.name()), chunks, blocks))
+        let mut out = Array::from_blocks(format!("{}.T", self.name()), chunks, blocks);
+        // Reductions of it reduce `self` instead (no transposed copies of blocks).
+        out.expr = Some(std::sync::Arc::new(super::Expr::Transpose { perm: perm.to_vec(), src: self.clone() }));
+        Ok(out)
     }
 
     /// Matrix product of 2-d arrays; the contracted axis is rechunked to
@@ -47,10 +50,22 @@ impl<T: Element> Array<T> {
         // those above (keys are content tokens, so Aᵀ is recognized by its keys).
         let at = a.t();
         let symmetric = at.chunks() == b.chunks() && at.blocks().iter().zip(b.blocks().iter()).all(|(x, y)| x.key() == y.key());
+        // Each output block sums its products in groups of two, then adds the
+        // groups in a tree: tasks of similar size keep every thread busy
+        // even when there are fewer output blocks than threads.
+        const GROUP: usize = 2;
         let mut blocks = ArrayD::from_shape_fn(IxDyn(&[ga, gb]), |o| {
             let row: Vec<Delayed<Block>> = a.blocks().slice(s![o[0], ..]).iter().cloned().collect();
             let col: Vec<Delayed<Block>> = b.blocks().slice(s![.., o[1]]).iter().cloned().collect();
-            matmul_block(row, col)
+            let mut parts: Vec<Delayed<Block>> =
+                row.chunks(GROUP).zip(col.chunks(GROUP)).map(|(r, c)| matmul_block(r.to_vec(), c.to_vec())).collect();
+            while parts.len() > 1 {
+                parts = parts
+                    .chunks(2)
+                    .map(|p| if p.len() == 2 { binary_block(&p[0], &p[1], super::ops::BinOp::Add) } else { p[0].clone() })
+                    .collect();
+            }
+            parts.pop().expect("at least one product")
         });
         if symmetric {
             for i in 0..ga {

@@ -182,6 +182,8 @@ pub(crate) fn offsets(chunks: &[usize]) -> Vec<usize> {
 pub(crate) enum Expr<T: Element> {
     /// `lhs op rhs` of same-shaped operands, for `op` in {Add, Sub}.
     Linear { op: ops::BinOp, lhs: Array<T>, rhs: Array<T> },
+    /// `src` with its axes permuted (axis `i` is `src`'s axis `perm[i]`).
+    Transpose { perm: Vec<usize>, src: Array<T> },
 }
 
 /// A lazy, chunked N-dimensional array of `T`.

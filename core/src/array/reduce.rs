@@ -243,10 +243,24 @@ impl<T: Element> Array<T> {
         }
         // Σ(a ± b) = Σa ± Σb (and so for means): reduce each operand, which
         // reads each input once and writes no intermediate blocks.
-        if let (Reduction::Sum | Reduction::Mean, Some(expr)) = (kind, self.expr.as_deref()) {
-            let super::Expr::Linear { op, lhs, rhs } = expr;
-            let (l, r) = (lhs.reduce::<U>(&axes, kind, split_every, keepdims)?, rhs.reduce::<U>(&axes, kind, split_every, keepdims)?);
-            return Ok(l.zip_with(&r, *op)?.named(format!("{kind:?}({})", self.name()).to_lowercase()));
+        match (kind, self.expr.as_deref()) {
+            (Reduction::Sum | Reduction::Mean, Some(super::Expr::Linear { op, lhs, rhs })) => {
+                let (l, r) = (lhs.reduce::<U>(&axes, kind, split_every, keepdims)?, rhs.reduce::<U>(&axes, kind, split_every, keepdims)?);
+                return Ok(l.zip_with(&r, *op)?.named(format!("{kind:?}({})", self.name()).to_lowercase()));
+            }
+            // A reduction of a transpose is the transpose of the reduction over
+            // the source's axes (arg-reductions' indices depend on the layout: not those).
+            (Reduction::Sum | Reduction::Mean | Reduction::Var(_) | Reduction::Std(_) | Reduction::Min | Reduction::Max | Reduction::Any | Reduction::All, Some(super::Expr::Transpose { perm, src })) => {
+                let src_axes: Vec<usize> = axes.iter().map(|&a| perm[a]).collect();
+                let kept = src.reduce::<U>(&src_axes, kind, split_every, true)?.transpose(perm)?;
+                if keepdims {
+                    return Ok(kept);
+                }
+                let sel: Vec<super::index::Sel> =
+                    (0..ndim).map(|ax| if axes.contains(&ax) { super::index::Sel::Index(0) } else { super::index::Sel::All }).collect();
+                return Ok(kept.slice(&sel)?.named(format!("{kind:?}({})", self.name()).to_lowercase()));
+            }
+            _ => {}
         }
         let shape = self.shape();
         if shape.iter().enumerate().any(|(ax, &n)| n == 0 && axes.contains(&ax))
