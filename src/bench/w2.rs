@@ -18,7 +18,7 @@ use rask_core::{ComputeOptions, Scheduler};
 
 fn err(e: ArrayError) -> BenchError {
     match e {
-        ArrayError::Compute(source) => BenchError::Compute { workload: "w2_array", source },
+        ArrayError::Compute(source) => BenchError::Compute { workload: "w2_array", source: *source },
         other => BenchError::Cluster { message: other.to_string() },
     }
 }

@@ -79,7 +79,13 @@ pub enum ArrayError {
     },
     /// Computing failed.
     #[error(transparent)]
-    Compute(#[from] ComputeError),
+    Compute(Box<ComputeError>),
+}
+
+impl From<ComputeError> for ArrayError {
+    fn from(e: ComputeError) -> Self {
+        ArrayError::Compute(Box::new(e))
+    }
 }
 
 /// How to chunk each axis.
