@@ -279,3 +279,52 @@ fn gram_matrices_compute_half_of_their_blocks() {
     let products = other.graph().iter().filter(|(k, _)| k.to_string().starts_with("matmul_block")).count();
     assert_eq!(products, 18, "a product with another array computes every block");
 }
+
+#[test]
+fn zarr_v2_and_v3_read_python_files_and_round_trip() {
+    use rask::array::zarr::{from_zarr, ZarrFormat};
+    let a = load::<f64>("a");
+    // Written by zarr-python 3.1.6 (make_fixtures.py), chunks (5, 4), uncompressed.
+    for name in ["py_v2.zarr", "py_v3.zarr"] {
+        let z = from_zarr::<f64>(fixture(name), None).unwrap();
+        assert_eq!(z.chunks(), &[vec![5, 5, 3], vec![4, 4, 3]], "{name}: one block per Zarr chunk");
+        assert_eq!(z.compute().unwrap(), a, "{name}");
+        // Blocks that cut across Zarr chunks read the right regions too.
+        assert_eq!(from_zarr::<f64>(fixture(name), Some(ChunkSpec::PerAxis(vec![3, 7]))).unwrap().compute().unwrap(), a);
+    }
+    // zarr-python's default codecs (zstd), int64.
+    let zi = from_zarr::<i64>(fixture("py_v3_default.zarr"), None).unwrap();
+    assert_eq!(zi.compute().unwrap(), load::<i64>("i"));
+    assert_eq!(zi.sum(&[0]).unwrap().compute().unwrap(), load::<i64>("exp_i_sum0"));
+
+    // Written by Rask, read back, for every element type and both formats.
+    let dir = tempfile::tempdir().unwrap();
+    for (k, format) in [ZarrFormat::V2, ZarrFormat::V3].into_iter().enumerate() {
+        let p = dir.path().join(format!("a{k}.zarr"));
+        input::<f64>("a", ChunkSpec::Explicit(vec![vec![6, 7], vec![11]])).to_zarr(&p, format).unwrap();
+        let back = from_zarr::<f64>(&p, None).unwrap();
+        assert_eq!(back.chunks(), &[vec![6, 6, 1], vec![11]], "irregular blocks are made regular");
+        assert_eq!(back.compute().unwrap(), a);
+        let p = dir.path().join(format!("m{k}.zarr"));
+        input::<bool>("m", [4, 4]).to_zarr(&p, format).unwrap();
+        assert_eq!(from_zarr::<bool>(&p, None).unwrap().compute().unwrap(), load::<bool>("m"));
+        let p = dir.path().join(format!("f{k}.zarr"));
+        input::<f32>("f32", [3, 6]).to_zarr(&p, format).unwrap();
+        assert_eq!(from_zarr::<f32>(&p, None).unwrap().compute().unwrap(), load::<f32>("f32"));
+    }
+    assert!(dir.path().join("a0.zarr/.zarray").is_file() && dir.path().join("a1.zarr/zarr.json").is_file());
+
+    // Bad input.
+    let e = from_zarr::<i64>(fixture("py_v3.zarr"), None).unwrap_err().to_string();
+    assert!(e.contains("py_v3.zarr") && e.contains("holds <f8 data"), "{e}");
+    let e = from_zarr::<f64>(fixture("chunks"), None).unwrap_err().to_string();
+    assert!(e.contains("chunks") && e.contains("not a readable Zarr array"), "{e}");
+    // A chunk removed after the graph was built reads as the fill value in
+    // Zarr; a corrupted one is an error naming the store.
+    let p = dir.path().join("c.zarr");
+    input::<f64>("a", [5, 4]).to_zarr(&p, ZarrFormat::V3).unwrap();
+    let lazy = from_zarr::<f64>(&p, None).unwrap();
+    std::fs::write(p.join("c/1/1"), b"garbage").unwrap();
+    let e = lazy.sum(&[]).unwrap().compute().unwrap_err().to_string();
+    assert!(e.contains("c.zarr") && e.contains("cannot read region"), "{e}");
+}

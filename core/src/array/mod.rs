@@ -14,7 +14,8 @@
 //! * [`reduce`]: tree reductions along any axes;
 //! * [`linalg`]: transpose, matmul, tall-and-skinny QR and least squares;
 //! * [`index`]: slicing, masks, concatenate, stack, rechunk;
-//! * [`npy`]: lazy `.npy` files and folders of chunk files.
+//! * [`npy`]: lazy `.npy` files and folders of chunk files;
+//! * [`zarr`]: Zarr v2 and v3 arrays.
 
 pub mod block;
 pub mod create;
@@ -24,6 +25,7 @@ pub mod linalg;
 pub mod npy;
 pub mod ops;
 pub mod reduce;
+pub mod zarr;
 
 use std::marker::PhantomData;
 use std::path::Path;
