@@ -15,11 +15,14 @@
 //! * [`linalg`]: transpose, matmul, tall-and-skinny QR and least squares;
 //! * [`index`]: slicing, masks, concatenate, stack, rechunk;
 //! * [`npy`]: lazy `.npy` files and folders of chunk files;
-//! * [`zarr`]: Zarr v2 and v3 arrays.
+//! * [`zarr`]: Zarr v2 and v3 arrays;
+//! * `hdf5` (cargo feature `hdf5`): HDF5 datasets.
 
 pub mod block;
 pub mod create;
 pub mod elementwise;
+#[cfg(feature = "hdf5")]
+pub mod hdf5;
 pub mod index;
 pub mod linalg;
 pub mod npy;
