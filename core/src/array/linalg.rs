@@ -56,9 +56,16 @@ impl<T: Element> Array<T> {
         const GROUP: usize = 2;
         let mut blocks = ArrayD::from_shape_fn(IxDyn(&[ga, gb]), |o| {
             let row: Vec<Delayed<Block>> = a.blocks().slice(s![o[0], ..]).iter().cloned().collect();
-            let col: Vec<Delayed<Block>> = b.blocks().slice(s![.., o[1]]).iter().cloned().collect();
+            // For A·Aᵀ the right operands are A's own blocks, transposed as
+            // views inside the task (no transposed copies; the diagonal's
+            // terms x·xᵀ share one block, which BLAS turns into DSYRK).
+            let (col, transpose_b): (Vec<Delayed<Block>>, bool) = if symmetric {
+                (a.blocks().slice(s![o[1], ..]).iter().cloned().collect(), true)
+            } else {
+                (b.blocks().slice(s![.., o[1]]).iter().cloned().collect(), false)
+            };
             let mut parts: Vec<Delayed<Block>> =
-                row.chunks(GROUP).zip(col.chunks(GROUP)).map(|(r, c)| matmul_block(r.to_vec(), c.to_vec())).collect();
+                row.chunks(GROUP).zip(col.chunks(GROUP)).map(|(r, c)| matmul_block(r.to_vec(), c.to_vec(), transpose_b)).collect();
             while parts.len() > 1 {
                 parts = parts
                     .chunks(2)

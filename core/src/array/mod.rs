@@ -18,6 +18,8 @@
 //! * [`zarr`]: Zarr v2 and v3 arrays;
 //! * `hdf5` (cargo feature `hdf5`): HDF5 datasets.
 
+#[cfg(feature = "blas")]
+mod blas;
 pub mod block;
 pub mod create;
 pub mod elementwise;

@@ -317,19 +317,45 @@ fn where_typed<T: Element>(c: &ArrayD<bool>, a: &ArrayD<T>, b: &ArrayD<T>) -> Re
     Ok(Zip::from(&cv).and(&av).and(&bv).map_collect(|&c, &x, &y| if c { x } else { y }))
 }
 
-/// Sums `blocks_a[k] @ blocks_b[k]` over k (2-d blocks).
-fn matmul_typed<T: Element + ndarray::LinalgScalar>(a: &[&ArrayD<T>], b: &[&ArrayD<T>]) -> Result<ArrayD<T>, String> {
-    let (m, n) = (a[0].shape()[0], b[0].shape()[1]);
-    let mut out = ndarray::Array2::<T>::zeros((m, n));
-    for (x, y) in a.iter().zip(b) {
-        let x = x.view().into_dimensionality::<ndarray::Ix2>().map_err(|e| e.to_string())?;
-        let y = y.view().into_dimensionality::<ndarray::Ix2>().map_err(|e| e.to_string())?;
+/// 2-d views of blocks, the right ones transposed when `transpose_b`.
+fn views<'a, T: Element>(
+    a: &[&'a ArrayD<T>],
+    b: &[&'a ArrayD<T>],
+    transpose_b: bool,
+) -> Result<(Vec<ndarray::ArrayView2<'a, T>>, Vec<ndarray::ArrayView2<'a, T>>), String> {
+    let two = |x: &&'a ArrayD<T>| x.view().into_dimensionality::<ndarray::Ix2>().map_err(|e| e.to_string());
+    let va: Vec<_> = a.iter().map(two).collect::<Result<_, _>>()?;
+    let vb: Vec<_> = b.iter().map(|y| two(y).map(|v| if transpose_b { v.reversed_axes() } else { v })).collect::<Result<_, _>>()?;
+    let (m, n) = (va[0].nrows(), vb[0].ncols());
+    for (x, y) in va.iter().zip(&vb) {
         if x.ncols() != y.nrows() || x.nrows() != m || y.ncols() != n {
             return Err(format!("block shapes {:?} and {:?} do not chain", x.shape(), y.shape()));
         }
-        ndarray::linalg::general_mat_mul(T::one(), &x, &y, T::one(), &mut out);
+    }
+    Ok((va, vb))
+}
+
+/// Sums `a[k] @ b[k]` (or `a[k] @ b[k]ᵀ`) over k, for 2-d blocks.
+fn matmul_typed<T: Element + ndarray::LinalgScalar>(a: &[&ArrayD<T>], b: &[&ArrayD<T>], transpose_b: bool) -> Result<ArrayD<T>, String> {
+    let (va, vb) = views(a, b, transpose_b)?;
+    let mut out = ndarray::Array2::<T>::zeros((va[0].nrows(), vb[0].ncols()));
+    for (x, y) in va.iter().zip(&vb) {
+        ndarray::linalg::general_mat_mul(T::one(), x, y, T::one(), &mut out);
     }
     Ok(out.into_dyn())
+}
+
+/// The float64 product: OpenBLAS when built with the `blas` feature (DSYRK
+/// where a term is `x·xᵀ` of one block), else the pure-Rust GEMM.
+fn matmul_f64(a: &[&ArrayD<f64>], b: &[&ArrayD<f64>], transpose_b: bool) -> Result<ArrayD<f64>, String> {
+    #[cfg(feature = "blas")]
+    {
+        let (va, vb) = views(a, b, transpose_b)?;
+        if let Some(out) = super::blas::sum_of_products(&va, &vb) {
+            return Ok(out.into_dyn());
+        }
+    }
+    matmul_typed(a, b, transpose_b)
 }
 
 fn datas(blocks: &[Block]) -> Vec<&BlockData> {
@@ -481,16 +507,16 @@ crate::op! {
         Ok(Block::new(crate::with_block!(a.into_data(), |x: T| T::wrap(x.permuted_axes(IxDyn(&perm))))))
     }
 
-    /// `Σ_k a[k] @ b[k]` for 2-d blocks.
-    pub fn matmul_block(a: Vec<Block>, b: Vec<Block>) -> Result<Block, String> {
+    /// `Σ_k a[k] @ b[k]` for 2-d blocks (`b[k]ᵀ` when `transpose_b`).
+    pub fn matmul_block(a: Vec<Block>, b: Vec<Block>, transpose_b: bool) -> Result<Block, String> {
         if a.is_empty() || a.len() != b.len() {
             return Err(format!("{} left and {} right blocks", a.len(), b.len()));
         }
         let (da, db) = (datas(&a), datas(&b));
         let out = match da[0] {
-            BlockData::F64(_) => BlockData::F64(matmul_typed(&typed_list!(da, F64)?, &typed_list!(db, F64)?)?),
-            BlockData::F32(_) => BlockData::F32(matmul_typed(&typed_list!(da, F32)?, &typed_list!(db, F32)?)?),
-            BlockData::I64(_) => BlockData::I64(matmul_typed(&typed_list!(da, I64)?, &typed_list!(db, I64)?)?),
+            BlockData::F64(_) => BlockData::F64(matmul_f64(&typed_list!(da, F64)?, &typed_list!(db, F64)?, transpose_b)?),
+            BlockData::F32(_) => BlockData::F32(matmul_typed(&typed_list!(da, F32)?, &typed_list!(db, F32)?, transpose_b)?),
+            BlockData::I64(_) => BlockData::I64(matmul_typed(&typed_list!(da, I64)?, &typed_list!(db, I64)?, transpose_b)?),
             BlockData::Bool(_) => return Err("matmul is not defined for bool arrays".into()),
         };
         Ok(Block::new(out))
@@ -568,5 +594,34 @@ crate::op! {
     /// Writes a block into `region` of a `.npy` file whose header is already written.
     pub fn npy_write(block: Block, path: String, header: NpyHeader, region: Vec<(usize, usize)>) -> Result<u64, String> {
         write_npy_region(&path, &header, &region, block.data())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(seed: u64, shape: &[usize]) -> ArrayD<f64> {
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
+        ArrayD::from_shape_fn(IxDyn(shape), |_| rng.gen::<f64>() - 0.5)
+    }
+
+    #[test]
+    fn float64_products_agree_with_the_pure_rust_kernel() {
+        // Shared blocks (x·xᵀ: DSYRK under `blas`), distinct blocks, and both orientations.
+        let (x, y, z) = (block(1, &[7, 5]), block(2, &[7, 5]), block(3, &[5, 6]));
+        let cases: Vec<(Vec<&ArrayD<f64>>, Vec<&ArrayD<f64>>, bool)> = vec![
+            (vec![&x, &y], vec![&x, &y], true),
+            (vec![&x, &y], vec![&y, &x], true),
+            (vec![&x], vec![&z], false),
+        ];
+        for (a, b, t) in cases {
+            let fast = matmul_f64(&a, &b, t).unwrap();
+            let plain = matmul_typed(&a, &b, t).unwrap();
+            assert_eq!(fast.shape(), plain.shape());
+            for (p, q) in fast.iter().zip(plain.iter()) {
+                assert!((p - q).abs() <= 1e-12, "{p} vs {q}");
+            }
+        }
     }
 }
