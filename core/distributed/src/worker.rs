@@ -163,57 +163,26 @@ impl Store {
     }
 }
 
-/// Copies of other workers' values fetched for tasks here, kept (bounded, LRU)
-/// so that the next task needing the same input does not fetch it again. Keys
-/// are content tokens, so a copy can never be stale.
-struct FetchCache {
-    entries: HashMap<Key, (Arc<Vec<u8>>, u64)>,
+/// A bounded cache of values by key, least recently used out first, sized by
+/// the byte lengths given to `put`. Two per worker: copies of other workers'
+/// values fetched for tasks here (keys are content tokens, so a copy never
+/// goes stale), and this worker's own outputs as in-process values, so a
+/// later task here uses the value itself instead of decoding its serialized
+/// copy (the store keeps the bytes, the source of truth for peers, spilling
+/// and memory accounting).
+struct Lru<V: Clone> {
+    entries: HashMap<Key, (V, u64, u64)>,
     bytes: u64,
     capacity: u64,
     clock: u64,
 }
 
-impl FetchCache {
-    fn get(&mut self, key: &Key) -> Option<Arc<Vec<u8>>> {
-        self.clock += 1;
-        let clock = self.clock;
-        self.entries.get_mut(key).map(|(b, used)| {
-            *used = clock;
-            b.clone()
-        })
+impl<V: Clone> Lru<V> {
+    fn new(capacity: u64) -> Self {
+        Lru { entries: HashMap::new(), bytes: 0, capacity, clock: 0 }
     }
 
-    fn put(&mut self, key: Key, bytes: Arc<Vec<u8>>) {
-        let len = bytes.len() as u64;
-        if len > self.capacity || self.entries.contains_key(&key) {
-            return;
-        }
-        while self.bytes + len > self.capacity {
-            let Some(oldest) = self.entries.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone()) else { break };
-            if let Some((b, _)) = self.entries.remove(&oldest) {
-                self.bytes -= b.len() as u64;
-            }
-        }
-        self.clock += 1;
-        self.bytes += len;
-        self.entries.insert(key, (bytes, self.clock));
-    }
-}
-
-/// Outputs of this worker's own tasks as in-process values (bounded, least
-/// recently used out): a later task here uses the value itself instead of
-/// decoding its serialized copy, as Dask's workers keep Python objects. The
-/// store keeps the bytes, which remain the source of truth (for peers,
-/// spilling, and memory accounting).
-struct LiveValues {
-    entries: HashMap<Key, (Value, u64, u64)>,
-    bytes: u64,
-    capacity: u64,
-    clock: u64,
-}
-
-impl LiveValues {
-    fn get(&mut self, key: &Key) -> Option<Value> {
+    fn get(&mut self, key: &Key) -> Option<V> {
         self.clock += 1;
         let clock = self.clock;
         self.entries.get_mut(key).map(|(v, _, used)| {
@@ -222,7 +191,7 @@ impl LiveValues {
         })
     }
 
-    fn put(&mut self, key: Key, value: Value, len: u64) {
+    fn put(&mut self, key: Key, value: V, len: u64) {
         if len > self.capacity {
             return;
         }
@@ -245,8 +214,8 @@ impl LiveValues {
 
 struct Shared {
     store: Mutex<Store>,
-    fetched: Mutex<FetchCache>,
-    live: Mutex<LiveValues>,
+    fetched: Mutex<Lru<Arc<Vec<u8>>>>,
+    live: Mutex<Lru<Value>>,
     paused: AtomicBool,
     pause_bytes: u64,
     slots: Semaphore,
@@ -501,7 +470,7 @@ async fn compute(shared: Arc<Shared>, c: pb::Compute) {
                 drop(peers);
                 match client {
                     Ok(mut cl) => fetch(&mut cl, &dk).await.map(Arc::new).inspect(|b| {
-                        shared.fetched.lock().unwrap_or_else(|p| p.into_inner()).put(dk.clone(), b.clone());
+                        shared.fetched.lock().unwrap_or_else(|p| p.into_inner()).put(dk.clone(), b.clone(), b.len() as u64);
                     }),
                     Err(e) => Err(e),
                 }
@@ -600,19 +569,9 @@ pub async fn run_worker(cfg: WorkerConfig, shutdown: impl std::future::Future<Ou
             target: (limit as f64 * cfg.target_fraction) as u64,
         }),
         // A tenth of the memory limit (256 MiB without one) for fetched copies.
-        fetched: Mutex::new(FetchCache {
-            entries: HashMap::new(),
-            bytes: 0,
-            capacity: if limit > 0 { limit / 10 } else { 256 << 20 },
-            clock: 0,
-        }),
+        fetched: Mutex::new(Lru::new(if limit > 0 { limit / 10 } else { 256 << 20 })),
         // A quarter of the memory limit (512 MiB without one) for live outputs.
-        live: Mutex::new(LiveValues {
-            entries: HashMap::new(),
-            bytes: 0,
-            capacity: if limit > 0 { limit / 4 } else { 512 << 20 },
-            clock: 0,
-        }),
+        live: Mutex::new(Lru::new(if limit > 0 { limit / 4 } else { 512 << 20 })),
         paused: AtomicBool::new(false),
         pause_bytes: (limit as f64 * cfg.pause_fraction) as u64,
         slots: Semaphore::new(cfg.nthreads.max(1)),
@@ -729,7 +688,7 @@ mod tests {
 
     #[test]
     fn live_values_stay_within_capacity_least_recently_used_first() {
-        let mut live = LiveValues { entries: HashMap::new(), bytes: 0, capacity: 100, clock: 0 };
+        let mut live = Lru::new(100);
         let key = |i: u64| Key::new("v", rask_core::tokenize(&i).unwrap());
         live.put(key(1), Value::new(1u64), 40);
         live.put(key(2), Value::new(2u64), 40);

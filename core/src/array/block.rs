@@ -40,18 +40,6 @@ pub enum Scalar {
     Bool(bool),
 }
 
-impl Scalar {
-    /// The value as f64.
-    pub fn as_f64(self) -> f64 {
-        match self {
-            Scalar::F64(v) => v,
-            Scalar::F32(v) => v as f64,
-            Scalar::I64(v) => v as f64,
-            Scalar::Bool(v) => f64::from(u8::from(v)),
-        }
-    }
-}
-
 /// The data of one block.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum BlockData {

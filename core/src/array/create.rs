@@ -1,22 +1,27 @@
 //! Array creation. Every block is made by its own task, so creating a large
 //! array costs nothing until it is computed.
 
-use ndarray::{Dimension, ArrayD, IxDyn, SliceInfoElem};
+use ndarray::{ArrayD, Dimension};
 
 use super::block::{Block, Element};
 use super::ops::{arange_block, eye_block, full_block, random_block, DType, RandomDist};
-use super::{offsets, Array, ArrayError, ChunkSpec};
+use super::{region_slice, regions, Array, ArrayError, ChunkSpec};
 use crate::delayed::{value, Delayed};
 
+/// One block task per grid cell: `f(grid index, block shape, block start)`.
 pub(crate) fn grid_cells<F: FnMut(&[usize], &[usize], &[usize]) -> Delayed<Block>>(chunks: &[Vec<usize>], mut f: F) -> ArrayD<Delayed<Block>> {
-    let grid: Vec<usize> = chunks.iter().map(Vec::len).collect();
-    let starts: Vec<Vec<usize>> = chunks.iter().map(|c| offsets(c)).collect();
-    ArrayD::from_shape_fn(IxDyn(&grid), |i| {
-        let index: Vec<usize> = i.slice().to_vec();
-        let shape: Vec<usize> = index.iter().enumerate().map(|(ax, &b)| chunks[ax][b]).collect();
-        let start: Vec<usize> = index.iter().enumerate().map(|(ax, &b)| starts[ax][b]).collect();
-        f(&index, &shape, &start)
-    })
+    let regions = regions(chunks);
+    let cells = regions.indexed_iter().map(|(i, r)| {
+        let shape: Vec<usize> = r.iter().map(|(a, b)| b - a).collect();
+        let start: Vec<usize> = r.iter().map(|(a, _)| *a).collect();
+        f(i.slice(), &shape, &start)
+    });
+    ArrayD::from_shape_vec(regions.raw_dim(), cells.collect()).expect("one task per cell")
+}
+
+/// One block task per grid cell, from the block's region: `f((start, end) per axis)`.
+pub(crate) fn region_cells(chunks: &[Vec<usize>], f: impl Fn(Vec<(usize, usize)>) -> Delayed<Block>) -> ArrayD<Delayed<Block>> {
+    regions(chunks).map(|r| f(r.clone()))
 }
 
 /// An array of `shape` filled with `value`.
@@ -97,11 +102,6 @@ pub fn standard_normal(seed: u64, shape: &[usize], chunks: impl Into<ChunkSpec>)
 pub fn from_array<T: Element>(a: &ArrayD<T>, chunks: impl Into<ChunkSpec>) -> Result<Array<T>, ArrayError> {
     let name = format!("array{:?}", a.shape());
     let chunks = chunks.into().resolve(&name, a.shape())?;
-    let blocks = grid_cells(&chunks, |_, s, o| {
-        let r: Vec<SliceInfoElem> = (0..s.len())
-            .map(|ax| SliceInfoElem::Slice { start: o[ax] as isize, end: Some((o[ax] + s[ax]) as isize), step: 1 })
-            .collect();
-        value(Block::from_array(a.slice(r.as_slice()).to_owned()))
-    });
+    let blocks = region_cells(&chunks, |r| value(Block::from_array(a.slice(region_slice(&r).as_slice()).to_owned())));
     Ok(Array::from_blocks(name, chunks, blocks))
 }

@@ -7,10 +7,10 @@
 use std::path::Path;
 
 use hdf5_metno as h5;
-use ndarray::{ArrayD, Dimension, IxDyn, SliceInfo, SliceInfoElem};
+use ndarray::{ArrayD, IxDyn, SliceInfo, SliceInfoElem};
 
 use super::block::{Block, BlockData, Element};
-use super::create::grid_cells;
+use super::create::region_cells;
 use super::{Array, ArrayError, ChunkSpec};
 
 fn file_err(path: &Path, message: impl Into<String>) -> ArrayError {
@@ -18,8 +18,7 @@ fn file_err(path: &Path, message: impl Into<String>) -> ArrayError {
 }
 
 fn selection(region: &[(usize, usize)]) -> Result<h5::Selection, String> {
-    let elems: Vec<SliceInfoElem> =
-        region.iter().map(|&(a, b)| SliceInfoElem::Slice { start: a as isize, end: Some(b as isize), step: 1 }).collect();
+    let elems = super::region_slice(region);
     let info = SliceInfo::<Vec<SliceInfoElem>, IxDyn, IxDyn>::try_from(elems).map_err(|e| e.to_string())?;
     h5::Selection::try_from(info).map_err(|e| e.to_string())
 }
@@ -77,10 +76,7 @@ pub fn from_hdf5<T: Element>(path: impl AsRef<Path>, dataset: &str, chunks: Opti
     let name = format!("{p}:{dataset}");
     let chunks = chunks.unwrap_or(ChunkSpec::PerAxis(default)).resolve(&name, &shape)?;
     let ds_name = dataset.to_string();
-    let blocks = grid_cells(&chunks, |_, s, o| {
-        let region: Vec<(usize, usize)> = o.iter().zip(s).map(|(&a, &n)| (a, a + n)).collect();
-        hdf5_read(p.clone(), ds_name.clone(), region)
-    });
+    let blocks = region_cells(&chunks, |region| hdf5_read(p.clone(), ds_name.clone(), region));
     Ok(Array::from_blocks(name, chunks, blocks))
 }
 
@@ -118,20 +114,19 @@ impl<T: Element> Array<T> {
         };
         let builder = if shape.iter().all(|&n| n > 0) && !shape.is_empty() { builder.chunk(chunk) } else { builder };
         let ds = builder.shape(shape.clone()).create(leaf).map_err(err)?;
-        let starts: Vec<Vec<usize>> = self.chunks().iter().map(|c| super::offsets(c)).collect();
-        let cells: Vec<(Vec<usize>, crate::Delayed<Block>)> = self.blocks().indexed_iter().map(|(i, b)| (i.slice().to_vec(), b.clone())).collect();
+        let cells: Vec<(Vec<(usize, usize)>, crate::Delayed<Block>)> = super::regions(self.chunks()).into_iter().zip(self.blocks().iter().cloned()).collect();
         let batch = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) * 2;
         for group_cells in cells.chunks(batch) {
             let erased: Vec<_> = group_cells.iter().map(|(_, b)| b.erase()).collect();
             let values = crate::delayed::compute_many(&erased, &crate::default_scheduler(), &crate::ComputeOptions::default())?;
-            for ((idx, d), v) in group_cells.iter().zip(values) {
+            for ((region, d), v) in group_cells.iter().zip(values) {
                 let block: Block = v.take::<Block>().map_err(|source| crate::ComputeError::Output { key: d.key().clone(), source })?;
-                let region: Vec<(usize, usize)> = (0..idx.len()).map(|ax| (starts[ax][idx[ax]], starts[ax][idx[ax] + 1])).collect();
+                let region = region.as_slice();
                 let r = match block.data() {
-                    BlockData::F64(x) => write_typed(&ds, &region, &x),
-                    BlockData::F32(x) => write_typed(&ds, &region, &x),
-                    BlockData::I64(x) => write_typed(&ds, &region, &x),
-                    BlockData::Bool(x) => write_typed(&ds, &region, &x),
+                    BlockData::F64(x) => write_typed(&ds, region, x),
+                    BlockData::F32(x) => write_typed(&ds, region, x),
+                    BlockData::I64(x) => write_typed(&ds, region, x),
+                    BlockData::Bool(x) => write_typed(&ds, region, x),
                 };
                 r.map_err(|m| file_err(path, format!("dataset {dataset:?}: cannot write region {region:?}: {m}")))?;
             }

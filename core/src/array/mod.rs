@@ -199,6 +199,18 @@ pub(crate) enum Expr<T: Element> {
     Transpose { perm: Vec<usize>, src: Array<T> },
 }
 
+/// Each block's `(start, end)` range on every axis, laid out like the block grid.
+pub(crate) fn regions(chunks: &[Vec<usize>]) -> ArrayD<Vec<(usize, usize)>> {
+    let grid: Vec<usize> = chunks.iter().map(Vec::len).collect();
+    let starts: Vec<Vec<usize>> = chunks.iter().map(|c| offsets(c)).collect();
+    ArrayD::from_shape_fn(IxDyn(&grid), |i| (0..grid.len()).map(|ax| (starts[ax][i[ax]], starts[ax][i[ax] + 1])).collect())
+}
+
+/// Slice arguments selecting `region`.
+pub(crate) fn region_slice(region: &[(usize, usize)]) -> Vec<ndarray::SliceInfoElem> {
+    region.iter().map(|&(a, b)| ndarray::SliceInfoElem::Slice { start: a as isize, end: Some(b as isize), step: 1 }).collect()
+}
+
 /// A lazy, chunked N-dimensional array of `T`.
 pub struct Array<T: Element> {
     name: String,
@@ -306,23 +318,12 @@ impl<T: Element> Array<T> {
     pub fn compute_with(&self, scheduler: &Scheduler, options: &ComputeOptions) -> Result<ArrayD<T>, ArrayError> {
         let values = compute_many(&self.erased(), scheduler, options)?;
         let mut out = ArrayD::<T>::default(IxDyn(&self.shape()));
-        let starts: Vec<Vec<usize>> = self.chunks.iter().map(|c| offsets(c)).collect();
-        for ((idx, d), v) in self.blocks.indexed_iter().zip(values) {
+        for (((idx, d), region), v) in self.blocks.indexed_iter().zip(regions(&self.chunks).iter()).zip(values) {
             let block: Block = v
                 .take::<Block>()
                 .map_err(|source| ComputeError::Output { key: d.key().clone(), source })?;
             let a = block.into_array::<T>().map_err(|m| ArrayError::Shape { array: self.name.clone(), message: m })?;
-            let region: Vec<ndarray::SliceInfoElem> = idx
-                .slice()
-                .iter()
-                .enumerate()
-                .map(|(axis, &i)| ndarray::SliceInfoElem::Slice {
-                    start: starts[axis][i] as isize,
-                    end: Some(starts[axis][i + 1] as isize),
-                    step: 1,
-                })
-                .collect();
-            let mut dst = out.slice_mut(region.as_slice());
+            let mut dst = out.slice_mut(region_slice(region).as_slice());
             if dst.shape() != a.shape() {
                 return Err(ArrayError::Shape {
                     array: self.name.clone(),
@@ -348,6 +349,13 @@ impl<T: Element> Array<T> {
         Ok(Array { name: self.name.clone(), chunks: self.chunks.clone(), blocks, expr: None, _t: PhantomData })
     }
 
+    /// Runs one write task per block, `write(block, its region)`, on the default scheduler.
+    pub(crate) fn write_blocks(&self, write: impl Fn(&Delayed<Block>, Vec<(usize, usize)>) -> AnyDelayed) -> Result<(), ArrayError> {
+        let writes: Vec<AnyDelayed> = self.blocks.iter().zip(regions(&self.chunks)).map(|(b, r)| write(b, r)).collect();
+        compute_many(&writes, &default_scheduler(), &ComputeOptions::default())?;
+        Ok(())
+    }
+
     /// The graph computing every block.
     pub fn graph(&self) -> crate::Graph {
         graph_of(&self.erased())
@@ -356,9 +364,5 @@ impl<T: Element> Array<T> {
     /// Draws the graph (`.dot`, `.svg`, `.png`; the last two need Graphviz).
     pub fn visualize(&self, path: impl AsRef<Path>) -> Result<(), crate::graph::VisualizeError> {
         crate::graph::visualize(&self.graph(), path)
-    }
-
-    pub(crate) fn with_blocks<U: Element>(&self, name: impl Into<String>, chunks: Vec<Vec<usize>>, blocks: ArrayD<Delayed<Block>>) -> Array<U> {
-        Array::from_blocks(name, chunks, blocks)
     }
 }

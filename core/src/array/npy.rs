@@ -11,7 +11,7 @@ use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
 
 use super::block::{Block, BlockData, Element};
-use super::create::grid_cells;
+use super::create::region_cells;
 use super::ops::{npy_read, npy_write};
 use super::{Array, ArrayError, ChunkSpec};
 use crate::raw_array::{from_le_bytes, to_le_bytes, RawElement};
@@ -87,16 +87,12 @@ pub fn read_header(path: &Path) -> Result<NpyHeader, ArrayError> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<usize>().map_err(|_| file_err(path, format!("bad shape entry {s:?} in the .npy header"))))
         .collect::<Result<_, _>>()?;
-    let descr = match descr.as_str() {
-        "<f8" | "<f4" | "<i8" | "|b1" => descr,
-        "|u1" | "<u1" => "|b1".to_string().replace("|b1", "unsupported"),
+    match descr.as_str() {
+        "<f8" | "<f4" | "<i8" | "|b1" => {}
         other if other.starts_with('>') => {
             return Err(file_err(path, format!("big-endian dtype {other:?}: convert with astype('<{}') first", &other[1..])))
         }
         other => return Err(file_err(path, format!("dtype {other:?} is not supported (float64, float32, int64, bool are)"))),
-    };
-    if descr == "unsupported" {
-        return Err(file_err(path, "dtype uint8 is not supported (float64, float32, int64, bool are)"));
     }
     let header = NpyHeader { descr, fortran, shape, data_offset: (start + len) as u64 };
     let size = f.metadata().map_err(|e| file_err(path, e.to_string()))?.len();
@@ -244,10 +240,7 @@ pub fn from_npy<T: Element>(path: impl AsRef<Path>, chunks: impl Into<ChunkSpec>
     let name = path.display().to_string();
     let chunks = chunks.into().resolve(&name, &h.shape)?;
     let p = name.clone();
-    let blocks = grid_cells(&chunks, |_, s, o| {
-        let region: Vec<(usize, usize)> = o.iter().zip(s).map(|(&a, &n)| (a, a + n)).collect();
-        npy_read(p.clone(), h.clone(), region)
-    });
+    let blocks = region_cells(&chunks, |region| npy_read(p.clone(), h.clone(), region));
     Ok(Array::from_blocks(name, chunks, blocks))
 }
 
@@ -323,18 +316,8 @@ impl<T: Element> Array<T> {
     pub fn to_npy(&self, path: impl AsRef<Path>) -> Result<(), ArrayError> {
         let path = path.as_ref();
         let h = create_npy(path, T::DTYPE, &self.shape())?;
-        let starts: Vec<Vec<usize>> = self.chunks().iter().map(|c| super::offsets(c)).collect();
         let p = path.display().to_string();
-        let writes: Vec<_> = self
-            .blocks()
-            .indexed_iter()
-            .map(|(i, b)| {
-                let region: Vec<(usize, usize)> = (0..self.ndim()).map(|ax| (starts[ax][i[ax]], starts[ax][i[ax] + 1])).collect();
-                npy_write(b, p.clone(), h.clone(), region).erase()
-            })
-            .collect();
-        crate::delayed::compute_many(&writes, &crate::default_scheduler(), &crate::ComputeOptions::default())?;
-        Ok(())
+        self.write_blocks(|b, region| npy_write(b, p.clone(), h.clone(), region).erase())
     }
 
     /// Writes one `.npy` file per block along axis 0 into `dir` (`0.npy`,

@@ -299,7 +299,7 @@ impl<T: Element> Array<T> {
             let flat: Vec<Delayed<Block>> = out_blocks.into_iter().collect();
             ArrayD::from_shape_vec(IxDyn(&kept), flat).expect("same number of blocks")
         };
-        Ok(self.with_blocks(format!("{kind:?}({})", self.name()).to_lowercase(), chunks, blocks))
+        Ok(Array::from_blocks(format!("{kind:?}({})", self.name()).to_lowercase(), chunks, blocks))
     }
 
     /// Sum over `axes` (empty: all). Bool arrays sum to int64 through [`Array::count`].
@@ -312,7 +312,7 @@ impl<T: Element> Array<T> {
 
     /// Number of true (non-zero) elements over `axes`.
     pub fn count(&self, axes: &[usize]) -> Result<Array<i64>, ArrayError> {
-        let b = if T::NAME == bool::NAME { self.with_blocks::<bool>(self.name(), self.chunks().to_vec(), self.blocks().clone()) } else { self.cast::<bool>() };
+        let b = if T::NAME == bool::NAME { Array::<bool>::from_blocks(self.name(), self.chunks().to_vec(), self.blocks().clone()) } else { self.cast::<bool>() };
         b.reduce(axes, Reduction::Sum, DEFAULT_SPLIT_EVERY, false)
     }
 

@@ -10,7 +10,7 @@ use zarrs::array::{Array as ZArray, ArrayMetadata, ArraySubset};
 use zarrs::filesystem::FilesystemStore;
 
 use super::block::{Block, BlockData, Element};
-use super::create::grid_cells;
+use super::create::region_cells;
 use super::{Array, ArrayError, ChunkSpec};
 
 /// Which Zarr format to write.
@@ -119,10 +119,7 @@ pub fn from_zarr<T: Element>(path: impl AsRef<Path>, chunks: Option<ChunkSpec>) 
     let name = path.display().to_string();
     let chunks = chunks.unwrap_or(ChunkSpec::PerAxis(zchunk)).resolve(&name, &shape)?;
     let p = name.clone();
-    let blocks = grid_cells(&chunks, |_, s, o| {
-        let region: Vec<(usize, usize)> = o.iter().zip(s).map(|(&a, &n)| (a, a + n)).collect();
-        zarr_read(p.clone(), dtype.clone(), region)
-    });
+    let blocks = region_cells(&chunks, |region| zarr_read(p.clone(), dtype.clone(), region));
     Ok(Array::from_blocks(name, chunks, blocks))
 }
 
@@ -158,17 +155,7 @@ impl<T: Element> Array<T> {
         let store = FilesystemStore::new(path).map_err(|e| file_err(path, e.to_string()))?;
         let z = ZArray::new_with_metadata(Arc::new(store), "/", meta).map_err(|e| file_err(path, e.to_string()))?;
         z.store_metadata().map_err(|e| file_err(path, e.to_string()))?;
-        let starts: Vec<Vec<usize>> = a.chunks().iter().map(|c| super::offsets(c)).collect();
         let p = path.display().to_string();
-        let writes: Vec<_> = a
-            .blocks()
-            .indexed_iter()
-            .map(|(i, b)| {
-                let region: Vec<(usize, usize)> = (0..a.ndim()).map(|ax| (starts[ax][i[ax]], starts[ax][i[ax] + 1])).collect();
-                zarr_write(b, p.clone(), region).erase()
-            })
-            .collect();
-        crate::delayed::compute_many(&writes, &crate::default_scheduler(), &crate::ComputeOptions::default())?;
-        Ok(())
+        a.write_blocks(|b, region| zarr_write(b, p.clone(), region).erase())
     }
 }
