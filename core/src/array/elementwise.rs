@@ -5,7 +5,8 @@
 use ndarray::{Dimension, ArrayD, IxDyn};
 
 use super::block::{Block, Element};
-use super::ops::{binary_block, scalar_block_op, unary_block, where_block, BinOp, UnOp};
+use super::fuse::{Fused, Step};
+use super::ops::{BinOp, UnOp};
 use super::{Array, ArrayError};
 use crate::delayed::Delayed;
 
@@ -68,10 +69,14 @@ impl<T: Element> Array<T> {
     fn binary<U: Element, R: Element>(&self, other: &Array<U>, op: BinOp) -> Result<Array<R>, ArrayError> {
         let name = format!("{op:?}({}, {})", self.name(), other.name()).to_lowercase();
         let chunks = align(&name, &[(self.shape(), self.chunks().to_vec()), (other.shape(), other.chunks().to_vec())])?;
-        let (a, b) = (self.operand_blocks(&chunks)?, other.operand_blocks(&chunks)?);
-        let grid: Vec<usize> = chunks.iter().map(Vec::len).collect();
-        let blocks = ArrayD::from_shape_fn(IxDyn(&grid), |i| binary_block(a(i.slice()), b(i.slice()), op));
-        Ok(Array::from_blocks(name, chunks, blocks))
+        Fused::join(vec![Fused::of(self), Fused::of(other)], |r| Step::Binary(op, r[0], r[1])).build(name, chunks)
+    }
+
+    /// `step` of this array, fused with the program that makes it (same chunks).
+    fn then<R: Element>(&self, name: String, step: impl FnOnce(usize) -> Step) -> Array<R> {
+        Fused::join(vec![Fused::of(self)], |r| step(r[0]))
+            .build(name, self.chunks().to_vec())
+            .expect("the leaves were aligned to these chunks when this array was built")
     }
 
     /// `self op other`, same element type (broadcasting).
@@ -94,20 +99,19 @@ impl<T: Element> Array<T> {
 
     /// `self op s` (or `s op self` when `scalar_first`).
     pub fn scalar_op(&self, s: T, op: BinOp, scalar_first: bool) -> Array<T> {
-        let blocks = self.blocks().mapv(|b| scalar_block_op(b, s.scalar(), op, scalar_first));
-        Array::from_blocks(format!("{op:?}({}, {s:?})", self.name()).to_lowercase(), self.chunks().to_vec(), blocks)
+        let name = format!("{op:?}({}, {s:?})", self.name()).to_lowercase();
+        self.then(name, |arg| Step::Scalar { op, arg, value: s.scalar(), scalar_first })
     }
 
     /// `self op s` compared with a scalar (bool result).
     pub fn compare_scalar(&self, s: T, op: BinOp) -> Array<bool> {
-        let blocks = self.blocks().mapv(|b| scalar_block_op(b, s.scalar(), op, false));
-        Array::from_blocks(format!("{op:?}({}, {s:?})", self.name()).to_lowercase(), self.chunks().to_vec(), blocks)
+        let name = format!("{op:?}({}, {s:?})", self.name()).to_lowercase();
+        self.then(name, |arg| Step::Scalar { op, arg, value: s.scalar(), scalar_first: false })
     }
 
     /// An elementwise function.
     pub fn map_unary(&self, op: UnOp) -> Array<T> {
-        let blocks = self.blocks().mapv(|b| unary_block(b, op));
-        Array::from_blocks(format!("{op:?}({})", self.name()).to_lowercase(), self.chunks().to_vec(), blocks)
+        self.then(format!("{op:?}({})", self.name()).to_lowercase(), |a| Step::Unary(op, a))
     }
 
     /// `self + other`
@@ -162,8 +166,7 @@ impl<T: Element> Array<T> {
     /// Converts the elements to `U`.
     pub fn cast<U: Element>(&self) -> Array<U> {
         let dtype = super::ops::DType::of::<U>();
-        let blocks = self.blocks().mapv(|b| super::ops::cast_block(b, dtype));
-        Array::from_blocks(format!("{}.as({})", self.name(), U::NAME), self.chunks().to_vec(), blocks)
+        self.then(format!("{}.as({})", self.name(), U::NAME), |a| Step::Cast(dtype, a))
     }
 
     /// Applies a registered-op constructor or closure to every block (the
@@ -197,10 +200,7 @@ pub fn where_<T: Element>(cond: &Array<bool>, a: &Array<T>, b: &Array<T>) -> Res
         &name,
         &[(cond.shape(), cond.chunks().to_vec()), (a.shape(), a.chunks().to_vec()), (b.shape(), b.chunks().to_vec())],
     )?;
-    let (c, x, y) = (cond.operand_blocks(&chunks)?, a.operand_blocks(&chunks)?, b.operand_blocks(&chunks)?);
-    let grid: Vec<usize> = chunks.iter().map(Vec::len).collect();
-    let blocks = ArrayD::from_shape_fn(IxDyn(&grid), |i| where_block(c(i.slice()), x(i.slice()), y(i.slice())));
-    Ok(Array::from_blocks(name, chunks, blocks))
+    Fused::join(vec![Fused::of(cond), Fused::of(a), Fused::of(b)], |r| Step::Where(r[0], r[1], r[2])).build(name, chunks)
 }
 
 macro_rules! operator {

@@ -11,6 +11,7 @@
 //! * [`create`]: zeros, ones, full, arange, linspace, eye, from_array, random;
 //! * [`elementwise`]: arithmetic, comparisons, functions, `where`, with
 //!   NumPy broadcasting, `map_blocks`;
+//! * [`fuse`]: chains of elementwise operations as one task per block;
 //! * [`reduce`]: tree reductions along any axes;
 //! * [`linalg`]: transpose, matmul, tall-and-skinny QR and least squares;
 //! * [`index`]: slicing, masks, concatenate, stack, rechunk;
@@ -23,6 +24,7 @@ mod blas;
 pub mod block;
 pub mod create;
 pub mod elementwise;
+pub mod fuse;
 #[cfg(feature = "hdf5")]
 pub mod hdf5;
 pub mod index;
@@ -217,12 +219,21 @@ pub struct Array<T: Element> {
     chunks: Vec<Vec<usize>>,
     blocks: ArrayD<Delayed<Block>>,
     pub(crate) expr: Option<std::sync::Arc<Expr<T>>>,
+    /// The elementwise program this array's blocks run, if it has one.
+    pub(crate) fused: Option<std::sync::Arc<fuse::Fused>>,
     _t: PhantomData<fn() -> T>,
 }
 
 impl<T: Element> Clone for Array<T> {
     fn clone(&self) -> Self {
-        Array { name: self.name.clone(), chunks: self.chunks.clone(), blocks: self.blocks.clone(), expr: self.expr.clone(), _t: PhantomData }
+        Array {
+            name: self.name.clone(),
+            chunks: self.chunks.clone(),
+            blocks: self.blocks.clone(),
+            expr: self.expr.clone(),
+            fused: self.fused.clone(),
+            _t: PhantomData,
+        }
     }
 }
 
@@ -236,7 +247,7 @@ impl<T: Element> Array<T> {
     /// An array from its block tasks (the grid's shape must match `chunks`).
     pub fn from_blocks(name: impl Into<String>, chunks: Vec<Vec<usize>>, blocks: ArrayD<Delayed<Block>>) -> Self {
         debug_assert_eq!(blocks.shape(), chunks.iter().map(Vec::len).collect::<Vec<_>>().as_slice());
-        Array { name: name.into(), chunks, blocks, expr: None, _t: PhantomData }
+        Array { name: name.into(), chunks, blocks, expr: None, fused: None, _t: PhantomData }
     }
 
     /// The name used in errors and keys.
@@ -346,7 +357,7 @@ impl<T: Element> Array<T> {
         let flat: Vec<Delayed<Block>> = self.blocks.iter().cloned().collect();
         let kept = crate::delayed::persist_many(&flat, scheduler, options)?;
         let blocks = ArrayD::from_shape_vec(self.blocks.raw_dim(), kept).expect("one block per grid cell");
-        Ok(Array { name: self.name.clone(), chunks: self.chunks.clone(), blocks, expr: None, _t: PhantomData })
+        Ok(Array { name: self.name.clone(), chunks: self.chunks.clone(), blocks, expr: None, fused: None, _t: PhantomData })
     }
 
     /// Runs one write task per block, `write(block, its region)`, on the default scheduler.

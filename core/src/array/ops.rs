@@ -204,6 +204,14 @@ fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
 }
 
 fn zip2<A: Copy, B: Copy, R>(a: &ArrayD<A>, b: &ArrayD<B>, f: impl Fn(A, B) -> R) -> Result<ArrayD<R>, String> {
+    // Contiguous fast paths (slices, which vectorize): equal shapes, or a scalar operand.
+    let shaped = |v: Vec<R>, s: &[usize]| ArrayD::from_shape_vec(IxDyn(s), v).expect("one result per element");
+    match (a.as_slice(), b.as_slice()) {
+        (Some(x), Some(y)) if a.shape() == b.shape() => return Ok(shaped(x.iter().zip(y).map(|(&p, &q)| f(p, q)).collect(), a.shape())),
+        (Some(x), Some(&[q])) if b.ndim() == 0 => return Ok(shaped(x.iter().map(|&p| f(p, q)).collect(), a.shape())),
+        (Some(&[p]), Some(y)) if a.ndim() == 0 => return Ok(shaped(y.iter().map(|&q| f(p, q)).collect(), b.shape())),
+        _ => {}
+    }
     let shape = broadcast_shape(a.shape(), b.shape())?;
     let (av, bv) = (a.broadcast(IxDyn(&shape)).expect("broadcastable"), b.broadcast(IxDyn(&shape)).expect("broadcastable"));
     Ok(Zip::from(&av).and(&bv).map_collect(|&x, &y| f(x, y)))
@@ -279,6 +287,18 @@ fn scalar_block(s: Scalar) -> BlockData {
     BlockData::full(&[], s)
 }
 
+/// `a op s` (or `s op a` when `scalar_first`).
+pub fn scalar_data(a: &BlockData, s: Scalar, op: BinOp, scalar_first: bool) -> Result<BlockData, String> {
+    let s = scalar_block(s);
+    if scalar_first { binary_data(&s, a, op) } else { binary_data(a, &s, op) }
+}
+
+/// `a` converted to `dtype`.
+pub fn cast_data(a: &BlockData, dtype: DType) -> BlockData {
+    let f = crate::with_block!(a, |x: T| x.mapv(|v| v.to_f64()));
+    dtype.cast(f)
+}
+
 fn float_unary<T: Float + Element>(a: &ArrayD<T>, op: UnOp) -> Result<BlockData, String> {
     let f: fn(T) -> T = match op {
         UnOp::Neg => |x| -x,
@@ -315,6 +335,21 @@ fn where_typed<T: Element>(c: &ArrayD<bool>, a: &ArrayD<T>, b: &ArrayD<T>) -> Re
     let s = IxDyn(&shape);
     let (cv, av, bv) = (c.broadcast(s.clone()).expect("ok"), a.broadcast(s.clone()).expect("ok"), b.broadcast(s).expect("ok"));
     Ok(Zip::from(&cv).and(&av).and(&bv).map_collect(|&c, &x, &y| if c { x } else { y }))
+}
+
+/// `where(c, a, b)` with broadcasting.
+pub fn where_data(c: &BlockData, a: &BlockData, b: &BlockData) -> Result<BlockData, String> {
+    let c = match c {
+        BlockData::Bool(c) => c,
+        other => return Err(format!("the condition of `where` must be bool, got {}", other.dtype())),
+    };
+    Ok(match (a, b) {
+        (BlockData::F64(x), BlockData::F64(y)) => BlockData::F64(where_typed(c, x, y)?),
+        (BlockData::F32(x), BlockData::F32(y)) => BlockData::F32(where_typed(c, x, y)?),
+        (BlockData::I64(x), BlockData::I64(y)) => BlockData::I64(where_typed(c, x, y)?),
+        (BlockData::Bool(x), BlockData::Bool(y)) => BlockData::Bool(where_typed(c, x, y)?),
+        (x, y) => return Err(format!("`where` branches have dtypes {} and {}", x.dtype(), y.dtype())),
+    })
 }
 
 /// 2-d views of blocks, the right ones transposed when `transpose_b`.
@@ -467,9 +502,7 @@ crate::op! {
 
     /// `a op s` (or `s op a` when `scalar_first`).
     pub fn scalar_block_op(a: Block, s: Scalar, op: BinOp, scalar_first: bool) -> Result<Block, String> {
-        let s = scalar_block(s);
-        let r = if scalar_first { binary_data(&s, a.data(), op) } else { binary_data(a.data(), &s, op) };
-        r.map(Block::new)
+        scalar_data(a.data(), s, op, scalar_first).map(Block::new)
     }
 
     /// An elementwise function.
@@ -479,24 +512,12 @@ crate::op! {
 
     /// `where(c, a, b)`.
     pub fn where_block(c: Block, a: Block, b: Block) -> Result<Block, String> {
-        let c = match c.data() {
-            BlockData::Bool(c) => c,
-            other => return Err(format!("the condition of `where` must be bool, got {}", other.dtype())),
-        };
-        let out = match (a.data(), b.data()) {
-            (BlockData::F64(x), BlockData::F64(y)) => BlockData::F64(where_typed(c, x, y)?),
-            (BlockData::F32(x), BlockData::F32(y)) => BlockData::F32(where_typed(c, x, y)?),
-            (BlockData::I64(x), BlockData::I64(y)) => BlockData::I64(where_typed(c, x, y)?),
-            (BlockData::Bool(x), BlockData::Bool(y)) => BlockData::Bool(where_typed(c, x, y)?),
-            (x, y) => return Err(format!("`where` branches have dtypes {} and {}", x.dtype(), y.dtype())),
-        };
-        Ok(Block::new(out))
+        where_data(c.data(), a.data(), b.data()).map(Block::new)
     }
 
     /// Casts a block to `dtype`.
     pub fn cast_block(a: Block, dtype: DType) -> Block {
-        let f = crate::with_block!(a.data(), |x: T| x.mapv(|v| v.to_f64()));
-        Block::new(dtype.cast(f))
+        Block::new(cast_data(a.data(), dtype))
     }
 
     /// Permutes a block's axes (a view: no copy until the data is written out).

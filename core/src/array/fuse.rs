@@ -1,0 +1,334 @@
+//! Elementwise fusion: a chain of elementwise operations (arithmetic,
+//! comparisons, functions, scalar operands, `where`, casts) is one task per
+//! output block, which runs a small program over the chain's inputs.
+//!
+//! The arrays in between are never materialized. Their blocks stay
+//! unevaluated nodes that no task depends on. When a block's inputs are
+//! contiguous and of its shape, the program runs tile by tile, so
+//! intermediate values stay in cache.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use ndarray::{ArrayD, Dimension, IxDyn};
+use serde::{Deserialize, Serialize};
+
+use super::block::{Block, BlockData, Element, Scalar};
+use super::ops::{binary_data, cast_data, scalar_data, unary_data, where_data, BinOp, DType, UnOp};
+use super::{Array, ArrayError};
+use crate::delayed::Delayed;
+use crate::key::Key;
+
+/// One step of a fused program. Operands are indices of earlier steps; the
+/// last step is the result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Step {
+    /// Input block `i`.
+    Input(usize),
+    /// An elementwise function.
+    Unary(UnOp, usize),
+    /// `a op b`, broadcasting.
+    Binary(BinOp, usize, usize),
+    /// `a op value` (`value op a` when `scalar_first`).
+    Scalar {
+        /// The operation.
+        op: BinOp,
+        /// The array operand.
+        arg: usize,
+        /// The scalar operand.
+        value: Scalar,
+        /// Whether the scalar is the left operand.
+        scalar_first: bool,
+    },
+    /// `where(cond, a, b)`.
+    Where(usize, usize, usize),
+    /// A conversion to another element type.
+    Cast(DType, usize),
+}
+
+impl Step {
+    fn operands(&self) -> Vec<usize> {
+        match *self {
+            Step::Input(_) => vec![],
+            Step::Unary(_, a) | Step::Scalar { arg: a, .. } | Step::Cast(_, a) => vec![a],
+            Step::Binary(_, a, b) => vec![a, b],
+            Step::Where(c, a, b) => vec![c, a, b],
+        }
+    }
+
+    fn remap(&self, at: &[usize]) -> Step {
+        match self.clone() {
+            Step::Input(i) => Step::Input(i),
+            Step::Unary(op, a) => Step::Unary(op, at[a]),
+            Step::Binary(op, a, b) => Step::Binary(op, at[a], at[b]),
+            Step::Scalar { op, arg, value, scalar_first } => Step::Scalar { op, arg: at[arg], value, scalar_first },
+            Step::Where(c, a, b) => Step::Where(at[c], at[a], at[b]),
+            Step::Cast(d, a) => Step::Cast(d, at[a]),
+        }
+    }
+}
+
+/// The program of a fused block task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Program(pub Vec<Step>);
+
+/// Elements per tile: 64 KiB of float64, so a program's live tiles fit in L2.
+const TILE: usize = 8192;
+/// Longer programs take their operands as materialized inputs instead of
+/// growing further (each use of an intermediate recomputes it).
+const MAX_STEPS: usize = 64;
+
+type Operand = Box<dyn Fn(&[usize]) -> Delayed<Block>>;
+type MakeOperand = dyn Fn(&[Vec<usize>]) -> Result<Operand, ArrayError> + Send + Sync;
+
+/// An input of a fused expression: an array that is not itself fused.
+#[derive(Clone)]
+pub(crate) struct Leaf {
+    shape: Vec<usize>,
+    keys: Arc<Vec<Key>>,
+    /// Its blocks aligned with an output chunking (rechunked, broadcast).
+    operand: Arc<MakeOperand>,
+}
+
+impl Leaf {
+    fn of<T: Element>(a: &Array<T>) -> Leaf {
+        let me = a.clone();
+        Leaf {
+            shape: a.shape(),
+            keys: Arc::new(a.blocks().iter().map(|d| d.key().clone()).collect()),
+            operand: Arc::new(move |chunks: &[Vec<usize>]| me.operand_blocks(chunks).map(|f| Box::new(f) as Operand)),
+        }
+    }
+
+    fn same(&self, other: &Leaf) -> bool {
+        self.shape == other.shape && (Arc::ptr_eq(&self.keys, &other.keys) || self.keys == other.keys)
+    }
+}
+
+/// How an elementwise array is computed from its leaves.
+#[derive(Clone)]
+pub(crate) struct Fused {
+    steps: Vec<Step>,
+    leaves: Vec<Leaf>,
+}
+
+impl Fused {
+    /// `a` as an operand: its own program if it has a short one, else `a` as an input.
+    pub(crate) fn of<T: Element>(a: &Array<T>) -> Fused {
+        match &a.fused {
+            Some(f) if f.steps.len() < MAX_STEPS => (**f).clone(),
+            _ => Fused { steps: vec![Step::Input(0)], leaves: vec![Leaf::of(a)] },
+        }
+    }
+
+    /// The operands' programs one after another (shared inputs once), then
+    /// `last` applied to their results.
+    pub(crate) fn join(parts: Vec<Fused>, last: impl FnOnce(&[usize]) -> Step) -> Fused {
+        let mut out = Fused { steps: Vec::new(), leaves: Vec::new() };
+        let mut input_step: Vec<usize> = Vec::new(); // by leaf
+        let mut results = Vec::with_capacity(parts.len());
+        for part in parts {
+            let mut at = Vec::with_capacity(part.steps.len());
+            for step in &part.steps {
+                let idx = match step {
+                    Step::Input(i) => {
+                        let leaf = &part.leaves[*i];
+                        match out.leaves.iter().position(|l| l.same(leaf)) {
+                            Some(li) => input_step[li],
+                            None => {
+                                out.leaves.push(leaf.clone());
+                                out.steps.push(Step::Input(out.leaves.len() - 1));
+                                input_step.push(out.steps.len() - 1);
+                                out.steps.len() - 1
+                            }
+                        }
+                    }
+                    other => {
+                        out.steps.push(other.remap(&at));
+                        out.steps.len() - 1
+                    }
+                };
+                at.push(idx);
+            }
+            results.push(*at.last().expect("a program has at least one step"));
+        }
+        out.steps.push(last(&results));
+        out
+    }
+
+    /// The array with output `chunks` (to which every leaf is aligned) that
+    /// runs this program per block.
+    pub(crate) fn build<R: Element>(self, name: String, chunks: Vec<Vec<usize>>) -> Result<Array<R>, ArrayError> {
+        let operands: Vec<Operand> = self.leaves.iter().map(|l| (l.operand)(&chunks)).collect::<Result<_, _>>()?;
+        let grid: Vec<usize> = chunks.iter().map(Vec::len).collect();
+        let program = Program(self.steps.clone());
+        let blocks = ArrayD::from_shape_fn(IxDyn(&grid), |i| {
+            let inputs: Vec<Delayed<Block>> = operands.iter().map(|f| f(i.slice())).collect();
+            fused_block(inputs, program.clone())
+        });
+        let mut out = Array::from_blocks(name, chunks, blocks);
+        out.fused = Some(Arc::new(self));
+        Ok(out)
+    }
+}
+
+/// Runs `steps` with `input(i)` as input `i`, dropping values after their last use.
+fn run<'a>(steps: &[Step], input: impl Fn(usize) -> Cow<'a, BlockData>) -> Result<BlockData, String> {
+    let mut last_use = vec![usize::MAX; steps.len()];
+    for (k, s) in steps.iter().enumerate() {
+        if let Some(o) = s.operands().into_iter().find(|&o| o >= k) {
+            return Err(format!("fused program: step {k} reads step {o}, which does not come before it"));
+        }
+        s.operands().into_iter().for_each(|o| last_use[o] = k);
+    }
+    let mut vals: Vec<Option<Cow<'a, BlockData>>> = vec![None; steps.len()];
+    for (k, step) in steps.iter().enumerate() {
+        let get = |i: usize| vals[i].as_deref().ok_or_else(|| format!("fused program: step {k} reads step {i}, which was dropped"));
+        let v = match step {
+            Step::Input(i) => input(*i),
+            Step::Unary(op, a) => Cow::Owned(unary_data(get(*a)?, *op)?),
+            Step::Binary(op, a, b) => Cow::Owned(binary_data(get(*a)?, get(*b)?, *op)?),
+            Step::Scalar { op, arg, value, scalar_first } => Cow::Owned(scalar_data(get(*arg)?, *value, *op, *scalar_first)?),
+            Step::Where(c, a, b) => Cow::Owned(where_data(get(*c)?, get(*a)?, get(*b)?)?),
+            Step::Cast(d, a) => Cow::Owned(cast_data(get(*a)?, *d)),
+        };
+        vals[k] = Some(v);
+        for o in step.operands() {
+            if last_use[o] == k {
+                vals[o] = None;
+            }
+        }
+    }
+    let result = vals.pop().flatten().ok_or("fused program: empty")?;
+    Ok(result.into_owned())
+}
+
+fn contiguous(d: &BlockData) -> bool {
+    crate::with_block!(d, |x: T| x.is_standard_layout())
+}
+
+/// Elements `lo..hi` (in memory order) of a contiguous block, as a 1-d block.
+fn tile(d: &BlockData, lo: usize, hi: usize) -> BlockData {
+    crate::with_block!(d, |x: T| {
+        let flat = x.as_slice().expect("contiguous");
+        T::wrap(ArrayD::from_shape_vec(IxDyn(&[hi - lo]), flat[lo..hi].to_vec()).expect("hi - lo elements"))
+    })
+}
+
+/// The output of a tiled run, filled tile by tile.
+enum Buf {
+    F64(Vec<f64>),
+    F32(Vec<f32>),
+    I64(Vec<i64>),
+    Bool(Vec<bool>),
+}
+
+impl Buf {
+    fn push(buf: &mut Option<Buf>, t: BlockData, capacity: usize) -> Result<(), String> {
+        let b = buf.get_or_insert_with(|| match &t {
+            BlockData::F64(_) => Buf::F64(Vec::with_capacity(capacity)),
+            BlockData::F32(_) => Buf::F32(Vec::with_capacity(capacity)),
+            BlockData::I64(_) => Buf::I64(Vec::with_capacity(capacity)),
+            BlockData::Bool(_) => Buf::Bool(Vec::with_capacity(capacity)),
+        });
+        match (b, t) {
+            (Buf::F64(v), BlockData::F64(t)) => v.extend_from_slice(t.as_slice().expect("a tile is 1-d and contiguous")),
+            (Buf::F32(v), BlockData::F32(t)) => v.extend_from_slice(t.as_slice().expect("a tile is 1-d and contiguous")),
+            (Buf::I64(v), BlockData::I64(t)) => v.extend_from_slice(t.as_slice().expect("a tile is 1-d and contiguous")),
+            (Buf::Bool(v), BlockData::Bool(t)) => v.extend_from_slice(t.as_slice().expect("a tile is 1-d and contiguous")),
+            (_, t) => return Err(format!("fused program: a tile came out as {}, unlike the first one", t.dtype())),
+        }
+        Ok(())
+    }
+
+    fn finish(self, shape: &[usize]) -> Result<BlockData, String> {
+        let s = IxDyn(shape);
+        let bad = |e: ndarray::ShapeError| format!("fused program: output does not fill shape {shape:?}: {e}");
+        Ok(match self {
+            Buf::F64(v) => BlockData::F64(ArrayD::from_shape_vec(s, v).map_err(bad)?),
+            Buf::F32(v) => BlockData::F32(ArrayD::from_shape_vec(s, v).map_err(bad)?),
+            Buf::I64(v) => BlockData::I64(ArrayD::from_shape_vec(s, v).map_err(bad)?),
+            Buf::Bool(v) => BlockData::Bool(ArrayD::from_shape_vec(s, v).map_err(bad)?),
+        })
+    }
+}
+
+/// Runs a fused program on one block's inputs: tile by tile when they are
+/// contiguous, of one shape, and the program has more than one operation;
+/// else on whole blocks (broadcasting as NumPy does).
+pub(crate) fn eval(inputs: &[Block], steps: &[Step]) -> Result<BlockData, String> {
+    let shape = inputs.first().map(|b| b.data().shape().to_vec()).unwrap_or_default();
+    let n: usize = shape.iter().product();
+    let operations = steps.iter().filter(|s| !matches!(s, Step::Input(_))).count();
+    let tiled = operations > 1
+        && n > TILE
+        && inputs.iter().all(|b| b.data().shape() == shape.as_slice() && contiguous(b.data()));
+    if !tiled {
+        return run(steps, |i| Cow::Borrowed(inputs[i].data()));
+    }
+    let mut out = None;
+    for lo in (0..n).step_by(TILE) {
+        let hi = (lo + TILE).min(n);
+        let t = run(steps, |i| Cow::Owned(tile(inputs[i].data(), lo, hi)))?;
+        if t.shape() != [hi - lo] {
+            // Only inputs of the block's shape reach here, so this is a bug.
+            return Err(format!("fused program: a tile of {} elements gave shape {:?}", hi - lo, t.shape()));
+        }
+        Buf::push(&mut out, t, n)?;
+    }
+    out.ok_or("fused program: no tiles")?.finish(&shape)
+}
+
+crate::op! {
+    /// Runs a fused elementwise program over one block of each input.
+    pub fn fused_block(inputs: Vec<Block>, program: Program) -> Result<Block, String> {
+        if let Some(bad) = program.0.iter().find_map(|s| match s { Step::Input(i) if *i >= inputs.len() => Some(*i), _ => None }) {
+            return Err(format!("fused program reads input {bad}, but the task has {} inputs", inputs.len()));
+        }
+        eval(&inputs, &program.0).map(Block::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(v: Vec<f64>) -> Block {
+        let n = v.len();
+        Block::new(BlockData::F64(ArrayD::from_shape_vec(IxDyn(&[n]), v).unwrap()))
+    }
+
+    #[test]
+    fn malformed_programs_are_errors_not_panics() {
+        let x = block(vec![1.0, 2.0]);
+        let forward = Program(vec![Step::Input(0), Step::Binary(BinOp::Add, 0, 2), Step::Unary(UnOp::Neg, 0)]);
+        let e = fused_block::call(vec![x.clone()], forward).unwrap_err();
+        assert!(e.contains("does not come before it"), "{e}");
+        let e = fused_block::call(vec![x.clone()], Program(vec![Step::Input(3)])).unwrap_err();
+        assert!(e.contains("reads input 3") && e.contains("1 inputs"), "{e}");
+        let e = fused_block::call(vec![x], Program(vec![])).unwrap_err();
+        assert!(e.contains("empty"), "{e}");
+    }
+
+    #[test]
+    fn joined_programs_share_inputs_and_tiles_match_whole_blocks() {
+        // x * x: one input, read twice.
+        let a = super::super::create::from_array(&ArrayD::from_elem(IxDyn(&[4]), 1.0), 2).unwrap();
+        let sq = Fused::join(vec![Fused::of(&a), Fused::of(&a)], |r| Step::Binary(BinOp::Mul, r[0], r[1]));
+        assert_eq!((sq.steps, sq.leaves.len()), (vec![Step::Input(0), Step::Binary(BinOp::Mul, 0, 0)], 1));
+        let n = 3 * TILE + 5;
+        let xs: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin()).collect();
+        let steps = vec![
+            Step::Input(0),
+            Step::Scalar { op: BinOp::Sub, arg: 0, value: Scalar::F64(0.25), scalar_first: false },
+            Step::Unary(UnOp::Exp, 1),
+            Step::Binary(BinOp::Mul, 2, 0),
+            Step::Scalar { op: BinOp::Gt, arg: 3, value: Scalar::F64(0.0), scalar_first: false },
+        ];
+        let tiled = eval(&[block(xs.clone())], &steps).unwrap();
+        let whole = run(&steps, |_| Cow::Owned(BlockData::F64(ArrayD::from_shape_vec(IxDyn(&[n]), xs.clone()).unwrap()))).unwrap();
+        assert_eq!(tiled, whole);
+        let want: Vec<bool> = xs.iter().map(|&v| (v - 0.25).exp() * v > 0.0).collect();
+        assert_eq!(tiled, BlockData::Bool(ArrayD::from_shape_vec(IxDyn(&[n]), want).unwrap()));
+    }
+}
