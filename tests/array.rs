@@ -326,7 +326,7 @@ fn gram_matrices_compute_half_of_their_blocks() {
 
 #[test]
 fn zarr_v2_and_v3_read_python_files_and_round_trip() {
-    use rask::array::zarr::{from_zarr, ZarrFormat};
+    use rask::array::zarr::{from_zarr, ZarrCodec, ZarrFormat};
     let a = load::<f64>("a");
     // Written by zarr-python 3.1.6 (make_fixtures.py), chunks (5, 4), uncompressed.
     for name in ["py_v2.zarr", "py_v3.zarr"] {
@@ -357,6 +357,24 @@ fn zarr_v2_and_v3_read_python_files_and_round_trip() {
         assert_eq!(from_zarr::<f32>(&p, None).unwrap().compute().unwrap(), load::<f32>("f32"));
     }
     assert!(dir.path().join("a0.zarr/.zarray").is_file() && dir.path().join("a1.zarr/zarr.json").is_file());
+    // Compressed: gzip and zstd in both formats; a compressible array gets chunks
+    // smaller than their raw bytes, and the metadata names the codec as zarr-python does.
+    let ramp = arange::<i64>(0.0, 4096.0, 1.0, 1024).unwrap();
+    let codecs = [(ZarrCodec::Gzip { level: 5 }, "gzip"), (ZarrCodec::Zstd { level: 3 }, "zstd")];
+    for (k, format) in [ZarrFormat::V2, ZarrFormat::V3].into_iter().enumerate() {
+        for (codec, name) in codecs {
+            let p = dir.path().join(format!("ramp{k}-{name}.zarr"));
+            ramp.to_zarr_with(&p, format, codec).unwrap();
+            assert_eq!(from_zarr::<i64>(&p, None).unwrap().compute().unwrap(), ramp.compute().unwrap(), "{name} v{}", k + 2);
+            let (meta, chunk) = if k == 0 { (".zarray", "1") } else { ("zarr.json", "c/1") };
+            let meta = std::fs::read_to_string(p.join(meta)).unwrap();
+            assert!(meta.contains(&format!("\"{name}\"")), "{meta}");
+            let size = std::fs::metadata(p.join(chunk)).unwrap().len();
+            assert!(size < 1024 * 8 / 2, "{name} v{}: a chunk of 8 KiB took {size} bytes", k + 2);
+        }
+    }
+    let e = ramp.to_zarr_with(dir.path().join("bad.zarr"), ZarrFormat::V3, ZarrCodec::Zstd { level: 40 }).unwrap_err().to_string();
+    assert!(e.contains("bad.zarr") && e.contains("zstd level 40 is out of range 1-22"), "{e}");
 
     // Bad input.
     let e = from_zarr::<i64>(fixture("py_v3.zarr"), None).unwrap_err().to_string();

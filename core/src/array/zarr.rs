@@ -1,5 +1,5 @@
 //! Zarr v2 and v3 arrays through the `zarrs` crate (uncompressed, gzip and
-//! zstd chunks). Building an array reads only the metadata; each block task
+//! zstd chunks, read and written). Building an array reads only the metadata; each block task
 //! opens the store and reads (or writes) its own region.
 
 use std::path::Path;
@@ -20,6 +20,52 @@ pub enum ZarrFormat {
     V2,
     /// Zarr v3 (`zarr.json`, `c/`-prefixed chunk keys).
     V3,
+}
+
+/// How Zarr chunks are compressed when written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ZarrCodec {
+    /// Raw little-endian bytes.
+    None,
+    /// gzip at `level` (0-9).
+    Gzip {
+        /// Compression level, 0 (fastest) to 9 (smallest).
+        level: u32,
+    },
+    /// Zstandard at `level` (1-22; 3 is zarr-python's default).
+    Zstd {
+        /// Compression level, 1 (fastest) to 22 (smallest).
+        level: i32,
+    },
+}
+
+impl ZarrCodec {
+    fn check(self, path: &Path) -> Result<(), ArrayError> {
+        match self {
+            ZarrCodec::Gzip { level } if level > 9 => Err(file_err(path, format!("gzip level {level} is out of range 0-9"))),
+            ZarrCodec::Zstd { level } if !(1..=22).contains(&level) => Err(file_err(path, format!("zstd level {level} is out of range 1-22"))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The v2 `compressor` entry (numcodecs names).
+    fn v2(self) -> serde_json::Value {
+        match self {
+            ZarrCodec::None => serde_json::Value::Null,
+            ZarrCodec::Gzip { level } => serde_json::json!({"id": "gzip", "level": level}),
+            ZarrCodec::Zstd { level } => serde_json::json!({"id": "zstd", "level": level, "checksum": false}),
+        }
+    }
+
+    /// The v3 codec chain.
+    fn v3(self) -> serde_json::Value {
+        let bytes = serde_json::json!({"name": "bytes", "configuration": {"endian": "little"}});
+        match self {
+            ZarrCodec::None => serde_json::json!([bytes]),
+            ZarrCodec::Gzip { level } => serde_json::json!([bytes, {"name": "gzip", "configuration": {"level": level}}]),
+            ZarrCodec::Zstd { level } => serde_json::json!([bytes, {"name": "zstd", "configuration": {"level": level, "checksum": false}}]),
+        }
+    }
 }
 
 fn file_err(path: &Path, message: impl Into<String>) -> ArrayError {
@@ -124,12 +170,18 @@ pub fn from_zarr<T: Element>(path: impl AsRef<Path>, chunks: Option<ChunkSpec>) 
 }
 
 impl<T: Element> Array<T> {
-    /// Writes the array as an uncompressed Zarr array at `path` (a new
-    /// folder), one Zarr chunk per block: blocks are first made regular (all
-    /// but the last along an axis the same size), and each block task writes
-    /// its own chunk.
+    /// Writes the array as an uncompressed Zarr array at `path` (see [`Array::to_zarr_with`]).
     pub fn to_zarr(&self, path: impl AsRef<Path>, format: ZarrFormat) -> Result<(), ArrayError> {
+        self.to_zarr_with(path, format, ZarrCodec::None)
+    }
+
+    /// Writes the array as a Zarr array at `path` (a new folder), its chunks
+    /// compressed with `codec`, one Zarr chunk per block: blocks are first made
+    /// regular (all but the last along an axis the same size), and each block
+    /// task compresses and writes its own chunk.
+    pub fn to_zarr_with(&self, path: impl AsRef<Path>, format: ZarrFormat, codec: ZarrCodec) -> Result<(), ArrayError> {
         let path = path.as_ref();
+        codec.check(path)?;
         let first: Vec<usize> = self.chunks().iter().map(|c| c[0].max(1)).collect();
         let a = self.rechunk(ChunkSpec::PerAxis(first.clone()))?;
         let shape = a.shape();
@@ -141,13 +193,13 @@ impl<T: Element> Array<T> {
         let meta = match format {
             ZarrFormat::V2 => serde_json::json!({
                 "zarr_format": 2, "shape": shape, "chunks": first, "dtype": T::DTYPE,
-                "compressor": null, "fill_value": fill, "order": "C", "filters": null,
+                "compressor": codec.v2(), "fill_value": fill, "order": "C", "filters": null,
             }),
             ZarrFormat::V3 => serde_json::json!({
                 "zarr_format": 3, "node_type": "array", "shape": shape, "data_type": v3_name(T::DTYPE),
                 "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": first}},
                 "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
-                "fill_value": fill, "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
+                "fill_value": fill, "codecs": codec.v3(),
             }),
         };
         let meta: ArrayMetadata = serde_json::from_value(meta).map_err(|e| file_err(path, format!("Zarr metadata: {e}")))?;
