@@ -14,7 +14,8 @@ use ndarray::{ArrayD, Dimension, IxDyn};
 use serde::{Deserialize, Serialize};
 
 use super::block::{Block, BlockData, Element, Scalar};
-use super::ops::{binary_data, cast_data, scalar_data, unary_data, where_data, BinOp, DType, UnOp};
+use super::ops::{binary_data, cast_data, scalar_data, unary_data, where_data, BinOp, DType, Partial, Placement, Reduction, UnOp};
+use super::reduce::{combine_partials, partial_of};
 use super::{Array, ArrayError};
 use crate::delayed::Delayed;
 use crate::key::Key;
@@ -159,16 +160,26 @@ impl Fused {
     /// The array with output `chunks` (to which every leaf is aligned) that
     /// runs this program per block.
     pub(crate) fn build<R: Element>(self, name: String, chunks: Vec<Vec<usize>>) -> Result<Array<R>, ArrayError> {
-        let operands: Vec<Operand> = self.leaves.iter().map(|l| (l.operand)(&chunks)).collect::<Result<_, _>>()?;
+        let inputs = self.inputs(&chunks)?;
         let grid: Vec<usize> = chunks.iter().map(Vec::len).collect();
-        let program = Program(self.steps.clone());
-        let blocks = ArrayD::from_shape_fn(IxDyn(&grid), |i| {
-            let inputs: Vec<Delayed<Block>> = operands.iter().map(|f| f(i.slice())).collect();
-            fused_block(inputs, program.clone())
-        });
+        let program = self.program();
+        let blocks = ArrayD::from_shape_fn(IxDyn(&grid), |i| fused_block(inputs(i.slice()), program.clone()));
         let mut out = Array::from_blocks(name, chunks, blocks);
         out.fused = Some(Arc::new(self));
         Ok(out)
+    }
+}
+
+impl Fused {
+    /// The program's inputs for each block of an output chunked as `chunks`.
+    pub(crate) fn inputs(&self, chunks: &[Vec<usize>]) -> Result<impl Fn(&[usize]) -> Vec<Delayed<Block>>, ArrayError> {
+        let operands: Vec<Operand> = self.leaves.iter().map(|l| (l.operand)(chunks)).collect::<Result<_, _>>()?;
+        Ok(move |i: &[usize]| operands.iter().map(|f| f(i)).collect())
+    }
+
+    /// The program, as an op argument.
+    pub(crate) fn program(&self) -> Program {
+        Program(self.steps.clone())
     }
 }
 
@@ -279,13 +290,103 @@ pub(crate) fn eval(inputs: &[Block], steps: &[Step]) -> Result<BlockData, String
     out.ok_or("fused program: no tiles")?.finish(&shape)
 }
 
+/// Rows `lo..hi` (along axis 0) of a contiguous block.
+fn slab(d: &BlockData, lo: usize, hi: usize) -> BlockData {
+    crate::with_block!(d, |x: T| {
+        let row: usize = x.shape()[1..].iter().product();
+        let mut shape = x.shape().to_vec();
+        shape[0] = hi - lo;
+        let flat = x.as_slice().expect("contiguous");
+        T::wrap(ArrayD::from_shape_vec(IxDyn(&shape), flat[lo * row..hi * row].to_vec()).expect("whole rows"))
+    })
+}
+
+/// The partial reduction of what a fused program computes for one block,
+/// without the block: slabs of rows are computed and reduced one at a time
+/// (about a tile each), then their partials are combined (axis 0 reduced)
+/// or stacked (axis 0 kept). Arg-reductions, broadcast or strided inputs
+/// and one-slab blocks reduce the computed block instead.
+pub(crate) fn eval_reduce(inputs: &[Block], steps: &[Step], axes: &[usize], kind: Reduction, place: &Placement) -> Result<Partial, String> {
+    let shape = inputs.first().map(|b| b.data().shape().to_vec()).unwrap_or_default();
+    let row: usize = shape.iter().skip(1).product();
+    let rows = (TILE / row.max(1)).max(1);
+    let slabbed = !shape.is_empty()
+        && shape[0] > rows
+        && !matches!(kind, Reduction::ArgMin | Reduction::ArgMax)
+        && inputs.iter().all(|b| b.data().shape() == shape.as_slice() && contiguous(b.data()));
+    if !slabbed {
+        return partial_of(&eval(inputs, steps)?, axes, kind, place);
+    }
+    let mut parts = Vec::with_capacity(shape[0].div_ceil(rows));
+    for lo in (0..shape[0]).step_by(rows) {
+        let hi = (lo + rows).min(shape[0]);
+        let values = run(steps, |i| Cow::Owned(slab(inputs[i].data(), lo, hi)))?;
+        parts.push(partial_of(&values, axes, kind, place)?);
+    }
+    if axes.contains(&0) {
+        combine_partials(parts, kind)
+    } else {
+        stack_partials(parts)
+    }
+}
+
+/// Partials of consecutive slabs of rows, with axis 0 not reduced: joined along axis 0.
+fn stack_partials(parts: Vec<Partial>) -> Result<Partial, String> {
+    fn join<T: Clone>(xs: Vec<&ArrayD<T>>) -> Result<ArrayD<T>, String> {
+        let views: Vec<_> = xs.iter().map(|x| x.view()).collect();
+        ndarray::concatenate(ndarray::Axis(0), &views).map_err(|e| format!("stacking partials: {e}"))
+    }
+    match parts.first() {
+        Some(Partial::Plain(first)) => {
+            let datas: Vec<&BlockData> = parts
+                .iter()
+                .map(|p| match p {
+                    Partial::Plain(b) => Ok(b.data()),
+                    _ => Err("stacking partials of different kinds".to_string()),
+                })
+                .collect::<Result<_, _>>()?;
+            let out = crate::with_block!(first.data(), |_x: T| {
+                let typed: Vec<&ArrayD<T>> = datas.iter().map(|d| T::view(d).ok_or("stacking partials of different dtypes")).collect::<Result<_, _>>()?;
+                T::wrap(join(typed)?)
+            });
+            Ok(Partial::Plain(Block::new(out)))
+        }
+        Some(Partial::Moments { n, .. }) => {
+            let n = *n;
+            let (mut means, mut m2s) = (Vec::new(), Vec::new());
+            for p in &parts {
+                match p {
+                    Partial::Moments { mean, m2, .. } => {
+                        means.push(mean);
+                        m2s.push(m2);
+                    }
+                    _ => return Err("stacking partials of different kinds".into()),
+                }
+            }
+            Ok(Partial::Moments { n, mean: join(means)?, m2: join(m2s)? })
+        }
+        _ => Err("no partials to stack, or arg-reduction partials".into()),
+    }
+}
+
 crate::op! {
+    /// The partial reduction over `axes` of what a fused program computes for one block.
+    pub fn fused_reduce_partial(inputs: Vec<Block>, program: Program, axes: Vec<usize>, kind: Reduction, place: Placement) -> Result<Partial, String> {
+        check(&inputs, &program)?;
+        eval_reduce(&inputs, &program.0, &axes, kind, &place)
+    }
+
     /// Runs a fused elementwise program over one block of each input.
     pub fn fused_block(inputs: Vec<Block>, program: Program) -> Result<Block, String> {
-        if let Some(bad) = program.0.iter().find_map(|s| match s { Step::Input(i) if *i >= inputs.len() => Some(*i), _ => None }) {
-            return Err(format!("fused program reads input {bad}, but the task has {} inputs", inputs.len()));
-        }
+        check(&inputs, &program)?;
         eval(&inputs, &program.0).map(Block::new)
+    }
+}
+
+fn check(inputs: &[Block], program: &Program) -> Result<(), String> {
+    match program.0.iter().find_map(|s| match s { Step::Input(i) if *i >= inputs.len() => Some(*i), _ => None }) {
+        Some(bad) => Err(format!("fused program reads input {bad}, but the task has {} inputs", inputs.len())),
+        None => Ok(()),
     }
 }
 

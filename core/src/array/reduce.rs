@@ -7,6 +7,7 @@
 use ndarray::{Dimension, ArrayD, Axis, IxDyn, Zip};
 
 use super::block::{Block, BlockData, Element};
+use super::fuse::fused_reduce_partial;
 use super::ops::{reduce_combine, reduce_finish, reduce_partial, Partial, Placement, Reduction};
 use super::{offsets, Array, ArrayError};
 use crate::delayed::Delayed;
@@ -272,13 +273,22 @@ impl<T: Element> Array<T> {
         let grid = self.blocks().shape().to_vec();
         // Output grid: the reduced axes collapse to one block.
         let out_grid: Vec<usize> = grid.iter().enumerate().map(|(ax, &g)| if axes.contains(&ax) { 1 } else { g }).collect();
+        // An elementwise program is reduced where it runs: its blocks are
+        // never materialized (arg-reductions take the computed blocks).
+        let fused = match &self.fused {
+            Some(f) if !matches!(kind, Reduction::ArgMin | Reduction::ArgMax) => Some((f.inputs(self.chunks())?, f.program())),
+            _ => None,
+        };
         let out_blocks = ArrayD::from_shape_fn(IxDyn(&out_grid), |o| {
             // Partials of every block that maps to this output block.
             let mut parts: Vec<Delayed<Partial>> = Vec::new();
             for (i, b) in self.blocks().indexed_iter() {
                 if (0..ndim).all(|ax| axes.contains(&ax) || i[ax] == o[ax]) {
                     let place = Placement { offset: (0..ndim).map(|ax| starts[ax][i[ax]]).collect(), shape: shape.clone() };
-                    parts.push(reduce_partial(b, axes.clone(), kind, place));
+                    parts.push(match &fused {
+                        Some((inputs, program)) => fused_reduce_partial(inputs(i.slice()), program.clone(), axes.clone(), kind, place),
+                        None => reduce_partial(b, axes.clone(), kind, place),
+                    });
                 }
             }
             while parts.len() > 1 {
