@@ -8,7 +8,8 @@
 //! same inputs is the same graph node.
 //!
 //! * [`block`]: block values and element types;
-//! * [`create`]: zeros, ones, full, arange, linspace, eye, from_array, random;
+//! * [`create`]: zeros, ones, full, arange, linspace, eye, from_array, random
+//!   (numbers from [`sample`]);
 //! * [`elementwise`]: arithmetic, comparisons, functions, `where`, with
 //!   NumPy broadcasting, `map_blocks`;
 //! * [`fuse`]: chains of elementwise operations as one task per block;
@@ -32,6 +33,7 @@ pub mod linalg;
 pub mod npy;
 pub mod ops;
 pub mod reduce;
+pub mod sample;
 pub mod zarr;
 
 use std::marker::PhantomData;

@@ -4,8 +4,6 @@
 
 use ndarray::{ArrayD, Axis, IxDyn, SliceInfoElem, Zip};
 use num_traits::Float;
-use rand::{Rng, SeedableRng};
-use rand_distr::{Distribution as _, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use super::block::{Block, BlockData, Element, Scalar};
@@ -440,25 +438,17 @@ fn assemble_typed<T: Element>(pieces: &[&ArrayD<T>], grid: &[usize]) -> Result<A
     Ok(out)
 }
 
-fn normal_fill(rng: &mut rand_xoshiro::Xoshiro256PlusPlus, n: usize, mean: f64, std: f64) -> Vec<f64> {
-    (0..n).map(|_| { let z: f64 = StandardNormal.sample(rng); mean + std * z }).collect()
-}
-
 /// The seed of block `index` of a random array seeded with `seed`: a
 /// function of both only, so each block's numbers do not depend on which
 /// worker or thread draws them, or in what order.
-fn block_seed(seed: u64, index: &[usize]) -> [u8; 32] {
+fn block_seed(seed: u64, index: &[usize]) -> u64 {
     let mut h = crate::key::TokenHasher::new();
     h.str("rask::array::random").u64(seed);
     index.iter().for_each(|&i| {
         h.u64(i as u64);
     });
-    let t = h.finish().0.to_le_bytes();
-    let mut out = [0u8; 32];
-    out[..16].copy_from_slice(&t);
-    out[16..].copy_from_slice(&t);
-    out[31] ^= 0x5a;
-    out
+    let t = h.finish().0;
+    (t as u64) ^ ((t >> 64) as u64)
 }
 
 // The rest of the reductions' kernels live in `reduce`; the file kernels in `npy`.
@@ -486,11 +476,11 @@ crate::op! {
 
     /// Random numbers for block `index` of an array seeded with `seed`.
     pub fn random_block(seed: u64, index: Vec<usize>, shape: Vec<usize>, dist: RandomDist) -> Block {
-        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::from_seed(block_seed(seed, &index));
+        let mut rng = crate::array::sample::WyRand::new(block_seed(seed, &index));
         let n = shape.iter().product();
         let data = match dist {
-            RandomDist::Uniform { low, high } => (0..n).map(|_| low + (high - low) * rng.gen::<f64>()).collect(),
-            RandomDist::Normal { mean, std } => normal_fill(&mut rng, n, mean, std),
+            RandomDist::Uniform { low, high } => crate::array::sample::uniforms(&mut rng, n, low, high),
+            RandomDist::Normal { mean, std } => crate::array::sample::normals(&mut rng, n, mean, std),
         };
         Block::new(BlockData::F64(ArrayD::from_shape_vec(IxDyn(&shape), data).expect("n elements")))
     }
@@ -623,8 +613,8 @@ mod tests {
     use super::*;
 
     fn block(seed: u64, shape: &[usize]) -> ArrayD<f64> {
-        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
-        ArrayD::from_shape_fn(IxDyn(shape), |_| rng.gen::<f64>() - 0.5)
+        let mut rng = super::super::sample::WyRand::new(seed);
+        ArrayD::from_shape_fn(IxDyn(shape), |_| rng.next_f64() - 0.5)
     }
 
     #[test]
