@@ -39,7 +39,7 @@ impl WyRand {
 }
 
 /// Start of the tail and area of each layer for 256 layers (Marsaglia and Tsang).
-const R: f64 = 3.654_152_885_361_008_8;
+const R: f64 = 3.654_152_885_361_009;
 const V: f64 = 0.004_928_673_233_99;
 
 struct Ziggurat {
