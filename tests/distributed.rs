@@ -78,6 +78,39 @@ fn delayed_graph_computes_on_a_cluster() {
 }
 
 #[test]
+fn arrays_compute_on_a_cluster() {
+    use rask::array::create::standard_normal;
+    use rask::array::index::Sel;
+    use rask::array::ops::BinOp;
+    use rask::Scheduler;
+    let _g = serial();
+    let c = cluster(2, 1);
+    let client = c.client().unwrap();
+    within(120, move || {
+        let sync = |a: &rask::array::Array<f64>| a.compute_with(&Scheduler::Sync, &ComputeOptions::default()).unwrap();
+        let x = standard_normal(1, &[600, 400], [200, 150]).unwrap();
+        // A fused chain, reduced where it runs; a fused chain computed whole.
+        let chain = &(&x * 2.0).exp() - 1.0;
+        let m = chain.mean(&[0]).unwrap();
+        assert_eq!(m.compute().unwrap(), sync(&m), "fused reduction on the workers");
+        let story = client.story(m.blocks().iter().next().unwrap().key()).unwrap();
+        assert!(story.iter().any(|l| l.contains("assigned to worker")), "{story:?}");
+        let w = rask::array::elementwise::where_(&x.compare_scalar(0.0, BinOp::Gt), &chain, &x.abs().sqrt()).unwrap();
+        assert_eq!(w.compute().unwrap(), sync(&w), "fused where");
+        // The symmetric product's corner, and a tree reduction of a transpose sum.
+        let g = x.matmul(&x.t()).unwrap().slice(&[Sel::range(0, 300), Sel::range(0, 300)]).unwrap();
+        assert_eq!(g.compute().unwrap(), sync(&g), "matmul corner");
+        let st = (&x.t() + &x.t()).unwrap().var(&[1], 1.0).unwrap();
+        assert_eq!(st.compute().unwrap(), sync(&st));
+        // Persisted on the cluster, then used again.
+        let kept = chain.persist().unwrap();
+        let (again, want) = (kept.sum(&[]).unwrap().compute().unwrap()[[]], sync(&chain.sum(&[]).unwrap())[[]]);
+        // Stored blocks are summed whole, fused ones slab by slab: 1e-12 relative.
+        assert!((again - want).abs() <= 1e-12 * want.abs(), "{again} vs {want}");
+    });
+}
+
+#[test]
 fn futures_are_arguments_of_later_submits() {
     let _g = serial();
     let c = cluster(2, 1);
