@@ -11,7 +11,8 @@
 
 use std::any::Any;
 use std::fmt;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -92,27 +93,44 @@ impl<T: Send + Sync + 'static> Erased for Holder<T> {
     }
 }
 
-/// Whether `T` is a list type whose items [`take_list_fast`] takes one by one.
-fn list_fast_path<T: 'static>() -> bool {
-    use std::any::TypeId;
-    let t = TypeId::of::<T>();
-    t == TypeId::of::<Vec<crate::array::Block>>() || t == TypeId::of::<Vec<crate::array::ops::Partial>>()
+/// An element type whose lists ops take item by item: a `Vec<U>` argument
+/// built from a list of values is assembled from the items themselves, not
+/// through a serde round trip of the whole list. Register one with
+/// [`list_item!`](crate::list_item) (the array module registers its blocks
+/// and reduction partials: a matmul takes a row and a column of blocks).
+pub struct ListItem {
+    vec_type: fn() -> std::any::TypeId,
+    take: fn(Vec<Value>) -> Result<Box<dyn Any + Send>, ValueError>,
 }
 
-/// Takes each item as the list's element type, without a serde round trip
-/// (array ops take lists of blocks: a matmul's row and column of blocks).
-fn take_list_fast<T: 'static>(items: Vec<Value>) -> Result<T, ValueError> {
-    use std::any::Any;
-    fn each<U: Clone + DeserializeOwned + Send + Sync + 'static>(items: Vec<Value>) -> Result<Box<dyn Any>, ValueError> {
-        let v: Vec<U> = items.into_iter().map(Value::take_decode::<U>).collect::<Result<_, _>>()?;
-        Ok(Box::new(v))
+impl ListItem {
+    /// The entry for element type `U`.
+    pub const fn of<U: Clone + DeserializeOwned + Send + Sync + 'static>() -> Self {
+        fn take<U: Clone + DeserializeOwned + Send + Sync + 'static>(items: Vec<Value>) -> Result<Box<dyn Any + Send>, ValueError> {
+            let v: Vec<U> = items.into_iter().map(Value::take_decode::<U>).collect::<Result<_, _>>()?;
+            Ok(Box::new(v))
+        }
+        ListItem { vec_type: std::any::TypeId::of::<Vec<U>>, take: take::<U> }
     }
-    let boxed = if std::any::TypeId::of::<T>() == std::any::TypeId::of::<Vec<crate::array::Block>>() {
-        each::<crate::array::Block>(items)?
-    } else {
-        each::<crate::array::ops::Partial>(items)?
+}
+
+inventory::collect!(ListItem);
+
+/// Registers `$t` as a [`ListItem`]: `Vec<$t>` arguments are taken item by item.
+#[macro_export]
+macro_rules! list_item {
+    ($t:ty) => {
+        $crate::inventory::submit! { $crate::value::ListItem::of::<$t>() }
     };
-    Ok(*boxed.downcast::<T>().expect("type checked by list_fast_path"))
+}
+
+/// How to take a list as `T`, when `T` is the `Vec` of a registered [`ListItem`].
+fn list_taker<T: 'static>() -> Option<fn(Vec<Value>) -> Result<Box<dyn Any + Send>, ValueError>> {
+    static BY_TYPE: OnceLock<HashMap<std::any::TypeId, fn(Vec<Value>) -> Result<Box<dyn Any + Send>, ValueError>>> = OnceLock::new();
+    BY_TYPE
+        .get_or_init(|| inventory::iter::<ListItem>.into_iter().map(|l| ((l.vec_type)(), l.take)).collect())
+        .get(&std::any::TypeId::of::<T>())
+        .copied()
 }
 
 /// A value received from another process, not decoded yet.
@@ -215,11 +233,12 @@ impl Value {
                 len: enc.bytes.len(),
                 message: e.to_string(),
             }),
-            // Lists of array blocks are taken item by item (moved when unshared).
-            Repr::List(items) if list_fast_path::<T>() => {
+            // Lists of registered item types are taken item by item (moved when unshared).
+            Repr::List(items) if list_taker::<T>().is_some() => {
+                let take = list_taker::<T>().expect("checked by the guard");
                 let items: Vec<Value> = items.to_vec();
                 drop(self);
-                take_list_fast::<T>(items)
+                Ok(*take(items)?.downcast::<T>().expect("the taker of Vec<U> builds a Vec<U>"))
             }
             // A list of values becomes a typed sequence through its serde encoding
             // (a list of `T` encodes exactly as a `Vec<T>`).
@@ -339,6 +358,25 @@ impl fmt::Debug for Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Lists of it can only be taken item by item: its encoding always fails.
+    #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+    struct NoWire(u32);
+    impl Serialize for NoWire {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("NoWire has no encoding"))
+        }
+    }
+    crate::list_item!(NoWire);
+
+    #[test]
+    fn registered_list_items_are_taken_one_by_one() {
+        let list = Value::list(vec![Value::new(NoWire(1)), Value::new(NoWire(2))]);
+        assert_eq!(list.take_decode::<Vec<NoWire>>().unwrap(), vec![NoWire(1), NoWire(2)]);
+        // An unregistered element type goes through serde.
+        let nums = Value::list(vec![Value::new(3u32), Value::new(4u32)]);
+        assert_eq!(nums.take_decode::<Vec<u32>>().unwrap(), vec![3, 4]);
+    }
 
     #[test]
     fn take_moves_last_reference_and_clones_shared() {

@@ -273,3 +273,6 @@ impl<'de> Deserialize<'de> for Block {
         BlockData::deserialize(d).map(Block::new)
     }
 }
+
+// Ops take rows and columns of blocks (`Vec<Block>`) item by item.
+crate::list_item!(Block);

@@ -176,6 +176,9 @@ pub enum Partial {
     },
 }
 
+// Combining tasks take their partials (`Vec<Partial>`) item by item.
+crate::list_item!(Partial);
+
 /// Where a block sits in the whole array (for arg-reductions).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Placement {
