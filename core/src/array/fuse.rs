@@ -76,7 +76,7 @@ pub struct Program(pub Vec<Step>);
 /// Elements per tile: 64 KiB of float64, so a program's live tiles fit in L2.
 const TILE: usize = 8192;
 /// Longer programs take their operands as materialized inputs instead of
-/// growing further (each use of an intermediate recomputes it).
+/// growing further (every array built on a program runs all of it again).
 const MAX_STEPS: usize = 64;
 
 type Operand = Box<dyn Fn(&[usize]) -> Delayed<Block>>;
@@ -122,8 +122,8 @@ impl Fused {
         }
     }
 
-    /// The operands' programs one after another (shared inputs once), then
-    /// `last` applied to their results.
+    /// The operands' programs one after another (shared inputs and shared
+    /// intermediates once), then `last` applied to their results.
     pub(crate) fn join(parts: Vec<Fused>, last: impl FnOnce(&[usize]) -> Step) -> Fused {
         let mut out = Fused { steps: Vec::new(), leaves: Vec::new() };
         let mut input_step: Vec<usize> = Vec::new(); // by leaf
@@ -144,9 +144,14 @@ impl Fused {
                             }
                         }
                     }
+                    // A step already in the program (the same operation on the same
+                    // operands: a shared intermediate) is computed once.
                     other => {
-                        out.steps.push(other.remap(&at));
-                        out.steps.len() - 1
+                        let step = other.remap(&at);
+                        out.steps.iter().position(|s| *s == step).unwrap_or_else(|| {
+                            out.steps.push(step);
+                            out.steps.len() - 1
+                        })
                     }
                 };
                 at.push(idx);
@@ -417,6 +422,12 @@ mod tests {
         let a = super::super::create::from_array(&ArrayD::from_elem(IxDyn(&[4]), 1.0), 2).unwrap();
         let sq = Fused::join(vec![Fused::of(&a), Fused::of(&a)], |r| Step::Binary(BinOp::Mul, r[0], r[1]));
         assert_eq!((sq.steps, sq.leaves.len()), (vec![Step::Input(0), Step::Binary(BinOp::Mul, 0, 0)], 1));
+        // t + exp(t) with t = 2a: t is one step, read twice.
+        let t = &a * 2.0;
+        let shared = (&t + &t.exp()).unwrap();
+        let two = Step::Scalar { op: BinOp::Mul, arg: 0, value: Scalar::F64(2.0), scalar_first: false };
+        let want = vec![Step::Input(0), two, Step::Unary(UnOp::Exp, 1), Step::Binary(BinOp::Add, 1, 2)];
+        assert_eq!(shared.fused.as_ref().unwrap().steps, want);
         let n = 3 * TILE + 5;
         let xs: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin()).collect();
         let steps = vec![
