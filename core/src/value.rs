@@ -100,8 +100,11 @@ impl<T: Send + Sync + 'static> Erased for Holder<T> {
 /// and reduction partials: a matmul takes a row and a column of blocks).
 pub struct ListItem {
     vec_type: fn() -> std::any::TypeId,
-    take: fn(Vec<Value>) -> Result<Box<dyn Any + Send>, ValueError>,
+    take: TakeList,
 }
+
+/// Builds a `Vec<U>` (boxed) from the items of a list.
+type TakeList = fn(Vec<Value>) -> Result<Box<dyn Any + Send>, ValueError>;
 
 impl ListItem {
     /// The entry for element type `U`.
@@ -125,8 +128,8 @@ macro_rules! list_item {
 }
 
 /// How to take a list as `T`, when `T` is the `Vec` of a registered [`ListItem`].
-fn list_taker<T: 'static>() -> Option<fn(Vec<Value>) -> Result<Box<dyn Any + Send>, ValueError>> {
-    static BY_TYPE: OnceLock<HashMap<std::any::TypeId, fn(Vec<Value>) -> Result<Box<dyn Any + Send>, ValueError>>> = OnceLock::new();
+fn list_taker<T: 'static>() -> Option<TakeList> {
+    static BY_TYPE: OnceLock<HashMap<std::any::TypeId, TakeList>> = OnceLock::new();
     BY_TYPE
         .get_or_init(|| inventory::iter::<ListItem>.into_iter().map(|l| ((l.vec_type)(), l.take)).collect())
         .get(&std::any::TypeId::of::<T>())
@@ -233,16 +236,15 @@ impl Value {
                 len: enc.bytes.len(),
                 message: e.to_string(),
             }),
-            // Lists of registered item types are taken item by item (moved when unshared).
-            Repr::List(items) if list_taker::<T>().is_some() => {
-                let take = list_taker::<T>().expect("checked by the guard");
-                let items: Vec<Value> = items.to_vec();
-                drop(self);
-                Ok(*take(items)?.downcast::<T>().expect("the taker of Vec<U> builds a Vec<U>"))
-            }
-            // A list of values becomes a typed sequence through its serde encoding
-            // (a list of `T` encodes exactly as a `Vec<T>`).
-            Repr::List(_) => {
+            Repr::List(items) => {
+                // Lists of registered item types are taken item by item (moved when unshared).
+                if let Some(take) = list_taker::<T>() {
+                    let items: Vec<Value> = items.to_vec();
+                    drop(self);
+                    return Ok(*take(items)?.downcast::<T>().expect("the taker of Vec<U> builds a Vec<U>"));
+                }
+                // Other lists become a typed sequence through their serde encoding
+                // (a list of `T` encodes exactly as a `Vec<T>`).
                 let bytes = self.encode()?;
                 postcard::from_bytes(&bytes).map_err(|e| ValueError::Decode {
                     expected: std::any::type_name::<T>(),

@@ -57,9 +57,14 @@ fn operand(v: &ArrayView2<'_, f64>) -> Option<(*const f64, c_int, c_int)> {
 pub(crate) fn sum_of_products(a: &[ArrayView2<'_, f64>], b: &[ArrayView2<'_, f64>]) -> Option<Array2<f64>> {
     single_threaded();
     let (m, n) = (a[0].nrows(), b[0].ncols());
+    // Every term x·xᵀ of one block (the same memory, transposed): the sum is
+    // symmetric, and each term is a rank-k update of the upper triangle.
+    let symmetric = m == n
+        && a.iter().zip(b).all(|(x, y)| {
+            x.as_ptr() == y.as_ptr() && x.is_standard_layout() && y.strides() == [x.strides()[1], x.strides()[0]]
+        });
     let mut out = Array2::<f64>::zeros((m, n));
     let ldc = n.max(1) as c_int;
-    let mut symmetric = true;
     for (x, y) in a.iter().zip(b) {
         let k = x.ncols();
         if y.nrows() != k || x.nrows() != m || y.ncols() != n {
@@ -67,13 +72,10 @@ pub(crate) fn sum_of_products(a: &[ArrayView2<'_, f64>], b: &[ArrayView2<'_, f64
         }
         let (pa, ta, lda) = operand(x)?;
         let (pb, tb, ldb) = operand(y)?;
-        // y is xᵀ (same memory, transposed): C += x·xᵀ is a rank-k update.
-        let same = pa == pb && m == n && ta != tb && y.strides() == [x.strides()[1], x.strides()[0]];
-        symmetric &= same;
         // SAFETY: the pointers and leading dimensions describe live, contiguous
         // matrices of the stated shapes; `out` is m×n row-major with ldc = n.
         unsafe {
-            if same && ta == NO_TRANS {
+            if symmetric {
                 cblas_dsyrk(ROW_MAJOR, UPPER, NO_TRANS, m as c_int, k as c_int, 1.0, pa, lda, 1.0, out.as_mut_ptr(), ldc);
             } else {
                 cblas_dgemm(ROW_MAJOR, ta, tb, m as c_int, n as c_int, k as c_int, 1.0, pa, lda, pb, ldb, 1.0, out.as_mut_ptr(), ldc);
@@ -86,23 +88,6 @@ pub(crate) fn sum_of_products(a: &[ArrayView2<'_, f64>], b: &[ArrayView2<'_, f64
             for j in 0..i {
                 out[[i, j]] = out[[j, i]];
             }
-        }
-    } else if a.iter().zip(b).any(|(x, y)| x.as_ptr() == y.as_ptr()) {
-        // Mixed: some terms went to DSYRK (upper only) and some to DGEMM: redo with DGEMM only.
-        return dgemm_only(a, b);
-    }
-    Some(out)
-}
-
-fn dgemm_only(a: &[ArrayView2<'_, f64>], b: &[ArrayView2<'_, f64>]) -> Option<Array2<f64>> {
-    let (m, n) = (a[0].nrows(), b[0].ncols());
-    let mut out = Array2::<f64>::zeros((m, n));
-    for (x, y) in a.iter().zip(b) {
-        let (pa, ta, lda) = operand(x)?;
-        let (pb, tb, ldb) = operand(y)?;
-        // SAFETY: as in `sum_of_products`.
-        unsafe {
-            cblas_dgemm(ROW_MAJOR, ta, tb, m as c_int, n as c_int, x.ncols() as c_int, 1.0, pa, lda, pb, ldb, 1.0, out.as_mut_ptr(), n.max(1) as c_int);
         }
     }
     Some(out)

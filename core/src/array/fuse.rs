@@ -126,34 +126,27 @@ impl Fused {
     /// intermediates once), then `last` applied to their results.
     pub(crate) fn join(parts: Vec<Fused>, last: impl FnOnce(&[usize]) -> Step) -> Fused {
         let mut out = Fused { steps: Vec::new(), leaves: Vec::new() };
-        let mut input_step: Vec<usize> = Vec::new(); // by leaf
         let mut results = Vec::with_capacity(parts.len());
         for part in parts {
             let mut at = Vec::with_capacity(part.steps.len());
             for step in &part.steps {
-                let idx = match step {
+                let step = match step {
                     Step::Input(i) => {
                         let leaf = &part.leaves[*i];
-                        match out.leaves.iter().position(|l| l.same(leaf)) {
-                            Some(li) => input_step[li],
-                            None => {
-                                out.leaves.push(leaf.clone());
-                                out.steps.push(Step::Input(out.leaves.len() - 1));
-                                input_step.push(out.steps.len() - 1);
-                                out.steps.len() - 1
-                            }
-                        }
+                        let li = out.leaves.iter().position(|l| l.same(leaf)).unwrap_or_else(|| {
+                            out.leaves.push(leaf.clone());
+                            out.leaves.len() - 1
+                        });
+                        Step::Input(li)
                     }
-                    // A step already in the program (the same operation on the same
-                    // operands: a shared intermediate) is computed once.
-                    other => {
-                        let step = other.remap(&at);
-                        out.steps.iter().position(|s| *s == step).unwrap_or_else(|| {
-                            out.steps.push(step);
-                            out.steps.len() - 1
-                        })
-                    }
+                    other => other.remap(&at),
                 };
+                // A step already in the program (the same input, or the same
+                // operation on the same operands) is computed once.
+                let idx = out.steps.iter().position(|s| *s == step).unwrap_or_else(|| {
+                    out.steps.push(step);
+                    out.steps.len() - 1
+                });
                 at.push(idx);
             }
             results.push(*at.last().expect("a program has at least one step"));
@@ -173,9 +166,7 @@ impl Fused {
         out.fused = Some(Arc::new(self));
         Ok(out)
     }
-}
 
-impl Fused {
     /// The program's inputs for each block of an output chunked as `chunks`.
     pub(crate) fn inputs(&self, chunks: &[Vec<usize>]) -> Result<impl Fn(&[usize]) -> Vec<Delayed<Block>>, ArrayError> {
         let operands: Vec<Operand> = self.leaves.iter().map(|l| (l.operand)(chunks)).collect::<Result<_, _>>()?;
@@ -223,12 +214,19 @@ fn contiguous(d: &BlockData) -> bool {
     crate::with_block!(d, |x: T| x.is_standard_layout())
 }
 
-/// Elements `lo..hi` (in memory order) of a contiguous block, as a 1-d block.
-fn tile(d: &BlockData, lo: usize, hi: usize) -> BlockData {
+/// Elements `lo..hi` (in memory order) of a contiguous block, as an array of `shape`.
+fn piece(d: &BlockData, lo: usize, hi: usize, shape: &[usize]) -> BlockData {
     crate::with_block!(d, |x: T| {
         let flat = x.as_slice().expect("contiguous");
-        T::wrap(ArrayD::from_shape_vec(IxDyn(&[hi - lo]), flat[lo..hi].to_vec()).expect("hi - lo elements"))
+        T::wrap(ArrayD::from_shape_vec(IxDyn(shape), flat[lo..hi].to_vec()).expect("hi - lo elements fill the shape"))
     })
+}
+
+/// The inputs' common shape when they are all contiguous and of one shape
+/// (so they can be cut into tiles or slabs at the same offsets).
+fn common_contiguous_shape(inputs: &[Block]) -> Option<Vec<usize>> {
+    let shape = inputs.first()?.data().shape().to_vec();
+    inputs.iter().all(|b| b.data().shape() == shape.as_slice() && contiguous(b.data())).then_some(shape)
 }
 
 /// The output of a tiled run, filled tile by tile.
@@ -273,19 +271,16 @@ impl Buf {
 /// contiguous, of one shape, and the program has more than one operation;
 /// else on whole blocks (broadcasting as NumPy does).
 pub(crate) fn eval(inputs: &[Block], steps: &[Step]) -> Result<BlockData, String> {
-    let shape = inputs.first().map(|b| b.data().shape().to_vec()).unwrap_or_default();
-    let n: usize = shape.iter().product();
     let operations = steps.iter().filter(|s| !matches!(s, Step::Input(_))).count();
-    let tiled = operations > 1
-        && n > TILE
-        && inputs.iter().all(|b| b.data().shape() == shape.as_slice() && contiguous(b.data()));
-    if !tiled {
-        return run(steps, |i| Cow::Borrowed(inputs[i].data()));
-    }
+    let shape = match common_contiguous_shape(inputs) {
+        Some(shape) if operations > 1 && shape.iter().product::<usize>() > TILE => shape,
+        _ => return run(steps, |i| Cow::Borrowed(inputs[i].data())),
+    };
+    let n: usize = shape.iter().product();
     let mut out = None;
     for lo in (0..n).step_by(TILE) {
         let hi = (lo + TILE).min(n);
-        let t = run(steps, |i| Cow::Owned(tile(inputs[i].data(), lo, hi)))?;
+        let t = run(steps, |i| Cow::Owned(piece(inputs[i].data(), lo, hi, &[hi - lo])))?;
         if t.shape() != [hi - lo] {
             // Only inputs of the block's shape reach here, so this is a bug.
             return Err(format!("fused program: a tile of {} elements gave shape {:?}", hi - lo, t.shape()));
@@ -295,37 +290,26 @@ pub(crate) fn eval(inputs: &[Block], steps: &[Step]) -> Result<BlockData, String
     out.ok_or("fused program: no tiles")?.finish(&shape)
 }
 
-/// Rows `lo..hi` (along axis 0) of a contiguous block.
-fn slab(d: &BlockData, lo: usize, hi: usize) -> BlockData {
-    crate::with_block!(d, |x: T| {
-        let row: usize = x.shape()[1..].iter().product();
-        let mut shape = x.shape().to_vec();
-        shape[0] = hi - lo;
-        let flat = x.as_slice().expect("contiguous");
-        T::wrap(ArrayD::from_shape_vec(IxDyn(&shape), flat[lo * row..hi * row].to_vec()).expect("whole rows"))
-    })
-}
-
 /// The partial reduction of what a fused program computes for one block,
 /// without the block: slabs of rows are computed and reduced one at a time
 /// (about a tile each), then their partials are combined (axis 0 reduced)
 /// or stacked (axis 0 kept). Arg-reductions, broadcast or strided inputs
 /// and one-slab blocks reduce the computed block instead.
 pub(crate) fn eval_reduce(inputs: &[Block], steps: &[Step], axes: &[usize], kind: Reduction, place: &Placement) -> Result<Partial, String> {
-    let shape = inputs.first().map(|b| b.data().shape().to_vec()).unwrap_or_default();
-    let row: usize = shape.iter().skip(1).product();
-    let rows = (TILE / row.max(1)).max(1);
-    let slabbed = !shape.is_empty()
-        && shape[0] > rows
-        && !matches!(kind, Reduction::ArgMin | Reduction::ArgMax)
-        && inputs.iter().all(|b| b.data().shape() == shape.as_slice() && contiguous(b.data()));
-    if !slabbed {
+    let slabs = common_contiguous_shape(inputs).filter(|_| !matches!(kind, Reduction::ArgMin | Reduction::ArgMax)).and_then(|shape| {
+        let row: usize = shape.iter().skip(1).product();
+        let rows = (TILE / row.max(1)).max(1);
+        (shape.first().is_some_and(|&len| len > rows)).then_some((shape, row, rows))
+    });
+    let Some((shape, row, rows)) = slabs else {
         return partial_of(&eval(inputs, steps)?, axes, kind, place);
-    }
+    };
     let mut parts = Vec::with_capacity(shape[0].div_ceil(rows));
     for lo in (0..shape[0]).step_by(rows) {
         let hi = (lo + rows).min(shape[0]);
-        let values = run(steps, |i| Cow::Owned(slab(inputs[i].data(), lo, hi)))?;
+        let mut slab_shape = shape.clone();
+        slab_shape[0] = hi - lo;
+        let values = run(steps, |i| Cow::Owned(piece(inputs[i].data(), lo * row, hi * row, &slab_shape)))?;
         parts.push(partial_of(&values, axes, kind, place)?);
     }
     if axes.contains(&0) {

@@ -382,7 +382,7 @@ fn matmul_typed<T: Element + ndarray::LinalgScalar>(a: &[&ArrayD<T>], b: &[&Arra
 }
 
 /// The float64 product: OpenBLAS when built with the `blas` feature (DSYRK
-/// where a term is `x·xᵀ` of one block), else the pure-Rust GEMM.
+/// when every term is `x·xᵀ` of one block), else the pure-Rust GEMM.
 fn matmul_f64(a: &[&ArrayD<f64>], b: &[&ArrayD<f64>], transpose_b: bool) -> Result<ArrayD<f64>, String> {
     #[cfg(feature = "blas")]
     {

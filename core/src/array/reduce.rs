@@ -322,8 +322,12 @@ impl<T: Element> Array<T> {
 
     /// Number of true (non-zero) elements over `axes`.
     pub fn count(&self, axes: &[usize]) -> Result<Array<i64>, ArrayError> {
-        let b = if T::NAME == bool::NAME { Array::<bool>::from_blocks(self.name(), self.chunks().to_vec(), self.blocks().clone()) } else { self.cast::<bool>() };
-        b.reduce(axes, Reduction::Sum, DEFAULT_SPLIT_EVERY, false)
+        // Bool blocks sum to int64 as they are (a fused program stays fused).
+        if T::NAME == bool::NAME {
+            self.reduce(axes, Reduction::Sum, DEFAULT_SPLIT_EVERY, false)
+        } else {
+            self.cast::<bool>().reduce(axes, Reduction::Sum, DEFAULT_SPLIT_EVERY, false)
+        }
     }
 
     /// Mean over `axes` (float64).

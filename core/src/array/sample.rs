@@ -119,11 +119,7 @@ impl Ziggurat {
 /// `n` normal numbers with `mean` and `std`.
 pub fn normals(rng: &mut WyRand, n: usize, mean: f64, std: f64) -> Vec<f64> {
     let z = ziggurat();
-    if mean == 0.0 && std == 1.0 {
-        (0..n).map(|_| z.sample(rng)).collect()
-    } else {
-        (0..n).map(|_| mean + std * z.sample(rng)).collect()
-    }
+    (0..n).map(|_| mean + std * z.sample(rng)).collect()
 }
 
 /// `n` numbers uniform on `[low, high)`.
