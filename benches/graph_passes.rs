@@ -26,7 +26,11 @@ fn passes(c: &mut Criterion) {
     group.bench_function("inline_data", |b| b.iter(|| inline_data(&graph, &out)));
     for s in [Scheduler::Sync, Scheduler::threads()] {
         group.bench_function(format!("execute_graph_{}", s.name()), |b| {
-            b.iter_batched(|| graph.clone(), |g| s.execute(g, &out, &ComputeOptions::new()).unwrap(), BatchSize::LargeInput)
+            b.iter_batched(
+                || graph.clone(),
+                |g| s.execute(g, &out, &ComputeOptions::new()).unwrap(),
+                BatchSize::LargeInput,
+            )
         });
         group.bench_function(format!("compute_{}", s.name()), |b| {
             b.iter(|| tree.compute_with(&s, &ComputeOptions::new()).unwrap())
@@ -42,7 +46,9 @@ fn passes(c: &mut Criterion) {
             b.iter(|| chain.compute_with(&s, &ComputeOptions::new()).unwrap())
         });
         let opts = ComputeOptions::new().with_fuse(true);
-        group.bench_function(format!("compute_fused_{}", s.name()), |b| b.iter(|| chain.compute_with(&s, &opts).unwrap()));
+        group.bench_function(format!("compute_fused_{}", s.name()), |b| {
+            b.iter(|| chain.compute_with(&s, &opts).unwrap())
+        });
     }
     group.finish();
 }

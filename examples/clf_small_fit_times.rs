@@ -25,12 +25,15 @@ fn median_time(runs: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = std::env::args().nth(1).ok_or("usage: clf_small_fit_times DIR (the clf_small folder)")?;
+    let dir =
+        std::env::args().nth(1).ok_or("usage: clf_small_fit_times DIR (the clf_small folder)")?;
     let dir = std::path::PathBuf::from(dir);
     let (x, y) = load_npy_xy(dir.join("X.npy"), dir.join("y.npy"))?;
     for c in [0.01, 1.0, 100.0] {
         let t = median_time(5, || {
-            let mut m = LogisticRegression::with_params(LogisticRegressionParams::default().c(c).max_iter(1000));
+            let mut m = LogisticRegression::with_params(
+                LogisticRegressionParams::default().c(c).max_iter(1000),
+            );
             m.fit(x.view(), Some(y.view())).expect("fit");
         });
         println!("{{\"model\": \"LogisticRegression\", \"C\": {c}, \"seconds\": {t:.5}}}");

@@ -18,7 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let squares: Vec<Delayed<f64>> = (0..2_000).map(|i| square(i as f64)).collect();
     let mut level = squares;
     while level.len() > 1 {
-        let mut next: Vec<Delayed<f64>> = level.chunks_exact(2).map(|p| add(&p[0], &p[1])).collect();
+        let mut next: Vec<Delayed<f64>> =
+            level.chunks_exact(2).map(|p| add(&p[0], &p[1])).collect();
         if level.len() % 2 == 1 {
             next.push(level.pop().expect("odd"));
         }
@@ -30,7 +31,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 2. Run it on the threaded scheduler with a progress bar and a profiler.
     let profiler = Arc::new(Profiler::new());
-    let opts = ComputeOptions::new().with_callback(Arc::new(Progress::new())).with_callback(profiler.clone());
+    let opts = ComputeOptions::new()
+        .with_callback(Arc::new(Progress::new()))
+        .with_callback(profiler.clone());
     println!("{}", report.compute_with(&Scheduler::threads(), &opts)?);
 
     // 3. Look at what happened.

@@ -60,7 +60,8 @@ pub struct DemoReport {
 /// Pairwise sums down to one value.
 pub fn tree_sum(mut level: Vec<Delayed<u64>>) -> Delayed<u64> {
     while level.len() > 1 {
-        let mut next: Vec<Delayed<u64>> = level.chunks_exact(2).map(|p| add_counts(&p[0], &p[1])).collect();
+        let mut next: Vec<Delayed<u64>> =
+            level.chunks_exact(2).map(|p| add_counts(&p[0], &p[1])).collect();
         if level.len() % 2 == 1 {
             next.push(level.pop().expect("odd length"));
         }
@@ -71,12 +72,14 @@ pub fn tree_sum(mut level: Vec<Delayed<u64>>) -> Delayed<u64> {
 
 /// Builds and runs the demo graph.
 pub fn run(cfg: &DemoConfig) -> Result<DemoReport, DemoError> {
-    let samples: Vec<Delayed<u64>> = (0..cfg.chunks).map(|seed| sample_hits(seed, cfg.samples_per_chunk)).collect();
+    let samples: Vec<Delayed<u64>> =
+        (0..cfg.chunks).map(|seed| sample_hits(seed, cfg.samples_per_chunk)).collect();
     let hits = tree_sum(samples);
     let graph = hits.graph();
     let n_tasks = graph.len();
 
-    std::fs::create_dir_all(&cfg.out_dir).map_err(|source| DemoError::Io { path: cfg.out_dir.clone(), source })?;
+    std::fs::create_dir_all(&cfg.out_dir)
+        .map_err(|source| DemoError::Io { path: cfg.out_dir.clone(), source })?;
     let profiler = Arc::new(Profiler::new());
     let mut opts = ComputeOptions::new().with_callback(profiler.clone());
     if cfg.progress {
@@ -89,7 +92,9 @@ pub fn run(cfg: &DemoConfig) -> Result<DemoReport, DemoError> {
 
     let mut files = Vec::new();
     let profile = cfg.out_dir.join("profile.html");
-    profiler.write_html(&profile).map_err(|source| DemoError::Io { path: profile.clone(), source })?;
+    profiler
+        .write_html(&profile)
+        .map_err(|source| DemoError::Io { path: profile.clone(), source })?;
     files.push(profile);
     let dot = cfg.out_dir.join("graph.dot");
     rask_core::graph::visualize(&graph, &dot)?;
@@ -130,7 +135,12 @@ pub enum DemoError {
 /// Prints the report the way `rask demo` does.
 pub fn print_report(cfg: &DemoConfig, r: &DemoReport) {
     let n = cfg.chunks * cfg.samples_per_chunk;
-    println!("π ≈ {:.6}  (error {:.2e}, {} random points)", r.pi, (r.pi - std::f64::consts::PI).abs(), n);
+    println!(
+        "π ≈ {:.6}  (error {:.2e}, {} random points)",
+        r.pi,
+        (r.pi - std::f64::consts::PI).abs(),
+        n
+    );
     println!(
         "{} tasks on {} threads in {:.3} s ({:.0} points/s)",
         r.n_tasks,

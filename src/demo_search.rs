@@ -38,7 +38,10 @@ pub fn run(cfg: &SearchDemoConfig) -> Result<(SearchResult, f64), Box<dyn std::e
     let search = GridSearchCV::new(
         Box::new(pipe),
         vec![grid(vec![
-            ("pca__n_components", vec![ParamValue::I64(3), ParamValue::I64(6), ParamValue::I64(12)]),
+            (
+                "pca__n_components",
+                vec![ParamValue::I64(3), ParamValue::I64(6), ParamValue::I64(12)],
+            ),
             ("logreg__C", [0.001, 0.01, 0.1, 1.0, 10.0].into_iter().map(ParamValue::F64).collect()),
         ])],
     )
@@ -52,7 +55,10 @@ pub fn run(cfg: &SearchDemoConfig) -> Result<(SearchResult, f64), Box<dyn std::e
         ..ClusterOptions::default()
     })?;
     println!("scheduler at {} (logs in {})", cluster.address(), cluster.log_dir().display());
-    let client = rask_distributed::Client::connect_with(cluster.address(), ClientOptions { set_as_default: false, ..Default::default() })?;
+    let client = rask_distributed::Client::connect_with(
+        cluster.address(),
+        ClientOptions { set_as_default: false, ..Default::default() },
+    )?;
     println!(
         "grid search: {} candidates x 5 folds on {} rows (StandardScaler -> PCA -> LogisticRegression)",
         search.candidates()?.len(),
@@ -67,7 +73,10 @@ pub fn run(cfg: &SearchDemoConfig) -> Result<(SearchResult, f64), Box<dyn std::e
     let seconds = t.elapsed().as_secs_f64();
     std::fs::create_dir_all(&cfg.out_dir)?;
     std::fs::write(cfg.out_dir.join("cv_results.csv"), result.cv_results.to_csv())?;
-    std::fs::write(cfg.out_dir.join("cv_results.json"), serde_json::to_string_pretty(&result.cv_results.to_json())?)?;
+    std::fs::write(
+        cfg.out_dir.join("cv_results.json"),
+        serde_json::to_string_pretty(&result.cv_results.to_json())?,
+    )?;
     Ok((result, seconds))
 }
 

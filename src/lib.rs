@@ -14,7 +14,7 @@ pub use rask_distributed as distributed;
 pub use rask_distributed::{Client, LocalCluster};
 
 pub mod bench;
-pub mod ops;
-pub mod spec;
 pub mod demo;
 pub mod demo_search;
+pub mod ops;
+pub mod spec;

@@ -35,7 +35,9 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array1, Array2};
 use rask_ml::model_selection::Splitter;
 use rask_ml::{create, Estimator, ParamValue, Pipeline};
-use rask_search::{Cv, Distribution, ErrorScore, Grid, GridSearchCV, RandomizedSearchCV, Refit, SearchCV};
+use rask_search::{
+    Cv, Distribution, ErrorScore, Grid, GridSearchCV, RandomizedSearchCV, Refit, SearchCV,
+};
 use toml::Value;
 
 /// A spec error: the file, the key path, and what is wrong.
@@ -99,7 +101,10 @@ impl Ctx<'_> {
     fn str<'v>(&self, t: &'v toml::Table, key: &str, at: &str) -> Result<&'v str, SpecError> {
         match t.get(key) {
             Some(Value::String(s)) => Ok(s),
-            Some(other) => Err(self.err(format!("{at}.{key}"), format!("expected a string, found {}", other.type_str()))),
+            Some(other) => Err(self.err(
+                format!("{at}.{key}"),
+                format!("expected a string, found {}", other.type_str()),
+            )),
             None => Err(self.err(format!("{at}.{key}"), "missing")),
         }
     }
@@ -111,7 +116,15 @@ impl Ctx<'_> {
             Value::Boolean(b) => ParamValue::Bool(*b),
             Value::String(s) if s == "none" => ParamValue::None,
             Value::String(s) => ParamValue::Str(s.clone()),
-            other => return Err(self.err(at, format!("a parameter value must be a number, bool or string, found {}", other.type_str()))),
+            other => {
+                return Err(self.err(
+                    at,
+                    format!(
+                        "a parameter value must be a number, bool or string, found {}",
+                        other.type_str()
+                    ),
+                ))
+            }
         })
     }
 
@@ -120,9 +133,16 @@ impl Ctx<'_> {
             .map(|(k, v)| match v {
                 Value::Array(items) => Ok((
                     k.clone(),
-                    items.iter().enumerate().map(|(i, x)| self.param(x, &format!("{at}.{k}[{i}]"))).collect::<Result<Vec<_>, _>>()?,
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, x)| self.param(x, &format!("{at}.{k}[{i}]")))
+                        .collect::<Result<Vec<_>, _>>()?,
                 )),
-                other => Err(self.err(format!("{at}.{k}"), format!("expected a list of values, found {}", other.type_str()))),
+                other => Err(self.err(
+                    format!("{at}.{k}"),
+                    format!("expected a list of values, found {}", other.type_str()),
+                )),
             })
             .collect()
     }
@@ -130,7 +150,10 @@ impl Ctx<'_> {
     fn distribution(&self, v: &Value, at: &str) -> Result<Distribution, SpecError> {
         let pair = |v: &Value, what: &str| -> Result<(f64, f64), SpecError> {
             match v.as_array().map(|a| a.as_slice()) {
-                Some([a, b]) => match (a.as_float().or(a.as_integer().map(|i| i as f64)), b.as_float().or(b.as_integer().map(|i| i as f64))) {
+                Some([a, b]) => match (
+                    a.as_float().or(a.as_integer().map(|i| i as f64)),
+                    b.as_float().or(b.as_integer().map(|i| i as f64)),
+                ) {
                     (Some(a), Some(b)) => Ok((a, b)),
                     _ => Err(self.err(format!("{at}.{what}"), "expected two numbers [low, high]")),
                 },
@@ -139,24 +162,45 @@ impl Ctx<'_> {
         };
         match v {
             Value::Array(items) => Ok(Distribution::Choice(
-                items.iter().enumerate().map(|(i, x)| self.param(x, &format!("{at}[{i}]"))).collect::<Result<_, _>>()?,
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| self.param(x, &format!("{at}[{i}]")))
+                    .collect::<Result<_, _>>()?,
             )),
             Value::Table(t) if t.len() == 1 => {
                 let (kind, arg) = t.iter().next().expect("one entry");
                 match kind.as_str() {
-                    "uniform" => pair(arg, kind).map(|(low, high)| Distribution::Uniform { low, high }),
-                    "loguniform" => pair(arg, kind).map(|(low, high)| Distribution::LogUniform { low, high }),
-                    "randint" => pair(arg, kind).map(|(low, high)| Distribution::RandInt { low: low as i64, high: high as i64 }),
+                    "uniform" => {
+                        pair(arg, kind).map(|(low, high)| Distribution::Uniform { low, high })
+                    }
+                    "loguniform" => {
+                        pair(arg, kind).map(|(low, high)| Distribution::LogUniform { low, high })
+                    }
+                    "randint" => pair(arg, kind).map(|(low, high)| Distribution::RandInt {
+                        low: low as i64,
+                        high: high as i64,
+                    }),
                     "choice" => self.distribution(arg, &format!("{at}.choice")),
-                    other => Err(self.err(format!("{at}.{other}"), "unknown distribution; use uniform, loguniform, randint or choice")),
+                    other => Err(self.err(
+                        format!("{at}.{other}"),
+                        "unknown distribution; use uniform, loguniform, randint or choice",
+                    )),
                 }
             }
-            _ => Err(self.err(at, "expected a list of values or { uniform | loguniform | randint = [low, high] }")),
+            _ => Err(self.err(
+                at,
+                "expected a list of values or { uniform | loguniform | randint = [low, high] }",
+            )),
         }
     }
 }
 
-fn table<'v>(ctx: &Ctx<'_>, root: &'v toml::Table, key: &str) -> Result<Option<&'v toml::Table>, SpecError> {
+fn table<'v>(
+    ctx: &Ctx<'_>,
+    root: &'v toml::Table,
+    key: &str,
+) -> Result<Option<&'v toml::Table>, SpecError> {
     match root.get(key) {
         None => Ok(None),
         Some(Value::Table(t)) => Ok(Some(t)),
@@ -169,30 +213,39 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
     let file = path.display().to_string();
     let base = path.parent().unwrap_or(Path::new("."));
     let ctx = Ctx { file: &file, base };
-    let text = std::fs::read_to_string(path).map_err(|e| ctx.err("(file)", format!("cannot read: {e}")))?;
-    let root: toml::Table = toml::from_str(&text).map_err(|e| ctx.err("(syntax)", e.to_string()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ctx.err("(file)", format!("cannot read: {e}")))?;
+    let root: toml::Table =
+        toml::from_str(&text).map_err(|e| ctx.err("(syntax)", e.to_string()))?;
     let known = ["data", "steps", "grid", "grids", "distributions", "search", "output"];
     if let Some(k) = root.keys().find(|k| !known.contains(&k.as_str())) {
-        return Err(ctx.err(k.as_str(), format!("unknown section; sections are {}", known.join(", "))));
+        return Err(
+            ctx.err(k.as_str(), format!("unknown section; sections are {}", known.join(", ")))
+        );
     }
 
     // [data]
-    let data = table(&ctx, &root, "data")?.ok_or_else(|| ctx.err("data", "missing: give x/y .npy files or csv + target"))?;
+    let data = table(&ctx, &root, "data")?
+        .ok_or_else(|| ctx.err("data", "missing: give x/y .npy files or csv + target"))?;
     let (x, y) = if let Some(Value::String(csv)) = data.get("csv") {
         let target = ctx.str(data, "target", "data")?;
-        let (x, y, _) = rask_ml::datasets::load_csv_xy(ctx.path(csv), target).map_err(|e| ctx.err("data.csv", e.to_string()))?;
+        let (x, y, _) = rask_ml::datasets::load_csv_xy(ctx.path(csv), target)
+            .map_err(|e| ctx.err("data.csv", e.to_string()))?;
         (x, y)
     } else {
         let xp = ctx.str(data, "x", "data")?;
         let yp = ctx.str(data, "y", "data")?;
-        rask_ml::datasets::load_npy_xy(ctx.path(xp), ctx.path(yp)).map_err(|e| ctx.err("data", e.to_string()))?
+        rask_ml::datasets::load_npy_xy(ctx.path(xp), ctx.path(yp))
+            .map_err(|e| ctx.err("data", e.to_string()))?
     };
 
     // [[steps]]
     let steps = match root.get("steps") {
         Some(Value::Array(a)) if !a.is_empty() => a,
         Some(_) => return Err(ctx.err("steps", "expected a non-empty list of [[steps]] tables")),
-        None => return Err(ctx.err("steps", "missing: the pipeline, as [[steps]] with name and type")),
+        None => {
+            return Err(ctx.err("steps", "missing: the pipeline, as [[steps]] with name and type"))
+        }
     };
     let mut built: Vec<(String, Box<dyn Estimator>)> = Vec::new();
     for (i, s) in steps.iter().enumerate() {
@@ -202,10 +255,13 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
         let ty = ctx.str(t, "type", &at)?;
         let mut est = create(ty).map_err(|e| ctx.err(format!("{at}.type"), e.to_string()))?;
         if let Some(p) = t.get("params") {
-            let p = p.as_table().ok_or_else(|| ctx.err(format!("{at}.params"), "expected a table of parameters"))?;
+            let p = p
+                .as_table()
+                .ok_or_else(|| ctx.err(format!("{at}.params"), "expected a table of parameters"))?;
             for (k, v) in p {
                 let value = ctx.param(v, &format!("{at}.params.{k}"))?;
-                est.set_param(k, value).map_err(|e| ctx.err(format!("{at}.params.{k}"), e.to_string()))?;
+                est.set_param(k, value)
+                    .map_err(|e| ctx.err(format!("{at}.params.{k}"), e.to_string()))?;
             }
         }
         built.push((name.to_string(), est));
@@ -230,7 +286,9 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
         for (at, name) in names {
             if !params.contains_key(&name) {
                 let known: Vec<&String> = params.keys().collect();
-                return Err(ctx.err(at, format!("unknown parameter {name:?}; the estimator has {known:?}")));
+                return Err(
+                    ctx.err(at, format!("unknown parameter {name:?}; the estimator has {known:?}"))
+                );
             }
         }
         Ok(())
@@ -241,17 +299,33 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
             (None, Some(Value::Array(a))) => a
                 .iter()
                 .enumerate()
-                .map(|(i, g)| g.as_table().ok_or_else(|| ctx.err(format!("grids[{i}]"), "expected a table")).and_then(|t| ctx.grid(t, &format!("grids[{i}]"))))
+                .map(|(i, g)| {
+                    g.as_table()
+                        .ok_or_else(|| ctx.err(format!("grids[{i}]"), "expected a table"))
+                        .and_then(|t| ctx.grid(t, &format!("grids[{i}]")))
+                })
                 .collect::<Result<_, _>>()?,
-            (None, None) => return Err(ctx.err("grid", "missing: a grid search needs [grid] or [[grids]]")),
+            (None, None) => {
+                return Err(ctx.err("grid", "missing: a grid search needs [grid] or [[grids]]"))
+            }
             _ => return Err(ctx.err("grid", "give either [grid] or [[grids]], as tables")),
         };
-        check_names(grids.iter().enumerate().flat_map(|(i, g)| g.keys().map(move |k| (format!("grid[{i}].{k}"), k.clone()))).collect())?;
+        check_names(
+            grids
+                .iter()
+                .enumerate()
+                .flat_map(|(i, g)| g.keys().map(move |k| (format!("grid[{i}].{k}"), k.clone())))
+                .collect(),
+        )?;
         GridSearchCV::new(estimator.clone_unfitted(), grids)
     } else {
-        let d = table(&ctx, &root, "distributions")?.ok_or_else(|| ctx.err("distributions", "missing: a random search needs [distributions]"))?;
-        let dists: BTreeMap<String, Distribution> =
-            d.iter().map(|(k, v)| Ok((k.clone(), ctx.distribution(v, &format!("distributions.{k}"))?))).collect::<Result<_, SpecError>>()?;
+        let d = table(&ctx, &root, "distributions")?.ok_or_else(|| {
+            ctx.err("distributions", "missing: a random search needs [distributions]")
+        })?;
+        let dists: BTreeMap<String, Distribution> = d
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), ctx.distribution(v, &format!("distributions.{k}"))?)))
+            .collect::<Result<_, SpecError>>()?;
         check_names(dists.keys().map(|k| (format!("distributions.{k}"), k.clone())).collect())?;
         let n_iter = match s.get("n_iter") {
             Some(Value::Integer(n)) if *n > 0 => *n as usize,
@@ -288,20 +362,34 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
                     train_size: t.get("train_size").and_then(Value::as_float),
                     random_state,
                 },
-                other => return Err(ctx.err("search.cv.splitter", format!("unknown splitter {other:?}; use kfold, stratified or shuffle"))),
+                other => {
+                    return Err(ctx.err(
+                        "search.cv.splitter",
+                        format!("unknown splitter {other:?}; use kfold, stratified or shuffle"),
+                    ))
+                }
             };
             search.cv(Cv::Splitter(splitter))
         }
-        Some(_) => return Err(ctx.err("search.cv", "expected a number of folds (>= 2) or a splitter table")),
+        Some(_) => {
+            return Err(
+                ctx.err("search.cv", "expected a number of folds (>= 2) or a splitter table")
+            )
+        }
     };
     if let Some(v) = s.get("scoring") {
         let names: Vec<String> = match v {
             Value::String(n) => vec![n.clone()],
-            Value::Array(a) => a.iter().map(|x| x.as_str().map(String::from)).collect::<Option<_>>().ok_or_else(|| ctx.err("search.scoring", "expected scorer names"))?,
+            Value::Array(a) => a
+                .iter()
+                .map(|x| x.as_str().map(String::from))
+                .collect::<Option<_>>()
+                .ok_or_else(|| ctx.err("search.scoring", "expected scorer names"))?,
             _ => return Err(ctx.err("search.scoring", "expected a scorer name or a list of them")),
         };
         for n in &names {
-            rask_ml::metrics::check_scorer(n).map_err(|e| ctx.err("search.scoring", e.to_string()))?;
+            rask_ml::metrics::check_scorer(n)
+                .map_err(|e| ctx.err("search.scoring", e.to_string()))?;
         }
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         search = search.scoring(&refs);
@@ -318,19 +406,33 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
         Some(Value::String(v)) if v == "nan" => search.error_score(ErrorScore::Value(f64::NAN)),
         Some(Value::Float(v)) => search.error_score(ErrorScore::Value(*v)),
         Some(Value::Integer(v)) => search.error_score(ErrorScore::Value(*v as f64)),
-        Some(_) => return Err(ctx.err("search.error_score", "expected \"raise\", \"nan\" or a number")),
+        Some(_) => {
+            return Err(ctx.err("search.error_score", "expected \"raise\", \"nan\" or a number"))
+        }
     };
     if let Some(v) = s.get("return_train_score") {
-        search = search.return_train_score(v.as_bool().ok_or_else(|| ctx.err("search.return_train_score", "expected true or false"))?);
+        search = search.return_train_score(
+            v.as_bool()
+                .ok_or_else(|| ctx.err("search.return_train_score", "expected true or false"))?,
+        );
     }
     let scheduler = match s.get("scheduler").map(|v| v.as_str()) {
         None | Some(Some("threads")) => SchedulerSpec::Threads,
         Some(Some("sync")) => SchedulerSpec::Sync,
         Some(Some(l)) if l.starts_with("local:") => SchedulerSpec::Local(
-            l["local:".len()..].parse().ok().filter(|n: &usize| *n >= 1).ok_or_else(|| ctx.err("search.scheduler", "local:N needs N >= 1 workers"))?,
+            l["local:".len()..]
+                .parse()
+                .ok()
+                .filter(|n: &usize| *n >= 1)
+                .ok_or_else(|| ctx.err("search.scheduler", "local:N needs N >= 1 workers"))?,
         ),
         Some(Some(addr)) if addr.contains(':') => SchedulerSpec::Address(addr.to_string()),
-        _ => return Err(ctx.err("search.scheduler", "expected \"threads\", \"sync\", \"local:N\" or a scheduler address host:port")),
+        _ => {
+            return Err(ctx.err(
+                "search.scheduler",
+                "expected \"threads\", \"sync\", \"local:N\" or a scheduler address host:port",
+            ))
+        }
     };
     let out_dir = match table(&ctx, &root, "output")?.and_then(|o| o.get("dir")) {
         None => PathBuf::from("search-results"),
@@ -338,6 +440,8 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
         Some(_) => return Err(ctx.err("output.dir", "expected a folder path")),
     };
     // Candidates are checked now, so that a bad grid fails before any work.
-    search.candidates().map_err(|e| ctx.err(if kind == "grid" { "grid" } else { "distributions" }, e.to_string()))?;
+    search.candidates().map_err(|e| {
+        ctx.err(if kind == "grid" { "grid" } else { "distributions" }, e.to_string())
+    })?;
     Ok(Spec { x, y, search, scheduler, out_dir })
 }

@@ -38,7 +38,10 @@ fn assert_close(got: &ArrayD<f64>, want: &ArrayD<f64>, rtol: f64, what: &str) {
 }
 
 fn check(a: Result<Array<f64>, ArrayError>, exp: &str, rtol: f64) {
-    let got = a.unwrap_or_else(|e| panic!("{exp}: {e}")).compute().unwrap_or_else(|e| panic!("{exp}: {e}"));
+    let got = a
+        .unwrap_or_else(|e| panic!("{exp}: {e}"))
+        .compute()
+        .unwrap_or_else(|e| panic!("{exp}: {e}"));
     assert_close(&got, &load::<f64>(exp), rtol, exp);
 }
 
@@ -71,10 +74,19 @@ fn reductions_match_numpy() {
     let ma = load::<bool>("m");
     let rows_any: Vec<bool> = ma.outer_iter().map(|r| r.iter().any(|&v| v)).collect();
     let rows_all: Vec<bool> = ma.outer_iter().map(|r| r.iter().all(|&v| v)).collect();
-    assert_eq!(m.any(&[1]).unwrap().compute().unwrap().iter().copied().collect::<Vec<_>>(), rows_any);
-    assert_eq!(m.all(&[1]).unwrap().compute().unwrap().iter().copied().collect::<Vec<_>>(), rows_all);
+    assert_eq!(
+        m.any(&[1]).unwrap().compute().unwrap().iter().copied().collect::<Vec<_>>(),
+        rows_any
+    );
+    assert_eq!(
+        m.all(&[1]).unwrap().compute().unwrap().iter().copied().collect::<Vec<_>>(),
+        rows_all
+    );
     assert!(rows_any.contains(&true) && rows_all.contains(&false));
-    assert_eq!(m.count(&[]).unwrap().compute().unwrap()[[]] as usize, ma.iter().filter(|&&v| v).count());
+    assert_eq!(
+        m.count(&[]).unwrap().compute().unwrap()[[]] as usize,
+        ma.iter().filter(|&&v| v).count()
+    );
 
     let t3 = input::<f64>("t3", [2, 3, 4]);
     check(t3.sum(&[0, 2]), "exp_t3_sum02", 1e-12);
@@ -121,7 +133,8 @@ fn elementwise_chains_run_as_one_task_per_block() {
     let z = where_(&x.compare_scalar(0.5, rask::array::ops::BinOp::Gt), &left, &right).unwrap();
     // (black_box: the compiler would turn powf(v, 2.0) into v * v, which can differ in the last bit)
     let two = std::hint::black_box(2.0);
-    let want = xs.mapv(|v| if v > 0.5 { (-v).exp() * 2.0 + v.powf(two) } else { v.abs().sqrt() - 1.0 });
+    let want =
+        xs.mapv(|v| if v > 0.5 { (-v).exp() * 2.0 + v.powf(two) } else { v.abs().sqrt() - 1.0 });
     assert_eq!(z.compute().unwrap(), want);
     // The graph is the 4 random blocks and one task per output block.
     let g = z.graph();
@@ -143,7 +156,11 @@ fn elementwise_chains_run_as_one_task_per_block() {
     let q = &(&p + 1.0) * 3.0;
     assert_eq!(q.compute().unwrap(), xs.mapv(|v| (v * 2.0 + 1.0) * 3.0));
     let g = q.graph();
-    assert_eq!(g.iter().filter(|(_, n)| matches!(n, rask::Node::Data(_))).count(), 4, "the persisted blocks");
+    assert_eq!(
+        g.iter().filter(|(_, n)| matches!(n, rask::Node::Data(_))).count(),
+        4,
+        "the persisted blocks"
+    );
     assert_eq!(g.len(), 8);
 
     // Errors inside a fused program still name the problem.
@@ -159,13 +176,17 @@ fn reductions_of_elementwise_chains_never_materialize_blocks() {
     let expr = &(&x * 1.5).exp() - 0.5;
     // The reference: the same values, computed and stored, then reduced.
     let kept = expr.persist().unwrap();
-    let close = |got: Result<Array<f64>, ArrayError>, want: Result<Array<f64>, ArrayError>, what: &str| {
-        let got = got.unwrap();
-        let g = got.graph();
-        assert!(expr.blocks().iter().all(|b| !g.contains(b.key())), "{what}: a block of the expression was materialized");
-        // Summation order differs (per slab, then combined): 1e-12 relative.
-        assert_close(&got.compute().unwrap(), &want.unwrap().compute().unwrap(), 1e-12, what);
-    };
+    let close =
+        |got: Result<Array<f64>, ArrayError>, want: Result<Array<f64>, ArrayError>, what: &str| {
+            let got = got.unwrap();
+            let g = got.graph();
+            assert!(
+                expr.blocks().iter().all(|b| !g.contains(b.key())),
+                "{what}: a block of the expression was materialized"
+            );
+            // Summation order differs (per slab, then combined): 1e-12 relative.
+            assert_close(&got.compute().unwrap(), &want.unwrap().compute().unwrap(), 1e-12, what);
+        };
     for axes in [vec![], vec![0], vec![1], vec![2], vec![0, 2], vec![1, 2]] {
         close(expr.sum(&axes), kept.sum(&axes), &format!("sum {axes:?}"));
         close(expr.mean(&axes), kept.mean(&axes), &format!("mean {axes:?}"));
@@ -177,12 +198,24 @@ fn reductions_of_elementwise_chains_never_materialize_blocks() {
     let pos = expr.compare_scalar(1.0, rask::array::ops::BinOp::Gt);
     let pos_kept = pos.persist().unwrap();
     for axes in [vec![], vec![1], vec![0, 2]] {
-        assert_eq!(pos.any(&axes).unwrap().compute().unwrap(), pos_kept.any(&axes).unwrap().compute().unwrap());
-        assert_eq!(pos.all(&axes).unwrap().compute().unwrap(), pos_kept.all(&axes).unwrap().compute().unwrap());
-        assert_eq!(pos.count(&axes).unwrap().compute().unwrap(), pos_kept.count(&axes).unwrap().compute().unwrap());
+        assert_eq!(
+            pos.any(&axes).unwrap().compute().unwrap(),
+            pos_kept.any(&axes).unwrap().compute().unwrap()
+        );
+        assert_eq!(
+            pos.all(&axes).unwrap().compute().unwrap(),
+            pos_kept.all(&axes).unwrap().compute().unwrap()
+        );
+        assert_eq!(
+            pos.count(&axes).unwrap().compute().unwrap(),
+            pos_kept.count(&axes).unwrap().compute().unwrap()
+        );
     }
     // Arg-reductions take the computed blocks (indices are exact).
-    assert_eq!(expr.argmax(Some(1)).unwrap().compute().unwrap(), kept.argmax(Some(1)).unwrap().compute().unwrap());
+    assert_eq!(
+        expr.argmax(Some(1)).unwrap().compute().unwrap(),
+        kept.argmax(Some(1)).unwrap().compute().unwrap()
+    );
     // NaN propagates through a fused min as through a stored one.
     let nan = x.log();
     assert!(nan.min(&[]).unwrap().compute().unwrap()[[]].is_nan());
@@ -223,8 +256,15 @@ fn selections_and_joins_match_numpy() {
     // A block-aligned corner of a product computes only the blocks it needs.
     let corner = a.matmul(&a.t()).unwrap().slice(&[Sel::range(0, 5), Sel::range(0, 5)]).unwrap();
     assert_eq!(corner.npartitions(), 1);
-    let matmuls = corner.graph().iter().filter(|(_, n)| matches!(n, rask::Node::Task(t) if t.op.name().ends_with("matmul_block"))).count();
-    assert_eq!(matmuls, 2, "only the corner's products are in the graph (3 k-blocks in groups of 2)");
+    let matmuls = corner
+        .graph()
+        .iter()
+        .filter(|(_, n)| matches!(n, rask::Node::Task(t) if t.op.name().ends_with("matmul_block")))
+        .count();
+    assert_eq!(
+        matmuls, 2,
+        "only the corner's products are in the graph (3 k-blocks in groups of 2)"
+    );
 }
 
 #[test]
@@ -232,17 +272,28 @@ fn creation_matches_numpy_and_random_is_reproducible() {
     check(arange::<f64>(3.0, 20.0, 0.75, 5), "exp_arange", 1e-15);
     check(linspace(-1.0, 2.0, 17, 4), "exp_linspace", 1e-15);
     check(eye::<f64>(7, 9, 0, 4), "exp_eye", 0.0);
-    assert_eq!(zeros::<i64>(&[3, 4], 2).unwrap().compute().unwrap(), ArrayD::<i64>::zeros(IxDyn(&[3, 4])));
+    assert_eq!(
+        zeros::<i64>(&[3, 4], 2).unwrap().compute().unwrap(),
+        ArrayD::<i64>::zeros(IxDyn(&[3, 4]))
+    );
     assert_eq!(ones::<f32>(&[5], 2).unwrap().sum(&[]).unwrap().compute().unwrap()[[]], 5.0);
-    assert_eq!(full(&[2, 2], [1, 2], true).unwrap().compute().unwrap(), ArrayD::from_elem(IxDyn(&[2, 2]), true));
+    assert_eq!(
+        full(&[2, 2], [1, 2], true).unwrap().compute().unwrap(),
+        ArrayD::from_elem(IxDyn(&[2, 2]), true)
+    );
     let data = load::<f64>("a");
     assert_eq!(from_array(&data, [4, 4]).unwrap().compute().unwrap(), data);
 
     let x = standard_normal(7, &[400, 300], [128, 100]).unwrap();
     let sync = x.compute_with(&Scheduler::Sync, &ComputeOptions::default()).unwrap();
-    let threads = x.compute_with(&Scheduler::Threads { workers: 2 }, &ComputeOptions::default()).unwrap();
+    let threads =
+        x.compute_with(&Scheduler::Threads { workers: 2 }, &ComputeOptions::default()).unwrap();
     assert_eq!(sync, threads, "blocks do not depend on the scheduler");
-    assert_eq!(standard_normal(7, &[400, 300], [128, 100]).unwrap().compute().unwrap(), sync, "same seed, same numbers");
+    assert_eq!(
+        standard_normal(7, &[400, 300], [128, 100]).unwrap().compute().unwrap(),
+        sync,
+        "same seed, same numbers"
+    );
     assert_ne!(standard_normal(8, &[400, 300], [128, 100]).unwrap().compute().unwrap(), sync);
     let n = sync.len() as f64;
     let mean = sync.sum() / n;
@@ -262,8 +313,14 @@ fn npy_files_and_chunk_folders() {
     let dir = tempfile::tempdir().unwrap();
     let a = input::<f64>("a", [5, 4]);
     a.to_npy(dir.path().join("a.npy")).unwrap();
-    assert_eq!(std::fs::read(dir.path().join("a.npy")).unwrap().len(), std::fs::read(fixture("a.npy")).unwrap().len());
-    assert_eq!(from_npy::<f64>(dir.path().join("a.npy"), [13, 11]).unwrap().compute().unwrap(), load::<f64>("a"));
+    assert_eq!(
+        std::fs::read(dir.path().join("a.npy")).unwrap().len(),
+        std::fs::read(fixture("a.npy")).unwrap().len()
+    );
+    assert_eq!(
+        from_npy::<f64>(dir.path().join("a.npy"), [13, 11]).unwrap().compute().unwrap(),
+        load::<f64>("a")
+    );
     let i = input::<i64>("i", [4, 4]);
     i.to_npy_stack(dir.path().join("stack")).unwrap();
     let back = from_npy_stack::<i64>(dir.path().join("stack")).unwrap();
@@ -271,7 +328,11 @@ fn npy_files_and_chunk_folders() {
     assert_eq!(back.compute().unwrap(), load::<i64>("i"));
     let m = input::<bool>("m", [13, 11]);
     m.to_npy(dir.path().join("m.npy")).unwrap();
-    assert_eq!(std::fs::read(dir.path().join("m.npy")).unwrap(), std::fs::read(fixture("m.npy")).unwrap(), "byte-identical to NumPy's file");
+    assert_eq!(
+        std::fs::read(dir.path().join("m.npy")).unwrap(),
+        std::fs::read(fixture("m.npy")).unwrap(),
+        "byte-identical to NumPy's file"
+    );
 }
 
 #[test]
@@ -279,7 +340,10 @@ fn persist_and_visualize() {
     let a = input::<f64>("a", [5, 4]);
     let expr = (&a * 2.0).sum(&[0]).unwrap();
     let kept = expr.persist().unwrap();
-    assert!(kept.graph().iter().all(|(_, n)| matches!(n, rask::Node::Data(_))), "persisted blocks are data");
+    assert!(
+        kept.graph().iter().all(|(_, n)| matches!(n, rask::Node::Data(_))),
+        "persisted blocks are data"
+    );
     assert_eq!(kept.compute().unwrap(), expr.compute().unwrap());
     let dir = tempfile::tempdir().unwrap();
     expr.visualize(dir.path().join("g.dot")).unwrap();
@@ -291,15 +355,23 @@ fn bad_input_gets_clear_errors() {
     let a = input::<f64>("a", [5, 4]);
     let t = input::<f64>("t3", [2, 2, 2]);
     let e = (&a + &t).unwrap_err().to_string();
-    assert!(e.contains("cannot be broadcast") && e.contains("[13, 11]") && e.contains("[4, 5, 6]"), "{e}");
-    let e = from_npy::<f64>(fixture("a.npy"), ChunkSpec::Explicit(vec![vec![5, 5], vec![11]])).unwrap_err().to_string();
+    assert!(
+        e.contains("cannot be broadcast") && e.contains("[13, 11]") && e.contains("[4, 5, 6]"),
+        "{e}"
+    );
+    let e = from_npy::<f64>(fixture("a.npy"), ChunkSpec::Explicit(vec![vec![5, 5], vec![11]]))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("add up to 10, but the axis has length 13") && e.contains("a.npy"), "{e}");
     let e = a.slice(&[Sel::Index(13)]).unwrap_err().to_string();
     assert!(e.contains("index 13 is out of range for axis 0 of length 13"), "{e}");
     let e = a.matmul(&a).unwrap_err().to_string();
     assert!(e.contains("not aligned"), "{e}");
     let e = from_npy::<f64>(fixture("truncated.npy"), 5).unwrap_err().to_string();
-    assert!(e.contains("truncated.npy") && e.contains("truncated .npy file") && e.contains("800 bytes"), "{e}");
+    assert!(
+        e.contains("truncated.npy") && e.contains("truncated .npy file") && e.contains("800 bytes"),
+        "{e}"
+    );
     let e = from_npy::<f64>(fixture("bad_magic.npy"), 5).unwrap_err().to_string();
     assert!(e.contains("bad_magic.npy") && e.contains("not a .npy file"), "{e}");
     let e = from_npy::<i64>(fixture("a.npy"), 5).unwrap_err().to_string();
@@ -310,7 +382,8 @@ fn bad_input_gets_clear_errors() {
     // A chunk file that disappears after the graph is built: the task's error names it.
     let dir = tempfile::tempdir().unwrap();
     for k in 0..3 {
-        std::fs::copy(fixture(&format!("chunks/{k}.npy")), dir.path().join(format!("{k}.npy"))).unwrap();
+        std::fs::copy(fixture(&format!("chunks/{k}.npy")), dir.path().join(format!("{k}.npy")))
+            .unwrap();
     }
     let lazy = from_npy_stack::<f64>(dir.path()).unwrap();
     std::fs::remove_file(dir.path().join("1.npy")).unwrap();
@@ -334,8 +407,14 @@ fn sums_of_sums_reduce_each_operand() {
     assert_close(&expr.sum(&[0]).unwrap().compute().unwrap(), &want, 1e-12, "sum of a + 2a");
     // No block of a + 2a is materialized: the graph adds the two sums.
     let g = expr.sum(&[0]).unwrap().graph();
-    assert!(expr.blocks().iter().all(|b| !g.contains(b.key())), "a block of a + 2a is in the graph");
-    assert!(twice.blocks().iter().all(|b| !g.contains(b.key())), "2a is reduced where it is computed");
+    assert!(
+        expr.blocks().iter().all(|b| !g.contains(b.key())),
+        "a block of a + 2a is in the graph"
+    );
+    assert!(
+        twice.blocks().iter().all(|b| !g.contains(b.key())),
+        "2a is reduced where it is computed"
+    );
     let adds = g.iter().filter(|(k, _)| k.to_string().starts_with("fused_block")).count();
     assert_eq!(adds, 3, "one add per output block, of reduced blocks");
     // Reductions of transposes reduce the source (and drop the same axes).
@@ -353,11 +432,16 @@ fn sums_of_sums_reduce_each_operand() {
 fn gram_matrices_compute_half_of_their_blocks() {
     let a = input::<f64>("a", [5, 4]);
     let gram = a.matmul(&a.t()).unwrap();
-    let products = gram.graph().iter().filter(|(k, _)| k.to_string().starts_with("matmul_block")).count();
-    assert_eq!(products, 12, "3 x 3 output blocks, 6 on or above the diagonal, 2 product groups each");
+    let products =
+        gram.graph().iter().filter(|(k, _)| k.to_string().starts_with("matmul_block")).count();
+    assert_eq!(
+        products, 12,
+        "3 x 3 output blocks, 6 on or above the diagonal, 2 product groups each"
+    );
     assert_close(&gram.compute().unwrap(), &load::<f64>("exp_a_at"), 1e-12, "a @ a.T");
     let other = a.matmul(&(&a * 1.0).t()).unwrap();
-    let products = other.graph().iter().filter(|(k, _)| k.to_string().starts_with("matmul_block")).count();
+    let products =
+        other.graph().iter().filter(|(k, _)| k.to_string().starts_with("matmul_block")).count();
     assert_eq!(products, 18, "a product with another array computes every block");
 }
 
@@ -371,7 +455,13 @@ fn zarr_v2_and_v3_read_python_files_and_round_trip() {
         assert_eq!(z.chunks(), &[vec![5, 5, 3], vec![4, 4, 3]], "{name}: one block per Zarr chunk");
         assert_eq!(z.compute().unwrap(), a, "{name}");
         // Blocks that cut across Zarr chunks read the right regions too.
-        assert_eq!(from_zarr::<f64>(fixture(name), Some(ChunkSpec::PerAxis(vec![3, 7]))).unwrap().compute().unwrap(), a);
+        assert_eq!(
+            from_zarr::<f64>(fixture(name), Some(ChunkSpec::PerAxis(vec![3, 7])))
+                .unwrap()
+                .compute()
+                .unwrap(),
+            a
+        );
     }
     // zarr-python's default codecs (zstd), int64.
     let zi = from_zarr::<i64>(fixture("py_v3_default.zarr"), None).unwrap();
@@ -382,7 +472,9 @@ fn zarr_v2_and_v3_read_python_files_and_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     for (k, format) in [ZarrFormat::V2, ZarrFormat::V3].into_iter().enumerate() {
         let p = dir.path().join(format!("a{k}.zarr"));
-        input::<f64>("a", ChunkSpec::Explicit(vec![vec![6, 7], vec![11]])).to_zarr(&p, format).unwrap();
+        input::<f64>("a", ChunkSpec::Explicit(vec![vec![6, 7], vec![11]]))
+            .to_zarr(&p, format)
+            .unwrap();
         let back = from_zarr::<f64>(&p, None).unwrap();
         assert_eq!(back.chunks(), &[vec![6, 6, 1], vec![11]], "irregular blocks are made regular");
         assert_eq!(back.compute().unwrap(), a);
@@ -393,7 +485,10 @@ fn zarr_v2_and_v3_read_python_files_and_round_trip() {
         input::<f32>("f32", [3, 6]).to_zarr(&p, format).unwrap();
         assert_eq!(from_zarr::<f32>(&p, None).unwrap().compute().unwrap(), load::<f32>("f32"));
     }
-    assert!(dir.path().join("a0.zarr/.zarray").is_file() && dir.path().join("a1.zarr/zarr.json").is_file());
+    assert!(
+        dir.path().join("a0.zarr/.zarray").is_file()
+            && dir.path().join("a1.zarr/zarr.json").is_file()
+    );
     // Compressed: gzip and zstd in both formats; a compressible array gets chunks
     // smaller than their raw bytes, and the metadata names the codec as zarr-python does.
     let ramp = arange::<i64>(0.0, 4096.0, 1.0, 1024).unwrap();
@@ -402,7 +497,12 @@ fn zarr_v2_and_v3_read_python_files_and_round_trip() {
         for (codec, name) in codecs {
             let p = dir.path().join(format!("ramp{k}-{name}.zarr"));
             ramp.to_zarr_with(&p, format, codec).unwrap();
-            assert_eq!(from_zarr::<i64>(&p, None).unwrap().compute().unwrap(), ramp.compute().unwrap(), "{name} v{}", k + 2);
+            assert_eq!(
+                from_zarr::<i64>(&p, None).unwrap().compute().unwrap(),
+                ramp.compute().unwrap(),
+                "{name} v{}",
+                k + 2
+            );
             let (meta, chunk) = if k == 0 { (".zarray", "1") } else { ("zarr.json", "c/1") };
             let meta = std::fs::read_to_string(p.join(meta)).unwrap();
             assert!(meta.contains(&format!("\"{name}\"")), "{meta}");
@@ -410,7 +510,10 @@ fn zarr_v2_and_v3_read_python_files_and_round_trip() {
             assert!(size < 1024 * 8 / 2, "{name} v{}: a chunk of 8 KiB took {size} bytes", k + 2);
         }
     }
-    let e = ramp.to_zarr_with(dir.path().join("bad.zarr"), ZarrFormat::V3, ZarrCodec::Zstd { level: 40 }).unwrap_err().to_string();
+    let e = ramp
+        .to_zarr_with(dir.path().join("bad.zarr"), ZarrFormat::V3, ZarrCodec::Zstd { level: 40 })
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("bad.zarr") && e.contains("zstd level 40 is out of range 1-22"), "{e}");
 
     // Bad input.

@@ -13,7 +13,10 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn load<T: rask::array::Element>(name: &str) -> ndarray::ArrayD<T> {
-    from_npy::<T>(fixture(&format!("{name}.npy")), ChunkSpec::Uniform(usize::MAX)).unwrap().compute().unwrap()
+    from_npy::<T>(fixture(&format!("{name}.npy")), ChunkSpec::Uniform(usize::MAX))
+        .unwrap()
+        .compute()
+        .unwrap()
 }
 
 #[test]
@@ -22,10 +25,12 @@ fn reads_h5py_files_and_round_trips() {
     let h = from_hdf5::<f64>(fixture("py.h5"), "/group/a", None).unwrap();
     assert_eq!(h.chunks(), &[vec![5, 5, 3], vec![4, 4, 3]], "one block per HDF5 chunk");
     assert_eq!(h.compute().unwrap(), a);
-    let cut = from_hdf5::<f64>(fixture("py.h5"), "group/a", Some(ChunkSpec::PerAxis(vec![3, 7]))).unwrap();
+    let cut = from_hdf5::<f64>(fixture("py.h5"), "group/a", Some(ChunkSpec::PerAxis(vec![3, 7])))
+        .unwrap();
     assert_eq!(cut.compute().unwrap(), a);
     // Sums over differently chunked reads agree to rounding (1e-12 relative).
-    let (s1, s2) = (cut.sum(&[0]).unwrap().compute().unwrap(), h.sum(&[0]).unwrap().compute().unwrap());
+    let (s1, s2) =
+        (cut.sum(&[0]).unwrap().compute().unwrap(), h.sum(&[0]).unwrap().compute().unwrap());
     assert!(s1.iter().zip(s2.iter()).all(|(x, y)| (x - y).abs() <= 1e-12 * y.abs().max(1.0)));
 
     let dir = tempfile::tempdir().unwrap();
@@ -36,7 +41,10 @@ fn reads_h5py_files_and_round_trips() {
     from_npy::<bool>(fixture("m.npy"), [13, 11]).unwrap().to_hdf5(&file, "m").unwrap();
     assert_eq!(from_hdf5::<f64>(&file, "x/y/a", None).unwrap().compute().unwrap(), a);
     assert_eq!(from_hdf5::<i64>(&file, "i", None).unwrap().compute().unwrap(), load::<i64>("i"));
-    assert_eq!(from_hdf5::<f32>(&file, "x/f", None).unwrap().compute().unwrap(), load::<f32>("f32"));
+    assert_eq!(
+        from_hdf5::<f32>(&file, "x/f", None).unwrap().compute().unwrap(),
+        load::<f32>("f32")
+    );
     assert_eq!(from_hdf5::<bool>(&file, "m", None).unwrap().compute().unwrap(), load::<bool>("m"));
 
     let e = from_hdf5::<f64>(fixture("py.h5"), "/group/missing", None).unwrap_err().to_string();

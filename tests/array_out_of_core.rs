@@ -18,9 +18,14 @@ fn reduction_streams_chunk_files_four_times_the_memory_budget() {
     let x = standard_normal(11, &[rows * files, cols], [rows, cols]).unwrap();
     reset_peak();
     x.to_npy_stack(dir.path()).unwrap();
-    let on_disk: u64 = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    let on_disk: u64 =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
     assert!(on_disk as i64 >= 4 * budget, "{on_disk} bytes on disk");
-    assert!(block_memory().peak_bytes <= budget, "writing held {} MiB of blocks", block_memory().peak_bytes / MIB);
+    assert!(
+        block_memory().peak_bytes <= budget,
+        "writing held {} MiB of blocks",
+        block_memory().peak_bytes / MIB
+    );
 
     let threads = Scheduler::Threads { workers: 2 };
     let opts = ComputeOptions::default();
@@ -29,7 +34,12 @@ fn reduction_streams_chunk_files_four_times_the_memory_budget() {
     assert_eq!(lazy.npartitions(), files);
     let col_sums = lazy.sum(&[0]).unwrap().compute_with(&threads, &opts).unwrap();
     let peak = block_memory().peak_bytes;
-    assert!(peak <= budget, "the reduction held {} MiB of blocks at once (budget {} MiB)", peak / MIB, budget / MIB);
+    assert!(
+        peak <= budget,
+        "the reduction held {} MiB of blocks at once (budget {} MiB)",
+        peak / MIB,
+        budget / MIB
+    );
     assert!(peak >= 16 * MIB, "at least one 16 MiB block was resident ({} MiB)", peak / MIB);
 
     // The same numbers as the sums of the generated array (computed without files).

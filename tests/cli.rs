@@ -10,7 +10,16 @@ fn rask() -> Command {
 fn demo_estimates_pi_and_writes_a_profile() {
     let dir = std::env::temp_dir().join(format!("rask-demo-test-{}", std::process::id()));
     let out = rask()
-        .args(["demo", "--pi", "--chunks", "64", "--samples-per-chunk", "20000", "--no-progress", "--out"])
+        .args([
+            "demo",
+            "--pi",
+            "--chunks",
+            "64",
+            "--samples-per-chunk",
+            "20000",
+            "--no-progress",
+            "--out",
+        ])
         .arg(&dir)
         .output()
         .unwrap();
@@ -42,13 +51,18 @@ fn demo_runs_a_grid_search_on_a_local_cluster() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("LocalCluster") && stdout.contains("15 candidates x 5 folds"), "{stdout}");
+    assert!(
+        stdout.contains("LocalCluster") && stdout.contains("15 candidates x 5 folds"),
+        "{stdout}"
+    );
     assert!(stdout.contains("best: "), "{stdout}");
     // 1 data + 5 splits + 5 scaler + 15 PCA + 75 final fits.
     assert!(stdout.contains("the graph had 101 tasks"), "{stdout}");
     let csv = std::fs::read_to_string(dir.join("cv_results.csv")).unwrap();
     assert_eq!(csv.lines().count(), 16);
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("cv_results.json")).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cv_results.json")).unwrap())
+            .unwrap();
     assert_eq!(json["rank_test_accuracy"].as_array().unwrap().len(), 15);
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -88,7 +102,8 @@ fn bench_w1_prints_peer_schema_lines() {
         assert_eq!(r["config"]["n_tasks"], 2001);
         assert_eq!(r["result"], 501_501);
     }
-    let schedulers: Vec<_> = recs.iter().map(|r| r["config"]["scheduler"].as_str().unwrap().to_string()).collect();
+    let schedulers: Vec<_> =
+        recs.iter().map(|r| r["config"]["scheduler"].as_str().unwrap().to_string()).collect();
     assert_eq!(schedulers, ["sync", "sync", "threads", "threads"]);
     let chain = recs.iter().find(|r| r["config"]["part"] == "c_chain").unwrap();
     assert_eq!(chain["result"], 300);
@@ -167,19 +182,38 @@ dir = "out"
 #[test]
 fn search_spec_runs_and_writes_results() {
     for scheduler in ["threads", "local:2"] {
-        let dir = std::env::temp_dir().join(format!("rask-spec-{}-{}", std::process::id(), scheduler.replace(':', "")));
+        let dir = std::env::temp_dir().join(format!(
+            "rask-spec-{}-{}",
+            std::process::id(),
+            scheduler.replace(':', "")
+        ));
         write_search_data(&dir);
         std::fs::write(dir.join("spec.toml"), SPEC.replace("SCHEDULER", scheduler)).unwrap();
-        let out = rask().args(["search", "--no-progress", "--spec"]).arg(dir.join("spec.toml")).output().unwrap();
+        let out = rask()
+            .args(["search", "--no-progress", "--spec"])
+            .arg(dir.join("spec.toml"))
+            .output()
+            .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{scheduler}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{scheduler}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(stdout.contains("searching 4 candidates on 300 rows x 5 features"), "{stdout}");
         assert!(stdout.contains("best: "), "{stdout}");
-        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("out/cv_results.json")).unwrap()).unwrap();
+        let json: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("out/cv_results.json")).unwrap(),
+        )
+        .unwrap();
         assert_eq!(json["mean_test_roc_auc"].as_array().unwrap().len(), 4);
         assert_eq!(json["split2_test_accuracy"].as_array().unwrap().len(), 4);
-        assert_eq!(std::fs::read_to_string(dir.join("out/cv_results.csv")).unwrap().lines().count(), 5);
-        let model = rask::ml::load(&std::fs::read(dir.join("out/best_estimator.rske")).unwrap()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("out/cv_results.csv")).unwrap().lines().count(),
+            5
+        );
+        let model =
+            rask::ml::load(&std::fs::read(dir.join("out/best_estimator.rske")).unwrap()).unwrap();
         assert!(model.is_fitted() && model.type_name() == "Pipeline");
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -191,8 +225,16 @@ fn invalid_specs_point_at_the_offending_key() {
     write_search_data(&dir);
     let spec = SPEC.replace("SCHEDULER", "threads");
     for (from, to, expect) in [
-        ("type = \"PCA\"", "type = \"PCAA\"", "steps[1].type: no estimator is registered as `PCAA`"),
-        ("pca__n_components = [2, 4]", "pca__n_component = [2, 4]", "grid[0].pca__n_component: unknown parameter"),
+        (
+            "type = \"PCA\"",
+            "type = \"PCAA\"",
+            "steps[1].type: no estimator is registered as `PCAA`",
+        ),
+        (
+            "pca__n_components = [2, 4]",
+            "pca__n_component = [2, 4]",
+            "grid[0].pca__n_component: unknown parameter",
+        ),
         ("params = { max_iter = 500 }", "params = { max_iter = 0 }", "steps[2].params.max_iter"),
         ("scheduler = \"threads\"", "scheduler = \"gpu\"", "search.scheduler"),
         ("[output]", "[outptu]", "outptu: unknown section"),
@@ -200,7 +242,11 @@ fn invalid_specs_point_at_the_offending_key() {
         ("scoring = [\"accuracy\", \"roc_auc\"]", "scoring = [\"acc\"]", "search.scoring"),
     ] {
         std::fs::write(dir.join("bad.toml"), spec.replace(from, to)).unwrap();
-        let out = rask().args(["search", "--no-progress", "--spec"]).arg(dir.join("bad.toml")).output().unwrap();
+        let out = rask()
+            .args(["search", "--no-progress", "--spec"])
+            .arg(dir.join("bad.toml"))
+            .output()
+            .unwrap();
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("bad.toml") && err.contains(expect), "expected {expect:?} in {err}");

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use rask::bench::w1::{add, build_tree, inc};
 use rask::distributed::protocol::{pb, PROTOCOL_VERSION};
-use rask::distributed::{Client, ClientOptions, ClusterOptions, DistError, LocalCluster, SubmitOptions};
+use rask::distributed::{
+    Client, ClientOptions, ClusterOptions, DistError, LocalCluster, SubmitOptions,
+};
 use rask::ops::{checksum, fail_times, make_bytes, sleep_then, sum_i64};
 use rask::{ComputeError, ComputeOptions, Delayed};
 
@@ -70,7 +72,11 @@ fn delayed_graph_computes_on_a_cluster() {
         drop(f);
         let g = client.get_dataset::<i64>("answer").unwrap();
         assert_eq!(g.result().unwrap(), 42);
-        assert!(client.get_dataset::<i64>("nope").unwrap_err().to_string().contains("no dataset named"));
+        assert!(client
+            .get_dataset::<i64>("nope")
+            .unwrap_err()
+            .to_string()
+            .contains("no dataset named"));
         // The scheduler explains what happened to a key.
         let story = client.story(g.key()).unwrap();
         assert!(story.iter().any(|l| l.contains("memory")), "{story:?}");
@@ -87,7 +93,9 @@ fn arrays_compute_on_a_cluster() {
     let c = cluster(2, 1);
     let client = c.client().unwrap();
     within(120, move || {
-        let sync = |a: &rask::array::Array<f64>| a.compute_with(&Scheduler::Sync, &ComputeOptions::default()).unwrap();
+        let sync = |a: &rask::array::Array<f64>| {
+            a.compute_with(&Scheduler::Sync, &ComputeOptions::default()).unwrap()
+        };
         let x = standard_normal(1, &[600, 400], [200, 150]).unwrap();
         // A fused chain, reduced where it runs; a fused chain computed whole.
         let chain = &(&x * 2.0).exp() - 1.0;
@@ -95,7 +103,12 @@ fn arrays_compute_on_a_cluster() {
         assert_eq!(m.compute().unwrap(), sync(&m), "fused reduction on the workers");
         let story = client.story(m.blocks().iter().next().unwrap().key()).unwrap();
         assert!(story.iter().any(|l| l.contains("assigned to worker")), "{story:?}");
-        let w = rask::array::elementwise::where_(&x.compare_scalar(0.0, BinOp::Gt), &chain, &x.abs().sqrt()).unwrap();
+        let w = rask::array::elementwise::where_(
+            &x.compare_scalar(0.0, BinOp::Gt),
+            &chain,
+            &x.abs().sqrt(),
+        )
+        .unwrap();
         assert_eq!(w.compute().unwrap(), sync(&w), "fused where");
         // The symmetric product's corner, and a tree reduction of a transpose sum.
         let g = x.matmul(&x.t()).unwrap().slice(&[Sel::range(0, 300), Sel::range(0, 300)]).unwrap();
@@ -104,7 +117,8 @@ fn arrays_compute_on_a_cluster() {
         assert_eq!(st.compute().unwrap(), sync(&st));
         // Persisted on the cluster, then used again.
         let kept = chain.persist().unwrap();
-        let (again, want) = (kept.sum(&[]).unwrap().compute().unwrap()[[]], sync(&chain.sum(&[]).unwrap())[[]]);
+        let (again, want) =
+            (kept.sum(&[]).unwrap().compute().unwrap()[[]], sync(&chain.sum(&[]).unwrap())[[]]);
         // Stored blocks are summed whole, fused ones slab by slab: 1e-12 relative.
         assert!((again - want).abs() <= 1e-12 * want.abs(), "{again} vs {want}");
     });
@@ -124,7 +138,8 @@ fn futures_are_arguments_of_later_submits() {
         let b = client.submit(&add(&a, inc(10))).unwrap();
         assert_eq!(b.result().unwrap(), 13);
         // Local schedulers cannot use cluster data.
-        let err = add(&a, 1).compute_with(&rask::Scheduler::Sync, &ComputeOptions::new()).unwrap_err();
+        let err =
+            add(&a, 1).compute_with(&rask::Scheduler::Sync, &ComputeOptions::new()).unwrap_err();
         assert!(err.to_string().contains("lives on a cluster"), "{err}");
         // A released future cannot be used any more: the scheduler says so.
         let key = a.key().clone();
@@ -147,8 +162,13 @@ fn several_clients_share_a_scheduler() {
             .map(|t| {
                 let addr = addr.clone();
                 std::thread::spawn(move || {
-                    let client = Client::connect_with(&addr, ClientOptions { set_as_default: false, ..ClientOptions::default() }).unwrap();
-                    let futs = client.map(&(0..50).map(|i| inc(i * 10 + t)).collect::<Vec<_>>()).unwrap();
+                    let client = Client::connect_with(
+                        &addr,
+                        ClientOptions { set_as_default: false, ..ClientOptions::default() },
+                    )
+                    .unwrap();
+                    let futs =
+                        client.map(&(0..50).map(|i| inc(i * 10 + t)).collect::<Vec<_>>()).unwrap();
                     client.gather(&futs).unwrap().iter().sum::<i64>()
                 })
             })
@@ -166,7 +186,8 @@ fn scatter_and_gather_256_mib() {
     let c = cluster(2, 1);
     let client = c.client().unwrap();
     within(120, move || {
-        let data: Vec<u8> = (0..256u64 << 20).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let data: Vec<u8> =
+            (0..256u64 << 20).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
         let want = checksum::call(data.clone());
         let t = Instant::now();
         let f = client.scatter(data).unwrap();
@@ -189,7 +210,8 @@ fn killed_worker_results_are_recomputed() {
     let leaves: Vec<Delayed<i64>> = (0..60).map(|i| sleep_then(40, i)).collect();
     let mut level = leaves;
     while level.len() > 1 {
-        let mut next: Vec<Delayed<i64>> = level.chunks_exact(2).map(|p| add(&p[0], &p[1])).collect();
+        let mut next: Vec<Delayed<i64>> =
+            level.chunks_exact(2).map(|p| add(&p[0], &p[1])).collect();
         if level.len() % 2 == 1 {
             next.push(level.pop().unwrap());
         }
@@ -217,7 +239,9 @@ fn retries_then_remote_errors() {
     within(60, move || {
         // Fails twice, succeeds on the third run: retries = 2 is enough.
         let flaky = fail_times(counter.clone(), 2, 99);
-        let f = client.submit_with(&flaky, &SubmitOptions { retries: 2, ..SubmitOptions::default() }).unwrap();
+        let f = client
+            .submit_with(&flaky, &SubmitOptions { retries: 2, ..SubmitOptions::default() })
+            .unwrap();
         assert_eq!(f.result().unwrap(), 99);
         // Without retries the remote error comes back with key, op, worker and message.
         let counter2 = dir.join("b").display().to_string();
@@ -228,13 +252,20 @@ fn retries_then_remote_errors() {
                 assert_eq!(&failure.key, flaky.key());
                 assert_eq!(failure.op, "rask::ops::fail_times");
                 assert_eq!(failure.message, "flaky failure 1 of 5");
-                assert!(failure.worker.as_deref().is_some_and(|w| w.starts_with("local-")), "{failure:?}");
+                assert!(
+                    failure.worker.as_deref().is_some_and(|w| w.starts_with("local-")),
+                    "{failure:?}"
+                );
             }
             other => panic!("expected a task failure, got {other}"),
         }
         // Through compute(): a ComputeError naming the key and op.
         let err = fail_times(dir.join("c").display().to_string(), 5, 1).compute().unwrap_err();
-        assert!(matches!(err, ComputeError::TaskFailed { .. }) && err.to_string().contains("fail_times"), "{err}");
+        assert!(
+            matches!(err, ComputeError::TaskFailed { .. })
+                && err.to_string().contains("fail_times"),
+            "{err}"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     });
 }
@@ -247,7 +278,9 @@ fn a_task_that_kills_workers_is_marked_erred() {
     within(120, move || {
         let f = client.submit(&rask::ops::abort_process(1)).unwrap();
         match f.result().unwrap_err() {
-            DistError::Task(failure) => assert!(failure.message.contains("3 workers died"), "{failure:?}"),
+            DistError::Task(failure) => {
+                assert!(failure.message.contains("3 workers died"), "{failure:?}")
+            }
             other => panic!("{other}"),
         }
         // The last worker still works.
@@ -262,7 +295,10 @@ fn unknown_ops_and_closures_are_rejected_at_submit() {
     let client = c.client().unwrap();
     within(60, move || {
         let err = client.submit(&only_in_tests(3)).unwrap_err().to_string();
-        assert!(err.contains("distributed::only_in_tests") && err.contains("no connected worker knows"), "{err}");
+        assert!(
+            err.contains("distributed::only_in_tests") && err.contains("no connected worker knows"),
+            "{err}"
+        );
         let closure = rask::delayed("my_closure", |x: i64| x + 1).call((1,));
         let err = closure.compute().unwrap_err().to_string();
         assert!(err.contains("my_closure") && err.contains("closure"), "{err}");
@@ -278,34 +314,60 @@ fn other_protocol_versions_are_refused() {
     let addr = c.address().to_string();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
-        let mut s = pb::scheduler_client::SchedulerClient::connect(format!("http://{addr}")).await.unwrap();
+        let mut s =
+            pb::scheduler_client::SchedulerClient::connect(format!("http://{addr}")).await.unwrap();
         let hello = pb::ClientMessage {
-            msg: Some(pb::client_message::Msg::Hello(pb::ClientHello { protocol_version: 999, name: "old".into(), token: String::new() })),
+            msg: Some(pb::client_message::Msg::Hello(pb::ClientHello {
+                protocol_version: 999,
+                name: "old".into(),
+                token: String::new(),
+            })),
         };
-        let mut inbound = s.client_session(tokio_stream::iter(vec![hello])).await.unwrap().into_inner();
+        let mut inbound =
+            s.client_session(tokio_stream::iter(vec![hello])).await.unwrap().into_inner();
         match inbound.message().await.unwrap() {
             Some(pb::ToClient { msg: Some(pb::to_client::Msg::Refused(r)) }) => {
-                assert!(r.reason.contains("999") && r.reason.contains(&format!("version {PROTOCOL_VERSION}")), "{}", r.reason);
+                assert!(
+                    r.reason.contains("999")
+                        && r.reason.contains(&format!("version {PROTOCOL_VERSION}")),
+                    "{}",
+                    r.reason
+                );
             }
             other => panic!("expected a refusal, got {other:?}"),
         }
         let reg = pb::WorkerMessage {
-            msg: Some(pb::worker_message::Msg::Register(pb::RegisterWorker { protocol_version: 0, name: "old-worker".into(), ..Default::default() })),
+            msg: Some(pb::worker_message::Msg::Register(pb::RegisterWorker {
+                protocol_version: 0,
+                name: "old-worker".into(),
+                ..Default::default()
+            })),
         };
-        let mut inbound = s.worker_session(tokio_stream::iter(vec![reg])).await.unwrap().into_inner();
+        let mut inbound =
+            s.worker_session(tokio_stream::iter(vec![reg])).await.unwrap().into_inner();
         match inbound.message().await.unwrap() {
-            Some(pb::ToWorker { msg: Some(pb::to_worker::Msg::Refused(r)) }) => assert!(r.reason.contains("version 0"), "{}", r.reason),
+            Some(pb::ToWorker { msg: Some(pb::to_worker::Msg::Refused(r)) }) => {
+                assert!(r.reason.contains("version 0"), "{}", r.reason)
+            }
             other => panic!("expected a refusal, got {other:?}"),
         }
     });
     // Oversized messages end that session only; the scheduler keeps serving.
-    let client = Client::connect_with(c.address(), ClientOptions { set_as_default: false, ..ClientOptions::default() }).unwrap();
+    let client = Client::connect_with(
+        c.address(),
+        ClientOptions { set_as_default: false, ..ClientOptions::default() },
+    )
+    .unwrap();
     let huge = rask::value(vec![7u8; 80 << 20]);
     within(60, move || {
         let err = client.submit(&checksum(huge)).and_then(|f| f.result());
         assert!(err.is_err(), "an 80 MiB message must be refused");
     });
-    let client = Client::connect_with(c.address(), ClientOptions { set_as_default: false, ..ClientOptions::default() }).unwrap();
+    let client = Client::connect_with(
+        c.address(),
+        ClientOptions { set_as_default: false, ..ClientOptions::default() },
+    )
+    .unwrap();
     assert_eq!(client.submit(&inc(1)).unwrap().result().unwrap(), 2);
 }
 
@@ -331,7 +393,11 @@ fn spills_to_disk_under_a_small_memory_limit() {
         assert!(info.memory <= 64 << 20, "managed memory {} over the limit", info.memory);
         for (i, f) in futs.iter().enumerate() {
             let v = f.result().unwrap();
-            assert_eq!(checksum::call(v), checksum::call(make_bytes::call(8 << 20, i as u64)), "part {i}");
+            assert_eq!(
+                checksum::call(v),
+                checksum::call(make_bytes::call(8 << 20, i as u64)),
+                "part {i}"
+            );
         }
         let text = std::fs::read_to_string(&log).unwrap();
         assert!(text.matches("spilled").count() >= 10, "{text}");
@@ -356,7 +422,11 @@ fn unreachable_scheduler_times_out_with_a_clear_error() {
     let err = within(60, || {
         Client::connect_with(
             "127.0.0.1:1",
-            ClientOptions { timeout: Duration::from_millis(500), set_as_default: false, ..ClientOptions::default() },
+            ClientOptions {
+                timeout: Duration::from_millis(500),
+                set_as_default: false,
+                ..ClientOptions::default()
+            },
         )
         .err()
         .expect("nothing listens on port 1")

@@ -80,7 +80,9 @@ impl DelayedArg {
         match &self.0 {
             ArgInner::Node(n) => Arg::Key(n.key.clone()),
             ArgInner::Literal { value, .. } => Arg::Literal(value.clone()),
-            ArgInner::List(items) => Arg::List(items.iter().map(DelayedArg::to_graph_arg).collect()),
+            ArgInner::List(items) => {
+                Arg::List(items.iter().map(DelayedArg::to_graph_arg).collect())
+            }
         }
     }
 
@@ -151,7 +153,9 @@ impl<T: Data> IntoArg<T> for T {
 /// it through serde (encode, decode); closures should take it via [`collect`].
 impl<T> IntoArg<Vec<T>> for Vec<Delayed<T>> {
     fn into_arg(self) -> DelayedArg {
-        DelayedArg(ArgInner::List(self.into_iter().map(|d| DelayedArg(ArgInner::Node(d.node))).collect()))
+        DelayedArg(ArgInner::List(
+            self.into_iter().map(|d| DelayedArg(ArgInner::Node(d.node))).collect(),
+        ))
     }
 }
 
@@ -190,7 +194,11 @@ impl<T: Data> Delayed<T> {
         h.str(op.name);
         args.iter().for_each(|a| a.token_into(&mut h));
         let key = Key::new(short_name(op.name), h.finish());
-        wrap(DNode { key, body: DBody::Task { op: OpRef::Registered(op), args }, decode: Some(decode_as::<T>) })
+        wrap(DNode {
+            key,
+            body: DBody::Task { op: OpRef::Registered(op), args },
+            decode: Some(decode_as::<T>),
+        })
     }
 }
 
@@ -222,8 +230,10 @@ pub fn external<T: Data>(key: Key) -> Delayed<T> {
 
 /// A `Delayed<Vec<T>>` gathering `items` (moved, not cloned, when nothing else uses them).
 pub fn collect<T: Clone + Send + Sync + 'static>(items: Vec<Delayed<T>>) -> Delayed<Vec<T>> {
-    try_delayed("collect", |xs: Vec<Value>| xs.into_iter().map(|v| v.take::<T>()).collect::<Result<Vec<T>, ValueError>>())
-        .try_erased_list(items)
+    try_delayed("collect", |xs: Vec<Value>| {
+        xs.into_iter().map(|v| v.take::<T>()).collect::<Result<Vec<T>, ValueError>>()
+    })
+    .try_erased_list(items)
 }
 
 impl<T> Delayed<T> {
@@ -255,8 +265,13 @@ impl<T: Clone + Send + Sync + 'static> Delayed<T> {
     }
 
     /// Computes the value on `scheduler` with `options`.
-    pub fn compute_with(&self, scheduler: &Scheduler, options: &ComputeOptions) -> Result<T, ComputeError> {
-        let mut out = scheduler.execute(self.graph(), std::slice::from_ref(&self.node.key), options)?;
+    pub fn compute_with(
+        &self,
+        scheduler: &Scheduler,
+        options: &ComputeOptions,
+    ) -> Result<T, ComputeError> {
+        let mut out =
+            scheduler.execute(self.graph(), std::slice::from_ref(&self.node.key), options)?;
         let v = out.pop().expect("one output per requested key");
         self.extract(v)
     }
@@ -277,14 +292,24 @@ impl<T: Clone + Send + Sync + 'static> Delayed<T> {
     }
 
     /// [`Delayed::persist`] on `scheduler` with `options`.
-    pub fn persist_with(&self, scheduler: &Scheduler, options: &ComputeOptions) -> Result<Delayed<T>, ComputeError> {
-        let mut out = scheduler.execute(self.graph(), std::slice::from_ref(&self.node.key), options)?;
+    pub fn persist_with(
+        &self,
+        scheduler: &Scheduler,
+        options: &ComputeOptions,
+    ) -> Result<Delayed<T>, ComputeError> {
+        let mut out =
+            scheduler.execute(self.graph(), std::slice::from_ref(&self.node.key), options)?;
         let v = out.pop().expect("one output per requested key");
         let v = match self.node.decode {
-            Some(decode) => decode(v).map_err(|source| ComputeError::Output { key: self.node.key.clone(), source })?,
+            Some(decode) => decode(v)
+                .map_err(|source| ComputeError::Output { key: self.node.key.clone(), source })?,
             None => v,
         };
-        Ok(wrap(DNode { key: self.node.key.clone(), body: DBody::Data(v), decode: self.node.decode }))
+        Ok(wrap(DNode {
+            key: self.node.key.clone(),
+            body: DBody::Data(v),
+            decode: self.node.decode,
+        }))
     }
 
     /// Applies a closure to this value lazily (a fresh key per call).
@@ -329,7 +354,9 @@ pub fn compute_many(
         .into_iter()
         .zip(items.iter().map(|d| &d.node))
         .map(|(v, n)| match n.decode {
-            Some(decode) => decode(v).map_err(|source| ComputeError::Output { key: n.key.clone(), source }),
+            Some(decode) => {
+                decode(v).map_err(|source| ComputeError::Output { key: n.key.clone(), source })
+            }
             None => Ok(v),
         })
         .collect()
@@ -347,18 +374,24 @@ pub fn persist_many<T: Clone + Send + Sync + 'static>(
     Ok(values
         .into_iter()
         .zip(items)
-        .map(|(v, d)| wrap(DNode { key: d.node.key.clone(), body: DBody::Data(v), decode: d.node.decode }))
+        .map(|(v, d)| {
+            wrap(DNode { key: d.node.key.clone(), body: DBody::Data(v), decode: d.node.decode })
+        })
         .collect())
 }
 
 /// Computes a list of same-typed values in one graph, on the default scheduler.
-pub fn compute_all<T: Clone + Send + Sync + 'static>(items: &[Delayed<T>]) -> Result<Vec<T>, ComputeError> {
+pub fn compute_all<T: Clone + Send + Sync + 'static>(
+    items: &[Delayed<T>],
+) -> Result<Vec<T>, ComputeError> {
     let erased: Vec<AnyDelayed> = items.iter().map(Delayed::erase).collect();
     let values = compute_many(&erased, &default_scheduler(), &ComputeOptions::default())?;
     values
         .into_iter()
         .zip(items)
-        .map(|(v, d)| v.take::<T>().map_err(|source| ComputeError::Output { key: d.key().clone(), source }))
+        .map(|(v, d)| {
+            v.take::<T>().map_err(|source| ComputeError::Output { key: d.key().clone(), source })
+        })
         .collect()
 }
 
@@ -380,7 +413,10 @@ fn materialize(roots: &[Arc<DNode>]) -> Graph {
                         }
                     });
                 }
-                Node::Task(Task { op: op.clone(), args: args.iter().map(DelayedArg::to_graph_arg).collect() })
+                Node::Task(Task {
+                    op: op.clone(),
+                    args: args.iter().map(DelayedArg::to_graph_arg).collect(),
+                })
             }
         };
         graph.insert(n.key.clone(), node);
@@ -410,7 +446,12 @@ pub struct DelayedFn<A, R> {
 
 impl<A, R> Clone for DelayedFn<A, R> {
     fn clone(&self) -> Self {
-        DelayedFn { op: self.op.clone(), type_token: self.type_token, pure: self.pure, _sig: PhantomData }
+        DelayedFn {
+            op: self.op.clone(),
+            type_token: self.type_token,
+            pure: self.pure,
+            _sig: PhantomData,
+        }
     }
 }
 
@@ -420,7 +461,12 @@ impl<A, R> Clone for DelayedFn<A, R> {
 pub fn delayed<A, R, F: ClosureFn<A, R>>(name: &str, f: F) -> DelayedFn<A, R> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     TypeId::of::<F>().hash(&mut h);
-    DelayedFn { op: OpRef::Closure(Arc::new(ClosureOp::new(name, f.erase()))), type_token: h.finish(), pure: false, _sig: PhantomData }
+    DelayedFn {
+        op: OpRef::Closure(Arc::new(ClosureOp::new(name, f.erase()))),
+        type_token: h.finish(),
+        pure: false,
+        _sig: PhantomData,
+    }
 }
 
 impl<A, R: Send + Sync + 'static> DelayedFn<A, R> {
@@ -453,7 +499,9 @@ impl<A, R: Send + Sync + 'static> DelayedFn<A, R> {
 impl<R: Send + Sync + 'static> DelayedFn<(Vec<Value>,), R> {
     /// Calls a closure over erased values with a list argument (used by [`collect`]).
     fn try_erased_list<T>(&self, items: Vec<Delayed<T>>) -> Delayed<R> {
-        let list = DelayedArg(ArgInner::List(items.into_iter().map(|d| DelayedArg(ArgInner::Node(d.node))).collect()));
+        let list = DelayedArg(ArgInner::List(
+            items.into_iter().map(|d| DelayedArg(ArgInner::Node(d.node))).collect(),
+        ));
         let args = vec![list];
         let key = self.node_key(&args);
         wrap(DNode { key, body: DBody::Task { op: self.op.clone(), args }, decode: None })

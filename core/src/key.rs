@@ -80,7 +80,10 @@ impl TokenHasher {
     }
 
     /// Adds the serde encoding of a value (postcard, streamed without allocating).
-    pub fn serde<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<&mut Self, postcard::Error> {
+    pub fn serde<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<&mut Self, postcard::Error> {
         // Mark the start so that adjacent values cannot run into each other.
         self.0.update(b"\x01serde");
         let flavor = HashFlavor(&mut self.0);

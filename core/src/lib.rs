@@ -13,14 +13,16 @@ pub mod raw_array;
 pub mod value;
 
 pub use delayed::{
-    collect, compute_all, compute_many, delayed, external, graph_of, local_value, try_delayed, value, AnyDelayed, Delayed, DelayedArg,
-    DelayedFn, IntoArg,
+    collect, compute_all, compute_many, delayed, external, graph_of, local_value, try_delayed,
+    value, AnyDelayed, Delayed, DelayedArg, DelayedFn, IntoArg,
 };
 pub use diagnostics::{Callback, Profiler, Progress, TaskInfo};
 pub use error::{ComputeError, FailureKind};
 pub use graph::{Arg, Graph, GraphError, Node, Task};
 pub use key::{tokenize, Key, Token};
-pub use local::{default_scheduler, set_default_scheduler, with_scheduler, ComputeOptions, Executor, Scheduler};
+pub use local::{
+    default_scheduler, set_default_scheduler, with_scheduler, ComputeOptions, Executor, Scheduler,
+};
 pub use op::{Data, IntoOpResult, OpEntry, OpError, OpRef};
 pub use value::{Value, ValueError};
 

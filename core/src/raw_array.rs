@@ -72,7 +72,9 @@ pub fn to_le_bytes<A: RawElement>(data: &[A]) -> std::borrow::Cow<'_, [u8]> {
     if is_plain::<A>() {
         // SAFETY: A is a plain number type (no padding, every byte initialized),
         // and the byte slice covers exactly the elements' memory.
-        std::borrow::Cow::Borrowed(unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data)) })
+        std::borrow::Cow::Borrowed(unsafe {
+            std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data))
+        })
     } else {
         let mut out = vec![0u8; data.len() * A::SIZE];
         for (v, chunk) in data.iter().zip(out.chunks_exact_mut(A::SIZE)) {
@@ -94,7 +96,11 @@ pub fn from_le_bytes<A: RawElement>(bytes: &[u8]) -> Option<Vec<A>> {
         // SAFETY: the capacity is n elements = bytes.len() bytes; every bit
         // pattern is a valid plain number, so the elements are initialized.
         unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr().cast::<u8>(), bytes.len());
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                out.as_mut_ptr().cast::<u8>(),
+                bytes.len(),
+            );
             out.set_len(n);
         }
         Some(out)
@@ -104,7 +110,10 @@ pub fn from_le_bytes<A: RawElement>(bytes: &[u8]) -> Option<Vec<A>> {
 }
 
 /// Serializes an array as `(shape, bytes)`.
-pub fn serialize<A: RawElement, D: Dimension, S: Serializer>(array: &Array<A, D>, serializer: S) -> Result<S::Ok, S::Error> {
+pub fn serialize<A: RawElement, D: Dimension, S: Serializer>(
+    array: &Array<A, D>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     let standard;
     let data = match array.as_slice() {
         Some(d) => d,
@@ -122,7 +131,9 @@ pub fn serialize<A: RawElement, D: Dimension, S: Serializer>(array: &Array<A, D>
 
 /// Deserializes what [`serialize`] wrote, checking the dimension count, the
 /// shape against the byte count, and every element's encoding.
-pub fn deserialize<'de, A: RawElement, D: Dimension, De: Deserializer<'de>>(deserializer: De) -> Result<Array<A, D>, De::Error> {
+pub fn deserialize<'de, A: RawElement, D: Dimension, De: Deserializer<'de>>(
+    deserializer: De,
+) -> Result<Array<A, D>, De::Error> {
     deserializer.deserialize_tuple(2, ArrayVisitor::<A, D>(PhantomData))
 }
 
@@ -131,12 +142,17 @@ pub mod arc {
     use super::*;
 
     /// Serializes the array behind the `Arc`.
-    pub fn serialize<A: RawElement, D: Dimension, S: Serializer>(array: &Arc<Array<A, D>>, serializer: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<A: RawElement, D: Dimension, S: Serializer>(
+        array: &Arc<Array<A, D>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         super::serialize(array.as_ref(), serializer)
     }
 
     /// Deserializes into a new `Arc`.
-    pub fn deserialize<'de, A: RawElement, D: Dimension, De: Deserializer<'de>>(deserializer: De) -> Result<Arc<Array<A, D>>, De::Error> {
+    pub fn deserialize<'de, A: RawElement, D: Dimension, De: Deserializer<'de>>(
+        deserializer: De,
+    ) -> Result<Arc<Array<A, D>>, De::Error> {
         super::deserialize(deserializer).map(Arc::new)
     }
 }
@@ -162,11 +178,16 @@ impl<'de, A: RawElement, D: Dimension> Visitor<'de> for ArrayVisitor<A, D> {
     }
 
     fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
-        let shape: Vec<usize> = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(0, &self))?;
-        let bytes: ByteBuf = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(1, &self))?;
+        let shape: Vec<usize> =
+            seq.next_element()?.ok_or_else(|| de::Error::invalid_length(0, &self))?;
+        let bytes: ByteBuf =
+            seq.next_element()?.ok_or_else(|| de::Error::invalid_length(1, &self))?;
         if let Some(ndim) = D::NDIM {
             if shape.len() != ndim {
-                return Err(de::Error::custom(format!("array has {} dimensions, expected {ndim}", shape.len())));
+                return Err(de::Error::custom(format!(
+                    "array has {} dimensions, expected {ndim}",
+                    shape.len()
+                )));
             }
         }
         let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
@@ -175,13 +196,16 @@ impl<'de, A: RawElement, D: Dimension> Visitor<'de> for ArrayVisitor<A, D> {
             _ => {
                 return Err(de::Error::custom(format!(
                     "array of shape {shape:?} needs {} bytes of {}, got {}",
-                    count.map_or("too many".to_string(), |c| (c as u128 * A::SIZE as u128).to_string()),
+                    count.map_or("too many".to_string(), |c| (c as u128 * A::SIZE as u128)
+                        .to_string()),
                     A::DTYPE,
                     bytes.0.len()
                 )))
             }
         }
-        let data = from_le_bytes::<A>(&bytes.0).ok_or_else(|| de::Error::custom(format!("invalid {} element in array data", A::DTYPE)))?;
+        let data = from_le_bytes::<A>(&bytes.0).ok_or_else(|| {
+            de::Error::custom(format!("invalid {} element in array data", A::DTYPE))
+        })?;
         let dyn_array = Array::from_shape_vec(IxDyn(&shape), data).map_err(de::Error::custom)?;
         dyn_array.into_dimensionality::<D>().map_err(de::Error::custom)
     }
@@ -246,7 +270,10 @@ mod tests {
         assert_eq!(serde_json::from_str::<Holder>(&json).unwrap(), h);
     }
 
-    fn decode<A: RawElement, D: Dimension>(shape: &[usize], bytes: &[u8]) -> (Result<Array<A, D>, String>, Result<Array<A, D>, String>) {
+    fn decode<A: RawElement, D: Dimension>(
+        shape: &[usize],
+        bytes: &[u8],
+    ) -> (Result<Array<A, D>, String>, Result<Array<A, D>, String>) {
         let header = (shape, serde_bytes_ref(bytes));
         let pc = postcard::to_stdvec(&header).unwrap();
         let json = serde_json::to_string(&header).unwrap();

@@ -10,8 +10,8 @@
 //! process; trying to encode one is an error naming its type.
 
 use std::any::Any;
-use std::fmt;
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use serde::de::DeserializeOwned;
@@ -109,8 +109,11 @@ type TakeList = fn(Vec<Value>) -> Result<Box<dyn Any + Send>, ValueError>;
 impl ListItem {
     /// The entry for element type `U`.
     pub const fn of<U: Clone + DeserializeOwned + Send + Sync + 'static>() -> Self {
-        fn take<U: Clone + DeserializeOwned + Send + Sync + 'static>(items: Vec<Value>) -> Result<Box<dyn Any + Send>, ValueError> {
-            let v: Vec<U> = items.into_iter().map(Value::take_decode::<U>).collect::<Result<_, _>>()?;
+        fn take<U: Clone + DeserializeOwned + Send + Sync + 'static>(
+            items: Vec<Value>,
+        ) -> Result<Box<dyn Any + Send>, ValueError> {
+            let v: Vec<U> =
+                items.into_iter().map(Value::take_decode::<U>).collect::<Result<_, _>>()?;
             Ok(Box::new(v))
         }
         ListItem { vec_type: std::any::TypeId::of::<Vec<U>>, take: take::<U> }
@@ -131,7 +134,9 @@ macro_rules! list_item {
 fn list_taker<T: 'static>() -> Option<TakeList> {
     static BY_TYPE: OnceLock<HashMap<std::any::TypeId, TakeList>> = OnceLock::new();
     BY_TYPE
-        .get_or_init(|| inventory::iter::<ListItem>.into_iter().map(|l| ((l.vec_type)(), l.take)).collect())
+        .get_or_init(|| {
+            inventory::iter::<ListItem>.into_iter().map(|l| ((l.vec_type)(), l.take)).collect()
+        })
         .get(&std::any::TypeId::of::<T>())
         .copied()
 }
@@ -204,7 +209,10 @@ impl Value {
     }
 
     fn mismatch<T>(&self) -> ValueError {
-        ValueError::TypeMismatch { expected: std::any::type_name::<T>(), found: self.type_name().to_string() }
+        ValueError::TypeMismatch {
+            expected: std::any::type_name::<T>(),
+            found: self.type_name().to_string(),
+        }
     }
 
     /// Takes the typed value out: moved when this is the last reference, cloned otherwise.
@@ -228,20 +236,26 @@ impl Value {
     }
 
     /// Like [`Value::take`], but also decodes a value that arrived encoded.
-    pub fn take_decode<T: Clone + DeserializeOwned + Send + Sync + 'static>(self) -> Result<T, ValueError> {
+    pub fn take_decode<T: Clone + DeserializeOwned + Send + Sync + 'static>(
+        self,
+    ) -> Result<T, ValueError> {
         match &self.0 {
-            Repr::Encoded(enc) => postcard::from_bytes(&enc.bytes).map_err(|e| ValueError::Decode {
-                expected: std::any::type_name::<T>(),
-                sent_type: enc.type_name.clone(),
-                len: enc.bytes.len(),
-                message: e.to_string(),
-            }),
+            Repr::Encoded(enc) => {
+                postcard::from_bytes(&enc.bytes).map_err(|e| ValueError::Decode {
+                    expected: std::any::type_name::<T>(),
+                    sent_type: enc.type_name.clone(),
+                    len: enc.bytes.len(),
+                    message: e.to_string(),
+                })
+            }
             Repr::List(items) => {
                 // Lists of registered item types are taken item by item (moved when unshared).
                 if let Some(take) = list_taker::<T>() {
                     let items: Vec<Value> = items.to_vec();
                     drop(self);
-                    return Ok(*take(items)?.downcast::<T>().expect("the taker of Vec<U> builds a Vec<U>"));
+                    return Ok(*take(items)?
+                        .downcast::<T>()
+                        .expect("the taker of Vec<U> builds a Vec<U>"));
                 }
                 // Other lists become a typed sequence through their serde encoding
                 // (a list of `T` encodes exactly as a `Vec<T>`).
@@ -279,7 +293,9 @@ impl Value {
     pub fn to_envelope(&self) -> Result<Vec<u8>, ValueError> {
         let payload = self.encode()?;
         let name = match &self.0 {
-            Repr::List(items) => format!("rask::List[{}]", items.first().map(|v| v.type_name()).unwrap_or("")),
+            Repr::List(items) => {
+                format!("rask::List[{}]", items.first().map(|v| v.type_name()).unwrap_or(""))
+            }
             _ => self.type_name().to_string(),
         };
         let mut out = Vec::with_capacity(payload.len() + name.len() + 16);
@@ -308,13 +324,17 @@ impl Value {
         let mut pos: usize = 5;
         let mut read = |n: usize, what: &str| -> Result<&[u8], ValueError> {
             let end = pos.checked_add(n).filter(|&e| e <= bytes.len()).ok_or_else(|| {
-                bad(format!("truncated: {what} needs {n} bytes at offset {pos}, only {} in total", bytes.len()))
+                bad(format!(
+                    "truncated: {what} needs {n} bytes at offset {pos}, only {} in total",
+                    bytes.len()
+                ))
             })?;
             let s = &bytes[pos..end];
             pos = end;
             Ok(s)
         };
-        let name_len = u32::from_le_bytes(read(4, "type-name length")?.try_into().expect("4 bytes")) as usize;
+        let name_len =
+            u32::from_le_bytes(read(4, "type-name length")?.try_into().expect("4 bytes")) as usize;
         if name_len > 4096 {
             return Err(bad(format!("type name of {name_len} bytes exceeds 4096")));
         }
@@ -322,7 +342,9 @@ impl Value {
             .map_err(|_| bad("type name is not UTF-8".into()))?;
         let len = u64::from_le_bytes(read(8, "payload length")?.try_into().expect("8 bytes"));
         if len > max_len as u64 {
-            return Err(bad(format!("payload of {len} bytes exceeds the limit of {max_len} bytes")));
+            return Err(bad(format!(
+                "payload of {len} bytes exceeds the limit of {max_len} bytes"
+            )));
         }
         let payload = read(len as usize, "payload")?.to_vec();
         if pos != bytes.len() {
@@ -351,7 +373,9 @@ impl fmt::Debug for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
             Repr::Live(e) => write!(f, "Value<{}>", e.type_name()),
-            Repr::Encoded(e) => write!(f, "Value<{}, {} bytes encoded>", e.type_name, e.bytes.len()),
+            Repr::Encoded(e) => {
+                write!(f, "Value<{}, {} bytes encoded>", e.type_name, e.bytes.len())
+            }
             Repr::List(items) => f.debug_list().entries(items.iter()).finish(),
         }
     }
@@ -421,7 +445,10 @@ mod tests {
         let trunc = &good[..good.len() - 1];
         assert!(Value::from_envelope(trunc, 10).unwrap_err().to_string().contains("truncated"));
         let big = Value::new(vec![0u8; 100]).to_envelope().unwrap();
-        assert!(Value::from_envelope(&big, 10).unwrap_err().to_string().contains("exceeds the limit"));
+        assert!(Value::from_envelope(&big, 10)
+            .unwrap_err()
+            .to_string()
+            .contains("exceeds the limit"));
     }
 
     #[test]

@@ -9,8 +9,8 @@ use proptest::prelude::*;
 use rask_core::graph::{cull, fuse, inline_data, order};
 use rask_core::op::ClosureOp;
 use rask_core::{
-    compute_many, delayed, try_delayed, with_scheduler, Arg, ComputeError, ComputeOptions, FailureKind, Graph,
-    GraphError, Key, Node, OpRef, Profiler, Scheduler, Value,
+    compute_many, delayed, try_delayed, with_scheduler, Arg, ComputeError, ComputeOptions,
+    FailureKind, Graph, GraphError, Key, Node, OpRef, Profiler, Scheduler, Value,
 };
 
 rask_core::op! {
@@ -76,7 +76,8 @@ fn shared_subgraphs_run_once() {
         let shared = expensive.call((4,));
         let a = shared.map("plus1", |x| x + 1);
         let b = shared.map("plus2", |x| x + 2);
-        let out = compute_many(&[a.erase(), b.erase(), shared.erase()], &s, &ComputeOptions::new()).unwrap();
+        let out = compute_many(&[a.erase(), b.erase(), shared.erase()], &s, &ComputeOptions::new())
+            .unwrap();
         let out: Vec<i64> = out.into_iter().map(|v| v.take::<i64>().unwrap()).collect();
         assert_eq!(out, vec![41, 42, 40]);
         assert_eq!(calls.load(Ordering::SeqCst), 1, "{s:?}");
@@ -183,7 +184,10 @@ fn running_accumulation_interleaves_producers() {
     }
     let first = acc.map("first", |b: Buf| b.0[0]);
     let expected = (1..2000u32).map(|k| k % 7).sum::<u32>() % 256;
-    assert_eq!(first.compute_with(&Scheduler::Sync, &ComputeOptions::new()).unwrap() as u32, expected);
+    assert_eq!(
+        first.compute_with(&Scheduler::Sync, &ComputeOptions::new()).unwrap() as u32,
+        expected
+    );
     let peak = PEAK.load(Ordering::SeqCst);
     assert!(peak <= 3, "{peak} buffers alive at once");
 }
@@ -206,7 +210,10 @@ fn erroring_task_names_key_op_and_message() {
             other => panic!("unexpected error {other}"),
         }
         let text = err.to_string();
-        assert!(text.contains("even_only") && text.contains("odd input 3") && text.contains("failed"), "{text}");
+        assert!(
+            text.contains("even_only") && text.contains("odd input 3") && text.contains("failed"),
+            "{text}"
+        );
     }
 }
 
@@ -267,7 +274,11 @@ fn cycle_is_rejected_before_running() {
 fn missing_keys_are_rejected_before_running() {
     let (a, ghost) = (Key::named("a"), Key::named("ghost"));
     let mut g = Graph::new();
-    g.add_task(a.clone(), closure("fa"), vec![Arg::Key(ghost.clone()), Arg::Literal(Value::new(1i64))]);
+    g.add_task(
+        a.clone(),
+        closure("fa"),
+        vec![Arg::Key(ghost.clone()), Arg::Literal(Value::new(1i64))],
+    );
     for s in schedulers() {
         let err = s.execute(g.clone(), &[a.clone()], &ComputeOptions::new()).unwrap_err();
         match &err {
@@ -396,18 +407,19 @@ fn build(dag: &[Vec<usize>], probe: &Arc<Probe>) -> Graph {
     for (i, deps) in dag.iter().enumerate() {
         let probe = probe.clone();
         let my_deps = deps.clone();
-        let op = OpRef::Closure(Arc::new(ClosureOp::new(format!("n{i}"), move |args: Vec<Value>| {
-            probe.runs[i].fetch_add(1, Ordering::SeqCst);
-            if my_deps.iter().any(|&d| !probe.finished[d].load(Ordering::SeqCst)) {
-                probe.violations.fetch_add(1, Ordering::SeqCst);
-            }
-            let sum = args
-                .into_iter()
-                .map(|v| v.take::<u64>().unwrap())
-                .fold(i as u64, |acc, x| acc.wrapping_mul(31).wrapping_add(x));
-            probe.finished[i].store(true, Ordering::SeqCst);
-            Ok(Value::new(sum))
-        })));
+        let op =
+            OpRef::Closure(Arc::new(ClosureOp::new(format!("n{i}"), move |args: Vec<Value>| {
+                probe.runs[i].fetch_add(1, Ordering::SeqCst);
+                if my_deps.iter().any(|&d| !probe.finished[d].load(Ordering::SeqCst)) {
+                    probe.violations.fetch_add(1, Ordering::SeqCst);
+                }
+                let sum = args
+                    .into_iter()
+                    .map(|v| v.take::<u64>().unwrap())
+                    .fold(i as u64, |acc, x| acc.wrapping_mul(31).wrapping_add(x));
+                probe.finished[i].store(true, Ordering::SeqCst);
+                Ok(Value::new(sum))
+            })));
         let args = deps.iter().map(|&d| Arg::Key(Key::named(&format!("n{d}")))).collect();
         g.add_task(Key::named(&format!("n{i}")), op, args);
     }

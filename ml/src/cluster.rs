@@ -38,7 +38,11 @@ pub struct FittedKMeans {
 impl FitParams for KMeansParams {
     type Fitted = FittedKMeans;
 
-    fn fit(&self, x: ArrayView2<'_, f64>, _y: Option<ArrayView1<'_, f64>>) -> Result<FittedKMeans, MlError> {
+    fn fit(
+        &self,
+        x: ArrayView2<'_, f64>,
+        _y: Option<ArrayView1<'_, f64>>,
+    ) -> Result<FittedKMeans, MlError> {
         let k = self.n_clusters as usize;
         if k > x.nrows() {
             return Err(MlError::InvalidParam {
@@ -54,7 +58,11 @@ impl FitParams for KMeansParams {
             .max_n_iterations(self.max_iter as u64)
             .tolerance(self.tol)
             .fit(&DatasetBase::from(x.to_owned()))
-            .map_err(|e| MlError::Fit { estimator: "KMeans".into(), library: "linfa-clustering".into(), message: e.to_string() })?;
+            .map_err(|e| MlError::Fit {
+                estimator: "KMeans".into(),
+                library: "linfa-clustering".into(),
+                message: e.to_string(),
+            })?;
         let centroids = model.centroids().clone();
         let inertia = assign(&centroids, x).1;
         Ok(FittedKMeans { centroids, inertia })
@@ -72,7 +80,9 @@ fn assign(c: &Array2<f64>, x: ArrayView2<'_, f64>) -> (Array1<f64>, f64) {
                 .rows()
                 .into_iter()
                 .enumerate()
-                .map(|(j, cr)| (j, r.iter().zip(cr.iter()).map(|(a, b)| (a - b) * (a - b)).sum::<f64>()))
+                .map(|(j, cr)| {
+                    (j, r.iter().zip(cr.iter()).map(|(a, b)| (a - b) * (a - b)).sum::<f64>())
+                })
                 .fold((0, f64::INFINITY), |b, (j, d)| if d < b.1 { (j, d) } else { b });
             total += d;
             best as f64
@@ -92,7 +102,8 @@ impl FittedModel for FittedKMeans {
         let mut out = Array2::zeros((x.nrows(), self.centroids.nrows()));
         for (i, r) in x.rows().into_iter().enumerate() {
             for (j, c) in self.centroids.rows().into_iter().enumerate() {
-                out[[i, j]] = r.iter().zip(c.iter()).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
+                out[[i, j]] =
+                    r.iter().zip(c.iter()).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
             }
         }
         Some(Ok(out))

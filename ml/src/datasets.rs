@@ -49,7 +49,9 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<NpyArray, MlError> {
 
 fn header_field<'a>(header: &'a str, key: &str) -> Result<&'a str, String> {
     let k = format!("'{key}':");
-    let start = header.find(&k).ok_or_else(|| format!("the .npy header has no {key:?} field: {header}"))? + k.len();
+    let start =
+        header.find(&k).ok_or_else(|| format!("the .npy header has no {key:?} field: {header}"))?
+            + k.len();
     Ok(header[start..].trim_start())
 }
 
@@ -92,7 +94,11 @@ pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray, String> {
         "<i8" => (8, |b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as f64),
         "<i4" => (4, |b| i32::from_le_bytes(b.try_into().expect("4 bytes")) as f64),
         "|u1" | "|b1" => (1, |b| b[0] as f64),
-        other => return Err(format!("dtype {other:?} is not supported (use <f8, <f4, <i8, <i4, |u1 or |b1)")),
+        other => {
+            return Err(format!(
+                "dtype {other:?} is not supported (use <f8, <f4, <i8, <i4, |u1 or |b1)"
+            ))
+        }
     };
     let body = &bytes[hstart + hlen..];
     if body.len() != n * size {
@@ -106,7 +112,10 @@ pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray, String> {
 }
 
 /// Loads `X` (2-d) and `y` (1-d) from two `.npy` files.
-pub fn load_npy_xy(x_path: impl AsRef<Path>, y_path: impl AsRef<Path>) -> Result<(Array2<f64>, Array1<f64>), MlError> {
+pub fn load_npy_xy(
+    x_path: impl AsRef<Path>,
+    y_path: impl AsRef<Path>,
+) -> Result<(Array2<f64>, Array1<f64>), MlError> {
     let (xp, yp) = (x_path.as_ref(), y_path.as_ref());
     let x = read_npy(xp)?;
     if x.shape.len() != 2 {
@@ -117,7 +126,10 @@ pub fn load_npy_xy(x_path: impl AsRef<Path>, y_path: impl AsRef<Path>) -> Result
         return Err(data_err(yp, format!("y must be 1-dimensional, got shape {:?}", y.shape)));
     }
     if y.shape[0] != x.shape[0] {
-        return Err(data_err(yp, format!("y has {} rows but X ({}) has {}", y.shape[0], xp.display(), x.shape[0])));
+        return Err(data_err(
+            yp,
+            format!("y has {} rows but X ({}) has {}", y.shape[0], xp.display(), x.shape[0]),
+        ));
     }
     let x = Array2::from_shape_vec((x.shape[0], x.shape[1]), x.data).expect("shape checked");
     Ok((x, Array1::from(y.data)))
@@ -125,12 +137,18 @@ pub fn load_npy_xy(x_path: impl AsRef<Path>, y_path: impl AsRef<Path>) -> Result
 
 /// Loads a CSV file with a header line: every column but `target` becomes a
 /// feature. Returns `(X, y, feature names)`. Values must parse as numbers.
-pub fn load_csv_xy(path: impl AsRef<Path>, target: &str) -> Result<(Array2<f64>, Array1<f64>, Vec<String>), MlError> {
+pub fn load_csv_xy(
+    path: impl AsRef<Path>,
+    target: &str,
+) -> Result<(Array2<f64>, Array1<f64>, Vec<String>), MlError> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|e| data_err(path, format!("cannot read: {e}")))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| data_err(path, format!("cannot read: {e}")))?;
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let (_, header) = lines.next().ok_or_else(|| data_err(path, "empty file: expected a header line"))?;
-    let names: Vec<String> = header.split(',').map(|s| s.trim().trim_matches('"').to_string()).collect();
+    let (_, header) =
+        lines.next().ok_or_else(|| data_err(path, "empty file: expected a header line"))?;
+    let names: Vec<String> =
+        header.split(',').map(|s| s.trim().trim_matches('"').to_string()).collect();
     let t = names.iter().position(|n| n == target).ok_or_else(|| {
         data_err(path, format!("no column named {target:?}; columns are {}", names.join(", ")))
     })?;
@@ -140,11 +158,22 @@ pub fn load_csv_xy(path: impl AsRef<Path>, target: &str) -> Result<(Array2<f64>,
     for (ln, line) in lines {
         let fields: Vec<&str> = line.split(',').collect();
         if fields.len() != names.len() {
-            return Err(data_err(path, format!("line {}: {} fields, the header has {}", ln + 1, fields.len(), names.len())));
+            return Err(data_err(
+                path,
+                format!("line {}: {} fields, the header has {}", ln + 1, fields.len(), names.len()),
+            ));
         }
         for (j, f) in fields.iter().enumerate() {
             let v: f64 = f.trim().parse().map_err(|_| {
-                data_err(path, format!("line {}, column {:?}: {:?} is not a number", ln + 1, names[j], f.trim()))
+                data_err(
+                    path,
+                    format!(
+                        "line {}, column {:?}: {:?} is not a number",
+                        ln + 1,
+                        names[j],
+                        f.trim()
+                    ),
+                )
             })?;
             if j == t {
                 ys.push(v);
@@ -159,7 +188,8 @@ pub fn load_csv_xy(path: impl AsRef<Path>, target: &str) -> Result<(Array2<f64>,
     }
     let mut feature_names = names;
     feature_names.remove(t);
-    let x = Array2::from_shape_vec((rows, feature_names.len()), xs).expect("rows have equal length");
+    let x =
+        Array2::from_shape_vec((rows, feature_names.len()), xs).expect("rows have equal length");
     Ok((x, Array1::from(ys), feature_names))
 }
 
@@ -216,7 +246,9 @@ pub fn make_regression(
 ) -> (Array2<f64>, Array1<f64>, Array1<f64>) {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let x = Array2::from_shape_simple_fn((n_samples, n_features), || normal(&mut rng));
-    let w: Array1<f64> = (0..n_features).map(|j| if j < n_informative { 100.0 * rng.gen::<f64>() } else { 0.0 }).collect();
+    let w: Array1<f64> = (0..n_features)
+        .map(|j| if j < n_informative { 100.0 * rng.gen::<f64>() } else { 0.0 })
+        .collect();
     let y = x.dot(&w) + Array1::from_shape_simple_fn(n_samples, || noise * normal(&mut rng));
     (x, y, w)
 }

@@ -52,7 +52,11 @@ pub struct FittedPca {
 impl FitParams for PcaParams {
     type Fitted = FittedPca;
 
-    fn fit(&self, x: ArrayView2<'_, f64>, _y: Option<ArrayView1<'_, f64>>) -> Result<FittedPca, MlError> {
+    fn fit(
+        &self,
+        x: ArrayView2<'_, f64>,
+        _y: Option<ArrayView1<'_, f64>>,
+    ) -> Result<FittedPca, MlError> {
         let (n, p) = x.dim();
         let k = self.n_components as usize;
         if k > n.min(p) {
@@ -60,18 +64,30 @@ impl FitParams for PcaParams {
                 estimator: "PCA".into(),
                 param: "n_components".into(),
                 value: k.to_string(),
-                expected: format!("at most min(n_samples, n_features) = {} for this data", n.min(p)),
+                expected: format!(
+                    "at most min(n_samples, n_features) = {} for this data",
+                    n.min(p)
+                ),
             });
         }
         if n < 2 {
-            return Err(MlError::Shape { estimator: "PCA".into(), message: format!("needs at least 2 samples, got {n}") });
+            return Err(MlError::Shape {
+                estimator: "PCA".into(),
+                message: format!("needs at least 2 samples, got {n}"),
+            });
         }
         let d = decompose(x)?;
         let components = d.components.slice(s![..k, ..]).to_owned();
         let explained = d.explained.slice(s![..k]).to_owned();
         let (mean, total_var) = (d.mean.clone(), d.total_var);
         let ratio = if total_var > 0.0 { &explained / total_var } else { Array1::zeros(k) };
-        Ok(FittedPca { mean, components, explained_variance: explained, explained_variance_ratio: ratio, whiten: self.whiten })
+        Ok(FittedPca {
+            mean,
+            components,
+            explained_variance: explained,
+            explained_variance_ratio: ratio,
+            whiten: self.whiten,
+        })
     }
 }
 
@@ -96,10 +112,19 @@ fn decompose(x: ArrayView2<'_, f64>) -> Result<Arc<Decomposition>, MlError> {
         let mut h = TokenHasher::new();
         h.str("PCA.covariance_eigh").u64(x.nrows() as u64).u64(x.ncols() as u64);
         // SAFETY: any f64 slice is a valid byte slice of 8× the length.
-        h.bytes(unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data)) });
+        h.bytes(unsafe {
+            std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data))
+        });
         h.finish()
     });
-    let recent = |t: &Token| RECENT.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|(k, _)| k == t).map(|(_, d)| d.clone());
+    let recent = |t: &Token| {
+        RECENT
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(k, _)| k == t)
+            .map(|(_, d)| d.clone())
+    };
     if let Some(d) = token.as_ref().and_then(recent) {
         return Ok(d);
     }
@@ -131,7 +156,8 @@ fn decompose_uncached(x: ArrayView2<'_, f64>) -> Result<Decomposition, MlError> 
     let mut explained = Array1::zeros(p);
     for (r, &c) in order.iter().enumerate() {
         let mut v = vecs.column(c).to_owned();
-        let big = v.iter().enumerate().fold(0, |b, (i, x)| if x.abs() > v[b].abs() { i } else { b });
+        let big =
+            v.iter().enumerate().fold(0, |b, (i, x)| if x.abs() > v[b].abs() { i } else { b });
         if v[big] < 0.0 {
             v.mapv_inplace(|x| -x);
         }
@@ -188,16 +214,24 @@ mod tests {
 
     #[test]
     fn shared_decomposition_gives_the_same_fits_and_never_a_stale_one() {
-        let x = Array2::from_shape_fn((200, 6), |(i, j)| ((i * 7 + j * 13) % 23) as f64 * (j as f64 + 1.0) + (i as f64).sin());
+        let x = Array2::from_shape_fn((200, 6), |(i, j)| {
+            ((i * 7 + j * 13) % 23) as f64 * (j as f64 + 1.0) + (i as f64).sin()
+        });
         let small = PcaParams::default().n_components(2).fit(x.view(), None).unwrap();
         let big = PcaParams::default().n_components(5).fit(x.view(), None).unwrap();
         assert_eq!(big.components.slice(s![..2, ..]), small.components);
-        assert_eq!(decompose_uncached(x.view()).unwrap().components.slice(s![..5, ..]), big.components);
+        assert_eq!(
+            decompose_uncached(x.view()).unwrap().components.slice(s![..5, ..]),
+            big.components
+        );
         // Other data (one value changed) is decomposed afresh.
         let mut y = x.clone();
         y[[17, 3]] += 1.0;
         let other = PcaParams::default().n_components(5).fit(y.view(), None).unwrap();
-        assert_eq!(decompose_uncached(y.view()).unwrap().components.slice(s![..5, ..]), other.components);
+        assert_eq!(
+            decompose_uncached(y.view()).unwrap().components.slice(s![..5, ..]),
+            other.components
+        );
         assert_ne!(other.components, big.components);
     }
 }

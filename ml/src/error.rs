@@ -52,7 +52,9 @@ pub enum MlError {
         message: String,
     },
     /// `predict`/`transform` got another number of features than `fit` saw.
-    #[error("{estimator}: X has {got} features, but the estimator was fitted with {expected} features")]
+    #[error(
+        "{estimator}: X has {got} features, but the estimator was fitted with {expected} features"
+    )]
     FeatureCount {
         /// Estimator type name.
         estimator: String,

@@ -37,7 +37,11 @@ pub trait FitParams {
     type Fitted: FittedModel;
     /// Fits on `x` (n_samples × n_features) and, for supervised models, `y`.
     /// Inputs are already checked for shape and finiteness by the caller.
-    fn fit(&self, x: ArrayView2<'_, f64>, y: Option<ArrayView1<'_, f64>>) -> Result<Self::Fitted, MlError>;
+    fn fit(
+        &self,
+        x: ArrayView2<'_, f64>,
+        y: Option<ArrayView1<'_, f64>>,
+    ) -> Result<Self::Fitted, MlError>;
 }
 
 /// The result of a fitted model's method: `None` when the model does not support it.
@@ -65,7 +69,11 @@ pub trait FittedModel {
         None
     }
     /// A model-specific score (e.g. KMeans' negative inertia); `None` uses the kind's default.
-    fn custom_score(&self, _x: ArrayView2<'_, f64>, _y: Option<ArrayView1<'_, f64>>) -> Option<f64> {
+    fn custom_score(
+        &self,
+        _x: ArrayView2<'_, f64>,
+        _y: Option<ArrayView1<'_, f64>>,
+    ) -> Option<f64> {
         None
     }
 }
@@ -81,7 +89,11 @@ pub trait Estimator: Send + Sync + fmt::Debug + 'static {
     /// Sets one hyperparameter (validated); forgets any fitted model.
     fn set_param(&mut self, name: &str, value: ParamValue) -> Result<(), MlError>;
     /// Fits on `x` and, for supervised estimators, `y`.
-    fn fit(&mut self, x: ArrayView2<'_, f64>, y: Option<ArrayView1<'_, f64>>) -> Result<(), MlError>;
+    fn fit(
+        &mut self,
+        x: ArrayView2<'_, f64>,
+        y: Option<ArrayView1<'_, f64>>,
+    ) -> Result<(), MlError>;
     /// Whether `fit` has succeeded.
     fn is_fitted(&self) -> bool;
     /// Predictions.
@@ -133,7 +145,11 @@ pub fn check_x(estimator: &str, x: ArrayView2<'_, f64>) -> Result<(), MlError> {
     if x.nrows() == 0 || x.ncols() == 0 {
         return Err(MlError::Shape {
             estimator: estimator.into(),
-            message: format!("X has shape ({}, {}); at least one sample and one feature are needed", x.nrows(), x.ncols()),
+            message: format!(
+                "X has shape ({}, {}); at least one sample and one feature are needed",
+                x.nrows(),
+                x.ncols()
+            ),
         });
     }
     // Fast path: a vectorizable scan; locate the culprit only when there is one.
@@ -155,12 +171,17 @@ pub fn check_x(estimator: &str, x: ArrayView2<'_, f64>) -> Result<(), MlError> {
     if all_finite {
         return Ok(());
     }
-    let ((row, col), &value) = x.indexed_iter().find(|(_, v)| !v.is_finite()).expect("a non-finite value exists");
+    let ((row, col), &value) =
+        x.indexed_iter().find(|(_, v)| !v.is_finite()).expect("a non-finite value exists");
     Err(MlError::NonFinite { estimator: estimator.into(), what: "X".into(), value, row, col })
 }
 
 /// Checks `x`, and `y` when given: same number of samples, finite values.
-pub fn check_xy(estimator: &str, x: ArrayView2<'_, f64>, y: Option<ArrayView1<'_, f64>>) -> Result<(), MlError> {
+pub fn check_xy(
+    estimator: &str,
+    x: ArrayView2<'_, f64>,
+    y: Option<ArrayView1<'_, f64>>,
+) -> Result<(), MlError> {
     check_x(estimator, x)?;
     match y {
         Some(y) => check_y(estimator, x.nrows(), y),
@@ -173,18 +194,33 @@ pub fn check_y(estimator: &str, n: usize, y: ArrayView1<'_, f64>) -> Result<(), 
     if y.len() != n {
         return Err(MlError::Shape {
             estimator: estimator.into(),
-            message: format!("X has {n} samples but y has {}; they must have the same length", y.len()),
+            message: format!(
+                "X has {n} samples but y has {}; they must have the same length",
+                y.len()
+            ),
         });
     }
     match y.iter().position(|v| !v.is_finite()) {
         None => Ok(()),
-        Some(row) => Err(MlError::NonFinite { estimator: estimator.into(), what: "y".into(), value: y[row], row, col: 0 }),
+        Some(row) => Err(MlError::NonFinite {
+            estimator: estimator.into(),
+            what: "y".into(),
+            value: y[row],
+            row,
+            col: 0,
+        }),
     }
 }
 
 /// `y`, required by supervised estimators.
-pub fn require_y<'a>(estimator: &str, y: Option<ArrayView1<'a, f64>>) -> Result<ArrayView1<'a, f64>, MlError> {
-    y.ok_or_else(|| MlError::Shape { estimator: estimator.into(), message: "y is required for a supervised estimator".into() })
+pub fn require_y<'a>(
+    estimator: &str,
+    y: Option<ArrayView1<'a, f64>>,
+) -> Result<ArrayView1<'a, f64>, MlError> {
+    y.ok_or_else(|| MlError::Shape {
+        estimator: estimator.into(),
+        message: "y is required for a supervised estimator".into(),
+    })
 }
 
 /// `-0.0` as `0.0`, so that labels and categories compare by value under `total_cmp`.
@@ -198,7 +234,10 @@ pub fn canonical(v: f64) -> f64 {
 
 /// Sorted distinct class labels of `y`, and each sample's class index. Labels must
 /// be integers (as floats) and there must be at least two classes.
-pub fn encode_classes(estimator: &str, y: ArrayView1<'_, f64>) -> Result<(Vec<f64>, Vec<usize>), MlError> {
+pub fn encode_classes(
+    estimator: &str,
+    y: ArrayView1<'_, f64>,
+) -> Result<(Vec<f64>, Vec<usize>), MlError> {
     if let Some((row, &v)) = y.iter().enumerate().find(|(_, v)| v.fract() != 0.0) {
         return Err(MlError::Labels {
             estimator: estimator.into(),
@@ -216,7 +255,9 @@ pub fn encode_classes(estimator: &str, y: ArrayView1<'_, f64>) -> Result<(Vec<f6
     }
     let idx = y
         .iter()
-        .map(|&v| classes.binary_search_by(|c| c.total_cmp(&canonical(v))).expect("label is a class"))
+        .map(|&v| {
+            classes.binary_search_by(|c| c.total_cmp(&canonical(v))).expect("label is a class")
+        })
         .collect();
     Ok((classes, idx))
 }
@@ -236,15 +277,15 @@ pub struct EstimatorEntry {
 inventory::collect!(EstimatorEntry);
 
 fn entry(name: &str) -> Result<&'static EstimatorEntry, MlError> {
-    inventory::iter::<EstimatorEntry>
-        .into_iter()
-        .find(|e| e.name == name)
-        .ok_or_else(|| MlError::UnknownEstimator { name: name.into(), known: registered_estimators() })
+    inventory::iter::<EstimatorEntry>.into_iter().find(|e| e.name == name).ok_or_else(|| {
+        MlError::UnknownEstimator { name: name.into(), known: registered_estimators() }
+    })
 }
 
 /// Registered type names, sorted.
 pub fn registered_estimators() -> Vec<String> {
-    let mut v: Vec<String> = inventory::iter::<EstimatorEntry>.into_iter().map(|e| e.name.to_string()).collect();
+    let mut v: Vec<String> =
+        inventory::iter::<EstimatorEntry>.into_iter().map(|e| e.name.to_string()).collect();
     v.sort();
     v
 }
@@ -277,7 +318,10 @@ pub fn load(bytes: &[u8]) -> Result<Box<dyn Estimator>, MlError> {
         return Err(bad("not a saved Rask estimator (missing `RSKE` magic bytes)".into()));
     }
     if bytes[4] != VERSION {
-        return Err(bad(format!("saved with format version {}, this build reads version {VERSION}", bytes[4])));
+        return Err(bad(format!(
+            "saved with format version {}, this build reads version {VERSION}",
+            bytes[4]
+        )));
     }
     let n = u32::from_le_bytes(bytes[5..9].try_into().expect("4 bytes")) as usize;
     let name = bytes.get(9..9 + n).ok_or_else(|| bad("truncated type name".into()))?;
@@ -287,12 +331,17 @@ pub fn load(bytes: &[u8]) -> Result<Box<dyn Estimator>, MlError> {
 
 /// Encodes a value with postcard, naming the estimator on failure.
 pub fn encode_state<T: serde::Serialize>(estimator: &str, value: &T) -> Result<Vec<u8>, MlError> {
-    postcard::to_stdvec(value).map_err(|e| MlError::Serialization { estimator: estimator.into(), message: e.to_string() })
+    postcard::to_stdvec(value)
+        .map_err(|e| MlError::Serialization { estimator: estimator.into(), message: e.to_string() })
 }
 
 /// Decodes a value encoded by [`encode_state`].
-pub fn decode_state<T: serde::de::DeserializeOwned>(estimator: &str, bytes: &[u8]) -> Result<T, MlError> {
-    postcard::from_bytes(bytes).map_err(|e| MlError::Serialization { estimator: estimator.into(), message: e.to_string() })
+pub fn decode_state<T: serde::de::DeserializeOwned>(
+    estimator: &str,
+    bytes: &[u8],
+) -> Result<T, MlError> {
+    postcard::from_bytes(bytes)
+        .map_err(|e| MlError::Serialization { estimator: estimator.into(), message: e.to_string() })
 }
 
 /// Defines the dynamic wrapper `$Name { params, fitted }` of a typed estimator,
@@ -440,7 +489,8 @@ pub fn default_score<M: FittedModel>(
     x: ArrayView2<'_, f64>,
     y: ArrayView1<'_, f64>,
 ) -> Result<f64, MlError> {
-    let unsupported = || MlError::NotSupported { estimator: est.type_name().into(), method: "score".into() };
+    let unsupported =
+        || MlError::NotSupported { estimator: est.type_name().into(), method: "score".into() };
     let pred = || m.predict(x).unwrap_or_else(|| Err(unsupported()));
     match est.kind() {
         Kind::Classifier => Ok(crate::metrics::accuracy(y, pred()?.view())),

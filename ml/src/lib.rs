@@ -19,7 +19,10 @@ pub mod svm;
 pub mod tree;
 
 pub use error::MlError;
-pub use estimator::{config_token, create, load, registered_estimators, save, Estimator, FitParams, FittedModel, Kind};
+pub use estimator::{
+    config_token, create, load, registered_estimators, save, Estimator, FitParams, FittedModel,
+    Kind,
+};
 pub use params::{ParamValue, Params};
 pub use pipeline::Pipeline;
 

@@ -69,7 +69,11 @@ pub struct FittedLogisticRegression {
 impl FitParams for LogisticRegressionParams {
     type Fitted = FittedLogisticRegression;
 
-    fn fit(&self, x: ArrayView2<'_, f64>, y: Option<ArrayView1<'_, f64>>) -> Result<Self::Fitted, MlError> {
+    fn fit(
+        &self,
+        x: ArrayView2<'_, f64>,
+        y: Option<ArrayView1<'_, f64>>,
+    ) -> Result<Self::Fitted, MlError> {
         let name = "LogisticRegression";
         let y = require_y(name, y)?;
         let (classes, idx) = encode_classes(name, y)?;
@@ -79,7 +83,14 @@ impl FitParams for LogisticRegressionParams {
             // Binary: the fused L-BFGS solver of `logistic_lbfgs` (scikit-learn's
             // objective and stopping rule); classes[1] is the positive class.
             let signs: Vec<f64> = idx.iter().map(|&i| if i == 1 { 1.0 } else { -1.0 }).collect();
-            let fit = crate::logistic_lbfgs::fit_binary(x, &signs, alpha, self.fit_intercept, self.max_iter as usize, self.tol);
+            let fit = crate::logistic_lbfgs::fit_binary(
+                x,
+                &signs,
+                alpha,
+                self.fit_intercept,
+                self.max_iter as usize,
+                self.tol,
+            );
             Ok(FittedLogisticRegression {
                 classes,
                 coef: fit.coef.insert_axis(Axis(0)),
@@ -203,7 +214,11 @@ crate::params! {
 impl FitParams for LinearRegressionParams {
     type Fitted = FittedLinear;
 
-    fn fit(&self, x: ArrayView2<'_, f64>, y: Option<ArrayView1<'_, f64>>) -> Result<FittedLinear, MlError> {
+    fn fit(
+        &self,
+        x: ArrayView2<'_, f64>,
+        y: Option<ArrayView1<'_, f64>>,
+    ) -> Result<FittedLinear, MlError> {
         let name = "LinearRegression";
         let y = require_y(name, y)?;
         let ds = Dataset::new(x.to_owned(), y.to_owned());
@@ -273,7 +288,11 @@ crate::params! {
 impl FitParams for RidgeParams {
     type Fitted = FittedLinear;
 
-    fn fit(&self, x: ArrayView2<'_, f64>, y: Option<ArrayView1<'_, f64>>) -> Result<FittedLinear, MlError> {
+    fn fit(
+        &self,
+        x: ArrayView2<'_, f64>,
+        y: Option<ArrayView1<'_, f64>>,
+    ) -> Result<FittedLinear, MlError> {
         let y = require_y("Ridge", y)?;
         // ‖r‖² + α‖w‖² = 2n·(1/(2n)‖r‖² + (α/n)/2·‖w‖²): elastic net with penalty α/n, ρ = 0.
         let penalty = self.alpha / x.nrows() as f64;
@@ -303,7 +322,11 @@ crate::params! {
 impl FitParams for LassoParams {
     type Fitted = FittedLinear;
 
-    fn fit(&self, x: ArrayView2<'_, f64>, y: Option<ArrayView1<'_, f64>>) -> Result<FittedLinear, MlError> {
+    fn fit(
+        &self,
+        x: ArrayView2<'_, f64>,
+        y: Option<ArrayView1<'_, f64>>,
+    ) -> Result<FittedLinear, MlError> {
         let y = require_y("Lasso", y)?;
         elastic_net("Lasso", x, y, self.alpha, 1.0, self.fit_intercept, self.max_iter, self.tol)
     }
@@ -334,9 +357,22 @@ crate::params! {
 impl FitParams for ElasticNetParams {
     type Fitted = FittedLinear;
 
-    fn fit(&self, x: ArrayView2<'_, f64>, y: Option<ArrayView1<'_, f64>>) -> Result<FittedLinear, MlError> {
+    fn fit(
+        &self,
+        x: ArrayView2<'_, f64>,
+        y: Option<ArrayView1<'_, f64>>,
+    ) -> Result<FittedLinear, MlError> {
         let y = require_y("ElasticNet", y)?;
-        elastic_net("ElasticNet", x, y, self.alpha, self.l1_ratio, self.fit_intercept, self.max_iter, self.tol)
+        elastic_net(
+            "ElasticNet",
+            x,
+            y,
+            self.alpha,
+            self.l1_ratio,
+            self.fit_intercept,
+            self.max_iter,
+            self.tol,
+        )
     }
 }
 

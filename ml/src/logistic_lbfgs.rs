@@ -70,7 +70,9 @@ impl<'a> Columns<'a> {
         let (n, p) = x.dim();
         let data = match x.reversed_axes().to_slice() {
             Some(d) => std::borrow::Cow::Borrowed(d),
-            None => std::borrow::Cow::Owned(x.t().as_standard_layout().into_owned().into_raw_vec_and_offset().0),
+            None => std::borrow::Cow::Owned(
+                x.t().as_standard_layout().into_owned().into_raw_vec_and_offset().0,
+            ),
         };
         Columns { n, p, data }
     }
@@ -116,7 +118,8 @@ impl Problem<'_> {
     /// replaces 256 (with a relative error far below the stopping tolerance).
     fn eval(&self, theta: &Array1<f64>, grad: &mut Array1<f64>) -> f64 {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
             // SAFETY: the CPU has the features this copy is compiled for.
             return unsafe { self.eval_avx2(theta, grad) };
         }
@@ -146,7 +149,9 @@ impl Problem<'_> {
             let z = &mut z[..m];
             z.iter_mut().for_each(|v| *v = b);
             for (col, &wj) in self.x.panel(start, m).zip(w) {
-                z.iter_mut().zip(col).for_each(|(zi, &xij)| *zi = if FMA { xij.mul_add(wj, *zi) } else { xij * wj + *zi });
+                z.iter_mut().zip(col).for_each(|(zi, &xij)| {
+                    *zi = if FMA { xij.mul_add(wj, *zi) } else { xij * wj + *zi }
+                });
             }
             let s = &self.s[start..start + m];
             let mut hinge = [0.0f64; LANES];
@@ -199,7 +204,14 @@ impl Problem<'_> {
 /// Minimizes `Σ log(1 + exp(-s_i (x_i·w + b))) + λ/2‖w‖²`, stopping when the
 /// largest gradient entry divided by n is below `tol` (scikit-learn's lbfgs
 /// criterion on its mean-scaled objective) or after `max_iter` iterations.
-pub(crate) fn fit_binary(x: ArrayView2<'_, f64>, s: &[f64], lambda: f64, intercept: bool, max_iter: usize, tol: f64) -> BinaryFit {
+pub(crate) fn fit_binary(
+    x: ArrayView2<'_, f64>,
+    s: &[f64],
+    lambda: f64,
+    intercept: bool,
+    max_iter: usize,
+    tol: f64,
+) -> BinaryFit {
     const M: usize = 10;
     let prob = Problem { x: Columns::new(x), s, lambda, intercept };
     let n = x.nrows() as f64;
@@ -250,7 +262,10 @@ pub(crate) fn fit_binary(x: ArrayView2<'_, f64>, s: &[f64], lambda: f64, interce
         let mut f_new;
         let mut tries = 0;
         loop {
-            Zip::from(&mut new_theta).and(&theta).and(&dir).for_each(|nt, &t, &dv| *nt = t + step * dv);
+            Zip::from(&mut new_theta)
+                .and(&theta)
+                .and(&dir)
+                .for_each(|nt, &t, &dv| *nt = t + step * dv);
             f_new = prob.eval(&new_theta, &mut new_grad);
             if f_new <= f + 1e-4 * step * slope || tries >= 50 {
                 break;
@@ -260,7 +275,8 @@ pub(crate) fn fit_binary(x: ArrayView2<'_, f64>, s: &[f64], lambda: f64, interce
         }
         let s_k = &new_theta - &theta;
         let y_k = &new_grad - &grad;
-        let converged = (f - f_new).abs() <= 64.0 * f64::EPSILON * f.abs().max(f_new.abs()).max(1.0);
+        let converged =
+            (f - f_new).abs() <= 64.0 * f64::EPSILON * f.abs().max(f_new.abs()).max(1.0);
         std::mem::swap(&mut theta, &mut new_theta);
         std::mem::swap(&mut grad, &mut new_grad);
         f = f_new;
@@ -297,9 +313,15 @@ mod tests {
             let want = x.exp();
             for got in [exp_nonpositive::<false>(x), exp_nonpositive::<true>(x)] {
                 if x >= -708.0 {
-                    assert!((got - want).abs() <= 4.0 * f64::EPSILON * want, "exp({x}) = {got}, libm says {want}");
+                    assert!(
+                        (got - want).abs() <= 4.0 * f64::EPSILON * want,
+                        "exp({x}) = {got}, libm says {want}"
+                    );
                 } else {
-                    assert!(got > 0.0 && got < 1e-307, "exp({x}) clamps to a tiny positive value, got {got}");
+                    assert!(
+                        got > 0.0 && got < 1e-307,
+                        "exp({x}) clamps to a tiny positive value, got {got}"
+                    );
                 }
             }
             x -= 0.0137;
@@ -309,10 +331,20 @@ mod tests {
     #[test]
     fn row_major_and_column_major_inputs_give_the_same_fit() {
         let (n, p) = (1000, 7);
-        let c = Array2::from_shape_fn((n, p), |(i, j)| (((i * 31 + j * 17) % 97) as f64 / 48.5 - 1.0) * (j + 1) as f64);
+        let c = Array2::from_shape_fn((n, p), |(i, j)| {
+            (((i * 31 + j * 17) % 97) as f64 / 48.5 - 1.0) * (j + 1) as f64
+        });
         let mut f = Array2::zeros((n, p).f());
         f.assign(&c);
-        let s: Vec<f64> = (0..n).map(|i| if (c[[i, 0]] + 0.3 * c[[i, 3]] + (i % 5) as f64 * 0.2) > 0.4 { 1.0 } else { -1.0 }).collect();
+        let s: Vec<f64> = (0..n)
+            .map(|i| {
+                if (c[[i, 0]] + 0.3 * c[[i, 3]] + (i % 5) as f64 * 0.2) > 0.4 {
+                    1.0
+                } else {
+                    -1.0
+                }
+            })
+            .collect();
         let a = fit_binary(c.view(), &s, 1.0, true, 1000, 1e-8);
         let b = fit_binary(f.view(), &s, 1.0, true, 1000, 1e-8);
         assert_eq!(a.coef, b.coef);

@@ -23,9 +23,13 @@ pub fn accuracy(y_true: ArrayView1<'_, f64>, y_pred: ArrayView1<'_, f64>) -> f64
 }
 
 /// Per-class (true positives, predicted count, true count) over the union of labels.
-fn class_counts(y_true: ArrayView1<'_, f64>, y_pred: ArrayView1<'_, f64>) -> (Vec<f64>, Vec<[f64; 3]>) {
+fn class_counts(
+    y_true: ArrayView1<'_, f64>,
+    y_pred: ArrayView1<'_, f64>,
+) -> (Vec<f64>, Vec<[f64; 3]>) {
     let labels = sorted_labels(y_true, y_pred);
-    let idx = |v: &f64| labels.binary_search_by(|c| c.total_cmp(&canonical(*v))).expect("label in union");
+    let idx =
+        |v: &f64| labels.binary_search_by(|c| c.total_cmp(&canonical(*v))).expect("label in union");
     let mut counts = vec![[0.0; 3]; labels.len()];
     for (t, p) in y_true.iter().zip(y_pred.iter()) {
         let (ti, pi) = (idx(t), idx(p));
@@ -62,7 +66,11 @@ pub enum Average {
 }
 
 /// Precision, recall and F1 (zero where undefined, as scikit-learn's `zero_division=0`).
-pub fn precision_recall_f1(y_true: ArrayView1<'_, f64>, y_pred: ArrayView1<'_, f64>, average: Average) -> (f64, f64, f64) {
+pub fn precision_recall_f1(
+    y_true: ArrayView1<'_, f64>,
+    y_pred: ArrayView1<'_, f64>,
+    average: Average,
+) -> (f64, f64, f64) {
     let (labels, counts) = class_counts(y_true, y_pred);
     let div = |a: f64, b: f64| if b == 0.0 { 0.0 } else { a / b };
     let prf = |tp: f64, pred: f64, truth: f64| {
@@ -83,7 +91,8 @@ pub fn precision_recall_f1(y_true: ArrayView1<'_, f64>, y_pred: ArrayView1<'_, f
             prf(tp, pred, truth)
         }
         Average::Macro | Average::Weighted => {
-            let per: Vec<((f64, f64, f64), f64)> = counts.iter().map(|c| (prf(c[0], c[1], c[2]), c[2])).collect();
+            let per: Vec<((f64, f64, f64), f64)> =
+                counts.iter().map(|c| (prf(c[0], c[1], c[2]), c[2])).collect();
             let weights: Vec<f64> = match average {
                 Average::Macro => vec![1.0; per.len()],
                 _ => per.iter().map(|(_, s)| *s).collect(),
@@ -132,7 +141,11 @@ pub fn roc_auc(y_true: ArrayView1<'_, f64>, score: ArrayView1<'_, f64>) -> Resul
 
 /// Mean cross-entropy of probabilities `proba` (n × classes, columns in the order
 /// of `classes`), clipped to `[eps, 1 - eps]` with `eps` the f64 machine epsilon.
-pub fn log_loss(y_true: ArrayView1<'_, f64>, proba: ArrayView2<'_, f64>, classes: &[f64]) -> Result<f64, MlError> {
+pub fn log_loss(
+    y_true: ArrayView1<'_, f64>,
+    proba: ArrayView2<'_, f64>,
+    classes: &[f64],
+) -> Result<f64, MlError> {
     if proba.ncols() != classes.len() || proba.nrows() != y_true.len() {
         return Err(MlError::Shape {
             estimator: "log_loss".into(),
@@ -150,7 +163,9 @@ pub fn log_loss(y_true: ArrayView1<'_, f64>, proba: ArrayView2<'_, f64>, classes
     for (i, t) in y_true.iter().enumerate() {
         let c = classes.iter().position(|c| c == t).ok_or_else(|| MlError::Labels {
             estimator: "log_loss".into(),
-            message: format!("y_true contains label {t}, which is not among the classes {classes:?}"),
+            message: format!(
+                "y_true contains label {t}, which is not among the classes {classes:?}"
+            ),
         })?;
         total -= proba[[i, c]].clamp(eps, 1.0 - eps).ln();
     }
@@ -171,7 +186,8 @@ pub fn r2(y_true: ArrayView1<'_, f64>, y_pred: ArrayView1<'_, f64>) -> f64 {
 
 /// Mean squared error.
 pub fn mean_squared_error(y_true: ArrayView1<'_, f64>, y_pred: ArrayView1<'_, f64>) -> f64 {
-    y_true.iter().zip(y_pred.iter()).map(|(t, p)| (t - p) * (t - p)).sum::<f64>() / y_true.len() as f64
+    y_true.iter().zip(y_pred.iter()).map(|(t, p)| (t - p) * (t - p)).sum::<f64>()
+        / y_true.len() as f64
 }
 
 /// Mean absolute error.
@@ -199,21 +215,50 @@ pub fn check_scorer(name: &str) -> Result<(), MlError> {
     if SCORERS.contains(&name) {
         Ok(())
     } else {
-        Err(MlError::UnknownScorer { name: name.into(), known: SCORERS.iter().map(|s| s.to_string()).collect() })
+        Err(MlError::UnknownScorer {
+            name: name.into(),
+            known: SCORERS.iter().map(|s| s.to_string()).collect(),
+        })
     }
 }
 
 /// Scores a fitted estimator on `(x, y)` with the named scorer.
-pub fn score(name: &str, est: &dyn Estimator, x: ArrayView2<'_, f64>, y: ArrayView1<'_, f64>) -> Result<f64, MlError> {
+pub fn score(
+    name: &str,
+    est: &dyn Estimator,
+    x: ArrayView2<'_, f64>,
+    y: ArrayView1<'_, f64>,
+) -> Result<f64, MlError> {
     check_scorer(name)?;
     let pos_label = || est.classes().and_then(|c| c.last().copied()).unwrap_or(1.0);
     Ok(match name {
         "accuracy" => accuracy(y, est.predict(x)?.view()),
         "balanced_accuracy" => balanced_accuracy(y, est.predict(x)?.view()),
-        "f1" => precision_recall_f1(y, est.predict(x)?.view(), Average::Binary { pos_label: pos_label() }).2,
+        "f1" => {
+            precision_recall_f1(
+                y,
+                est.predict(x)?.view(),
+                Average::Binary { pos_label: pos_label() },
+            )
+            .2
+        }
         "f1_macro" => precision_recall_f1(y, est.predict(x)?.view(), Average::Macro).2,
-        "precision" => precision_recall_f1(y, est.predict(x)?.view(), Average::Binary { pos_label: pos_label() }).0,
-        "recall" => precision_recall_f1(y, est.predict(x)?.view(), Average::Binary { pos_label: pos_label() }).1,
+        "precision" => {
+            precision_recall_f1(
+                y,
+                est.predict(x)?.view(),
+                Average::Binary { pos_label: pos_label() },
+            )
+            .0
+        }
+        "recall" => {
+            precision_recall_f1(
+                y,
+                est.predict(x)?.view(),
+                Average::Binary { pos_label: pos_label() },
+            )
+            .1
+        }
         "roc_auc" => {
             let p = est.predict_proba(x)?;
             roc_auc(y, p.column(p.ncols() - 1))?

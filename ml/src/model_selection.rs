@@ -24,7 +24,8 @@ impl NumpyRandomState {
         let mut mt = [0u32; 624];
         mt[0] = seed;
         for i in 1..624 {
-            mt[i] = 1_812_433_253u32.wrapping_mul(mt[i - 1] ^ (mt[i - 1] >> 30)).wrapping_add(i as u32);
+            mt[i] =
+                1_812_433_253u32.wrapping_mul(mt[i - 1] ^ (mt[i - 1] >> 30)).wrapping_add(i as u32);
         }
         NumpyRandomState { mt, pos: 624 }
     }
@@ -179,11 +180,17 @@ impl Splitter {
 
     fn rng(&self, random_state: Option<u32>) -> NumpyRandomState {
         // Without a seed scikit-learn draws one from the OS; so do we.
-        NumpyRandomState::new(random_state.unwrap_or_else(|| rask_core::key::unique_token().0 as u32))
+        NumpyRandomState::new(
+            random_state.unwrap_or_else(|| rask_core::key::unique_token().0 as u32),
+        )
     }
 
     /// The (train, test) index pairs for `n_samples` samples (`y` is needed by stratified splits).
-    pub fn split(&self, n_samples: usize, y: Option<ArrayView1<'_, f64>>) -> Result<Vec<Split>, MlError> {
+    pub fn split(
+        &self,
+        n_samples: usize,
+        y: Option<ArrayView1<'_, f64>>,
+    ) -> Result<Vec<Split>, MlError> {
         match *self {
             Splitter::KFold { n_splits, shuffle, random_state } => {
                 self.check_k(n_splits, n_samples)?;
@@ -206,7 +213,9 @@ impl Splitter {
                 self.check_k(n_splits, n_samples)?;
                 let y = y.ok_or_else(|| self.err("needs y (class labels) to stratify".into()))?;
                 if y.len() != n_samples {
-                    return Err(self.err(format!("y has {} labels for {n_samples} samples", y.len())));
+                    return Err(
+                        self.err(format!("y has {} labels for {n_samples} samples", y.len()))
+                    );
                 }
                 // Classes numbered by order of first appearance, as scikit-learn does.
                 let mut first: Vec<f64> = Vec::new();
@@ -239,8 +248,9 @@ impl Splitter {
                 let mut rng = shuffle.then(|| self.rng(random_state));
                 let mut fold = vec![0usize; n_samples];
                 for k in 0..n_classes {
-                    let mut folds_for_class: Vec<usize> =
-                        (0..n_splits).flat_map(|f| std::iter::repeat_n(f, allocation[f][k])).collect();
+                    let mut folds_for_class: Vec<usize> = (0..n_splits)
+                        .flat_map(|f| std::iter::repeat_n(f, allocation[f][k]))
+                        .collect();
                     if let Some(rng) = rng.as_mut() {
                         rng.shuffle(&mut folds_for_class);
                     }
@@ -283,7 +293,8 @@ impl Splitter {
             return Err(self.err(format!("n_splits={n_splits}: at least 2 folds are needed")));
         }
         if n_splits > n_samples {
-            return Err(self.err(format!("cannot split {n_samples} samples into n_splits={n_splits} folds")));
+            return Err(self
+                .err(format!("cannot split {n_samples} samples into n_splits={n_splits} folds")));
         }
         Ok(())
     }
@@ -292,7 +303,8 @@ impl Splitter {
 fn masks_to_splits(fold: &[usize], n_splits: usize) -> Vec<Split> {
     (0..n_splits)
         .map(|k| {
-            let (test, train): (Vec<usize>, Vec<usize>) = (0..fold.len()).partition(|&i| fold[i] == k);
+            let (test, train): (Vec<usize>, Vec<usize>) =
+                (0..fold.len()).partition(|&i| fold[i] == k);
             (train, test)
         })
         .collect()

@@ -27,13 +27,21 @@ pub struct FittedGaussianNb {
 impl FitParams for GaussianNbParams {
     type Fitted = FittedGaussianNb;
 
-    fn fit(&self, x: ArrayView2<'_, f64>, y: Option<ArrayView1<'_, f64>>) -> Result<FittedGaussianNb, MlError> {
+    fn fit(
+        &self,
+        x: ArrayView2<'_, f64>,
+        y: Option<ArrayView1<'_, f64>>,
+    ) -> Result<FittedGaussianNb, MlError> {
         let name = "GaussianNB";
         let (classes, idx) = encode_classes(name, require_y(name, y)?)?;
         let model = GaussianNb::params()
             .var_smoothing(self.var_smoothing)
             .fit(&Dataset::new(x.to_owned(), Array1::from(idx)))
-            .map_err(|e| MlError::Fit { estimator: name.into(), library: "linfa-bayes".into(), message: e.to_string() })?;
+            .map_err(|e| MlError::Fit {
+                estimator: name.into(),
+                library: "linfa-bayes".into(),
+                message: e.to_string(),
+            })?;
         Ok(FittedGaussianNb { classes, model, n_features: x.ncols() })
     }
 }

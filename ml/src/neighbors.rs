@@ -36,7 +36,11 @@ pub struct FittedKnn {
 impl FitParams for KNeighborsParams {
     type Fitted = FittedKnn;
 
-    fn fit(&self, x: ArrayView2<'_, f64>, y: Option<ArrayView1<'_, f64>>) -> Result<FittedKnn, MlError> {
+    fn fit(
+        &self,
+        x: ArrayView2<'_, f64>,
+        y: Option<ArrayView1<'_, f64>>,
+    ) -> Result<FittedKnn, MlError> {
         let name = "KNeighborsClassifier";
         let (classes, idx) = encode_classes(name, require_y(name, y)?)?;
         if self.n_neighbors as usize > x.nrows() {
@@ -47,7 +51,13 @@ impl FitParams for KNeighborsParams {
                 expected: format!("at most the number of training samples ({})", x.nrows()),
             });
         }
-        Ok(FittedKnn { classes, x: x.to_owned(), y: idx, k: self.n_neighbors as usize, distance_weighted: self.weights == "distance" })
+        Ok(FittedKnn {
+            classes,
+            x: x.to_owned(),
+            y: idx,
+            k: self.n_neighbors as usize,
+            distance_weighted: self.weights == "distance",
+        })
     }
 }
 
@@ -87,7 +97,11 @@ impl FittedModel for FittedKnn {
     }
     fn predict(&self, x: ArrayView2<'_, f64>) -> Output<Array1<f64>> {
         let v = self.votes(x);
-        Some(Ok(v.rows().into_iter().map(|r| self.classes[crate::linear_model::argmax(r)]).collect()))
+        Some(Ok(v
+            .rows()
+            .into_iter()
+            .map(|r| self.classes[crate::linear_model::argmax(r)])
+            .collect()))
     }
     fn predict_proba(&self, x: ArrayView2<'_, f64>) -> Output<Array2<f64>> {
         let mut v = self.votes(x);

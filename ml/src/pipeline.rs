@@ -28,7 +28,9 @@ impl Pipeline {
         }
         for (i, (name, step)) in steps.iter().enumerate() {
             if name.is_empty() || name.contains("__") {
-                return Err(bad(format!("step name {name:?} must be non-empty and must not contain \"__\"")));
+                return Err(bad(format!(
+                    "step name {name:?} must be non-empty and must not contain \"__\""
+                )));
             }
             if steps[..i].iter().any(|(n, _)| n == name) {
                 return Err(bad(format!("step name {name:?} is used twice")));
@@ -110,7 +112,11 @@ impl Estimator for Pipeline {
         }
         Ok(())
     }
-    fn fit(&mut self, x: ArrayView2<'_, f64>, y: Option<ArrayView1<'_, f64>>) -> Result<(), MlError> {
+    fn fit(
+        &mut self,
+        x: ArrayView2<'_, f64>,
+        y: Option<ArrayView1<'_, f64>>,
+    ) -> Result<(), MlError> {
         self.last()?;
         estimator::check_xy(NAME, x, y)?;
         let n = self.steps.len();
@@ -142,7 +148,9 @@ impl Estimator for Pipeline {
         self.last()?.score(self.transform_prefix(x)?.view(), y)
     }
     fn clone_unfitted(&self) -> Box<dyn Estimator> {
-        Box::new(Pipeline { steps: self.steps.iter().map(|(n, s)| (n.clone(), s.clone_unfitted())).collect() })
+        Box::new(Pipeline {
+            steps: self.steps.iter().map(|(n, s)| (n.clone(), s.clone_unfitted())).collect(),
+        })
     }
     fn clone_box(&self) -> Box<dyn Estimator> {
         Box::new(self.clone())
@@ -151,8 +159,11 @@ impl Estimator for Pipeline {
         Some(&self.steps)
     }
     fn state(&self) -> Result<Vec<u8>, MlError> {
-        let steps: Vec<(String, Vec<u8>)> =
-            self.steps.iter().map(|(n, s)| Ok((n.clone(), estimator::save(s.as_ref())?))).collect::<Result<_, MlError>>()?;
+        let steps: Vec<(String, Vec<u8>)> = self
+            .steps
+            .iter()
+            .map(|(n, s)| Ok((n.clone(), estimator::save(s.as_ref())?)))
+            .collect::<Result<_, MlError>>()?;
         estimator::encode_state(NAME, &steps)
     }
 }

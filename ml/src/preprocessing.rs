@@ -14,7 +14,11 @@ use crate::error::MlError;
 use crate::estimator::{canonical, FitParams, FittedModel, Kind, Output};
 
 fn fit_err(estimator: &str, e: impl std::fmt::Display) -> MlError {
-    MlError::Fit { estimator: estimator.into(), library: "linfa-preprocessing".into(), message: e.to_string() }
+    MlError::Fit {
+        estimator: estimator.into(),
+        library: "linfa-preprocessing".into(),
+        message: e.to_string(),
+    }
 }
 
 /// A fitted per-column affine map `x ↦ (x − offset)·scale + shift`.
@@ -36,7 +40,10 @@ impl FittedModel for FittedScaler {
         // One pass, one allocation.
         let mut out = x.to_owned();
         for mut row in out.rows_mut() {
-            ndarray::Zip::from(&mut row).and(&self.offset).and(&self.scale).for_each(|v, &o, &s| *v = (*v - o) * s + self.shift);
+            ndarray::Zip::from(&mut row)
+                .and(&self.offset)
+                .and(&self.scale)
+                .for_each(|v, &o, &s| *v = (*v - o) * s + self.shift);
         }
         Some(Ok(out))
     }
@@ -56,7 +63,11 @@ crate::params! {
 impl FitParams for StandardScalerParams {
     type Fitted = FittedScaler;
 
-    fn fit(&self, x: ArrayView2<'_, f64>, _y: Option<ArrayView1<'_, f64>>) -> Result<FittedScaler, MlError> {
+    fn fit(
+        &self,
+        x: ArrayView2<'_, f64>,
+        _y: Option<ArrayView1<'_, f64>>,
+    ) -> Result<FittedScaler, MlError> {
         let ds = DatasetBase::from(x.to_owned());
         // linfa's `standard` always computes both statistics; the flags pick what is applied.
         let s: LinearScaler<f64> =
@@ -89,7 +100,11 @@ crate::params! {
 impl FitParams for MinMaxScalerParams {
     type Fitted = FittedScaler;
 
-    fn fit(&self, x: ArrayView2<'_, f64>, _y: Option<ArrayView1<'_, f64>>) -> Result<FittedScaler, MlError> {
+    fn fit(
+        &self,
+        x: ArrayView2<'_, f64>,
+        _y: Option<ArrayView1<'_, f64>>,
+    ) -> Result<FittedScaler, MlError> {
         let (lo, hi) = (self.feature_range_min, self.feature_range_max);
         if lo >= hi {
             return Err(MlError::InvalidParam {
@@ -100,7 +115,8 @@ impl FitParams for MinMaxScalerParams {
             });
         }
         let ds = DatasetBase::from(x.to_owned());
-        let s: LinearScaler<f64> = LinearScaler::min_max().fit(&ds).map_err(|e| fit_err("MinMaxScaler", e))?;
+        let s: LinearScaler<f64> =
+            LinearScaler::min_max().fit(&ds).map_err(|e| fit_err("MinMaxScaler", e))?;
         Ok(FittedScaler { offset: s.offsets().clone(), scale: s.scales() * (hi - lo), shift: lo })
     }
 }
@@ -130,7 +146,11 @@ pub struct FittedOneHot {
 impl FitParams for OneHotEncoderParams {
     type Fitted = FittedOneHot;
 
-    fn fit(&self, x: ArrayView2<'_, f64>, _y: Option<ArrayView1<'_, f64>>) -> Result<FittedOneHot, MlError> {
+    fn fit(
+        &self,
+        x: ArrayView2<'_, f64>,
+        _y: Option<ArrayView1<'_, f64>>,
+    ) -> Result<FittedOneHot, MlError> {
         let categories = x
             .columns()
             .into_iter()
@@ -207,7 +227,14 @@ pub struct FittedPolynomial {
 }
 
 fn combinations(n: usize, k: usize, with_replacement: bool, out: &mut Vec<Vec<usize>>) {
-    fn rec(n: usize, k: usize, start: usize, wr: bool, cur: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
+    fn rec(
+        n: usize,
+        k: usize,
+        start: usize,
+        wr: bool,
+        cur: &mut Vec<usize>,
+        out: &mut Vec<Vec<usize>>,
+    ) {
         if cur.len() == k {
             out.push(cur.clone());
             return;
@@ -224,7 +251,11 @@ fn combinations(n: usize, k: usize, with_replacement: bool, out: &mut Vec<Vec<us
 impl FitParams for PolynomialFeaturesParams {
     type Fitted = FittedPolynomial;
 
-    fn fit(&self, x: ArrayView2<'_, f64>, _y: Option<ArrayView1<'_, f64>>) -> Result<FittedPolynomial, MlError> {
+    fn fit(
+        &self,
+        x: ArrayView2<'_, f64>,
+        _y: Option<ArrayView1<'_, f64>>,
+    ) -> Result<FittedPolynomial, MlError> {
         let mut terms = Vec::new();
         let start = if self.include_bias { 0 } else { 1 };
         for d in start..=self.degree as usize {

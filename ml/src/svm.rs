@@ -38,7 +38,14 @@ pub struct FittedSvc {
     n_features: usize,
 }
 
-fn fit_svc(name: &str, x: ArrayView2<'_, f64>, y: ArrayView1<'_, f64>, c: f64, kernel: Kernel, tol: f64) -> Result<FittedSvc, MlError> {
+fn fit_svc(
+    name: &str,
+    x: ArrayView2<'_, f64>,
+    y: ArrayView1<'_, f64>,
+    c: f64,
+    kernel: Kernel,
+    tol: f64,
+) -> Result<FittedSvc, MlError> {
     let (classes, idx) = encode_classes(name, y)?;
     let k = classes.len();
     let mut machines = Vec::new();
@@ -53,9 +60,11 @@ fn fit_svc(name: &str, x: ArrayView2<'_, f64>, y: ArrayView1<'_, f64>, c: f64, k
                 // linfa's Gaussian kernel is exp(-‖x−x'‖²/eps): eps = 1/γ.
                 Kernel::Rbf { gamma } => params.gaussian_kernel(1.0 / gamma),
             };
-            let svm = params
-                .fit(&Dataset::new(xs, ts))
-                .map_err(|e| MlError::Fit { estimator: name.into(), library: "linfa-svm".into(), message: e.to_string() })?;
+            let svm = params.fit(&Dataset::new(xs, ts)).map_err(|e| MlError::Fit {
+                estimator: name.into(),
+                library: "linfa-svm".into(),
+                message: e.to_string(),
+            })?;
             machines.push(Machine { pair: (a, b), svm });
         }
     }
@@ -106,7 +115,11 @@ crate::params! {
 impl FitParams for SvcParams {
     type Fitted = FittedSvc;
 
-    fn fit(&self, x: ArrayView2<'_, f64>, y: Option<ArrayView1<'_, f64>>) -> Result<FittedSvc, MlError> {
+    fn fit(
+        &self,
+        x: ArrayView2<'_, f64>,
+        y: Option<ArrayView1<'_, f64>>,
+    ) -> Result<FittedSvc, MlError> {
         let y = require_y("SVC", y)?;
         let kernel = if self.kernel == "linear" {
             Kernel::Linear
@@ -143,7 +156,11 @@ crate::params! {
 impl FitParams for LinearSvcParams {
     type Fitted = FittedSvc;
 
-    fn fit(&self, x: ArrayView2<'_, f64>, y: Option<ArrayView1<'_, f64>>) -> Result<FittedSvc, MlError> {
+    fn fit(
+        &self,
+        x: ArrayView2<'_, f64>,
+        y: Option<ArrayView1<'_, f64>>,
+    ) -> Result<FittedSvc, MlError> {
         let y = require_y("LinearSVC", y)?;
         fit_svc("LinearSVC", x, y, self.c, Kernel::Linear, self.tol)
     }

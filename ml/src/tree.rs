@@ -9,8 +9,12 @@ use linfa::prelude::*;
 use linfa_trees::{DecisionTree, SplitQuality};
 use ndarray::{Array1, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
-use smartcore::ensemble::random_forest_classifier::{RandomForestClassifier as ScForestC, RandomForestClassifierParameters};
-use smartcore::ensemble::random_forest_regressor::{RandomForestRegressor as ScForestR, RandomForestRegressorParameters};
+use smartcore::ensemble::random_forest_classifier::{
+    RandomForestClassifier as ScForestC, RandomForestClassifierParameters,
+};
+use smartcore::ensemble::random_forest_regressor::{
+    RandomForestRegressor as ScForestR, RandomForestRegressorParameters,
+};
 use smartcore::linalg::basic::matrix::DenseMatrix;
 
 use crate::error::MlError;
@@ -47,10 +51,15 @@ pub struct FittedTree {
 impl FitParams for DecisionTreeParams {
     type Fitted = FittedTree;
 
-    fn fit(&self, x: ArrayView2<'_, f64>, y: Option<ArrayView1<'_, f64>>) -> Result<FittedTree, MlError> {
+    fn fit(
+        &self,
+        x: ArrayView2<'_, f64>,
+        y: Option<ArrayView1<'_, f64>>,
+    ) -> Result<FittedTree, MlError> {
         let name = "DecisionTreeClassifier";
         let (classes, idx) = encode_classes(name, require_y(name, y)?)?;
-        let quality = if self.criterion == "entropy" { SplitQuality::Entropy } else { SplitQuality::Gini };
+        let quality =
+            if self.criterion == "entropy" { SplitQuality::Entropy } else { SplitQuality::Gini };
         let tree = DecisionTree::params()
             .split_quality(quality)
             .max_depth(self.max_depth.map(|d| d as usize))
@@ -176,13 +185,18 @@ forest_params! {
 impl FitParams for ForestClassifierParams {
     type Fitted = FittedForestClassifier;
 
-    fn fit(&self, x: ArrayView2<'_, f64>, y: Option<ArrayView1<'_, f64>>) -> Result<FittedForestClassifier, MlError> {
+    fn fit(
+        &self,
+        x: ArrayView2<'_, f64>,
+        y: Option<ArrayView1<'_, f64>>,
+    ) -> Result<FittedForestClassifier, MlError> {
         let name = "RandomForestClassifier";
         let p = &self.0;
         let (classes, idx) = encode_classes(name, require_y(name, y)?)?;
         let params = smartcore_params!(RandomForestClassifierParameters, p, u16);
         let y: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
-        let forest = ScForestC::fit(&dense(x)?, &y, params).map_err(|e| fit_err(name, "smartcore", e))?;
+        let forest =
+            ScForestC::fit(&dense(x)?, &y, params).map_err(|e| fit_err(name, "smartcore", e))?;
         Ok(FittedForestClassifier { classes, forest, n_features: x.ncols() })
     }
 }
@@ -194,7 +208,11 @@ impl FittedModel for FittedForestClassifier {
     fn predict(&self, x: ArrayView2<'_, f64>) -> Output<Array1<f64>> {
         Some(
             dense(x)
-                .and_then(|d| self.forest.predict(&d).map_err(|e| fit_err("RandomForestClassifier", "smartcore", e)))
+                .and_then(|d| {
+                    self.forest
+                        .predict(&d)
+                        .map_err(|e| fit_err("RandomForestClassifier", "smartcore", e))
+                })
                 .map(|p| p.iter().map(|&i| self.classes[i as usize]).collect()),
         )
     }
@@ -229,12 +247,17 @@ forest_params! {
 impl FitParams for ForestRegressorParams {
     type Fitted = FittedForestRegressor;
 
-    fn fit(&self, x: ArrayView2<'_, f64>, y: Option<ArrayView1<'_, f64>>) -> Result<FittedForestRegressor, MlError> {
+    fn fit(
+        &self,
+        x: ArrayView2<'_, f64>,
+        y: Option<ArrayView1<'_, f64>>,
+    ) -> Result<FittedForestRegressor, MlError> {
         let name = "RandomForestRegressor";
         let p = &self.0;
         let y = require_y(name, y)?;
         let params = smartcore_params!(RandomForestRegressorParameters, p, usize);
-        let forest = ScForestR::fit(&dense(x)?, &y.to_vec(), params).map_err(|e| fit_err(name, "smartcore", e))?;
+        let forest = ScForestR::fit(&dense(x)?, &y.to_vec(), params)
+            .map_err(|e| fit_err(name, "smartcore", e))?;
         Ok(FittedForestRegressor { forest, n_features: x.ncols() })
     }
 }
@@ -246,7 +269,11 @@ impl FittedModel for FittedForestRegressor {
     fn predict(&self, x: ArrayView2<'_, f64>) -> Output<Array1<f64>> {
         Some(
             dense(x)
-                .and_then(|d| self.forest.predict(&d).map_err(|e| fit_err("RandomForestRegressor", "smartcore", e)))
+                .and_then(|d| {
+                    self.forest
+                        .predict(&d)
+                        .map_err(|e| fit_err("RandomForestRegressor", "smartcore", e))
+                })
                 .map(Array1::from),
         )
     }

@@ -6,7 +6,10 @@ use ndarray::{array, Array1, Array2};
 use rask_ml::datasets::{self, load_csv_xy, load_npy_xy, make_classification, make_regression};
 use rask_ml::linear_model::LogisticRegression;
 use rask_ml::model_selection::{cross_val_score, Splitter};
-use rask_ml::{config_token, create, load, registered_estimators, save, Estimator, Kind, MlError, ParamValue, Pipeline};
+use rask_ml::{
+    config_token, create, load, registered_estimators, save, Estimator, Kind, MlError, ParamValue,
+    Pipeline,
+};
 
 fn classification() -> (Array2<f64>, Array1<f64>) {
     make_classification(240, 6, 4, 3, 11)
@@ -41,7 +44,8 @@ fn fitted(name: &str) -> Box<dyn Estimator> {
 
 fn outputs(e: &dyn Estimator) -> Vec<Array2<f64>> {
     let (x, _) = classification();
-    let x = if e.type_name() == "OneHotEncoder" { x.mapv(|v| (v.round()).clamp(-2.0, 2.0)) } else { x };
+    let x =
+        if e.type_name() == "OneHotEncoder" { x.mapv(|v| (v.round()).clamp(-2.0, 2.0)) } else { x };
     let mut out = Vec::new();
     if let Ok(p) = e.predict(x.view()) {
         out.push(p.insert_axis(ndarray::Axis(1)));
@@ -69,7 +73,11 @@ fn every_registered_estimator_round_trips() {
         assert_eq!(back.type_name(), name.as_str());
         assert_eq!(back.get_params(), e.get_params(), "{name}");
         assert!(back.is_fitted(), "{name}");
-        assert_eq!(outputs(back.as_ref()), outputs(e.as_ref()), "{name} predicts differently after a round trip");
+        assert_eq!(
+            outputs(back.as_ref()),
+            outputs(e.as_ref()),
+            "{name} predicts differently after a round trip"
+        );
         // Unfitted estimators round-trip too.
         let u = load(&save(e.clone_unfitted().as_ref()).unwrap()).unwrap();
         assert!(!u.is_fitted());
@@ -121,26 +129,40 @@ fn pipeline_addresses_steps_and_round_trips() {
 
 #[test]
 fn pipeline_rejects_bad_structure_and_names() {
-    let err = Pipeline::of(vec![("lr", create("LogisticRegression").unwrap()), ("pca", create("PCA").unwrap())])
+    let err = Pipeline::of(vec![
+        ("lr", create("LogisticRegression").unwrap()),
+        ("pca", create("PCA").unwrap()),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("not a transformer"), "{err}");
+    let err = Pipeline::of(vec![("a", create("PCA").unwrap()), ("a", create("PCA").unwrap())])
         .unwrap_err()
         .to_string();
-    assert!(err.contains("not a transformer"), "{err}");
-    let err = Pipeline::of(vec![("a", create("PCA").unwrap()), ("a", create("PCA").unwrap())]).unwrap_err().to_string();
     assert!(err.contains("used twice"), "{err}");
     let mut p = pipeline();
     let err = p.set_param("nope__C", 1.0.into()).unwrap_err().to_string();
     assert!(err.contains("unknown parameter `nope__C`") && err.contains("logreg__C"), "{err}");
     let err = p.set_param("logreg__C", (-1.0).into()).unwrap_err().to_string();
-    assert!(err.contains("LogisticRegression") && err.contains("`C`") && err.contains("-1") && err.contains("positive"), "{err}");
+    assert!(
+        err.contains("LogisticRegression")
+            && err.contains("`C`")
+            && err.contains("-1")
+            && err.contains("positive"),
+        "{err}"
+    );
 }
 
 #[test]
 fn cross_val_score_fits_fresh_copies() {
     let (x, y) = classification();
-    let scores = cross_val_score(&pipeline(), x.view(), y.view(), &Splitter::stratified(4), "accuracy").unwrap();
+    let scores =
+        cross_val_score(&pipeline(), x.view(), y.view(), &Splitter::stratified(4), "accuracy")
+            .unwrap();
     assert_eq!(scores.len(), 4);
     assert!(scores.iter().all(|s| (0.4..=1.0).contains(s)), "{scores:?}");
-    let err = cross_val_score(&pipeline(), x.view(), y.view(), &Splitter::kfold(4), "accuracyy").unwrap_err();
+    let err = cross_val_score(&pipeline(), x.view(), y.view(), &Splitter::kfold(4), "accuracyy")
+        .unwrap_err();
     assert!(err.to_string().contains("unknown scorer `accuracyy`"), "{err}");
     let lr = LogisticRegression::new();
     let s = cross_val_score(&lr, x.view(), y.view(), &Splitter::kfold(3), "neg_log_loss").unwrap();
@@ -154,7 +176,11 @@ fn bad_input_gives_clear_errors() {
     // X and y of different lengths.
     let short = y.slice(ndarray::s![..10]).to_owned();
     let err = lr.fit(x.view(), Some(short.view())).unwrap_err();
-    assert!(matches!(err, MlError::Shape { .. }) && err.to_string().contains("240 samples but y has 10"), "{err}");
+    assert!(
+        matches!(err, MlError::Shape { .. })
+            && err.to_string().contains("240 samples but y has 10"),
+        "{err}"
+    );
     // NaN and infinity in X.
     let mut bad = x.clone();
     bad[[7, 2]] = f64::NAN;
@@ -164,7 +190,10 @@ fn bad_input_gives_clear_errors() {
     assert!(lr.fit(bad.view(), Some(y.view())).unwrap_err().to_string().contains("inf"));
     // Predicting before fit.
     let err = lr.predict(x.view()).unwrap_err();
-    assert!(matches!(err, MlError::NotFitted { .. }) && err.to_string().contains("before `fit`"), "{err}");
+    assert!(
+        matches!(err, MlError::NotFitted { .. }) && err.to_string().contains("before `fit`"),
+        "{err}"
+    );
     // Wrong feature count at predict.
     lr.fit(x.view(), Some(y.view())).unwrap();
     let narrow = x.slice(ndarray::s![.., ..4]).to_owned();
@@ -197,9 +226,17 @@ fn bad_input_gives_clear_errors() {
     assert!(err.contains("n_components") && err.contains("at most"), "{err}");
     // One class only; continuous labels for a classifier.
     let ones = Array1::ones(x.nrows());
-    assert!(lr.fit(x.view(), Some(ones.view())).unwrap_err().to_string().contains("at least 2 classes"));
+    assert!(lr
+        .fit(x.view(), Some(ones.view()))
+        .unwrap_err()
+        .to_string()
+        .contains("at least 2 classes"));
     let cont = y.mapv(|v| v + 0.5);
-    assert!(lr.fit(x.view(), Some(cont.view())).unwrap_err().to_string().contains("must be integers"));
+    assert!(lr
+        .fit(x.view(), Some(cont.view()))
+        .unwrap_err()
+        .to_string()
+        .contains("must be integers"));
     // Methods a model does not have.
     let mut ridge = create("Ridge").unwrap();
     let (xr, yr, _) = make_regression(50, 3, 3, 1.0, 1);
@@ -207,7 +244,11 @@ fn bad_input_gives_clear_errors() {
     assert!(matches!(ridge.predict_proba(xr.view()), Err(MlError::NotSupported { .. })));
     // Empty data.
     let empty = Array2::<f64>::zeros((0, 3));
-    assert!(ridge.fit(empty.view(), Some(Array1::zeros(0).view())).unwrap_err().to_string().contains("at least one sample"));
+    assert!(ridge
+        .fit(empty.view(), Some(Array1::zeros(0).view()))
+        .unwrap_err()
+        .to_string()
+        .contains("at least one sample"));
     // Unknown estimator and corrupt saved bytes.
     let err = create("LogisticRegresion").unwrap_err().to_string();
     assert!(err.contains("LogisticRegresion") && err.contains("LogisticRegression"), "{err}");
@@ -217,7 +258,11 @@ fn bad_input_gives_clear_errors() {
     assert!(matches!(load(&bytes), Err(MlError::Serialization { .. })));
     // Splitters that cannot split.
     assert!(Splitter::kfold(1).split(10, None).unwrap_err().to_string().contains("at least 2"));
-    assert!(Splitter::kfold(20).split(10, None).unwrap_err().to_string().contains("cannot split 10 samples"));
+    assert!(Splitter::kfold(20)
+        .split(10, None)
+        .unwrap_err()
+        .to_string()
+        .contains("cannot split 10 samples"));
     assert!(Splitter::stratified(3).split(10, None).unwrap_err().to_string().contains("needs y"));
 }
 
@@ -226,7 +271,8 @@ fn write_npy(path: &std::path::Path, descr: &str, shape: &[usize], body: &[u8]) 
         [n] => format!("({n},)"),
         s => format!("({})", s.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")),
     };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_s}, }}");
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_s}, }}");
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
@@ -242,7 +288,8 @@ fn write_npy(path: &std::path::Path, descr: &str, shape: &[usize], body: &[u8]) 
 fn datasets_load_npy_and_csv_with_clear_errors() {
     let dir = std::env::temp_dir().join(format!("rask-ml-data-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let xs: Vec<u8> = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let xs: Vec<u8> =
+        [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0].iter().flat_map(|v| v.to_le_bytes()).collect();
     let ys: Vec<u8> = [0i64, 1, 1].iter().flat_map(|v| v.to_le_bytes()).collect();
     write_npy(&dir.join("X.npy"), "<f8", &[3, 2], &xs);
     write_npy(&dir.join("y.npy"), "<i8", &[3], &ys);
@@ -254,10 +301,19 @@ fn datasets_load_npy_and_csv_with_clear_errors() {
     let err = datasets::read_npy(dir.join("T.npy")).unwrap_err().to_string();
     assert!(err.contains("T.npy") && err.contains("truncated"), "{err}");
     write_npy(&dir.join("C.npy"), "<c16", &[1], &[0u8; 16]);
-    assert!(datasets::read_npy(dir.join("C.npy")).unwrap_err().to_string().contains("not supported"));
-    assert!(datasets::read_npy(dir.join("none.npy")).unwrap_err().to_string().contains("cannot read"));
+    assert!(datasets::read_npy(dir.join("C.npy"))
+        .unwrap_err()
+        .to_string()
+        .contains("not supported"));
+    assert!(datasets::read_npy(dir.join("none.npy"))
+        .unwrap_err()
+        .to_string()
+        .contains("cannot read"));
     write_npy(&dir.join("y2.npy"), "<i8", &[2], &ys[..16]);
-    assert!(load_npy_xy(dir.join("X.npy"), dir.join("y2.npy")).unwrap_err().to_string().contains("y has 2 rows"));
+    assert!(load_npy_xy(dir.join("X.npy"), dir.join("y2.npy"))
+        .unwrap_err()
+        .to_string()
+        .contains("y has 2 rows"));
 
     std::fs::write(dir.join("d.csv"), "a,target,b\n1,0,2.5\n3,1,-4\n").unwrap();
     let (x, y, names) = load_csv_xy(dir.join("d.csv"), "target").unwrap();
@@ -270,7 +326,10 @@ fn datasets_load_npy_and_csv_with_clear_errors() {
     let err = load_csv_xy(dir.join("bad.csv"), "target").unwrap_err().to_string();
     assert!(err.contains("line 3") && err.contains("\"x\" is not a number"), "{err}");
     std::fs::write(dir.join("ragged.csv"), "a,target\n1,0,9\n").unwrap();
-    assert!(load_csv_xy(dir.join("ragged.csv"), "target").unwrap_err().to_string().contains("3 fields"));
+    assert!(load_csv_xy(dir.join("ragged.csv"), "target")
+        .unwrap_err()
+        .to_string()
+        .contains("3 fields"));
     std::fs::remove_dir_all(dir).unwrap();
 }
 

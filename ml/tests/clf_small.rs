@@ -10,10 +10,11 @@ use rask_ml::datasets::load_npy_xy;
 use rask_ml::linear_model::{LogisticRegression, LogisticRegressionParams};
 use rask_ml::{metrics, Estimator};
 
-
 #[test]
 fn logistic_regression_reaches_sklearn_logloss_on_clf_small() {
-    let Some(dir) = rask_ml::datasets::peers_dataset("clf_small").filter(|d| d.join("X.npy").is_file()) else {
+    let Some(dir) =
+        rask_ml::datasets::peers_dataset("clf_small").filter(|d| d.join("X.npy").is_file())
+    else {
         assert!(
             std::env::var_os("CI").is_none(),
             "clf_small is missing in CI: .ci/run must generate it (gen_data.py --only clf_small)"
@@ -23,11 +24,14 @@ fn logistic_regression_reaches_sklearn_logloss_on_clf_small() {
     };
     let (x, y) = load_npy_xy(dir.join("X.npy"), dir.join("y.npy")).unwrap();
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/ml/clf_small_logreg.json");
-    let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     for row in reference["rows"].as_array().unwrap() {
         let c = row["C"].as_f64().unwrap();
         let want = row["train_logloss"].as_f64().unwrap();
-        let mut m = LogisticRegression::with_params(LogisticRegressionParams::default().c(c).max_iter(1000));
+        let mut m = LogisticRegression::with_params(
+            LogisticRegressionParams::default().c(c).max_iter(1000),
+        );
         m.fit(x.view(), Some(y.view())).unwrap();
         let p = m.predict_proba(x.view()).unwrap();
         let got = metrics::log_loss(y.view(), p.view(), &[0.0, 1.0]).unwrap();

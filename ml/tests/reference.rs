@@ -15,7 +15,9 @@ use rask_ml::naive_bayes::GaussianNB;
 use rask_ml::neighbors::{KNeighborsClassifier, KNeighborsParams};
 use rask_ml::preprocessing::*;
 use rask_ml::svm::{LinearSVC, SVC};
-use rask_ml::tree::{DecisionTreeClassifier, DecisionTreeParams, RandomForestClassifier, RandomForestRegressor};
+use rask_ml::tree::{
+    DecisionTreeClassifier, DecisionTreeParams, RandomForestClassifier, RandomForestRegressor,
+};
 use rask_ml::{Estimator, ParamValue};
 use serde_json::Value;
 
@@ -23,7 +25,8 @@ fn fixture() -> &'static Value {
     static F: OnceLock<Value> = OnceLock::new();
     F.get_or_init(|| {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/ml/reference.json");
-        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture file")).expect("fixture JSON")
+        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture file"))
+            .expect("fixture JSON")
     })
 }
 
@@ -57,7 +60,10 @@ fn model(name: &str) -> &'static Value {
     &fixture()["models"][name]
 }
 
-fn max_abs_diff<D: ndarray::Dimension>(a: &ndarray::Array<f64, D>, b: &ndarray::Array<f64, D>) -> f64 {
+fn max_abs_diff<D: ndarray::Dimension>(
+    a: &ndarray::Array<f64, D>,
+    b: &ndarray::Array<f64, D>,
+) -> f64 {
     assert_eq!(a.shape(), b.shape());
     a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
@@ -77,7 +83,9 @@ fn logistic_regression_binary_matches_sklearn() {
     // training log-loss within 1e-6 relative of the tight one, 1e-4 of the default one.
     let (xt, yt, xs, _) = data("binary", 200);
     let r = model("logreg_binary");
-    let mut m = LogisticRegression::with_params(LogisticRegressionParams::default().c(num(&r["C"])).tol(1e-10));
+    let mut m = LogisticRegression::with_params(
+        LogisticRegressionParams::default().c(num(&r["C"])).tol(1e-10),
+    );
     fit(&mut m, &xt, &yt);
     let p = m.predict_proba(xs.view()).unwrap();
     let d = max_abs_diff(&p, &arr2(&r["proba_test_tight"]));
@@ -85,7 +93,8 @@ fn logistic_regression_binary_matches_sklearn() {
     assert!(max_abs_diff(&p, &arr2(&r["proba_test"])) < 1e-3);
     let coef = m.fitted().unwrap().coef.row(0).to_owned();
     assert!(max_abs_diff(&coef, &arr1(&r["coef_tight"])) < 1e-5);
-    let ll = metrics::log_loss(yt.view(), m.predict_proba(xt.view()).unwrap().view(), &[0.0, 1.0]).unwrap();
+    let ll = metrics::log_loss(yt.view(), m.predict_proba(xt.view()).unwrap().view(), &[0.0, 1.0])
+        .unwrap();
     let tight = num(&r["train_logloss_tight"]);
     assert!(((ll - tight) / tight).abs() < 1e-6, "{ll} vs {tight}");
     let default_tol = num(&r["train_logloss"]);
@@ -98,8 +107,9 @@ fn logistic_regression_multinomial_matches_sklearn() {
     // scikit-learn's tight solution, 1e-3 of its default-tol one.
     let (xt, yt, xs, _) = data("multi", 200);
     let r = model("logreg_multi");
-    let mut m =
-        LogisticRegression::with_params(LogisticRegressionParams::default().c(num(&r["C"])).max_iter(1000).tol(1e-10));
+    let mut m = LogisticRegression::with_params(
+        LogisticRegressionParams::default().c(num(&r["C"])).max_iter(1000).tol(1e-10),
+    );
     fit(&mut m, &xt, &yt);
     let p = m.predict_proba(xs.view()).unwrap();
     let d = max_abs_diff(&p, &arr2(&r["proba_test_tight"]));
@@ -117,7 +127,9 @@ fn linear_models_match_sklearn() {
     let f = m.fitted().unwrap();
     assert!(max_abs_diff(&f.coef, &arr1(&model("linear")["coef"])) < 1e-8);
     assert!((f.intercept - num(&model("linear")["intercept"])).abs() < 1e-8);
-    assert!(max_abs_diff(&m.predict(xs.view()).unwrap(), &arr1(&model("linear")["pred_test"])) < 1e-7);
+    assert!(
+        max_abs_diff(&m.predict(xs.view()).unwrap(), &arr1(&model("linear")["pred_test"])) < 1e-7
+    );
     // Ridge by coordinate descent (tol 1e-8) vs scikit-learn's Cholesky: 1e-6.
     let mut m = Ridge::with_params(RidgeParams::default().alpha(num(&model("ridge")["alpha"])));
     fit(&mut m, &xt, &yt);
@@ -129,7 +141,9 @@ fn linear_models_match_sklearn() {
     fit(&mut m, &xt, &yt);
     assert!(max_abs_diff(&m.fitted().unwrap().coef, &arr1(&model("lasso")["coef"])) < 1e-3);
     let r = model("elasticnet");
-    let mut m = ElasticNet::with_params(ElasticNetParams::default().alpha(num(&r["alpha"])).l1_ratio(num(&r["l1_ratio"])));
+    let mut m = ElasticNet::with_params(
+        ElasticNetParams::default().alpha(num(&r["alpha"])).l1_ratio(num(&r["l1_ratio"])),
+    );
     fit(&mut m, &xt, &yt);
     assert!(max_abs_diff(&m.fitted().unwrap().coef, &arr1(&r["coef"])) < 1e-3);
     assert!((m.fitted().unwrap().intercept - num(&r["intercept"])).abs() < 1e-3);
@@ -141,10 +155,18 @@ fn scalers_match_sklearn() {
     let (xt, _, xs, _) = data("binary", 200);
     let mut m = StandardScaler::new();
     m.fit(xt.view(), None).unwrap();
-    assert!(max_abs_diff(&m.transform(xs.view()).unwrap(), &arr2(&model("standard_scaler")["test"])) < 1e-10);
-    let mut m = MinMaxScaler::with_params(MinMaxScalerParams::default().feature_range_min(-1.0).feature_range_max(2.0));
+    assert!(
+        max_abs_diff(&m.transform(xs.view()).unwrap(), &arr2(&model("standard_scaler")["test"]))
+            < 1e-10
+    );
+    let mut m = MinMaxScaler::with_params(
+        MinMaxScalerParams::default().feature_range_min(-1.0).feature_range_max(2.0),
+    );
     m.fit(xt.view(), None).unwrap();
-    assert!(max_abs_diff(&m.transform(xs.view()).unwrap(), &arr2(&model("minmax_scaler")["test"])) < 1e-10);
+    assert!(
+        max_abs_diff(&m.transform(xs.view()).unwrap(), &arr2(&model("minmax_scaler")["test"]))
+            < 1e-10
+    );
 }
 
 #[test]
@@ -157,11 +179,15 @@ fn pca_matches_sklearn() {
     let f = m.fitted().unwrap();
     assert!(max_abs_diff(&f.components, &arr2(&r["components"])) < 1e-8);
     assert!(max_abs_diff(&f.explained_variance, &arr1(&r["explained_variance"])) < 1e-8);
-    assert!(max_abs_diff(&f.explained_variance_ratio, &arr1(&r["explained_variance_ratio"])) < 1e-10);
+    assert!(
+        max_abs_diff(&f.explained_variance_ratio, &arr1(&r["explained_variance_ratio"])) < 1e-10
+    );
     assert!(max_abs_diff(&m.transform(xs.view()).unwrap(), &arr2(&r["test"])) < 1e-8);
     let mut w = PCA::with_params(PcaParams::default().n_components(2).whiten(true));
     w.fit(xt.view(), None).unwrap();
-    assert!(max_abs_diff(&w.transform(xs.view()).unwrap(), &arr2(&model("pca_whiten")["test"])) < 1e-8);
+    assert!(
+        max_abs_diff(&w.transform(xs.view()).unwrap(), &arr2(&model("pca_whiten")["test"])) < 1e-8
+    );
 }
 
 #[test]
@@ -182,7 +208,9 @@ fn encoders_match_sklearn_exactly() {
         PolynomialFeaturesParams::default().degree(3).interaction_only(true).include_bias(false),
     );
     p.fit(x.view(), None).unwrap();
-    assert!(max_abs_diff(&p.transform(x.view()).unwrap(), &arr2(&r["deg3_interaction_nobias"])) < 1e-14);
+    assert!(
+        max_abs_diff(&p.transform(x.view()).unwrap(), &arr2(&r["deg3_interaction_nobias"])) < 1e-14
+    );
 }
 
 #[test]
@@ -191,7 +219,10 @@ fn gaussian_nb_matches_sklearn() {
     let (xt, yt, xs, _) = data("multi", 200);
     let mut m = GaussianNB::new();
     fit(&mut m, &xt, &yt);
-    let d = max_abs_diff(&m.predict_proba(xs.view()).unwrap(), &arr2(&model("gaussian_nb")["proba_test"]));
+    let d = max_abs_diff(
+        &m.predict_proba(xs.view()).unwrap(),
+        &arr2(&model("gaussian_nb")["proba_test"]),
+    );
     assert!(d < 1e-9, "{d}");
     assert_eq!(m.predict(xs.view()).unwrap(), arr1(&model("gaussian_nb")["pred_test"]));
 }
@@ -202,9 +233,14 @@ fn knn_matches_sklearn_exactly() {
     let mut m = KNeighborsClassifier::new();
     fit(&mut m, &xt, &yt);
     assert_eq!(m.predict(xs.view()).unwrap(), arr1(&model("knn")["pred_test"]));
-    assert!(max_abs_diff(&m.predict_proba(xs.view()).unwrap(), &arr2(&model("knn")["proba_test"])) < 1e-15);
+    assert!(
+        max_abs_diff(&m.predict_proba(xs.view()).unwrap(), &arr2(&model("knn")["proba_test"]))
+            < 1e-15
+    );
     let (xt, yt, xs, _) = data("binary", 200);
-    let mut m = KNeighborsClassifier::with_params(KNeighborsParams::default().n_neighbors(7).weights("distance".into()));
+    let mut m = KNeighborsClassifier::with_params(
+        KNeighborsParams::default().n_neighbors(7).weights("distance".into()),
+    );
     fit(&mut m, &xt, &yt);
     assert_eq!(m.predict(xs.view()).unwrap(), arr1(&model("knn_distance")["pred_test"]));
 }
@@ -218,7 +254,10 @@ fn svms_agree_with_sklearn() {
     fit(&mut m, &xt, &yt);
     let p = m.predict(xs.view()).unwrap();
     assert!(agreement(p.view(), arr1(&model("svc_rbf")["pred_test"]).view()) >= 0.97);
-    assert!((metrics::accuracy(ys.view(), p.view()) - num(&model("svc_rbf")["test_accuracy"])).abs() <= 0.03);
+    assert!(
+        (metrics::accuracy(ys.view(), p.view()) - num(&model("svc_rbf")["test_accuracy"])).abs()
+            <= 0.03
+    );
     // One-vs-one multiclass: agreement at least 95%.
     let (xt, yt, xs, _) = data("multi", 200);
     let mut m = SVC::new();
@@ -231,7 +270,10 @@ fn svms_agree_with_sklearn() {
     fit(&mut m, &xt, &yt);
     let p = m.predict(xs.view()).unwrap();
     assert!(agreement(p.view(), arr1(&model("linear_svc")["pred_test"]).view()) >= 0.95);
-    assert!((metrics::accuracy(ys.view(), p.view()) - num(&model("linear_svc")["test_accuracy"])).abs() <= 0.04);
+    assert!(
+        (metrics::accuracy(ys.view(), p.view()) - num(&model("linear_svc")["test_accuracy"])).abs()
+            <= 0.04
+    );
 }
 
 #[test]
@@ -239,7 +281,8 @@ fn trees_and_forests_reach_sklearn_accuracy() {
     // Different split tie-breaking and random streams: held-out accuracy within
     // 0.08 (one tree), 0.05 (forests); forest regression R² within 0.05.
     let (xt, yt, xs, ys) = data("multi", 200);
-    let mut m = DecisionTreeClassifier::with_params(DecisionTreeParams::default().max_depth(Some(5)));
+    let mut m =
+        DecisionTreeClassifier::with_params(DecisionTreeParams::default().max_depth(Some(5)));
     fit(&mut m, &xt, &yt);
     let acc = m.score(xs.view(), ys.view()).unwrap();
     assert!((acc - num(&model("tree")["test_accuracy"])).abs() <= 0.08, "{acc}");
@@ -271,18 +314,22 @@ fn kmeans_finds_sklearns_optimum() {
 fn metrics_match_sklearn_to_1e12() {
     let m = &fixture()["metrics"];
     let (yt, yp, score) = (arr1(&m["y_true"]), arr1(&m["y_pred"]), arr1(&m["score"]));
-    let (ytm, ypm, pm) = (arr1(&m["y_true_multi"]), arr1(&m["y_pred_multi"]), arr2(&m["proba_multi"]));
+    let (ytm, ypm, pm) =
+        (arr1(&m["y_true_multi"]), arr1(&m["y_pred_multi"]), arr2(&m["proba_multi"]));
     let close = |a: f64, key: &str| {
         let b = num(&m[key]);
         assert!((a - b).abs() <= 1e-12, "{key}: {a} vs {b}");
     };
     close(metrics::accuracy(yt.view(), yp.view()), "accuracy");
     close(metrics::balanced_accuracy(ytm.view(), ypm.view()), "balanced_accuracy_multi");
-    let (p, r, f) = metrics::precision_recall_f1(yt.view(), yp.view(), Average::Binary { pos_label: 1.0 });
+    let (p, r, f) =
+        metrics::precision_recall_f1(yt.view(), yp.view(), Average::Binary { pos_label: 1.0 });
     close(p, "precision");
     close(r, "recall");
     close(f, "f1");
-    for (avg, name) in [(Average::Macro, "macro"), (Average::Weighted, "weighted"), (Average::Micro, "micro")] {
+    for (avg, name) in
+        [(Average::Macro, "macro"), (Average::Weighted, "weighted"), (Average::Micro, "micro")]
+    {
         let (p, r, f) = metrics::precision_recall_f1(ytm.view(), ypm.view(), avg);
         close(p, &format!("precision_{name}"));
         close(r, &format!("recall_{name}"));
@@ -302,7 +349,9 @@ fn expect_splits(got: Vec<(Vec<usize>, Vec<usize>)>, want: &Value) {
     let want = want.as_array().unwrap();
     assert_eq!(got.len(), want.len());
     for ((tr, te), w) in got.iter().zip(want) {
-        let idx = |v: &Value| v.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as usize).collect::<Vec<_>>();
+        let idx = |v: &Value| {
+            v.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as usize).collect::<Vec<_>>()
+        };
         assert_eq!(tr, &idx(&w["train"]));
         assert_eq!(te, &idx(&w["test"]));
     }
@@ -319,7 +368,12 @@ fn splits_are_index_identical_to_sklearn() {
     expect_splits(Splitter::stratified(3).split(30, Some(ys.view())).unwrap(), &s["stratified_3"]);
     let sk = Splitter::StratifiedKFold { n_splits: 3, shuffle: true, random_state: Some(42) };
     expect_splits(sk.split(30, Some(ys.view())).unwrap(), &s["stratified_3_shuffle_rs42"]);
-    let ss = Splitter::ShuffleSplit { n_splits: 4, test_size: 0.25, train_size: None, random_state: Some(7) };
+    let ss = Splitter::ShuffleSplit {
+        n_splits: 4,
+        test_size: 0.25,
+        train_size: None,
+        random_state: Some(7),
+    };
     expect_splits(ss.split(20, None).unwrap(), &s["shufflesplit_4_t025_rs7_n20"]);
 }
 

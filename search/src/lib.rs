@@ -9,5 +9,7 @@ pub mod space;
 
 pub use error::SearchError;
 pub use results::CvResults;
-pub use search::{grid, Cv, ErrorScore, GridSearchCV, RandomizedSearchCV, Refit, SearchCV, SearchResult};
+pub use search::{
+    grid, Cv, ErrorScore, GridSearchCV, RandomizedSearchCV, Refit, SearchCV, SearchResult,
+};
 pub use space::{Distribution, Grid};

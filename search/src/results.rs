@@ -113,7 +113,9 @@ impl CvResults {
     pub fn columns(&self) -> Vec<(String, Vec<Value>)> {
         let n = self.n_candidates();
         let pv = param_json;
-        let num = |v: &[f64]| v.iter().map(|x| if x.is_finite() { json!(x) } else { Value::Null }).collect::<Vec<_>>();
+        let num = |v: &[f64]| {
+            v.iter().map(|x| if x.is_finite() { json!(x) } else { Value::Null }).collect::<Vec<_>>()
+        };
         let mut cols: Vec<(String, Vec<Value>)> = Vec::new();
         let ft: Vec<f64> = self.fit_time.iter().map(|f| mean(f)).collect();
         let fs: Vec<f64> = self.fit_time.iter().map(|f| std(f)).collect();
@@ -124,23 +126,32 @@ impl CvResults {
         cols.push(("mean_score_time".into(), num(&st)));
         cols.push(("std_score_time".into(), num(&ss)));
         for name in self.param_names() {
-            cols.push((format!("param_{name}"), self.params.iter().map(|p| p.get(&name).map_or(Value::Null, pv)).collect()));
+            cols.push((
+                format!("param_{name}"),
+                self.params.iter().map(|p| p.get(&name).map_or(Value::Null, pv)).collect(),
+            ));
         }
-        cols.push((
-            "params".into(),
-            self.params.iter().map(params_json).collect(),
-        ));
+        cols.push(("params".into(), self.params.iter().map(params_json).collect()));
         for s in 0..self.scorers.len() {
             let sfx = self.suffix(s);
             for f in 0..self.n_splits() {
-                cols.push((format!("split{f}_test_{sfx}"), num(&(0..n).map(|c| self.split_test[s][c][f]).collect::<Vec<_>>())));
+                cols.push((
+                    format!("split{f}_test_{sfx}"),
+                    num(&(0..n).map(|c| self.split_test[s][c][f]).collect::<Vec<_>>()),
+                ));
             }
             cols.push((format!("mean_test_{sfx}"), num(&self.mean_test(s))));
             cols.push((format!("std_test_{sfx}"), num(&self.std_test(s))));
-            cols.push((format!("rank_test_{sfx}"), self.rank_test(s).into_iter().map(|r| json!(r)).collect()));
+            cols.push((
+                format!("rank_test_{sfx}"),
+                self.rank_test(s).into_iter().map(|r| json!(r)).collect(),
+            ));
             if !self.split_train.is_empty() {
                 for f in 0..self.n_splits() {
-                    cols.push((format!("split{f}_train_{sfx}"), num(&(0..n).map(|c| self.split_train[s][c][f]).collect::<Vec<_>>())));
+                    cols.push((
+                        format!("split{f}_train_{sfx}"),
+                        num(&(0..n).map(|c| self.split_train[s][c][f]).collect::<Vec<_>>()),
+                    ));
                 }
                 let m: Vec<f64> = self.split_train[s].iter().map(|f| mean(f)).collect();
                 let d: Vec<f64> = self.split_train[s].iter().map(|f| std(f)).collect();
@@ -148,7 +159,10 @@ impl CvResults {
                 cols.push((format!("std_train_{sfx}"), num(&d)));
             }
         }
-        cols.push(("error".into(), self.errors.iter().map(|e| e.as_ref().map_or(Value::Null, |e| json!(e))).collect()));
+        cols.push((
+            "error".into(),
+            self.errors.iter().map(|e| e.as_ref().map_or(Value::Null, |e| json!(e))).collect(),
+        ));
         cols
     }
 
@@ -188,11 +202,27 @@ impl fmt::Display for CvResults {
         let (m, s, r) = (self.mean_test(0), self.std_test(0), self.rank_test(0));
         let mut order: Vec<usize> = (0..self.n_candidates()).collect();
         order.sort_by_key(|&i| (r[i], i));
-        writeln!(f, "{:>4}  {:>10}  {:>9}  {:>9}  params", "rank", format!("mean {}", self.scorers[0]), "std", "fit (s)")?;
+        writeln!(
+            f,
+            "{:>4}  {:>10}  {:>9}  {:>9}  params",
+            "rank",
+            format!("mean {}", self.scorers[0]),
+            "std",
+            "fit (s)"
+        )?;
         for i in order {
-            let params: Vec<String> = self.params[i].iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let params: Vec<String> =
+                self.params[i].iter().map(|(k, v)| format!("{k}={v}")).collect();
             let ft = mean(&self.fit_time[i]);
-            write!(f, "{:>4}  {:>10.5}  {:>9.5}  {:>9.4}  {}", r[i], m[i], s[i], ft, params.join(" "))?;
+            write!(
+                f,
+                "{:>4}  {:>10.5}  {:>9.5}  {:>9.4}  {}",
+                r[i],
+                m[i],
+                s[i],
+                ft,
+                params.join(" ")
+            )?;
             if let Some(e) = &self.errors[i] {
                 write!(f, "  ERROR: {e}")?;
             }

@@ -15,7 +15,9 @@ use rask_ml::model_selection::Splitter;
 use rask_ml::{save, Estimator, Kind, MlError, ParamValue, Params};
 
 use crate::error::SearchError;
-use crate::ops::{fit_score, fit_transform, split_fold, FoldScore, ScoreSpec, SearchData, StepSpec};
+use crate::ops::{
+    fit_score, fit_transform, split_fold, FoldScore, ScoreSpec, SearchData, StepSpec,
+};
 use crate::results::CvResults;
 use crate::space::{expand_grids, sample, Distribution, Grid};
 
@@ -84,7 +86,12 @@ pub struct RandomizedSearchCV;
 impl RandomizedSearchCV {
     /// A search of `estimator` over `n_iter` draws from `dists`, seeded by `seed`.
     #[allow(clippy::new_ret_no_self)]
-    pub fn new(estimator: Box<dyn Estimator>, dists: BTreeMap<String, Distribution>, n_iter: usize, seed: u64) -> SearchCV {
+    pub fn new(
+        estimator: Box<dyn Estimator>,
+        dists: BTreeMap<String, Distribution>,
+        n_iter: usize,
+        seed: u64,
+    ) -> SearchCV {
         SearchCV::with_space(estimator, Space::Random { dists, n_iter, seed })
     }
 }
@@ -171,18 +178,26 @@ impl SearchCV {
         };
         // An unseeded shuffle must still split the same way in every task.
         match s {
-            Splitter::KFold { n_splits, shuffle: true, random_state: None } => {
-                Splitter::KFold { n_splits, shuffle: true, random_state: Some(rask_core::key::unique_token().0 as u32) }
-            }
-            Splitter::StratifiedKFold { n_splits, shuffle: true, random_state: None } => {
-                Splitter::StratifiedKFold { n_splits, shuffle: true, random_state: Some(rask_core::key::unique_token().0 as u32) }
-            }
-            Splitter::ShuffleSplit { n_splits, test_size, train_size, random_state: None } => Splitter::ShuffleSplit {
+            Splitter::KFold { n_splits, shuffle: true, random_state: None } => Splitter::KFold {
                 n_splits,
-                test_size,
-                train_size,
+                shuffle: true,
                 random_state: Some(rask_core::key::unique_token().0 as u32),
             },
+            Splitter::StratifiedKFold { n_splits, shuffle: true, random_state: None } => {
+                Splitter::StratifiedKFold {
+                    n_splits,
+                    shuffle: true,
+                    random_state: Some(rask_core::key::unique_token().0 as u32),
+                }
+            }
+            Splitter::ShuffleSplit { n_splits, test_size, train_size, random_state: None } => {
+                Splitter::ShuffleSplit {
+                    n_splits,
+                    test_size,
+                    train_size,
+                    random_state: Some(rask_core::key::unique_token().0 as u32),
+                }
+            }
             other => other,
         }
     }
@@ -212,9 +227,11 @@ impl SearchCV {
         let scorers = self.scorers()?;
         let refit_scorer = match &self.refit {
             Refit::Best | Refit::No => 0,
-            Refit::By(name) => scorers.iter().position(|s| s == name).ok_or_else(|| SearchError::Space {
-                message: format!("refit scorer {name:?} is not among the scorers {scorers:?}"),
-            })?,
+            Refit::By(name) => {
+                scorers.iter().position(|s| s == name).ok_or_else(|| SearchError::Space {
+                    message: format!("refit scorer {name:?} is not among the scorers {scorers:?}"),
+                })?
+            }
         };
         let candidates = self.candidates()?;
         if candidates.is_empty() {
@@ -235,7 +252,8 @@ impl SearchCV {
         };
 
         let data = rask_core::value(SearchData { x: x.clone(), y: y.clone() });
-        let folds: Vec<Delayed<crate::ops::Fold>> = (0..n_splits as u32).map(|f| split_fold(&data, cv.clone(), f)).collect();
+        let folds: Vec<Delayed<crate::ops::Fold>> =
+            (0..n_splits as u32).map(|f| split_fold(&data, cv.clone(), f)).collect();
         let mut scores: Vec<Option<Vec<Delayed<FoldScore>>>> = Vec::with_capacity(candidates.len());
         let mut config_errors: Vec<Option<String>> = Vec::with_capacity(candidates.len());
         for (i, params) in candidates.iter().enumerate() {
@@ -256,7 +274,11 @@ impl SearchCV {
                     config_errors.push(None);
                 }
                 Err(e) if raise => {
-                    return Err(SearchError::Candidate { index: i, params: fmt_params(params), source: e });
+                    return Err(SearchError::Candidate {
+                        index: i,
+                        params: fmt_params(params),
+                        source: e,
+                    });
                 }
                 Err(e) => {
                     scores.push(None);
@@ -264,14 +286,18 @@ impl SearchCV {
                 }
             }
         }
-        let all: Vec<rask_core::AnyDelayed> = scores.iter().flatten().flatten().map(Delayed::erase).collect();
+        let all: Vec<rask_core::AnyDelayed> =
+            scores.iter().flatten().flatten().map(Delayed::erase).collect();
         let graph = rask_core::graph_of(&all);
         let n_tasks = graph.len();
         let keys: Vec<rask_core::Key> = all.iter().map(|d| d.key().clone()).collect();
         let values = scheduler.execute(graph, &keys, options)?;
         let mut results = values.into_iter().map(|v| {
             v.take_decode::<FoldScore>().map_err(|source| {
-                SearchError::Compute(rask_core::ComputeError::Output { key: rask_core::Key::named("fit_score"), source })
+                SearchError::Compute(rask_core::ComputeError::Output {
+                    key: rask_core::Key::named("fit_score"),
+                    source,
+                })
             })
         });
 
@@ -291,7 +317,9 @@ impl SearchCV {
         };
         for (c, nodes) in scores.iter().enumerate() {
             let fold_scores: Vec<FoldScore> = match nodes {
-                Some(n) => (0..n.len()).map(|_| results.next().expect("one result per node")).collect::<Result<_, _>>()?,
+                Some(n) => (0..n.len())
+                    .map(|_| results.next().expect("one result per node"))
+                    .collect::<Result<_, _>>()?,
                 None => (0..n_splits)
                     .map(|_| FoldScore {
                         test: vec![fallback; n_s],
@@ -305,7 +333,8 @@ impl SearchCV {
             for s in 0..n_s {
                 cv_results.split_test[s].push(fold_scores.iter().map(|f| f.test[s]).collect());
                 if self.return_train_score {
-                    cv_results.split_train[s].push(fold_scores.iter().map(|f| f.train[s]).collect());
+                    cv_results.split_train[s]
+                        .push(fold_scores.iter().map(|f| f.train[s]).collect());
                 }
             }
             cv_results.fit_time.push(fold_scores.iter().map(|f| f.fit_time).collect());
@@ -326,7 +355,14 @@ impl SearchCV {
                 Some(est)
             }
         };
-        Ok(SearchResult { cv_results, best_index, best_params, best_score, best_estimator, n_tasks })
+        Ok(SearchResult {
+            cv_results,
+            best_index,
+            best_params,
+            best_score,
+            best_estimator,
+            n_tasks,
+        })
     }
 
     /// The candidate's steps as saved configurations (one step for a plain estimator).

@@ -18,7 +18,9 @@ pub fn expand_grids(grids: &[Grid]) -> Result<Vec<Params>, SearchError> {
     let mut out = Vec::new();
     for grid in grids {
         if let Some((k, _)) = grid.iter().find(|(_, v)| v.is_empty()) {
-            return Err(SearchError::Space { message: format!("parameter {k:?} has an empty list of values") });
+            return Err(SearchError::Space {
+                message: format!("parameter {k:?} has an empty list of values"),
+            });
         }
         let keys: Vec<&String> = grid.keys().collect();
         let total: usize = keys.iter().map(|k| grid[*k].len()).product();
@@ -66,14 +68,22 @@ pub enum Distribution {
 
 impl Distribution {
     fn check(&self, name: &str) -> Result<(), SearchError> {
-        let bad = |m: String| Err(SearchError::Space { message: format!("distribution of {name:?}: {m}") });
+        let bad = |m: String| {
+            Err(SearchError::Space { message: format!("distribution of {name:?}: {m}") })
+        };
         match self {
-            Distribution::Uniform { low, high } if !(low < high) => bad(format!("uniform needs low < high, got [{low}, {high})")),
+            Distribution::Uniform { low, high } if !(low < high) => {
+                bad(format!("uniform needs low < high, got [{low}, {high})"))
+            }
             Distribution::LogUniform { low, high } if !(*low > 0.0 && low < high) => {
                 bad(format!("loguniform needs 0 < low < high, got [{low}, {high})"))
             }
-            Distribution::RandInt { low, high } if low >= high => bad(format!("randint needs low < high, got [{low}, {high})")),
-            Distribution::Choice(v) if v.is_empty() => bad("choice needs at least one value".into()),
+            Distribution::RandInt { low, high } if low >= high => {
+                bad(format!("randint needs low < high, got [{low}, {high})"))
+            }
+            Distribution::Choice(v) if v.is_empty() => {
+                bad("choice needs at least one value".into())
+            }
             _ => Ok(()),
         }
     }
@@ -81,7 +91,9 @@ impl Distribution {
     fn sample(&self, rng: &mut impl Rng) -> ParamValue {
         match self {
             Distribution::Uniform { low, high } => ParamValue::F64(rng.gen_range(*low..*high)),
-            Distribution::LogUniform { low, high } => ParamValue::F64(rng.gen_range(low.ln()..high.ln()).exp()),
+            Distribution::LogUniform { low, high } => {
+                ParamValue::F64(rng.gen_range(low.ln()..high.ln()).exp())
+            }
             Distribution::RandInt { low, high } => ParamValue::I64(rng.gen_range(*low..*high)),
             Distribution::Choice(v) => v[rng.gen_range(0..v.len())].clone(),
         }
@@ -90,12 +102,18 @@ impl Distribution {
 
 /// `n_iter` candidates drawn from `dists` with the seeded generator `seed`
 /// (parameters drawn in sorted-name order, so the draw is reproducible).
-pub fn sample(dists: &BTreeMap<String, Distribution>, n_iter: usize, seed: u64) -> Result<Vec<Params>, SearchError> {
+pub fn sample(
+    dists: &BTreeMap<String, Distribution>,
+    n_iter: usize,
+    seed: u64,
+) -> Result<Vec<Params>, SearchError> {
     for (name, d) in dists {
         d.check(name)?;
     }
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-    Ok((0..n_iter).map(|_| dists.iter().map(|(k, d)| (k.clone(), d.sample(&mut rng))).collect()).collect())
+    Ok((0..n_iter)
+        .map(|_| dists.iter().map(|(k, d)| (k.clone(), d.sample(&mut rng))).collect())
+        .collect())
 }
 
 #[cfg(test)]

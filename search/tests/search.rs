@@ -7,7 +7,10 @@ use ndarray::{Array1, Array2};
 use rask_core::{ComputeOptions, Scheduler};
 use rask_ml::datasets::make_classification;
 use rask_ml::{create, ParamValue, Pipeline};
-use rask_search::{grid, Cv, Distribution, ErrorScore, GridSearchCV, RandomizedSearchCV, Refit, SearchCV, SearchError};
+use rask_search::{
+    grid, Cv, Distribution, ErrorScore, GridSearchCV, RandomizedSearchCV, Refit, SearchCV,
+    SearchError,
+};
 
 fn data() -> (Array2<f64>, Array1<f64>) {
     make_classification(240, 8, 4, 2, 3)
@@ -80,7 +83,8 @@ fn results_table_has_sklearns_columns() {
     ] {
         assert_eq!(json[col].as_array().map(Vec::len), Some(6), "column {col}");
     }
-    let ranks: Vec<u64> = json["rank_test_score"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    let ranks: Vec<u64> =
+        json["rank_test_score"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
     assert_eq!(ranks[r.best_index], 1);
     let csv = r.cv_results.to_csv();
     assert_eq!(csv.lines().count(), 7);
@@ -94,8 +98,15 @@ fn results_table_has_sklearns_columns() {
 fn failing_candidates_record_the_error_and_the_search_completes() {
     let (x, y) = data();
     // n_components 0 is refused at configuration, 20 > 8 features fails at fit.
-    let g = grid(vec![("pca__n_components", vec![ParamValue::I64(0), ParamValue::I64(3), ParamValue::I64(20)])]);
-    let r = GridSearchCV::new(pipeline(), vec![g.clone()]).cv(Cv::Folds(3)).error_score(ErrorScore::Value(-1.0)).fit(&x, &y).unwrap();
+    let g = grid(vec![(
+        "pca__n_components",
+        vec![ParamValue::I64(0), ParamValue::I64(3), ParamValue::I64(20)],
+    )]);
+    let r = GridSearchCV::new(pipeline(), vec![g.clone()])
+        .cv(Cv::Folds(3))
+        .error_score(ErrorScore::Value(-1.0))
+        .fit(&x, &y)
+        .unwrap();
     let m = r.cv_results.mean_test(0);
     assert_eq!(m[0], -1.0);
     assert_eq!(m[2], -1.0);
@@ -105,7 +116,11 @@ fn failing_candidates_record_the_error_and_the_search_completes() {
     assert!(r.cv_results.errors[2].as_deref().unwrap().contains("at most"));
     assert!(r.cv_results.errors[1].is_none());
     // With "raise" the first failure stops the search with its error.
-    let err = GridSearchCV::new(pipeline(), vec![g]).cv(Cv::Folds(3)).error_score(ErrorScore::Raise).fit(&x, &y).unwrap_err();
+    let err = GridSearchCV::new(pipeline(), vec![g])
+        .cv(Cv::Folds(3))
+        .error_score(ErrorScore::Raise)
+        .fit(&x, &y)
+        .unwrap_err();
     assert!(matches!(err, SearchError::Candidate { index: 0, .. }), "{err}");
     // NaN (the default) ranks failing candidates last.
     let g = grid(vec![("pca__n_components", vec![ParamValue::I64(20), ParamValue::I64(3)])]);

@@ -118,7 +118,13 @@ pub fn loadavg_1m() -> Option<f64> {
 }
 
 /// One result line in the peers' schema; `metrics` are appended after `runs`.
-pub fn record(workload: &str, config: Value, seconds: f64, runs: &[f64], metrics: Map<String, Value>) -> Value {
+pub fn record(
+    workload: &str,
+    config: Value,
+    seconds: f64,
+    runs: &[f64],
+    metrics: Map<String, Value>,
+) -> Value {
     let mut rec = Map::new();
     rec.insert("workload".into(), json!(workload));
     rec.insert("system".into(), json!("rask"));
@@ -165,26 +171,38 @@ pub enum Target {
 
 /// Runs workload `name`, printing each JSON line to `out` as soon as it is measured.
 /// `data` is the peers' data folder (needed by w3).
-pub fn run(name: &str, target: &Target, data: Option<&std::path::Path>, env: &BenchEnv, out: &mut dyn FnMut(Value)) -> Result<(), BenchError> {
+pub fn run(
+    name: &str,
+    target: &Target,
+    data: Option<&std::path::Path>,
+    env: &BenchEnv,
+    out: &mut dyn FnMut(Value),
+) -> Result<(), BenchError> {
     let need_data = || {
         data.ok_or_else(|| BenchError::Cluster {
-            message: format!("workload {name} needs --data DIR (the peers' data, e.g. ~/.cache/rask-peers/data)"),
+            message: format!(
+                "workload {name} needs --data DIR (the peers' data, e.g. ~/.cache/rask-peers/data)"
+            ),
         })
     };
     match (name, target) {
         ("w1" | "w1_overhead", Target::Local) => w1::run(env, out),
-        ("w1" | "w1_overhead", Target::LocalCluster { binary }) => w1::run_cluster(env, binary.clone(), out),
+        ("w1" | "w1_overhead", Target::LocalCluster { binary }) => {
+            w1::run_cluster(env, binary.clone(), out)
+        }
         ("w2" | "w2_array", Target::Local) => w2::run(env, out),
         ("w3" | "w3_search", Target::Local) => w3::run(env, need_data()?, None, out),
         ("w3" | "w3_search", Target::LocalCluster { binary }) => {
-            let cluster_err = |e: rask_distributed::DistError| BenchError::Cluster { message: e.to_string() };
-            let cluster = rask_distributed::LocalCluster::with_options(rask_distributed::ClusterOptions {
-                n_workers: 2,
-                threads_per_worker: 1,
-                binary: Some(binary.clone()),
-                ..Default::default()
-            })
-            .map_err(cluster_err)?;
+            let cluster_err =
+                |e: rask_distributed::DistError| BenchError::Cluster { message: e.to_string() };
+            let cluster =
+                rask_distributed::LocalCluster::with_options(rask_distributed::ClusterOptions {
+                    n_workers: 2,
+                    threads_per_worker: 1,
+                    binary: Some(binary.clone()),
+                    ..Default::default()
+                })
+                .map_err(cluster_err)?;
             let client = rask_distributed::Client::connect_with(
                 cluster.address(),
                 rask_distributed::ClientOptions { set_as_default: false, ..Default::default() },
@@ -192,6 +210,8 @@ pub fn run(name: &str, target: &Target, data: Option<&std::path::Path>, env: &Be
             .map_err(cluster_err)?;
             w3::run(env, need_data()?, Some(&client), out)
         }
-        (other, _) => Err(BenchError::UnknownWorkload { name: other.into(), available: WORKLOADS.join(", ") }),
+        (other, _) => {
+            Err(BenchError::UnknownWorkload { name: other.into(), available: WORKLOADS.join(", ") })
+        }
     }
 }

@@ -26,7 +26,8 @@ pub fn build_tree(n_leaves: usize) -> (Delayed<i64>, usize) {
     let mut level: Vec<Delayed<i64>> = (0..n_leaves as i64).map(inc).collect();
     let mut n_tasks = level.len();
     while level.len() > 1 {
-        let mut next: Vec<Delayed<i64>> = level.chunks_exact(2).map(|p| add(&p[0], &p[1])).collect();
+        let mut next: Vec<Delayed<i64>> =
+            level.chunks_exact(2).map(|p| add(&p[0], &p[1])).collect();
         n_tasks += next.len();
         if level.len() % 2 == 1 {
             next.push(level.pop().expect("odd length"));
@@ -64,13 +65,23 @@ fn time_compute(
     let (sec, runs, res) = measure(env.repeats, || g.compute_with(s, &opts));
     let res = res.map_err(|source| BenchError::Compute { workload: "w1_overhead", source })?;
     if res != expected {
-        return Err(BenchError::WrongResult { workload: "w1_overhead", got: res.to_string(), expected: expected.to_string() });
+        return Err(BenchError::WrongResult {
+            workload: "w1_overhead",
+            got: res.to_string(),
+            expected: expected.to_string(),
+        });
     }
     Ok((sec, runs, res))
 }
 
 /// Builds the tree of (a), times its compute on `s` and emits the record.
-fn tree_part(env: &BenchEnv, s: &Scheduler, mut config: Map<String, Value>, n_leaves: usize, out: &mut dyn FnMut(Value)) -> Result<(), BenchError> {
+fn tree_part(
+    env: &BenchEnv,
+    s: &Scheduler,
+    mut config: Map<String, Value>,
+    n_leaves: usize,
+    out: &mut dyn FnMut(Value),
+) -> Result<(), BenchError> {
     let t = Instant::now();
     let (tree, n_tasks) = build_tree(n_leaves);
     let build = t.elapsed().as_secs_f64();
@@ -90,7 +101,13 @@ fn tree_part(env: &BenchEnv, s: &Scheduler, mut config: Map<String, Value>, n_le
 }
 
 /// Builds the chain of (c), times its compute on `s` and emits the record.
-fn chain_part(env: &BenchEnv, s: &Scheduler, mut config: Map<String, Value>, n_chain: usize, out: &mut dyn FnMut(Value)) -> Result<(), BenchError> {
+fn chain_part(
+    env: &BenchEnv,
+    s: &Scheduler,
+    mut config: Map<String, Value>,
+    n_chain: usize,
+    out: &mut dyn FnMut(Value),
+) -> Result<(), BenchError> {
     let t = Instant::now();
     let chain = build_chain(n_chain);
     let build = t.elapsed().as_secs_f64();
@@ -109,12 +126,17 @@ fn chain_part(env: &BenchEnv, s: &Scheduler, mut config: Map<String, Value>, n_c
 
 /// Runs W1 (a), (b) and (c) on a LocalCluster of 2 worker processes × 1 thread
 /// (the peers' distributed configuration), started from `binary`.
-pub fn run_cluster(env: &BenchEnv, binary: std::path::PathBuf, out: &mut dyn FnMut(Value)) -> Result<(), BenchError> {
+pub fn run_cluster(
+    env: &BenchEnv,
+    binary: std::path::PathBuf,
+    out: &mut dyn FnMut(Value),
+) -> Result<(), BenchError> {
     use rask_distributed::{ClientOptions, ClusterOptions, LocalCluster};
     let n_leaves = env_usize("W1_N_LEAVES", 100_000)?.max(1);
     let n_chain = env_usize("W1_N_CHAIN", 10_000)?.max(1);
     let n_submit = env_usize("W1_N_SUBMIT", 1_000)?.max(1);
-    let cluster_err = |e: rask_distributed::DistError| BenchError::Cluster { message: e.to_string() };
+    let cluster_err =
+        |e: rask_distributed::DistError| BenchError::Cluster { message: e.to_string() };
     let cluster = LocalCluster::with_options(ClusterOptions {
         n_workers: 2,
         threads_per_worker: 1,
@@ -122,8 +144,11 @@ pub fn run_cluster(env: &BenchEnv, binary: std::path::PathBuf, out: &mut dyn FnM
         ..ClusterOptions::default()
     })
     .map_err(cluster_err)?;
-    let client = rask_distributed::Client::connect_with(cluster.address(), ClientOptions { set_as_default: false, ..ClientOptions::default() })
-        .map_err(cluster_err)?;
+    let client = rask_distributed::Client::connect_with(
+        cluster.address(),
+        ClientOptions { set_as_default: false, ..ClientOptions::default() },
+    )
+    .map_err(cluster_err)?;
     let s = client.scheduler();
     let config = || {
         let mut c = Map::new();
@@ -143,7 +168,11 @@ pub fn run_cluster(env: &BenchEnv, binary: std::path::PathBuf, out: &mut dyn FnM
             let f = client.submit(&inc(i)).map_err(cluster_err)?;
             let r = f.result().map_err(cluster_err)?;
             if r != i + 1 {
-                return Err(BenchError::WrongResult { workload: "w1_overhead", got: r.to_string(), expected: (i + 1).to_string() });
+                return Err(BenchError::WrongResult {
+                    workload: "w1_overhead",
+                    got: r.to_string(),
+                    expected: (i + 1).to_string(),
+                });
             }
         }
         Ok(())
@@ -156,7 +185,10 @@ pub fn run_cluster(env: &BenchEnv, binary: std::path::PathBuf, out: &mut dyn FnM
     c.insert("n_roundtrips".into(), json!(n_submit));
     let mut m = Map::new();
     m.insert("us_per_roundtrip".into(), json!(sec / n_submit as f64 * 1e6));
-    m.insert("runs_us_per_roundtrip".into(), json!(runs.iter().map(|r| r / n_submit as f64 * 1e6).collect::<Vec<_>>()));
+    m.insert(
+        "runs_us_per_roundtrip".into(),
+        json!(runs.iter().map(|r| r / n_submit as f64 * 1e6).collect::<Vec<_>>()),
+    );
     out(record("w1_overhead", Value::Object(c), sec, &runs, m));
     drop(client);
     drop(cluster);

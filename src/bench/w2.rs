@@ -18,7 +18,9 @@ use rask_core::{ComputeOptions, Scheduler};
 
 fn err(e: ArrayError) -> BenchError {
     match e {
-        ArrayError::Compute(source) => BenchError::Compute { workload: "w2_array", source: *source },
+        ArrayError::Compute(source) => {
+            BenchError::Compute { workload: "w2_array", source: *source }
+        }
         other => BenchError::Cluster { message: other.to_string() },
     }
 }
@@ -68,7 +70,8 @@ fn matmul_quality(g: &ArrayD<f64>, n: usize) -> Map<String, Value> {
     let trace: f64 = g.diag().sum();
     let off: Vec<f64> = g.indexed_iter().filter(|((i, j), _)| i != j).map(|(_, &v)| v).collect();
     let mean = off.iter().sum::<f64>() / off.len().max(1) as f64;
-    let std = (off.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / off.len().max(1) as f64).sqrt();
+    let std =
+        (off.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / off.len().max(1) as f64).sqrt();
     let asym = g.indexed_iter().map(|((i, j), &v)| (v - g[[j, i]]).abs()).fold(0.0, f64::max);
     let mut m = Map::new();
     m.insert("result_shape".into(), json!([k, g.ncols()]));
@@ -99,7 +102,10 @@ pub fn run(env: &BenchEnv, out: &mut dyn FnMut(Value)) -> Result<(), BenchError>
     let triad = stream_triad(workers);
     let mut m = Map::new();
     m.insert("gbytes_per_s".into(), json!(triad));
-    m.insert("note".into(), json!("STREAM-like triad a = b + s*c, 3 x 512 MiB, best of 5, 24 bytes per element"));
+    m.insert(
+        "note".into(),
+        json!("STREAM-like triad a = b + s*c, 3 x 512 MiB, best of 5, 24 bytes per element"),
+    );
     out(record("w2_array", Value::Object(base("stream_triad")), 0.0, &[], m));
 
     let x_lazy = standard_normal(0, &[n, n], [chunk, chunk]).map_err(err)?;
@@ -116,7 +122,8 @@ pub fn run(env: &BenchEnv, out: &mut dyn FnMut(Value)) -> Result<(), BenchError>
 
     // sum_t reads x twice (x and its transpose): 16 n² bytes.
     let touched = 16.0 * (n * n) as f64 / 1e9;
-    let (sec, runs, v) = measure(env.repeats, || sum_t(&x).and_then(|e| e.compute_with(&threads, &opts)));
+    let (sec, runs, v) =
+        measure(env.repeats, || sum_t(&x).and_then(|e| e.compute_with(&threads, &opts)));
     let v = v.map_err(err)?;
     let mut m = sum_t_quality(&v, n);
     m.insert("gbytes_per_s".into(), json!(touched / sec));
@@ -126,7 +133,9 @@ pub fn run(env: &BenchEnv, out: &mut dyn FnMut(Value)) -> Result<(), BenchError>
     out(record("w2_array", Value::Object(cfg), sec, &runs, m));
 
     let product = || -> Result<ArrayD<f64>, ArrayError> {
-        x.matmul(&x.t())?.slice(&[Sel::range(0, mm as i64), Sel::range(0, mm as i64)])?.compute_with(&threads, &opts)
+        x.matmul(&x.t())?
+            .slice(&[Sel::range(0, mm as i64), Sel::range(0, mm as i64)])?
+            .compute_with(&threads, &opts)
     };
     let (sec, runs, g) = measure(env.repeats, product);
     let g = g.map_err(err)?;
@@ -138,7 +147,8 @@ pub fn run(env: &BenchEnv, out: &mut dyn FnMut(Value)) -> Result<(), BenchError>
     drop(g);
     drop(x);
 
-    let (sec, runs, v) = measure(env.repeats, || sum_t(&x_lazy).and_then(|e| e.compute_with(&threads, &opts)));
+    let (sec, runs, v) =
+        measure(env.repeats, || sum_t(&x_lazy).and_then(|e| e.compute_with(&threads, &opts)));
     let v = v.map_err(err)?;
     let mut m = sum_t_quality(&v, n);
     m.insert("gbytes_per_s".into(), json!(touched / sec));

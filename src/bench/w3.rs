@@ -22,13 +22,20 @@ pub fn w3_search() -> Result<SearchCV, BenchError> {
     let ml = |e: rask_ml::MlError| BenchError::Cluster { message: e.to_string() };
     let mut lr = create("LogisticRegression").map_err(ml)?;
     lr.set_param("max_iter", ParamValue::I64(1000)).map_err(ml)?;
-    let pipe = Pipeline::of(vec![("scaler", create("StandardScaler").map_err(ml)?), ("pca", create("PCA").map_err(ml)?), ("logreg", lr)])
-        .map_err(ml)?;
+    let pipe = Pipeline::of(vec![
+        ("scaler", create("StandardScaler").map_err(ml)?),
+        ("pca", create("PCA").map_err(ml)?),
+        ("logreg", lr),
+    ])
+    .map_err(ml)?;
     Ok(GridSearchCV::new(
         Box::new(pipe),
         vec![grid(vec![
             ("pca__n_components", [5i64, 10, 20, 30].into_iter().map(ParamValue::I64).collect()),
-            ("logreg__C", [0.001, 0.01, 0.1, 1.0, 10.0, 100.0].into_iter().map(ParamValue::F64).collect()),
+            (
+                "logreg__C",
+                [0.001, 0.01, 0.1, 1.0, 10.0, 100.0].into_iter().map(ParamValue::F64).collect(),
+            ),
         ])],
     )
     .cv(Cv::Splitter(Splitter::kfold(5)))
@@ -38,15 +45,21 @@ pub fn w3_search() -> Result<SearchCV, BenchError> {
 fn report(config: Map<String, Value>, sec: f64, runs: &[f64], r: &SearchResult) -> Value {
     let reference: Value = serde_json::from_str(SKLEARN).expect("embedded fixture");
     let means = r.cv_results.mean_test(0);
-    let max_diff = reference["mean_test_score"]
-        .as_array()
-        .map(|w| w.iter().zip(&means).map(|(a, b)| (a.as_f64().unwrap_or(f64::NAN) - b).abs()).fold(0.0, f64::max));
+    let max_diff = reference["mean_test_score"].as_array().map(|w| {
+        w.iter()
+            .zip(&means)
+            .map(|(a, b)| (a.as_f64().unwrap_or(f64::NAN) - b).abs())
+            .fold(0.0, f64::max)
+    });
     let params: Vec<Value> = r.cv_results.params.iter().map(params_json).collect();
     let mut m = Map::new();
     m.insert("n_candidates".into(), json!(r.cv_results.n_candidates()));
     m.insert("n_splits".into(), json!(r.cv_results.n_splits()));
     m.insert("n_fits".into(), json!(r.cv_results.n_candidates() * r.cv_results.n_splits()));
-    m.insert("n_fits_incl_refit".into(), json!(r.cv_results.n_candidates() * r.cv_results.n_splits() + 1));
+    m.insert(
+        "n_fits_incl_refit".into(),
+        json!(r.cv_results.n_candidates() * r.cv_results.n_splits() + 1),
+    );
     m.insert("n_tasks".into(), json!(r.n_tasks));
     m.insert("best_params_".into(), params_json(&r.best_params));
     m.insert("best_score_".into(), json!(r.best_score));
@@ -57,9 +70,15 @@ fn report(config: Map<String, Value>, sec: f64, runs: &[f64], r: &SearchResult) 
 }
 
 /// Runs w3 on the threaded scheduler (2 threads, like the peers) or on `scheduler`.
-pub fn run(env: &BenchEnv, data: &Path, cluster: Option<&rask_distributed::Client>, out: &mut dyn FnMut(Value)) -> Result<(), BenchError> {
+pub fn run(
+    env: &BenchEnv,
+    data: &Path,
+    cluster: Option<&rask_distributed::Client>,
+    out: &mut dyn FnMut(Value),
+) -> Result<(), BenchError> {
     let dir = data.join("clf_small");
-    let (x, y) = load_npy_xy(dir.join("X.npy"), dir.join("y.npy")).map_err(|e| BenchError::Cluster { message: e.to_string() })?;
+    let (x, y) = load_npy_xy(dir.join("X.npy"), dir.join("y.npy"))
+        .map_err(|e| BenchError::Cluster { message: e.to_string() })?;
     let search = w3_search()?;
     let (scheduler, mut config) = match cluster {
         None => {
@@ -78,7 +97,8 @@ pub fn run(env: &BenchEnv, data: &Path, cluster: Option<&rask_distributed::Clien
         }
     };
     config.insert("system_detail".into(), json!("rask GridSearchCV (prefix-cached graph)"));
-    let (sec, runs, r) = measure(env.repeats, || search.fit_with(&x, &y, &scheduler, &ComputeOptions::new()));
+    let (sec, runs, r) =
+        measure(env.repeats, || search.fit_with(&x, &y, &scheduler, &ComputeOptions::new()));
     let r = r.map_err(|e| BenchError::Cluster { message: e.to_string() })?;
     out(report(config, sec, &runs, &r));
     Ok(())

@@ -74,20 +74,27 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
-        Command::Demo { pi: false, samples, workers, out, no_progress, .. } => (|| -> Result<(), Box<dyn std::error::Error>> {
-            let cfg = rask::demo_search::SearchDemoConfig {
-                samples,
-                workers,
-                binary: std::env::current_exe()?,
+        Command::Demo { pi: false, samples, workers, out, no_progress, .. } => {
+            (|| -> Result<(), Box<dyn std::error::Error>> {
+                let cfg = rask::demo_search::SearchDemoConfig {
+                    samples,
+                    workers,
+                    binary: std::env::current_exe()?,
+                    out_dir: out,
+                    progress: !no_progress,
+                };
+                let (r, seconds) = rask::demo_search::run(&cfg)?;
+                rask::demo_search::print_report(&cfg, &r, seconds);
+                Ok(())
+            })()
+        }
+        Command::Demo { pi: true, chunks, samples_per_chunk, out, no_progress, .. } => {
+            let cfg = rask::demo::DemoConfig {
+                chunks,
+                samples_per_chunk,
                 out_dir: out,
                 progress: !no_progress,
             };
-            let (r, seconds) = rask::demo_search::run(&cfg)?;
-            rask::demo_search::print_report(&cfg, &r, seconds);
-            Ok(())
-        })(),
-        Command::Demo { pi: true, chunks, samples_per_chunk, out, no_progress, .. } => {
-            let cfg = rask::demo::DemoConfig { chunks, samples_per_chunk, out_dir: out, progress: !no_progress };
             println!(
                 "Rask demo: estimating π from {} random points in {} tasks (+ a tree of sums)",
                 chunks * samples_per_chunk,
@@ -122,12 +129,13 @@ fn run_search(path: &std::path::Path, progress: bool) -> Result<(), Box<dyn std:
         SchedulerSpec::Sync => rask::Scheduler::Sync,
         SchedulerSpec::Threads => rask::Scheduler::threads(),
         SchedulerSpec::Local(n) => {
-            let c = rask::distributed::LocalCluster::with_options(rask::distributed::ClusterOptions {
-                n_workers: *n,
-                threads_per_worker: 1,
-                binary: Some(std::env::current_exe()?),
-                ..Default::default()
-            })?;
+            let c =
+                rask::distributed::LocalCluster::with_options(rask::distributed::ClusterOptions {
+                    n_workers: *n,
+                    threads_per_worker: 1,
+                    binary: Some(std::env::current_exe()?),
+                    ..Default::default()
+                })?;
             let client = c.client()?;
             let s = client.scheduler();
             _cluster = Some(c);
@@ -142,7 +150,12 @@ fn run_search(path: &std::path::Path, progress: bool) -> Result<(), Box<dyn std:
         }
     };
     let n = spec.search.candidates()?.len();
-    println!("searching {n} candidates on {} rows x {} features ({})", spec.x.nrows(), spec.x.ncols(), scheduler.name());
+    println!(
+        "searching {n} candidates on {} rows x {} features ({})",
+        spec.x.nrows(),
+        spec.x.ncols(),
+        scheduler.name()
+    );
     let mut opts = rask::ComputeOptions::new();
     if progress {
         opts = opts.with_callback(std::sync::Arc::new(rask::Progress::new()));
@@ -152,20 +165,33 @@ fn run_search(path: &std::path::Path, progress: bool) -> Result<(), Box<dyn std:
     let params: Vec<String> = result.best_params.iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!("best: {} (score {:.5})", params.join(" "), result.best_score);
     std::fs::create_dir_all(&spec.out_dir)?;
-    std::fs::write(spec.out_dir.join("cv_results.json"), serde_json::to_string_pretty(&result.cv_results.to_json())?)?;
+    std::fs::write(
+        spec.out_dir.join("cv_results.json"),
+        serde_json::to_string_pretty(&result.cv_results.to_json())?,
+    )?;
     std::fs::write(spec.out_dir.join("cv_results.csv"), result.cv_results.to_csv())?;
     if let Some(best) = &result.best_estimator {
         std::fs::write(spec.out_dir.join("best_estimator.rske"), rask::ml::save(best.as_ref())?)?;
     }
-    println!("wrote cv_results.json, cv_results.csv{} in {}", if result.best_estimator.is_some() { ", best_estimator.rske" } else { "" }, spec.out_dir.display());
+    println!(
+        "wrote cv_results.json, cv_results.csv{} in {}",
+        if result.best_estimator.is_some() { ", best_estimator.rske" } else { "" },
+        spec.out_dir.display()
+    );
     Ok(())
 }
 
-fn run_bench(workload: &str, data: Option<PathBuf>, scheduler: &str) -> Result<(), Box<dyn std::error::Error>> {
+fn run_bench(
+    workload: &str,
+    data: Option<PathBuf>,
+    scheduler: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
     let target = match scheduler {
         "local" => rask::bench::Target::Local,
         "local-cluster" => rask::bench::Target::LocalCluster { binary: std::env::current_exe()? },
-        other => return Err(format!("--scheduler {other:?}: use `local` or `local-cluster`").into()),
+        other => {
+            return Err(format!("--scheduler {other:?}: use `local` or `local-cluster`").into())
+        }
     };
     if let Some(dir) = &data {
         if !dir.is_dir() {

@@ -24,7 +24,8 @@ pub fn parse_memory(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.trim().parse().map_err(|_| format!("memory size {s:?}: {num:?} is not a number"))?;
+    let n: f64 =
+        num.trim().parse().map_err(|_| format!("memory size {s:?}: {num:?} is not a number"))?;
     let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "kb" | "k" => 1e3,
@@ -35,7 +36,11 @@ pub fn parse_memory(s: &str) -> Result<u64, String> {
         "mib" => 1024.0 * 1024.0,
         "gib" => 1024.0 * 1024.0 * 1024.0,
         "tib" => 1024.0f64.powi(4),
-        u => return Err(format!("memory size {s:?}: unknown unit {u:?} (use B, kB, MB, GB, KiB, MiB, GiB)")),
+        u => {
+            return Err(format!(
+                "memory size {s:?}: unknown unit {u:?} (use B, kB, MB, GB, KiB, MiB, GiB)"
+            ))
+        }
     };
     if n < 0.0 || !n.is_finite() {
         return Err(format!("memory size {s:?} must be a non-negative number"));
@@ -48,8 +53,11 @@ pub fn parse_resources(s: &str) -> Result<BTreeMap<String, f64>, String> {
     s.split(',')
         .filter(|p| !p.trim().is_empty())
         .map(|p| {
-            let (k, v) = p.split_once('=').ok_or_else(|| format!("resource {p:?} must look like NAME=AMOUNT"))?;
-            let v: f64 = v.trim().parse().map_err(|_| format!("resource {p:?}: {v:?} is not a number"))?;
+            let (k, v) = p
+                .split_once('=')
+                .ok_or_else(|| format!("resource {p:?} must look like NAME=AMOUNT"))?;
+            let v: f64 =
+                v.trim().parse().map_err(|_| format!("resource {p:?}: {v:?} is not a number"))?;
             Ok((k.trim().to_string(), v))
         })
         .collect()
@@ -60,8 +68,12 @@ fn read_scheduler_file(path: &str) -> Result<String, String> {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(text) = std::fs::read_to_string(path) {
-            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("scheduler file {path}: {e}"))?;
-            return v["address"].as_str().map(String::from).ok_or_else(|| format!("scheduler file {path} has no \"address\""));
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| format!("scheduler file {path}: {e}"))?;
+            return v["address"]
+                .as_str()
+                .map(String::from)
+                .ok_or_else(|| format!("scheduler file {path} has no \"address\""));
         }
         if std::time::Instant::now() >= deadline {
             return Err(format!("scheduler file {path} did not appear within 60 s"));
@@ -93,7 +105,10 @@ fn value<'a>(args: &'a [String], i: &mut usize, flag: &str) -> Result<&'a str, S
 pub fn run(command: &str, args: &[String]) -> Result<(), String> {
     // One event-loop thread: the scheduler is one state machine, and a worker's
     // ops run on blocking threads anyway; fewer threads, fewer context switches.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     match command {
         "scheduler" => {
             let mut cfg = ServerConfig::default();
@@ -101,8 +116,15 @@ pub fn run(command: &str, args: &[String]) -> Result<(), String> {
             while i < args.len() {
                 match args[i].as_str() {
                     "--host" => cfg.host = value(args, &mut i, "--host")?.into(),
-                    "--port" => cfg.port = value(args, &mut i, "--port")?.parse().map_err(|_| "--port needs a number".to_string())?,
-                    "--scheduler-file" => cfg.scheduler_file = Some(PathBuf::from(value(args, &mut i, "--scheduler-file")?)),
+                    "--port" => {
+                        cfg.port = value(args, &mut i, "--port")?
+                            .parse()
+                            .map_err(|_| "--port needs a number".to_string())?
+                    }
+                    "--scheduler-file" => {
+                        cfg.scheduler_file =
+                            Some(PathBuf::from(value(args, &mut i, "--scheduler-file")?))
+                    }
                     "--token" => cfg.token = value(args, &mut i, "--token")?.into(),
                     other => return Err(format!("unknown scheduler option {other:?}\n{USAGE}")),
                 }
@@ -116,23 +138,42 @@ pub fn run(command: &str, args: &[String]) -> Result<(), String> {
             let mut i = 0;
             while i < args.len() {
                 match args[i].as_str() {
-                    "--scheduler-file" => scheduler = Some(read_scheduler_file(value(args, &mut i, "--scheduler-file")?)?),
-                    "--nthreads" => {
-                        cfg.nthreads = value(args, &mut i, "--nthreads")?.parse().map_err(|_| "--nthreads needs a number".to_string())?
+                    "--scheduler-file" => {
+                        scheduler =
+                            Some(read_scheduler_file(value(args, &mut i, "--scheduler-file")?)?)
                     }
-                    "--memory-limit" => cfg.memory_limit = parse_memory(value(args, &mut i, "--memory-limit")?)?,
-                    "--resources" => cfg.resources = parse_resources(value(args, &mut i, "--resources")?)?,
+                    "--nthreads" => {
+                        cfg.nthreads = value(args, &mut i, "--nthreads")?
+                            .parse()
+                            .map_err(|_| "--nthreads needs a number".to_string())?
+                    }
+                    "--memory-limit" => {
+                        cfg.memory_limit = parse_memory(value(args, &mut i, "--memory-limit")?)?
+                    }
+                    "--resources" => {
+                        cfg.resources = parse_resources(value(args, &mut i, "--resources")?)?
+                    }
                     "--name" => cfg.name = Some(value(args, &mut i, "--name")?.into()),
-                    "--local-dir" => cfg.local_dir = PathBuf::from(value(args, &mut i, "--local-dir")?),
+                    "--local-dir" => {
+                        cfg.local_dir = PathBuf::from(value(args, &mut i, "--local-dir")?)
+                    }
                     "--host" => cfg.host = value(args, &mut i, "--host")?.into(),
-                    "--port" => cfg.port = value(args, &mut i, "--port")?.parse().map_err(|_| "--port needs a number".to_string())?,
+                    "--port" => {
+                        cfg.port = value(args, &mut i, "--port")?
+                            .parse()
+                            .map_err(|_| "--port needs a number".to_string())?
+                    }
                     "--token" => cfg.token = value(args, &mut i, "--token")?.into(),
-                    a if !a.starts_with("--") && scheduler.is_none() => scheduler = Some(a.to_string()),
+                    a if !a.starts_with("--") && scheduler.is_none() => {
+                        scheduler = Some(a.to_string())
+                    }
                     other => return Err(format!("unknown worker option {other:?}\n{USAGE}")),
                 }
                 i += 1;
             }
-            cfg.scheduler = scheduler.ok_or_else(|| format!("worker needs the scheduler address or --scheduler-file\n{USAGE}"))?;
+            cfg.scheduler = scheduler.ok_or_else(|| {
+                format!("worker needs the scheduler address or --scheduler-file\n{USAGE}")
+            })?;
             rt.block_on(run_worker(cfg, shutdown_signal())).map_err(|e| e.to_string())
         }
         other => Err(format!("unknown command {other:?}\n{USAGE}")),

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use rask_core::{ComputeError, ComputeOptions, Data, Delayed, Executor, Graph, Key, Scheduler, Value};
+use rask_core::{
+    ComputeError, ComputeOptions, Data, Delayed, Executor, Graph, Key, Scheduler, Value,
+};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::StreamExt;
@@ -37,7 +39,12 @@ pub struct ClientOptions {
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        ClientOptions { timeout: Duration::from_secs(10), token: String::new(), set_as_default: true, name: "client".into() }
+        ClientOptions {
+            timeout: Duration::from_secs(10),
+            token: String::new(),
+            set_as_default: true,
+            name: "client".into(),
+        }
     }
 }
 
@@ -66,14 +73,17 @@ struct Inner {
     holds: Mutex<HashMap<Key, usize>>,
     was_default: bool,
     scatter_rr: AtomicU64,
-    workers: tokio::sync::Mutex<HashMap<String, pb::worker_client::WorkerClient<tonic::transport::Channel>>>,
+    workers: tokio::sync::Mutex<
+        HashMap<String, pb::worker_client::WorkerClient<tonic::transport::Channel>>,
+    >,
 }
 
 impl Inner {
     fn send(&self, msg: pb::client_message::Msg) -> Result<(), DistError> {
-        self.tx
-            .send(pb::ClientMessage { msg: Some(msg) })
-            .map_err(|_| DistError::Disconnected { peer: self.addr.clone(), message: "client session closed".into() })
+        self.tx.send(pb::ClientMessage { msg: Some(msg) }).map_err(|_| DistError::Disconnected {
+            peer: self.addr.clone(),
+            message: "client session closed".into(),
+        })
     }
 
     fn hold(&self, key: &Key) {
@@ -97,13 +107,20 @@ impl Inner {
         drop(holds);
         if last {
             self.state.lock().unwrap_or_else(|p| p.into_inner()).status.remove(key);
-            let _ = self.send(pb::client_message::Msg::Release(pb::Release { keys: vec![protocol::key_to_pb(key)] }));
+            let _ = self.send(pb::client_message::Msg::Release(pb::Release {
+                keys: vec![protocol::key_to_pb(key)],
+            }));
         }
     }
 
     /// Waits until every key is done or erred (or a rejection / disconnection
     /// arrives, or `timeout` passes).
-    fn wait(&self, keys: &[Key], rejections_before: usize, timeout: Option<Duration>) -> Result<(), DistError> {
+    fn wait(
+        &self,
+        keys: &[Key],
+        rejections_before: usize,
+        timeout: Option<Duration>,
+    ) -> Result<(), DistError> {
         self.wait_each(keys, rejections_before, timeout, &mut |_| {})
     }
 
@@ -120,7 +137,9 @@ impl Inner {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if st.rejections.len() > rejections_before {
-                return Err(DistError::Rejected { message: st.rejections[rejections_before].clone() });
+                return Err(DistError::Rejected {
+                    message: st.rejections[rejections_before].clone(),
+                });
             }
             let mut all = true;
             for (i, k) in keys.iter().enumerate() {
@@ -137,13 +156,19 @@ impl Inner {
                 return Ok(());
             }
             if let Some(reason) = &st.closed {
-                return Err(DistError::Disconnected { peer: self.addr.clone(), message: reason.clone() });
+                return Err(DistError::Disconnected {
+                    peer: self.addr.clone(),
+                    message: reason.clone(),
+                });
             }
             let wait = match deadline {
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
-                        return Err(DistError::Disconnected { peer: self.addr.clone(), message: "timed out waiting for results".into() });
+                        return Err(DistError::Disconnected {
+                            peer: self.addr.clone(),
+                            message: "timed out waiting for results".into(),
+                        });
                     }
                     (d - now).min(Duration::from_millis(200))
                 }
@@ -162,7 +187,8 @@ impl Inner {
     fn fetch_bytes(&self, key: &Key) -> Result<Vec<u8>, DistError> {
         for _ in 0..20 {
             self.wait(std::slice::from_ref(key), self.rejections(), None)?;
-            let status = self.state.lock().unwrap_or_else(|p| p.into_inner()).status.get(key).cloned();
+            let status =
+                self.state.lock().unwrap_or_else(|p| p.into_inner()).status.get(key).cloned();
             match status {
                 Some(Status::Erred(f)) => return Err(DistError::Task(f)),
                 Some(Status::Done { addr }) => {
@@ -179,7 +205,8 @@ impl Inner {
                         Err(e) => {
                             tracing::warn!("fetching {key} from {addr} failed ({e}); waiting for it to be recomputed");
                             let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                            if matches!(st.status.get(key), Some(Status::Done { addr: a }) if *a == addr) {
+                            if matches!(st.status.get(key), Some(Status::Done { addr: a }) if *a == addr)
+                            {
                                 st.status.remove(key);
                             }
                             drop(st);
@@ -190,11 +217,18 @@ impl Inner {
                 None => {}
             }
         }
-        Err(DistError::Fetch { key: key.clone(), addr: self.addr.clone(), message: "holders kept failing".into() })
+        Err(DistError::Fetch {
+            key: key.clone(),
+            addr: self.addr.clone(),
+            message: "holders kept failing".into(),
+        })
     }
 
     /// A (cached) connection to a worker's data server.
-    async fn worker(&self, addr: &str) -> Result<pb::worker_client::WorkerClient<tonic::transport::Channel>, String> {
+    async fn worker(
+        &self,
+        addr: &str,
+    ) -> Result<pb::worker_client::WorkerClient<tonic::transport::Channel>, String> {
         let mut cache = self.workers.lock().await;
         if let Some(c) = cache.get(addr) {
             return Ok(c.clone());
@@ -216,11 +250,17 @@ impl Inner {
                 return Ok(m);
             }
             if let Some(reason) = &st.closed {
-                return Err(DistError::Disconnected { peer: self.addr.clone(), message: reason.clone() });
+                return Err(DistError::Disconnected {
+                    peer: self.addr.clone(),
+                    message: reason.clone(),
+                });
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(DistError::Disconnected { peer: self.addr.clone(), message: "no reply from the scheduler".into() });
+                return Err(DistError::Disconnected {
+                    peer: self.addr.clone(),
+                    message: "no reply from the scheduler".into(),
+                });
             }
             st = self.changed.wait_timeout(st, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
         }
@@ -289,7 +329,8 @@ impl<T: Data> Future<T> {
         let bytes = self.inner.fetch_bytes(&self.key)?;
         let v = Value::from_envelope(&bytes, MAX_VALUE_BYTES as usize)
             .map_err(|e| DistError::Value { key: self.key.clone(), message: e.to_string() })?;
-        v.take_decode::<T>().map_err(|e| DistError::Value { key: self.key.clone(), message: e.to_string() })
+        v.take_decode::<T>()
+            .map_err(|e| DistError::Value { key: self.key.clone(), message: e.to_string() })
     }
 
     /// Releases the future (the cluster forgets the value once nobody needs it).
@@ -320,7 +361,9 @@ fn pump(inner: &Arc<Inner>, msg: pb::to_client::Msg) {
             }
         }
         pb::to_client::Msg::Erred(e) => {
-            if let (Ok(k), Ok(f)) = (protocol::key_from_pb(e.key), protocol::failure_from_pb(e.failure)) {
+            if let (Ok(k), Ok(f)) =
+                (protocol::key_from_pb(e.key), protocol::failure_from_pb(e.failure))
+            {
                 st.status.insert(k, Status::Erred(f));
             }
         }
@@ -377,7 +420,9 @@ impl Client {
             .thread_name("rask-client")
             .enable_all()
             .build()
-            .map_err(|e| DistError::Process { message: format!("cannot start the client runtime: {e}") })?;
+            .map_err(|e| DistError::Process {
+                message: format!("cannot start the client runtime: {e}"),
+            })?;
         let (tx, rx) = mpsc::unbounded_channel::<pb::ClientMessage>();
         tx.send(pb::ClientMessage {
             msg: Some(pb::client_message::Msg::Hello(pb::ClientHello {
@@ -393,7 +438,10 @@ impl Client {
             let fut = c.client_session(UnboundedReceiverStream::new(rx));
             match tokio::time::timeout(timeout, fut).await {
                 Ok(Ok(r)) => Ok(r.into_inner()),
-                Ok(Err(s)) => Err(DistError::Disconnected { peer: addr.into(), message: s.message().to_string() }),
+                Ok(Err(s)) => Err(DistError::Disconnected {
+                    peer: addr.into(),
+                    message: s.message().to_string(),
+                }),
                 Err(_) => Err(DistError::Unreachable {
                     addr: addr.into(),
                     timeout_s: timeout.as_secs_f64(),
@@ -407,7 +455,12 @@ impl Client {
             Ok(Some(Ok(pb::ToClient { msg: Some(pb::to_client::Msg::Refused(r)) }))) => {
                 return Err(DistError::Refused { peer: addr.into(), reason: r.reason })
             }
-            other => return Err(DistError::Disconnected { peer: addr.into(), message: format!("no welcome from the scheduler: {other:?}") }),
+            other => {
+                return Err(DistError::Disconnected {
+                    peer: addr.into(),
+                    message: format!("no welcome from the scheduler: {other:?}"),
+                })
+            }
         };
         let inner = Arc::new(Inner {
             rt: std::mem::ManuallyDrop::new(rt),
@@ -458,7 +511,12 @@ impl Client {
 
     /// Sends a graph and waits for the scheduler's answer (accepted or why not).
     /// The outputs are held by this client from then on (the caller makes futures).
-    fn submit_graph(&self, graph: &Graph, outputs: &[Key], opts: &SubmitOptions) -> Result<usize, DistError> {
+    fn submit_graph(
+        &self,
+        graph: &Graph,
+        outputs: &[Key],
+        opts: &SubmitOptions,
+    ) -> Result<usize, DistError> {
         let specs = protocol::graph_to_specs(graph, outputs, opts)?;
         let before = self.inner.rejections();
         for k in outputs {
@@ -478,7 +536,9 @@ impl Client {
                 }
                 Err(DistError::Rejected { message: r.error })
             }
-            Ok(other) => Err(DistError::Protocol { message: format!("unexpected reply {other:?}") }),
+            Ok(other) => {
+                Err(DistError::Protocol { message: format!("unexpected reply {other:?}") })
+            }
             Err(e) => {
                 for k in outputs {
                     self.inner.unhold(k);
@@ -494,7 +554,11 @@ impl Client {
     }
 
     /// [`Client::submit`] with retries, priority, worker restrictions and resources.
-    pub fn submit_with<T: Data>(&self, d: &Delayed<T>, opts: &SubmitOptions) -> Result<Future<T>, DistError> {
+    pub fn submit_with<T: Data>(
+        &self,
+        d: &Delayed<T>,
+        opts: &SubmitOptions,
+    ) -> Result<Future<T>, DistError> {
         let key = d.key().clone();
         self.submit_graph(&d.graph(), std::slice::from_ref(&key), opts)?;
         Ok(Future { key, inner: self.inner.clone(), _t: PhantomData })
@@ -506,7 +570,10 @@ impl Client {
         let graph = rask_core::graph_of(&erased);
         let keys: Vec<Key> = items.iter().map(|d| d.key().clone()).collect();
         self.submit_graph(&graph, &keys, &SubmitOptions::default())?;
-        Ok(keys.into_iter().map(|key| Future { key, inner: self.inner.clone(), _t: PhantomData }).collect())
+        Ok(keys
+            .into_iter()
+            .map(|key| Future { key, inner: self.inner.clone(), _t: PhantomData })
+            .collect())
     }
 
     /// Waits for futures and returns their values in order.
@@ -536,7 +603,11 @@ impl Client {
                 if st.closed.is_some() {
                     return Some(pending.remove(0));
                 }
-                st = inner.changed.wait_timeout(st, Duration::from_millis(200)).unwrap_or_else(|p| p.into_inner()).0;
+                st = inner
+                    .changed
+                    .wait_timeout(st, Duration::from_millis(200))
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
             }
         })
     }
@@ -546,7 +617,11 @@ impl Client {
     pub fn fire_and_forget<T: Send + 'static>(&self, future: Future<T>) {
         let inner = self.inner.clone();
         std::thread::spawn(move || {
-            let _ = inner.wait(std::slice::from_ref(&future.key), inner.rejections(), Some(Duration::from_secs(24 * 3600)));
+            let _ = inner.wait(
+                std::slice::from_ref(&future.key),
+                inner.rejections(),
+                Some(Duration::from_secs(24 * 3600)),
+            );
             drop(future);
         });
     }
@@ -583,7 +658,9 @@ impl Client {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(DistError::Process { message: format!("only {have} of {n} workers connected within {timeout:?}") });
+                return Err(DistError::Process {
+                    message: format!("only {have} of {n} workers connected within {timeout:?}"),
+                });
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -598,22 +675,35 @@ impl Client {
             .map_err(|e| DistError::Value { key: key.clone(), message: e.to_string() })?;
         let workers = self.workers()?;
         if workers.is_empty() {
-            return Err(DistError::Process { message: "scatter needs at least one connected worker".into() });
+            return Err(DistError::Process {
+                message: "scatter needs at least one connected worker".into(),
+            });
         }
-        let w = &workers[self.inner.scatter_rr.fetch_add(1, Ordering::Relaxed) as usize % workers.len()];
+        let w = &workers
+            [self.inner.scatter_rr.fetch_add(1, Ordering::Relaxed) as usize % workers.len()];
         let nbytes = bytes.len() as u64;
         let addr = w.addr.clone();
         let bytes = Arc::new(bytes);
         self.inner.rt.block_on(async {
-            let mut c = self.inner.worker(&addr).await.map_err(|m| DistError::Fetch { key: key.clone(), addr: addr.clone(), message: m })?;
+            let mut c = self.inner.worker(&addr).await.map_err(|m| DistError::Fetch {
+                key: key.clone(),
+                addr: addr.clone(),
+                message: m,
+            })?;
             let chunks = crate::worker::chunks(&key, bytes);
-            c.put(tokio_stream::iter(chunks))
-                .await
-                .map_err(|s| DistError::Fetch { key: key.clone(), addr: addr.clone(), message: s.message().to_string() })
+            c.put(tokio_stream::iter(chunks)).await.map_err(|s| DistError::Fetch {
+                key: key.clone(),
+                addr: addr.clone(),
+                message: s.message().to_string(),
+            })
         })?;
         self.inner.hold(&key);
         let before = self.inner.rejections();
-        self.inner.send(pb::client_message::Msg::Scattered(pb::Scattered { key: Some(protocol::key_to_pb(&key)), addr, nbytes }))?;
+        self.inner.send(pb::client_message::Msg::Scattered(pb::Scattered {
+            key: Some(protocol::key_to_pb(&key)),
+            addr,
+            nbytes,
+        }))?;
         let fut = Future { key: key.clone(), inner: self.inner.clone(), _t: PhantomData };
         self.inner.wait(std::slice::from_ref(&key), before, Some(Duration::from_secs(60)))?;
         Ok(fut)
@@ -638,15 +728,24 @@ impl Client {
     /// A future on a published dataset.
     pub fn get_dataset<T: Data>(&self, name: &str) -> Result<Future<T>, DistError> {
         let request = self.inner.next_request();
-        self.inner.send(pb::client_message::Msg::GetDataset(pb::GetDataset { name: name.into(), request }))?;
+        self.inner.send(pb::client_message::Msg::GetDataset(pb::GetDataset {
+            name: name.into(),
+            request,
+        }))?;
         let key = match self.inner.reply(request, Duration::from_secs(10))? {
             pb::to_client::Msg::Dataset(d) if d.found => protocol::key_from_pb(d.key)?,
             pb::to_client::Msg::Dataset(d) => return Err(DistError::Rejected { message: d.error }),
-            other => return Err(DistError::Protocol { message: format!("unexpected reply {other:?}") }),
+            other => {
+                return Err(DistError::Protocol { message: format!("unexpected reply {other:?}") })
+            }
         };
         self.inner.hold(&key);
         let request = self.inner.next_request();
-        self.inner.send(pb::client_message::Msg::Submit(pb::Submit { tasks: vec![], wanted: vec![protocol::key_to_pb(&key)], request }))?;
+        self.inner.send(pb::client_message::Msg::Submit(pb::Submit {
+            tasks: vec![],
+            wanted: vec![protocol::key_to_pb(&key)],
+            request,
+        }))?;
         self.inner.reply(request, Duration::from_secs(60))?;
         Ok(Future { key, inner: self.inner.clone(), _t: PhantomData })
     }
@@ -654,7 +753,10 @@ impl Client {
     /// The scheduler's history of a key (one line per transition).
     pub fn story(&self, key: &Key) -> Result<Vec<String>, DistError> {
         let request = self.inner.next_request();
-        self.inner.send(pb::client_message::Msg::Story(pb::Story { key: Some(protocol::key_to_pb(key)), request }))?;
+        self.inner.send(pb::client_message::Msg::Story(pb::Story {
+            key: Some(protocol::key_to_pb(key)),
+            request,
+        }))?;
         match self.inner.reply(request, Duration::from_secs(10))? {
             pb::to_client::Msg::Story(s) => Ok(s.lines),
             other => Err(DistError::Protocol { message: format!("unexpected reply {other:?}") }),
@@ -677,14 +779,20 @@ fn to_compute_error(scheduler: &str, e: DistError) -> ComputeError {
         DistError::Task(f) => ComputeError::TaskFailed {
             key: f.key.clone(),
             op: f.op.clone(),
-            message: format!("{}{}", f.message, f.worker.as_ref().map(|w| format!(" (on worker {w})")).unwrap_or_default()),
+            message: format!(
+                "{}{}",
+                f.message,
+                f.worker.as_ref().map(|w| format!(" (on worker {w})")).unwrap_or_default()
+            ),
             kind: match f.kind {
                 crate::scheduler::FailureCause::Panic => rask_core::FailureKind::Panic,
                 _ => rask_core::FailureKind::Error,
             },
         },
         DistError::Graph(g) => ComputeError::Graph(g),
-        DistError::Unsupported { key, reason } => ComputeError::Unsupported { scheduler: scheduler.into(), key, reason },
+        DistError::Unsupported { key, reason } => {
+            ComputeError::Unsupported { scheduler: scheduler.into(), key, reason }
+        }
         other => ComputeError::Unsupported {
             scheduler: scheduler.into(),
             key: Key::named("cluster"),
@@ -701,7 +809,12 @@ impl Executor for ClientExecutor {
         }
     }
 
-    fn execute(&self, graph: Graph, outputs: &[Key], options: &ComputeOptions) -> Result<Vec<Value>, ComputeError> {
+    fn execute(
+        &self,
+        graph: Graph,
+        outputs: &[Key],
+        options: &ComputeOptions,
+    ) -> Result<Vec<Value>, ComputeError> {
         let name = self.name();
         let inner = self.inner.upgrade().ok_or_else(|| ComputeError::Unsupported {
             scheduler: name.clone(),
@@ -711,8 +824,10 @@ impl Executor for ClientExecutor {
         let client = Client { inner };
         let run = || -> Result<Vec<Value>, DistError> {
             let before = client.submit_graph(&graph, outputs, &SubmitOptions::default())?;
-            let futs: Vec<Future<()>> =
-                outputs.iter().map(|k| Future { key: k.clone(), inner: client.inner.clone(), _t: PhantomData }).collect();
+            let futs: Vec<Future<()>> = outputs
+                .iter()
+                .map(|k| Future { key: k.clone(), inner: client.inner.clone(), _t: PhantomData })
+                .collect();
             // Progress callbacks see the requested keys as they complete on the cluster.
             let callbacks = &options.callbacks;
             callbacks.iter().for_each(|c| c.on_start(outputs.len()));
@@ -726,8 +841,9 @@ impl Executor for ClientExecutor {
             futs.iter()
                 .map(|f| {
                     let bytes = client.inner.fetch_bytes(&f.key)?;
-                    Value::from_envelope(&bytes, MAX_VALUE_BYTES as usize)
-                        .map_err(|e| DistError::Value { key: f.key.clone(), message: e.to_string() })
+                    Value::from_envelope(&bytes, MAX_VALUE_BYTES as usize).map_err(|e| {
+                        DistError::Value { key: f.key.clone(), message: e.to_string() }
+                    })
                 })
                 .collect()
         };

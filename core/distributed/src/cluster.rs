@@ -77,14 +77,19 @@ fn find_binary() -> Result<PathBuf, DistError> {
 }
 
 fn log_file(dir: &Path, name: &str) -> Result<Stdio, DistError> {
-    let f = std::fs::File::create(dir.join(name)).map_err(|e| DistError::Process { message: format!("cannot create {name}: {e}") })?;
+    let f = std::fs::File::create(dir.join(name))
+        .map_err(|e| DistError::Process { message: format!("cannot create {name}: {e}") })?;
     Ok(Stdio::from(f))
 }
 
 impl LocalCluster {
     /// `n_workers` worker processes with `threads_per_worker` threads each.
     pub fn new(n_workers: usize, threads_per_worker: usize) -> Result<Self, DistError> {
-        Self::with_options(ClusterOptions { n_workers, threads_per_worker, ..ClusterOptions::default() })
+        Self::with_options(ClusterOptions {
+            n_workers,
+            threads_per_worker,
+            ..ClusterOptions::default()
+        })
     }
 
     /// A cluster with explicit options.
@@ -93,8 +98,14 @@ impl LocalCluster {
             Some(b) => b.clone(),
             None => find_binary()?,
         };
-        let dir = std::env::temp_dir().join(format!("rask-cluster-{}-{}", std::process::id(), rask_core::key::unique_token()));
-        std::fs::create_dir_all(&dir).map_err(|e| DistError::Process { message: format!("cannot create {}: {e}", dir.display()) })?;
+        let dir = std::env::temp_dir().join(format!(
+            "rask-cluster-{}-{}",
+            std::process::id(),
+            rask_core::key::unique_token()
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| DistError::Process {
+            message: format!("cannot create {}: {e}", dir.display()),
+        })?;
         let file = dir.join("scheduler.json");
         let scheduler = Command::new(&binary)
             .args(["scheduler", "--host", "127.0.0.1", "--port", "0", "--scheduler-file"])
@@ -103,8 +114,17 @@ impl LocalCluster {
             .stdout(log_file(&dir, "scheduler.log")?)
             .stderr(log_file(&dir, "scheduler.err")?)
             .spawn()
-            .map_err(|e| DistError::Process { message: format!("cannot start {} scheduler: {e}", binary.display()) })?;
-        let mut cluster = LocalCluster { addr: String::new(), binary, dir, scheduler, workers: Vec::new(), opts: opts.clone() };
+            .map_err(|e| DistError::Process {
+                message: format!("cannot start {} scheduler: {e}", binary.display()),
+            })?;
+        let mut cluster = LocalCluster {
+            addr: String::new(),
+            binary,
+            dir,
+            scheduler,
+            workers: Vec::new(),
+            opts: opts.clone(),
+        };
         let deadline = Instant::now() + opts.startup_timeout;
         cluster.addr = loop {
             if let Ok(text) = std::fs::read_to_string(&file) {
@@ -115,17 +135,27 @@ impl LocalCluster {
                 }
             }
             if let Ok(Some(status)) = cluster.scheduler.try_wait() {
-                return Err(DistError::Process { message: format!("the scheduler exited with {status}; see {}", cluster.dir.join("scheduler.err").display()) });
+                return Err(DistError::Process {
+                    message: format!(
+                        "the scheduler exited with {status}; see {}",
+                        cluster.dir.join("scheduler.err").display()
+                    ),
+                });
             }
             if Instant::now() >= deadline {
-                return Err(DistError::Process { message: "the scheduler did not start in time".into() });
+                return Err(DistError::Process {
+                    message: "the scheduler did not start in time".into(),
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
         };
         for _ in 0..opts.n_workers {
             cluster.add_worker()?;
         }
-        let client = Client::connect_with(&cluster.addr, ClientOptions { set_as_default: false, ..ClientOptions::default() })?;
+        let client = Client::connect_with(
+            &cluster.addr,
+            ClientOptions { set_as_default: false, ..ClientOptions::default() },
+        )?;
         client.wait_for_workers(opts.n_workers, opts.startup_timeout)?;
         Ok(cluster)
     }
@@ -136,7 +166,12 @@ impl LocalCluster {
         let mut cmd = Command::new(&self.binary);
         cmd.arg("worker")
             .arg(&self.addr)
-            .args(["--nthreads", &self.opts.threads_per_worker.to_string(), "--name", &format!("local-{i}")])
+            .args([
+                "--nthreads",
+                &self.opts.threads_per_worker.to_string(),
+                "--name",
+                &format!("local-{i}"),
+            ])
             .arg("--local-dir")
             .arg(&self.dir);
         if let Some(m) = &self.opts.memory_limit {
@@ -148,7 +183,9 @@ impl LocalCluster {
             .stdout(log_file(&self.dir, &format!("worker-{i}.log"))?)
             .stderr(log_file(&self.dir, &format!("worker-{i}.err"))?)
             .spawn()
-            .map_err(|e| DistError::Process { message: format!("cannot start {} worker: {e}", self.binary.display()) })?;
+            .map_err(|e| DistError::Process {
+                message: format!("cannot start {} worker: {e}", self.binary.display()),
+            })?;
         self.workers.push(Some(child));
         Ok(i)
     }
@@ -177,7 +214,8 @@ impl LocalCluster {
     pub fn kill_worker(&mut self, i: usize) -> Result<(), DistError> {
         match self.workers.get_mut(i).and_then(Option::take) {
             Some(mut c) => {
-                c.kill().map_err(|e| DistError::Process { message: format!("kill worker {i}: {e}") })?;
+                c.kill()
+                    .map_err(|e| DistError::Process { message: format!("kill worker {i}: {e}") })?;
                 let _ = c.wait();
                 Ok(())
             }

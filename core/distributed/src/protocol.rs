@@ -30,17 +30,19 @@ pub const MAX_VALUE_BYTES: u64 = 64 << 30;
 
 /// Converts a key to the wire.
 pub fn key_to_pb(k: &Key) -> pb::Key {
-    pb::Key { prefix: k.prefix().to_string(), token: k.token().0.to_le_bytes().to_vec(), index: k.index().to_vec() }
+    pb::Key {
+        prefix: k.prefix().to_string(),
+        token: k.token().0.to_le_bytes().to_vec(),
+        index: k.index().to_vec(),
+    }
 }
 
 /// Converts a key from the wire.
 pub fn key_from_pb(k: Option<pb::Key>) -> Result<Key, DistError> {
     let k = k.ok_or_else(|| DistError::Protocol { message: "message without a key".into() })?;
-    let token: [u8; 16] = k
-        .token
-        .as_slice()
-        .try_into()
-        .map_err(|_| DistError::Protocol { message: format!("key token of {} bytes, expected 16", k.token.len()) })?;
+    let token: [u8; 16] = k.token.as_slice().try_into().map_err(|_| DistError::Protocol {
+        message: format!("key token of {} bytes, expected 16", k.token.len()),
+    })?;
     Ok(Key::new(k.prefix, Token(u128::from_le_bytes(token))).with_index(k.index))
 }
 
@@ -124,11 +126,15 @@ pub enum WireArg {
 fn wire_arg(arg: &Arg, key: &Key) -> Result<WireArg, DistError> {
     Ok(match arg {
         Arg::Key(k) => WireArg::Key(k.clone()),
-        Arg::Literal(v) => WireArg::Literal(v.to_envelope().map_err(|e| DistError::Unsupported {
-            key: key.clone(),
-            reason: format!("a literal argument cannot be sent to workers: {e}"),
-        })?),
-        Arg::List(items) => WireArg::List(items.iter().map(|a| wire_arg(a, key)).collect::<Result<_, _>>()?),
+        Arg::Literal(v) => {
+            WireArg::Literal(v.to_envelope().map_err(|e| DistError::Unsupported {
+                key: key.clone(),
+                reason: format!("a literal argument cannot be sent to workers: {e}"),
+            })?)
+        }
+        Arg::List(items) => {
+            WireArg::List(items.iter().map(|a| wire_arg(a, key)).collect::<Result<_, _>>()?)
+        }
     })
 }
 
@@ -150,7 +156,11 @@ pub struct SubmitOptions {
 /// Turns a graph into task specs for the cluster. Closures and values without
 /// a serde encoding cannot leave the process: they are rejected here, naming the op.
 /// `remote` keys are already on the cluster (futures) and need no node.
-pub fn graph_to_specs(graph: &Graph, outputs: &[Key], opts: &SubmitOptions) -> Result<Vec<TaskSpec>, DistError> {
+pub fn graph_to_specs(
+    graph: &Graph,
+    outputs: &[Key],
+    opts: &SubmitOptions,
+) -> Result<Vec<TaskSpec>, DistError> {
     // Cycles and dangling keys are refused here, before anything is sent.
     graph.validate(outputs).map_err(DistError::Graph)?;
     // Only what the outputs need.
@@ -170,21 +180,31 @@ pub fn graph_to_specs(graph: &Graph, outputs: &[Key], opts: &SubmitOptions) -> R
                         ),
                     });
                 }
-                (t.op.name().to_string(), t.args.iter().map(|a| wire_arg(a, &key)).collect::<Result<Vec<_>, _>>()?)
+                (
+                    t.op.name().to_string(),
+                    t.args.iter().map(|a| wire_arg(a, &key)).collect::<Result<Vec<_>, _>>()?,
+                )
             }
             // Values held by the cluster (futures) are already there.
             Node::Data(v) if v.downcast_ref::<rask_core::delayed::External>().is_some() => continue,
-            Node::Data(v) => (crate::worker::LITERAL_OP.to_string(), vec![wire_arg(&Arg::Literal(v.clone()), &key)?]),
-            Node::Alias(target) => (crate::worker::IDENTITY_OP.to_string(), vec![WireArg::Key(target.clone())]),
+            Node::Data(v) => (
+                crate::worker::LITERAL_OP.to_string(),
+                vec![wire_arg(&Arg::Literal(v.clone()), &key)?],
+            ),
+            Node::Alias(target) => {
+                (crate::worker::IDENTITY_OP.to_string(), vec![WireArg::Key(target.clone())])
+            }
             Node::Fused(_) => {
                 return Err(DistError::Unsupported {
                     key: key.clone(),
-                    reason: "fused nodes run on local schedulers only; compute without `fuse`".into(),
+                    reason: "fused nodes run on local schedulers only; compute without `fuse`"
+                        .into(),
                 })
             }
         };
         let deps: Vec<Key> = node.dependencies();
-        let payload = postcard::to_stdvec(&args).map_err(|e| DistError::Protocol { message: e.to_string() })?;
+        let payload = postcard::to_stdvec(&args)
+            .map_err(|e| DistError::Protocol { message: e.to_string() })?;
         specs.push(TaskSpec {
             key: key.clone(),
             op,
@@ -203,15 +223,23 @@ pub fn graph_to_specs(graph: &Graph, outputs: &[Key], opts: &SubmitOptions) -> R
 
 /// Decodes a task payload.
 pub fn decode_payload(bytes: &[u8]) -> Result<Vec<WireArg>, DistError> {
-    postcard::from_bytes(bytes).map_err(|e| DistError::Protocol { message: format!("malformed task payload: {e}") })
+    postcard::from_bytes(bytes)
+        .map_err(|e| DistError::Protocol { message: format!("malformed task payload: {e}") })
 }
 
 /// Resolves wire arguments into values, looking keys up with `get`.
-pub fn resolve_args(args: Vec<WireArg>, get: &mut dyn FnMut(&Key) -> Option<Value>) -> Result<Vec<Value>, String> {
+pub fn resolve_args(
+    args: Vec<WireArg>,
+    get: &mut dyn FnMut(&Key) -> Option<Value>,
+) -> Result<Vec<Value>, String> {
     args.into_iter()
         .map(|a| match a {
-            WireArg::Key(k) => get(&k).ok_or_else(|| format!("dependency {k} is not on this worker")),
-            WireArg::Literal(bytes) => Value::from_envelope(&bytes, MAX_VALUE_BYTES as usize).map_err(|e| e.to_string()),
+            WireArg::Key(k) => {
+                get(&k).ok_or_else(|| format!("dependency {k} is not on this worker"))
+            }
+            WireArg::Literal(bytes) => {
+                Value::from_envelope(&bytes, MAX_VALUE_BYTES as usize).map_err(|e| e.to_string())
+            }
             WireArg::List(items) => resolve_args(items, get).map(Value::list),
         })
         .collect()

@@ -17,7 +17,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::DistError;
 use crate::protocol::{self, pb, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
-use crate::scheduler::{ClientId, Command, Event, SchedulerConfig, SchedulerState, WorkerId, WorkerStatus};
+use crate::scheduler::{
+    ClientId, Command, Event, SchedulerConfig, SchedulerState, WorkerId, WorkerStatus,
+};
 
 /// Settings of a scheduler process.
 #[derive(Debug, Clone)]
@@ -36,7 +38,13 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { host: "127.0.0.1".into(), port: 8786, scheduler_file: None, token: String::new(), state: SchedulerConfig::default() }
+        ServerConfig {
+            host: "127.0.0.1".into(),
+            port: 8786,
+            scheduler_file: None,
+            token: String::new(),
+            state: SchedulerConfig::default(),
+        }
     }
 }
 
@@ -99,22 +107,47 @@ impl Loop {
                         key: Some(protocol::key_to_pb(&key)),
                         op,
                         payload: payload.as_ref().clone(),
-                        deps: deps.iter().map(|(k, a)| pb::DepLocation { key: Some(protocol::key_to_pb(k)), addr: a.clone() }).collect(),
+                        deps: deps
+                            .iter()
+                            .map(|(k, a)| pb::DepLocation {
+                                key: Some(protocol::key_to_pb(k)),
+                                addr: a.clone(),
+                            })
+                            .collect(),
                     }),
                 ),
-                Command::FreeKeys { worker, keys } => {
-                    self.to_worker(worker, pb::to_worker::Msg::Free(pb::FreeKeys { keys: keys.iter().map(protocol::key_to_pb).collect() }))
-                }
-                Command::KeyDone { client, key, addr, nbytes } => {
-                    self.to_client(client, pb::to_client::Msg::Done(pb::KeyDone { key: Some(protocol::key_to_pb(&key)), addr, nbytes }))
-                }
+                Command::FreeKeys { worker, keys } => self.to_worker(
+                    worker,
+                    pb::to_worker::Msg::Free(pb::FreeKeys {
+                        keys: keys.iter().map(protocol::key_to_pb).collect(),
+                    }),
+                ),
+                Command::KeyDone { client, key, addr, nbytes } => self.to_client(
+                    client,
+                    pb::to_client::Msg::Done(pb::KeyDone {
+                        key: Some(protocol::key_to_pb(&key)),
+                        addr,
+                        nbytes,
+                    }),
+                ),
                 Command::KeyErred { client, key, failure } => self.to_client(
                     client,
-                    pb::to_client::Msg::Erred(pb::KeyErred { key: Some(protocol::key_to_pb(&key)), failure: Some(protocol::failure_to_pb(&failure)) }),
+                    pb::to_client::Msg::Erred(pb::KeyErred {
+                        key: Some(protocol::key_to_pb(&key)),
+                        failure: Some(protocol::failure_to_pb(&failure)),
+                    }),
                 ),
-                Command::Reject { client, error } => self.to_client(client, pb::to_client::Msg::Rejected(pb::Rejected { error, request: 0 })),
+                Command::Reject { client, error } => self.to_client(
+                    client,
+                    pb::to_client::Msg::Rejected(pb::Rejected { error, request: 0 }),
+                ),
                 Command::CloseWorker { worker } => {
-                    self.to_worker(worker, pb::to_worker::Msg::Close(pb::Refused { reason: "no heartbeat within the timeout".into() }));
+                    self.to_worker(
+                        worker,
+                        pb::to_worker::Msg::Close(pb::Refused {
+                            reason: "no heartbeat within the timeout".into(),
+                        }),
+                    );
                     self.workers.remove(&worker);
                 }
             }
@@ -136,12 +169,17 @@ impl Loop {
                 let now = self.now();
                 let cmds = self.state.handle(event, now);
                 // Every submission gets one answer: its rejection, or an acceptance.
-                let rejected = cmds.iter().any(|c| matches!(c, Command::Reject { client: c2, .. } if *c2 == client));
+                let rejected = cmds
+                    .iter()
+                    .any(|c| matches!(c, Command::Reject { client: c2, .. } if *c2 == client));
                 let cmds: Vec<Command> = cmds
                     .into_iter()
                     .filter_map(|c| match c {
                         Command::Reject { client: c2, error } if c2 == client => {
-                            self.to_client(client, pb::to_client::Msg::Rejected(pb::Rejected { error, request }));
+                            self.to_client(
+                                client,
+                                pb::to_client::Msg::Rejected(pb::Rejected { error, request }),
+                            );
                             None
                         }
                         other => Some(other),
@@ -158,14 +196,25 @@ impl Loop {
             Input::ClientConnected { id, tx } => {
                 let n = self.state.workers().len() as u32;
                 self.clients.insert(id, tx);
-                self.to_client(id, pb::to_client::Msg::Welcome(pb::ClientWelcome { client_id: id.0, n_workers: n }));
+                self.to_client(
+                    id,
+                    pb::to_client::Msg::Welcome(pb::ClientWelcome {
+                        client_id: id.0,
+                        n_workers: n,
+                    }),
+                );
             }
             Input::Scattered { client, key, addr, nbytes } => {
                 match self.state.workers().values().find(|w| w.addr == addr).map(|w| w.id) {
-                    Some(worker) => self.event(Event::DataScattered { client, key, worker, nbytes }),
+                    Some(worker) => {
+                        self.event(Event::DataScattered { client, key, worker, nbytes })
+                    }
                     None => self.to_client(
                         client,
-                        pb::to_client::Msg::Rejected(pb::Rejected { error: format!("scatter of {key}: no worker at {addr}"), request: 0 }),
+                        pb::to_client::Msg::Rejected(pb::Rejected {
+                            error: format!("scatter of {key}: no worker at {addr}"),
+                            request: 0,
+                        }),
                     ),
                 }
             }
@@ -185,7 +234,10 @@ impl Loop {
                         status: format!("{:?}", w.status).to_lowercase(),
                     })
                     .collect();
-                self.to_client(client, pb::to_client::Msg::Workers(pb::WorkersReply { request, workers }));
+                self.to_client(
+                    client,
+                    pb::to_client::Msg::Workers(pb::WorkersReply { request, workers }),
+                );
             }
             Input::Publish { client, name, key, overwrite, request } => {
                 let error = if self.datasets.contains_key(&name) && !overwrite {
@@ -199,20 +251,39 @@ impl Loop {
                     if let Some(old) = self.datasets.insert(name, key.clone()) {
                         self.event(Event::ClientReleased { client: DATASETS, keys: vec![old] });
                     }
-                    self.event(Event::GraphSubmitted { client: DATASETS, tasks: vec![], wanted: vec![key.clone()] });
+                    self.event(Event::GraphSubmitted {
+                        client: DATASETS,
+                        tasks: vec![],
+                        wanted: vec![key.clone()],
+                    });
                 }
                 self.to_client(
                     client,
-                    pb::to_client::Msg::Dataset(pb::DatasetReply { request, found: error.is_empty(), key: Some(protocol::key_to_pb(&key)), error }),
+                    pb::to_client::Msg::Dataset(pb::DatasetReply {
+                        request,
+                        found: error.is_empty(),
+                        key: Some(protocol::key_to_pb(&key)),
+                        error,
+                    }),
                 );
             }
             Input::GetDataset { client, name, request } => {
                 let reply = match self.datasets.get(&name) {
-                    Some(k) => pb::DatasetReply { request, found: true, key: Some(protocol::key_to_pb(k)), error: String::new() },
+                    Some(k) => pb::DatasetReply {
+                        request,
+                        found: true,
+                        key: Some(protocol::key_to_pb(k)),
+                        error: String::new(),
+                    },
                     None => {
                         let mut known: Vec<&String> = self.datasets.keys().collect();
                         known.sort();
-                        pb::DatasetReply { request, found: false, key: None, error: format!("no dataset named {name:?}; published: {known:?}") }
+                        pb::DatasetReply {
+                            request,
+                            found: false,
+                            key: None,
+                            error: format!("no dataset named {name:?}; published: {known:?}"),
+                        }
                     }
                 };
                 self.to_client(client, pb::to_client::Msg::Dataset(reply));
@@ -224,7 +295,10 @@ impl Loop {
                     .into_iter()
                     .map(|t| format!("{:>8} ms  {} -> {}  ({})", t.at, t.from, t.to, t.reason))
                     .collect();
-                self.to_client(client, pb::to_client::Msg::Story(pb::StoryReply { request, lines }));
+                self.to_client(
+                    client,
+                    pb::to_client::Msg::Story(pb::StoryReply { request, lines }),
+                );
             }
         }
     }
@@ -250,18 +324,29 @@ impl pb::scheduler_server::Scheduler for Service {
     type WorkerSessionStream = WorkerStream;
     type ClientSessionStream = ClientStream;
 
-    async fn worker_session(&self, req: Request<Streaming<pb::WorkerMessage>>) -> Result<Response<WorkerStream>, Status> {
+    async fn worker_session(
+        &self,
+        req: Request<Streaming<pb::WorkerMessage>>,
+    ) -> Result<Response<WorkerStream>, Status> {
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(4096);
         let first = inbound.message().await?;
         let reg = match first {
             Some(pb::WorkerMessage { msg: Some(pb::worker_message::Msg::Register(r)) }) => r,
-            _ => return Err(Status::invalid_argument("a worker session must start with RegisterWorker")),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "a worker session must start with RegisterWorker",
+                ))
+            }
         };
         let refuse = |reason: String| {
             let tx = tx.clone();
             async move {
-                let _ = tx.send(Ok(pb::ToWorker { msg: Some(pb::to_worker::Msg::Refused(pb::Refused { reason })) })).await;
+                let _ = tx
+                    .send(Ok(pb::ToWorker {
+                        msg: Some(pb::to_worker::Msg::Refused(pb::Refused { reason })),
+                    }))
+                    .await;
             }
         };
         if reg.protocol_version != PROTOCOL_VERSION {
@@ -273,7 +358,11 @@ impl pb::scheduler_server::Scheduler for Service {
             return Ok(Response::new(Box::pin(ReceiverStream::new(rx))));
         }
         let id = WorkerId(self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        let _ = tx.send(Ok(pb::ToWorker { msg: Some(pb::to_worker::Msg::Welcome(pb::WorkerWelcome { worker_id: id.0 })) })).await;
+        let _ = tx
+            .send(Ok(pb::ToWorker {
+                msg: Some(pb::to_worker::Msg::Welcome(pb::WorkerWelcome { worker_id: id.0 })),
+            }))
+            .await;
         let inputs = self.inputs.clone();
         let _ = inputs.send(Input::WorkerConnected { id, tx: tx.clone() });
         let _ = inputs.send(Input::Event(Event::WorkerJoined {
@@ -297,20 +386,34 @@ impl pb::scheduler_server::Scheduler for Service {
                     }
                 };
                 let event = match msg.msg {
-                    Some(pb::worker_message::Msg::Heartbeat(h)) => Event::Heartbeat { worker: id, memory: h.memory, paused: h.paused },
-                    Some(pb::worker_message::Msg::Finished(f)) => match protocol::key_from_pb(f.key) {
-                        Ok(key) => Event::TaskFinished { worker: id, key, nbytes: f.nbytes },
-                        Err(_) => continue,
-                    },
-                    Some(pb::worker_message::Msg::Failed(f)) => match (protocol::key_from_pb(f.key), protocol::failure_from_pb(f.failure)) {
-                        (Ok(key), Ok(failure)) => Event::TaskFailed { worker: id, key, failure },
-                        _ => continue,
-                    },
-                    Some(pb::worker_message::Msg::Missing(m)) => match (protocol::key_from_pb(m.key), protocol::key_from_pb(m.missing)) {
-                        (Ok(key), Ok(missing)) => Event::DataMissing { worker: id, key, missing },
-                        _ => continue,
-                    },
-                    Some(pb::worker_message::Msg::Closing(_)) => Event::WorkerClosing { worker: id },
+                    Some(pb::worker_message::Msg::Heartbeat(h)) => {
+                        Event::Heartbeat { worker: id, memory: h.memory, paused: h.paused }
+                    }
+                    Some(pb::worker_message::Msg::Finished(f)) => {
+                        match protocol::key_from_pb(f.key) {
+                            Ok(key) => Event::TaskFinished { worker: id, key, nbytes: f.nbytes },
+                            Err(_) => continue,
+                        }
+                    }
+                    Some(pb::worker_message::Msg::Failed(f)) => {
+                        match (protocol::key_from_pb(f.key), protocol::failure_from_pb(f.failure)) {
+                            (Ok(key), Ok(failure)) => {
+                                Event::TaskFailed { worker: id, key, failure }
+                            }
+                            _ => continue,
+                        }
+                    }
+                    Some(pb::worker_message::Msg::Missing(m)) => {
+                        match (protocol::key_from_pb(m.key), protocol::key_from_pb(m.missing)) {
+                            (Ok(key), Ok(missing)) => {
+                                Event::DataMissing { worker: id, key, missing }
+                            }
+                            _ => continue,
+                        }
+                    }
+                    Some(pb::worker_message::Msg::Closing(_)) => {
+                        Event::WorkerClosing { worker: id }
+                    }
                     Some(pb::worker_message::Msg::Register(_)) | None => continue,
                 };
                 if inputs.send(Input::Event(event)).is_err() {
@@ -323,16 +426,30 @@ impl pb::scheduler_server::Scheduler for Service {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn client_session(&self, req: Request<Streaming<pb::ClientMessage>>) -> Result<Response<ClientStream>, Status> {
+    async fn client_session(
+        &self,
+        req: Request<Streaming<pb::ClientMessage>>,
+    ) -> Result<Response<ClientStream>, Status> {
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(1 << 16);
         let hello = match inbound.message().await? {
             Some(pb::ClientMessage { msg: Some(pb::client_message::Msg::Hello(h)) }) => h,
-            _ => return Err(Status::invalid_argument("a client session must start with ClientHello")),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "a client session must start with ClientHello",
+                ))
+            }
         };
-        let refused = |reason: String| Ok(pb::ToClient { msg: Some(pb::to_client::Msg::Refused(pb::Refused { reason })) });
+        let refused = |reason: String| {
+            Ok(pb::ToClient { msg: Some(pb::to_client::Msg::Refused(pb::Refused { reason })) })
+        };
         if hello.protocol_version != PROTOCOL_VERSION {
-            let _ = tx.send(refused(version_refusal(&format!("client {}", hello.name), hello.protocol_version))).await;
+            let _ = tx
+                .send(refused(version_refusal(
+                    &format!("client {}", hello.name),
+                    hello.protocol_version,
+                )))
+                .await;
             return Ok(Response::new(Box::pin(ReceiverStream::new(rx))));
         }
         if hello.token != self.token {
@@ -356,12 +473,16 @@ impl pb::scheduler_server::Scheduler for Service {
                 };
                 let input = match msg.msg {
                     Some(pb::client_message::Msg::Submit(s)) => {
-                        let tasks: Result<Vec<_>, _> = s.tasks.into_iter().map(protocol::spec_from_pb).collect();
-                        let wanted: Result<Vec<_>, _> = s.wanted.into_iter().map(|k| protocol::key_from_pb(Some(k))).collect();
+                        let tasks: Result<Vec<_>, _> =
+                            s.tasks.into_iter().map(protocol::spec_from_pb).collect();
+                        let wanted: Result<Vec<_>, _> =
+                            s.wanted.into_iter().map(|k| protocol::key_from_pb(Some(k))).collect();
                         match (tasks, wanted) {
-                            (Ok(tasks), Ok(wanted)) => {
-                                Input::Submit { client: id, request: s.request, event: Event::GraphSubmitted { client: id, tasks, wanted } }
-                            }
+                            (Ok(tasks), Ok(wanted)) => Input::Submit {
+                                client: id,
+                                request: s.request,
+                                event: Event::GraphSubmitted { client: id, tasks, wanted },
+                            },
                             (Err(e), _) | (_, Err(e)) => {
                                 let _ = tx.try_send(Ok(pb::ToClient {
                                     msg: Some(pb::to_client::Msg::Rejected(pb::Rejected {
@@ -374,19 +495,38 @@ impl pb::scheduler_server::Scheduler for Service {
                         }
                     }
                     Some(pb::client_message::Msg::Release(r)) => {
-                        let keys: Vec<Key> = r.keys.into_iter().filter_map(|k| protocol::key_from_pb(Some(k)).ok()).collect();
+                        let keys: Vec<Key> = r
+                            .keys
+                            .into_iter()
+                            .filter_map(|k| protocol::key_from_pb(Some(k)).ok())
+                            .collect();
                         Input::Event(Event::ClientReleased { client: id, keys })
                     }
-                    Some(pb::client_message::Msg::Scattered(s)) => match protocol::key_from_pb(s.key) {
-                        Ok(key) => Input::Scattered { client: id, key, addr: s.addr, nbytes: s.nbytes },
+                    Some(pb::client_message::Msg::Scattered(s)) => {
+                        match protocol::key_from_pb(s.key) {
+                            Ok(key) => {
+                                Input::Scattered { client: id, key, addr: s.addr, nbytes: s.nbytes }
+                            }
+                            Err(_) => continue,
+                        }
+                    }
+                    Some(pb::client_message::Msg::ListWorkers(l)) => {
+                        Input::ListWorkers { client: id, request: l.request }
+                    }
+                    Some(pb::client_message::Msg::Publish(p)) => match protocol::key_from_pb(p.key)
+                    {
+                        Ok(key) => Input::Publish {
+                            client: id,
+                            name: p.name,
+                            key,
+                            overwrite: p.overwrite,
+                            request: p.request,
+                        },
                         Err(_) => continue,
                     },
-                    Some(pb::client_message::Msg::ListWorkers(l)) => Input::ListWorkers { client: id, request: l.request },
-                    Some(pb::client_message::Msg::Publish(p)) => match protocol::key_from_pb(p.key) {
-                        Ok(key) => Input::Publish { client: id, name: p.name, key, overwrite: p.overwrite, request: p.request },
-                        Err(_) => continue,
-                    },
-                    Some(pb::client_message::Msg::GetDataset(g)) => Input::GetDataset { client: id, name: g.name, request: g.request },
+                    Some(pb::client_message::Msg::GetDataset(g)) => {
+                        Input::GetDataset { client: id, name: g.name, request: g.request }
+                    }
                     Some(pb::client_message::Msg::Story(s)) => match protocol::key_from_pb(s.key) {
                         Ok(key) => Input::Story { client: id, key, request: s.request },
                         Err(_) => continue,
@@ -404,16 +544,25 @@ impl pb::scheduler_server::Scheduler for Service {
 }
 
 /// Runs a scheduler until `shutdown` resolves. Prints its address once listening.
-pub async fn run_scheduler(cfg: ServerConfig, shutdown: impl std::future::Future<Output = ()> + Send) -> Result<(), DistError> {
-    let listener = tokio::net::TcpListener::bind((cfg.host.as_str(), cfg.port))
-        .await
-        .map_err(|e| DistError::Process { message: format!("scheduler cannot listen on {}:{}: {e}", cfg.host, cfg.port) })?;
-    let local: SocketAddr = listener.local_addr().map_err(|e| DistError::Process { message: e.to_string() })?;
+pub async fn run_scheduler(
+    cfg: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), DistError> {
+    let listener =
+        tokio::net::TcpListener::bind((cfg.host.as_str(), cfg.port)).await.map_err(|e| {
+            DistError::Process {
+                message: format!("scheduler cannot listen on {}:{}: {e}", cfg.host, cfg.port),
+            }
+        })?;
+    let local: SocketAddr =
+        listener.local_addr().map_err(|e| DistError::Process { message: e.to_string() })?;
     let addr = format!("{}:{}", cfg.host, local.port());
     if let Some(path) = &cfg.scheduler_file {
-        let json = format!("{{\"address\": \"{addr}\", \"protocol_version\": {PROTOCOL_VERSION}}}\n");
-        std::fs::write(path, json)
-            .map_err(|e| DistError::Process { message: format!("cannot write the scheduler file {}: {e}", path.display()) })?;
+        let json =
+            format!("{{\"address\": \"{addr}\", \"protocol_version\": {PROTOCOL_VERSION}}}\n");
+        std::fs::write(path, json).map_err(|e| DistError::Process {
+            message: format!("cannot write the scheduler file {}: {e}", path.display()),
+        })?;
     }
     println!("scheduler listening on {addr}");
 
@@ -445,11 +594,19 @@ pub async fn run_scheduler(cfg: ServerConfig, shutdown: impl std::future::Future
         }
         // Tell workers that the scheduler is going.
         for (_, tx) in lp.workers.drain() {
-            let _ = tx.try_send(Ok(pb::ToWorker { msg: Some(pb::to_worker::Msg::Close(pb::Refused { reason: "scheduler shutting down".into() })) }));
+            let _ = tx.try_send(Ok(pb::ToWorker {
+                msg: Some(pb::to_worker::Msg::Close(pb::Refused {
+                    reason: "scheduler shutting down".into(),
+                })),
+            }));
         }
         let _ = lp.state.workers().values().filter(|w| w.status == WorkerStatus::Running).count();
     });
-    let service = Service { inputs, next_id: Arc::new(std::sync::atomic::AtomicU64::new(1)), token: cfg.token.clone() };
+    let service = Service {
+        inputs,
+        next_id: Arc::new(std::sync::atomic::AtomicU64::new(1)),
+        token: cfg.token.clone(),
+    };
     let svc = pb::scheduler_server::SchedulerServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);

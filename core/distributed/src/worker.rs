@@ -21,7 +21,9 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::DistError;
-use crate::protocol::{self, pb, CHUNK_BYTES, MAX_MESSAGE_BYTES, MAX_VALUE_BYTES, PROTOCOL_VERSION};
+use crate::protocol::{
+    self, pb, CHUNK_BYTES, MAX_MESSAGE_BYTES, MAX_VALUE_BYTES, PROTOCOL_VERSION,
+};
 
 /// Built-in op of data nodes: returns its literal argument.
 pub const LITERAL_OP: &str = "rask::literal";
@@ -105,7 +107,9 @@ impl Store {
             }
             Some(Slot::Disk { path, .. }) => {
                 // Read back from disk; it stays spilled (memory is what we lack).
-                let bytes = std::fs::read(&*path).map_err(|e| format!("cannot read spilled {key} from {}: {e}", path.display()))?;
+                let bytes = std::fs::read(&*path).map_err(|e| {
+                    format!("cannot read spilled {key} from {}: {e}", path.display())
+                })?;
                 Ok(Some(Arc::new(bytes)))
             }
         }
@@ -147,8 +151,13 @@ impl Store {
             let Some(Slot::Memory { bytes, .. }) = self.slots.get(&key) else { break };
             self.spill_seq += 1;
             let path = self.dir.join(format!("{}.rskv", self.spill_seq));
-            if let Err(e) = std::fs::create_dir_all(&self.dir).and_then(|()| std::fs::write(&path, bytes.as_slice())) {
-                tracing::error!("cannot spill {key} to {}: {e}; keeping it in memory", path.display());
+            if let Err(e) = std::fs::create_dir_all(&self.dir)
+                .and_then(|()| std::fs::write(&path, bytes.as_slice()))
+            {
+                tracing::error!(
+                    "cannot spill {key} to {}: {e}; keeping it in memory",
+                    path.display()
+                );
                 break;
             }
             let len = bytes.len() as u64;
@@ -197,7 +206,11 @@ impl<V: Clone> Lru<V> {
         }
         self.remove(&key);
         while self.bytes + len > self.capacity {
-            let Some(oldest) = self.entries.iter().min_by_key(|(_, (_, _, used))| *used).map(|(k, _)| k.clone()) else { break };
+            let Some(oldest) =
+                self.entries.iter().min_by_key(|(_, (_, _, used))| *used).map(|(k, _)| k.clone())
+            else {
+                break;
+            };
             self.remove(&oldest);
         }
         self.clock += 1;
@@ -220,7 +233,9 @@ struct Shared {
     pause_bytes: u64,
     slots: Semaphore,
     outbox: mpsc::Sender<pb::WorkerMessage>,
-    peers: tokio::sync::Mutex<HashMap<String, pb::worker_client::WorkerClient<tonic::transport::Channel>>>,
+    peers: tokio::sync::Mutex<
+        HashMap<String, pb::worker_client::WorkerClient<tonic::transport::Channel>>,
+    >,
     name: String,
     in_flight: AtomicU64,
 }
@@ -233,7 +248,11 @@ impl Shared {
         let in_memory = self.store.lock().unwrap_or_else(|p| p.into_inner()).in_memory;
         let paused = in_memory > self.pause_bytes;
         if self.paused.swap(paused, Ordering::AcqRel) != paused {
-            eprintln!("worker {} {} (managed memory {in_memory} bytes)", self.name, if paused { "paused" } else { "resumed" });
+            eprintln!(
+                "worker {} {} (managed memory {in_memory} bytes)",
+                self.name,
+                if paused { "paused" } else { "resumed" }
+            );
         }
     }
 
@@ -249,7 +268,10 @@ pub(crate) async fn fetch(
     key: &Key,
 ) -> Result<Vec<u8>, String> {
     let mut stream = client
-        .get(pb::GetData { protocol_version: PROTOCOL_VERSION, key: Some(protocol::key_to_pb(key)) })
+        .get(pb::GetData {
+            protocol_version: PROTOCOL_VERSION,
+            key: Some(protocol::key_to_pb(key)),
+        })
         .await
         .map_err(|s| s.message().to_string())?
         .into_inner();
@@ -259,7 +281,10 @@ pub(crate) async fn fetch(
         let chunk = chunk.map_err(|s| s.message().to_string())?;
         if total.is_none() {
             if chunk.total_len > MAX_VALUE_BYTES {
-                return Err(format!("value of {} bytes exceeds the limit of {MAX_VALUE_BYTES}", chunk.total_len));
+                return Err(format!(
+                    "value of {} bytes exceeds the limit of {MAX_VALUE_BYTES}",
+                    chunk.total_len
+                ));
             }
             total = Some(chunk.total_len);
             buf.reserve_exact(chunk.total_len as usize);
@@ -278,7 +303,9 @@ pub(crate) async fn fetch(
 
 /// Accepted connections with Nagle's algorithm off: small messages (task
 /// assignments, results) must not wait for delayed ACKs (~40 ms each).
-pub(crate) fn nodelay(listener: tokio::net::TcpListener) -> impl Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+pub(crate) fn nodelay(
+    listener: tokio::net::TcpListener,
+) -> impl Stream<Item = std::io::Result<tokio::net::TcpStream>> {
     tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
         let s = s?;
         s.set_nodelay(true)?;
@@ -287,7 +314,9 @@ pub(crate) fn nodelay(listener: tokio::net::TcpListener) -> impl Stream<Item = s
 }
 
 /// Connects to a worker's data server.
-pub(crate) async fn connect_worker(addr: &str) -> Result<pb::worker_client::WorkerClient<tonic::transport::Channel>, String> {
+pub(crate) async fn connect_worker(
+    addr: &str,
+) -> Result<pb::worker_client::WorkerClient<tonic::transport::Channel>, String> {
     let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_secs(5))
@@ -314,7 +343,12 @@ pub(crate) fn chunks(key: &Key, bytes: Arc<Vec<u8>>) -> Vec<pb::DataChunk> {
         })
         .collect();
     if out.is_empty() {
-        out.push(pb::DataChunk { key: Some(protocol::key_to_pb(key)), total_len: 0, data: vec![], protocol_version: PROTOCOL_VERSION });
+        out.push(pb::DataChunk {
+            key: Some(protocol::key_to_pb(key)),
+            total_len: 0,
+            data: vec![],
+            protocol_version: PROTOCOL_VERSION,
+        });
     }
     out
 }
@@ -337,7 +371,8 @@ impl pb::worker_server::Worker for DataService {
                 req.protocol_version
             )));
         }
-        let key = protocol::key_from_pb(req.key).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let key =
+            protocol::key_from_pb(req.key).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let bytes = self
             .shared
             .store
@@ -345,7 +380,9 @@ impl pb::worker_server::Worker for DataService {
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)
             .map_err(Status::internal)?
-            .ok_or_else(|| Status::not_found(format!("worker {} does not hold {key}", self.shared.name)))?;
+            .ok_or_else(|| {
+                Status::not_found(format!("worker {} does not hold {key}", self.shared.name))
+            })?;
         // Chunks are produced lazily so that a 1 GiB value is never copied whole.
         let total = bytes.len();
         let n_chunks = total.div_ceil(CHUNK_BYTES).max(1);
@@ -362,7 +399,10 @@ impl pb::worker_server::Worker for DataService {
         Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn put(&self, req: Request<Streaming<pb::DataChunk>>) -> Result<Response<pb::PutReply>, Status> {
+    async fn put(
+        &self,
+        req: Request<Streaming<pb::DataChunk>>,
+    ) -> Result<Response<pb::PutReply>, Status> {
         let mut stream = req.into_inner();
         let first = stream.message().await?.ok_or_else(|| Status::invalid_argument("empty put"))?;
         if first.protocol_version != PROTOCOL_VERSION {
@@ -371,9 +411,13 @@ impl pb::worker_server::Worker for DataService {
                 first.protocol_version
             )));
         }
-        let key = protocol::key_from_pb(first.key).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let key = protocol::key_from_pb(first.key)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         if first.total_len > MAX_VALUE_BYTES {
-            return Err(Status::resource_exhausted(format!("value of {} bytes exceeds the limit {MAX_VALUE_BYTES}", first.total_len)));
+            return Err(Status::resource_exhausted(format!(
+                "value of {} bytes exceeds the limit {MAX_VALUE_BYTES}",
+                first.total_len
+            )));
         }
         let total = first.total_len as usize;
         let mut buf = Vec::with_capacity(total);
@@ -385,17 +429,27 @@ impl pb::worker_server::Worker for DataService {
             buf.extend_from_slice(&chunk.data);
         }
         if buf.len() != total {
-            return Err(Status::invalid_argument(format!("got {} of {total} announced bytes", buf.len())));
+            return Err(Status::invalid_argument(format!(
+                "got {} of {total} announced bytes",
+                buf.len()
+            )));
         }
         // Refuse garbage before storing it.
-        Value::from_envelope(&buf, MAX_VALUE_BYTES as usize).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Value::from_envelope(&buf, MAX_VALUE_BYTES as usize)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         self.shared.store.lock().unwrap_or_else(|p| p.into_inner()).put(key, Arc::new(buf));
         self.shared.update_pause();
         Ok(Response::new(pb::PutReply { nbytes: total as u64 }))
     }
 }
 
-fn failure(key: &Key, op: &str, worker: &str, message: String, cause: pb::failure::Cause) -> pb::worker_message::Msg {
+fn failure(
+    key: &Key,
+    op: &str,
+    worker: &str,
+    message: String,
+    cause: pb::failure::Cause,
+) -> pb::worker_message::Msg {
     pb::worker_message::Msg::Failed(pb::TaskFailed {
         key: Some(protocol::key_to_pb(key)),
         failure: Some(pb::Failure {
@@ -416,14 +470,27 @@ fn run_op(
     deps: HashMap<Key, Arc<Vec<u8>>>,
     live: HashMap<Key, Value>,
 ) -> Result<(Value, Vec<u8>), (String, pb::failure::Cause)> {
-    let args = protocol::decode_payload(payload).map_err(|e| (e.to_string(), pb::failure::Cause::Worker))?;
-    let mut get = |k: &Key| live.get(k).cloned().or_else(|| deps.get(k).and_then(|b| Value::from_envelope(b, MAX_VALUE_BYTES as usize).ok()));
-    let values = protocol::resolve_args(args, &mut get).map_err(|e| (e, pb::failure::Cause::Worker))?;
+    let args = protocol::decode_payload(payload)
+        .map_err(|e| (e.to_string(), pb::failure::Cause::Worker))?;
+    let mut get = |k: &Key| {
+        live.get(k).cloned().or_else(|| {
+            deps.get(k).and_then(|b| Value::from_envelope(b, MAX_VALUE_BYTES as usize).ok())
+        })
+    };
+    let values =
+        protocol::resolve_args(args, &mut get).map_err(|e| (e, pb::failure::Cause::Worker))?;
     let out = match op {
-        LITERAL_OP | IDENTITY_OP => values.into_iter().next().ok_or(("missing argument".to_string(), pb::failure::Cause::Worker))?,
+        LITERAL_OP | IDENTITY_OP => values
+            .into_iter()
+            .next()
+            .ok_or(("missing argument".to_string(), pb::failure::Cause::Worker))?,
         _ => {
-            let entry = rask_core::op::lookup(op)
-                .ok_or_else(|| (format!("op `{op}` is not registered in this worker's binary"), pb::failure::Cause::Worker))?;
+            let entry = rask_core::op::lookup(op).ok_or_else(|| {
+                (
+                    format!("op `{op}` is not registered in this worker's binary"),
+                    pb::failure::Cause::Worker,
+                )
+            })?;
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (entry.func)(values))) {
                 Ok(Ok(v)) => v,
                 Ok(Err(e)) => return Err((e.to_string(), pb::failure::Cause::Error)),
@@ -438,7 +505,9 @@ fn run_op(
             }
         }
     };
-    let bytes = out.to_envelope().map_err(|e| (format!("result cannot be serialized: {e}"), pb::failure::Cause::Worker))?;
+    let bytes = out
+        .to_envelope()
+        .map_err(|e| (format!("result cannot be serialized: {e}"), pb::failure::Cause::Worker))?;
     Ok((out, bytes))
 }
 
@@ -470,7 +539,11 @@ async fn compute(shared: Arc<Shared>, c: pb::Compute) {
                 drop(peers);
                 match client {
                     Ok(mut cl) => fetch(&mut cl, &dk).await.map(Arc::new).inspect(|b| {
-                        shared.fetched.lock().unwrap_or_else(|p| p.into_inner()).put(dk.clone(), b.clone(), b.len() as u64);
+                        shared.fetched.lock().unwrap_or_else(|p| p.into_inner()).put(
+                            dk.clone(),
+                            b.clone(),
+                            b.len() as u64,
+                        );
                     }),
                     Err(e) => Err(e),
                 }
@@ -507,12 +580,25 @@ async fn compute(shared: Arc<Shared>, c: pb::Compute) {
         Ok(Ok((value, bytes))) => {
             let nbytes = bytes.len() as u64;
             shared.live.lock().unwrap_or_else(|p| p.into_inner()).put(key.clone(), value, nbytes);
-            shared.store.lock().unwrap_or_else(|p| p.into_inner()).put(key.clone(), Arc::new(bytes));
+            shared
+                .store
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .put(key.clone(), Arc::new(bytes));
             shared.update_pause();
-            pb::worker_message::Msg::Finished(pb::TaskFinished { key: Some(protocol::key_to_pb(&key)), nbytes })
+            pb::worker_message::Msg::Finished(pb::TaskFinished {
+                key: Some(protocol::key_to_pb(&key)),
+                nbytes,
+            })
         }
         Ok(Err((message, cause))) => failure(&key, &c.op, &shared.name, message, cause),
-        Err(e) => failure(&key, &c.op, &shared.name, format!("worker thread failed: {e}"), pb::failure::Cause::Worker),
+        Err(e) => failure(
+            &key,
+            &c.op,
+            &shared.name,
+            format!("worker thread failed: {e}"),
+            pb::failure::Cause::Worker,
+        ),
     };
     shared.send(msg).await;
     shared.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -525,7 +611,11 @@ pub(crate) async fn connect_scheduler(
 ) -> Result<pb::scheduler_client::SchedulerClient<tonic::transport::Channel>, DistError> {
     let start = Instant::now();
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| DistError::Unreachable { addr: addr.into(), timeout_s: 0.0, message: e.to_string() })?
+        .map_err(|e| DistError::Unreachable {
+            addr: addr.into(),
+            timeout_s: 0.0,
+            message: e.to_string(),
+        })?
         .connect_timeout(timeout.min(Duration::from_secs(5)))
         .tcp_nodelay(true);
     loop {
@@ -539,7 +629,10 @@ pub(crate) async fn connect_scheduler(
                 return Err(DistError::Unreachable {
                     addr: addr.into(),
                     timeout_s: timeout.as_secs_f64(),
-                    message: format!("{e}: {}", std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()),
+                    message: format!(
+                        "{e}: {}",
+                        std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()
+                    ),
                 })
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -549,11 +642,18 @@ pub(crate) async fn connect_scheduler(
 
 /// Runs a worker until the scheduler closes it or `shutdown` resolves (then it
 /// tells the scheduler it is leaving and waits briefly for running tasks).
-pub async fn run_worker(cfg: WorkerConfig, shutdown: impl std::future::Future<Output = ()> + Send) -> Result<(), DistError> {
-    let listener = tokio::net::TcpListener::bind((cfg.host.as_str(), cfg.port))
-        .await
-        .map_err(|e| DistError::Process { message: format!("worker cannot listen on {}:{}: {e}", cfg.host, cfg.port) })?;
-    let local: SocketAddr = listener.local_addr().map_err(|e| DistError::Process { message: e.to_string() })?;
+pub async fn run_worker(
+    cfg: WorkerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), DistError> {
+    let listener =
+        tokio::net::TcpListener::bind((cfg.host.as_str(), cfg.port)).await.map_err(|e| {
+            DistError::Process {
+                message: format!("worker cannot listen on {}:{}: {e}", cfg.host, cfg.port),
+            }
+        })?;
+    let local: SocketAddr =
+        listener.local_addr().map_err(|e| DistError::Process { message: e.to_string() })?;
     let addr = format!("{}:{}", cfg.host, local.port());
     let name = cfg.name.clone().unwrap_or_else(|| addr.clone());
     let dir = cfg.local_dir.join(format!("worker-{}-{}", std::process::id(), local.port()));
@@ -585,10 +685,13 @@ pub async fn run_worker(cfg: WorkerConfig, shutdown: impl std::future::Future<Ou
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let incoming = nodelay(listener);
-    let server = tokio::spawn(tonic::transport::Server::builder().add_service(data).serve_with_incoming(incoming));
+    let server = tokio::spawn(
+        tonic::transport::Server::builder().add_service(data).serve_with_incoming(incoming),
+    );
 
     let mut client = connect_scheduler(&cfg.scheduler, cfg.connect_timeout).await?;
-    let mut ops: Vec<String> = rask_core::op::registered_ops().into_iter().map(String::from).collect();
+    let mut ops: Vec<String> =
+        rask_core::op::registered_ops().into_iter().map(String::from).collect();
     ops.push(LITERAL_OP.into());
     ops.push(IDENTITY_OP.into());
     let register = pb::RegisterWorker {
@@ -605,17 +708,27 @@ pub async fn run_worker(cfg: WorkerConfig, shutdown: impl std::future::Future<Ou
     let mut inbound = client
         .worker_session(ReceiverStream::new(out_rx))
         .await
-        .map_err(|s| DistError::Disconnected { peer: cfg.scheduler.clone(), message: s.message().to_string() })?
+        .map_err(|s| DistError::Disconnected {
+            peer: cfg.scheduler.clone(),
+            message: s.message().to_string(),
+        })?
         .into_inner();
     match inbound.next().await {
         Some(Ok(pb::ToWorker { msg: Some(pb::to_worker::Msg::Welcome(w)) })) => {
-            tracing::info!("worker {name} at {addr} registered as {} with {}", w.worker_id, cfg.scheduler);
+            tracing::info!(
+                "worker {name} at {addr} registered as {} with {}",
+                w.worker_id,
+                cfg.scheduler
+            );
         }
         Some(Ok(pb::ToWorker { msg: Some(pb::to_worker::Msg::Refused(r)) })) => {
             return Err(DistError::Refused { peer: cfg.scheduler.clone(), reason: r.reason })
         }
         other => {
-            return Err(DistError::Disconnected { peer: cfg.scheduler.clone(), message: format!("no welcome: {other:?}") })
+            return Err(DistError::Disconnected {
+                peer: cfg.scheduler.clone(),
+                message: format!("no welcome: {other:?}"),
+            })
         }
     }
     println!("worker {name} listening on {addr}, connected to {}", cfg.scheduler);
@@ -628,7 +741,9 @@ pub async fn run_worker(cfg: WorkerConfig, shutdown: impl std::future::Future<Ou
             tick.tick().await;
             let memory = hb_shared.store.lock().unwrap_or_else(|p| p.into_inner()).in_memory;
             let paused = hb_shared.paused.load(Ordering::Acquire);
-            hb_shared.send(pb::worker_message::Msg::Heartbeat(pb::Heartbeat { memory, paused })).await;
+            hb_shared
+                .send(pb::worker_message::Msg::Heartbeat(pb::Heartbeat { memory, paused }))
+                .await;
         }
     });
 

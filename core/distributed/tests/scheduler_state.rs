@@ -64,7 +64,11 @@ impl Env {
     }
 
     fn submit(&mut self, tasks: Vec<TaskSpec>, wanted: &[&str]) -> Vec<Command> {
-        self.ev(Event::GraphSubmitted { client: C, tasks, wanted: wanted.iter().map(|w| k(w)).collect() })
+        self.ev(Event::GraphSubmitted {
+            client: C,
+            tasks,
+            wanted: wanted.iter().map(|w| k(w)).collect(),
+        })
     }
 
     fn finish(&mut self, w: u64, key: &str, nbytes: u64) -> Vec<Command> {
@@ -181,10 +185,18 @@ fn failures_are_retried_then_reported() {
     let mut a = spec("a", &[]);
     a.retries = 1;
     e.submit(vec![a, spec("b", &["a"])], &["b"]);
-    let failure = TaskFailure { key: k("a"), op: "inc".into(), message: "boom".into(), worker: Some("w1".into()), kind: FailureCause::Error };
-    let out = e.ev(Event::TaskFailed { worker: WorkerId(1), key: k("a"), failure: failure.clone() });
+    let failure = TaskFailure {
+        key: k("a"),
+        op: "inc".into(),
+        message: "boom".into(),
+        worker: Some("w1".into()),
+        kind: FailureCause::Error,
+    };
+    let out =
+        e.ev(Event::TaskFailed { worker: WorkerId(1), key: k("a"), failure: failure.clone() });
     assert_eq!(computes(&out), vec![(1, k("a"))], "retried once");
-    let out = e.ev(Event::TaskFailed { worker: WorkerId(1), key: k("a"), failure: failure.clone() });
+    let out =
+        e.ev(Event::TaskFailed { worker: WorkerId(1), key: k("a"), failure: failure.clone() });
     assert_eq!(out, vec![Command::KeyErred { client: C, key: k("b"), failure }]);
     assert!(e.s.story(&k("a")).iter().any(|t| t.reason.contains("retrying")));
 }
@@ -213,10 +225,13 @@ fn lost_worker_results_are_recomputed_from_lineage() {
     let other = if c_on == 1 { 2 } else { 1 };
     let out = e.ev(Event::WorkerLost { worker: WorkerId(c_on) });
     // c was processing there: everything it needs is recomputed on the survivor.
-    let recomputed: Vec<Key> = computes(&out).into_iter().map(|(w, key)| {
-        assert_eq!(w, other);
-        key
-    }).collect();
+    let recomputed: Vec<Key> = computes(&out)
+        .into_iter()
+        .map(|(w, key)| {
+            assert_eq!(w, other);
+            key
+        })
+        .collect();
     assert!(!recomputed.is_empty());
     // Drive the recomputation to the end.
     let mut pending = recomputed;
@@ -281,7 +296,9 @@ fn bad_submissions_are_rejected_with_reasons() {
     t.op = "my_crate::secret".into();
     let out = e.submit(vec![t], &["x"]);
     match &out[..] {
-        [Command::Reject { error, .. }] => assert!(error.contains("`my_crate::secret`") && error.contains("inc"), "{error}"),
+        [Command::Reject { error, .. }] => {
+            assert!(error.contains("`my_crate::secret`") && error.contains("inc"), "{error}")
+        }
         other => panic!("{other:?}"),
     }
     let out = e.submit(vec![spec("y", &["ghost"])], &["y"]);
@@ -291,7 +308,8 @@ fn bad_submissions_are_rejected_with_reasons() {
 
 #[test]
 fn silent_workers_time_out() {
-    let mut e = Env::with(SchedulerConfig { heartbeat_timeout_ms: 10, ..SchedulerConfig::default() });
+    let mut e =
+        Env::with(SchedulerConfig { heartbeat_timeout_ms: 10, ..SchedulerConfig::default() });
     e.worker(1, 1);
     e.submit(vec![spec("a", &[])], &["a"]);
     e.now += 100;
@@ -322,21 +340,26 @@ fn step() -> impl Strategy<Value = Step> {
 fn dag() -> impl Strategy<Value = Vec<Vec<usize>>> {
     (1usize..30).prop_flat_map(|n| {
         (0..n)
-            .map(|i| if i == 0 { Just(vec![]).boxed() } else { proptest::collection::vec(0..i, 0..3).boxed() })
+            .map(|i| {
+                if i == 0 {
+                    Just(vec![]).boxed()
+                } else {
+                    proptest::collection::vec(0..i, 0..3).boxed()
+                }
+            })
             .collect::<Vec<_>>()
     })
 }
 
 fn processing(e: &Env) -> Vec<(Key, WorkerId)> {
-    let mut v: Vec<(Key, WorkerId)> = e
-        .s
-        .tasks()
-        .iter()
-        .filter_map(|(k, t)| match t.state {
-            TaskState::Processing { worker } => Some((k.clone(), worker)),
-            _ => None,
-        })
-        .collect();
+    let mut v: Vec<(Key, WorkerId)> =
+        e.s.tasks()
+            .iter()
+            .filter_map(|(k, t)| match t.state {
+                TaskState::Processing { worker } => Some((k.clone(), worker)),
+                _ => None,
+            })
+            .collect();
     v.sort();
     v
 }

@@ -30,7 +30,19 @@ extern "C" {
         c: *mut f64,
         ldc: c_int,
     );
-    fn cblas_dsyrk(layout: c_int, uplo: c_int, trans: c_int, n: c_int, k: c_int, alpha: f64, a: *const f64, lda: c_int, beta: f64, c: *mut f64, ldc: c_int);
+    fn cblas_dsyrk(
+        layout: c_int,
+        uplo: c_int,
+        trans: c_int,
+        n: c_int,
+        k: c_int,
+        alpha: f64,
+        a: *const f64,
+        lda: c_int,
+        beta: f64,
+        c: *mut f64,
+        ldc: c_int,
+    );
     fn openblas_set_num_threads(n: c_int);
 }
 
@@ -54,14 +66,19 @@ fn operand(v: &ArrayView2<'_, f64>) -> Option<(*const f64, c_int, c_int)> {
 
 /// `Σ_k a[k] @ b[k]` for float64 blocks; `None` when a layout does not suit BLAS
 /// (the caller falls back to the pure-Rust product).
-pub(crate) fn sum_of_products(a: &[ArrayView2<'_, f64>], b: &[ArrayView2<'_, f64>]) -> Option<Array2<f64>> {
+pub(crate) fn sum_of_products(
+    a: &[ArrayView2<'_, f64>],
+    b: &[ArrayView2<'_, f64>],
+) -> Option<Array2<f64>> {
     single_threaded();
     let (m, n) = (a[0].nrows(), b[0].ncols());
     // Every term x·xᵀ of one block (the same memory, transposed): the sum is
     // symmetric, and each term is a rank-k update of the upper triangle.
     let symmetric = m == n
         && a.iter().zip(b).all(|(x, y)| {
-            x.as_ptr() == y.as_ptr() && x.is_standard_layout() && y.strides() == [x.strides()[1], x.strides()[0]]
+            x.as_ptr() == y.as_ptr()
+                && x.is_standard_layout()
+                && y.strides() == [x.strides()[1], x.strides()[0]]
         });
     let mut out = Array2::<f64>::zeros((m, n));
     let ldc = n.max(1) as c_int;
@@ -76,9 +93,36 @@ pub(crate) fn sum_of_products(a: &[ArrayView2<'_, f64>], b: &[ArrayView2<'_, f64
         // matrices of the stated shapes; `out` is m×n row-major with ldc = n.
         unsafe {
             if symmetric {
-                cblas_dsyrk(ROW_MAJOR, UPPER, NO_TRANS, m as c_int, k as c_int, 1.0, pa, lda, 1.0, out.as_mut_ptr(), ldc);
+                cblas_dsyrk(
+                    ROW_MAJOR,
+                    UPPER,
+                    NO_TRANS,
+                    m as c_int,
+                    k as c_int,
+                    1.0,
+                    pa,
+                    lda,
+                    1.0,
+                    out.as_mut_ptr(),
+                    ldc,
+                );
             } else {
-                cblas_dgemm(ROW_MAJOR, ta, tb, m as c_int, n as c_int, k as c_int, 1.0, pa, lda, pb, ldb, 1.0, out.as_mut_ptr(), ldc);
+                cblas_dgemm(
+                    ROW_MAJOR,
+                    ta,
+                    tb,
+                    m as c_int,
+                    n as c_int,
+                    k as c_int,
+                    1.0,
+                    pa,
+                    lda,
+                    pb,
+                    ldb,
+                    1.0,
+                    out.as_mut_ptr(),
+                    ldc,
+                );
             }
         }
     }

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::raw_array::RawElement;
 
 /// Element types of arrays.
-pub trait Element: RawElement + PartialOrd + Default + std::fmt::Debug + Serialize + for<'de> Deserialize<'de> {
+pub trait Element:
+    RawElement + PartialOrd + Default + std::fmt::Debug + Serialize + for<'de> Deserialize<'de>
+{
     /// The dtype name, as NumPy spells it (`float64`, ...).
     const NAME: &'static str;
     /// Wraps an ndarray as block data.
@@ -63,7 +65,9 @@ macro_rules! element {
             fn unwrap(d: BlockData) -> Result<ArrayD<Self>, String> {
                 match d {
                     BlockData::$variant(a) => Ok(a),
-                    other => Err(format!("block holds {} elements, expected {}", other.dtype(), $name)),
+                    other => {
+                        Err(format!("block holds {} elements, expected {}", other.dtype(), $name))
+                    }
                 }
             }
             fn view(d: &BlockData) -> Option<&ArrayD<Self>> {

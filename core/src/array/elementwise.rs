@@ -2,7 +2,7 @@
 //! by block: axes of length 1 broadcast, other axes must have the same length
 //! and are rechunked to common chunk boundaries when their chunks differ.
 
-use ndarray::{Dimension, ArrayD, IxDyn};
+use ndarray::{ArrayD, Dimension, IxDyn};
 
 use super::block::{Block, Element};
 use super::fuse::{Fused, Step};
@@ -21,7 +21,10 @@ pub(crate) fn common_chunks(a: &[usize], b: &[usize]) -> Vec<usize> {
 
 /// Chunks and grids of operands broadcast together: for each operand, its
 /// rechunked form and, per output axis, whether it broadcasts there.
-pub(crate) fn align(names: &str, shapes: &[(Vec<usize>, Vec<Vec<usize>>)]) -> Result<Vec<Vec<usize>>, ArrayError> {
+pub(crate) fn align(
+    names: &str,
+    shapes: &[(Vec<usize>, Vec<Vec<usize>>)],
+) -> Result<Vec<Vec<usize>>, ArrayError> {
     let ndim = shapes.iter().map(|(s, _)| s.len()).max().unwrap_or(0);
     let mut out: Vec<Vec<usize>> = vec![vec![1]; ndim];
     let mut lens = vec![1usize; ndim];
@@ -41,7 +44,10 @@ pub(crate) fn align(names: &str, shapes: &[(Vec<usize>, Vec<Vec<usize>>)]) -> Re
                 let all: Vec<&Vec<usize>> = shapes.iter().map(|(s, _)| s).collect();
                 return Err(ArrayError::Shape {
                     array: names.to_string(),
-                    message: format!("shapes {all:?} cannot be broadcast together (axis {o}: {} vs {n})", lens[o]),
+                    message: format!(
+                        "shapes {all:?} cannot be broadcast together (axis {o}: {} vs {n})",
+                        lens[o]
+                    ),
                 });
             }
         }
@@ -53,23 +59,43 @@ impl<T: Element> Array<T> {
     /// This array rechunked to `chunks` on the axes where it is not broadcast
     /// (length 1), as an operand of an `ndim`-dimensional result; its blocks
     /// indexed by the output's grid.
-    pub(crate) fn operand_blocks(&self, out_chunks: &[Vec<usize>]) -> Result<impl Fn(&[usize]) -> Delayed<Block>, ArrayError> {
+    pub(crate) fn operand_blocks(
+        &self,
+        out_chunks: &[Vec<usize>],
+    ) -> Result<impl Fn(&[usize]) -> Delayed<Block>, ArrayError> {
         let ndim = out_chunks.len();
         let pad = ndim - self.ndim();
         let shape = self.shape();
-        let target: Vec<Vec<usize>> = shape.iter().enumerate().map(|(ax, &n)| if n == 1 { vec![1] } else { out_chunks[ax + pad].clone() }).collect();
-        let me = if target == self.chunks() { self.clone() } else { self.rechunk(super::ChunkSpec::Explicit(target))? };
+        let target: Vec<Vec<usize>> = shape
+            .iter()
+            .enumerate()
+            .map(|(ax, &n)| if n == 1 { vec![1] } else { out_chunks[ax + pad].clone() })
+            .collect();
+        let me = if target == self.chunks() {
+            self.clone()
+        } else {
+            self.rechunk(super::ChunkSpec::Explicit(target))?
+        };
         let blocks = me.blocks().clone();
         Ok(move |o: &[usize]| {
-            let i: Vec<usize> = (0..ndim - pad).map(|ax| if shape[ax] == 1 { 0 } else { o[ax + pad] }).collect();
+            let i: Vec<usize> =
+                (0..ndim - pad).map(|ax| if shape[ax] == 1 { 0 } else { o[ax + pad] }).collect();
             blocks[IxDyn(&i)].clone()
         })
     }
 
-    fn binary<U: Element, R: Element>(&self, other: &Array<U>, op: BinOp) -> Result<Array<R>, ArrayError> {
+    fn binary<U: Element, R: Element>(
+        &self,
+        other: &Array<U>,
+        op: BinOp,
+    ) -> Result<Array<R>, ArrayError> {
         let name = format!("{op:?}({}, {})", self.name(), other.name()).to_lowercase();
-        let chunks = align(&name, &[(self.shape(), self.chunks().to_vec()), (other.shape(), other.chunks().to_vec())])?;
-        Fused::join(vec![Fused::of(self), Fused::of(other)], |r| Step::Binary(op, r[0], r[1])).build(name, chunks)
+        let chunks = align(
+            &name,
+            &[(self.shape(), self.chunks().to_vec()), (other.shape(), other.chunks().to_vec())],
+        )?;
+        Fused::join(vec![Fused::of(self), Fused::of(other)], |r| Step::Binary(op, r[0], r[1]))
+            .build(name, chunks)
     }
 
     /// `step` of this array, fused with the program that makes it (same chunks).
@@ -82,12 +108,22 @@ impl<T: Element> Array<T> {
     /// `self op other`, same element type (broadcasting).
     pub fn zip_with(&self, other: &Array<T>, op: BinOp) -> Result<Array<T>, ArrayError> {
         if op.is_comparison() {
-            return Err(ArrayError::Shape { array: self.name().into(), message: format!("{op:?} gives a bool array: use compare()") });
+            return Err(ArrayError::Shape {
+                array: self.name().into(),
+                message: format!("{op:?} gives a bool array: use compare()"),
+            });
         }
         let mut out = self.binary(other, op)?;
-        if matches!(op, BinOp::Add | BinOp::Sub) && self.shape() == other.shape() && T::NAME != bool::NAME {
+        if matches!(op, BinOp::Add | BinOp::Sub)
+            && self.shape() == other.shape()
+            && T::NAME != bool::NAME
+        {
             // Remembered so that sums and means of it reduce each side instead.
-            out.expr = Some(std::sync::Arc::new(super::Expr::Linear { op, lhs: self.clone(), rhs: other.clone() }));
+            out.expr = Some(std::sync::Arc::new(super::Expr::Linear {
+                op,
+                lhs: self.clone(),
+                rhs: other.clone(),
+            }));
         }
         Ok(out)
     }
@@ -171,7 +207,11 @@ impl<T: Element> Array<T> {
 
     /// Applies a registered-op constructor or closure to every block (the
     /// result must keep each block's shape: dask's `map_blocks` with the same chunks).
-    pub fn map_blocks<U: Element>(&self, name: &str, f: impl Fn(&Delayed<Block>) -> Delayed<Block>) -> Array<U> {
+    pub fn map_blocks<U: Element>(
+        &self,
+        name: &str,
+        f: impl Fn(&Delayed<Block>) -> Delayed<Block>,
+    ) -> Array<U> {
         let blocks = self.blocks().map(f);
         Array::from_blocks(format!("{name}({})", self.name()), self.chunks().to_vec(), blocks)
     }
@@ -185,7 +225,10 @@ impl<T: Element> Array<T> {
         name: &str,
         f: impl Fn(Delayed<Block>, Delayed<Block>) -> Delayed<Block>,
     ) -> Result<Array<R>, ArrayError> {
-        let chunks = align(name, &[(self.shape(), self.chunks().to_vec()), (other.shape(), other.chunks().to_vec())])?;
+        let chunks = align(
+            name,
+            &[(self.shape(), self.chunks().to_vec()), (other.shape(), other.chunks().to_vec())],
+        )?;
         let (a, b) = (self.operand_blocks(&chunks)?, other.operand_blocks(&chunks)?);
         let grid: Vec<usize> = chunks.iter().map(Vec::len).collect();
         let blocks = ArrayD::from_shape_fn(IxDyn(&grid), |i| f(a(i.slice()), b(i.slice())));
@@ -194,13 +237,24 @@ impl<T: Element> Array<T> {
 }
 
 /// `where(cond, a, b)`: elements of `a` where `cond` holds, else of `b` (broadcasting).
-pub fn where_<T: Element>(cond: &Array<bool>, a: &Array<T>, b: &Array<T>) -> Result<Array<T>, ArrayError> {
+pub fn where_<T: Element>(
+    cond: &Array<bool>,
+    a: &Array<T>,
+    b: &Array<T>,
+) -> Result<Array<T>, ArrayError> {
     let name = format!("where({}, {}, {})", cond.name(), a.name(), b.name());
     let chunks = align(
         &name,
-        &[(cond.shape(), cond.chunks().to_vec()), (a.shape(), a.chunks().to_vec()), (b.shape(), b.chunks().to_vec())],
+        &[
+            (cond.shape(), cond.chunks().to_vec()),
+            (a.shape(), a.chunks().to_vec()),
+            (b.shape(), b.chunks().to_vec()),
+        ],
     )?;
-    Fused::join(vec![Fused::of(cond), Fused::of(a), Fused::of(b)], |r| Step::Where(r[0], r[1], r[2])).build(name, chunks)
+    Fused::join(vec![Fused::of(cond), Fused::of(a), Fused::of(b)], |r| {
+        Step::Where(r[0], r[1], r[2])
+    })
+    .build(name, chunks)
 }
 
 macro_rules! operator {

@@ -14,7 +14,10 @@ use ndarray::{ArrayD, Dimension, IxDyn};
 use serde::{Deserialize, Serialize};
 
 use super::block::{Block, BlockData, Element, Scalar};
-use super::ops::{binary_data, cast_data, scalar_data, unary_data, where_data, BinOp, DType, Partial, Placement, Reduction, UnOp};
+use super::ops::{
+    binary_data, cast_data, scalar_data, unary_data, where_data, BinOp, DType, Partial, Placement,
+    Reduction, UnOp,
+};
 use super::reduce::{combine_partials, partial_of};
 use super::{Array, ArrayError};
 use crate::delayed::Delayed;
@@ -62,7 +65,9 @@ impl Step {
             Step::Input(i) => Step::Input(i),
             Step::Unary(op, a) => Step::Unary(op, at[a]),
             Step::Binary(op, a, b) => Step::Binary(op, at[a], at[b]),
-            Step::Scalar { op, arg, value, scalar_first } => Step::Scalar { op, arg: at[arg], value, scalar_first },
+            Step::Scalar { op, arg, value, scalar_first } => {
+                Step::Scalar { op, arg: at[arg], value, scalar_first }
+            }
             Step::Where(c, a, b) => Step::Where(at[c], at[a], at[b]),
             Step::Cast(d, a) => Step::Cast(d, at[a]),
         }
@@ -97,12 +102,15 @@ impl Leaf {
         Leaf {
             shape: a.shape(),
             keys: Arc::new(a.blocks().iter().map(|d| d.key().clone()).collect()),
-            operand: Arc::new(move |chunks: &[Vec<usize>]| me.operand_blocks(chunks).map(|f| Box::new(f) as Operand)),
+            operand: Arc::new(move |chunks: &[Vec<usize>]| {
+                me.operand_blocks(chunks).map(|f| Box::new(f) as Operand)
+            }),
         }
     }
 
     fn same(&self, other: &Leaf) -> bool {
-        self.shape == other.shape && (Arc::ptr_eq(&self.keys, &other.keys) || self.keys == other.keys)
+        self.shape == other.shape
+            && (Arc::ptr_eq(&self.keys, &other.keys) || self.keys == other.keys)
     }
 }
 
@@ -133,10 +141,11 @@ impl Fused {
                 let step = match step {
                     Step::Input(i) => {
                         let leaf = &part.leaves[*i];
-                        let li = out.leaves.iter().position(|l| l.same(leaf)).unwrap_or_else(|| {
-                            out.leaves.push(leaf.clone());
-                            out.leaves.len() - 1
-                        });
+                        let li =
+                            out.leaves.iter().position(|l| l.same(leaf)).unwrap_or_else(|| {
+                                out.leaves.push(leaf.clone());
+                                out.leaves.len() - 1
+                            });
                         Step::Input(li)
                     }
                     other => other.remap(&at),
@@ -157,19 +166,29 @@ impl Fused {
 
     /// The array with output `chunks` (to which every leaf is aligned) that
     /// runs this program per block.
-    pub(crate) fn build<R: Element>(self, name: String, chunks: Vec<Vec<usize>>) -> Result<Array<R>, ArrayError> {
+    pub(crate) fn build<R: Element>(
+        self,
+        name: String,
+        chunks: Vec<Vec<usize>>,
+    ) -> Result<Array<R>, ArrayError> {
         let inputs = self.inputs(&chunks)?;
         let grid: Vec<usize> = chunks.iter().map(Vec::len).collect();
         let program = self.program();
-        let blocks = ArrayD::from_shape_fn(IxDyn(&grid), |i| fused_block(inputs(i.slice()), program.clone()));
+        let blocks = ArrayD::from_shape_fn(IxDyn(&grid), |i| {
+            fused_block(inputs(i.slice()), program.clone())
+        });
         let mut out = Array::from_blocks(name, chunks, blocks);
         out.fused = Some(Arc::new(self));
         Ok(out)
     }
 
     /// The program's inputs for each block of an output chunked as `chunks`.
-    pub(crate) fn inputs(&self, chunks: &[Vec<usize>]) -> Result<impl Fn(&[usize]) -> Vec<Delayed<Block>>, ArrayError> {
-        let operands: Vec<Operand> = self.leaves.iter().map(|l| (l.operand)(chunks)).collect::<Result<_, _>>()?;
+    pub(crate) fn inputs(
+        &self,
+        chunks: &[Vec<usize>],
+    ) -> Result<impl Fn(&[usize]) -> Vec<Delayed<Block>>, ArrayError> {
+        let operands: Vec<Operand> =
+            self.leaves.iter().map(|l| (l.operand)(chunks)).collect::<Result<_, _>>()?;
         Ok(move |i: &[usize]| operands.iter().map(|f| f(i)).collect())
     }
 
@@ -180,22 +199,33 @@ impl Fused {
 }
 
 /// Runs `steps` with `input(i)` as input `i`, dropping values after their last use.
-fn run<'a>(steps: &[Step], input: impl Fn(usize) -> Cow<'a, BlockData>) -> Result<BlockData, String> {
+fn run<'a>(
+    steps: &[Step],
+    input: impl Fn(usize) -> Cow<'a, BlockData>,
+) -> Result<BlockData, String> {
     let mut last_use = vec![usize::MAX; steps.len()];
     for (k, s) in steps.iter().enumerate() {
         if let Some(o) = s.operands().into_iter().find(|&o| o >= k) {
-            return Err(format!("fused program: step {k} reads step {o}, which does not come before it"));
+            return Err(format!(
+                "fused program: step {k} reads step {o}, which does not come before it"
+            ));
         }
         s.operands().into_iter().for_each(|o| last_use[o] = k);
     }
     let mut vals: Vec<Option<Cow<'a, BlockData>>> = vec![None; steps.len()];
     for (k, step) in steps.iter().enumerate() {
-        let get = |i: usize| vals[i].as_deref().ok_or_else(|| format!("fused program: step {k} reads step {i}, which was dropped"));
+        let get = |i: usize| {
+            vals[i]
+                .as_deref()
+                .ok_or_else(|| format!("fused program: step {k} reads step {i}, which was dropped"))
+        };
         let v = match step {
             Step::Input(i) => input(*i),
             Step::Unary(op, a) => Cow::Owned(unary_data(get(*a)?, *op)?),
             Step::Binary(op, a, b) => Cow::Owned(binary_data(get(*a)?, get(*b)?, *op)?),
-            Step::Scalar { op, arg, value, scalar_first } => Cow::Owned(scalar_data(get(*arg)?, *value, *op, *scalar_first)?),
+            Step::Scalar { op, arg, value, scalar_first } => {
+                Cow::Owned(scalar_data(get(*arg)?, *value, *op, *scalar_first)?)
+            }
             Step::Where(c, a, b) => Cow::Owned(where_data(get(*c)?, get(*a)?, get(*b)?)?),
             Step::Cast(d, a) => Cow::Owned(cast_data(get(*a)?, *d)),
         };
@@ -218,7 +248,10 @@ fn contiguous(d: &BlockData) -> bool {
 fn piece(d: &BlockData, lo: usize, hi: usize, shape: &[usize]) -> BlockData {
     crate::with_block!(d, |x: T| {
         let flat = x.as_slice().expect("contiguous");
-        T::wrap(ArrayD::from_shape_vec(IxDyn(shape), flat[lo..hi].to_vec()).expect("hi - lo elements fill the shape"))
+        T::wrap(
+            ArrayD::from_shape_vec(IxDyn(shape), flat[lo..hi].to_vec())
+                .expect("hi - lo elements fill the shape"),
+        )
     })
 }
 
@@ -226,7 +259,10 @@ fn piece(d: &BlockData, lo: usize, hi: usize, shape: &[usize]) -> BlockData {
 /// (so they can be cut into tiles or slabs at the same offsets).
 fn common_contiguous_shape(inputs: &[Block]) -> Option<Vec<usize>> {
     let shape = inputs.first()?.data().shape().to_vec();
-    inputs.iter().all(|b| b.data().shape() == shape.as_slice() && contiguous(b.data())).then_some(shape)
+    inputs
+        .iter()
+        .all(|b| b.data().shape() == shape.as_slice() && contiguous(b.data()))
+        .then_some(shape)
 }
 
 /// The output of a tiled run, filled tile by tile.
@@ -246,18 +282,33 @@ impl Buf {
             BlockData::Bool(_) => Buf::Bool(Vec::with_capacity(capacity)),
         });
         match (b, t) {
-            (Buf::F64(v), BlockData::F64(t)) => v.extend_from_slice(t.as_slice().expect("a tile is 1-d and contiguous")),
-            (Buf::F32(v), BlockData::F32(t)) => v.extend_from_slice(t.as_slice().expect("a tile is 1-d and contiguous")),
-            (Buf::I64(v), BlockData::I64(t)) => v.extend_from_slice(t.as_slice().expect("a tile is 1-d and contiguous")),
-            (Buf::Bool(v), BlockData::Bool(t)) => v.extend_from_slice(t.as_slice().expect("a tile is 1-d and contiguous")),
-            (_, t) => return Err(format!("fused program: a tile came out as {}, unlike the first one", t.dtype())),
+            (Buf::F64(v), BlockData::F64(t)) => {
+                v.extend_from_slice(t.as_slice().expect("a tile is 1-d and contiguous"))
+            }
+            (Buf::F32(v), BlockData::F32(t)) => {
+                v.extend_from_slice(t.as_slice().expect("a tile is 1-d and contiguous"))
+            }
+            (Buf::I64(v), BlockData::I64(t)) => {
+                v.extend_from_slice(t.as_slice().expect("a tile is 1-d and contiguous"))
+            }
+            (Buf::Bool(v), BlockData::Bool(t)) => {
+                v.extend_from_slice(t.as_slice().expect("a tile is 1-d and contiguous"))
+            }
+            (_, t) => {
+                return Err(format!(
+                    "fused program: a tile came out as {}, unlike the first one",
+                    t.dtype()
+                ))
+            }
         }
         Ok(())
     }
 
     fn finish(self, shape: &[usize]) -> Result<BlockData, String> {
         let s = IxDyn(shape);
-        let bad = |e: ndarray::ShapeError| format!("fused program: output does not fill shape {shape:?}: {e}");
+        let bad = |e: ndarray::ShapeError| {
+            format!("fused program: output does not fill shape {shape:?}: {e}")
+        };
         Ok(match self {
             Buf::F64(v) => BlockData::F64(ArrayD::from_shape_vec(s, v).map_err(bad)?),
             Buf::F32(v) => BlockData::F32(ArrayD::from_shape_vec(s, v).map_err(bad)?),
@@ -283,7 +334,11 @@ pub(crate) fn eval(inputs: &[Block], steps: &[Step]) -> Result<BlockData, String
         let t = run(steps, |i| Cow::Owned(piece(inputs[i].data(), lo, hi, &[hi - lo])))?;
         if t.shape() != [hi - lo] {
             // Only inputs of the block's shape reach here, so this is a bug.
-            return Err(format!("fused program: a tile of {} elements gave shape {:?}", hi - lo, t.shape()));
+            return Err(format!(
+                "fused program: a tile of {} elements gave shape {:?}",
+                hi - lo,
+                t.shape()
+            ));
         }
         Buf::push(&mut out, t, n)?;
     }
@@ -295,12 +350,20 @@ pub(crate) fn eval(inputs: &[Block], steps: &[Step]) -> Result<BlockData, String
 /// (about a tile each), then their partials are combined (axis 0 reduced)
 /// or stacked (axis 0 kept). Arg-reductions, broadcast or strided inputs
 /// and one-slab blocks reduce the computed block instead.
-pub(crate) fn eval_reduce(inputs: &[Block], steps: &[Step], axes: &[usize], kind: Reduction, place: &Placement) -> Result<Partial, String> {
-    let slabs = common_contiguous_shape(inputs).filter(|_| !matches!(kind, Reduction::ArgMin | Reduction::ArgMax)).and_then(|shape| {
-        let row: usize = shape.iter().skip(1).product();
-        let rows = (TILE / row.max(1)).max(1);
-        (shape.first().is_some_and(|&len| len > rows)).then_some((shape, row, rows))
-    });
+pub(crate) fn eval_reduce(
+    inputs: &[Block],
+    steps: &[Step],
+    axes: &[usize],
+    kind: Reduction,
+    place: &Placement,
+) -> Result<Partial, String> {
+    let slabs = common_contiguous_shape(inputs)
+        .filter(|_| !matches!(kind, Reduction::ArgMin | Reduction::ArgMax))
+        .and_then(|shape| {
+            let row: usize = shape.iter().skip(1).product();
+            let rows = (TILE / row.max(1)).max(1);
+            (shape.first().is_some_and(|&len| len > rows)).then_some((shape, row, rows))
+        });
     let Some((shape, row, rows)) = slabs else {
         return partial_of(&eval(inputs, steps)?, axes, kind, place);
     };
@@ -309,7 +372,8 @@ pub(crate) fn eval_reduce(inputs: &[Block], steps: &[Step], axes: &[usize], kind
         let hi = (lo + rows).min(shape[0]);
         let mut slab_shape = shape.clone();
         slab_shape[0] = hi - lo;
-        let values = run(steps, |i| Cow::Owned(piece(inputs[i].data(), lo * row, hi * row, &slab_shape)))?;
+        let values =
+            run(steps, |i| Cow::Owned(piece(inputs[i].data(), lo * row, hi * row, &slab_shape)))?;
         parts.push(partial_of(&values, axes, kind, place)?);
     }
     if axes.contains(&0) {
@@ -323,7 +387,8 @@ pub(crate) fn eval_reduce(inputs: &[Block], steps: &[Step], axes: &[usize], kind
 fn stack_partials(parts: Vec<Partial>) -> Result<Partial, String> {
     fn join<T: Clone>(xs: Vec<&ArrayD<T>>) -> Result<ArrayD<T>, String> {
         let views: Vec<_> = xs.iter().map(|x| x.view()).collect();
-        ndarray::concatenate(ndarray::Axis(0), &views).map_err(|e| format!("stacking partials: {e}"))
+        ndarray::concatenate(ndarray::Axis(0), &views)
+            .map_err(|e| format!("stacking partials: {e}"))
     }
     match parts.first() {
         Some(Partial::Plain(first)) => {
@@ -335,7 +400,10 @@ fn stack_partials(parts: Vec<Partial>) -> Result<Partial, String> {
                 })
                 .collect::<Result<_, _>>()?;
             let out = crate::with_block!(first.data(), |_x: T| {
-                let typed: Vec<&ArrayD<T>> = datas.iter().map(|d| T::view(d).ok_or("stacking partials of different dtypes")).collect::<Result<_, _>>()?;
+                let typed: Vec<&ArrayD<T>> = datas
+                    .iter()
+                    .map(|d| T::view(d).ok_or("stacking partials of different dtypes"))
+                    .collect::<Result<_, _>>()?;
                 T::wrap(join(typed)?)
             });
             Ok(Partial::Plain(Block::new(out)))
@@ -373,8 +441,14 @@ crate::op! {
 }
 
 fn check(inputs: &[Block], program: &Program) -> Result<(), String> {
-    match program.0.iter().find_map(|s| match s { Step::Input(i) if *i >= inputs.len() => Some(*i), _ => None }) {
-        Some(bad) => Err(format!("fused program reads input {bad}, but the task has {} inputs", inputs.len())),
+    match program.0.iter().find_map(|s| match s {
+        Step::Input(i) if *i >= inputs.len() => Some(*i),
+        _ => None,
+    }) {
+        Some(bad) => Err(format!(
+            "fused program reads input {bad}, but the task has {} inputs",
+            inputs.len()
+        )),
         None => Ok(()),
     }
 }
@@ -391,7 +465,11 @@ mod tests {
     #[test]
     fn malformed_programs_are_errors_not_panics() {
         let x = block(vec![1.0, 2.0]);
-        let forward = Program(vec![Step::Input(0), Step::Binary(BinOp::Add, 0, 2), Step::Unary(UnOp::Neg, 0)]);
+        let forward = Program(vec![
+            Step::Input(0),
+            Step::Binary(BinOp::Add, 0, 2),
+            Step::Unary(UnOp::Neg, 0),
+        ]);
         let e = fused_block::call(vec![x.clone()], forward).unwrap_err();
         assert!(e.contains("does not come before it"), "{e}");
         let e = fused_block::call(vec![x.clone()], Program(vec![Step::Input(3)])).unwrap_err();
@@ -404,13 +482,20 @@ mod tests {
     fn joined_programs_share_inputs_and_tiles_match_whole_blocks() {
         // x * x: one input, read twice.
         let a = super::super::create::from_array(&ArrayD::from_elem(IxDyn(&[4]), 1.0), 2).unwrap();
-        let sq = Fused::join(vec![Fused::of(&a), Fused::of(&a)], |r| Step::Binary(BinOp::Mul, r[0], r[1]));
-        assert_eq!((sq.steps, sq.leaves.len()), (vec![Step::Input(0), Step::Binary(BinOp::Mul, 0, 0)], 1));
+        let sq = Fused::join(vec![Fused::of(&a), Fused::of(&a)], |r| {
+            Step::Binary(BinOp::Mul, r[0], r[1])
+        });
+        assert_eq!(
+            (sq.steps, sq.leaves.len()),
+            (vec![Step::Input(0), Step::Binary(BinOp::Mul, 0, 0)], 1)
+        );
         // t + exp(t) with t = 2a: t is one step, read twice.
         let t = &a * 2.0;
         let shared = (&t + &t.exp()).unwrap();
-        let two = Step::Scalar { op: BinOp::Mul, arg: 0, value: Scalar::F64(2.0), scalar_first: false };
-        let want = vec![Step::Input(0), two, Step::Unary(UnOp::Exp, 1), Step::Binary(BinOp::Add, 1, 2)];
+        let two =
+            Step::Scalar { op: BinOp::Mul, arg: 0, value: Scalar::F64(2.0), scalar_first: false };
+        let want =
+            vec![Step::Input(0), two, Step::Unary(UnOp::Exp, 1), Step::Binary(BinOp::Add, 1, 2)];
         assert_eq!(shared.fused.as_ref().unwrap().steps, want);
         let n = 3 * TILE + 5;
         let xs: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin()).collect();
@@ -422,7 +507,10 @@ mod tests {
             Step::Scalar { op: BinOp::Gt, arg: 3, value: Scalar::F64(0.0), scalar_first: false },
         ];
         let tiled = eval(&[block(xs.clone())], &steps).unwrap();
-        let whole = run(&steps, |_| Cow::Owned(BlockData::F64(ArrayD::from_shape_vec(IxDyn(&[n]), xs.clone()).unwrap()))).unwrap();
+        let whole = run(&steps, |_| {
+            Cow::Owned(BlockData::F64(ArrayD::from_shape_vec(IxDyn(&[n]), xs.clone()).unwrap()))
+        })
+        .unwrap();
         assert_eq!(tiled, whole);
         let want: Vec<bool> = xs.iter().map(|&v| (v - 0.25).exp() * v > 0.0).collect();
         assert_eq!(tiled, BlockData::Bool(ArrayD::from_shape_vec(IxDyn(&[n]), want).unwrap()));

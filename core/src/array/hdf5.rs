@@ -19,15 +19,21 @@ fn file_err(path: &Path, message: impl Into<String>) -> ArrayError {
 
 fn selection(region: &[(usize, usize)]) -> Result<h5::Selection, String> {
     let elems = super::region_slice(region);
-    let info = SliceInfo::<Vec<SliceInfoElem>, IxDyn, IxDyn>::try_from(elems).map_err(|e| e.to_string())?;
+    let info = SliceInfo::<Vec<SliceInfoElem>, IxDyn, IxDyn>::try_from(elems)
+        .map_err(|e| e.to_string())?;
     h5::Selection::try_from(info).map_err(|e| e.to_string())
 }
 
-fn read_typed<T: Element + h5::H5Type>(ds: &h5::Dataset, what: &str, region: &[(usize, usize)]) -> Result<ArrayD<T>, String> {
+fn read_typed<T: Element + h5::H5Type>(
+    ds: &h5::Dataset,
+    what: &str,
+    region: &[(usize, usize)],
+) -> Result<ArrayD<T>, String> {
     if region.is_empty() {
         return ds.read_dyn::<T>().map_err(|e| format!("{what}: {e}"));
     }
-    ds.read_slice::<T, _, IxDyn>(selection(region)?).map_err(|e| format!("{what}: cannot read region {region:?}: {e}"))
+    ds.read_slice::<T, _, IxDyn>(selection(region)?)
+        .map_err(|e| format!("{what}: cannot read region {region:?}: {e}"))
 }
 
 /// The dataset's element type, NumPy spelling.
@@ -38,7 +44,11 @@ fn dtype_of(ds: &h5::Dataset) -> Result<&'static str, String> {
         "float32" => "<f4",
         "int64" => "<i8",
         "bool" => "|b1",
-        other => return Err(format!("element type {other} is not supported (float64, float32, int64, bool are)")),
+        other => {
+            return Err(format!(
+                "element type {other} is not supported (float64, float32, int64, bool are)"
+            ))
+        }
     })
 }
 
@@ -63,13 +73,26 @@ crate::op! {
 
 /// A lazy array over an HDF5 dataset, one block per HDF5 chunk (or per
 /// `chunks` when given, or one block for a contiguous dataset).
-pub fn from_hdf5<T: Element>(path: impl AsRef<Path>, dataset: &str, chunks: Option<ChunkSpec>) -> Result<Array<T>, ArrayError> {
+pub fn from_hdf5<T: Element>(
+    path: impl AsRef<Path>,
+    dataset: &str,
+    chunks: Option<ChunkSpec>,
+) -> Result<Array<T>, ArrayError> {
     let path = path.as_ref();
     let p = path.display().to_string();
-    let ds = open(&p, dataset).map_err(|m| file_err(path, m.split_once(": ").map_or(m.clone(), |(_, r)| r.to_string())))?;
+    let ds = open(&p, dataset).map_err(|m| {
+        file_err(path, m.split_once(": ").map_or(m.clone(), |(_, r)| r.to_string()))
+    })?;
     let dtype = dtype_of(&ds).map_err(|m| file_err(path, format!("dataset {dataset:?}: {m}")))?;
     if dtype != T::DTYPE {
-        return Err(file_err(path, format!("dataset {dataset:?} holds {dtype} data, but an array of {} ({}) was asked for", T::NAME, T::DTYPE)));
+        return Err(file_err(
+            path,
+            format!(
+                "dataset {dataset:?} holds {dtype} data, but an array of {} ({}) was asked for",
+                T::NAME,
+                T::DTYPE
+            ),
+        ));
     }
     let shape = ds.shape();
     let default = ds.chunk().unwrap_or_else(|| shape.iter().map(|&n| n.max(1)).collect());
@@ -80,7 +103,11 @@ pub fn from_hdf5<T: Element>(path: impl AsRef<Path>, dataset: &str, chunks: Opti
     Ok(Array::from_blocks(name, chunks, blocks))
 }
 
-fn write_typed<T: Element + h5::H5Type>(ds: &h5::Dataset, region: &[(usize, usize)], x: &ArrayD<T>) -> Result<(), String> {
+fn write_typed<T: Element + h5::H5Type>(
+    ds: &h5::Dataset,
+    region: &[(usize, usize)],
+    x: &ArrayD<T>,
+) -> Result<(), String> {
     if region.is_empty() {
         return ds.write(x).map_err(|e| e.to_string());
     }
@@ -95,8 +122,12 @@ impl<T: Element> Array<T> {
     pub fn to_hdf5(&self, path: impl AsRef<Path>, dataset: &str) -> Result<(), ArrayError> {
         let path = path.as_ref();
         let err = |e: h5::Error| file_err(path, format!("dataset {dataset:?}: {e}"));
-        let f = if path.exists() { h5::File::append(path) } else { h5::File::create(path) }.map_err(|e| file_err(path, e.to_string()))?;
-        let (groups, leaf) = dataset.trim_matches('/').rsplit_once('/').map_or(("", dataset.trim_matches('/')), |(g, l)| (g, l));
+        let f = if path.exists() { h5::File::append(path) } else { h5::File::create(path) }
+            .map_err(|e| file_err(path, e.to_string()))?;
+        let (groups, leaf) = dataset
+            .trim_matches('/')
+            .rsplit_once('/')
+            .map_or(("", dataset.trim_matches('/')), |(g, l)| (g, l));
         let mut group = f.group("/").map_err(err)?;
         for g in groups.split('/').filter(|g| !g.is_empty()) {
             group = match group.group(g) {
@@ -112,15 +143,26 @@ impl<T: Element> Array<T> {
             "<i8" => group.new_dataset::<i64>(),
             _ => group.new_dataset::<bool>(),
         };
-        let builder = if shape.iter().all(|&n| n > 0) && !shape.is_empty() { builder.chunk(chunk) } else { builder };
+        let builder = if shape.iter().all(|&n| n > 0) && !shape.is_empty() {
+            builder.chunk(chunk)
+        } else {
+            builder
+        };
         let ds = builder.shape(shape.clone()).create(leaf).map_err(err)?;
-        let cells: Vec<(Vec<(usize, usize)>, crate::Delayed<Block>)> = super::regions(self.chunks()).into_iter().zip(self.blocks().iter().cloned()).collect();
+        let cells: Vec<(Vec<(usize, usize)>, crate::Delayed<Block>)> =
+            super::regions(self.chunks()).into_iter().zip(self.blocks().iter().cloned()).collect();
         let batch = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) * 2;
         for group_cells in cells.chunks(batch) {
             let erased: Vec<_> = group_cells.iter().map(|(_, b)| b.erase()).collect();
-            let values = crate::delayed::compute_many(&erased, &crate::default_scheduler(), &crate::ComputeOptions::default())?;
+            let values = crate::delayed::compute_many(
+                &erased,
+                &crate::default_scheduler(),
+                &crate::ComputeOptions::default(),
+            )?;
             for ((region, d), v) in group_cells.iter().zip(values) {
-                let block: Block = v.take::<Block>().map_err(|source| crate::ComputeError::Output { key: d.key().clone(), source })?;
+                let block: Block = v.take::<Block>().map_err(|source| {
+                    crate::ComputeError::Output { key: d.key().clone(), source }
+                })?;
                 let region = region.as_slice();
                 let r = match block.data() {
                     BlockData::F64(x) => write_typed(&ds, region, x),
@@ -128,7 +170,12 @@ impl<T: Element> Array<T> {
                     BlockData::I64(x) => write_typed(&ds, region, x),
                     BlockData::Bool(x) => write_typed(&ds, region, x),
                 };
-                r.map_err(|m| file_err(path, format!("dataset {dataset:?}: cannot write region {region:?}: {m}")))?;
+                r.map_err(|m| {
+                    file_err(
+                        path,
+                        format!("dataset {dataset:?}: cannot write region {region:?}: {m}"),
+                    )
+                })?;
             }
         }
         Ok(())

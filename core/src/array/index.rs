@@ -2,7 +2,7 @@
 //! that a selection keeps are reused as they are (no task), so selecting a
 //! block-aligned corner of an expression computes only that corner.
 
-use ndarray::{Dimension, ArrayD, IxDyn};
+use ndarray::{ArrayD, Dimension, IxDyn};
 
 use super::block::{Block, Element};
 use super::ops::{assemble_block, expand_block, slice_block, take_block};
@@ -39,7 +39,12 @@ impl Sel {
 type Piece = (usize, isize, isize, isize);
 
 /// The selected indices of an axis of length `len`, as Python's slice.indices.
-fn resolve(name: &str, axis: usize, len: usize, sel: Sel) -> Result<(Vec<usize>, bool), ArrayError> {
+fn resolve(
+    name: &str,
+    axis: usize,
+    len: usize,
+    sel: Sel,
+) -> Result<(Vec<usize>, bool), ArrayError> {
     let n = len as i64;
     match sel {
         Sel::All => Ok(((0..len).collect(), false)),
@@ -50,7 +55,10 @@ fn resolve(name: &str, axis: usize, len: usize, sel: Sel) -> Result<(Vec<usize>,
             }
             Ok((vec![j as usize], true))
         }
-        Sel::Range { step: 0, .. } => Err(ArrayError::Shape { array: name.into(), message: format!("slice step 0 on axis {axis}") }),
+        Sel::Range { step: 0, .. } => Err(ArrayError::Shape {
+            array: name.into(),
+            message: format!("slice step 0 on axis {axis}"),
+        }),
         Sel::Range { start, stop, step } => {
             let clamp = |v: i64, lo: i64, hi: i64| v.max(lo).min(hi);
             let norm = |v: i64| if v < 0 { v + n } else { v };
@@ -112,7 +120,13 @@ fn plan_axis(chunks: &[usize], idx: &[usize]) -> (Vec<usize>, Vec<Vec<Piece>>) {
 
 impl<T: Element> Array<T> {
     /// Blocks assembled from per-axis piece plans.
-    fn gather(&self, name: String, out_chunks: Vec<Vec<usize>>, plans: &[Vec<Vec<Piece>>], drop: &[usize]) -> Array<T> {
+    fn gather(
+        &self,
+        name: String,
+        out_chunks: Vec<Vec<usize>>,
+        plans: &[Vec<Vec<Piece>>],
+        drop: &[usize],
+    ) -> Array<T> {
         let grid: Vec<usize> = plans.iter().map(Vec::len).collect();
         let chunks = self.chunks().to_vec();
         let blocks = ArrayD::from_shape_fn(IxDyn(&grid), |o| {
@@ -121,29 +135,43 @@ impl<T: Element> Array<T> {
             let pieces: Vec<Delayed<Block>> = ndarray::indices(IxDyn(&piece_grid))
                 .into_iter()
                 .map(|pi| {
-                    let parts: Vec<Piece> = (0..grid.len()).map(|ax| per_axis[ax][pi[ax]]).collect();
+                    let parts: Vec<Piece> =
+                        (0..grid.len()).map(|ax| per_axis[ax][pi[ax]]).collect();
                     let src: Vec<usize> = parts.iter().map(|p| p.0).collect();
-                    let whole = parts.iter().enumerate().all(|(ax, p)| p.1 == 0 && p.2 as usize == chunks[ax][p.0] && p.3 == 1);
+                    let whole = parts
+                        .iter()
+                        .enumerate()
+                        .all(|(ax, p)| p.1 == 0 && p.2 as usize == chunks[ax][p.0] && p.3 == 1);
                     let b = self.blocks()[IxDyn(&src)].clone();
                     if whole && drop.is_empty() {
                         b
                     } else {
-                        slice_block(b, parts.iter().map(|p| (p.1, p.2, p.3)).collect::<Vec<_>>(), Vec::<usize>::new())
+                        slice_block(
+                            b,
+                            parts.iter().map(|p| (p.1, p.2, p.3)).collect::<Vec<_>>(),
+                            Vec::<usize>::new(),
+                        )
                     }
                 })
                 .collect();
-            let one = if pieces.len() == 1 { pieces.into_iter().next().expect("one") } else { assemble_block(pieces, piece_grid) };
+            let one = if pieces.len() == 1 {
+                pieces.into_iter().next().expect("one")
+            } else {
+                assemble_block(pieces, piece_grid)
+            };
             if drop.is_empty() {
                 one
             } else {
-                let whole: Vec<(isize, isize, isize)> = (0..grid.len()).map(|ax| (0, out_chunks[ax][o[ax]] as isize, 1)).collect();
+                let whole: Vec<(isize, isize, isize)> =
+                    (0..grid.len()).map(|ax| (0, out_chunks[ax][o[ax]] as isize, 1)).collect();
                 slice_block(one, whole, drop.to_vec())
             }
         });
         // Dropped axes leave the grid.
         let kept: Vec<usize> = (0..grid.len()).filter(|ax| !drop.contains(ax)).collect();
         let out_grid: Vec<usize> = kept.iter().map(|&ax| grid[ax]).collect();
-        let blocks = ArrayD::from_shape_vec(IxDyn(&out_grid), blocks.into_iter().collect()).expect("dropped axes have one block");
+        let blocks = ArrayD::from_shape_vec(IxDyn(&out_grid), blocks.into_iter().collect())
+            .expect("dropped axes have one block");
         let out_chunks = kept.iter().map(|&ax| out_chunks[ax].clone()).collect();
         Array::from_blocks(name, out_chunks, blocks)
     }
@@ -153,7 +181,11 @@ impl<T: Element> Array<T> {
         if sel.len() > self.ndim() {
             return Err(ArrayError::Shape {
                 array: self.name().into(),
-                message: format!("{} indices for an array of {} dimensions", sel.len(), self.ndim()),
+                message: format!(
+                    "{} indices for an array of {} dimensions",
+                    sel.len(),
+                    self.ndim()
+                ),
             });
         }
         let shape = self.shape();
@@ -161,7 +193,8 @@ impl<T: Element> Array<T> {
         let mut plans = Vec::new();
         let mut drop = Vec::new();
         for ax in 0..self.ndim() {
-            let (idx, dropped) = resolve(self.name(), ax, shape[ax], sel.get(ax).copied().unwrap_or(Sel::All))?;
+            let (idx, dropped) =
+                resolve(self.name(), ax, shape[ax], sel.get(ax).copied().unwrap_or(Sel::All))?;
             if dropped {
                 drop.push(ax);
             }
@@ -176,12 +209,22 @@ impl<T: Element> Array<T> {
     pub fn select_mask(&self, axis: usize, mask: &[bool]) -> Result<Array<T>, ArrayError> {
         let shape = self.shape();
         if axis >= self.ndim() {
-            return Err(ArrayError::Shape { array: self.name().into(), message: format!("axis {axis} does not exist: the array has {} dimensions", self.ndim()) });
+            return Err(ArrayError::Shape {
+                array: self.name().into(),
+                message: format!(
+                    "axis {axis} does not exist: the array has {} dimensions",
+                    self.ndim()
+                ),
+            });
         }
         if mask.len() != shape[axis] {
             return Err(ArrayError::Shape {
                 array: self.name().into(),
-                message: format!("boolean mask of length {} for axis {axis} of length {}", mask.len(), shape[axis]),
+                message: format!(
+                    "boolean mask of length {} for axis {axis} of length {}",
+                    mask.len(),
+                    shape[axis]
+                ),
             });
         }
         let idx: Vec<usize> = mask.iter().enumerate().filter(|(_, &m)| m).map(|(i, _)| i).collect();
@@ -192,7 +235,12 @@ impl<T: Element> Array<T> {
     pub fn take(&self, axis: usize, idx: &[usize]) -> Result<Array<T>, ArrayError> {
         let shape = self.shape();
         if let Some(&bad) = idx.iter().find(|&&i| i >= shape[axis]) {
-            return Err(ArrayError::OutOfRange { array: self.name().into(), axis, index: bad as i64, len: shape[axis] });
+            return Err(ArrayError::OutOfRange {
+                array: self.name().into(),
+                axis,
+                index: bad as i64,
+                len: shape[axis],
+            });
         }
         // Runs within one chunk become one take each.
         let starts = offsets(&self.chunks()[axis]);
@@ -206,7 +254,8 @@ impl<T: Element> Array<T> {
             }
         }
         let mut chunks = self.chunks().to_vec();
-        chunks[axis] = if runs.is_empty() { vec![0] } else { runs.iter().map(|(_, v)| v.len()).collect() };
+        chunks[axis] =
+            if runs.is_empty() { vec![0] } else { runs.iter().map(|(_, v)| v.len()).collect() };
         let mut grid: Vec<usize> = self.blocks().shape().to_vec();
         grid[axis] = runs.len().max(1);
         let blocks = ArrayD::from_shape_fn(IxDyn(&grid), |o| {
@@ -243,7 +292,14 @@ impl<T: Element> Array<T> {
                         at = hi;
                         (0..c.len())
                             .filter(|&k| starts[k] < hi && starts[k + 1] > lo && c[k] > 0)
-                            .map(|k| (k, (lo.max(starts[k]) - starts[k]) as isize, (hi.min(starts[k + 1]) - starts[k]) as isize, 1))
+                            .map(|k| {
+                                (
+                                    k,
+                                    (lo.max(starts[k]) - starts[k]) as isize,
+                                    (hi.min(starts[k + 1]) - starts[k]) as isize,
+                                    1,
+                                )
+                            })
                             .collect::<Vec<Piece>>()
                     })
                     .map(|p| if p.is_empty() { vec![(0, 0, 0, 1)] } else { p })
@@ -256,7 +312,10 @@ impl<T: Element> Array<T> {
     /// Inserts a length-1 axis at `axis`.
     pub fn expand_dims(&self, axis: usize) -> Result<Array<T>, ArrayError> {
         if axis > self.ndim() {
-            return Err(ArrayError::Shape { array: self.name().into(), message: format!("axis {axis} for {} dimensions", self.ndim()) });
+            return Err(ArrayError::Shape {
+                array: self.name().into(),
+                message: format!("axis {axis} for {} dimensions", self.ndim()),
+            });
         }
         let mut chunks = self.chunks().to_vec();
         chunks.insert(axis, vec![1]);
@@ -267,11 +326,18 @@ impl<T: Element> Array<T> {
 
 /// Joins arrays along an existing `axis` (other axes must match; their chunks are unified).
 pub fn concatenate<T: Element>(arrays: &[Array<T>], axis: usize) -> Result<Array<T>, ArrayError> {
-    let first = arrays.first().ok_or_else(|| ArrayError::Shape { array: "concatenate".into(), message: "no arrays to join".into() })?;
-    let name = format!("concatenate({})", arrays.iter().map(Array::name).collect::<Vec<_>>().join(", "));
+    let first = arrays.first().ok_or_else(|| ArrayError::Shape {
+        array: "concatenate".into(),
+        message: "no arrays to join".into(),
+    })?;
+    let name =
+        format!("concatenate({})", arrays.iter().map(Array::name).collect::<Vec<_>>().join(", "));
     let ndim = first.ndim();
     if axis >= ndim {
-        return Err(ArrayError::Shape { array: name, message: format!("axis {axis} does not exist: the arrays have {ndim} dimensions") });
+        return Err(ArrayError::Shape {
+            array: name,
+            message: format!("axis {axis} does not exist: the arrays have {ndim} dimensions"),
+        });
     }
     let shape0 = first.shape();
     for a in arrays {
@@ -299,13 +365,15 @@ pub fn concatenate<T: Element>(arrays: &[Array<T>], axis: usize) -> Result<Array
     let mut chunks = common;
     chunks[axis] = parts.iter().flat_map(|p| p.chunks()[axis].clone()).collect();
     let views: Vec<_> = parts.iter().map(|p| p.blocks().view()).collect();
-    let blocks = ndarray::concatenate(ndarray::Axis(axis), &views).expect("grids agree off the axis");
+    let blocks =
+        ndarray::concatenate(ndarray::Axis(axis), &views).expect("grids agree off the axis");
     Ok(Array::from_blocks(name, chunks, blocks))
 }
 
 /// Stacks same-shaped arrays along a new `axis`.
 pub fn stack<T: Element>(arrays: &[Array<T>], axis: usize) -> Result<Array<T>, ArrayError> {
-    let expanded: Vec<Array<T>> = arrays.iter().map(|a| a.expand_dims(axis)).collect::<Result<_, _>>()?;
+    let expanded: Vec<Array<T>> =
+        arrays.iter().map(|a| a.expand_dims(axis)).collect::<Result<_, _>>()?;
     if let Some(first) = arrays.first() {
         if let Some(other) = arrays.iter().find(|a| a.shape() != first.shape()) {
             return Err(ArrayError::Shape {

@@ -21,13 +21,23 @@ impl<T: Element> Array<T> {
         let mut seen = perm.to_vec();
         seen.sort_unstable();
         if seen != (0..self.ndim()).collect::<Vec<_>>() {
-            return Err(ArrayError::Shape { array: self.name().into(), message: format!("{perm:?} is not a permutation of the {} axes", self.ndim()) });
+            return Err(ArrayError::Shape {
+                array: self.name().into(),
+                message: format!("{perm:?} is not a permutation of the {} axes", self.ndim()),
+            });
         }
         let chunks = perm.iter().map(|&p| self.chunks()[p].clone()).collect();
-        let blocks = self.blocks().clone().permuted_axes(IxDyn(perm)).mapv(|b| transpose_block(b, perm.to_vec()));
+        let blocks = self
+            .blocks()
+            .clone()
+            .permuted_axes(IxDyn(perm))
+            .mapv(|b| transpose_block(b, perm.to_vec()));
         let mut out = Array::from_blocks(format!("{}.T", self.name()), chunks, blocks);
         // Reductions of it reduce `self` instead (no transposed copies of blocks).
-        out.expr = Some(std::sync::Arc::new(super::Expr::Transpose { perm: perm.to_vec(), src: self.clone() }));
+        out.expr = Some(std::sync::Arc::new(super::Expr::Transpose {
+            perm: perm.to_vec(),
+            src: self.clone(),
+        }));
         Ok(out)
     }
 
@@ -37,10 +47,19 @@ impl<T: Element> Array<T> {
         let name = format!("matmul({}, {})", self.name(), other.name());
         let (sa, sb) = (self.shape(), other.shape());
         if sa.len() != 2 || sb.len() != 2 {
-            return Err(ArrayError::Shape { array: name, message: format!("matmul needs 2-d arrays, got shapes {sa:?} and {sb:?}") });
+            return Err(ArrayError::Shape {
+                array: name,
+                message: format!("matmul needs 2-d arrays, got shapes {sa:?} and {sb:?}"),
+            });
         }
         if sa[1] != sb[0] {
-            return Err(ArrayError::Shape { array: name, message: format!("shapes {sa:?} and {sb:?} are not aligned: {} (axis 1) != {} (axis 0)", sa[1], sb[0]) });
+            return Err(ArrayError::Shape {
+                array: name,
+                message: format!(
+                    "shapes {sa:?} and {sb:?} are not aligned: {} (axis 1) != {} (axis 0)",
+                    sa[1], sb[0]
+                ),
+            });
         }
         let k = super::elementwise::common_chunks(&self.chunks()[1], &other.chunks()[0]);
         let a = self.rechunk(ChunkSpec::Explicit(vec![self.chunks()[0].clone(), k.clone()]))?;
@@ -49,7 +68,8 @@ impl<T: Element> Array<T> {
         // A·Aᵀ is symmetric: below the diagonal, blocks are transposes of
         // those above (keys are content tokens, so Aᵀ is recognized by its keys).
         let at = a.t();
-        let symmetric = at.chunks() == b.chunks() && at.blocks().iter().zip(b.blocks().iter()).all(|(x, y)| x.key() == y.key());
+        let symmetric = at.chunks() == b.chunks()
+            && at.blocks().iter().zip(b.blocks().iter()).all(|(x, y)| x.key() == y.key());
         // Each output block sums its products in groups of two, then adds the
         // groups in a tree: tasks of similar size keep every thread busy
         // even when there are fewer output blocks than threads.
@@ -64,12 +84,21 @@ impl<T: Element> Array<T> {
             } else {
                 (b.blocks().slice(s![.., o[1]]).iter().cloned().collect(), false)
             };
-            let mut parts: Vec<Delayed<Block>> =
-                row.chunks(GROUP).zip(col.chunks(GROUP)).map(|(r, c)| matmul_block(r.to_vec(), c.to_vec(), transpose_b)).collect();
+            let mut parts: Vec<Delayed<Block>> = row
+                .chunks(GROUP)
+                .zip(col.chunks(GROUP))
+                .map(|(r, c)| matmul_block(r.to_vec(), c.to_vec(), transpose_b))
+                .collect();
             while parts.len() > 1 {
                 parts = parts
                     .chunks(2)
-                    .map(|p| if p.len() == 2 { binary_block(&p[0], &p[1], super::ops::BinOp::Add) } else { p[0].clone() })
+                    .map(|p| {
+                        if p.len() == 2 {
+                            binary_block(&p[0], &p[1], super::ops::BinOp::Add)
+                        } else {
+                            p[0].clone()
+                        }
+                    })
                     .collect();
             }
             parts.pop().expect("at least one product")
@@ -162,7 +191,10 @@ crate::op! {
 fn tsqr_tree(leaves: Vec<Delayed<Block>>) -> Delayed<Block> {
     let mut level: Vec<Delayed<Block>> = leaves.into_iter().map(|b| qr_r_block(vec![b])).collect();
     while level.len() > 1 {
-        level = level.chunks(super::reduce::DEFAULT_SPLIT_EVERY).map(|c| qr_r_block(c.to_vec())).collect();
+        level = level
+            .chunks(super::reduce::DEFAULT_SPLIT_EVERY)
+            .map(|c| qr_r_block(c.to_vec()))
+            .collect();
     }
     level.pop().expect("at least one block")
 }
@@ -170,7 +202,10 @@ fn tsqr_tree(leaves: Vec<Delayed<Block>>) -> Delayed<Block> {
 fn tall_skinny(a: &Array<f64>, what: &str) -> Result<Array<f64>, ArrayError> {
     let s = a.shape();
     if s.len() != 2 || s[0] < s[1] {
-        return Err(ArrayError::Shape { array: a.name().into(), message: format!("{what} needs a tall 2-d array (rows >= columns), got shape {s:?}") });
+        return Err(ArrayError::Shape {
+            array: a.name().into(),
+            message: format!("{what} needs a tall 2-d array (rows >= columns), got shape {s:?}"),
+        });
     }
     // One column block: the row blocks are the leaves.
     a.rechunk(ChunkSpec::Explicit(vec![a.chunks()[0].clone(), vec![s[1]]]))
@@ -181,14 +216,23 @@ pub fn tsqr_r(a: &Array<f64>) -> Result<Array<f64>, ArrayError> {
     let a = tall_skinny(a, "QR")?;
     let n = a.shape()[1];
     let r = tsqr_tree(a.blocks().iter().cloned().collect());
-    Ok(Array::from_blocks(format!("qr_r({})", a.name()), vec![vec![n], vec![n]], ArrayD::from_elem(IxDyn(&[1, 1]), r)))
+    Ok(Array::from_blocks(
+        format!("qr_r({})", a.name()),
+        vec![vec![n], vec![n]],
+        ArrayD::from_elem(IxDyn(&[1, 1]), r),
+    ))
 }
 
 /// Least squares `argmin_x ‖a x − b‖` for tall-and-skinny `a`, by TSQR of `[a | b]`.
 pub fn lstsq(a: &Array<f64>, b: &Array<f64>) -> Result<Array<f64>, ArrayError> {
     let (sa, sb) = (a.shape(), b.shape());
     if sb.len() != 1 || sa.first() != sb.first() {
-        return Err(ArrayError::Shape { array: format!("lstsq({}, {})", a.name(), b.name()), message: format!("a has shape {sa:?} and b {sb:?}: b must be 1-d with a's number of rows") });
+        return Err(ArrayError::Shape {
+            array: format!("lstsq({}, {})", a.name(), b.name()),
+            message: format!(
+                "a has shape {sa:?} and b {sb:?}: b must be 1-d with a's number of rows"
+            ),
+        });
     }
     let a = tall_skinny(a, "lstsq")?;
     let n = sa[1];
@@ -197,5 +241,9 @@ pub fn lstsq(a: &Array<f64>, b: &Array<f64>) -> Result<Array<f64>, ArrayError> {
     let aug = aug.rechunk(ChunkSpec::Explicit(vec![aug.chunks()[0].clone(), vec![n + 1]]))?;
     let r = tsqr_tree(aug.blocks().iter().cloned().collect());
     let x = solve_augmented_r(r);
-    Ok(Array::from_blocks(format!("lstsq({})", aug.name()), vec![vec![n]], ArrayD::from_elem(IxDyn(&[1]), x)))
+    Ok(Array::from_blocks(
+        format!("lstsq({})", aug.name()),
+        vec![vec![n]],
+        ArrayD::from_elem(IxDyn(&[1]), x),
+    ))
 }

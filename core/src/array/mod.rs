@@ -39,7 +39,7 @@ pub mod zarr;
 use std::marker::PhantomData;
 use std::path::Path;
 
-use ndarray::{Dimension, ArrayD, IxDyn};
+use ndarray::{ArrayD, Dimension, IxDyn};
 
 pub use block::{block_memory, reset_peak, Block, BlockData, BlockMemory, Element, Scalar};
 
@@ -151,18 +151,28 @@ impl ChunkSpec {
     pub fn resolve(&self, array: &str, shape: &[usize]) -> Result<Vec<Vec<usize>>, ArrayError> {
         let bad = |message: String| ArrayError::Chunks { array: array.to_string(), message };
         match self {
-            ChunkSpec::Uniform(0) => Err(bad("chunk size 0; chunk sizes must be at least 1".into())),
-            ChunkSpec::Uniform(c) => Ok(shape.iter().map(|&n| regular(n, *c)).collect()),
-            ChunkSpec::PerAxis(c) if c.len() != shape.len() => {
-                Err(bad(format!("{} chunk sizes for {} dimensions (shape {shape:?})", c.len(), shape.len())))
+            ChunkSpec::Uniform(0) => {
+                Err(bad("chunk size 0; chunk sizes must be at least 1".into()))
             }
+            ChunkSpec::Uniform(c) => Ok(shape.iter().map(|&n| regular(n, *c)).collect()),
+            ChunkSpec::PerAxis(c) if c.len() != shape.len() => Err(bad(format!(
+                "{} chunk sizes for {} dimensions (shape {shape:?})",
+                c.len(),
+                shape.len()
+            ))),
             ChunkSpec::PerAxis(c) => match c.iter().position(|&s| s == 0) {
-                Some(axis) => Err(bad(format!("chunk size 0 on axis {axis}; chunk sizes must be at least 1"))),
+                Some(axis) => {
+                    Err(bad(format!("chunk size 0 on axis {axis}; chunk sizes must be at least 1")))
+                }
                 None => Ok(shape.iter().zip(c).map(|(&n, &s)| regular(n, s)).collect()),
             },
             ChunkSpec::Explicit(c) => {
                 if c.len() != shape.len() {
-                    return Err(bad(format!("chunks for {} dimensions, but the shape {shape:?} has {}", c.len(), shape.len())));
+                    return Err(bad(format!(
+                        "chunks for {} dimensions, but the shape {shape:?} has {}",
+                        c.len(),
+                        shape.len()
+                    )));
                 }
                 for (axis, (sizes, &n)) in c.iter().zip(shape).enumerate() {
                     let total: usize = sizes.iter().sum();
@@ -170,7 +180,9 @@ impl ChunkSpec {
                         return Err(bad(format!("chunks {sizes:?} on axis {axis} add up to {total}, but the axis has length {n}")));
                     }
                     if n > 0 && sizes.contains(&0) {
-                        return Err(bad(format!("chunks {sizes:?} on axis {axis} contain an empty chunk")));
+                        return Err(bad(format!(
+                            "chunks {sizes:?} on axis {axis} contain an empty chunk"
+                        )));
                     }
                     if sizes.is_empty() {
                         return Err(bad(format!("no chunks on axis {axis}")));
@@ -207,12 +219,21 @@ pub(crate) enum Expr<T: Element> {
 pub(crate) fn regions(chunks: &[Vec<usize>]) -> ArrayD<Vec<(usize, usize)>> {
     let grid: Vec<usize> = chunks.iter().map(Vec::len).collect();
     let starts: Vec<Vec<usize>> = chunks.iter().map(|c| offsets(c)).collect();
-    ArrayD::from_shape_fn(IxDyn(&grid), |i| (0..grid.len()).map(|ax| (starts[ax][i[ax]], starts[ax][i[ax] + 1])).collect())
+    ArrayD::from_shape_fn(IxDyn(&grid), |i| {
+        (0..grid.len()).map(|ax| (starts[ax][i[ax]], starts[ax][i[ax] + 1])).collect()
+    })
 }
 
 /// Slice arguments selecting `region`.
 pub(crate) fn region_slice(region: &[(usize, usize)]) -> Vec<ndarray::SliceInfoElem> {
-    region.iter().map(|&(a, b)| ndarray::SliceInfoElem::Slice { start: a as isize, end: Some(b as isize), step: 1 }).collect()
+    region
+        .iter()
+        .map(|&(a, b)| ndarray::SliceInfoElem::Slice {
+            start: a as isize,
+            end: Some(b as isize),
+            step: 1,
+        })
+        .collect()
 }
 
 /// A lazy, chunked N-dimensional array of `T`.
@@ -241,14 +262,28 @@ impl<T: Element> Clone for Array<T> {
 
 impl<T: Element> std::fmt::Debug for Array<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Array<{}>(`{}`, shape {:?}, chunks {:?})", T::NAME, self.name, self.shape(), self.chunks)
+        write!(
+            f,
+            "Array<{}>(`{}`, shape {:?}, chunks {:?})",
+            T::NAME,
+            self.name,
+            self.shape(),
+            self.chunks
+        )
     }
 }
 
 impl<T: Element> Array<T> {
     /// An array from its block tasks (the grid's shape must match `chunks`).
-    pub fn from_blocks(name: impl Into<String>, chunks: Vec<Vec<usize>>, blocks: ArrayD<Delayed<Block>>) -> Self {
-        debug_assert_eq!(blocks.shape(), chunks.iter().map(Vec::len).collect::<Vec<_>>().as_slice());
+    pub fn from_blocks(
+        name: impl Into<String>,
+        chunks: Vec<Vec<usize>>,
+        blocks: ArrayD<Delayed<Block>>,
+    ) -> Self {
+        debug_assert_eq!(
+            blocks.shape(),
+            chunks.iter().map(Vec::len).collect::<Vec<_>>().as_slice()
+        );
         Array { name: name.into(), chunks, blocks, expr: None, fused: None, _t: PhantomData }
     }
 
@@ -309,11 +344,20 @@ impl<T: Element> Array<T> {
         if index.len() != grid.len() {
             return Err(ArrayError::Shape {
                 array: self.name.clone(),
-                message: format!("block index {index:?} has {} entries, the grid {grid:?} has {}", index.len(), grid.len()),
+                message: format!(
+                    "block index {index:?} has {} entries, the grid {grid:?} has {}",
+                    index.len(),
+                    grid.len()
+                ),
             });
         }
         if let Some(axis) = index.iter().zip(grid).position(|(i, g)| i >= g) {
-            return Err(ArrayError::OutOfRange { array: self.name.clone(), axis, index: index[axis] as i64, len: grid[axis] });
+            return Err(ArrayError::OutOfRange {
+                array: self.name.clone(),
+                axis,
+                index: index[axis] as i64,
+                len: grid[axis],
+            });
         }
         Ok(self.blocks[IxDyn(index)].clone())
     }
@@ -328,19 +372,32 @@ impl<T: Element> Array<T> {
     }
 
     /// Computes the whole array on `scheduler`.
-    pub fn compute_with(&self, scheduler: &Scheduler, options: &ComputeOptions) -> Result<ArrayD<T>, ArrayError> {
+    pub fn compute_with(
+        &self,
+        scheduler: &Scheduler,
+        options: &ComputeOptions,
+    ) -> Result<ArrayD<T>, ArrayError> {
         let values = compute_many(&self.erased(), scheduler, options)?;
         let mut out = ArrayD::<T>::default(IxDyn(&self.shape()));
-        for (((idx, d), region), v) in self.blocks.indexed_iter().zip(regions(&self.chunks).iter()).zip(values) {
+        for (((idx, d), region), v) in
+            self.blocks.indexed_iter().zip(regions(&self.chunks).iter()).zip(values)
+        {
             let block: Block = v
                 .take::<Block>()
                 .map_err(|source| ComputeError::Output { key: d.key().clone(), source })?;
-            let a = block.into_array::<T>().map_err(|m| ArrayError::Shape { array: self.name.clone(), message: m })?;
+            let a = block
+                .into_array::<T>()
+                .map_err(|m| ArrayError::Shape { array: self.name.clone(), message: m })?;
             let mut dst = out.slice_mut(region_slice(region).as_slice());
             if dst.shape() != a.shape() {
                 return Err(ArrayError::Shape {
                     array: self.name.clone(),
-                    message: format!("block {:?} has shape {:?}, expected {:?}", idx.slice(), a.shape(), dst.shape()),
+                    message: format!(
+                        "block {:?} has shape {:?}, expected {:?}",
+                        idx.slice(),
+                        a.shape(),
+                        dst.shape()
+                    ),
                 });
             }
             dst.assign(&a);
@@ -355,16 +412,32 @@ impl<T: Element> Array<T> {
     }
 
     /// [`Array::persist`] on `scheduler`.
-    pub fn persist_with(&self, scheduler: &Scheduler, options: &ComputeOptions) -> Result<Array<T>, ArrayError> {
+    pub fn persist_with(
+        &self,
+        scheduler: &Scheduler,
+        options: &ComputeOptions,
+    ) -> Result<Array<T>, ArrayError> {
         let flat: Vec<Delayed<Block>> = self.blocks.iter().cloned().collect();
         let kept = crate::delayed::persist_many(&flat, scheduler, options)?;
-        let blocks = ArrayD::from_shape_vec(self.blocks.raw_dim(), kept).expect("one block per grid cell");
-        Ok(Array { name: self.name.clone(), chunks: self.chunks.clone(), blocks, expr: None, fused: None, _t: PhantomData })
+        let blocks =
+            ArrayD::from_shape_vec(self.blocks.raw_dim(), kept).expect("one block per grid cell");
+        Ok(Array {
+            name: self.name.clone(),
+            chunks: self.chunks.clone(),
+            blocks,
+            expr: None,
+            fused: None,
+            _t: PhantomData,
+        })
     }
 
     /// Runs one write task per block, `write(block, its region)`, on the default scheduler.
-    pub(crate) fn write_blocks(&self, write: impl Fn(&Delayed<Block>, Vec<(usize, usize)>) -> AnyDelayed) -> Result<(), ArrayError> {
-        let writes: Vec<AnyDelayed> = self.blocks.iter().zip(regions(&self.chunks)).map(|(b, r)| write(b, r)).collect();
+    pub(crate) fn write_blocks(
+        &self,
+        write: impl Fn(&Delayed<Block>, Vec<(usize, usize)>) -> AnyDelayed,
+    ) -> Result<(), ArrayError> {
+        let writes: Vec<AnyDelayed> =
+            self.blocks.iter().zip(regions(&self.chunks)).map(|(b, r)| write(b, r)).collect();
         compute_many(&writes, &default_scheduler(), &ComputeOptions::default())?;
         Ok(())
     }

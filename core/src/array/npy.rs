@@ -63,7 +63,12 @@ pub fn read_header(path: &Path) -> Result<NpyHeader, ArrayError> {
             f.read_exact(&mut more).map_err(|_| file_err(path, "truncated .npy header"))?;
             (u32::from_le_bytes([pre[8], pre[9], more[0], more[1]]) as usize, 12usize)
         }
-        v => return Err(file_err(path, format!(".npy format version {v} is not supported (1, 2 and 3 are)"))),
+        v => {
+            return Err(file_err(
+                path,
+                format!(".npy format version {v} is not supported (1, 2 and 3 are)"),
+            ))
+        }
     };
     if len > 1 << 20 {
         return Err(file_err(path, format!(".npy header of {len} bytes is implausibly large")));
@@ -78,21 +83,38 @@ pub fn read_header(path: &Path) -> Result<NpyHeader, ArrayError> {
     let descr = field("descr")
         .and_then(|v| v.strip_prefix('\'').and_then(|r| r.split('\'').next()).map(str::to_string))
         .ok_or_else(|| file_err(path, format!("no dtype in the .npy header {text:?}")))?;
-    let fortran = field("fortran_order").map(|v| v.starts_with("True")).ok_or_else(|| file_err(path, "no fortran_order in the .npy header"))?;
-    let shape_text = field("shape").and_then(|v| v.strip_prefix('(').and_then(|r| r.split(')').next()).map(str::to_string))
+    let fortran = field("fortran_order")
+        .map(|v| v.starts_with("True"))
+        .ok_or_else(|| file_err(path, "no fortran_order in the .npy header"))?;
+    let shape_text = field("shape")
+        .and_then(|v| v.strip_prefix('(').and_then(|r| r.split(')').next()).map(str::to_string))
         .ok_or_else(|| file_err(path, "no shape in the .npy header"))?;
     let shape: Vec<usize> = shape_text
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| file_err(path, format!("bad shape entry {s:?} in the .npy header"))))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| file_err(path, format!("bad shape entry {s:?} in the .npy header")))
+        })
         .collect::<Result<_, _>>()?;
     match descr.as_str() {
         "<f8" | "<f4" | "<i8" | "|b1" => {}
         other if other.starts_with('>') => {
-            return Err(file_err(path, format!("big-endian dtype {other:?}: convert with astype('<{}') first", &other[1..])))
+            return Err(file_err(
+                path,
+                format!(
+                    "big-endian dtype {other:?}: convert with astype('<{}') first",
+                    &other[1..]
+                ),
+            ))
         }
-        other => return Err(file_err(path, format!("dtype {other:?} is not supported (float64, float32, int64, bool are)"))),
+        other => {
+            return Err(file_err(
+                path,
+                format!("dtype {other:?} is not supported (float64, float32, int64, bool are)"),
+            ))
+        }
     }
     let header = NpyHeader { descr, fortran, shape, data_offset: (start + len) as u64 };
     let size = f.metadata().map_err(|e| file_err(path, e.to_string()))?.len();
@@ -111,10 +133,18 @@ pub fn read_header(path: &Path) -> Result<NpyHeader, ArrayError> {
     Ok(header)
 }
 
-fn typed_read<T: Element>(f: &File, path: &str, h: &NpyHeader, region: &[(usize, usize)]) -> Result<ArrayD<T>, String> {
+fn typed_read<T: Element>(
+    f: &File,
+    path: &str,
+    h: &NpyHeader,
+    region: &[(usize, usize)],
+) -> Result<ArrayD<T>, String> {
     // Work in C order: for Fortran files the axes are reversed.
-    let (shape, reg): (Vec<usize>, Vec<(usize, usize)>) =
-        if h.fortran { (h.shape.iter().rev().copied().collect(), region.iter().rev().copied().collect()) } else { (h.shape.clone(), region.to_vec()) };
+    let (shape, reg): (Vec<usize>, Vec<(usize, usize)>) = if h.fortran {
+        (h.shape.iter().rev().copied().collect(), region.iter().rev().copied().collect())
+    } else {
+        (h.shape.clone(), region.to_vec())
+    };
     let nd = shape.len();
     let out_shape: Vec<usize> = reg.iter().map(|(a, b)| b - a).collect();
     let total: usize = out_shape.iter().product();
@@ -124,7 +154,11 @@ fn typed_read<T: Element>(f: &File, path: &str, h: &NpyHeader, region: &[(usize,
         run_axis -= 1;
     }
     let inner: usize = shape[run_axis.min(nd)..].iter().product();
-    let (run_len, outer_axes) = if run_axis == 0 { (total, 0) } else { ((reg[run_axis - 1].1 - reg[run_axis - 1].0) * inner, run_axis - 1) };
+    let (run_len, outer_axes) = if run_axis == 0 {
+        (total, 0)
+    } else {
+        ((reg[run_axis - 1].1 - reg[run_axis - 1].0) * inner, run_axis - 1)
+    };
     let strides: Vec<usize> = (0..nd).map(|ax| shape[ax + 1..].iter().product()).collect();
     let mut bytes = vec![0u8; total * T::SIZE];
     if total > 0 {
@@ -138,21 +172,34 @@ fn typed_read<T: Element>(f: &File, path: &str, h: &NpyHeader, region: &[(usize,
                 elem += reg[run_axis - 1].0 * strides[run_axis - 1];
             }
             let dst = &mut bytes[k * run_len * T::SIZE..(k + 1) * run_len * T::SIZE];
-            f.read_exact_at(dst, h.data_offset + (elem * T::SIZE) as u64)
-                .map_err(|e| format!("{path}: cannot read {} bytes at element {elem}: {e} (truncated file?)", dst.len()))?;
+            f.read_exact_at(dst, h.data_offset + (elem * T::SIZE) as u64).map_err(|e| {
+                format!(
+                    "{path}: cannot read {} bytes at element {elem}: {e} (truncated file?)",
+                    dst.len()
+                )
+            })?;
         }
     }
-    let data = from_le_bytes::<T>(&bytes).ok_or_else(|| format!("{path}: invalid {} data", T::DTYPE))?;
+    let data =
+        from_le_bytes::<T>(&bytes).ok_or_else(|| format!("{path}: invalid {} data", T::DTYPE))?;
     let a = ArrayD::from_shape_vec(IxDyn(&out_shape), data).map_err(|e| e.to_string())?;
     Ok(if h.fortran { a.reversed_axes() } else { a })
 }
 
 /// Reads `region` of the file (called inside a task).
-pub(crate) fn read_npy_region(path: &str, h: &NpyHeader, region: &[(usize, usize)]) -> Result<Block, String> {
+pub(crate) fn read_npy_region(
+    path: &str,
+    h: &NpyHeader,
+    region: &[(usize, usize)],
+) -> Result<Block, String> {
     let f = File::open(path).map_err(|e| format!("{path}: cannot open chunk file: {e}"))?;
     let len = f.metadata().map_err(|e| format!("{path}: {e}"))?.len();
     if len < h.data_offset + h.data_len() {
-        return Err(format!("{path}: truncated .npy file: {} bytes of data expected, {} present", h.data_len(), len.saturating_sub(h.data_offset)));
+        return Err(format!(
+            "{path}: truncated .npy file: {} bytes of data expected, {} present",
+            h.data_len(),
+            len.saturating_sub(h.data_offset)
+        ));
     }
     Ok(Block::new(match h.descr.as_str() {
         "<f8" => BlockData::F64(typed_read(&f, path, h, region)?),
@@ -163,7 +210,13 @@ pub(crate) fn read_npy_region(path: &str, h: &NpyHeader, region: &[(usize, usize
     }))
 }
 
-fn typed_write<T: Element>(f: &File, path: &str, h: &NpyHeader, region: &[(usize, usize)], a: &ArrayD<T>) -> Result<u64, String> {
+fn typed_write<T: Element>(
+    f: &File,
+    path: &str,
+    h: &NpyHeader,
+    region: &[(usize, usize)],
+    a: &ArrayD<T>,
+) -> Result<u64, String> {
     let std = a.as_standard_layout();
     let data = std.as_slice().expect("standard layout");
     let nd = h.shape.len();
@@ -176,14 +229,23 @@ fn typed_write<T: Element>(f: &File, path: &str, h: &NpyHeader, region: &[(usize
             elem += (region[ax].0 + idx[ax]) * strides[ax];
         }
         let chunk = to_le_bytes(&data[k * row..(k + 1) * row]);
-        f.write_all_at(&chunk, h.data_offset + (elem * T::SIZE) as u64).map_err(|e| format!("{path}: write failed: {e}"))?;
+        f.write_all_at(&chunk, h.data_offset + (elem * T::SIZE) as u64)
+            .map_err(|e| format!("{path}: write failed: {e}"))?;
     }
     Ok((data.len() * T::SIZE) as u64)
 }
 
 /// Writes a block into `region` of a C-order file whose header exists (called inside a task).
-pub(crate) fn write_npy_region(path: &str, h: &NpyHeader, region: &[(usize, usize)], d: &BlockData) -> Result<u64, String> {
-    let f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| format!("{path}: cannot open for writing: {e}"))?;
+pub(crate) fn write_npy_region(
+    path: &str,
+    h: &NpyHeader,
+    region: &[(usize, usize)],
+    d: &BlockData,
+) -> Result<u64, String> {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("{path}: cannot open for writing: {e}"))?;
     match d {
         BlockData::F64(a) => typed_write(&f, path, h, region, a),
         BlockData::F32(a) => typed_write(&f, path, h, region, a),
@@ -198,7 +260,8 @@ fn create_npy(path: &Path, descr: &str, shape: &[usize]) -> Result<NpyHeader, Ar
         1 => format!("({},)", shape[0]),
         _ => format!("({})", shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")),
     };
-    let mut text = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
+    let mut text =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
     // Pad so that the data starts on a 64-byte boundary; the header ends with a newline.
     while (10 + text.len() + 1) % 64 != 0 {
         text.push(' ');
@@ -207,7 +270,12 @@ fn create_npy(path: &Path, descr: &str, shape: &[usize]) -> Result<NpyHeader, Ar
     let mut head = b"\x93NUMPY\x01\x00".to_vec();
     head.extend_from_slice(&(text.len() as u16).to_le_bytes());
     head.extend_from_slice(text.as_bytes());
-    let h = NpyHeader { descr: descr.into(), fortran: false, shape: shape.to_vec(), data_offset: head.len() as u64 };
+    let h = NpyHeader {
+        descr: descr.into(),
+        fortran: false,
+        shape: shape.to_vec(),
+        data_offset: head.len() as u64,
+    };
     let f = File::create(path).map_err(|e| file_err(path, format!("cannot create: {e}")))?;
     f.write_all_at(&head, 0).map_err(|e| file_err(path, e.to_string()))?;
     f.set_len(h.data_offset + h.data_len()).map_err(|e| file_err(path, e.to_string()))?;
@@ -227,13 +295,24 @@ crate::op! {
 
 fn check_dtype<T: Element>(path: &Path, h: &NpyHeader) -> Result<(), ArrayError> {
     if h.descr != T::DTYPE {
-        return Err(file_err(path, format!("holds {} data, but an array of {} ({}) was asked for", h.descr, T::NAME, T::DTYPE)));
+        return Err(file_err(
+            path,
+            format!(
+                "holds {} data, but an array of {} ({}) was asked for",
+                h.descr,
+                T::NAME,
+                T::DTYPE
+            ),
+        ));
     }
     Ok(())
 }
 
 /// A lazy array over one `.npy` file, read block by block.
-pub fn from_npy<T: Element>(path: impl AsRef<Path>, chunks: impl Into<ChunkSpec>) -> Result<Array<T>, ArrayError> {
+pub fn from_npy<T: Element>(
+    path: impl AsRef<Path>,
+    chunks: impl Into<ChunkSpec>,
+) -> Result<Array<T>, ArrayError> {
     let path = path.as_ref();
     let h = read_header(path)?;
     check_dtype::<T>(path, &h)?;
@@ -250,13 +329,20 @@ pub fn list_chunk_files(pattern: &Path) -> Result<Vec<PathBuf>, ArrayError> {
     let (dir, glob) = if pattern.is_dir() {
         (pattern.to_path_buf(), "*.npy".to_string())
     } else {
-        let dir = pattern.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+        let dir = pattern
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
         (dir, pattern.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default())
     };
-    let read = std::fs::read_dir(&dir).map_err(|e| file_err(&dir, format!("cannot list chunk files: {e}")))?;
+    let read = std::fs::read_dir(&dir)
+        .map_err(|e| file_err(&dir, format!("cannot list chunk files: {e}")))?;
     let mut files: Vec<PathBuf> = read
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.file_name().is_some_and(|f| wildcard(&glob, &f.to_string_lossy())))
+        .filter(|p| {
+            p.is_file() && p.file_name().is_some_and(|f| wildcard(&glob, &f.to_string_lossy()))
+        })
         .collect();
     let key = |p: &PathBuf| {
         let stem = p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
@@ -273,7 +359,10 @@ fn wildcard(pattern: &str, name: &str) -> bool {
     match pattern.split_once('*') {
         None => pattern == name,
         Some((head, rest)) => {
-            name.starts_with(head) && (0..=name.len() - head.len()).any(|i| name.is_char_boundary(head.len() + i) && wildcard(rest, &name[head.len() + i..]))
+            name.starts_with(head)
+                && (0..=name.len() - head.len()).any(|i| {
+                    name.is_char_boundary(head.len() + i) && wildcard(rest, &name[head.len() + i..])
+                })
         }
     }
 }
@@ -292,7 +381,15 @@ pub fn from_npy_stack<T: Element>(pattern: impl AsRef<Path>) -> Result<Array<T>,
         if let Some((f0, h0)) = files.first().zip(headers.first()) {
             let h0: &NpyHeader = h0;
             if h.shape[1..] != h0.shape[1..] {
-                return Err(file_err(f, format!("shape {:?} does not stack with {:?} of {}", h.shape, h0.shape, f0.display())));
+                return Err(file_err(
+                    f,
+                    format!(
+                        "shape {:?} does not stack with {:?} of {}",
+                        h.shape,
+                        h0.shape,
+                        f0.display()
+                    ),
+                ));
             }
         }
         headers.push(h);
@@ -305,7 +402,13 @@ pub fn from_npy_stack<T: Element>(pattern: impl AsRef<Path>) -> Result<Array<T>,
     let flat: Vec<_> = files
         .iter()
         .zip(&headers)
-        .map(|(f, h)| npy_read(f.display().to_string(), h.clone(), h.shape.iter().map(|&n| (0, n)).collect::<Vec<_>>()))
+        .map(|(f, h)| {
+            npy_read(
+                f.display().to_string(),
+                h.clone(),
+                h.shape.iter().map(|&n| (0, n)).collect::<Vec<_>>(),
+            )
+        })
         .collect();
     let blocks = ArrayD::from_shape_vec(IxDyn(&grid), flat).expect("one block per file");
     Ok(Array::from_blocks(name, chunks, blocks))
@@ -324,7 +427,8 @@ impl<T: Element> Array<T> {
     /// `1.npy`, ...; the other axes are joined into one block first).
     pub fn to_npy_stack(&self, dir: impl AsRef<Path>) -> Result<(), ArrayError> {
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|e| file_err(dir, format!("cannot create folder: {e}")))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| file_err(dir, format!("cannot create folder: {e}")))?;
         let mut target = self.chunks().to_vec();
         for c in target.iter_mut().skip(1) {
             *c = vec![c.iter().sum()];
@@ -334,9 +438,15 @@ impl<T: Element> Array<T> {
             .blocks()
             .iter()
             .enumerate()
-            .map(|(i, b)| npy_write_file(b, dir.join(format!("{i}.npy")).display().to_string()).erase())
+            .map(|(i, b)| {
+                npy_write_file(b, dir.join(format!("{i}.npy")).display().to_string()).erase()
+            })
             .collect();
-        crate::delayed::compute_many(&writes, &crate::default_scheduler(), &crate::ComputeOptions::default())?;
+        crate::delayed::compute_many(
+            &writes,
+            &crate::default_scheduler(),
+            &crate::ComputeOptions::default(),
+        )?;
         Ok(())
     }
 }

@@ -204,21 +204,40 @@ fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
         .collect()
 }
 
-fn zip2<A: Copy, B: Copy, R>(a: &ArrayD<A>, b: &ArrayD<B>, f: impl Fn(A, B) -> R) -> Result<ArrayD<R>, String> {
+fn zip2<A: Copy, B: Copy, R>(
+    a: &ArrayD<A>,
+    b: &ArrayD<B>,
+    f: impl Fn(A, B) -> R,
+) -> Result<ArrayD<R>, String> {
     // Contiguous fast paths (slices, which vectorize): equal shapes, or a scalar operand.
-    let shaped = |v: Vec<R>, s: &[usize]| ArrayD::from_shape_vec(IxDyn(s), v).expect("one result per element");
+    let shaped = |v: Vec<R>, s: &[usize]| {
+        ArrayD::from_shape_vec(IxDyn(s), v).expect("one result per element")
+    };
     match (a.as_slice(), b.as_slice()) {
-        (Some(x), Some(y)) if a.shape() == b.shape() => return Ok(shaped(x.iter().zip(y).map(|(&p, &q)| f(p, q)).collect(), a.shape())),
-        (Some(x), Some(&[q])) if b.ndim() == 0 => return Ok(shaped(x.iter().map(|&p| f(p, q)).collect(), a.shape())),
-        (Some(&[p]), Some(y)) if a.ndim() == 0 => return Ok(shaped(y.iter().map(|&q| f(p, q)).collect(), b.shape())),
+        (Some(x), Some(y)) if a.shape() == b.shape() => {
+            return Ok(shaped(x.iter().zip(y).map(|(&p, &q)| f(p, q)).collect(), a.shape()))
+        }
+        (Some(x), Some(&[q])) if b.ndim() == 0 => {
+            return Ok(shaped(x.iter().map(|&p| f(p, q)).collect(), a.shape()))
+        }
+        (Some(&[p]), Some(y)) if a.ndim() == 0 => {
+            return Ok(shaped(y.iter().map(|&q| f(p, q)).collect(), b.shape()))
+        }
         _ => {}
     }
     let shape = broadcast_shape(a.shape(), b.shape())?;
-    let (av, bv) = (a.broadcast(IxDyn(&shape)).expect("broadcastable"), b.broadcast(IxDyn(&shape)).expect("broadcastable"));
+    let (av, bv) = (
+        a.broadcast(IxDyn(&shape)).expect("broadcastable"),
+        b.broadcast(IxDyn(&shape)).expect("broadcastable"),
+    );
     Ok(Zip::from(&av).and(&bv).map_collect(|&x, &y| f(x, y)))
 }
 
-fn float_binary<T: Float + Element>(a: &ArrayD<T>, b: &ArrayD<T>, op: BinOp) -> Result<BlockData, String> {
+fn float_binary<T: Float + Element>(
+    a: &ArrayD<T>,
+    b: &ArrayD<T>,
+    op: BinOp,
+) -> Result<BlockData, String> {
     Ok(match op {
         BinOp::Add => T::wrap(zip2(a, b, |x, y| x + y)?),
         BinOp::Sub => T::wrap(zip2(a, b, |x, y| x - y)?),
@@ -256,7 +275,9 @@ fn int_binary(a: &ArrayD<i64>, b: &ArrayD<i64>, op: BinOp) -> Result<BlockData, 
         BinOp::Sub => BlockData::I64(zip2(a, b, i64::wrapping_sub)?),
         BinOp::Mul => BlockData::I64(zip2(a, b, i64::wrapping_mul)?),
         BinOp::Div => BlockData::I64(zip2(a, b, i64::div_euclid)?),
-        BinOp::Pow => BlockData::I64(zip2(a, b, |x, y| x.wrapping_pow(y.min(u32::MAX as i64) as u32))?),
+        BinOp::Pow => {
+            BlockData::I64(zip2(a, b, |x, y| x.wrapping_pow(y.min(u32::MAX as i64) as u32))?)
+        }
         BinOp::Max => BlockData::I64(zip2(a, b, i64::max)?),
         BinOp::Min => BlockData::I64(zip2(a, b, i64::min)?),
         BinOp::And | BinOp::Or => return Err(format!("{op:?} needs bool arrays, got int64")),
@@ -280,7 +301,9 @@ pub fn binary_data(a: &BlockData, b: &BlockData, op: BinOp) -> Result<BlockData,
         (BlockData::F32(x), BlockData::F32(y)) => float_binary(x, y, op),
         (BlockData::I64(x), BlockData::I64(y)) => int_binary(x, y, op),
         (BlockData::Bool(x), BlockData::Bool(y)) => bool_binary(x, y, op),
-        (x, y) => Err(format!("cannot combine {} and {} arrays; cast one first", x.dtype(), y.dtype())),
+        (x, y) => {
+            Err(format!("cannot combine {} and {} arrays; cast one first", x.dtype(), y.dtype()))
+        }
     }
 }
 
@@ -289,9 +312,18 @@ fn scalar_block(s: Scalar) -> BlockData {
 }
 
 /// `a op s` (or `s op a` when `scalar_first`).
-pub fn scalar_data(a: &BlockData, s: Scalar, op: BinOp, scalar_first: bool) -> Result<BlockData, String> {
+pub fn scalar_data(
+    a: &BlockData,
+    s: Scalar,
+    op: BinOp,
+    scalar_first: bool,
+) -> Result<BlockData, String> {
     let s = scalar_block(s);
-    if scalar_first { binary_data(&s, a, op) } else { binary_data(a, &s, op) }
+    if scalar_first {
+        binary_data(&s, a, op)
+    } else {
+        binary_data(a, &s, op)
+    }
 }
 
 /// `a` converted to `dtype`.
@@ -331,10 +363,18 @@ pub fn unary_data(a: &BlockData, op: UnOp) -> Result<BlockData, String> {
     }
 }
 
-fn where_typed<T: Element>(c: &ArrayD<bool>, a: &ArrayD<T>, b: &ArrayD<T>) -> Result<ArrayD<T>, String> {
+fn where_typed<T: Element>(
+    c: &ArrayD<bool>,
+    a: &ArrayD<T>,
+    b: &ArrayD<T>,
+) -> Result<ArrayD<T>, String> {
     let shape = broadcast_shape(&broadcast_shape(c.shape(), a.shape())?, b.shape())?;
     let s = IxDyn(&shape);
-    let (cv, av, bv) = (c.broadcast(s.clone()).expect("ok"), a.broadcast(s.clone()).expect("ok"), b.broadcast(s).expect("ok"));
+    let (cv, av, bv) = (
+        c.broadcast(s.clone()).expect("ok"),
+        a.broadcast(s.clone()).expect("ok"),
+        b.broadcast(s).expect("ok"),
+    );
     Ok(Zip::from(&cv).and(&av).and(&bv).map_collect(|&c, &x, &y| if c { x } else { y }))
 }
 
@@ -342,14 +382,18 @@ fn where_typed<T: Element>(c: &ArrayD<bool>, a: &ArrayD<T>, b: &ArrayD<T>) -> Re
 pub fn where_data(c: &BlockData, a: &BlockData, b: &BlockData) -> Result<BlockData, String> {
     let c = match c {
         BlockData::Bool(c) => c,
-        other => return Err(format!("the condition of `where` must be bool, got {}", other.dtype())),
+        other => {
+            return Err(format!("the condition of `where` must be bool, got {}", other.dtype()))
+        }
     };
     Ok(match (a, b) {
         (BlockData::F64(x), BlockData::F64(y)) => BlockData::F64(where_typed(c, x, y)?),
         (BlockData::F32(x), BlockData::F32(y)) => BlockData::F32(where_typed(c, x, y)?),
         (BlockData::I64(x), BlockData::I64(y)) => BlockData::I64(where_typed(c, x, y)?),
         (BlockData::Bool(x), BlockData::Bool(y)) => BlockData::Bool(where_typed(c, x, y)?),
-        (x, y) => return Err(format!("`where` branches have dtypes {} and {}", x.dtype(), y.dtype())),
+        (x, y) => {
+            return Err(format!("`where` branches have dtypes {} and {}", x.dtype(), y.dtype()))
+        }
     })
 }
 
@@ -359,9 +403,14 @@ fn views<'a, T: Element>(
     b: &[&'a ArrayD<T>],
     transpose_b: bool,
 ) -> Result<(Vec<ndarray::ArrayView2<'a, T>>, Vec<ndarray::ArrayView2<'a, T>>), String> {
-    let two = |x: &&'a ArrayD<T>| x.view().into_dimensionality::<ndarray::Ix2>().map_err(|e| e.to_string());
+    let two = |x: &&'a ArrayD<T>| {
+        x.view().into_dimensionality::<ndarray::Ix2>().map_err(|e| e.to_string())
+    };
     let va: Vec<_> = a.iter().map(two).collect::<Result<_, _>>()?;
-    let vb: Vec<_> = b.iter().map(|y| two(y).map(|v| if transpose_b { v.reversed_axes() } else { v })).collect::<Result<_, _>>()?;
+    let vb: Vec<_> = b
+        .iter()
+        .map(|y| two(y).map(|v| if transpose_b { v.reversed_axes() } else { v }))
+        .collect::<Result<_, _>>()?;
     let (m, n) = (va[0].nrows(), vb[0].ncols());
     for (x, y) in va.iter().zip(&vb) {
         if x.ncols() != y.nrows() || x.nrows() != m || y.ncols() != n {
@@ -372,7 +421,11 @@ fn views<'a, T: Element>(
 }
 
 /// Sums `a[k] @ b[k]` (or `a[k] @ b[k]ᵀ`) over k, for 2-d blocks.
-fn matmul_typed<T: Element + ndarray::LinalgScalar>(a: &[&ArrayD<T>], b: &[&ArrayD<T>], transpose_b: bool) -> Result<ArrayD<T>, String> {
+fn matmul_typed<T: Element + ndarray::LinalgScalar>(
+    a: &[&ArrayD<T>],
+    b: &[&ArrayD<T>],
+    transpose_b: bool,
+) -> Result<ArrayD<T>, String> {
     let (va, vb) = views(a, b, transpose_b)?;
     let mut out = ndarray::Array2::<T>::zeros((va[0].nrows(), vb[0].ncols()));
     for (x, y) in va.iter().zip(&vb) {
@@ -383,7 +436,11 @@ fn matmul_typed<T: Element + ndarray::LinalgScalar>(a: &[&ArrayD<T>], b: &[&Arra
 
 /// The float64 product: OpenBLAS when built with the `blas` feature (DSYRK
 /// when every term is `x·xᵀ` of one block), else the pure-Rust GEMM.
-fn matmul_f64(a: &[&ArrayD<f64>], b: &[&ArrayD<f64>], transpose_b: bool) -> Result<ArrayD<f64>, String> {
+fn matmul_f64(
+    a: &[&ArrayD<f64>],
+    b: &[&ArrayD<f64>],
+    transpose_b: bool,
+) -> Result<ArrayD<f64>, String> {
     #[cfg(feature = "blas")]
     {
         let (va, vb) = views(a, b, transpose_b)?;
@@ -411,7 +468,10 @@ macro_rules! typed_list {
 }
 
 fn region(ranges: &[(isize, isize, isize)]) -> Vec<SliceInfoElem> {
-    ranges.iter().map(|&(start, end, step)| SliceInfoElem::Slice { start, end: Some(end), step }).collect()
+    ranges
+        .iter()
+        .map(|&(start, end, step)| SliceInfoElem::Slice { start, end: Some(end), step })
+        .collect()
 }
 
 /// Copies `pieces` (laid out in a grid of shape `grid`, C order) into one block.
@@ -430,11 +490,19 @@ fn assemble_typed<T: Element>(pieces: &[&ArrayD<T>], grid: &[usize]) -> Result<A
         let r: Vec<SliceInfoElem> = idx
             .iter()
             .enumerate()
-            .map(|(ax, &i)| SliceInfoElem::Slice { start: starts[ax][i] as isize, end: Some(starts[ax][i + 1] as isize), step: 1 })
+            .map(|(ax, &i)| SliceInfoElem::Slice {
+                start: starts[ax][i] as isize,
+                end: Some(starts[ax][i + 1] as isize),
+                step: 1,
+            })
             .collect();
         let mut dst = out.slice_mut(r.as_slice());
         if dst.shape() != piece.shape() {
-            return Err(format!("piece {idx:?} has shape {:?}, the grid expects {:?}", piece.shape(), dst.shape()));
+            return Err(format!(
+                "piece {idx:?} has shape {:?}, the grid expects {:?}",
+                piece.shape(),
+                dst.shape()
+            ));
         }
         dst.assign(piece);
     }

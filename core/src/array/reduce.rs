@@ -4,7 +4,7 @@
 //! (count, mean, M2) triples with Chan et al.'s update, which stays accurate
 //! where a sum of squares would cancel.
 
-use ndarray::{Dimension, ArrayD, Axis, IxDyn, Zip};
+use ndarray::{ArrayD, Axis, Dimension, IxDyn, Zip};
 
 use super::block::{Block, BlockData, Element};
 use super::fuse::fused_reduce_partial;
@@ -15,7 +15,10 @@ use crate::delayed::Delayed;
 /// How many partials one combining task takes (dask's `split_every`).
 pub const DEFAULT_SPLIT_EVERY: usize = 8;
 
-fn sum_axes<T: Element + num_traits::Zero + std::ops::Add<Output = T>>(a: &ArrayD<T>, axes: &[usize]) -> ArrayD<T> {
+fn sum_axes<T: Element + num_traits::Zero + std::ops::Add<Output = T>>(
+    a: &ArrayD<T>,
+    axes: &[usize],
+) -> ArrayD<T> {
     // ndarray's sum_axis adds whole rows when the axis is an outer one.
     let mut out: Option<ArrayD<T>> = None;
     for &ax in axes {
@@ -25,14 +28,21 @@ fn sum_axes<T: Element + num_traits::Zero + std::ops::Add<Output = T>>(a: &Array
     out.unwrap_or_else(|| a.clone())
 }
 
-fn fold_axes<T: Element>(a: &ArrayD<T>, axes: &[usize], f: impl Fn(T, T) -> T + Copy) -> Result<ArrayD<T>, String> {
+fn fold_axes<T: Element>(
+    a: &ArrayD<T>,
+    axes: &[usize],
+    f: impl Fn(T, T) -> T + Copy,
+) -> Result<ArrayD<T>, String> {
     let mut out: Option<ArrayD<T>> = None;
     for &ax in axes {
         let src = out.as_ref().map_or(a.view(), |o| o.view());
         if src.shape()[ax] == 0 {
             return Err("zero-size array: the reduction has no identity".into());
         }
-        out = Some(src.map_axis(Axis(ax), |lane| lane.iter().skip(1).fold(lane[0], |s, &v| f(s, v))).insert_axis(Axis(ax)));
+        out = Some(
+            src.map_axis(Axis(ax), |lane| lane.iter().skip(1).fold(lane[0], |s, &v| f(s, v)))
+                .insert_axis(Axis(ax)),
+        );
     }
     Ok(out.unwrap_or_else(|| a.clone()))
 }
@@ -72,8 +82,18 @@ fn moments(f: &ArrayD<f64>, axes: &[usize], with_m2: bool) -> Partial {
 }
 
 /// Best (value, global index) over `axes` of block `a` at `place`.
-fn arg_partial<T: Element>(a: &ArrayD<T>, axes: &[usize], place: &Placement, max: bool) -> Result<Partial, String> {
-    let out_shape: Vec<usize> = a.shape().iter().enumerate().map(|(ax, &n)| if axes.contains(&ax) { 1 } else { n }).collect();
+fn arg_partial<T: Element>(
+    a: &ArrayD<T>,
+    axes: &[usize],
+    place: &Placement,
+    max: bool,
+) -> Result<Partial, String> {
+    let out_shape: Vec<usize> = a
+        .shape()
+        .iter()
+        .enumerate()
+        .map(|(ax, &n)| if axes.contains(&ax) { 1 } else { n })
+        .collect();
     let mut val = ArrayD::<f64>::from_elem(IxDyn(&out_shape), f64::NAN);
     let mut idx = ArrayD::<i64>::from_elem(IxDyn(&out_shape), -1);
     // Strides of the reduced axes in the whole array (C order over them).
@@ -93,7 +113,8 @@ fn arg_partial<T: Element>(a: &ArrayD<T>, axes: &[usize], place: &Placement, max
         }
         let o = IxDyn(&o);
         let (best, at) = (val[&o], idx[&o]);
-        let better = at < 0 || (!best.is_nan() && (v.is_nan() || if max { v > best } else { v < best }));
+        let better =
+            at < 0 || (!best.is_nan() && (v.is_nan() || if max { v > best } else { v < best }));
         if better {
             val[&o] = v;
             idx[&o] = flat as i64;
@@ -110,7 +131,12 @@ fn bool_of(d: &BlockData) -> Result<ArrayD<bool>, String> {
 }
 
 /// A block's partial reduction (reduced axes kept with length 1).
-pub(crate) fn partial_of(d: &BlockData, axes: &[usize], kind: Reduction, place: &Placement) -> Result<Partial, String> {
+pub(crate) fn partial_of(
+    d: &BlockData,
+    axes: &[usize],
+    kind: Reduction,
+    place: &Placement,
+) -> Result<Partial, String> {
     if let Some(&bad) = axes.iter().find(|&&ax| ax >= d.shape().len()) {
         return Err(format!("axis {bad} for a block of shape {:?}", d.shape()));
     }
@@ -125,15 +151,31 @@ pub(crate) fn partial_of(d: &BlockData, axes: &[usize], kind: Reduction, place: 
             let with_m2 = kind != Reduction::Mean;
             match d {
                 BlockData::F64(a) => moments(a, axes, with_m2),
-                other => moments(&crate::with_block!(other, |x: T| x.mapv(|v| v.to_f64())), axes, with_m2),
+                other => moments(
+                    &crate::with_block!(other, |x: T| x.mapv(|v| v.to_f64())),
+                    axes,
+                    with_m2,
+                ),
             }
         }
-        Reduction::Min => Partial::Plain(Block::new(crate::with_block!(d, |a: T| T::wrap(fold_axes(a, axes, pick_min)?)))),
-        Reduction::Max => Partial::Plain(Block::new(crate::with_block!(d, |a: T| T::wrap(fold_axes(a, axes, pick_max)?)))),
+        Reduction::Min => Partial::Plain(Block::new(crate::with_block!(d, |a: T| T::wrap(
+            fold_axes(a, axes, pick_min)?
+        )))),
+        Reduction::Max => Partial::Plain(Block::new(crate::with_block!(d, |a: T| T::wrap(
+            fold_axes(a, axes, pick_max)?
+        )))),
         Reduction::ArgMin => crate::with_block!(d, |a: T| arg_partial(a, axes, place, false)?),
         Reduction::ArgMax => crate::with_block!(d, |a: T| arg_partial(a, axes, place, true)?),
-        Reduction::Any => Partial::Plain(Block::new(BlockData::Bool(fold_axes(&bool_of(d)?, axes, |x, y| x | y)?))),
-        Reduction::All => Partial::Plain(Block::new(BlockData::Bool(fold_axes(&bool_of(d)?, axes, |x, y| x & y)?))),
+        Reduction::Any => {
+            Partial::Plain(Block::new(BlockData::Bool(fold_axes(&bool_of(d)?, axes, |x, y| {
+                x | y
+            })?)))
+        }
+        Reduction::All => {
+            Partial::Plain(Block::new(BlockData::Bool(fold_axes(&bool_of(d)?, axes, |x, y| {
+                x & y
+            })?)))
+        }
     })
 }
 
@@ -151,13 +193,20 @@ fn combine_two(a: Partial, b: Partial, kind: Reduction) -> Result<Partial, Strin
             };
             Partial::Plain(Block::new(binary_data(x.data(), y.data(), op)?))
         }
-        (Partial::Moments { n: na, mean: ma, m2: qa }, Partial::Moments { n: nb, mean: mb, m2: qb }) => {
+        (
+            Partial::Moments { n: na, mean: ma, m2: qa },
+            Partial::Moments { n: nb, mean: mb, m2: qb },
+        ) => {
             let n = na + nb;
             if n == 0.0 {
                 return Ok(Partial::Moments { n, mean: ma, m2: qa });
             }
             let mean = Zip::from(&ma).and(&mb).map_collect(|&a, &b| a + (b - a) * nb / n);
-            let m2 = Zip::from(&qa).and(&qb).and(&ma).and(&mb).map_collect(|&qa, &qb, &a, &b| qa + qb + (b - a) * (b - a) * na * nb / n);
+            let m2 = Zip::from(&qa)
+                .and(&qb)
+                .and(&ma)
+                .and(&mb)
+                .map_collect(|&qa, &qb, &a, &b| qa + qb + (b - a) * (b - a) * na * nb / n);
             Partial::Moments { n, mean, m2 }
         }
         (Partial::Arg { val: va, idx: ia }, Partial::Arg { val: vb, idx: ib }) => {
@@ -209,10 +258,19 @@ fn squeeze<T: Element>(mut a: ArrayD<T>, axes: &[usize], keepdims: bool) -> Arra
 }
 
 /// The values of a combined partial.
-pub(crate) fn finish_partial(part: Partial, axes: &[usize], kind: Reduction, keepdims: bool) -> Result<Block, String> {
+pub(crate) fn finish_partial(
+    part: Partial,
+    axes: &[usize],
+    kind: Reduction,
+    keepdims: bool,
+) -> Result<Block, String> {
     let data = match (part, kind) {
-        (Partial::Plain(b), _) => crate::with_block!(b.into_data(), |a: T| T::wrap(squeeze(a, axes, keepdims))),
-        (Partial::Moments { mean, .. }, Reduction::Mean) => BlockData::F64(squeeze(mean, axes, keepdims)),
+        (Partial::Plain(b), _) => {
+            crate::with_block!(b.into_data(), |a: T| T::wrap(squeeze(a, axes, keepdims)))
+        }
+        (Partial::Moments { mean, .. }, Reduction::Mean) => {
+            BlockData::F64(squeeze(mean, axes, keepdims))
+        }
         (Partial::Moments { n, m2, .. }, Reduction::Var(ddof) | Reduction::Std(ddof)) => {
             let d = (n - ddof).max(0.0);
             let var = m2.mapv(|q| q / d);
@@ -228,55 +286,110 @@ pub(crate) fn finish_partial(part: Partial, axes: &[usize], kind: Reduction, kee
 impl<T: Element> Array<T> {
     /// Reduces over `axes` (empty: all axes) with a tree of `split_every`-way
     /// combines; the reduced axes are dropped unless `keepdims`.
-    pub fn reduce<U: Element>(&self, axes: &[usize], kind: Reduction, split_every: usize, keepdims: bool) -> Result<Array<U>, ArrayError> {
+    pub fn reduce<U: Element>(
+        &self,
+        axes: &[usize],
+        kind: Reduction,
+        split_every: usize,
+        keepdims: bool,
+    ) -> Result<Array<U>, ArrayError> {
         let ndim = self.ndim();
-        let mut axes: Vec<usize> = if axes.is_empty() { (0..ndim).collect() } else { axes.to_vec() };
+        let mut axes: Vec<usize> =
+            if axes.is_empty() { (0..ndim).collect() } else { axes.to_vec() };
         axes.sort_unstable();
         axes.dedup();
         if let Some(&bad) = axes.iter().find(|&&a| a >= ndim) {
-            return Err(ArrayError::Shape { array: self.name().into(), message: format!("axis {bad} does not exist: the array has {ndim} dimensions") });
+            return Err(ArrayError::Shape {
+                array: self.name().into(),
+                message: format!("axis {bad} does not exist: the array has {ndim} dimensions"),
+            });
         }
-        if matches!(kind, Reduction::ArgMin | Reduction::ArgMax) && axes.len() != 1 && axes.len() != ndim {
-            return Err(ArrayError::Shape { array: self.name().into(), message: "argmin/argmax take one axis or all axes".into() });
+        if matches!(kind, Reduction::ArgMin | Reduction::ArgMax)
+            && axes.len() != 1
+            && axes.len() != ndim
+        {
+            return Err(ArrayError::Shape {
+                array: self.name().into(),
+                message: "argmin/argmax take one axis or all axes".into(),
+            });
         }
         if split_every < 2 {
-            return Err(ArrayError::Shape { array: self.name().into(), message: format!("split_every {split_every}: it must be at least 2") });
+            return Err(ArrayError::Shape {
+                array: self.name().into(),
+                message: format!("split_every {split_every}: it must be at least 2"),
+            });
         }
         // Σ(a ± b) = Σa ± Σb (and so for means): reduce each operand, which
         // reads each input once and writes no intermediate blocks.
         match (kind, self.expr.as_deref()) {
             (Reduction::Sum | Reduction::Mean, Some(super::Expr::Linear { op, lhs, rhs })) => {
-                let (l, r) = (lhs.reduce::<U>(&axes, kind, split_every, keepdims)?, rhs.reduce::<U>(&axes, kind, split_every, keepdims)?);
-                return Ok(l.zip_with(&r, *op)?.named(format!("{kind:?}({})", self.name()).to_lowercase()));
+                let (l, r) = (
+                    lhs.reduce::<U>(&axes, kind, split_every, keepdims)?,
+                    rhs.reduce::<U>(&axes, kind, split_every, keepdims)?,
+                );
+                return Ok(l
+                    .zip_with(&r, *op)?
+                    .named(format!("{kind:?}({})", self.name()).to_lowercase()));
             }
             // A reduction of a transpose is the transpose of the reduction over
             // the source's axes (arg-reductions' indices depend on the layout: not those).
-            (Reduction::Sum | Reduction::Mean | Reduction::Var(_) | Reduction::Std(_) | Reduction::Min | Reduction::Max | Reduction::Any | Reduction::All, Some(super::Expr::Transpose { perm, src })) => {
+            (
+                Reduction::Sum
+                | Reduction::Mean
+                | Reduction::Var(_)
+                | Reduction::Std(_)
+                | Reduction::Min
+                | Reduction::Max
+                | Reduction::Any
+                | Reduction::All,
+                Some(super::Expr::Transpose { perm, src }),
+            ) => {
                 let src_axes: Vec<usize> = axes.iter().map(|&a| perm[a]).collect();
                 let kept = src.reduce::<U>(&src_axes, kind, split_every, true)?.transpose(perm)?;
                 if keepdims {
                     return Ok(kept);
                 }
-                let sel: Vec<super::index::Sel> =
-                    (0..ndim).map(|ax| if axes.contains(&ax) { super::index::Sel::Index(0) } else { super::index::Sel::All }).collect();
-                return Ok(kept.slice(&sel)?.named(format!("{kind:?}({})", self.name()).to_lowercase()));
+                let sel: Vec<super::index::Sel> = (0..ndim)
+                    .map(|ax| {
+                        if axes.contains(&ax) {
+                            super::index::Sel::Index(0)
+                        } else {
+                            super::index::Sel::All
+                        }
+                    })
+                    .collect();
+                return Ok(kept
+                    .slice(&sel)?
+                    .named(format!("{kind:?}({})", self.name()).to_lowercase()));
             }
             _ => {}
         }
         let shape = self.shape();
         if shape.iter().enumerate().any(|(ax, &n)| n == 0 && axes.contains(&ax))
-            && matches!(kind, Reduction::Min | Reduction::Max | Reduction::ArgMin | Reduction::ArgMax)
+            && matches!(
+                kind,
+                Reduction::Min | Reduction::Max | Reduction::ArgMin | Reduction::ArgMax
+            )
         {
-            return Err(ArrayError::Shape { array: self.name().into(), message: format!("{kind:?} of an empty axis has no value") });
+            return Err(ArrayError::Shape {
+                array: self.name().into(),
+                message: format!("{kind:?} of an empty axis has no value"),
+            });
         }
         let starts: Vec<Vec<usize>> = self.chunks().iter().map(|c| offsets(c)).collect();
         let grid = self.blocks().shape().to_vec();
         // Output grid: the reduced axes collapse to one block.
-        let out_grid: Vec<usize> = grid.iter().enumerate().map(|(ax, &g)| if axes.contains(&ax) { 1 } else { g }).collect();
+        let out_grid: Vec<usize> = grid
+            .iter()
+            .enumerate()
+            .map(|(ax, &g)| if axes.contains(&ax) { 1 } else { g })
+            .collect();
         // An elementwise program is reduced where it runs: its blocks are
         // never materialized (arg-reductions take the computed blocks).
         let fused = match &self.fused {
-            Some(f) if !matches!(kind, Reduction::ArgMin | Reduction::ArgMax) => Some((f.inputs(self.chunks())?, f.program())),
+            Some(f) if !matches!(kind, Reduction::ArgMin | Reduction::ArgMax) => {
+                Some((f.inputs(self.chunks())?, f.program()))
+            }
             _ => None,
         };
         let out_blocks = ArrayD::from_shape_fn(IxDyn(&out_grid), |o| {
@@ -284,15 +397,34 @@ impl<T: Element> Array<T> {
             let mut parts: Vec<Delayed<Partial>> = Vec::new();
             for (i, b) in self.blocks().indexed_iter() {
                 if (0..ndim).all(|ax| axes.contains(&ax) || i[ax] == o[ax]) {
-                    let place = Placement { offset: (0..ndim).map(|ax| starts[ax][i[ax]]).collect(), shape: shape.clone() };
+                    let place = Placement {
+                        offset: (0..ndim).map(|ax| starts[ax][i[ax]]).collect(),
+                        shape: shape.clone(),
+                    };
                     parts.push(match &fused {
-                        Some((inputs, program)) => fused_reduce_partial(inputs(i.slice()), program.clone(), axes.clone(), kind, place),
+                        Some((inputs, program)) => fused_reduce_partial(
+                            inputs(i.slice()),
+                            program.clone(),
+                            axes.clone(),
+                            kind,
+                            place,
+                        ),
                         None => reduce_partial(b, axes.clone(), kind, place),
                     });
                 }
             }
             while parts.len() > 1 {
-                parts = parts.chunks(split_every).map(|c| if c.len() == 1 { c[0].clone() } else { reduce_combine(c.to_vec(), kind) }).collect();
+                parts =
+                    parts
+                        .chunks(split_every)
+                        .map(|c| {
+                            if c.len() == 1 {
+                                c[0].clone()
+                            } else {
+                                reduce_combine(c.to_vec(), kind)
+                            }
+                        })
+                        .collect();
             }
             reduce_finish(parts.pop().expect("at least one block"), axes.clone(), kind, keepdims)
         });
@@ -304,8 +436,11 @@ impl<T: Element> Array<T> {
                 chunks.push(vec![1]);
             }
         }
-        let blocks = if keepdims { out_blocks } else {
-            let kept: Vec<usize> = (0..ndim).filter(|ax| !axes.contains(ax)).map(|ax| out_grid[ax]).collect();
+        let blocks = if keepdims {
+            out_blocks
+        } else {
+            let kept: Vec<usize> =
+                (0..ndim).filter(|ax| !axes.contains(ax)).map(|ax| out_grid[ax]).collect();
             let flat: Vec<Delayed<Block>> = out_blocks.into_iter().collect();
             ArrayD::from_shape_vec(IxDyn(&kept), flat).expect("same number of blocks")
         };
@@ -315,7 +450,10 @@ impl<T: Element> Array<T> {
     /// Sum over `axes` (empty: all). Bool arrays sum to int64 through [`Array::count`].
     pub fn sum(&self, axes: &[usize]) -> Result<Array<T>, ArrayError> {
         if T::NAME == bool::NAME {
-            return Err(ArrayError::Shape { array: self.name().into(), message: "sum of a bool array: use count() (int64)".into() });
+            return Err(ArrayError::Shape {
+                array: self.name().into(),
+                message: "sum of a bool array: use count() (int64)".into(),
+            });
         }
         self.reduce(axes, Reduction::Sum, DEFAULT_SPLIT_EVERY, false)
     }

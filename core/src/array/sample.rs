@@ -141,12 +141,17 @@ mod tests {
     fn erfc(x: f64) -> f64 {
         let z = x.abs();
         let t = 1.0 / (1.0 + 0.5 * z);
-        let r = t * (-z * z - 1.265_512_23
-            + t * (1.000_023_68
-                + t * (0.374_091_96
-                    + t * (0.096_784_18
-                        + t * (-0.186_288_06 + t * (0.278_868_07 + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
-            .exp();
+        let r = t
+            * (-z * z - 1.265_512_23
+                + t * (1.000_023_68
+                    + t * (0.374_091_96
+                        + t * (0.096_784_18
+                            + t * (-0.186_288_06
+                                + t * (0.278_868_07
+                                    + t * (-1.135_203_98
+                                        + t * (1.488_515_87
+                                            + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+                .exp();
         if x >= 0.0 {
             r
         } else {
@@ -172,7 +177,11 @@ mod tests {
         for (cut, p) in [(R, 2.0 * (1.0 - normal_cdf(R))), (4.5, 2.0 * (1.0 - normal_cdf(4.5)))] {
             let k = xs.iter().filter(|v| v.abs() > cut).count() as f64;
             let sd = (nf * p).sqrt();
-            assert!((k - nf * p).abs() < 5.0 * sd + 1.0, "|z| > {cut}: {k} draws, expected {}", nf * p);
+            assert!(
+                (k - nf * p).abs() < 5.0 * sd + 1.0,
+                "|z| > {cut}: {k} draws, expected {}",
+                nf * p
+            );
         }
         // Kolmogorov-Smirnov against Φ: the 1% critical value is 1.63 / sqrt(n).
         xs.sort_by(f64::total_cmp);

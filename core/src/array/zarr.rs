@@ -42,8 +42,12 @@ pub enum ZarrCodec {
 impl ZarrCodec {
     fn check(self, path: &Path) -> Result<(), ArrayError> {
         match self {
-            ZarrCodec::Gzip { level } if level > 9 => Err(file_err(path, format!("gzip level {level} is out of range 0-9"))),
-            ZarrCodec::Zstd { level } if !(1..=22).contains(&level) => Err(file_err(path, format!("zstd level {level} is out of range 1-22"))),
+            ZarrCodec::Gzip { level } if level > 9 => {
+                Err(file_err(path, format!("gzip level {level} is out of range 0-9")))
+            }
+            ZarrCodec::Zstd { level } if !(1..=22).contains(&level) => {
+                Err(file_err(path, format!("zstd level {level} is out of range 1-22")))
+            }
             _ => Ok(()),
         }
     }
@@ -53,7 +57,9 @@ impl ZarrCodec {
         match self {
             ZarrCodec::None => serde_json::Value::Null,
             ZarrCodec::Gzip { level } => serde_json::json!({"id": "gzip", "level": level}),
-            ZarrCodec::Zstd { level } => serde_json::json!({"id": "zstd", "level": level, "checksum": false}),
+            ZarrCodec::Zstd { level } => {
+                serde_json::json!({"id": "zstd", "level": level, "checksum": false})
+            }
         }
     }
 
@@ -62,8 +68,12 @@ impl ZarrCodec {
         let bytes = serde_json::json!({"name": "bytes", "configuration": {"endian": "little"}});
         match self {
             ZarrCodec::None => serde_json::json!([bytes]),
-            ZarrCodec::Gzip { level } => serde_json::json!([bytes, {"name": "gzip", "configuration": {"level": level}}]),
-            ZarrCodec::Zstd { level } => serde_json::json!([bytes, {"name": "zstd", "configuration": {"level": level, "checksum": false}}]),
+            ZarrCodec::Gzip { level } => {
+                serde_json::json!([bytes, {"name": "gzip", "configuration": {"level": level}}])
+            }
+            ZarrCodec::Zstd { level } => {
+                serde_json::json!([bytes, {"name": "zstd", "configuration": {"level": level, "checksum": false}}])
+            }
         }
     }
 }
@@ -73,8 +83,10 @@ fn file_err(path: &Path, message: impl Into<String>) -> ArrayError {
 }
 
 fn open(path: &str) -> Result<ZArray<FilesystemStore>, String> {
-    let store = FilesystemStore::new(path).map_err(|e| format!("{path}: cannot open the Zarr store: {e}"))?;
-    ZArray::open(Arc::new(store), "/").map_err(|e| format!("{path}: not a readable Zarr array: {e}"))
+    let store = FilesystemStore::new(path)
+        .map_err(|e| format!("{path}: cannot open the Zarr store: {e}"))?;
+    ZArray::open(Arc::new(store), "/")
+        .map_err(|e| format!("{path}: not a readable Zarr array: {e}"))
 }
 
 /// Zarr's name for an element type (v3 `data_type`).
@@ -88,20 +100,33 @@ fn v3_name(dtype: &str) -> &'static str {
 }
 
 fn subset(region: &[(usize, usize)]) -> ArraySubset {
-    let ranges: Vec<std::ops::Range<u64>> = region.iter().map(|&(a, b)| a as u64..b as u64).collect();
+    let ranges: Vec<std::ops::Range<u64>> =
+        region.iter().map(|&(a, b)| a as u64..b as u64).collect();
     ArraySubset::new_with_ranges(&ranges)
 }
 
-fn read_typed<T: Element + zarrs::array::ElementOwned>(a: &ZArray<FilesystemStore>, path: &str, region: &[(usize, usize)]) -> Result<ArrayD<T>, String> {
-    let data: Vec<T> = a.retrieve_array_subset(&subset(region)).map_err(|e| format!("{path}: cannot read region {region:?}: {e}"))?;
+fn read_typed<T: Element + zarrs::array::ElementOwned>(
+    a: &ZArray<FilesystemStore>,
+    path: &str,
+    region: &[(usize, usize)],
+) -> Result<ArrayD<T>, String> {
+    let data: Vec<T> = a
+        .retrieve_array_subset(&subset(region))
+        .map_err(|e| format!("{path}: cannot read region {region:?}: {e}"))?;
     let shape: Vec<usize> = region.iter().map(|(a, b)| b - a).collect();
     ArrayD::from_shape_vec(IxDyn(&shape), data).map_err(|e| e.to_string())
 }
 
-fn write_typed<T: Element + zarrs::array::Element>(a: &ZArray<FilesystemStore>, path: &str, region: &[(usize, usize)], x: &ArrayD<T>) -> Result<u64, String> {
+fn write_typed<T: Element + zarrs::array::Element>(
+    a: &ZArray<FilesystemStore>,
+    path: &str,
+    region: &[(usize, usize)],
+    x: &ArrayD<T>,
+) -> Result<u64, String> {
     let data: Vec<T> = x.iter().copied().collect();
     let n = data.len() as u64 * T::SIZE as u64;
-    a.store_array_subset(&subset(region), data).map_err(|e| format!("{path}: cannot write region {region:?}: {e}"))?;
+    a.store_array_subset(&subset(region), data)
+        .map_err(|e| format!("{path}: cannot write region {region:?}: {e}"))?;
     Ok(n)
 }
 
@@ -133,7 +158,9 @@ crate::op! {
 /// Reads the metadata of the Zarr array at `path`: its shape, chunk shape and
 /// element type (NumPy spelling).
 fn inspect(path: &Path) -> Result<(Vec<usize>, Vec<usize>, String), ArrayError> {
-    let a = open(&path.display().to_string()).map_err(|m| file_err(path, m.split_once(": ").map_or(m.clone(), |(_, r)| r.to_string())))?;
+    let a = open(&path.display().to_string()).map_err(|m| {
+        file_err(path, m.split_once(": ").map_or(m.clone(), |(_, r)| r.to_string()))
+    })?;
     let shape: Vec<usize> = a.shape().iter().map(|&n| n as usize).collect();
     let origin = vec![0u64; shape.len()];
     let chunk: Vec<usize> = a
@@ -143,24 +170,42 @@ fn inspect(path: &Path) -> Result<(Vec<usize>, Vec<usize>, String), ArrayError> 
         .map(|c| c.get() as usize)
         .collect();
     let meta = serde_json::to_value(a.metadata()).map_err(|e| file_err(path, e.to_string()))?;
-    let name = meta.get("data_type").or_else(|| meta.get("dtype")).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    let name = meta
+        .get("data_type")
+        .or_else(|| meta.get("dtype"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_string();
     let dtype = match name.as_str() {
         "float64" | "<f8" => "<f8",
         "float32" | "<f4" => "<f4",
         "int64" | "<i8" => "<i8",
         "bool" | "|b1" => "|b1",
-        other => return Err(file_err(path, format!("Zarr data type {other:?} is not supported (float64, float32, int64, bool are)"))),
+        other => {
+            return Err(file_err(
+                path,
+                format!(
+                    "Zarr data type {other:?} is not supported (float64, float32, int64, bool are)"
+                ),
+            ))
+        }
     };
     Ok((shape, chunk, dtype.to_string()))
 }
 
 /// A lazy array over a Zarr v2 or v3 array, one block per Zarr chunk unless
 /// `chunks` asks otherwise.
-pub fn from_zarr<T: Element>(path: impl AsRef<Path>, chunks: Option<ChunkSpec>) -> Result<Array<T>, ArrayError> {
+pub fn from_zarr<T: Element>(
+    path: impl AsRef<Path>,
+    chunks: Option<ChunkSpec>,
+) -> Result<Array<T>, ArrayError> {
     let path = path.as_ref();
     let (shape, zchunk, dtype) = inspect(path)?;
     if dtype != T::DTYPE {
-        return Err(file_err(path, format!("holds {dtype} data, but an array of {} ({}) was asked for", T::NAME, T::DTYPE)));
+        return Err(file_err(
+            path,
+            format!("holds {dtype} data, but an array of {} ({}) was asked for", T::NAME, T::DTYPE),
+        ));
     }
     let name = path.display().to_string();
     let chunks = chunks.unwrap_or(ChunkSpec::PerAxis(zchunk)).resolve(&name, &shape)?;
@@ -179,7 +224,12 @@ impl<T: Element> Array<T> {
     /// compressed with `codec`, one Zarr chunk per block: blocks are first made
     /// regular (all but the last along an axis the same size), and each block
     /// task compresses and writes its own chunk.
-    pub fn to_zarr_with(&self, path: impl AsRef<Path>, format: ZarrFormat, codec: ZarrCodec) -> Result<(), ArrayError> {
+    pub fn to_zarr_with(
+        &self,
+        path: impl AsRef<Path>,
+        format: ZarrFormat,
+        codec: ZarrCodec,
+    ) -> Result<(), ArrayError> {
         let path = path.as_ref();
         codec.check(path)?;
         let first: Vec<usize> = self.chunks().iter().map(|c| c[0].max(1)).collect();
@@ -202,10 +252,13 @@ impl<T: Element> Array<T> {
                 "fill_value": fill, "codecs": codec.v3(),
             }),
         };
-        let meta: ArrayMetadata = serde_json::from_value(meta).map_err(|e| file_err(path, format!("Zarr metadata: {e}")))?;
-        std::fs::create_dir_all(path).map_err(|e| file_err(path, format!("cannot create folder: {e}")))?;
+        let meta: ArrayMetadata = serde_json::from_value(meta)
+            .map_err(|e| file_err(path, format!("Zarr metadata: {e}")))?;
+        std::fs::create_dir_all(path)
+            .map_err(|e| file_err(path, format!("cannot create folder: {e}")))?;
         let store = FilesystemStore::new(path).map_err(|e| file_err(path, e.to_string()))?;
-        let z = ZArray::new_with_metadata(Arc::new(store), "/", meta).map_err(|e| file_err(path, e.to_string()))?;
+        let z = ZArray::new_with_metadata(Arc::new(store), "/", meta)
+            .map_err(|e| file_err(path, e.to_string()))?;
         z.store_metadata().map_err(|e| file_err(path, e.to_string()))?;
         let p = path.display().to_string();
         a.write_blocks(|b, region| zarr_write(b, p.clone(), region).erase())

@@ -30,7 +30,14 @@ pub trait Callback: Send + Sync {
     /// A task is about to run.
     fn on_task_start(&self, _task: &TaskInfo<'_>) {}
     /// A task ended (`ok` false when it failed), with its start and end times.
-    fn on_task_finish(&self, _task: &TaskInfo<'_>, _started: Instant, _finished: Instant, _ok: bool) {}
+    fn on_task_finish(
+        &self,
+        _task: &TaskInfo<'_>,
+        _started: Instant,
+        _finished: Instant,
+        _ok: bool,
+    ) {
+    }
     /// After the last task (or the failure that stopped the computation).
     fn on_finish(&self, _ok: bool) {}
 }

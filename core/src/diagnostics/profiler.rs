@@ -75,7 +75,13 @@ impl Profiler {
         for w in 0..workers {
             let y = top + row * w as f64;
             let _ = write!(svg, "<text x=\"4\" y=\"{}\">worker {w}</text>", y + row * 0.65);
-            let _ = write!(svg, "<line x1=\"{left}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"#ddd\"/>", width - 20.0, y + row, y + row);
+            let _ = write!(
+                svg,
+                "<line x1=\"{left}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"#ddd\"/>",
+                width - 20.0,
+                y + row,
+                y + row
+            );
         }
         for r in &records {
             let x = left + r.start * scale;
@@ -95,11 +101,18 @@ impl Profiler {
         let axis_y = top + row * workers as f64 + 18.0;
         for i in 0..=5 {
             let t = t_end * i as f64 / 5.0;
-            let _ = write!(svg, "<text x=\"{:.1}\" y=\"{axis_y}\" text-anchor=\"middle\">{:.3} s</text>", left + t * scale, t);
+            let _ = write!(
+                svg,
+                "<text x=\"{:.1}\" y=\"{axis_y}\" text-anchor=\"middle\">{:.3} s</text>",
+                left + t * scale,
+                t
+            );
         }
         svg.push_str("</svg>");
 
-        let mut table = String::from("<table><tr><th>op</th><th>tasks</th><th>total s</th><th>mean ms</th></tr>");
+        let mut table = String::from(
+            "<table><tr><th>op</th><th>tasks</th><th>total s</th><th>mean ms</th></tr>",
+        );
         for (op, (n, total)) in &ops {
             let _ = write!(
                 table,

@@ -33,9 +33,11 @@ impl Callback for Progress {
     fn on_start(&self, n_tasks: usize) {
         let bar = ProgressBar::with_draw_target(Some(n_tasks as u64), ProgressDrawTarget::stderr());
         bar.set_style(
-            ProgressStyle::with_template("[{elapsed_precise}] {bar:40.cyan/blue} {pos}/{len} tasks ({per_sec}) {msg}")
-                .expect("static template")
-                .progress_chars("█▉▊▋▌▍▎▏ "),
+            ProgressStyle::with_template(
+                "[{elapsed_precise}] {bar:40.cyan/blue} {pos}/{len} tasks ({per_sec}) {msg}",
+            )
+            .expect("static template")
+            .progress_chars("█▉▊▋▌▍▎▏ "),
         );
         *self.bar.write().unwrap_or_else(|p| p.into_inner()) = Some(bar);
     }

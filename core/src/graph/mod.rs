@@ -163,7 +163,9 @@ impl Node {
             Node::Task(t) => t.op.name().to_string(),
             Node::Data(v) => format!("data<{}>", v.type_name()),
             Node::Alias(_) => "alias".to_string(),
-            Node::Fused(f) => f.steps.iter().map(|(_, t)| t.op.name()).collect::<Vec<_>>().join(" → "),
+            Node::Fused(f) => {
+                f.steps.iter().map(|(_, t)| t.op.name()).collect::<Vec<_>>().join(" → ")
+            }
         }
     }
 }
@@ -285,7 +287,8 @@ impl Graph {
 
     /// For each key, the distinct keys that depend on it.
     pub fn dependents(&self) -> FxHashMap<Key, Vec<Key>> {
-        let mut out: FxHashMap<Key, Vec<Key>> = self.nodes.keys().map(|k| (k.clone(), Vec::new())).collect();
+        let mut out: FxHashMap<Key, Vec<Key>> =
+            self.nodes.keys().map(|k| (k.clone(), Vec::new())).collect();
         for (k, node) in &self.nodes {
             for d in node.dependencies() {
                 out.entry(d).or_default().push(k.clone());
@@ -302,7 +305,8 @@ impl Graph {
                 used.insert(k);
             });
         }
-        let mut sinks: Vec<Key> = self.nodes.keys().filter(|k| !used.contains(k)).cloned().collect();
+        let mut sinks: Vec<Key> =
+            self.nodes.keys().filter(|k| !used.contains(k)).cloned().collect();
         sinks.sort();
         sinks
     }

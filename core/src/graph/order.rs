@@ -105,14 +105,23 @@ impl<'g> Topo<'g> {
         let mut row: Vec<u32> = Vec::new();
 
         for root in roots {
-            let root = graph.nodes.get_key_value(root).ok_or_else(|| GraphError::MissingKey { key: root.clone() })?.0;
+            let root = graph
+                .nodes
+                .get_key_value(root)
+                .ok_or_else(|| GraphError::MissingKey { key: root.clone() })?
+                .0;
             stack.push(Visit::Enter(root));
             while let Some(visit) = stack.pop() {
                 match visit {
                     Visit::Enter(key) => match index.get(key) {
                         Some(&ON_PATH) => {
-                            let start = path.iter().position(|k| *k == key).expect("on-path keys are on the path");
-                            return Err(GraphError::Cycle { keys: path[start..].iter().map(|k| (*k).clone()).collect() });
+                            let start = path
+                                .iter()
+                                .position(|k| *k == key)
+                                .expect("on-path keys are on the path");
+                            return Err(GraphError::Cycle {
+                                keys: path[start..].iter().map(|k| (*k).clone()).collect(),
+                            });
                         }
                         Some(_) => {}
                         None => {
@@ -132,7 +141,10 @@ impl<'g> Topo<'g> {
                                 }
                             });
                             if let Some(missing) = missing {
-                                return Err(GraphError::MissingDependency { key: key.clone(), missing });
+                                return Err(GraphError::MissingDependency {
+                                    key: key.clone(),
+                                    missing,
+                                });
                             }
                             stack[mark..].reverse();
                         }
@@ -255,7 +267,10 @@ mod tests {
     }
 
     fn task(deps: &[&Key]) -> Node {
-        Node::Task(super::super::Task { op: op(), args: deps.iter().map(|k| Arg::Key((*k).clone())).collect() })
+        Node::Task(super::super::Task {
+            op: op(),
+            args: deps.iter().map(|k| Arg::Key((*k).clone())).collect(),
+        })
     }
 
     #[test]
@@ -304,7 +319,10 @@ mod tests {
         let prio = order(&g).unwrap();
         // (k = 1 ties on height with acc0; either order holds one extra value.)
         for k in 2..50 {
-            assert_eq!(prio[&Key::named(&format!("make{k}"))] + 1, prio[&Key::named(&format!("acc{k}"))]);
+            assert_eq!(
+                prio[&Key::named(&format!("make{k}"))] + 1,
+                prio[&Key::named(&format!("acc{k}"))]
+            );
         }
     }
 

@@ -39,7 +39,9 @@ fn escape(s: &str) -> String {
 /// The graph in Graphviz DOT: tasks as boxes labelled with their op, data as
 /// ellipses, edges from dependency to dependent. Deterministic (sorted keys).
 pub fn to_dot(graph: &Graph) -> String {
-    let mut s = String::from("digraph rask {\n  rankdir=BT;\n  node [fontname=\"Helvetica\", fontsize=10];\n");
+    let mut s = String::from(
+        "digraph rask {\n  rankdir=BT;\n  node [fontname=\"Helvetica\", fontsize=10];\n",
+    );
     for key in graph.sorted_keys() {
         let node = &graph.get(&key).expect("sorted_keys come from the graph");
         let shape = match node {
@@ -55,7 +57,11 @@ pub fn to_dot(graph: &Graph) -> String {
             shape
         ));
         for dep in node.dependencies() {
-            s.push_str(&format!("  \"{}\" -> \"{}\";\n", escape(&dep.to_string()), escape(&key.to_string())));
+            s.push_str(&format!(
+                "  \"{}\" -> \"{}\";\n",
+                escape(&dep.to_string()),
+                escape(&key.to_string())
+            ));
         }
     }
     s.push_str("}\n");
@@ -81,10 +87,19 @@ pub fn visualize(graph: &Graph, path: impl AsRef<Path>) -> Result<(), VisualizeE
                 .stderr(Stdio::piped())
                 .spawn()
                 .map_err(|e| gv(format!("could not start `dot`: {e}")))?;
-            child.stdin.take().expect("piped").write_all(dot.as_bytes()).map_err(|e| gv(e.to_string()))?;
+            child
+                .stdin
+                .take()
+                .expect("piped")
+                .write_all(dot.as_bytes())
+                .map_err(|e| gv(e.to_string()))?;
             let out = child.wait_with_output().map_err(|e| gv(e.to_string()))?;
             if !out.status.success() {
-                return Err(gv(format!("`dot` exited with {}: {}", out.status, String::from_utf8_lossy(&out.stderr))));
+                return Err(gv(format!(
+                    "`dot` exited with {}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                )));
             }
             Ok(())
         }

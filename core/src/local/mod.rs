@@ -32,7 +32,12 @@ pub trait Executor: Send + Sync {
     /// A short name for messages (`"distributed(tcp://…)"`).
     fn name(&self) -> String;
     /// Runs `graph` and returns the values of `outputs`, in order.
-    fn execute(&self, graph: Graph, outputs: &[Key], options: &ComputeOptions) -> Result<Vec<Value>, ComputeError>;
+    fn execute(
+        &self,
+        graph: Graph,
+        outputs: &[Key],
+        options: &ComputeOptions,
+    ) -> Result<Vec<Value>, ComputeError>;
 }
 
 /// Which scheduler runs a computation.
@@ -52,7 +57,9 @@ pub enum Scheduler {
 impl Scheduler {
     /// The threaded scheduler with one worker per available core.
     pub fn threads() -> Self {
-        Scheduler::Threads { workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) }
+        Scheduler::Threads {
+            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        }
     }
 
     /// The threaded scheduler with `workers` threads.
@@ -70,13 +77,20 @@ impl Scheduler {
     }
 
     /// Runs `graph` and returns the values of `outputs` in order.
-    pub fn execute(&self, graph: Graph, outputs: &[Key], options: &ComputeOptions) -> Result<Vec<Value>, ComputeError> {
+    pub fn execute(
+        &self,
+        graph: Graph,
+        outputs: &[Key],
+        options: &ComputeOptions,
+    ) -> Result<Vec<Value>, ComputeError> {
         let graph = if options.fuse { fuse(&graph, outputs) } else { graph };
         match self {
-            Scheduler::Sync => run_local(graph, outputs, options, |plan, run| sync::execute(plan, run)),
-            Scheduler::Threads { workers } => {
-                run_local(graph, outputs, options, |plan, run| threads::execute(plan, run, *workers))
+            Scheduler::Sync => {
+                run_local(graph, outputs, options, |plan, run| sync::execute(plan, run))
             }
+            Scheduler::Threads { workers } => run_local(graph, outputs, options, |plan, run| {
+                threads::execute(plan, run, *workers)
+            }),
             Scheduler::Custom(e) => e.execute(graph, outputs, options),
         }
     }

@@ -86,7 +86,9 @@ impl Plan {
             .nodes
             .iter()
             .map(|node| match node {
-                Node::Task(Task { op, args }) => PNode::Task(PTask { op: op.clone(), args: convert_args(args, &dep) }),
+                Node::Task(Task { op, args }) => {
+                    PNode::Task(PTask { op: op.clone(), args: convert_args(args, &dep) })
+                }
                 Node::Data(v) => PNode::Data(v.clone()),
                 Node::Alias(k) => PNode::Alias(topo.index[k]),
                 Node::Fused(f) => {
@@ -100,7 +102,10 @@ impl Plan {
                                 Some(&step) if step < i => PArg::Local(step),
                                 _ => PArg::Dep(topo.index[r]),
                             };
-                            (k.clone(), PTask { op: t.op.clone(), args: convert_args(&t.args, &resolve) })
+                            (
+                                k.clone(),
+                                PTask { op: t.op.clone(), args: convert_args(&t.args, &resolve) },
+                            )
                         })
                         .collect();
                     PNode::Fused(steps)
@@ -154,7 +159,9 @@ impl<'a> Run<'a> {
         Run {
             plan,
             slots: (0..plan.len()).map(|_| Mutex::new(None)).collect(),
-            uses_left: (0..plan.len()).map(|i| AtomicU32::new(plan.dependents.row(i).len() as u32)).collect(),
+            uses_left: (0..plan.len())
+                .map(|i| AtomicU32::new(plan.dependents.row(i).len() as u32))
+                .collect(),
             callbacks,
         }
     }
@@ -172,14 +179,18 @@ impl<'a> Run<'a> {
             PArg::Dep(i) => self.slot_value(*i),
             PArg::Local(step) => locals[*step].clone(),
             PArg::Literal(v) => v.clone(),
-            PArg::List(items) => Value::list(items.iter().map(|a| self.resolve(a, locals)).collect()),
+            PArg::List(items) => {
+                Value::list(items.iter().map(|a| self.resolve(a, locals)).collect())
+            }
         }
     }
 
     /// Drops this node's claim on each dependency; the last claimant empties the slot.
     fn release_dependencies(&self, i: u32) {
         for &d in self.plan.deps.row(i as usize) {
-            if self.uses_left[d as usize].fetch_sub(1, Ordering::AcqRel) == 1 && !self.plan.is_output[d as usize] {
+            if self.uses_left[d as usize].fetch_sub(1, Ordering::AcqRel) == 1
+                && !self.plan.is_output[d as usize]
+            {
                 let old = self.slots[d as usize].lock().unwrap_or_else(|p| p.into_inner()).take();
                 drop(old);
             }
@@ -188,7 +199,13 @@ impl<'a> Run<'a> {
 
     /// Calls one task; `release` (plain tasks) drops the node's claims on its
     /// dependencies before the call, so the op holds the only reference and can move the value.
-    fn call(&self, key: &Key, task: &PTask, locals: &[Value], release: Option<u32>) -> Result<Value, ComputeError> {
+    fn call(
+        &self,
+        key: &Key,
+        task: &PTask,
+        locals: &[Value],
+        release: Option<u32>,
+    ) -> Result<Value, ComputeError> {
         let args: Vec<Value> = task.args.iter().map(|a| self.resolve(a, locals)).collect();
         if let Some(i) = release {
             self.release_dependencies(i);

@@ -377,7 +377,12 @@ pub struct SchedulerConfig {
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        SchedulerConfig { saturation: 8.0, heartbeat_timeout_ms: 30_000, allowed_failures: 3, log_capacity: 200_000 }
+        SchedulerConfig {
+            saturation: 8.0,
+            heartbeat_timeout_ms: 30_000,
+            allowed_failures: 3,
+            log_capacity: 200_000,
+        }
     }
 }
 
@@ -465,12 +470,15 @@ impl SchedulerState {
                     w.last_seen = now;
                     w.memory = memory;
                     if w.status != WorkerStatus::Closing {
-                        w.status = if paused { WorkerStatus::Paused } else { WorkerStatus::Running };
+                        w.status =
+                            if paused { WorkerStatus::Paused } else { WorkerStatus::Running };
                     }
                 }
             }
             Event::GraphSubmitted { client, tasks, wanted } => self.submit(client, tasks, wanted),
-            Event::DataScattered { client, key, worker, nbytes } => self.scattered(client, key, worker, nbytes),
+            Event::DataScattered { client, key, worker, nbytes } => {
+                self.scattered(client, key, worker, nbytes)
+            }
             Event::TaskFinished { worker, key, nbytes } => self.finished(worker, key, nbytes),
             Event::TaskFailed { worker, key, failure } => self.failed(worker, key, failure),
             Event::DataMissing { worker, key, missing } => self.data_missing(worker, key, missing),
@@ -483,8 +491,12 @@ impl SchedulerState {
                 }
             }
             Event::ClientLeft { client } => {
-                let keys: Vec<Key> =
-                    self.tasks.iter().filter(|(_, t)| t.who_wants.contains(&client)).map(|(k, _)| k.clone()).collect();
+                let keys: Vec<Key> = self
+                    .tasks
+                    .iter()
+                    .filter(|(_, t)| t.who_wants.contains(&client))
+                    .map(|(k, _)| k.clone())
+                    .collect();
                 for k in keys {
                     if let Some(t) = self.tasks.get_mut(&k) {
                         t.who_wants.remove(&client);
@@ -497,7 +509,9 @@ impl SchedulerState {
                     let dead: Vec<WorkerId> = self
                         .workers
                         .values()
-                        .filter(|w| now.saturating_sub(w.last_seen) > self.config.heartbeat_timeout_ms)
+                        .filter(|w| {
+                            now.saturating_sub(w.last_seen) > self.config.heartbeat_timeout_ms
+                        })
                         .map(|w| w.id)
                         .collect();
                     for w in dead {
@@ -527,7 +541,13 @@ impl SchedulerState {
             if self.log.len() >= self.config.log_capacity {
                 self.log.pop_front();
             }
-            self.log.push_back(Transition { key: key.clone(), from, to: to_name, reason: reason.into(), at: self.now });
+            self.log.push_back(Transition {
+                key: key.clone(),
+                from,
+                to: to_name,
+                reason: reason.into(),
+                at: self.now,
+            });
         }
     }
 
@@ -564,13 +584,17 @@ impl SchedulerState {
         }
         for k in &wanted {
             if !new_keys.contains(k) && !self.tasks.contains_key(k) {
-                self.out.push(Command::Reject { client, error: format!("requested key {k} is not in the submitted graph") });
+                self.out.push(Command::Reject {
+                    client,
+                    error: format!("requested key {k} is not in the submitted graph"),
+                });
                 return;
             }
         }
         let unknown = self.unknown_ops(&tasks);
         if !unknown.is_empty() {
-            let ops: BTreeSet<String> = self.workers.values().flat_map(|w| w.ops.iter().cloned()).collect();
+            let ops: BTreeSet<String> =
+                self.workers.values().flat_map(|w| w.ops.iter().cloned()).collect();
             self.out.push(Command::Reject {
                 client,
                 error: format!(
@@ -632,10 +656,19 @@ impl SchedulerState {
             match self.tasks.get(k).map(|t| &t.state) {
                 Some(TaskState::Memory { worker, nbytes }) => {
                     let addr = self.workers[worker].addr.clone();
-                    self.out.push(Command::KeyDone { client, key: k.clone(), addr, nbytes: *nbytes });
+                    self.out.push(Command::KeyDone {
+                        client,
+                        key: k.clone(),
+                        addr,
+                        nbytes: *nbytes,
+                    });
                 }
                 Some(TaskState::Erred { failure }) => {
-                    self.out.push(Command::KeyErred { client, key: k.clone(), failure: failure.clone() });
+                    self.out.push(Command::KeyErred {
+                        client,
+                        key: k.clone(),
+                        failure: failure.clone(),
+                    });
                 }
                 _ => {}
             }
@@ -691,7 +724,10 @@ impl SchedulerState {
 
     fn scattered(&mut self, client: ClientId, key: Key, worker: WorkerId, nbytes: u64) {
         let Some(addr) = self.workers.get(&worker).map(|w| w.addr.clone()) else {
-            self.out.push(Command::Reject { client, error: format!("scatter of {key}: worker {worker:?} is gone; scatter again") });
+            self.out.push(Command::Reject {
+                client,
+                error: format!("scatter of {key}: worker {worker:?} is gone; scatter again"),
+            });
             return;
         };
         self.generation += 1;
@@ -712,7 +748,15 @@ impl SchedulerState {
         who_wants.insert(client);
         self.tasks.insert(
             key.clone(),
-            SchedTask { spec, state: TaskState::Released, dependents, who_wants, generation: self.generation, retries_left: 0, suspicious: 0 },
+            SchedTask {
+                spec,
+                state: TaskState::Released,
+                dependents,
+                who_wants,
+                generation: self.generation,
+                retries_left: 0,
+                suspicious: 0,
+            },
         );
         self.set_state(&key, TaskState::Memory { worker, nbytes }, "scattered");
         if let Some(w) = self.workers.get_mut(&worker) {
@@ -742,15 +786,26 @@ impl SchedulerState {
         };
         let t = &self.tasks[&key];
         for &c in &t.who_wants {
-            self.out.push(Command::KeyDone { client: c, key: key.clone(), addr: addr.clone(), nbytes });
+            self.out.push(Command::KeyDone {
+                client: c,
+                key: key.clone(),
+                addr: addr.clone(),
+                nbytes,
+            });
         }
         let dependents: Vec<Key> = t.dependents.iter().cloned().collect();
         for d in dependents {
-            if let Some(TaskState::Waiting { unfinished }) = self.tasks.get(&d).map(|t| t.state.clone()) {
+            if let Some(TaskState::Waiting { unfinished }) =
+                self.tasks.get(&d).map(|t| t.state.clone())
+            {
                 if unfinished <= 1 {
                     self.set_state(&d, TaskState::Queued, "last dependency in memory");
                 } else {
-                    self.set_state(&d, TaskState::Waiting { unfinished: unfinished - 1 }, "a dependency in memory");
+                    self.set_state(
+                        &d,
+                        TaskState::Waiting { unfinished: unfinished - 1 },
+                        "a dependency in memory",
+                    );
                 }
             }
         }
@@ -774,7 +829,11 @@ impl SchedulerState {
         if t.retries_left > 0 {
             t.retries_left -= 1;
             let left = t.retries_left;
-            self.set_state(&key, TaskState::Queued, format!("retrying after failure ({left} retries left): {}", failure.message));
+            self.set_state(
+                &key,
+                TaskState::Queued,
+                format!("retrying after failure ({left} retries left): {}", failure.message),
+            );
             return;
         }
         self.set_state(&key, TaskState::Erred { failure }, "failed");
@@ -783,7 +842,10 @@ impl SchedulerState {
 
     /// Marks everything downstream of erred `key` erred, and tells the clients.
     fn propagate_error(&mut self, key: &Key) {
-        let Some(TaskState::Erred { failure }) = self.tasks.get(key).map(|t| t.state.clone()) else { return };
+        let Some(TaskState::Erred { failure }) = self.tasks.get(key).map(|t| t.state.clone())
+        else {
+            return;
+        };
         let mut stack = vec![key.clone()];
         let mut notify = Vec::new();
         while let Some(k) = stack.pop() {
@@ -792,8 +854,17 @@ impl SchedulerState {
             let dependents: Vec<Key> = t.dependents.iter().cloned().collect();
             for d in dependents {
                 let st = self.tasks.get(&d).map(|t| t.state.clone());
-                if matches!(st, Some(TaskState::Waiting { .. }) | Some(TaskState::Queued) | Some(TaskState::Released)) {
-                    self.set_state(&d, TaskState::Erred { failure: failure.clone() }, format!("dependency {k} erred"));
+                if matches!(
+                    st,
+                    Some(TaskState::Waiting { .. })
+                        | Some(TaskState::Queued)
+                        | Some(TaskState::Released)
+                ) {
+                    self.set_state(
+                        &d,
+                        TaskState::Erred { failure: failure.clone() },
+                        format!("dependency {k} erred"),
+                    );
                     stack.push(d);
                 }
             }
@@ -805,7 +876,9 @@ impl SchedulerState {
 
     fn data_missing(&mut self, worker: WorkerId, key: Key, missing: Key) {
         // The holder no longer has the value: treat it as lost.
-        if let Some(TaskState::Memory { worker: holder, .. }) = self.tasks.get(&missing).map(|t| t.state.clone()) {
+        if let Some(TaskState::Memory { worker: holder, .. }) =
+            self.tasks.get(&missing).map(|t| t.state.clone())
+        {
             if let Some(w) = self.workers.get_mut(&holder) {
                 w.has_what.remove(&missing);
             }
@@ -829,12 +902,16 @@ impl SchedulerState {
         let dependents: Vec<Key> = self.tasks[key].dependents.iter().cloned().collect();
         for d in dependents {
             match self.tasks.get(&d).map(|t| t.state.clone()) {
-                Some(TaskState::Waiting { unfinished }) => {
-                    self.set_state(&d, TaskState::Waiting { unfinished: unfinished + 1 }, format!("dependency {key} lost"))
-                }
-                Some(TaskState::Queued) => {
-                    self.set_state(&d, TaskState::Waiting { unfinished: 1 }, format!("dependency {key} lost"))
-                }
+                Some(TaskState::Waiting { unfinished }) => self.set_state(
+                    &d,
+                    TaskState::Waiting { unfinished: unfinished + 1 },
+                    format!("dependency {key} lost"),
+                ),
+                Some(TaskState::Queued) => self.set_state(
+                    &d,
+                    TaskState::Waiting { unfinished: 1 },
+                    format!("dependency {key} lost"),
+                ),
                 _ => {}
             }
         }
@@ -846,16 +923,26 @@ impl SchedulerState {
         !t.who_wants.is_empty()
             || t.dependents.iter().any(|d| {
                 self.tasks.get(d).is_some_and(|dt| {
-                    matches!(dt.state, TaskState::Waiting { .. } | TaskState::Queued | TaskState::Processing { .. })
+                    matches!(
+                        dt.state,
+                        TaskState::Waiting { .. }
+                            | TaskState::Queued
+                            | TaskState::Processing { .. }
+                    )
                 })
             })
     }
 
     /// Recomputes every released task that is still needed; forgets the others.
     fn ensure_needed(&mut self) {
-        let released: Vec<Key> =
-            self.tasks.iter().filter(|(_, t)| matches!(t.state, TaskState::Released)).map(|(k, _)| k.clone()).collect();
-        let (needed, unneeded): (Vec<Key>, Vec<Key>) = released.into_iter().partition(|k| self.needed(&self.tasks[k]));
+        let released: Vec<Key> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| matches!(t.state, TaskState::Released))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let (needed, unneeded): (Vec<Key>, Vec<Key>) =
+            released.into_iter().partition(|k| self.needed(&self.tasks[k]));
         self.ensure(&needed);
         for k in unneeded {
             self.maybe_forget(&k);
@@ -884,11 +971,16 @@ impl SchedulerState {
                 self.set_state(key, TaskState::Erred { failure }, "killed too many workers");
                 self.propagate_error(key);
             } else {
-                self.set_state(key, TaskState::Released, format!("worker {} lost while processing", w.name));
+                self.set_state(
+                    key,
+                    TaskState::Released,
+                    format!("worker {} lost while processing", w.name),
+                );
             }
         }
         for key in &w.has_what {
-            if matches!(self.tasks.get(key).map(|t| &t.state), Some(TaskState::Memory { worker: h, .. }) if *h == worker) {
+            if matches!(self.tasks.get(key).map(|t| &t.state), Some(TaskState::Memory { worker: h, .. }) if *h == worker)
+            {
                 self.lose(key, &format!("worker {} lost", w.name));
             }
         }
@@ -922,7 +1014,9 @@ impl SchedulerState {
                     self.release_resources(worker, &k);
                     self.set_state(&k, TaskState::Released, "no longer needed");
                 }
-                TaskState::Waiting { .. } | TaskState::Queued => self.set_state(&k, TaskState::Released, "no longer needed"),
+                TaskState::Waiting { .. } | TaskState::Queued => {
+                    self.set_state(&k, TaskState::Released, "no longer needed")
+                }
                 TaskState::Released | TaskState::Erred { .. } => {}
             }
             let t = &self.tasks[&k];
@@ -933,7 +1027,13 @@ impl SchedulerState {
             let deps = t.spec.deps.clone();
             self.tasks.remove(&k);
             if self.config.log_capacity > 0 {
-                self.log.push_back(Transition { key: k.clone(), from, to: "forgotten", reason: Cow::Borrowed("nothing depends on it"), at: self.now });
+                self.log.push_back(Transition {
+                    key: k.clone(),
+                    from,
+                    to: "forgotten",
+                    reason: Cow::Borrowed("nothing depends on it"),
+                    at: self.now,
+                });
                 if self.log.len() > self.config.log_capacity {
                     self.log.pop_front();
                 }
@@ -994,14 +1094,18 @@ impl SchedulerState {
             let choose = |restricted: bool| {
                 self.workers
                     .values()
-                    .filter(|w| w.status == WorkerStatus::Running && w.processing.len() < self.slots(w))
+                    .filter(|w| {
+                        w.status == WorkerStatus::Running && w.processing.len() < self.slots(w)
+                    })
                     .filter(|w| self.fits(w, spec, restricted))
                     .map(|w| {
                         let fetch: u64 = spec
                             .deps
                             .iter()
                             .filter_map(|d| match self.tasks.get(d).map(|t| &t.state) {
-                                Some(TaskState::Memory { worker, nbytes }) if *worker != w.id => Some(*nbytes),
+                                Some(TaskState::Memory { worker, nbytes }) if *worker != w.id => {
+                                    Some(*nbytes)
+                                }
                                 _ => None,
                             })
                             .sum();
@@ -1023,13 +1127,21 @@ impl SchedulerState {
                 .iter()
                 .map(|d| {
                     let addr = match self.tasks.get(d).map(|t| &t.state) {
-                        Some(TaskState::Memory { worker, .. }) => self.workers.get(worker).map(|w| w.addr.clone()),
+                        Some(TaskState::Memory { worker, .. }) => {
+                            self.workers.get(worker).map(|w| w.addr.clone())
+                        }
                         _ => None,
                     };
                     (d.clone(), addr.unwrap_or_default())
                 })
                 .collect();
-            let cmd = Command::Compute { worker, key: key.clone(), op: spec.op.clone(), payload: spec.payload.clone(), deps };
+            let cmd = Command::Compute {
+                worker,
+                key: key.clone(),
+                op: spec.op.clone(),
+                payload: spec.payload.clone(),
+                deps,
+            };
             let resources = spec.resources.clone();
             let w = self.workers.get_mut(&worker).expect("chosen from workers");
             w.processing.insert(key.clone());
@@ -1041,7 +1153,13 @@ impl SchedulerState {
             let from = t.state.name();
             t.state = TaskState::Processing { worker };
             if self.config.log_capacity > 0 {
-                self.log.push_back(Transition { key: key.clone(), from, to: "processing", reason: Cow::Owned(format!("assigned to worker {}", worker.0)), at: self.now });
+                self.log.push_back(Transition {
+                    key: key.clone(),
+                    from,
+                    to: "processing",
+                    reason: Cow::Owned(format!("assigned to worker {}", worker.0)),
+                    at: self.now,
+                });
                 if self.log.len() > self.config.log_capacity {
                     self.log.pop_front();
                 }
@@ -1057,20 +1175,37 @@ impl SchedulerState {
         for (k, t) in &self.tasks {
             match &t.state {
                 TaskState::Processing { worker } => {
-                    let w = self.workers.get(worker).ok_or(format!("{k} processing on unknown {worker:?}"))?;
+                    let w = self
+                        .workers
+                        .get(worker)
+                        .ok_or(format!("{k} processing on unknown {worker:?}"))?;
                     if !w.processing.contains(k) {
-                        return Err(format!("{k} processing on {worker:?} but not in its processing set"));
+                        return Err(format!(
+                            "{k} processing on {worker:?} but not in its processing set"
+                        ));
                     }
                 }
                 TaskState::Memory { worker, .. } => {
-                    let w = self.workers.get(worker).ok_or(format!("{k} in memory on unknown {worker:?}"))?;
+                    let w = self
+                        .workers
+                        .get(worker)
+                        .ok_or(format!("{k} in memory on unknown {worker:?}"))?;
                     if !w.has_what.contains(k) {
                         return Err(format!("{k} in memory on {worker:?} but not in its has_what"));
                     }
                 }
                 TaskState::Waiting { unfinished } => {
-                    let missing =
-                        t.spec.deps.iter().filter(|d| !matches!(self.tasks.get(*d).map(|t| &t.state), Some(TaskState::Memory { .. }))).count();
+                    let missing = t
+                        .spec
+                        .deps
+                        .iter()
+                        .filter(|d| {
+                            !matches!(
+                                self.tasks.get(*d).map(|t| &t.state),
+                                Some(TaskState::Memory { .. })
+                            )
+                        })
+                        .count();
                     if missing != *unfinished || missing == 0 {
                         return Err(format!("{k} waiting on {unfinished} but {missing} dependencies are not in memory"));
                     }
@@ -1080,7 +1215,12 @@ impl SchedulerState {
                     if !self.ready.contains(&ready_key(t)) {
                         return Err(format!("{k} queued but not in the ready queue"));
                     }
-                    if let Some(d) = t.spec.deps.iter().find(|d| !matches!(self.tasks.get(*d).map(|t| &t.state), Some(TaskState::Memory { .. }))) {
+                    if let Some(d) = t.spec.deps.iter().find(|d| {
+                        !matches!(
+                            self.tasks.get(*d).map(|t| &t.state),
+                            Some(TaskState::Memory { .. })
+                        )
+                    }) {
                         return Err(format!("{k} queued but dependency {d} is not in memory"));
                     }
                 }
@@ -1090,21 +1230,28 @@ impl SchedulerState {
                 match self.tasks.get(d) {
                     Some(dt) if dt.dependents.contains(k) => {}
                     Some(_) => return Err(format!("{d} does not list its dependent {k}")),
-                    None => return Err(format!("{k} ({}) depends on forgotten {d}", t.state.name())),
+                    None => {
+                        return Err(format!("{k} ({}) depends on forgotten {d}", t.state.name()))
+                    }
                 }
             }
         }
         if queued != self.ready.len() {
-            return Err(format!("{} keys in the ready queue, {queued} tasks queued", self.ready.len()));
+            return Err(format!(
+                "{} keys in the ready queue, {queued} tasks queued",
+                self.ready.len()
+            ));
         }
         for w in self.workers.values() {
             for k in &w.processing {
-                if !matches!(self.tasks.get(k).map(|t| &t.state), Some(TaskState::Processing { worker }) if *worker == w.id) {
+                if !matches!(self.tasks.get(k).map(|t| &t.state), Some(TaskState::Processing { worker }) if *worker == w.id)
+                {
                     return Err(format!("{:?} lists {k} as processing", w.id));
                 }
             }
             for k in &w.has_what {
-                if !matches!(self.tasks.get(k).map(|t| &t.state), Some(TaskState::Memory { worker, .. }) if *worker == w.id) {
+                if !matches!(self.tasks.get(k).map(|t| &t.state), Some(TaskState::Memory { worker, .. }) if *worker == w.id)
+                {
                     return Err(format!("{:?} lists {k} in has_what", w.id));
                 }
             }
