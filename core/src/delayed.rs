@@ -48,6 +48,8 @@ struct DNode {
 enum DBody {
     Task { op: OpRef, args: Vec<DelayedArg> },
     Data(Value),
+    /// Held by another scheduler under the node's key.
+    External,
 }
 
 /// One argument of a delayed call: another `Delayed`, a literal, or a list.
@@ -215,17 +217,11 @@ pub fn local_value<T: Send + Sync + 'static>(value: T) -> Delayed<T> {
     wrap(DNode { key, body: DBody::Data(Value::local(value)), decode: None })
 }
 
-/// Marks a graph node whose value lives elsewhere (on a cluster, held by a
-/// future): a distributed scheduler uses the existing value; local schedulers
-/// refuse to run such a graph.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct External;
-
 /// A `Delayed<T>` standing for the value that another scheduler holds under
 /// `key` (for example a cluster future), so that it can be an argument of
 /// later computations without moving the data.
 pub fn external<T: Data>(key: Key) -> Delayed<T> {
-    wrap(DNode { key, body: DBody::Data(Value::local(External)), decode: Some(decode_as::<T>) })
+    wrap(DNode { key, body: DBody::External, decode: Some(decode_as::<T>) })
 }
 
 /// A `Delayed<Vec<T>>` gathering `items` (moved, not cloned, when nothing else uses them).
@@ -405,6 +401,7 @@ fn materialize(roots: &[Arc<DNode>]) -> Graph {
         }
         let node = match &n.body {
             DBody::Data(v) => Node::Data(v.clone()),
+            DBody::External => Node::External,
             DBody::Task { op, args } => {
                 for a in args {
                     a.for_each_node(&mut |c| {

@@ -27,6 +27,10 @@ pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 pub const CHUNK_BYTES: usize = 4 << 20;
 /// Largest value a worker or client accepts (bounds allocations from the wire).
 pub const MAX_VALUE_BYTES: u64 = 64 << 30;
+/// Built-in op of data nodes: returns its literal argument.
+pub const LITERAL_OP: &str = "rask::literal";
+/// Built-in op of alias nodes: returns its dependency's value.
+pub const IDENTITY_OP: &str = "rask::identity";
 
 /// Converts a key to the wire.
 pub fn key_to_pb(k: &Key) -> pb::Key {
@@ -186,13 +190,13 @@ pub fn graph_to_specs(
                 )
             }
             // Values held by the cluster (futures) are already there.
-            Node::Data(v) if v.downcast_ref::<rask_core::delayed::External>().is_some() => continue,
+            Node::External => continue,
             Node::Data(v) => (
-                crate::worker::LITERAL_OP.to_string(),
+                LITERAL_OP.to_string(),
                 vec![wire_arg(&Arg::Literal(v.clone()), &key)?],
             ),
             Node::Alias(target) => {
-                (crate::worker::IDENTITY_OP.to_string(), vec![WireArg::Key(target.clone())])
+                (IDENTITY_OP.to_string(), vec![WireArg::Key(target.clone())])
             }
             Node::Fused(_) => {
                 return Err(DistError::Unsupported {

@@ -33,7 +33,7 @@ pub fn inline_data(graph: &Graph, keep: &[Key]) -> Graph {
                     });
                 }
             }
-            Node::Data(_) | Node::Alias(_) => {}
+            Node::Data(_) | Node::Alias(_) | Node::External => {}
         }
         out.insert(k.clone(), node);
     }

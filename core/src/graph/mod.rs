@@ -111,6 +111,10 @@ pub enum Node {
     Alias(Key),
     /// A fused chain of tasks.
     Fused(FusedTask),
+    /// A value that another scheduler holds under this key (a cluster
+    /// future): a distributed scheduler uses it where it is; local
+    /// schedulers refuse a graph that needs one.
+    External,
 }
 
 impl Node {
@@ -139,7 +143,7 @@ impl Node {
     pub fn for_each_dependency<'a>(&'a self, f: &mut impl FnMut(&'a Key)) {
         match self {
             Node::Task(t) => t.args.iter().for_each(|a| a.for_each_key(f)),
-            Node::Data(_) => {}
+            Node::Data(_) | Node::External => {}
             Node::Alias(k) => f(k),
             Node::Fused(fused) => {
                 let steps = fused.step_index();
@@ -163,6 +167,7 @@ impl Node {
             Node::Task(t) => t.op.name().to_string(),
             Node::Data(v) => format!("data<{}>", v.type_name()),
             Node::Alias(_) => "alias".to_string(),
+            Node::External => "external".to_string(),
             Node::Fused(f) => {
                 f.steps.iter().map(|(_, t)| t.op.name()).collect::<Vec<_>>().join(" → ")
             }

@@ -47,6 +47,7 @@ pub fn to_dot(graph: &Graph) -> String {
         let shape = match node {
             Node::Task(_) | Node::Fused(_) => "box",
             Node::Data(_) => "ellipse",
+            Node::External => "doubleoctagon",
             Node::Alias(_) => "cds",
         };
         s.push_str(&format!(

@@ -69,14 +69,14 @@ impl Plan {
     pub fn build(graph: &Graph, outputs: &[Key]) -> Result<Plan, ComputeError> {
         let mut topo = Topo::build(graph, outputs)?;
         for (key, node) in topo.keys.iter().zip(&topo.nodes) {
-            if let Node::Data(v) = node {
-                if v.downcast_ref::<crate::delayed::External>().is_some() {
-                    return Err(ComputeError::Unsupported {
-                        scheduler: "local".into(),
-                        key: (*key).clone(),
-                        reason: "its value lives on a cluster (a future); compute this graph with that cluster's client".into(),
-                    });
-                }
+            if let Node::External = node {
+                return Err(ComputeError::Unsupported {
+                    scheduler: "local".into(),
+                    key: (*key).clone(),
+                    reason: "its value lives on a cluster (a future); compute this graph with \
+                             that cluster's client"
+                        .into(),
+                });
             }
         }
         let priority = topo.priorities();
@@ -110,6 +110,7 @@ impl Plan {
                         .collect();
                     PNode::Fused(steps)
                 }
+                Node::External => unreachable!("refused above"),
             })
             .collect();
         let dependents = topo.deps.transpose();
