@@ -8,6 +8,7 @@ pub mod error;
 pub mod graph;
 pub mod key;
 pub mod local;
+pub mod npy;
 pub mod op;
 pub mod raw_array;
 pub mod value;

@@ -31,84 +31,18 @@ pub fn peers_dataset(name: &str) -> Option<std::path::PathBuf> {
 }
 
 /// An array read from a `.npy` file: its shape and values as f64, row-major.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NpyArray {
-    /// The shape.
-    pub shape: Vec<usize>,
-    /// The values in C order.
-    pub data: Vec<f64>,
-}
+pub use rask_core::npy::F64Array as NpyArray;
 
-/// Reads a `.npy` file (format 1.0–3.0) of dtype `<f8`, `<f4`, `<i8`, `<i4`,
-/// `|u1` or `|b1`, in C order, converting to f64.
+/// Reads a `.npy` file (format 1.0–3.0; bool, integer or float dtypes in
+/// either byte order; C or Fortran order), converting to f64 in C order.
 pub fn read_npy(path: impl AsRef<Path>) -> Result<NpyArray, MlError> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| data_err(path, format!("cannot read: {e}")))?;
-    parse_npy(&bytes).map_err(|m| data_err(path, m))
-}
-
-fn header_field<'a>(header: &'a str, key: &str) -> Result<&'a str, String> {
-    let k = format!("'{key}':");
-    let start =
-        header.find(&k).ok_or_else(|| format!("the .npy header has no {key:?} field: {header}"))?
-            + k.len();
-    Ok(header[start..].trim_start())
+    rask_core::npy::read_f64(path).map_err(|e| data_err(path, e.to_string()))
 }
 
 /// Parses the bytes of a `.npy` file (see [`read_npy`]).
 pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray, String> {
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err("not a .npy file (missing the \\x93NUMPY magic)".into());
-    }
-    let major = bytes[6];
-    let (hlen, hstart) = match major {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 => {
-            if bytes.len() < 12 {
-                return Err("truncated .npy header".into());
-            }
-            (u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize, 12)
-        }
-        v => return Err(format!(".npy format version {v} is not supported (1, 2 and 3 are)")),
-    };
-    let header = bytes.get(hstart..hstart + hlen).ok_or("truncated .npy header")?;
-    let header = std::str::from_utf8(header).map_err(|_| "the .npy header is not text")?;
-    let descr = header_field(header, "descr")?;
-    let descr = descr.trim_start_matches('\'');
-    let descr = &descr[..descr.find('\'').ok_or("malformed descr")?];
-    if header_field(header, "fortran_order")?.starts_with("True") {
-        return Err("Fortran-order arrays are not supported; save with np.ascontiguousarray".into());
-    }
-    let shape_s = header_field(header, "shape")?;
-    let shape_s = &shape_s[1..shape_s.find(')').ok_or("malformed shape")?];
-    let shape: Vec<usize> = shape_s
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| format!("malformed shape entry {s:?}")))
-        .collect::<Result<_, _>>()?;
-    let n: usize = shape.iter().product();
-    let (size, conv): (usize, fn(&[u8]) -> f64) = match descr {
-        "<f8" => (8, |b| f64::from_le_bytes(b.try_into().expect("8 bytes"))),
-        "<f4" => (4, |b| f32::from_le_bytes(b.try_into().expect("4 bytes")) as f64),
-        "<i8" => (8, |b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as f64),
-        "<i4" => (4, |b| i32::from_le_bytes(b.try_into().expect("4 bytes")) as f64),
-        "|u1" | "|b1" => (1, |b| b[0] as f64),
-        other => {
-            return Err(format!(
-                "dtype {other:?} is not supported (use <f8, <f4, <i8, <i4, |u1 or |b1)"
-            ))
-        }
-    };
-    let body = &bytes[hstart + hlen..];
-    if body.len() != n * size {
-        return Err(format!(
-            "the header announces shape {shape:?} of {descr} ({} bytes) but the file holds {} bytes of data (truncated or corrupt)",
-            n * size,
-            body.len()
-        ));
-    }
-    Ok(NpyArray { shape, data: body.chunks_exact(size).map(conv).collect() })
+    rask_core::npy::decode_f64(bytes).map_err(|e| e.to_string())
 }
 
 /// Loads `X` (2-d) and `y` (1-d) from two `.npy` files.

@@ -3,12 +3,10 @@
 //! positioned I/O, so arrays larger than memory stream through.
 
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use ndarray::{ArrayD, IxDyn};
-use serde::{Deserialize, Serialize};
 
 use super::block::{Block, BlockData, Element};
 use super::create::region_cells;
@@ -16,117 +14,24 @@ use super::ops::{npy_read, npy_write};
 use super::{Array, ArrayError, ChunkSpec};
 use crate::raw_array::{from_le_bytes, to_le_bytes, RawElement};
 
-/// What a `.npy` header says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NpyHeader {
-    /// The dtype string (`<f8`, `<f4`, `<i8`, `|b1`).
-    pub descr: String,
-    /// Whether the data is in Fortran (column-major) order.
-    pub fortran: bool,
-    /// The shape.
-    pub shape: Vec<usize>,
-    /// Where the data starts.
-    pub data_offset: u64,
-}
-
-impl NpyHeader {
-    fn item_size(&self) -> usize {
-        match self.descr.as_str() {
-            "<f8" | "<i8" => 8,
-            "<f4" => 4,
-            _ => 1,
-        }
-    }
-
-    /// Bytes of data the header announces.
-    pub fn data_len(&self) -> u64 {
-        self.shape.iter().product::<usize>() as u64 * self.item_size() as u64
-    }
-}
+pub use crate::npy::NpyHeader;
 
 fn file_err(path: &Path, message: impl Into<String>) -> ArrayError {
     ArrayError::File { path: path.display().to_string(), message: message.into() }
 }
 
-/// Reads and checks the header of `path` (also that the file holds all the data it announces).
+/// Reads and checks the header of `path` (also that the file holds all the
+/// data it announces), for the element types arrays hold.
 pub fn read_header(path: &Path) -> Result<NpyHeader, ArrayError> {
-    let mut f = File::open(path).map_err(|e| file_err(path, format!("cannot open: {e}")))?;
-    let mut pre = [0u8; 10];
-    f.read_exact(&mut pre).map_err(|_| file_err(path, "too short to be a .npy file"))?;
-    if &pre[..6] != b"\x93NUMPY" {
-        return Err(file_err(path, "not a .npy file (the magic string \\x93NUMPY is missing)"));
-    }
-    let (len, start) = match pre[6] {
-        1 => (u16::from_le_bytes([pre[8], pre[9]]) as usize, 10usize),
-        2 | 3 => {
-            let mut more = [0u8; 2];
-            f.read_exact(&mut more).map_err(|_| file_err(path, "truncated .npy header"))?;
-            (u32::from_le_bytes([pre[8], pre[9], more[0], more[1]]) as usize, 12usize)
-        }
-        v => {
-            return Err(file_err(
-                path,
-                format!(".npy format version {v} is not supported (1, 2 and 3 are)"),
-            ))
-        }
-    };
-    if len > 1 << 20 {
-        return Err(file_err(path, format!(".npy header of {len} bytes is implausibly large")));
-    }
-    let mut text = vec![0u8; len];
-    f.read_exact(&mut text).map_err(|_| file_err(path, "truncated .npy header"))?;
-    let text = String::from_utf8_lossy(&text).to_string();
-    let field = |name: &str| -> Option<String> {
-        let at = text.find(&format!("'{name}':"))? + name.len() + 3;
-        Some(text[at..].trim_start().to_string())
-    };
-    let descr = field("descr")
-        .and_then(|v| v.strip_prefix('\'').and_then(|r| r.split('\'').next()).map(str::to_string))
-        .ok_or_else(|| file_err(path, format!("no dtype in the .npy header {text:?}")))?;
-    let fortran = field("fortran_order")
-        .map(|v| v.starts_with("True"))
-        .ok_or_else(|| file_err(path, "no fortran_order in the .npy header"))?;
-    let shape_text = field("shape")
-        .and_then(|v| v.strip_prefix('(').and_then(|r| r.split(')').next()).map(str::to_string))
-        .ok_or_else(|| file_err(path, "no shape in the .npy header"))?;
-    let shape: Vec<usize> = shape_text
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<usize>()
-                .map_err(|_| file_err(path, format!("bad shape entry {s:?} in the .npy header")))
-        })
-        .collect::<Result<_, _>>()?;
-    match descr.as_str() {
-        "<f8" | "<f4" | "<i8" | "|b1" => {}
-        other if other.starts_with('>') => {
-            return Err(file_err(
-                path,
-                format!(
-                    "big-endian dtype {other:?}: convert with astype('<{}') first",
-                    &other[1..]
-                ),
-            ))
-        }
-        other => {
-            return Err(file_err(
-                path,
-                format!("dtype {other:?} is not supported (float64, float32, int64, bool are)"),
-            ))
-        }
-    }
-    let header = NpyHeader { descr, fortran, shape, data_offset: (start + len) as u64 };
-    let size = f.metadata().map_err(|e| file_err(path, e.to_string()))?.len();
-    if size < header.data_offset + header.data_len() {
+    let header = crate::npy::read_header(path).map_err(|e| file_err(path, e.to_string()))?;
+    let descr = header.dtype.little_endian().descr();
+    if !matches!(descr.as_str(), "<f8" | "<f4" | "<i8" | "|b1") {
         return Err(file_err(
             path,
             format!(
-                "truncated .npy file: shape {:?} of {} needs {} bytes of data, the file has {}",
-                header.shape,
-                header.descr,
-                header.data_len(),
-                size.saturating_sub(header.data_offset)
+                "dtype {} is not supported by arrays (float64, float32, int64 and bool are): \
+                 convert it with astype first",
+                header.dtype.descr()
             ),
         ));
     }
@@ -180,6 +85,7 @@ fn typed_read<T: Element>(
             })?;
         }
     }
+    crate::npy::to_little_endian(h.dtype, &mut bytes);
     let data =
         from_le_bytes::<T>(&bytes).ok_or_else(|| format!("{path}: invalid {} data", T::DTYPE))?;
     let a = ArrayD::from_shape_vec(IxDyn(&out_shape), data).map_err(|e| e.to_string())?;
@@ -194,14 +100,8 @@ pub(crate) fn read_npy_region(
 ) -> Result<Block, String> {
     let f = File::open(path).map_err(|e| format!("{path}: cannot open chunk file: {e}"))?;
     let len = f.metadata().map_err(|e| format!("{path}: {e}"))?.len();
-    if len < h.data_offset + h.data_len() {
-        return Err(format!(
-            "{path}: truncated .npy file: {} bytes of data expected, {} present",
-            h.data_len(),
-            len.saturating_sub(h.data_offset)
-        ));
-    }
-    Ok(Block::new(match h.descr.as_str() {
+    h.check_file_len(len).map_err(|e| format!("{path}: {e}"))?;
+    Ok(Block::new(match h.dtype.little_endian().descr().as_str() {
         "<f8" => BlockData::F64(typed_read(&f, path, h, region)?),
         "<f4" => BlockData::F32(typed_read(&f, path, h, region)?),
         "<i8" => BlockData::I64(typed_read(&f, path, h, region)?),
@@ -256,29 +156,14 @@ pub(crate) fn write_npy_region(
 
 /// Writes the header of a C-order `.npy` file of `shape` and sizes the file; returns the header.
 fn create_npy(path: &Path, descr: &str, shape: &[usize]) -> Result<NpyHeader, ArrayError> {
-    let shape_text = match shape.len() {
-        1 => format!("({},)", shape[0]),
-        _ => format!("({})", shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")),
-    };
-    let mut text =
-        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
-    // Pad so that the data starts on a 64-byte boundary; the header ends with a newline.
-    while (10 + text.len() + 1) % 64 != 0 {
-        text.push(' ');
-    }
-    text.push('\n');
-    let mut head = b"\x93NUMPY\x01\x00".to_vec();
-    head.extend_from_slice(&(text.len() as u16).to_le_bytes());
-    head.extend_from_slice(text.as_bytes());
-    let h = NpyHeader {
-        descr: descr.into(),
-        fortran: false,
-        shape: shape.to_vec(),
-        data_offset: head.len() as u64,
-    };
+    let dtype = crate::npy::Dtype::parse(descr).map_err(|e| file_err(path, e.to_string()))?;
+    let mut h = NpyHeader { dtype, fortran: false, shape: shape.to_vec(), data_offset: 0 };
+    let head = h.to_bytes();
+    h.data_offset = head.len() as u64;
+    let len = h.file_len().map_err(|e| file_err(path, e.to_string()))?;
     let f = File::create(path).map_err(|e| file_err(path, format!("cannot create: {e}")))?;
     f.write_all_at(&head, 0).map_err(|e| file_err(path, e.to_string()))?;
-    f.set_len(h.data_offset + h.data_len()).map_err(|e| file_err(path, e.to_string()))?;
+    f.set_len(len).map_err(|e| file_err(path, e.to_string()))?;
     Ok(h)
 }
 
@@ -294,12 +179,12 @@ crate::op! {
 }
 
 fn check_dtype<T: Element>(path: &Path, h: &NpyHeader) -> Result<(), ArrayError> {
-    if h.descr != T::DTYPE {
+    if h.dtype.little_endian().descr() != T::DTYPE {
         return Err(file_err(
             path,
             format!(
                 "holds {} data, but an array of {} ({}) was asked for",
-                h.descr,
+                h.dtype.descr(),
                 T::NAME,
                 T::DTYPE
             ),
