@@ -7,6 +7,7 @@ use rand_xoshiro::rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256Plus;
 use serde::{Deserialize, Serialize};
 
+use crate::params::Checked;
 use crate::error::MlError;
 use crate::estimator::{FitParams, FittedModel, Kind, Output};
 
@@ -39,11 +40,11 @@ impl FitParams for KMeansParams {
     type Fitted = FittedKMeans;
 
     fn fit(
-        &self,
+        params: &Checked<Self>,
         x: ArrayView2<'_, f64>,
         _y: Option<ArrayView1<'_, f64>>,
     ) -> Result<FittedKMeans, MlError> {
-        let k = self.n_clusters as usize;
+        let k = params.n_clusters as usize;
         if k > x.nrows() {
             return Err(MlError::InvalidParam {
                 estimator: "KMeans".into(),
@@ -52,11 +53,11 @@ impl FitParams for KMeansParams {
                 expected: format!("at most the number of samples ({})", x.nrows()),
             });
         }
-        let rng = Xoshiro256Plus::seed_from_u64(self.random_state as u64);
+        let rng = Xoshiro256Plus::seed_from_u64(params.random_state as u64);
         let model = LinfaKMeans::params_with_rng(k, rng)
-            .n_runs(self.n_init as usize)
-            .max_n_iterations(self.max_iter as u64)
-            .tolerance(self.tol)
+            .n_runs(params.n_init as usize)
+            .max_n_iterations(params.max_iter as u64)
+            .tolerance(params.tol)
             .fit(&DatasetBase::from(x.to_owned()))
             .map_err(|e| MlError::Fit {
                 estimator: "KMeans".into(),

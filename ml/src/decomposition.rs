@@ -22,6 +22,7 @@ use rask_core::key::TokenHasher;
 use rask_core::Token;
 use serde::{Deserialize, Serialize};
 
+use crate::params::Checked;
 use crate::error::MlError;
 use crate::estimator::{FitParams, FittedModel, Kind, Output};
 
@@ -53,12 +54,12 @@ impl FitParams for PcaParams {
     type Fitted = FittedPca;
 
     fn fit(
-        &self,
+        params: &Checked<Self>,
         x: ArrayView2<'_, f64>,
         _y: Option<ArrayView1<'_, f64>>,
     ) -> Result<FittedPca, MlError> {
         let (n, p) = x.dim();
-        let k = self.n_components as usize;
+        let k = params.n_components as usize;
         if k > n.min(p) {
             return Err(MlError::InvalidParam {
                 estimator: "PCA".into(),
@@ -86,7 +87,7 @@ impl FitParams for PcaParams {
             components,
             explained_variance: explained,
             explained_variance_ratio: ratio,
-            whiten: self.whiten,
+            whiten: params.whiten,
         })
     }
 }
@@ -217,8 +218,8 @@ mod tests {
         let x = Array2::from_shape_fn((200, 6), |(i, j)| {
             ((i * 7 + j * 13) % 23) as f64 * (j as f64 + 1.0) + (i as f64).sin()
         });
-        let small = PcaParams::default().n_components(2).fit(x.view(), None).unwrap();
-        let big = PcaParams::default().n_components(5).fit(x.view(), None).unwrap();
+        let small = PcaParams::default().n_components(2).check().unwrap().fit(x.view(), None).unwrap();
+        let big = PcaParams::default().n_components(5).check().unwrap().fit(x.view(), None).unwrap();
         assert_eq!(big.components.slice(s![..2, ..]), small.components);
         assert_eq!(
             decompose_uncached(x.view()).unwrap().components.slice(s![..5, ..]),
@@ -227,7 +228,7 @@ mod tests {
         // Other data (one value changed) is decomposed afresh.
         let mut y = x.clone();
         y[[17, 3]] += 1.0;
-        let other = PcaParams::default().n_components(5).fit(y.view(), None).unwrap();
+        let other = PcaParams::default().n_components(5).check().unwrap().fit(y.view(), None).unwrap();
         assert_eq!(
             decompose_uncached(y.view()).unwrap().components.slice(s![..5, ..]),
             other.components

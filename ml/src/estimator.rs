@@ -16,7 +16,7 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use rask_core::key::{Token, TokenHasher};
 
 use crate::error::MlError;
-use crate::params::{params_token_into, ParamValue, Params};
+use crate::params::{params_token_into, CheckParams, Checked, ParamValue, Params};
 
 /// What an estimator is for (decides its default `score`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,14 +31,15 @@ pub enum Kind {
     Clusterer,
 }
 
-/// Typed fitting (the linfa-style layer): validated parameters in, fitted model out.
-pub trait FitParams {
+/// Typed fitting (the linfa-style layer): checked parameters in, fitted model out.
+/// Implemented on the parameter type; called as `params.check()?.fit(x, y)`.
+pub trait FitParams: CheckParams + Sized {
     /// The fitted model.
     type Fitted: FittedModel;
     /// Fits on `x` (n_samples × n_features) and, for supervised models, `y`.
     /// Inputs are already checked for shape and finiteness by the caller.
     fn fit(
-        &self,
+        params: &Checked<Self>,
         x: ArrayView2<'_, f64>,
         y: Option<ArrayView1<'_, f64>>,
     ) -> Result<Self::Fitted, MlError>;
@@ -416,9 +417,9 @@ macro_rules! estimator {
                 y: Option<ndarray::ArrayView1<'_, f64>>,
             ) -> Result<(), $crate::MlError> {
                 self.fitted = None;
-                self.params.check()?;
+                let params = $crate::params::Checked::new(self.params.clone())?;
                 $crate::estimator::check_xy($name, x, y)?;
-                self.fitted = Some($crate::FitParams::fit(&self.params, x, y)?);
+                self.fitted = Some(params.fit(x, y)?);
                 Ok(())
             }
             fn is_fitted(&self) -> bool {

@@ -23,7 +23,7 @@ pub use estimator::{
     config_token, create, load, registered_estimators, save, Estimator, FitParams, FittedModel,
     Kind,
 };
-pub use params::{ParamValue, Params};
+pub use params::{CheckParams, Checked, ParamValue, Params};
 pub use pipeline::Pipeline;
 
 #[doc(hidden)]

@@ -23,6 +23,7 @@ use linfa::prelude::*;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
+use crate::params::Checked;
 use crate::error::MlError;
 use crate::estimator::{encode_classes, require_y, FitParams, FittedModel, Kind, Output};
 
@@ -70,15 +71,15 @@ impl FitParams for LogisticRegressionParams {
     type Fitted = FittedLogisticRegression;
 
     fn fit(
-        &self,
+        params: &Checked<Self>,
         x: ArrayView2<'_, f64>,
         y: Option<ArrayView1<'_, f64>>,
     ) -> Result<Self::Fitted, MlError> {
         let name = "LogisticRegression";
         let y = require_y(name, y)?;
         let (classes, idx) = encode_classes(name, y)?;
-        let alpha = 1.0 / self.c;
-        let gtol = self.tol * x.nrows() as f64;
+        let alpha = 1.0 / params.c;
+        let gtol = params.tol * x.nrows() as f64;
         if classes.len() == 2 {
             // Binary: the fused L-BFGS solver of `logistic_lbfgs` (scikit-learn's
             // objective and stopping rule); classes[1] is the positive class.
@@ -87,9 +88,9 @@ impl FitParams for LogisticRegressionParams {
                 x,
                 &signs,
                 alpha,
-                self.fit_intercept,
-                self.max_iter as usize,
-                self.tol,
+                params.fit_intercept,
+                params.max_iter as usize,
+                params.tol,
             );
             Ok(FittedLogisticRegression {
                 classes,
@@ -101,8 +102,8 @@ impl FitParams for LogisticRegressionParams {
             let ds = Dataset::new(x.to_owned(), targets);
             let model = linfa_logistic::MultiLogisticRegression::default()
                 .alpha(alpha)
-                .with_intercept(self.fit_intercept)
-                .max_iterations(self.max_iter as u64)
+                .with_intercept(params.fit_intercept)
+                .max_iterations(params.max_iter as u64)
                 .gradient_tolerance(gtol)
                 .fit(&ds)
                 .map_err(|e| fit_err(name, "linfa-logistic", e))?;
@@ -215,7 +216,7 @@ impl FitParams for LinearRegressionParams {
     type Fitted = FittedLinear;
 
     fn fit(
-        &self,
+        params: &Checked<Self>,
         x: ArrayView2<'_, f64>,
         y: Option<ArrayView1<'_, f64>>,
     ) -> Result<FittedLinear, MlError> {
@@ -223,7 +224,7 @@ impl FitParams for LinearRegressionParams {
         let y = require_y(name, y)?;
         let ds = Dataset::new(x.to_owned(), y.to_owned());
         let m = linfa_linear::LinearRegression::new()
-            .with_intercept(self.fit_intercept)
+            .with_intercept(params.fit_intercept)
             .fit(&ds)
             .map_err(|e| fit_err(name, "linfa-linear", e))?;
         Ok(FittedLinear { coef: m.params().clone(), intercept: m.intercept() })
@@ -289,14 +290,14 @@ impl FitParams for RidgeParams {
     type Fitted = FittedLinear;
 
     fn fit(
-        &self,
+        params: &Checked<Self>,
         x: ArrayView2<'_, f64>,
         y: Option<ArrayView1<'_, f64>>,
     ) -> Result<FittedLinear, MlError> {
         let y = require_y("Ridge", y)?;
         // ‖r‖² + α‖w‖² = 2n·(1/(2n)‖r‖² + (α/n)/2·‖w‖²): elastic net with penalty α/n, ρ = 0.
-        let penalty = self.alpha / x.nrows() as f64;
-        elastic_net("Ridge", x, y, penalty, 0.0, self.fit_intercept, self.max_iter, self.tol)
+        let penalty = params.alpha / x.nrows() as f64;
+        elastic_net("Ridge", x, y, penalty, 0.0, params.fit_intercept, params.max_iter, params.tol)
     }
 }
 
@@ -323,12 +324,12 @@ impl FitParams for LassoParams {
     type Fitted = FittedLinear;
 
     fn fit(
-        &self,
+        params: &Checked<Self>,
         x: ArrayView2<'_, f64>,
         y: Option<ArrayView1<'_, f64>>,
     ) -> Result<FittedLinear, MlError> {
         let y = require_y("Lasso", y)?;
-        elastic_net("Lasso", x, y, self.alpha, 1.0, self.fit_intercept, self.max_iter, self.tol)
+        elastic_net("Lasso", x, y, params.alpha, 1.0, params.fit_intercept, params.max_iter, params.tol)
     }
 }
 
@@ -358,7 +359,7 @@ impl FitParams for ElasticNetParams {
     type Fitted = FittedLinear;
 
     fn fit(
-        &self,
+        params: &Checked<Self>,
         x: ArrayView2<'_, f64>,
         y: Option<ArrayView1<'_, f64>>,
     ) -> Result<FittedLinear, MlError> {
@@ -367,11 +368,11 @@ impl FitParams for ElasticNetParams {
             "ElasticNet",
             x,
             y,
-            self.alpha,
-            self.l1_ratio,
-            self.fit_intercept,
-            self.max_iter,
-            self.tol,
+            params.alpha,
+            params.l1_ratio,
+            params.fit_intercept,
+            params.max_iter,
+            params.tol,
         )
     }
 }

@@ -5,6 +5,7 @@ use linfa_bayes::GaussianNb;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
+use crate::params::Checked;
 use crate::error::MlError;
 use crate::estimator::{encode_classes, require_y, FitParams, FittedModel, Kind, Output};
 
@@ -28,14 +29,14 @@ impl FitParams for GaussianNbParams {
     type Fitted = FittedGaussianNb;
 
     fn fit(
-        &self,
+        params: &Checked<Self>,
         x: ArrayView2<'_, f64>,
         y: Option<ArrayView1<'_, f64>>,
     ) -> Result<FittedGaussianNb, MlError> {
         let name = "GaussianNB";
         let (classes, idx) = encode_classes(name, require_y(name, y)?)?;
         let model = GaussianNb::params()
-            .var_smoothing(self.var_smoothing)
+            .var_smoothing(params.var_smoothing)
             .fit(&Dataset::new(x.to_owned(), Array1::from(idx)))
             .map_err(|e| MlError::Fit {
                 estimator: name.into(),

@@ -10,6 +10,7 @@
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
+use crate::params::Checked;
 use crate::error::MlError;
 use crate::estimator::{encode_classes, require_y, FitParams, FittedModel, Kind, Output};
 
@@ -37,17 +38,17 @@ impl FitParams for KNeighborsParams {
     type Fitted = FittedKnn;
 
     fn fit(
-        &self,
+        params: &Checked<Self>,
         x: ArrayView2<'_, f64>,
         y: Option<ArrayView1<'_, f64>>,
     ) -> Result<FittedKnn, MlError> {
         let name = "KNeighborsClassifier";
         let (classes, idx) = encode_classes(name, require_y(name, y)?)?;
-        if self.n_neighbors as usize > x.nrows() {
+        if params.n_neighbors as usize > x.nrows() {
             return Err(MlError::InvalidParam {
                 estimator: name.into(),
                 param: "n_neighbors".into(),
-                value: self.n_neighbors.to_string(),
+                value: params.n_neighbors.to_string(),
                 expected: format!("at most the number of training samples ({})", x.nrows()),
             });
         }
@@ -55,8 +56,8 @@ impl FitParams for KNeighborsParams {
             classes,
             x: x.to_owned(),
             y: idx,
-            k: self.n_neighbors as usize,
-            distance_weighted: self.weights == "distance",
+            k: params.n_neighbors as usize,
+            distance_weighted: params.weights == "distance",
         })
     }
 }

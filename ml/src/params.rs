@@ -191,9 +191,57 @@ impl<T: ParamType> ParamType for Option<T> {
     }
 }
 
+/// Parameters whose values can be checked against their valid ranges
+/// (implemented by [`params!`](crate::params!)).
+pub trait CheckParams: Clone {
+    /// Checks every parameter; the error names the first invalid one.
+    fn check_params(&self) -> Result<(), crate::MlError>;
+}
+
+/// Parameters that passed their checks. [`Checked::new`] is the only way to
+/// make one, and [`FitParams::fit`](crate::FitParams::fit) takes nothing else,
+/// so no model is fitted from unchecked values (linfa's `ParamGuard` pattern).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked<P>(P);
+
+impl<P: CheckParams> Checked<P> {
+    /// Checks `params`.
+    pub fn new(params: P) -> Result<Self, crate::MlError> {
+        params.check_params()?;
+        Ok(Checked(params))
+    }
+}
+
+impl<P> Checked<P> {
+    /// The parameters, unchecked again (to change them).
+    pub fn into_inner(self) -> P {
+        self.0
+    }
+}
+
+impl<P> std::ops::Deref for Checked<P> {
+    type Target = P;
+    fn deref(&self) -> &P {
+        &self.0
+    }
+}
+
+impl<P: crate::FitParams> Checked<P> {
+    /// Fits on `x` (n_samples × n_features) and, for supervised models, `y`
+    /// (see [`FitParams::fit`](crate::FitParams::fit)).
+    pub fn fit(
+        &self,
+        x: ndarray::ArrayView2<'_, f64>,
+        y: Option<ndarray::ArrayView1<'_, f64>>,
+    ) -> Result<P::Fitted, crate::MlError> {
+        P::fit(self, x, y)
+    }
+}
+
 /// Declares a hyperparameter struct: fields with defaults and validity checks,
-/// builder methods, a parameter table in the docs, `check`, `get_params` and
-/// `set_param` (which validates before it stores).
+/// builder methods, a parameter table in the docs, [`CheckParams`], `check`
+/// (which returns the [`Checked`] parameters that fitting takes), `get_params`
+/// and `set_param` (which validates before it stores).
 #[macro_export]
 macro_rules! params {
     (
@@ -231,22 +279,10 @@ macro_rules! params {
                 }
             )*
 
-            /// Checks every parameter against its valid range.
-            pub fn check(&self) -> Result<(), $crate::MlError> {
-                $(
-                    {
-                        let $v = &self.$field;
-                        if !($check) {
-                            return Err($crate::MlError::InvalidParam {
-                                estimator: $est.to_string(),
-                                param: $pname.to_string(),
-                                value: $crate::params::ParamType::to_param(&self.$field).to_string(),
-                                expected: $expect.to_string(),
-                            });
-                        }
-                    }
-                )*
-                Ok(())
+            /// Checks every parameter against its valid range; only checked
+            /// parameters can be fitted.
+            pub fn check(self) -> Result<$crate::params::Checked<Self>, $crate::MlError> {
+                $crate::params::Checked::new(self)
             }
 
             /// All parameters by name.
@@ -284,6 +320,26 @@ macro_rules! params {
                         known: vec![$($pname.to_string()),*],
                     }),
                 }
+            }
+        }
+
+        impl $crate::params::CheckParams for $Params {
+            #[allow(clippy::redundant_closure_call)]
+            fn check_params(&self) -> Result<(), $crate::MlError> {
+                $(
+                    {
+                        let $v = &self.$field;
+                        if !($check) {
+                            return Err($crate::MlError::InvalidParam {
+                                estimator: $est.to_string(),
+                                param: $pname.to_string(),
+                                value: $crate::params::ParamType::to_param(&self.$field).to_string(),
+                                expected: $expect.to_string(),
+                            });
+                        }
+                    }
+                )*
+                Ok(())
             }
         }
     };

@@ -10,6 +10,7 @@ use linfa_preprocessing::linear_scaling::LinearScaler;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
+use crate::params::Checked;
 use crate::error::MlError;
 use crate::estimator::{canonical, FitParams, FittedModel, Kind, Output};
 
@@ -64,7 +65,7 @@ impl FitParams for StandardScalerParams {
     type Fitted = FittedScaler;
 
     fn fit(
-        &self,
+        params: &Checked<Self>,
         x: ArrayView2<'_, f64>,
         _y: Option<ArrayView1<'_, f64>>,
     ) -> Result<FittedScaler, MlError> {
@@ -74,8 +75,8 @@ impl FitParams for StandardScalerParams {
             LinearScaler::standard().fit(&ds).map_err(|e| fit_err("StandardScaler", e))?;
         let n = x.ncols();
         Ok(FittedScaler {
-            offset: if self.with_mean { s.offsets().clone() } else { Array1::zeros(n) },
-            scale: if self.with_std { s.scales().clone() } else { Array1::ones(n) },
+            offset: if params.with_mean { s.offsets().clone() } else { Array1::zeros(n) },
+            scale: if params.with_std { s.scales().clone() } else { Array1::ones(n) },
             shift: 0.0,
         })
     }
@@ -101,11 +102,11 @@ impl FitParams for MinMaxScalerParams {
     type Fitted = FittedScaler;
 
     fn fit(
-        &self,
+        params: &Checked<Self>,
         x: ArrayView2<'_, f64>,
         _y: Option<ArrayView1<'_, f64>>,
     ) -> Result<FittedScaler, MlError> {
-        let (lo, hi) = (self.feature_range_min, self.feature_range_max);
+        let (lo, hi) = (params.feature_range_min, params.feature_range_max);
         if lo >= hi {
             return Err(MlError::InvalidParam {
                 estimator: "MinMaxScaler".into(),
@@ -147,7 +148,7 @@ impl FitParams for OneHotEncoderParams {
     type Fitted = FittedOneHot;
 
     fn fit(
-        &self,
+        params: &Checked<Self>,
         x: ArrayView2<'_, f64>,
         _y: Option<ArrayView1<'_, f64>>,
     ) -> Result<FittedOneHot, MlError> {
@@ -161,7 +162,7 @@ impl FitParams for OneHotEncoderParams {
                 v
             })
             .collect();
-        Ok(FittedOneHot { categories, ignore_unknown: self.handle_unknown == "ignore" })
+        Ok(FittedOneHot { categories, ignore_unknown: params.handle_unknown == "ignore" })
     }
 }
 
@@ -252,14 +253,14 @@ impl FitParams for PolynomialFeaturesParams {
     type Fitted = FittedPolynomial;
 
     fn fit(
-        &self,
+        params: &Checked<Self>,
         x: ArrayView2<'_, f64>,
         _y: Option<ArrayView1<'_, f64>>,
     ) -> Result<FittedPolynomial, MlError> {
         let mut terms = Vec::new();
-        let start = if self.include_bias { 0 } else { 1 };
-        for d in start..=self.degree as usize {
-            combinations(x.ncols(), d, !self.interaction_only, &mut terms);
+        let start = if params.include_bias { 0 } else { 1 };
+        for d in start..=params.degree as usize {
+            combinations(x.ncols(), d, !params.interaction_only, &mut terms);
         }
         Ok(FittedPolynomial { n_in: x.ncols(), terms })
     }

@@ -12,6 +12,7 @@ use linfa_svm::Svm;
 use ndarray::{Array1, ArrayView1, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
+use crate::params::Checked;
 use crate::error::MlError;
 use crate::estimator::{encode_classes, require_y, FitParams, FittedModel, Kind, Output};
 
@@ -116,15 +117,15 @@ impl FitParams for SvcParams {
     type Fitted = FittedSvc;
 
     fn fit(
-        &self,
+        params: &Checked<Self>,
         x: ArrayView2<'_, f64>,
         y: Option<ArrayView1<'_, f64>>,
     ) -> Result<FittedSvc, MlError> {
         let y = require_y("SVC", y)?;
-        let kernel = if self.kernel == "linear" {
+        let kernel = if params.kernel == "linear" {
             Kernel::Linear
         } else {
-            let gamma = self.gamma.unwrap_or_else(|| {
+            let gamma = params.gamma.unwrap_or_else(|| {
                 let var = x.var(0.0);
                 if var > 0.0 {
                     1.0 / (x.ncols() as f64 * var)
@@ -134,7 +135,7 @@ impl FitParams for SvcParams {
             });
             Kernel::Rbf { gamma }
         };
-        fit_svc("SVC", x, y, self.c, kernel, self.tol)
+        fit_svc("SVC", x, y, params.c, kernel, params.tol)
     }
 }
 
@@ -157,12 +158,12 @@ impl FitParams for LinearSvcParams {
     type Fitted = FittedSvc;
 
     fn fit(
-        &self,
+        params: &Checked<Self>,
         x: ArrayView2<'_, f64>,
         y: Option<ArrayView1<'_, f64>>,
     ) -> Result<FittedSvc, MlError> {
         let y = require_y("LinearSVC", y)?;
-        fit_svc("LinearSVC", x, y, self.c, Kernel::Linear, self.tol)
+        fit_svc("LinearSVC", x, y, params.c, Kernel::Linear, params.tol)
     }
 }
 

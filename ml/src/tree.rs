@@ -17,6 +17,7 @@ use smartcore::ensemble::random_forest_regressor::{
 };
 use smartcore::linalg::basic::matrix::DenseMatrix;
 
+use crate::params::Checked;
 use crate::error::MlError;
 use crate::estimator::{encode_classes, require_y, FitParams, FittedModel, Kind, Output};
 
@@ -52,21 +53,21 @@ impl FitParams for DecisionTreeParams {
     type Fitted = FittedTree;
 
     fn fit(
-        &self,
+        params: &Checked<Self>,
         x: ArrayView2<'_, f64>,
         y: Option<ArrayView1<'_, f64>>,
     ) -> Result<FittedTree, MlError> {
         let name = "DecisionTreeClassifier";
         let (classes, idx) = encode_classes(name, require_y(name, y)?)?;
         let quality =
-            if self.criterion == "entropy" { SplitQuality::Entropy } else { SplitQuality::Gini };
+            if params.criterion == "entropy" { SplitQuality::Entropy } else { SplitQuality::Gini };
         let tree = DecisionTree::params()
             .split_quality(quality)
-            .max_depth(self.max_depth.map(|d| d as usize))
-            .min_weight_split(self.min_samples_split as f32)
-            .min_weight_leaf(self.min_samples_leaf as f32)
+            .max_depth(params.max_depth.map(|d| d as usize))
+            .min_weight_split(params.min_samples_split as f32)
+            .min_weight_leaf(params.min_samples_leaf as f32)
             // linfa requires at least f64::EPSILON; that smallest value means "any decrease".
-            .min_impurity_decrease(self.min_impurity_decrease.max(f64::EPSILON))
+            .min_impurity_decrease(params.min_impurity_decrease.max(f64::EPSILON))
             .fit(&Dataset::new(x.to_owned(), Array1::from(idx)))
             .map_err(|e| fit_err(name, "linfa-trees", e))?;
         Ok(FittedTree { classes, tree, n_features: x.ncols() })
@@ -129,10 +130,13 @@ macro_rules! forest_params {
         #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
         pub struct $Name(pub RandomForestParams);
 
-        impl $Name {
-            fn check(&self) -> Result<(), MlError> {
-                self.0.check()
+        impl crate::params::CheckParams for $Name {
+            fn check_params(&self) -> Result<(), MlError> {
+                crate::params::CheckParams::check_params(&self.0)
             }
+        }
+
+        impl $Name {
             fn get_params(&self) -> crate::Params {
                 self.0.get_params()
             }
@@ -186,12 +190,12 @@ impl FitParams for ForestClassifierParams {
     type Fitted = FittedForestClassifier;
 
     fn fit(
-        &self,
+        params: &Checked<Self>,
         x: ArrayView2<'_, f64>,
         y: Option<ArrayView1<'_, f64>>,
     ) -> Result<FittedForestClassifier, MlError> {
         let name = "RandomForestClassifier";
-        let p = &self.0;
+        let p = &params.0;
         let (classes, idx) = encode_classes(name, require_y(name, y)?)?;
         let params = smartcore_params!(RandomForestClassifierParameters, p, u16);
         let y: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
@@ -248,12 +252,12 @@ impl FitParams for ForestRegressorParams {
     type Fitted = FittedForestRegressor;
 
     fn fit(
-        &self,
+        params: &Checked<Self>,
         x: ArrayView2<'_, f64>,
         y: Option<ArrayView1<'_, f64>>,
     ) -> Result<FittedForestRegressor, MlError> {
         let name = "RandomForestRegressor";
-        let p = &self.0;
+        let p = &params.0;
         let y = require_y(name, y)?;
         let params = smartcore_params!(RandomForestRegressorParameters, p, usize);
         let forest = ScForestR::fit(&dense(x)?, &y.to_vec(), params)
