@@ -27,7 +27,10 @@
 //! dir = "search-results"      # cv_results.json, cv_results.csv, best_estimator.rske
 //! ```
 //!
-//! Every error names the offending key.
+//! The spec is strict: unknown keys and values of the wrong type are errors
+//! (with a "did you mean" for near misses), and every error names the
+//! offending key. The steps always form a pipeline, so parameters are
+//! addressed as `step__param` even for a single step, as in scikit-learn.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -39,6 +42,17 @@ use rask_search::{
     Cv, Distribution, ErrorScore, Grid, GridSearchCV, RandomizedSearchCV, Refit, SearchCV,
 };
 use toml::Value;
+
+use rask_ml::error::did_you_mean;
+
+/// `at.key`, or `key` at the top level.
+fn join(at: &str, key: &str) -> String {
+    if at.is_empty() {
+        key.to_string()
+    } else {
+        format!("{at}.{key}")
+    }
+}
 
 /// A spec error: the file, the key path, and what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +110,60 @@ impl Ctx<'_> {
         } else {
             self.base.join(p)
         }
+    }
+
+    /// Rejects keys of `t` outside `allowed`, with a suggestion for typos.
+    fn keys(&self, t: &toml::Table, at: &str, allowed: &[&str]) -> Result<(), SpecError> {
+        match t.keys().find(|k| !allowed.contains(&k.as_str())) {
+            None => Ok(()),
+            Some(k) => Err(self.err(
+                join(at, k),
+                format!(
+                    "unknown key{}; {} takes {}",
+                    did_you_mean(k, allowed),
+                    if at.is_empty() { "the spec" } else { at },
+                    allowed.join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// An optional value of one TOML type: absent is `None`, another type an error.
+    fn opt<'v, T>(
+        &self,
+        t: &'v toml::Table,
+        key: &str,
+        at: &str,
+        expected: &str,
+        get: impl Fn(&'v Value) -> Option<T>,
+    ) -> Result<Option<T>, SpecError> {
+        match t.get(key) {
+            None => Ok(None),
+            Some(v) => get(v).map(Some).ok_or_else(|| {
+                self.err(join(at, key), format!("expected {expected}, found {}", v.type_str()))
+            }),
+        }
+    }
+
+    fn opt_bool(&self, t: &toml::Table, key: &str, at: &str) -> Result<Option<bool>, SpecError> {
+        self.opt(t, key, at, "true or false", Value::as_bool)
+    }
+
+    fn opt_int(&self, t: &toml::Table, key: &str, at: &str) -> Result<Option<i64>, SpecError> {
+        self.opt(t, key, at, "an integer", Value::as_integer)
+    }
+
+    fn opt_float(&self, t: &toml::Table, key: &str, at: &str) -> Result<Option<f64>, SpecError> {
+        self.opt(t, key, at, "a number", |v| v.as_float().or(v.as_integer().map(|i| i as f64)))
+    }
+
+    fn opt_str<'v>(
+        &self,
+        t: &'v toml::Table,
+        key: &str,
+        at: &str,
+    ) -> Result<Option<&'v str>, SpecError> {
+        self.opt(t, key, at, "a string", Value::as_str)
     }
 
     fn str<'v>(&self, t: &'v toml::Table, key: &str, at: &str) -> Result<&'v str, SpecError> {
@@ -217,17 +285,16 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
         .map_err(|e| ctx.err("(file)", format!("cannot read: {e}")))?;
     let root: toml::Table =
         toml::from_str(&text).map_err(|e| ctx.err("(syntax)", e.to_string()))?;
-    let known = ["data", "steps", "grid", "grids", "distributions", "search", "output"];
-    if let Some(k) = root.keys().find(|k| !known.contains(&k.as_str())) {
-        return Err(
-            ctx.err(k.as_str(), format!("unknown section; sections are {}", known.join(", ")))
-        );
-    }
+    ctx.keys(&root, "", &["data", "steps", "grid", "grids", "distributions", "search", "output"])?;
 
     // [data]
     let data = table(&ctx, &root, "data")?
         .ok_or_else(|| ctx.err("data", "missing: give x/y .npy files or csv + target"))?;
-    let (x, y) = if let Some(Value::String(csv)) = data.get("csv") {
+    ctx.keys(data, "data", &["x", "y", "csv", "target"])?;
+    let (x, y) = if let Some(csv) = ctx.opt_str(data, "csv", "data")? {
+        if data.contains_key("x") || data.contains_key("y") {
+            return Err(ctx.err("data", "give either x and y (.npy files) or csv and target"));
+        }
         let target = ctx.str(data, "target", "data")?;
         let (x, y, _) = rask_ml::datasets::load_csv_xy(ctx.path(csv), target)
             .map_err(|e| ctx.err("data.csv", e.to_string()))?;
@@ -251,6 +318,7 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
     for (i, s) in steps.iter().enumerate() {
         let at = format!("steps[{i}]");
         let t = s.as_table().ok_or_else(|| ctx.err(&at, "expected a table with name and type"))?;
+        ctx.keys(t, &at, &["name", "type", "params"])?;
         let name = ctx.str(t, "name", &at)?;
         let ty = ctx.str(t, "type", &at)?;
         let mut est = create(ty).map_err(|e| ctx.err(format!("{at}.type"), e.to_string()))?;
@@ -266,29 +334,51 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
         }
         built.push((name.to_string(), est));
     }
-    let estimator: Box<dyn Estimator> = if built.len() == 1 {
-        built.pop().expect("one step").1
-    } else {
-        Box::new(Pipeline::new(built).map_err(|e| ctx.err("steps", e.to_string()))?)
-    };
+    // Always a pipeline, so parameters are `step__param` however many steps
+    // there are (as in scikit-learn).
+    let estimator: Box<dyn Estimator> =
+        Box::new(Pipeline::new(built).map_err(|e| ctx.err("steps", e.to_string()))?);
 
     // [search]
     let empty = toml::Table::new();
     let s = table(&ctx, &root, "search")?.unwrap_or(&empty);
-    let kind = match s.get("kind") {
-        None => "grid",
-        Some(Value::String(k)) if k == "grid" || k == "random" => k.as_str(),
-        Some(_) => return Err(ctx.err("search.kind", "expected \"grid\" or \"random\"")),
+    let kind = match ctx.opt_str(s, "kind", "search")? {
+        None | Some("grid") => "grid",
+        Some("random") => "random",
+        Some(other) => {
+            return Err(ctx.err(
+                "search.kind",
+                format!("unknown kind {other:?}; expected \"grid\" or \"random\""),
+            ))
+        }
     };
+    let common =
+        ["kind", "cv", "scoring", "refit", "error_score", "return_train_score", "scheduler"];
+    if kind == "grid" {
+        ctx.keys(s, "search", &common)?;
+        if root.contains_key("distributions") {
+            return Err(ctx.err("distributions", "only for search.kind = \"random\""));
+        }
+    } else {
+        ctx.keys(s, "search", &[&common[..], &["n_iter", "seed"]].concat())?;
+        if root.contains_key("grid") || root.contains_key("grids") {
+            return Err(ctx.err("grid", "only for search.kind = \"grid\" (the default)"));
+        }
+    }
     // Check every parameter name against the estimator before anything runs.
     let check_names = |names: Vec<(String, String)>| -> Result<(), SpecError> {
         let params = estimator.get_params();
         for (at, name) in names {
             if !params.contains_key(&name) {
-                let known: Vec<&String> = params.keys().collect();
-                return Err(
-                    ctx.err(at, format!("unknown parameter {name:?}; the estimator has {known:?}"))
-                );
+                let known: Vec<&str> = params.keys().map(String::as_str).collect();
+                return Err(ctx.err(
+                    at,
+                    format!(
+                        "unknown parameter {name:?}{}; the pipeline has {}",
+                        did_you_mean(&name, &known),
+                        known.join(", ")
+                    ),
+                ));
             }
         }
         Ok(())
@@ -343,23 +433,32 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
         None => search,
         Some(Value::Integer(k)) if *k >= 2 => search.cv(Cv::Folds(*k as usize)),
         Some(Value::Table(t)) => {
-            let n = |key: &str, default: i64| -> Result<i64, SpecError> {
-                match t.get(key) {
-                    None => Ok(default),
-                    Some(Value::Integer(v)) => Ok(*v),
-                    Some(_) => Err(ctx.err(format!("search.cv.{key}"), "expected an integer")),
-                }
+            let at = "search.cv";
+            let splitter = ctx.opt_str(t, "splitter", at)?.unwrap_or("kfold");
+            let allowed: &[&str] = match splitter {
+                "shuffle" => &["splitter", "n_splits", "random_state", "test_size", "train_size"],
+                _ => &["splitter", "n_splits", "shuffle", "random_state"],
             };
-            let shuffle = t.get("shuffle").and_then(Value::as_bool).unwrap_or(false);
-            let random_state = t.get("random_state").and_then(Value::as_integer).map(|v| v as u32);
-            let n_splits = n("n_splits", 5)? as usize;
-            let splitter = match t.get("splitter").and_then(Value::as_str).unwrap_or("kfold") {
+            ctx.keys(t, at, allowed)?;
+            let shuffle = ctx.opt_bool(t, "shuffle", at)?.unwrap_or(false);
+            let random_state = match ctx.opt_int(t, "random_state", at)? {
+                None => None,
+                Some(v) => Some(u32::try_from(v).map_err(|_| {
+                    ctx.err("search.cv.random_state", "expected an integer in [0, 4294967295]")
+                })?),
+            };
+            let n_splits = match ctx.opt_int(t, "n_splits", at)? {
+                None => 5,
+                Some(v) if v >= 1 => v as usize,
+                Some(_) => return Err(ctx.err("search.cv.n_splits", "expected an integer >= 1")),
+            };
+            let splitter = match splitter {
                 "kfold" => Splitter::KFold { n_splits, shuffle, random_state },
                 "stratified" => Splitter::StratifiedKFold { n_splits, shuffle, random_state },
                 "shuffle" => Splitter::ShuffleSplit {
                     n_splits,
-                    test_size: t.get("test_size").and_then(Value::as_float).unwrap_or(0.1),
-                    train_size: t.get("train_size").and_then(Value::as_float),
+                    test_size: ctx.opt_float(t, "test_size", at)?.unwrap_or(0.1),
+                    train_size: ctx.opt_float(t, "train_size", at)?,
                     random_state,
                 },
                 other => {
@@ -434,10 +533,13 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
             ))
         }
     };
-    let out_dir = match table(&ctx, &root, "output")?.and_then(|o| o.get("dir")) {
+    let out_dir = match table(&ctx, &root, "output")? {
         None => PathBuf::from("search-results"),
-        Some(Value::String(d)) => ctx.path(d),
-        Some(_) => return Err(ctx.err("output.dir", "expected a folder path")),
+        Some(o) => {
+            ctx.keys(o, "output", &["dir"])?;
+            ctx.opt_str(o, "dir", "output")?
+                .map_or(PathBuf::from("search-results"), |d| ctx.path(d))
+        }
     };
     // Candidates are checked now, so that a bad grid fails before any work.
     search.candidates().map_err(|e| {

@@ -228,16 +228,35 @@ fn invalid_specs_point_at_the_offending_key() {
         (
             "type = \"PCA\"",
             "type = \"PCAA\"",
-            "steps[1].type: no estimator is registered as `PCAA`",
+            "steps[1].type: no estimator is registered as `PCAA`; did you mean `PCA`?",
         ),
         (
             "pca__n_components = [2, 4]",
             "pca__n_component = [2, 4]",
-            "grid[0].pca__n_component: unknown parameter",
+            "grid[0].pca__n_component: unknown parameter \"pca__n_component\"; did you mean \
+             `pca__n_components`?",
         ),
         ("params = { max_iter = 500 }", "params = { max_iter = 0 }", "steps[2].params.max_iter"),
         ("scheduler = \"threads\"", "scheduler = \"gpu\"", "search.scheduler"),
-        ("[output]", "[outptu]", "outptu: unknown section"),
+        ("[output]", "[outptu]", "outptu: unknown key; did you mean `output`?"),
+        // Wrongly typed and unknown fields are errors, never silent defaults.
+        (
+            "cv = 3",
+            "cv = { splitter = \"kfold\", n_splits = 3, shuffle = \"yes\" }",
+            "search.cv.shuffle: expected true or false, found string",
+        ),
+        (
+            "cv = 3",
+            "cv = { n_splits = 3, shufle = true }",
+            "search.cv.shufle: unknown key; did you mean `shuffle`?",
+        ),
+        ("cv = 3", "cv = 3\nn_iter = 5", "search.n_iter: unknown key"),
+        ("dir = \"out\"", "dir = 7", "output.dir: expected a string, found integer"),
+        (
+            "name = \"pca\"",
+            "name = \"pca\"\nparam = {}",
+            "steps[1].param: unknown key; did you mean `params`?",
+        ),
         ("target = \"label\"", "target = \"lable\"", "data.csv"),
         ("scoring = [\"accuracy\", \"roc_auc\"]", "scoring = [\"acc\"]", "search.scoring"),
     ] {
@@ -251,5 +270,46 @@ fn invalid_specs_point_at_the_offending_key() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("bad.toml") && err.contains(expect), "expected {expect:?} in {err}");
     }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_one_step_pipeline_addresses_parameters_as_step_param() {
+    let dir = std::env::temp_dir().join(format!("rask-onestep-{}", std::process::id()));
+    write_search_data(&dir);
+    let spec = r#"
+[data]
+csv = "data.csv"
+target = "label"
+
+[[steps]]
+name = "logreg"
+type = "LogisticRegression"
+
+[grid]
+logreg__C = [0.1, 1.0]
+
+[search]
+cv = 3
+"#;
+    std::fs::write(dir.join("one.toml"), spec).unwrap();
+    let out = rask()
+        .args(["search", "--no-progress", "--spec"])
+        .arg(dir.join("one.toml"))
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("searching 2 candidates"), "{stdout}");
+    // The bare name is not a parameter of the pipeline.
+    std::fs::write(dir.join("bare.toml"), spec.replace("logreg__C", "C")).unwrap();
+    let out = rask()
+        .args(["search", "--no-progress", "--spec"])
+        .arg(dir.join("bare.toml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("grid[0].C: unknown parameter \"C\""), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -18,7 +18,11 @@ pub enum MlError {
         expected: String,
     },
     /// No such hyperparameter.
-    #[error("{estimator}: unknown parameter `{param}`; valid parameters are: {}", .known.join(", "))]
+    #[error(
+        "{estimator}: unknown parameter `{param}`{}; valid parameters are: {}",
+        did_you_mean(.param, .known),
+        .known.join(", ")
+    )]
     UnknownParam {
         /// Estimator type name.
         estimator: String,
@@ -96,7 +100,11 @@ pub enum MlError {
         message: String,
     },
     /// No estimator is registered under this type name.
-    #[error("no estimator is registered as `{name}`; registered: {}", .known.join(", "))]
+    #[error(
+        "no estimator is registered as `{name}`{}; registered: {}",
+        did_you_mean(.name, .known),
+        .known.join(", ")
+    )]
     UnknownEstimator {
         /// The name asked for.
         name: String,
@@ -135,4 +143,64 @@ pub enum MlError {
         /// What is wrong.
         message: String,
     },
+}
+
+/// `"; did you mean `x`?"` when one of `known` is close to `name` (by edit
+/// distance, or equal but for case), else `""`.
+pub fn did_you_mean<S: AsRef<str>>(name: &str, known: &[S]) -> String {
+    closest(name, known).map(|k| format!("; did you mean `{k}`?")).unwrap_or_default()
+}
+
+/// The name in `known` closest to `name`, if it is close enough to be a typo.
+pub fn closest<'a, S: AsRef<str>>(name: &str, known: &'a [S]) -> Option<&'a str> {
+    let lower = name.to_lowercase();
+    let limit = (name.chars().count() / 3).max(2);
+    known
+        .iter()
+        .map(AsRef::as_ref)
+        .map(|k| {
+            (
+                if k.to_lowercase() == lower {
+                    0
+                } else {
+                    edit_distance(&lower, &k.to_lowercase())
+                },
+                k,
+            )
+        })
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions), by chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_catch_typos_and_case_only() {
+        let known = ["LogisticRegression", "LinearRegression", "StandardScaler"];
+        assert_eq!(closest("LogisticRegresion", &known), Some("LogisticRegression"));
+        assert_eq!(closest("standardscaler", &known), Some("StandardScaler"));
+        assert_eq!(closest("KMeans", &known), None);
+        let params = ["logreg__C", "logreg__tol", "pca__n_components"];
+        assert_eq!(closest("logreg__c", &params), Some("logreg__C"));
+        assert_eq!(closest("pca__n_component", &params), Some("pca__n_components"));
+        assert_eq!(did_you_mean("xyz", &params), "");
+    }
 }
