@@ -9,8 +9,19 @@ use std::path::{Path, PathBuf};
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// The modules of `rask-core`, bottom first.
-const CORE_LAYERS: &[&str] =
-    &["key", "value", "raw_array", "npy", "op", "graph", "error", "diagnostics", "local", "delayed", "array"];
+const CORE_LAYERS: &[&str] = &[
+    "key",
+    "value",
+    "raw_array",
+    "npy",
+    "op",
+    "graph",
+    "error",
+    "diagnostics",
+    "local",
+    "delayed",
+    "array",
+];
 
 /// The modules of `rask-distributed`, bottom first: the pure scheduler at the
 /// bottom, the wire edge above it, the processes above that.
@@ -79,7 +90,8 @@ fn root_reexports(lib_rs: &str) -> HashMap<String, String> {
     let mut out = HashMap::new();
     for stmt in lib_rs.split(';') {
         let stmt = stmt.trim();
-        let Some(path) = stmt.rsplit("pub use ").next().filter(|_| stmt.contains("pub use ")) else {
+        let Some(path) = stmt.rsplit("pub use ").next().filter(|_| stmt.contains("pub use "))
+        else {
             continue;
         };
         let Some((module, names)) = path.split_once("::") else { continue };
@@ -101,8 +113,12 @@ fn target_module<'a>(
     layers: &'a [&'a str],
     reexports: &HashMap<String, String>,
 ) -> Option<&'a str> {
-    let module = reexports.get(name).map(String::as_str).unwrap_or(name);
-    layers.iter().copied().find(|l| *l == module)
+    // A module's own name wins over a root item of the same name (`crate::value`).
+    if let Some(l) = layers.iter().copied().find(|l| *l == name) {
+        return Some(l);
+    }
+    let module = reexports.get(name)?;
+    layers.iter().copied().find(|l| l == module)
 }
 
 /// Checks one module's source against the layer order.
@@ -165,13 +181,7 @@ fn check_crate(src: &Path, layers: &[&str]) -> Vec<Violation> {
             continue;
         }
         let source = std::fs::read_to_string(&file).unwrap();
-        out.extend(check_module(
-            &file.display().to_string(),
-            module,
-            &source,
-            layers,
-            &reexports,
-        ));
+        out.extend(check_module(&file.display().to_string(), module, &source, layers, &reexports));
     }
     out
 }
@@ -202,7 +212,8 @@ fn crates_depend_only_on_lower_crates() {
     let all: Vec<&str> = all.into_iter().chain(["rask-integrations"]).collect();
     let mut bad = Vec::new();
     for (dir, allowed) in CRATE_DEPS {
-        let manifest = std::fs::read_to_string(Path::new(ROOT).join(dir).join("Cargo.toml")).unwrap();
+        let manifest =
+            std::fs::read_to_string(Path::new(ROOT).join(dir).join("Cargo.toml")).unwrap();
         for line in manifest.lines() {
             let name = line.split(['=', '.']).next().unwrap_or("").trim();
             if all.contains(&name) && !allowed.contains(&name) {
@@ -220,7 +231,12 @@ fn the_check_catches_an_upward_use() {
     let v = check_module("local/mod.rs", "local", upward, CORE_LAYERS, &reexports);
     assert_eq!(
         v,
-        vec![Violation { file: "local/mod.rs".into(), line: 2, from: "local".into(), to: "delayed".into() }]
+        vec![Violation {
+            file: "local/mod.rs".into(),
+            line: 2,
+            from: "local".into(),
+            to: "delayed".into()
+        }]
     );
     // Through a root re-export, in a `use crate::{...}` list, and inline in code.
     for source in [

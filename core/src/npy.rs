@@ -248,8 +248,10 @@ impl NpyHeader {
             ),
         };
         let fortran = if self.fortran { "True" } else { "False" };
-        let dict =
-            format!("{{'descr': '{}', 'fortran_order': {fortran}, 'shape': {shape}, }}", self.dtype.descr());
+        let dict = format!(
+            "{{'descr': '{}', 'fortran_order': {fortran}, 'shape': {shape}, }}",
+            self.dtype.descr()
+        );
         for (version, prefix) in [(1u8, 10usize), (2, 12)] {
             let mut text = dict.clone();
             while (prefix + text.len() + 1) % 64 != 0 {
@@ -331,7 +333,8 @@ pub fn parse_header(bytes: &[u8]) -> Result<NpyHeader, NpyError> {
     if shape.len() > MAX_DIMS {
         return Err(header_err(&format!("{} dimensions (at most {MAX_DIMS})", shape.len()), &text));
     }
-    let header = NpyHeader { dtype: Dtype::parse(&descr)?, fortran, shape, data_offset: end as u64 };
+    let header =
+        NpyHeader { dtype: Dtype::parse(&descr)?, fortran, shape, data_offset: end as u64 };
     header.file_len()?;
     Ok(header)
 }
@@ -369,9 +372,13 @@ fn parse_dict(text: &str) -> Result<(String, bool, Vec<usize>), NpyError> {
         }
         p.ws();
         if key == "descr" && p.s.get(p.i) == Some(&b'[') {
-            return Err(NpyError::Dtype { descr: "a structured dtype".into(), supported: SUPPORTED });
+            return Err(NpyError::Dtype {
+                descr: "a structured dtype".into(),
+                supported: SUPPORTED,
+            });
         }
-        let value = p.literal().ok_or_else(|| err(&format!("the value of {key:?} is malformed")))?;
+        let value =
+            p.literal().ok_or_else(|| err(&format!("the value of {key:?} is malformed")))?;
         match (key.as_str(), value) {
             ("descr", Literal::Str(s)) => descr = Some(s),
             ("fortran_order", Literal::Bool(b)) => fortran = Some(b),
@@ -551,7 +558,12 @@ mod tests {
     use super::*;
 
     fn header(descr: &str, fortran: bool, shape: &[usize]) -> NpyHeader {
-        NpyHeader { dtype: Dtype::parse(descr).unwrap(), fortran, shape: shape.to_vec(), data_offset: 0 }
+        NpyHeader {
+            dtype: Dtype::parse(descr).unwrap(),
+            fortran,
+            shape: shape.to_vec(),
+            data_offset: 0,
+        }
     }
 
     #[test]
@@ -592,7 +604,10 @@ mod tests {
             parse_header(&b).unwrap_err()
         };
         assert_eq!(parse_header(b"PK\x03\x04 zip file"), Err(NpyError::NotNpy));
-        assert!(matches!(parse_header(b"\x93NUMPY\x04\x00\x00\x00"), Err(NpyError::Version { .. })));
+        assert!(matches!(
+            parse_header(b"\x93NUMPY\x04\x00\x00\x00"),
+            Err(NpyError::Version { .. })
+        ));
         assert!(matches!(
             with("{'descr': '<c16', 'fortran_order': False, 'shape': (1,), }"),
             NpyError::Dtype { .. }

@@ -16,9 +16,8 @@ fn dtype() -> impl Strategy<Value = Dtype> {
 }
 
 fn header() -> impl Strategy<Value = NpyHeader> {
-    (dtype(), any::<bool>(), prop::collection::vec(0usize..6, 0..4)).prop_map(
-        |(dtype, fortran, shape)| NpyHeader { dtype, fortran, shape, data_offset: 0 },
-    )
+    (dtype(), any::<bool>(), prop::collection::vec(0usize..6, 0..4))
+        .prop_map(|(dtype, fortran, shape)| NpyHeader { dtype, fortran, shape, data_offset: 0 })
 }
 
 /// A valid file: header and `len * size` data bytes.

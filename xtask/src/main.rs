@@ -97,9 +97,11 @@ fn has_command(name: &str) -> bool {
 fn has_library(file: &str) -> bool {
     ["/usr/lib", "/usr/lib64", "/usr/local/lib"].iter().any(|root| {
         Path::new(root).join(file).exists()
-            || std::fs::read_dir(root).into_iter().flatten().flatten().any(|e| {
-                e.file_type().is_ok_and(|t| t.is_dir()) && e.path().join(file).exists()
-            })
+            || std::fs::read_dir(root)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| e.file_type().is_ok_and(|t| t.is_dir()) && e.path().join(file).exists())
     })
 }
 
@@ -112,10 +114,8 @@ fn is_root() -> bool {
 
 /// `Some(installed)` from dpkg, `None` where dpkg is not available.
 fn dpkg_installed(package: &str) -> Option<bool> {
-    let out = Command::new("dpkg-query")
-        .args(["-W", "-f=${db:Status-Status}", package])
-        .output()
-        .ok()?;
+    let out =
+        Command::new("dpkg-query").args(["-W", "-f=${db:Status-Status}", package]).output().ok()?;
     Some(out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "installed")
 }
 
@@ -241,8 +241,7 @@ fn provision_python() -> Result<(), Failure> {
         return Ok(());
     }
     let python = python_venv()?;
-    std::fs::create_dir_all(&data)
-        .map_err(|e| format!("cannot create {}: {e}", data.display()))?;
+    std::fs::create_dir_all(&data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
     eprintln!("xtask: generating clf_small into {}", data.display());
     // Generated in its own folder: a partial MANIFEST.json must not land in the peers' one.
     run(Command::new(python)
