@@ -46,7 +46,10 @@ struct DNode {
 }
 
 enum DBody {
-    Task { op: OpRef, args: Vec<DelayedArg> },
+    Task {
+        op: OpRef,
+        args: Vec<DelayedArg>,
+    },
     Data(Value),
     /// Held by another scheduler under the node's key.
     External,

@@ -140,9 +140,8 @@ pub fn unique_token() -> Token {
         std::process::id().hash(&mut h);
         std::time::SystemTime::now().hash(&mut h);
         let a = h.finish();
-        let mut h2 = std::collections::hash_map::RandomState::new().build_hasher();
-        a.hash(&mut h2);
-        ((a as u128) << 64) | h2.finish() as u128
+        let b = std::collections::hash_map::RandomState::new().hash_one(a);
+        ((a as u128) << 64) | b as u128
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut h = TokenHasher::new();

@@ -270,10 +270,12 @@ mod tests {
         assert_eq!(serde_json::from_str::<Holder>(&json).unwrap(), h);
     }
 
+    type Decoded<A, D> = Result<Array<A, D>, String>;
+
     fn decode<A: RawElement, D: Dimension>(
         shape: &[usize],
         bytes: &[u8],
-    ) -> (Result<Array<A, D>, String>, Result<Array<A, D>, String>) {
+    ) -> (Decoded<A, D>, Decoded<A, D>) {
         let header = (shape, serde_bytes_ref(bytes));
         let pc = postcard::to_stdvec(&header).unwrap();
         let json = serde_json::to_string(&header).unwrap();

@@ -63,10 +63,13 @@ pub enum ValueError {
     },
 }
 
+/// Serializes a value of type `T`.
+type Encoder<T> = fn(&T) -> Result<Vec<u8>, postcard::Error>;
+
 /// An in-process value with an optional serde encoder.
 struct Holder<T> {
     value: T,
-    encode: Option<fn(&T) -> Result<Vec<u8>, postcard::Error>>,
+    encode: Option<Encoder<T>>,
 }
 
 trait Erased: Send + Sync {

@@ -280,7 +280,8 @@ fn missing_keys_are_rejected_before_running() {
         vec![Arg::Key(ghost.clone()), Arg::Literal(Value::new(1i64))],
     );
     for s in schedulers() {
-        let err = s.execute(g.clone(), &[a.clone()], &ComputeOptions::new()).unwrap_err();
+        let err =
+            s.execute(g.clone(), std::slice::from_ref(&a), &ComputeOptions::new()).unwrap_err();
         match &err {
             ComputeError::Graph(GraphError::MissingDependency { key, missing }) => {
                 assert_eq!((key, missing), (&a, &ghost));

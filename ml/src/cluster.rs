@@ -7,9 +7,9 @@ use rand_xoshiro::rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256Plus;
 use serde::{Deserialize, Serialize};
 
-use crate::params::Checked;
 use crate::error::MlError;
 use crate::estimator::{FitParams, FittedModel, Kind, Output};
+use crate::params::Checked;
 
 crate::params! {
     /// Hyperparameters of [`KMeans`].

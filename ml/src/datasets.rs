@@ -69,12 +69,12 @@ pub fn load_npy_xy(
     Ok((x, Array1::from(y.data)))
 }
 
+/// Features, targets and feature names read from a CSV file.
+pub type CsvData = (Array2<f64>, Array1<f64>, Vec<String>);
+
 /// Loads a CSV file with a header line: every column but `target` becomes a
 /// feature. Returns `(X, y, feature names)`. Values must parse as numbers.
-pub fn load_csv_xy(
-    path: impl AsRef<Path>,
-    target: &str,
-) -> Result<(Array2<f64>, Array1<f64>, Vec<String>), MlError> {
+pub fn load_csv_xy(path: impl AsRef<Path>, target: &str) -> Result<CsvData, MlError> {
     let path = path.as_ref();
     let text =
         std::fs::read_to_string(path).map_err(|e| data_err(path, format!("cannot read: {e}")))?;

@@ -22,9 +22,9 @@ use rask_core::key::TokenHasher;
 use rask_core::Token;
 use serde::{Deserialize, Serialize};
 
-use crate::params::Checked;
 use crate::error::MlError;
 use crate::estimator::{FitParams, FittedModel, Kind, Output};
+use crate::params::Checked;
 
 crate::params! {
     /// Hyperparameters of [`PCA`].
@@ -218,8 +218,10 @@ mod tests {
         let x = Array2::from_shape_fn((200, 6), |(i, j)| {
             ((i * 7 + j * 13) % 23) as f64 * (j as f64 + 1.0) + (i as f64).sin()
         });
-        let small = PcaParams::default().n_components(2).check().unwrap().fit(x.view(), None).unwrap();
-        let big = PcaParams::default().n_components(5).check().unwrap().fit(x.view(), None).unwrap();
+        let small =
+            PcaParams::default().n_components(2).check().unwrap().fit(x.view(), None).unwrap();
+        let big =
+            PcaParams::default().n_components(5).check().unwrap().fit(x.view(), None).unwrap();
         assert_eq!(big.components.slice(s![..2, ..]), small.components);
         assert_eq!(
             decompose_uncached(x.view()).unwrap().components.slice(s![..5, ..]),
@@ -228,7 +230,8 @@ mod tests {
         // Other data (one value changed) is decomposed afresh.
         let mut y = x.clone();
         y[[17, 3]] += 1.0;
-        let other = PcaParams::default().n_components(5).check().unwrap().fit(y.view(), None).unwrap();
+        let other =
+            PcaParams::default().n_components(5).check().unwrap().fit(y.view(), None).unwrap();
         assert_eq!(
             decompose_uncached(y.view()).unwrap().components.slice(s![..5, ..]),
             other.components

@@ -272,8 +272,11 @@ pub struct EstimatorEntry {
     /// A default-configured, unfitted instance.
     pub create: fn() -> Box<dyn Estimator>,
     /// Decodes [`Estimator::state`].
-    pub load: fn(&[u8]) -> Result<Box<dyn Estimator>, MlError>,
+    pub load: LoadFn,
 }
+
+/// Decodes an estimator from its saved state.
+pub type LoadFn = fn(&[u8]) -> Result<Box<dyn Estimator>, MlError>;
 
 inventory::collect!(EstimatorEntry);
 

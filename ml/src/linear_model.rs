@@ -23,9 +23,9 @@ use linfa::prelude::*;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
-use crate::params::Checked;
 use crate::error::MlError;
 use crate::estimator::{encode_classes, require_y, FitParams, FittedModel, Kind, Output};
+use crate::params::Checked;
 
 fn fit_err(estimator: &str, library: &str, e: impl std::fmt::Display) -> MlError {
     MlError::Fit { estimator: estimator.into(), library: library.into(), message: e.to_string() }
@@ -237,16 +237,22 @@ crate::estimator! {
 }
 
 /// Solves `min 1/(2n)‖y − Xw − b‖² + α·(ρ‖w‖₁ + (1−ρ)/2‖w‖²)` with linfa-elasticnet.
-fn elastic_net(
-    name: &str,
-    x: ArrayView2<'_, f64>,
-    y: ArrayView1<'_, f64>,
+/// The settings of one [`elastic_net`] solve.
+struct ElasticNetSolve {
     penalty: f64,
     l1_ratio: f64,
     fit_intercept: bool,
     max_iter: i64,
     tol: f64,
+}
+
+fn elastic_net(
+    name: &str,
+    x: ArrayView2<'_, f64>,
+    y: ArrayView1<'_, f64>,
+    solve: ElasticNetSolve,
 ) -> Result<FittedLinear, MlError> {
+    let ElasticNetSolve { penalty, l1_ratio, fit_intercept, max_iter, tol } = solve;
     let (xc, yc, x_mean, y_mean) = if fit_intercept {
         let xm = x.mean_axis(Axis(0)).expect("non-empty");
         let ym = y.mean().expect("non-empty");
@@ -297,7 +303,9 @@ impl FitParams for RidgeParams {
         let y = require_y("Ridge", y)?;
         // ‖r‖² + α‖w‖² = 2n·(1/(2n)‖r‖² + (α/n)/2·‖w‖²): elastic net with penalty α/n, ρ = 0.
         let penalty = params.alpha / x.nrows() as f64;
-        elastic_net("Ridge", x, y, penalty, 0.0, params.fit_intercept, params.max_iter, params.tol)
+        let (fit_intercept, max_iter, tol) = (params.fit_intercept, params.max_iter, params.tol);
+        let solve = ElasticNetSolve { penalty, l1_ratio: 0.0, fit_intercept, max_iter, tol };
+        elastic_net("Ridge", x, y, solve)
     }
 }
 
@@ -329,7 +337,10 @@ impl FitParams for LassoParams {
         y: Option<ArrayView1<'_, f64>>,
     ) -> Result<FittedLinear, MlError> {
         let y = require_y("Lasso", y)?;
-        elastic_net("Lasso", x, y, params.alpha, 1.0, params.fit_intercept, params.max_iter, params.tol)
+        let (fit_intercept, max_iter, tol) = (params.fit_intercept, params.max_iter, params.tol);
+        let solve =
+            ElasticNetSolve { penalty: params.alpha, l1_ratio: 1.0, fit_intercept, max_iter, tol };
+        elastic_net("Lasso", x, y, solve)
     }
 }
 
@@ -364,16 +375,14 @@ impl FitParams for ElasticNetParams {
         y: Option<ArrayView1<'_, f64>>,
     ) -> Result<FittedLinear, MlError> {
         let y = require_y("ElasticNet", y)?;
-        elastic_net(
-            "ElasticNet",
-            x,
-            y,
-            params.alpha,
-            params.l1_ratio,
-            params.fit_intercept,
-            params.max_iter,
-            params.tol,
-        )
+        let solve = ElasticNetSolve {
+            penalty: params.alpha,
+            l1_ratio: params.l1_ratio,
+            fit_intercept: params.fit_intercept,
+            max_iter: params.max_iter,
+            tol: params.tol,
+        };
+        elastic_net("ElasticNet", x, y, solve)
     }
 }
 

@@ -247,6 +247,8 @@ impl Splitter {
                 }
                 let mut rng = shuffle.then(|| self.rng(random_state));
                 let mut fold = vec![0usize; n_samples];
+                // `k` is a class label, matched against `enc` below, not just an index.
+                #[allow(clippy::needless_range_loop)]
                 for k in 0..n_classes {
                     let mut folds_for_class: Vec<usize> = (0..n_splits)
                         .flat_map(|f| std::iter::repeat_n(f, allocation[f][k]))

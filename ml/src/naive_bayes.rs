@@ -5,9 +5,9 @@ use linfa_bayes::GaussianNb;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
-use crate::params::Checked;
 use crate::error::MlError;
 use crate::estimator::{encode_classes, require_y, FitParams, FittedModel, Kind, Output};
+use crate::params::Checked;
 
 crate::params! {
     /// Hyperparameters of [`GaussianNB`].

@@ -10,9 +10,9 @@ use linfa_preprocessing::linear_scaling::LinearScaler;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
-use crate::params::Checked;
 use crate::error::MlError;
 use crate::estimator::{canonical, FitParams, FittedModel, Kind, Output};
+use crate::params::Checked;
 
 fn fit_err(estimator: &str, e: impl std::fmt::Display) -> MlError {
     MlError::Fit {

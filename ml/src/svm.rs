@@ -12,9 +12,9 @@ use linfa_svm::Svm;
 use ndarray::{Array1, ArrayView1, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
-use crate::params::Checked;
 use crate::error::MlError;
 use crate::estimator::{encode_classes, require_y, FitParams, FittedModel, Kind, Output};
+use crate::params::Checked;
 
 /// The kernel of a fitted machine.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]

@@ -17,9 +17,9 @@ use smartcore::ensemble::random_forest_regressor::{
 };
 use smartcore::linalg::basic::matrix::DenseMatrix;
 
-use crate::params::Checked;
 use crate::error::MlError;
 use crate::estimator::{encode_classes, require_y, FitParams, FittedModel, Kind, Output};
+use crate::params::Checked;
 
 fn fit_err(estimator: &str, library: &str, e: impl std::fmt::Display) -> MlError {
     MlError::Fit { estimator: estimator.into(), library: library.into(), message: e.to_string() }

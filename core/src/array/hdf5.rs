@@ -149,7 +149,7 @@ impl<T: Element> Array<T> {
             builder
         };
         let ds = builder.shape(shape.clone()).create(leaf).map_err(err)?;
-        let cells: Vec<(Vec<(usize, usize)>, crate::Delayed<Block>)> =
+        let cells: Vec<_> =
             super::regions(self.chunks()).into_iter().zip(self.blocks().iter().cloned()).collect();
         let batch = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) * 2;
         for group_cells in cells.chunks(batch) {

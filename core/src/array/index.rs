@@ -192,9 +192,9 @@ impl<T: Element> Array<T> {
         let mut out_chunks = Vec::new();
         let mut plans = Vec::new();
         let mut drop = Vec::new();
-        for ax in 0..self.ndim() {
+        for (ax, &len) in shape.iter().enumerate() {
             let (idx, dropped) =
-                resolve(self.name(), ax, shape[ax], sel.get(ax).copied().unwrap_or(Sel::All))?;
+                resolve(self.name(), ax, len, sel.get(ax).copied().unwrap_or(Sel::All))?;
             if dropped {
                 drop.push(ax);
             }

@@ -397,12 +397,15 @@ pub fn where_data(c: &BlockData, a: &BlockData, b: &BlockData) -> Result<BlockDa
     })
 }
 
+/// The left and right 2-d views of a block product's terms.
+type ViewPairs<'a, T> = (Vec<ndarray::ArrayView2<'a, T>>, Vec<ndarray::ArrayView2<'a, T>>);
+
 /// 2-d views of blocks, the right ones transposed when `transpose_b`.
 fn views<'a, T: Element>(
     a: &[&'a ArrayD<T>],
     b: &[&'a ArrayD<T>],
     transpose_b: bool,
-) -> Result<(Vec<ndarray::ArrayView2<'a, T>>, Vec<ndarray::ArrayView2<'a, T>>), String> {
+) -> Result<ViewPairs<'a, T>, String> {
     let two = |x: &&'a ArrayD<T>| {
         x.view().into_dimensionality::<ndarray::Ix2>().map_err(|e| e.to_string())
     };
@@ -692,7 +695,8 @@ mod tests {
     fn float64_products_agree_with_the_pure_rust_kernel() {
         // Shared blocks (x·xᵀ: DSYRK under `blas`), distinct blocks, and both orientations.
         let (x, y, z) = (block(1, &[7, 5]), block(2, &[7, 5]), block(3, &[5, 6]));
-        let cases: Vec<(Vec<&ArrayD<f64>>, Vec<&ArrayD<f64>>, bool)> = vec![
+        type Case<'a> = (Vec<&'a ArrayD<f64>>, Vec<&'a ArrayD<f64>>, bool);
+        let cases: Vec<Case<'_>> = vec![
             (vec![&x, &y], vec![&x, &y], true),
             (vec![&x, &y], vec![&y, &x], true),
             (vec![&x], vec![&z], false),

@@ -44,7 +44,9 @@ pub fn fuse(graph: &Graph, keep: &[Key]) -> Graph {
             match graph.get(&cur).expect("fusable keys are in the graph") {
                 Node::Task(t) => steps.push((cur.clone(), t.clone())),
                 Node::Fused(f) => steps.extend(f.steps.iter().cloned()),
-                Node::Data(_) | Node::Alias(_) | Node::External => unreachable!("only tasks are fused"),
+                Node::Data(_) | Node::Alias(_) | Node::External => {
+                    unreachable!("only tasks are fused")
+                }
             }
             match child.get(&cur) {
                 Some(next) => cur = next.clone(),

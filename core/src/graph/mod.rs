@@ -151,7 +151,7 @@ impl Node {
                     task.args.iter().for_each(|a| {
                         a.for_each_key(&mut |k| {
                             // A key of an earlier step is internal; anything else is a dependency.
-                            if !steps.get(k).is_some_and(|&s| s < i) {
+                            if steps.get(k).is_none_or(|&s| s >= i) {
                                 f(k)
                             }
                         })

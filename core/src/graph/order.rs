@@ -333,7 +333,7 @@ mod tests {
         g.insert(a.clone(), task(&[&b]));
         g.insert(b.clone(), task(&[&c]));
         g.insert(c.clone(), task(&[&a]));
-        match Topo::build(&g, &[a.clone()]) {
+        match Topo::build(&g, std::slice::from_ref(&a)) {
             Err(GraphError::Cycle { keys }) => assert_eq!(keys, vec![a, b, c]),
             other => panic!("expected a cycle, got {:?}", other.err()),
         }

@@ -85,9 +85,7 @@ impl Scheduler {
     ) -> Result<Vec<Value>, ComputeError> {
         let graph = if options.fuse { fuse(&graph, outputs) } else { graph };
         match self {
-            Scheduler::Sync => {
-                run_local(graph, outputs, options, |plan, run| sync::execute(plan, run))
-            }
+            Scheduler::Sync => run_local(graph, outputs, options, sync::execute),
             Scheduler::Threads { workers } => run_local(graph, outputs, options, |plan, run| {
                 threads::execute(plan, run, *workers)
             }),
