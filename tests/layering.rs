@@ -12,8 +12,8 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const CORE_LAYERS: &[&str] = &[
     "key",
     "value",
-    "raw_array",
     "npy",
+    "raw_array",
     "op",
     "graph",
     "error",
