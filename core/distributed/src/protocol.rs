@@ -191,13 +191,10 @@ pub fn graph_to_specs(
             }
             // Values held by the cluster (futures) are already there.
             Node::External => continue,
-            Node::Data(v) => (
-                LITERAL_OP.to_string(),
-                vec![wire_arg(&Arg::Literal(v.clone()), &key)?],
-            ),
-            Node::Alias(target) => {
-                (IDENTITY_OP.to_string(), vec![WireArg::Key(target.clone())])
+            Node::Data(v) => {
+                (LITERAL_OP.to_string(), vec![wire_arg(&Arg::Literal(v.clone()), &key)?])
             }
+            Node::Alias(target) => (IDENTITY_OP.to_string(), vec![WireArg::Key(target.clone())]),
             Node::Fused(_) => {
                 return Err(DistError::Unsupported {
                     key: key.clone(),

@@ -1,0 +1,819 @@
+//! The worker process: runs tasks the scheduler assigns, serves its results to
+//! peers and clients (the data plane), and keeps memory under its limit by
+//! spilling least-recently-used results to disk.
+//!
+//! Two layers: [`WorkerState`] (`state.rs`), a pure state machine that keeps
+//! the books (which values are here, in memory, on disk or in flight, their
+//! sizes and LRU order, the fetch cache, the ready queue, thread slots,
+//! pausing), and this thin async shell, which holds the bytes, turns scheduler
+//! messages and I/O completions into [`WorkerEvent`]s and carries out the
+//! [`WorkerCommand`]s that come back, in order.
+//!
+//! Values are stored as their wire envelopes (`Value::to_envelope`), so a
+//! result is serialized once, when it is produced; sending, spilling and
+//! counting memory all use those bytes. The shell also keeps the in-process
+//! values of the worker's own outputs (as long as the state machine keeps
+//! them live), so a later task here skips decoding.
+
+mod state;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rask_core::{Key, Value};
+use rustc_hash::FxHashMap;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+pub use self::state::{
+    DataState, WorkerCommand, WorkerData, WorkerEvent, WorkerState, WorkerStateConfig, WorkerTask,
+    WorkerTaskState,
+};
+use crate::error::DistError;
+use crate::protocol::{
+    self, pb, CHUNK_BYTES, MAX_MESSAGE_BYTES, MAX_VALUE_BYTES, PROTOCOL_VERSION,
+};
+pub use crate::protocol::{IDENTITY_OP, LITERAL_OP};
+use crate::scheduler::FailureCause;
+
+/// Settings of a worker process.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Scheduler address (`host:port`).
+    pub scheduler: String,
+    /// Interface to bind the data server to.
+    pub host: String,
+    /// Port of the data server (0 = any free port).
+    pub port: u16,
+    /// Name (defaults to the data address).
+    pub name: Option<String>,
+    /// Tasks run at once.
+    pub nthreads: usize,
+    /// Memory limit in bytes (0 = none).
+    pub memory_limit: u64,
+    /// Abstract resources (`GPU` → 1).
+    pub resources: BTreeMap<String, f64>,
+    /// Where spilled values go.
+    pub local_dir: PathBuf,
+    /// Spill above this fraction of the memory limit.
+    pub target_fraction: f64,
+    /// Pause (run nothing new) above this fraction.
+    pub pause_fraction: f64,
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// How long to keep trying to reach the scheduler.
+    pub connect_timeout: Duration,
+    /// Shared cluster token (empty = none).
+    pub token: String,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            scheduler: "127.0.0.1:8786".into(),
+            host: "127.0.0.1".into(),
+            port: 0,
+            name: None,
+            nthreads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            memory_limit: 0,
+            resources: BTreeMap::new(),
+            local_dir: std::env::temp_dir().join("rask-worker"),
+            target_fraction: 0.6,
+            pause_fraction: 0.8,
+            heartbeat: Duration::from_millis(500),
+            connect_timeout: Duration::from_secs(30),
+            token: String::new(),
+        }
+    }
+}
+
+/// A value's bytes as the shell holds them.
+enum Held {
+    Memory { bytes: Arc<Vec<u8>> },
+    Disk { path: PathBuf },
+}
+
+/// The bytes and in-process values the state machine keeps the books of.
+#[derive(Default)]
+struct Holdings {
+    held: FxHashMap<Key, Held>,
+    values: FxHashMap<Key, Value>,
+}
+
+/// What the data server, fetches and task threads share with the event loop.
+struct Shared {
+    holdings: Mutex<Holdings>,
+    events: mpsc::UnboundedSender<WorkerEvent>,
+    name: String,
+}
+
+impl Shared {
+    fn holdings(&self) -> MutexGuard<'_, Holdings> {
+        self.holdings.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores fetched, computed or put bytes (and value) where none are held
+    /// yet: what is already held is the same content, and the state machine's
+    /// books refer to it.
+    fn offer(&self, key: &Key, bytes: Arc<Vec<u8>>, value: Option<Value>) {
+        let mut h = self.holdings();
+        h.held.entry(key.clone()).or_insert(Held::Memory { bytes });
+        if let Some(v) = value {
+            h.values.entry(key.clone()).or_insert(v);
+        }
+    }
+
+    fn event(&self, e: WorkerEvent) {
+        // Closed only when the event loop is gone, and then nobody cares.
+        let _ = self.events.send(e);
+    }
+}
+
+/// An input of a task, as the shell found it when the task started.
+enum Input {
+    Value(Value),
+    Bytes(Arc<Vec<u8>>),
+    File(PathBuf),
+}
+
+/// The event loop's side: the state machine and what carries out its commands.
+struct Shell {
+    state: WorkerState,
+    shared: Arc<Shared>,
+    outbox: mpsc::Sender<pb::WorkerMessage>,
+    peers: Arc<tokio::sync::Mutex<HashMap<String, WorkerClient>>>,
+    dir: PathBuf,
+    spill_seq: u64,
+    start: Instant,
+    paused: bool,
+}
+
+type WorkerClient = pb::worker_client::WorkerClient<tonic::transport::Channel>;
+
+impl Shell {
+    async fn send(&self, msg: pb::worker_message::Msg) {
+        // The scheduler session ending closes the channel; the session loop reports that.
+        let _ = self.outbox.send(pb::WorkerMessage { msg: Some(msg) }).await;
+    }
+
+    async fn heartbeat(&self) {
+        let (memory, paused) = (self.state.memory(), self.state.paused());
+        self.send(pb::worker_message::Msg::Heartbeat(pb::Heartbeat { memory, paused })).await;
+    }
+
+    /// Leaves cleanly: tells the scheduler, accepts no new tasks, and finishes
+    /// those it accepted (for at most 10 s).
+    async fn close(
+        &mut self,
+        events: &mut mpsc::UnboundedReceiver<WorkerEvent>,
+        heartbeat: &mut tokio::time::Interval,
+    ) {
+        self.send(pb::worker_message::Msg::Closing(pb::Closing {})).await;
+        self.handle(WorkerEvent::Closing).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !self.state.tasks().is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = heartbeat.tick() => self.heartbeat().await,
+                Some(e) = events.recv() => self.handle(e).await,
+            }
+        }
+    }
+
+    /// Runs one event through the state machine and carries out its commands.
+    async fn handle(&mut self, event: WorkerEvent) {
+        let mut queue = vec![event];
+        while let Some(e) = queue.pop() {
+            let now = self.start.elapsed().as_millis() as u64;
+            for c in self.state.handle(e, now) {
+                self.carry_out(c, &mut queue).await;
+            }
+        }
+        if self.state.paused() != self.paused {
+            self.paused = self.state.paused();
+            eprintln!(
+                "worker {} {} (managed memory {} bytes)",
+                self.shared.name,
+                if self.paused { "paused" } else { "resumed" },
+                self.state.memory()
+            );
+        }
+    }
+
+    async fn carry_out(&mut self, c: WorkerCommand, follow_up: &mut Vec<WorkerEvent>) {
+        match c {
+            WorkerCommand::Fetch { key, from } => {
+                tokio::spawn(fetch_input(self.shared.clone(), self.peers.clone(), key, from));
+            }
+            WorkerCommand::Execute { key, op, payload, deps } => {
+                self.execute(key, op, payload, deps)
+            }
+            WorkerCommand::Spill { key } => {
+                if let Err(message) = self.spill(&key) {
+                    follow_up.push(WorkerEvent::SpillFailed { key, message });
+                }
+            }
+            WorkerCommand::Drop { key } => {
+                let held = {
+                    let mut h = self.shared.holdings();
+                    h.values.remove(&key);
+                    h.held.remove(&key)
+                };
+                if let Some(Held::Disk { path }) = held {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            WorkerCommand::DropValue { key } => {
+                self.shared.holdings().values.remove(&key);
+            }
+            WorkerCommand::TaskFinished { key, nbytes } => {
+                self.send(pb::worker_message::Msg::Finished(pb::TaskFinished {
+                    key: Some(protocol::key_to_pb(&key)),
+                    nbytes,
+                }))
+                .await
+            }
+            WorkerCommand::TaskFailed { key, failure } => {
+                self.send(pb::worker_message::Msg::Failed(pb::TaskFailed {
+                    key: Some(protocol::key_to_pb(&key)),
+                    failure: Some(protocol::failure_to_pb(&failure)),
+                }))
+                .await
+            }
+            WorkerCommand::DataMissing { key, missing } => {
+                self.send(pb::worker_message::Msg::Missing(pb::DataMissing {
+                    key: Some(protocol::key_to_pb(&key)),
+                    missing: Some(protocol::key_to_pb(&missing)),
+                }))
+                .await
+            }
+            // The scheduler does not steal yet (it assigns late instead), so
+            // no steal request arrives and there is no wire message for the answer.
+            WorkerCommand::StealResponse { key, stolen } => {
+                tracing::debug!("{}: steal of {key}: {stolen}", self.shared.name)
+            }
+        }
+    }
+
+    /// Takes the inputs now (command order guarantees they are here) and runs
+    /// the op on a blocking thread, which reports back as an event.
+    fn execute(&self, key: Key, op: Arc<str>, payload: Arc<Vec<u8>>, deps: Vec<Key>) {
+        let inputs: Vec<(Key, Option<Input>)> = {
+            let h = self.shared.holdings();
+            deps.into_iter()
+                .map(|d| {
+                    let input = match (h.values.get(&d), h.held.get(&d)) {
+                        (Some(v), _) => Some(Input::Value(v.clone())),
+                        (None, Some(Held::Memory { bytes })) => Some(Input::Bytes(bytes.clone())),
+                        (None, Some(Held::Disk { path })) => Some(Input::File(path.clone())),
+                        (None, None) => None,
+                    };
+                    (d, input)
+                })
+                .collect()
+        };
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run_task(&op, &payload, inputs)
+            }))
+            .unwrap_or_else(|p| {
+                Err((format!("worker thread failed: {}", panic_message(&*p)), FailureCause::Worker))
+            });
+            let event = match result {
+                Ok((value, bytes)) => {
+                    let nbytes = bytes.len() as u64;
+                    shared.offer(&key, Arc::new(bytes), Some(value));
+                    WorkerEvent::ExecuteDone { key, nbytes }
+                }
+                Err((message, cause)) => WorkerEvent::ExecuteFailed { key, message, cause },
+            };
+            shared.event(event);
+        });
+    }
+
+    /// Writes a value to disk and frees its memory.
+    fn spill(&mut self, key: &Key) -> Result<(), String> {
+        let bytes = match self.shared.holdings().held.get(key) {
+            Some(Held::Memory { bytes }) => bytes.clone(),
+            Some(Held::Disk { .. }) | None => return Ok(()),
+        };
+        self.spill_seq += 1;
+        let path = self.dir.join(format!("{}.rskv", self.spill_seq));
+        if let Err(e) = std::fs::create_dir_all(&self.dir)
+            .and_then(|()| std::fs::write(&path, bytes.as_slice()))
+        {
+            tracing::error!("cannot spill {key} to {}: {e}; keeping it in memory", path.display());
+            return Err(format!("cannot write {}: {e}", path.display()));
+        }
+        eprintln!("spilled {key} ({} bytes) to {}", bytes.len(), path.display());
+        self.shared.holdings().held.insert(key.clone(), Held::Disk { path });
+        Ok(())
+    }
+}
+
+/// Fetches an input from its holder and reports the outcome as an event.
+async fn fetch_input(
+    shared: Arc<Shared>,
+    peers: Arc<tokio::sync::Mutex<HashMap<String, WorkerClient>>>,
+    key: Key,
+    from: String,
+) {
+    let client = {
+        let mut p = peers.lock().await;
+        match p.get(&from) {
+            Some(c) => Ok(c.clone()),
+            None => connect_worker(&from).await.inspect(|c| {
+                p.insert(from.clone(), c.clone());
+            }),
+        }
+    };
+    let result = match client {
+        Ok(mut cl) => fetch(&mut cl, &key).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(bytes) => {
+            let nbytes = bytes.len() as u64;
+            shared.offer(&key, Arc::new(bytes), None);
+            shared.event(WorkerEvent::DataArrived { key, nbytes });
+        }
+        Err(message) => {
+            tracing::warn!("{}: cannot get {key} from {from}: {message}", shared.name);
+            peers.lock().await.remove(&from);
+            shared.event(WorkerEvent::FetchFailed { key, from, message });
+        }
+    }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}
+
+/// Reads the inputs a task took (spilled ones from disk) and runs its op.
+fn run_task(
+    op: &str,
+    payload: &[u8],
+    inputs: Vec<(Key, Option<Input>)>,
+) -> Result<(Value, Vec<u8>), (String, FailureCause)> {
+    let mut deps: HashMap<Key, Arc<Vec<u8>>> = HashMap::new();
+    let mut live: HashMap<Key, Value> = HashMap::new();
+    for (k, input) in inputs {
+        match input {
+            Some(Input::Value(v)) => {
+                live.insert(k, v);
+            }
+            Some(Input::Bytes(b)) => {
+                deps.insert(k, b);
+            }
+            Some(Input::File(path)) => {
+                let b = std::fs::read(&path).map_err(|e| {
+                    (
+                        format!("cannot read spilled {k} from {}: {e}", path.display()),
+                        FailureCause::Worker,
+                    )
+                })?;
+                deps.insert(k, Arc::new(b));
+            }
+            // Reported by `run_op` as a dependency not on this worker.
+            None => {}
+        }
+    }
+    run_op(op, payload, deps, live)
+}
+
+/// Fetches a value's envelope from the worker at `addr`.
+pub(crate) async fn fetch(
+    client: &mut pb::worker_client::WorkerClient<tonic::transport::Channel>,
+    key: &Key,
+) -> Result<Vec<u8>, String> {
+    let mut stream = client
+        .get(pb::GetData {
+            protocol_version: PROTOCOL_VERSION,
+            key: Some(protocol::key_to_pb(key)),
+        })
+        .await
+        .map_err(|s| s.message().to_string())?
+        .into_inner();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut total = None;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|s| s.message().to_string())?;
+        if total.is_none() {
+            if chunk.total_len > MAX_VALUE_BYTES {
+                return Err(format!(
+                    "value of {} bytes exceeds the limit of {MAX_VALUE_BYTES}",
+                    chunk.total_len
+                ));
+            }
+            total = Some(chunk.total_len);
+            buf.reserve_exact(chunk.total_len as usize);
+        }
+        if buf.len() + chunk.data.len() > total.unwrap_or(0) as usize {
+            return Err("more data than announced".into());
+        }
+        buf.extend_from_slice(&chunk.data);
+    }
+    match total {
+        Some(t) if t as usize == buf.len() => Ok(buf),
+        Some(t) => Err(format!("stream ended after {} of {t} bytes", buf.len())),
+        None => Err("empty stream".into()),
+    }
+}
+
+/// Accepted connections with Nagle's algorithm off: small messages (task
+/// assignments, results) must not wait for delayed ACKs (~40 ms each).
+pub(crate) fn nodelay(
+    listener: tokio::net::TcpListener,
+) -> impl Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
+        let s = s?;
+        s.set_nodelay(true)?;
+        Ok(s)
+    })
+}
+
+/// Connects to a worker's data server.
+pub(crate) async fn connect_worker(
+    addr: &str,
+) -> Result<pb::worker_client::WorkerClient<tonic::transport::Channel>, String> {
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .map_err(|e| format!("{e}"))?;
+    Ok(pb::worker_client::WorkerClient::new(ch)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+}
+
+/// Streams `bytes` as chunks of a value.
+pub(crate) fn chunks(key: &Key, bytes: Arc<Vec<u8>>) -> Vec<pb::DataChunk> {
+    let total = bytes.len() as u64;
+    let mut out: Vec<pb::DataChunk> = bytes
+        .chunks(CHUNK_BYTES)
+        .enumerate()
+        .map(|(i, c)| pb::DataChunk {
+            key: (i == 0).then(|| protocol::key_to_pb(key)),
+            total_len: total,
+            data: c.to_vec(),
+            protocol_version: PROTOCOL_VERSION,
+        })
+        .collect();
+    if out.is_empty() {
+        out.push(pb::DataChunk {
+            key: Some(protocol::key_to_pb(key)),
+            total_len: 0,
+            data: vec![],
+            protocol_version: PROTOCOL_VERSION,
+        });
+    }
+    out
+}
+
+struct DataService {
+    shared: Arc<Shared>,
+}
+
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::DataChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::worker_server::Worker for DataService {
+    type GetStream = ChunkStream;
+
+    async fn get(&self, req: Request<pb::GetData>) -> Result<Response<ChunkStream>, Status> {
+        let req = req.into_inner();
+        if req.protocol_version != PROTOCOL_VERSION {
+            return Err(Status::failed_precondition(format!(
+                "protocol version {} refused: this worker speaks version {PROTOCOL_VERSION}",
+                req.protocol_version
+            )));
+        }
+        let key =
+            protocol::key_from_pb(req.key).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let held = match self.shared.holdings().held.get(&key) {
+            Some(Held::Memory { bytes }) => Ok(bytes.clone()),
+            Some(Held::Disk { path }) => Err(path.clone()),
+            None => {
+                return Err(Status::not_found(format!(
+                    "worker {} does not hold {key}",
+                    self.shared.name
+                )))
+            }
+        };
+        let bytes = match held {
+            Ok(bytes) => bytes,
+            // Read back from disk; it stays spilled (memory is what we lack).
+            Err(path) => Arc::new(tokio::fs::read(&path).await.map_err(|e| {
+                Status::internal(format!("cannot read spilled {key} from {}: {e}", path.display()))
+            })?),
+        };
+        self.shared.event(WorkerEvent::Served { key: key.clone() });
+        // Chunks are produced lazily so that a 1 GiB value is never copied whole.
+        let total = bytes.len();
+        let n_chunks = total.div_ceil(CHUNK_BYTES).max(1);
+        let stream = tokio_stream::iter(0..n_chunks).map(move |i| {
+            let lo = i * CHUNK_BYTES;
+            let hi = (lo + CHUNK_BYTES).min(total);
+            Ok(pb::DataChunk {
+                key: (i == 0).then(|| protocol::key_to_pb(&key)),
+                total_len: total as u64,
+                data: bytes[lo..hi].to_vec(),
+                protocol_version: PROTOCOL_VERSION,
+            })
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn put(
+        &self,
+        req: Request<Streaming<pb::DataChunk>>,
+    ) -> Result<Response<pb::PutReply>, Status> {
+        let mut stream = req.into_inner();
+        let first = stream.message().await?.ok_or_else(|| Status::invalid_argument("empty put"))?;
+        if first.protocol_version != PROTOCOL_VERSION {
+            return Err(Status::failed_precondition(format!(
+                "protocol version {} refused: this worker speaks version {PROTOCOL_VERSION}",
+                first.protocol_version
+            )));
+        }
+        let key = protocol::key_from_pb(first.key)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if first.total_len > MAX_VALUE_BYTES {
+            return Err(Status::resource_exhausted(format!(
+                "value of {} bytes exceeds the limit {MAX_VALUE_BYTES}",
+                first.total_len
+            )));
+        }
+        let total = first.total_len as usize;
+        let mut buf = Vec::with_capacity(total);
+        buf.extend_from_slice(&first.data);
+        while let Some(chunk) = stream.message().await? {
+            if buf.len() + chunk.data.len() > total {
+                return Err(Status::invalid_argument("more data than announced"));
+            }
+            buf.extend_from_slice(&chunk.data);
+        }
+        if buf.len() != total {
+            return Err(Status::invalid_argument(format!(
+                "got {} of {total} announced bytes",
+                buf.len()
+            )));
+        }
+        // Refuse garbage before storing it.
+        Value::from_envelope(&buf, MAX_VALUE_BYTES as usize)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.shared.offer(&key, Arc::new(buf), None);
+        self.shared.event(WorkerEvent::Put { key, nbytes: total as u64 });
+        Ok(Response::new(pb::PutReply { nbytes: total as u64 }))
+    }
+}
+
+/// Runs one op on resolved inputs (blocking; called on a worker thread), and
+/// returns its output both as a value and serialized.
+fn run_op(
+    op: &str,
+    payload: &[u8],
+    deps: HashMap<Key, Arc<Vec<u8>>>,
+    live: HashMap<Key, Value>,
+) -> Result<(Value, Vec<u8>), (String, FailureCause)> {
+    let args =
+        protocol::decode_payload(payload).map_err(|e| (e.to_string(), FailureCause::Worker))?;
+    let mut get = |k: &Key| {
+        live.get(k).cloned().or_else(|| {
+            deps.get(k).and_then(|b| Value::from_envelope(b, MAX_VALUE_BYTES as usize).ok())
+        })
+    };
+    let values = protocol::resolve_args(args, &mut get).map_err(|e| (e, FailureCause::Worker))?;
+    let out = match op {
+        LITERAL_OP | IDENTITY_OP => values
+            .into_iter()
+            .next()
+            .ok_or(("missing argument".to_string(), FailureCause::Worker))?,
+        _ => {
+            let entry = rask_core::op::lookup(op).ok_or_else(|| {
+                (
+                    format!("op `{op}` is not registered in this worker's binary"),
+                    FailureCause::Worker,
+                )
+            })?;
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (entry.func)(values))) {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => return Err((e.to_string(), FailureCause::Error)),
+                Err(p) => return Err((panic_message(&*p), FailureCause::Panic)),
+            }
+        }
+    };
+    let bytes = out
+        .to_envelope()
+        .map_err(|e| (format!("result cannot be serialized: {e}"), FailureCause::Worker))?;
+    Ok((out, bytes))
+}
+
+/// Translates a scheduler message into an event (`None`: nothing to do;
+/// `Err`: the scheduler ends the session, with its reason).
+fn scheduler_event(msg: pb::to_worker::Msg) -> Result<Option<WorkerEvent>, String> {
+    Ok(match msg {
+        pb::to_worker::Msg::Compute(c) => {
+            let Ok(key) = protocol::key_from_pb(c.key) else { return Ok(None) };
+            let deps = c
+                .deps
+                .into_iter()
+                .filter_map(|d| protocol::key_from_pb(d.key).ok().map(|k| (k, d.addr)))
+                .collect();
+            let payload = Arc::new(c.payload);
+            Some(WorkerEvent::Compute { key, op: c.op, payload, deps, priority: 0 })
+        }
+        pb::to_worker::Msg::Free(f) => {
+            let keys =
+                f.keys.into_iter().filter_map(|k| protocol::key_from_pb(Some(k)).ok()).collect();
+            Some(WorkerEvent::Free { keys })
+        }
+        pb::to_worker::Msg::Close(r) | pb::to_worker::Msg::Refused(r) => return Err(r.reason),
+        pb::to_worker::Msg::Welcome(_) => None,
+    })
+}
+
+/// Connects to the scheduler, retrying until `timeout`.
+pub(crate) async fn connect_scheduler(
+    addr: &str,
+    timeout: Duration,
+) -> Result<pb::scheduler_client::SchedulerClient<tonic::transport::Channel>, DistError> {
+    let start = Instant::now();
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| DistError::Unreachable {
+            addr: addr.into(),
+            timeout_s: 0.0,
+            message: e.to_string(),
+        })?
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .tcp_nodelay(true);
+    loop {
+        match endpoint.connect().await {
+            Ok(ch) => {
+                return Ok(pb::scheduler_client::SchedulerClient::new(ch)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES))
+            }
+            Err(e) if start.elapsed() >= timeout => {
+                return Err(DistError::Unreachable {
+                    addr: addr.into(),
+                    timeout_s: timeout.as_secs_f64(),
+                    message: format!(
+                        "{e}: {}",
+                        std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()
+                    ),
+                })
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Runs a worker until the scheduler closes it or `shutdown` resolves (then it
+/// tells the scheduler it is leaving and waits briefly for running tasks).
+pub async fn run_worker(
+    cfg: WorkerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), DistError> {
+    let listener =
+        tokio::net::TcpListener::bind((cfg.host.as_str(), cfg.port)).await.map_err(|e| {
+            DistError::Process {
+                message: format!("worker cannot listen on {}:{}: {e}", cfg.host, cfg.port),
+            }
+        })?;
+    let local: SocketAddr =
+        listener.local_addr().map_err(|e| DistError::Process { message: e.to_string() })?;
+    let addr = format!("{}:{}", cfg.host, local.port());
+    let name = cfg.name.clone().unwrap_or_else(|| addr.clone());
+    let dir = cfg.local_dir.join(format!("worker-{}-{}", std::process::id(), local.port()));
+    let (out_tx, out_rx) = mpsc::channel::<pb::WorkerMessage>(1024);
+    let (events_tx, mut events) = mpsc::unbounded_channel::<WorkerEvent>();
+    let limit = cfg.memory_limit;
+    let shared = Arc::new(Shared {
+        holdings: Mutex::new(Holdings::default()),
+        events: events_tx,
+        name: name.clone(),
+    });
+    let state_config = WorkerStateConfig {
+        name: name.clone(),
+        nthreads: cfg.nthreads.max(1),
+        ..WorkerStateConfig::default()
+    }
+    .with_memory_limit(limit, cfg.target_fraction, cfg.pause_fraction);
+    let mut shell = Shell {
+        state: WorkerState::new(state_config),
+        shared: shared.clone(),
+        outbox: out_tx,
+        peers: Arc::new(tokio::sync::Mutex::new(HashMap::new())),
+        dir: dir.clone(),
+        spill_seq: 0,
+        start: Instant::now(),
+        paused: false,
+    };
+
+    let data = pb::worker_server::WorkerServer::new(DataService { shared: shared.clone() })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let incoming = nodelay(listener);
+    let server = tokio::spawn(
+        tonic::transport::Server::builder().add_service(data).serve_with_incoming(incoming),
+    );
+
+    let mut client = connect_scheduler(&cfg.scheduler, cfg.connect_timeout).await?;
+    let mut ops: Vec<String> =
+        rask_core::op::registered_ops().into_iter().map(String::from).collect();
+    ops.push(LITERAL_OP.into());
+    ops.push(IDENTITY_OP.into());
+    let register = pb::RegisterWorker {
+        protocol_version: PROTOCOL_VERSION,
+        name: name.clone(),
+        addr: addr.clone(),
+        nthreads: cfg.nthreads as u32,
+        memory_limit: limit,
+        ops,
+        resources: cfg.resources.clone().into_iter().collect(),
+        token: cfg.token.clone(),
+    };
+    shell.send(pb::worker_message::Msg::Register(register)).await;
+    let mut inbound = client
+        .worker_session(ReceiverStream::new(out_rx))
+        .await
+        .map_err(|s| DistError::Disconnected {
+            peer: cfg.scheduler.clone(),
+            message: s.message().to_string(),
+        })?
+        .into_inner();
+    match inbound.next().await {
+        Some(Ok(pb::ToWorker { msg: Some(pb::to_worker::Msg::Welcome(w)) })) => {
+            tracing::info!(
+                "worker {name} at {addr} registered as {} with {}",
+                w.worker_id,
+                cfg.scheduler
+            );
+        }
+        Some(Ok(pb::ToWorker { msg: Some(pb::to_worker::Msg::Refused(r)) })) => {
+            return Err(DistError::Refused { peer: cfg.scheduler.clone(), reason: r.reason })
+        }
+        other => {
+            return Err(DistError::Disconnected {
+                peer: cfg.scheduler.clone(),
+                message: format!("no welcome: {other:?}"),
+            })
+        }
+    }
+    println!("worker {name} listening on {addr}, connected to {}", cfg.scheduler);
+
+    let mut heartbeat = tokio::time::interval(cfg.heartbeat);
+    tokio::pin!(shutdown);
+    // Biased: I/O completions (a put before the compute that uses it) go
+    // before new scheduler messages; the rare shutdown and heartbeat first.
+    let result = loop {
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => {
+                shell.close(&mut events, &mut heartbeat).await;
+                break Ok(());
+            }
+            _ = heartbeat.tick() => shell.heartbeat().await,
+            Some(e) = events.recv() => shell.handle(e).await,
+            msg = inbound.next() => {
+                let disconnected = |message: String| DistError::Disconnected {
+                    peer: cfg.scheduler.clone(),
+                    message,
+                };
+                let msg = match msg {
+                    Some(Ok(pb::ToWorker { msg: Some(m) })) => m,
+                    Some(Ok(pb::ToWorker { msg: None })) => continue,
+                    Some(Err(s)) => break Err(disconnected(s.message().to_string())),
+                    None => break Err(disconnected("scheduler closed the session".into())),
+                };
+                match scheduler_event(msg) {
+                    Ok(Some(e)) => shell.handle(e).await,
+                    Ok(None) => {}
+                    Err(reason) => {
+                        break Err(DistError::Refused { peer: cfg.scheduler.clone(), reason })
+                    }
+                }
+            }
+        }
+    };
+    server.abort();
+    let spilled = shell.state.spilled();
+    if spilled > 0 {
+        tracing::info!("{name}: {spilled} values were spilled");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
