@@ -66,6 +66,10 @@ impl Env {
         self.ev(WorkerEvent::Put { key: k(key), nbytes })
     }
 
+    fn fetch_failed(&mut self, key: &str, from: &str) -> Vec<WorkerCommand> {
+        self.ev(WorkerEvent::FetchFailed { key: k(key), from: from.into(), message: "gone".into() })
+    }
+
     fn free(&mut self, keys: &[&str]) -> Vec<WorkerCommand> {
         self.ev(WorkerEvent::Free { keys: keys.iter().map(|x| k(x)).collect() })
     }
@@ -167,6 +171,56 @@ fn a_failed_fetch_reports_data_missing_and_drops_the_task() {
     // The other input still arrives, into the cache; a retry fetches only x.
     assert_eq!(e.arrived("y", 5), vec![]);
     assert_eq!(e.compute("a", &[("x", Q), ("y", Q)]), vec![fetch("x", Q)]);
+}
+
+#[test]
+fn a_failed_fetch_asks_the_next_holder_a_task_named() {
+    let mut e = Env::new();
+    assert_eq!(e.compute("a", &[("x", P)]), vec![fetch("x", P)]);
+    assert_eq!(e.compute("b", &[("x", Q)]), vec![], "joins the fetch; Q is kept in reserve");
+    assert_eq!(e.fetch_failed("x", P), vec![fetch("x", Q)], "not missing: Q may have it");
+    assert_eq!(e.s.tasks()[&k("b")].state, WorkerTaskState::Waiting { missing: 1 });
+    assert_eq!(e.arrived("x", 5), vec![exec("a", &["x"]), exec("b", &["x"])]);
+}
+
+#[test]
+fn data_is_missing_once_every_holder_named_failed() {
+    let mut e = Env::new();
+    assert_eq!(e.compute("a", &[("x", P)]), vec![fetch("x", P)]);
+    assert_eq!(e.compute("b", &[("x", Q)]), vec![]);
+    assert_eq!(e.compute("c", &[("x", Q)]), vec![]);
+    assert_eq!(e.compute("d", &[("x", P), ("y", Q)]), vec![fetch("y", Q)]);
+    assert_eq!(e.fetch_failed("x", P), vec![fetch("x", Q)], "P is not asked again, Q once");
+    let missing = |t: &str| C::DataMissing { key: k(t), missing: k("x") };
+    assert_eq!(
+        e.fetch_failed("x", Q),
+        vec![missing("a"), missing("b"), missing("c"), missing("d")],
+        "in the order the tasks came"
+    );
+    assert!(e.s.tasks().is_empty());
+    assert_eq!(e.arrived("y", 5), vec![], "into the cache");
+}
+
+#[test]
+fn a_failure_of_an_earlier_fetch_does_not_fail_the_current_one() {
+    let mut e = Env::new();
+    assert_eq!(e.compute("t", &[("x", P)]), vec![fetch("x", P)]);
+    assert_eq!(e.compute("x", &[]), vec![exec("x", &[])]);
+    assert_eq!(e.done("x", 8), vec![finished("x", 8), exec("t", &["x"])]);
+    assert_eq!(e.free(&["x"]), vec![drop_("x")]);
+    // Needed again while the fetch from P is still out: asked from Q this time.
+    assert_eq!(e.compute("u", &[("x", Q)]), vec![fetch("x", Q)]);
+    assert_eq!(e.fetch_failed("x", P), vec![], "the fetch from Q is still out");
+    assert_eq!(e.arrived("x", 8), vec![exec("u", &["x"])]);
+}
+
+#[test]
+fn without_a_log_no_story_is_kept() {
+    let mut e = Env::with(WorkerStateConfig { log_capacity: 0, ..Default::default() });
+    e.compute("t", &[("x", P)]);
+    e.arrived("x", 4);
+    assert_eq!(e.done("t", 1), vec![finished("t", 1)]);
+    assert!(e.s.story(&k("t")).is_empty() && e.s.story(&k("x")).is_empty());
 }
 
 #[test]
@@ -465,6 +519,7 @@ enum Step {
     Steal(usize),
     Served(usize),
     Measure(u64),
+    SpillDone(prop::sample::Index),
     SpillsFail,
 }
 
@@ -474,7 +529,7 @@ fn step() -> impl Strategy<Value = Step> {
             |(key, deps, holder, priority)| Step::Compute { key, deps, holder, priority }
         ),
         5 => any::<prop::sample::Index>().prop_map(Step::Arrive),
-        1 => any::<prop::sample::Index>().prop_map(Step::FetchFail),
+        2 => any::<prop::sample::Index>().prop_map(Step::FetchFail),
         5 => any::<prop::sample::Index>().prop_map(Step::Done),
         1 => any::<prop::sample::Index>().prop_map(Step::Fail),
         2 => (0..KEYS).prop_map(Step::Put),
@@ -482,17 +537,23 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..KEYS).prop_map(Step::Steal),
         1 => (0..KEYS).prop_map(Step::Served),
         1 => (0u64..300).prop_map(Step::Measure),
+        3 => any::<prop::sample::Index>().prop_map(Step::SpillDone),
         1 => Just(Step::SpillsFail),
     ]
 }
 
+/// Pausing only with a spill target: then spilling always brings memory back
+/// under the pause threshold once measured memory is low, so every task ends.
 fn config() -> impl Strategy<Value = WorkerStateConfig> {
     (1usize..4, prop::option::of(60u64..200), prop::option::of(100u64..400), 0u64..120, 0u64..120)
         .prop_map(|(nthreads, target, pause_extra, cache, live)| WorkerStateConfig {
             name: "w".into(),
             nthreads,
             target_bytes: target.unwrap_or(0),
-            pause_bytes: pause_extra.map(|x| target.unwrap_or(0) + 50 + x).unwrap_or(0),
+            pause_bytes: match (target, pause_extra) {
+                (Some(t), Some(x)) => t + 50 + x,
+                _ => 0,
+            },
             fetch_cache_bytes: cache,
             live_bytes: live,
             log_capacity: 50,
@@ -502,41 +563,80 @@ fn config() -> impl Strategy<Value = WorkerStateConfig> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Where {
     Memory,
+    /// In memory, being written to disk.
+    Spilling,
     Disk,
 }
 
-/// A model of the shell: what it holds, what runs, which fetches are out.
+/// A model of the shell: what it holds, what runs, which fetches and spill
+/// writes are out, and which keys the scheduler awaits a report for.
+///
+/// As the real shell, it stores the bytes an event brings only when it hands
+/// that event to the state machine: a `Drop` carried out before then would
+/// lose them, and `agrees` would see the state machine count on bytes the
+/// shell does not have.
 #[derive(Default)]
 struct Shell {
     held: BTreeMap<Key, Where>,
     values: BTreeSet<Key>,
-    fetches: Vec<Key>,
+    fetches: Vec<(Key, String)>,
     running: Vec<Key>,
+    spills: Vec<Key>,
     spills_fail: bool,
+    closing: bool,
+    /// The report ledger: keys with an accepted Compute and no report yet
+    /// (one report is owed, however many Computes; none once freed or stolen).
+    owed: BTreeSet<Key>,
 }
 
 impl Shell {
-    fn offer(&mut self, key: &Key, value: bool) {
+    /// What the shell does as it hands `e` to the state machine.
+    fn deliver(&mut self, e: &WorkerEvent) {
+        match e {
+            WorkerEvent::DataArrived { key, .. } | WorkerEvent::Put { key, .. } => {
+                self.store(key, false)
+            }
+            WorkerEvent::ExecuteDone { key, .. } => self.store(key, true),
+            WorkerEvent::Compute { key, .. } if !self.closing => {
+                self.owed.insert(key.clone());
+            }
+            WorkerEvent::Free { keys } => {
+                for k in keys {
+                    self.owed.remove(k);
+                }
+            }
+            WorkerEvent::Closing => self.closing = true,
+            _ => {}
+        }
+    }
+
+    fn store(&mut self, key: &Key, value: bool) {
         self.held.entry(key.clone()).or_insert(Where::Memory);
         if value {
             self.values.insert(key.clone());
         }
     }
 
-    /// Carries out commands as the real shell does; spill failures come back as events.
-    fn carry_out(
-        &mut self,
-        s: &WorkerState,
-        cmds: Vec<WorkerCommand>,
-    ) -> Result<Vec<WorkerEvent>, String> {
-        let mut follow_up = Vec::new();
+    fn report(&mut self, key: &Key, what: &str) -> Result<(), String> {
+        if self.owed.remove(key) {
+            Ok(())
+        } else {
+            Err(format!("{what} of {key}, which no accepted Compute awaits (a second report?)"))
+        }
+    }
+
+    /// Carries out commands as the real shell does.
+    fn carry_out(&mut self, s: &WorkerState, cmds: Vec<WorkerCommand>) -> Result<(), String> {
         for c in cmds {
             match c {
-                C::Fetch { key, .. } => {
+                C::Fetch { key, from } => {
                     if self.held.contains_key(&key) {
                         return Err(format!("fetch of {key}, which is here"));
                     }
-                    self.fetches.push(key);
+                    if from.is_empty() {
+                        return Err(format!("fetch of {key} from nowhere"));
+                    }
+                    self.fetches.push((key, from));
                 }
                 C::Execute { key, deps, .. } => {
                     if let Some(d) = deps.iter().find(|d| !self.held.contains_key(*d)) {
@@ -551,16 +651,17 @@ impl Shell {
                     self.running.push(key);
                 }
                 C::Spill { key } => match self.held.get(&key) {
-                    Some(Where::Memory) if self.spills_fail => follow_up
-                        .push(WorkerEvent::SpillFailed { key, message: "disk full".into() }),
                     Some(Where::Memory) => {
-                        self.held.insert(key, Where::Disk);
+                        self.held.insert(key.clone(), Where::Spilling);
+                        self.spills.push(key);
                     }
                     other => return Err(format!("spill of {key} held as {other:?}")),
                 },
                 C::Drop { key } => {
                     self.held.remove(&key);
                     self.values.remove(&key);
+                    // A write still out finds the value gone and discards its file.
+                    self.spills.retain(|k| *k != key);
                 }
                 C::DropValue { key } => {
                     self.values.remove(&key);
@@ -572,16 +673,25 @@ impl Shell {
                     if nbytes != size(index_of(&key)) {
                         return Err(format!("{key} reported with {nbytes} bytes"));
                     }
+                    self.report(&key, "TaskFinished")?;
                 }
-                C::TaskFailed { .. } | C::DataMissing { .. } | C::StealResponse { .. } => {}
+                C::TaskFailed { key, .. } => self.report(&key, "TaskFailed")?,
+                C::DataMissing { key, .. } => self.report(&key, "DataMissing")?,
+                C::StealResponse { key, stolen } => {
+                    if stolen {
+                        self.owed.remove(&key);
+                    }
+                }
             }
         }
-        Ok(follow_up)
+        Ok(())
     }
 
     /// The shell holds bytes exactly for the values the state machine says are
-    /// here, on disk exactly when it says so, in-process values exactly for the
-    /// live ones, and runs exactly its executing tasks.
+    /// here, on disk (or being written) exactly when it says so, in-process
+    /// values exactly for the live ones, runs exactly its executing tasks, has
+    /// a fetch out from the holder asked for each value in flight, and owes a
+    /// report exactly for the tasks not cancelled.
     fn agrees(&self, s: &WorkerState) -> Result<(), String> {
         let local: BTreeMap<Key, Where> = s
             .data()
@@ -594,7 +704,12 @@ impl Shell {
                 }
             })
             .collect();
-        if local != self.held {
+        let held: BTreeMap<Key, Where> = self
+            .held
+            .iter()
+            .map(|(k, w)| (k.clone(), if *w == Where::Spilling { Where::Disk } else { *w }))
+            .collect();
+        if local != held {
             return Err(format!("state machine {local:?}, shell {:?}", self.held));
         }
         let live: BTreeSet<Key> =
@@ -617,18 +732,29 @@ impl Shell {
             return Err(format!("executing {executing:?}, running {running:?}"));
         }
         for (k, d) in s.data() {
-            if matches!(d.state, DataState::Flight { .. }) && !self.fetches.contains(k) {
-                return Err(format!("{k} in flight without a fetch"));
+            if let DataState::Flight { from, .. } = &d.state {
+                if !self.fetches.iter().any(|(f, a)| f == k && a == from) {
+                    return Err(format!("{k} in flight from {from} without a fetch from there"));
+                }
             }
+        }
+        let awaited: BTreeSet<Key> = s
+            .tasks()
+            .iter()
+            .filter(|(_, t)| t.state != WorkerTaskState::Cancelled)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if awaited != self.owed {
+            return Err(format!("tasks awaited {awaited:?}, reports owed {:?}", self.owed));
         }
         Ok(())
     }
 }
 
 fn event_for(shell: &mut Shell, st: Step) -> Option<WorkerEvent> {
-    let pick = |v: &mut Vec<Key>, i: prop::sample::Index| {
+    fn pick<T>(v: &mut Vec<T>, i: prop::sample::Index) -> Option<T> {
         (!v.is_empty()).then(|| v.swap_remove(i.index(v.len())))
-    };
+    }
     Some(match st {
         Step::Compute { key: i, deps, holder, priority } => {
             let deps = deps
@@ -652,31 +778,30 @@ fn event_for(shell: &mut Shell, st: Step) -> Option<WorkerEvent> {
             }
         }
         Step::Arrive(i) => {
-            let key = pick(&mut shell.fetches, i)?;
-            shell.offer(&key, false);
+            let (key, _) = pick(&mut shell.fetches, i)?;
             WorkerEvent::DataArrived { nbytes: size(index_of(&key)), key }
         }
         Step::FetchFail(i) => {
-            let key = pick(&mut shell.fetches, i)?;
-            WorkerEvent::FetchFailed { key, from: P.into(), message: "gone".into() }
+            let (key, from) = pick(&mut shell.fetches, i)?;
+            WorkerEvent::FetchFailed { key, from, message: "gone".into() }
         }
         Step::Done(i) => {
             let key = pick(&mut shell.running, i)?;
-            shell.offer(&key, true);
             WorkerEvent::ExecuteDone { nbytes: size(index_of(&key)), key }
         }
         Step::Fail(i) => {
             let key = pick(&mut shell.running, i)?;
             WorkerEvent::ExecuteFailed { key, message: "boom".into(), cause: FailureCause::Error }
         }
-        Step::Put(i) => {
-            shell.offer(&key(i), false);
-            WorkerEvent::Put { key: key(i), nbytes: size(i) }
-        }
+        Step::Put(i) => WorkerEvent::Put { key: key(i), nbytes: size(i) },
         Step::Free(keys) => WorkerEvent::Free { keys: keys.into_iter().map(key).collect() },
         Step::Steal(i) => WorkerEvent::Steal { key: key(i) },
         Step::Served(i) => WorkerEvent::Served { key: key(i) },
         Step::Measure(process) => WorkerEvent::MemoryMeasured { process },
+        Step::SpillDone(i) => {
+            let key = pick(&mut shell.spills, i)?;
+            return spill_done(shell, key);
+        }
         Step::SpillsFail => {
             shell.spills_fail = !shell.spills_fail;
             return None;
@@ -684,17 +809,27 @@ fn event_for(shell: &mut Shell, st: Step) -> Option<WorkerEvent> {
     })
 }
 
-fn run(s: &mut WorkerState, shell: &mut Shell, event: WorkerEvent, now: u64) -> Result<(), String> {
-    let mut queue = vec![event];
-    while let Some(e) = queue.pop() {
-        let out = s.handle(e, now);
-        queue.extend(shell.carry_out(s, out)?);
-        s.check_invariants()?;
+/// A spill write finishes: the file replaces the bytes, or the failure is reported.
+fn spill_done(shell: &mut Shell, key: Key) -> Option<WorkerEvent> {
+    if shell.spills_fail {
+        shell.held.insert(key.clone(), Where::Memory);
+        Some(WorkerEvent::SpillFailed { key, message: "disk full".into() })
+    } else {
+        shell.held.insert(key, Where::Disk);
+        None
     }
+}
+
+fn run(s: &mut WorkerState, shell: &mut Shell, event: WorkerEvent, now: u64) -> Result<(), String> {
+    shell.deliver(&event);
+    let out = s.handle(event, now);
+    shell.carry_out(s, out)?;
+    s.check_invariants()?;
     shell.agrees(s)
 }
 
-/// Runs random steps, then lets every fetch arrive and every run finish.
+/// Runs random steps, then lets every spill write succeed, every fetch arrive
+/// and every run finish; then no task may be left and no report owed.
 fn random_sequence(
     config: WorkerStateConfig,
     steps: Vec<Step>,
@@ -713,15 +848,19 @@ fn random_sequence(
         run(&mut s, &mut shell, e, now)
             .map_err(|v| TestCaseError::fail(format!("after {desc}: {v}")))?;
     }
-    // No more faults: every fetch arrives and every run finishes.
+    // No more faults, and memory outside the managed values is low again.
     shell.spills_fail = false;
+    now += 1;
+    run(&mut s, &mut shell, WorkerEvent::MemoryMeasured { process: 0 }, now)
+        .map_err(TestCaseError::fail)?;
     for _ in 0..1000 {
         now += 1;
-        let e = if let Some(key) = shell.fetches.pop() {
-            shell.offer(&key, false);
+        let e = if let Some(key) = shell.spills.pop() {
+            spill_done(&mut shell, key);
+            continue;
+        } else if let Some((key, _)) = shell.fetches.pop() {
             WorkerEvent::DataArrived { nbytes: size(index_of(&key)), key }
         } else if let Some(key) = shell.running.pop() {
-            shell.offer(&key, true);
             WorkerEvent::ExecuteDone { nbytes: size(index_of(&key)), key }
         } else {
             break;
@@ -729,7 +868,8 @@ fn random_sequence(
         run(&mut s, &mut shell, e, now).map_err(TestCaseError::fail)?;
     }
     let left: Vec<&Key> = s.tasks().keys().collect();
-    prop_assert!(left.is_empty() || s.paused(), "tasks left, not paused: {:?}", left);
+    prop_assert!(left.is_empty(), "tasks left (paused: {}): {:?}", s.paused(), left);
+    prop_assert!(shell.owed.is_empty(), "reports never sent: {:?}", shell.owed);
     Ok(())
 }
 

@@ -9,6 +9,13 @@
 //! messages and I/O completions into [`WorkerEvent`]s and carries out the
 //! [`WorkerCommand`]s that come back, in order.
 //!
+//! Only the event loop changes what the shell holds: fetches, task threads
+//! and the data server send the bytes they bring inside their message (the
+//! `Inbox`), and the loop stores them right before the state machine handles
+//! the event, so no command carried out in between can drop them. The loop
+//! never waits: reports go to an unbounded outbox, spill writes and file
+//! removals run on blocking threads, and the heartbeat has its own task.
+//!
 //! Values are stored as their wire envelopes (`Value::to_envelope`), so a
 //! result is serialized once, when it is produced; sending, spilling and
 //! counting memory all use those bytes. The shell also keeps the in-process
@@ -21,13 +28,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rask_core::{Key, Value};
 use rustc_hash::FxHashMap;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -93,23 +101,60 @@ impl Default for WorkerConfig {
     }
 }
 
+/// A spilled value's file, deleted when the last holder lets go: a task or a
+/// reader that took it can still read it after the value is dropped.
+struct SpillFile {
+    path: PathBuf,
+}
+
+impl Drop for SpillFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// A value's bytes as the shell holds them.
 enum Held {
+    /// In memory; also while being written to disk (readable until the write is done).
     Memory { bytes: Arc<Vec<u8>> },
-    Disk { path: PathBuf },
+    /// On disk.
+    Disk { file: Arc<SpillFile> },
 }
 
 /// The bytes and in-process values the state machine keeps the books of.
+/// Only the event loop changes them; the data server reads them.
 #[derive(Default)]
 struct Holdings {
     held: FxHashMap<Key, Held>,
     values: FxHashMap<Key, Value>,
 }
 
-/// What the data server, fetches and task threads share with the event loop.
+/// What reaches the event loop from fetches, task threads, the data server
+/// and spill writes. Bytes travel inside the message and the loop stores
+/// them right before the state machine handles the event they come with, so
+/// no `Drop` carried out in between can lose them.
+enum Inbox {
+    /// An event that brings no bytes.
+    Event { event: WorkerEvent },
+    /// A fetch brought a copy.
+    Fetched { key: Key, bytes: Arc<Vec<u8>> },
+    /// A task ran.
+    Ran { key: Key, bytes: Arc<Vec<u8>>, value: Value },
+    /// A client put a value; `stored` is told once the state machine knows it.
+    Put { key: Key, bytes: Arc<Vec<u8>>, stored: oneshot::Sender<()> },
+    /// Writing `bytes` to disk finished.
+    Spilled { key: Key, bytes: Arc<Vec<u8>>, result: Result<SpillFile, String> },
+}
+
+/// What the data server, fetches, task threads and the heartbeat share with
+/// the event loop.
 struct Shared {
     holdings: Mutex<Holdings>,
-    events: mpsc::UnboundedSender<WorkerEvent>,
+    inbox: mpsc::UnboundedSender<Inbox>,
+    /// Managed memory, as of the last event (for the heartbeat).
+    memory: AtomicU64,
+    /// Whether paused, as of the last event (for the heartbeat).
+    paused: AtomicBool,
     name: String,
 }
 
@@ -118,20 +163,13 @@ impl Shared {
         self.holdings.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stores fetched, computed or put bytes (and value) where none are held
-    /// yet: what is already held is the same content, and the state machine's
-    /// books refer to it.
-    fn offer(&self, key: &Key, bytes: Arc<Vec<u8>>, value: Option<Value>) {
-        let mut h = self.holdings();
-        h.held.entry(key.clone()).or_insert(Held::Memory { bytes });
-        if let Some(v) = value {
-            h.values.entry(key.clone()).or_insert(v);
-        }
+    fn send(&self, message: Inbox) {
+        // Closed only when the event loop is gone, and then nobody cares.
+        let _ = self.inbox.send(message);
     }
 
-    fn event(&self, e: WorkerEvent) {
-        // Closed only when the event loop is gone, and then nobody cares.
-        let _ = self.events.send(e);
+    fn event(&self, event: WorkerEvent) {
+        self.send(Inbox::Event { event });
     }
 }
 
@@ -139,64 +177,96 @@ impl Shared {
 enum Input {
     Value(Value),
     Bytes(Arc<Vec<u8>>),
-    File(PathBuf),
+    File(Arc<SpillFile>),
 }
 
-/// The event loop's side: the state machine and what carries out its commands.
+/// The event loop's side: the state machine and what carries out its
+/// commands. Nothing here waits: reports go to an unbounded outbox, spill
+/// writes and file removals run on blocking threads.
 struct Shell {
     state: WorkerState,
     shared: Arc<Shared>,
-    outbox: mpsc::Sender<pb::WorkerMessage>,
+    outbox: mpsc::UnboundedSender<pb::WorkerMessage>,
     peers: Arc<tokio::sync::Mutex<HashMap<String, WorkerClient>>>,
     dir: PathBuf,
     spill_seq: u64,
     start: Instant,
     paused: bool,
+    /// Reused for the commands of each event.
+    commands: Vec<WorkerCommand>,
 }
 
 type WorkerClient = pb::worker_client::WorkerClient<tonic::transport::Channel>;
 
 impl Shell {
-    async fn send(&self, msg: pb::worker_message::Msg) {
+    fn send(&self, msg: pb::worker_message::Msg) {
         // The scheduler session ending closes the channel; the session loop reports that.
-        let _ = self.outbox.send(pb::WorkerMessage { msg: Some(msg) }).await;
-    }
-
-    async fn heartbeat(&self) {
-        let (memory, paused) = (self.state.memory(), self.state.paused());
-        self.send(pb::worker_message::Msg::Heartbeat(pb::Heartbeat { memory, paused })).await;
+        let _ = self.outbox.send(pb::WorkerMessage { msg: Some(msg) });
     }
 
     /// Leaves cleanly: tells the scheduler, accepts no new tasks, and finishes
     /// those it accepted (for at most 10 s).
-    async fn close(
-        &mut self,
-        events: &mut mpsc::UnboundedReceiver<WorkerEvent>,
-        heartbeat: &mut tokio::time::Interval,
-    ) {
-        self.send(pb::worker_message::Msg::Closing(pb::Closing {})).await;
-        self.handle(WorkerEvent::Closing).await;
+    async fn close(&mut self, inbox: &mut mpsc::UnboundedReceiver<Inbox>) {
+        self.send(pb::worker_message::Msg::Closing(pb::Closing {}));
+        self.handle(WorkerEvent::Closing);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !self.state.tasks().is_empty() {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => break,
-                _ = heartbeat.tick() => self.heartbeat().await,
-                Some(e) = events.recv() => self.handle(e).await,
+                Some(m) = inbox.recv() => self.receive(m),
             }
         }
     }
 
-    /// Runs one event through the state machine and carries out its commands.
-    async fn handle(&mut self, event: WorkerEvent) {
-        let mut queue = vec![event];
-        while let Some(e) = queue.pop() {
-            let now = self.start.elapsed().as_millis() as u64;
-            for c in self.state.handle(e, now) {
-                self.carry_out(c, &mut queue).await;
+    /// Takes one message: stores the bytes it brings, then handles its event.
+    fn receive(&mut self, message: Inbox) {
+        match message {
+            Inbox::Event { event } => self.handle(event),
+            Inbox::Fetched { key, bytes } => {
+                let nbytes = bytes.len() as u64;
+                self.store(&key, bytes, None);
+                self.handle(WorkerEvent::DataArrived { key, nbytes });
             }
+            Inbox::Ran { key, bytes, value } => {
+                let nbytes = bytes.len() as u64;
+                self.store(&key, bytes, Some(value));
+                self.handle(WorkerEvent::ExecuteDone { key, nbytes });
+            }
+            Inbox::Put { key, bytes, stored } => {
+                let nbytes = bytes.len() as u64;
+                self.store(&key, bytes, None);
+                self.handle(WorkerEvent::Put { key, nbytes });
+                // The client may have gone; the value stays all the same.
+                let _ = stored.send(());
+            }
+            Inbox::Spilled { key, bytes, result } => self.spilled(key, bytes, result),
         }
+    }
+
+    /// Stores fetched, computed or put bytes (and value) where none are held
+    /// yet: what is already held is the same content, and the state machine's
+    /// books refer to it.
+    fn store(&self, key: &Key, bytes: Arc<Vec<u8>>, value: Option<Value>) {
+        let mut h = self.shared.holdings();
+        h.held.entry(key.clone()).or_insert(Held::Memory { bytes });
+        if let Some(v) = value {
+            h.values.entry(key.clone()).or_insert(v);
+        }
+    }
+
+    /// Runs one event through the state machine and carries out its commands.
+    fn handle(&mut self, event: WorkerEvent) {
+        let now = self.start.elapsed().as_millis() as u64;
+        let mut commands = std::mem::take(&mut self.commands);
+        self.state.handle_into(event, now, &mut commands);
+        for c in commands.drain(..) {
+            self.carry_out(c);
+        }
+        self.commands = commands;
+        self.shared.memory.store(self.state.memory(), Ordering::Relaxed);
         if self.state.paused() != self.paused {
             self.paused = self.state.paused();
+            self.shared.paused.store(self.paused, Ordering::Relaxed);
             eprintln!(
                 "worker {} {} (managed memory {} bytes)",
                 self.shared.name,
@@ -206,7 +276,7 @@ impl Shell {
         }
     }
 
-    async fn carry_out(&mut self, c: WorkerCommand, follow_up: &mut Vec<WorkerEvent>) {
+    fn carry_out(&mut self, c: WorkerCommand) {
         match c {
             WorkerCommand::Fetch { key, from } => {
                 tokio::spawn(fetch_input(self.shared.clone(), self.peers.clone(), key, from));
@@ -214,19 +284,16 @@ impl Shell {
             WorkerCommand::Execute { key, op, payload, deps } => {
                 self.execute(key, op, payload, deps)
             }
-            WorkerCommand::Spill { key } => {
-                if let Err(message) = self.spill(&key) {
-                    follow_up.push(WorkerEvent::SpillFailed { key, message });
-                }
-            }
+            WorkerCommand::Spill { key } => self.spill(key),
             WorkerCommand::Drop { key } => {
                 let held = {
                     let mut h = self.shared.holdings();
                     h.values.remove(&key);
                     h.held.remove(&key)
                 };
-                if let Some(Held::Disk { path }) = held {
-                    let _ = std::fs::remove_file(path);
+                if let Some(Held::Disk { file }) = held {
+                    // The file goes with the last holder, off the event loop.
+                    tokio::task::spawn_blocking(move || drop(file));
                 }
             }
             WorkerCommand::DropValue { key } => {
@@ -237,21 +304,18 @@ impl Shell {
                     key: Some(protocol::key_to_pb(&key)),
                     nbytes,
                 }))
-                .await
             }
             WorkerCommand::TaskFailed { key, failure } => {
                 self.send(pb::worker_message::Msg::Failed(pb::TaskFailed {
                     key: Some(protocol::key_to_pb(&key)),
                     failure: Some(protocol::failure_to_pb(&failure)),
                 }))
-                .await
             }
             WorkerCommand::DataMissing { key, missing } => {
                 self.send(pb::worker_message::Msg::Missing(pb::DataMissing {
                     key: Some(protocol::key_to_pb(&key)),
                     missing: Some(protocol::key_to_pb(&missing)),
                 }))
-                .await
             }
             // The scheduler does not steal yet (it assigns late instead), so
             // no steal request arrives and there is no wire message for the answer.
@@ -261,8 +325,9 @@ impl Shell {
         }
     }
 
-    /// Takes the inputs now (command order guarantees they are here) and runs
-    /// the op on a blocking thread, which reports back as an event.
+    /// Takes the inputs now (command order guarantees they are here; a
+    /// spilled one's file is kept by its guard) and runs the op on a blocking
+    /// thread, which reports back through the inbox.
     fn execute(&self, key: Key, op: Arc<str>, payload: Arc<Vec<u8>>, deps: Vec<Key>) {
         let inputs: Vec<(Key, Option<Input>)> = {
             let h = self.shared.holdings();
@@ -271,7 +336,7 @@ impl Shell {
                     let input = match (h.values.get(&d), h.held.get(&d)) {
                         (Some(v), _) => Some(Input::Value(v.clone())),
                         (None, Some(Held::Memory { bytes })) => Some(Input::Bytes(bytes.clone())),
-                        (None, Some(Held::Disk { path })) => Some(Input::File(path.clone())),
+                        (None, Some(Held::Disk { file })) => Some(Input::File(file.clone())),
                         (None, None) => None,
                     };
                     (d, input)
@@ -286,39 +351,84 @@ impl Shell {
             .unwrap_or_else(|p| {
                 Err((format!("worker thread failed: {}", panic_message(&*p)), FailureCause::Worker))
             });
-            let event = match result {
-                Ok((value, bytes)) => {
-                    let nbytes = bytes.len() as u64;
-                    shared.offer(&key, Arc::new(bytes), Some(value));
-                    WorkerEvent::ExecuteDone { key, nbytes }
+            shared.send(match result {
+                Ok((value, bytes)) => Inbox::Ran { key, bytes: Arc::new(bytes), value },
+                Err((message, cause)) => {
+                    Inbox::Event { event: WorkerEvent::ExecuteFailed { key, message, cause } }
                 }
-                Err((message, cause)) => WorkerEvent::ExecuteFailed { key, message, cause },
-            };
-            shared.event(event);
+            });
         });
     }
 
-    /// Writes a value to disk and frees its memory.
-    fn spill(&mut self, key: &Key) -> Result<(), String> {
-        let bytes = match self.shared.holdings().held.get(key) {
+    /// Writes a value to disk on a blocking thread; its bytes stay in memory
+    /// (and readable) until the write is done.
+    fn spill(&mut self, key: Key) {
+        let bytes = match self.shared.holdings().held.get(&key) {
             Some(Held::Memory { bytes }) => bytes.clone(),
-            Some(Held::Disk { .. }) | None => return Ok(()),
+            Some(Held::Disk { .. }) | None => return,
         };
         self.spill_seq += 1;
-        let path = self.dir.join(format!("{}.rskv", self.spill_seq));
-        if let Err(e) = std::fs::create_dir_all(&self.dir)
-            .and_then(|()| std::fs::write(&path, bytes.as_slice()))
-        {
-            tracing::error!("cannot spill {key} to {}: {e}; keeping it in memory", path.display());
-            return Err(format!("cannot write {}: {e}", path.display()));
+        let file = SpillFile { path: self.dir.join(format!("{}.rskv", self.spill_seq)) };
+        let dir = self.dir.clone();
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = match std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::write(&file.path, bytes.as_slice()))
+            {
+                Ok(()) => Ok(file),
+                // The guard removes what was written.
+                Err(e) => Err(format!("cannot write {}: {e}", file.path.display())),
+            };
+            shared.send(Inbox::Spilled { key, bytes, result });
+        });
+    }
+
+    /// A spill write finished: the file replaces the bytes it was written
+    /// from, if they are still held (else the value went meanwhile, and the
+    /// file goes with its guard).
+    fn spilled(&mut self, key: Key, bytes: Arc<Vec<u8>>, result: Result<SpillFile, String>) {
+        let mut h = self.shared.holdings();
+        let current =
+            matches!(h.held.get(&key), Some(Held::Memory { bytes: b }) if Arc::ptr_eq(b, &bytes));
+        match result {
+            Ok(file) if current => {
+                eprintln!("spilled {key} ({} bytes) to {}", bytes.len(), file.path.display());
+                h.held.insert(key, Held::Disk { file: Arc::new(file) });
+            }
+            Ok(file) => {
+                drop(h);
+                tokio::task::spawn_blocking(move || drop(file));
+            }
+            Err(message) if current => {
+                drop(h);
+                tracing::error!("cannot spill {key}: {message}; keeping it in memory");
+                self.handle(WorkerEvent::SpillFailed { key, message });
+            }
+            Err(_) => {}
         }
-        eprintln!("spilled {key} ({} bytes) to {}", bytes.len(), path.display());
-        self.shared.holdings().held.insert(key.clone(), Held::Disk { path });
-        Ok(())
     }
 }
 
-/// Fetches an input from its holder and reports the outcome as an event.
+/// Sends a heartbeat every `every` with the figures the event loop last
+/// published; on its own task, so that a busy loop does not delay it.
+async fn heartbeat(
+    shared: Arc<Shared>,
+    outbox: mpsc::UnboundedSender<pb::WorkerMessage>,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let memory = shared.memory.load(Ordering::Relaxed);
+        let paused = shared.paused.load(Ordering::Relaxed);
+        let msg = pb::worker_message::Msg::Heartbeat(pb::Heartbeat { memory, paused });
+        if outbox.send(pb::WorkerMessage { msg: Some(msg) }).is_err() {
+            break;
+        }
+    }
+}
+
+/// Fetches an input from its holder and reports the outcome to the event loop.
 async fn fetch_input(
     shared: Arc<Shared>,
     peers: Arc<tokio::sync::Mutex<HashMap<String, WorkerClient>>>,
@@ -339,11 +449,7 @@ async fn fetch_input(
         Err(e) => Err(e),
     };
     match result {
-        Ok(bytes) => {
-            let nbytes = bytes.len() as u64;
-            shared.offer(&key, Arc::new(bytes), None);
-            shared.event(WorkerEvent::DataArrived { key, nbytes });
-        }
+        Ok(bytes) => shared.send(Inbox::Fetched { key, bytes: Arc::new(bytes) }),
         Err(message) => {
             tracing::warn!("{}: cannot get {key} from {from}: {message}", shared.name);
             peers.lock().await.remove(&from);
@@ -375,10 +481,10 @@ fn run_task(
             Some(Input::Bytes(b)) => {
                 deps.insert(k, b);
             }
-            Some(Input::File(path)) => {
-                let b = std::fs::read(&path).map_err(|e| {
+            Some(Input::File(file)) => {
+                let b = std::fs::read(&file.path).map_err(|e| {
                     (
-                        format!("cannot read spilled {k} from {}: {e}", path.display()),
+                        format!("cannot read spilled {k} from {}: {e}", file.path.display()),
                         FailureCause::Worker,
                     )
                 })?;
@@ -504,7 +610,7 @@ impl pb::worker_server::Worker for DataService {
             protocol::key_from_pb(req.key).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let held = match self.shared.holdings().held.get(&key) {
             Some(Held::Memory { bytes }) => Ok(bytes.clone()),
-            Some(Held::Disk { path }) => Err(path.clone()),
+            Some(Held::Disk { file }) => Err(file.clone()),
             None => {
                 return Err(Status::not_found(format!(
                     "worker {} does not hold {key}",
@@ -515,8 +621,10 @@ impl pb::worker_server::Worker for DataService {
         let bytes = match held {
             Ok(bytes) => bytes,
             // Read back from disk; it stays spilled (memory is what we lack).
-            Err(path) => Arc::new(tokio::fs::read(&path).await.map_err(|e| {
-                Status::internal(format!("cannot read spilled {key} from {}: {e}", path.display()))
+            // The guard keeps the file while it is read, even if the value is dropped.
+            Err(file) => Arc::new(tokio::fs::read(&file.path).await.map_err(|e| {
+                let path = file.path.display();
+                Status::internal(format!("cannot read spilled {key} from {path}: {e}"))
             })?),
         };
         self.shared.event(WorkerEvent::Served { key: key.clone() });
@@ -574,8 +682,12 @@ impl pb::worker_server::Worker for DataService {
         // Refuse garbage before storing it.
         Value::from_envelope(&buf, MAX_VALUE_BYTES as usize)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        self.shared.offer(&key, Arc::new(buf), None);
-        self.shared.event(WorkerEvent::Put { key, nbytes: total as u64 });
+        // Answered once the event loop has stored it and the state machine knows it.
+        let (stored, answer) = oneshot::channel();
+        self.shared.send(Inbox::Put { key, bytes: Arc::new(buf), stored });
+        answer
+            .await
+            .map_err(|_| Status::unavailable(format!("worker {} is leaving", self.shared.name)))?;
         Ok(Response::new(pb::PutReply { nbytes: total as u64 }))
     }
 }
@@ -698,29 +810,34 @@ pub async fn run_worker(
     let addr = format!("{}:{}", cfg.host, local.port());
     let name = cfg.name.clone().unwrap_or_else(|| addr.clone());
     let dir = cfg.local_dir.join(format!("worker-{}-{}", std::process::id(), local.port()));
-    let (out_tx, out_rx) = mpsc::channel::<pb::WorkerMessage>(1024);
-    let (events_tx, mut events) = mpsc::unbounded_channel::<WorkerEvent>();
+    let (out_tx, out_rx) = mpsc::unbounded_channel::<pb::WorkerMessage>();
+    let (inbox_tx, mut inbox) = mpsc::unbounded_channel::<Inbox>();
     let limit = cfg.memory_limit;
     let shared = Arc::new(Shared {
         holdings: Mutex::new(Holdings::default()),
-        events: events_tx,
+        inbox: inbox_tx,
+        memory: AtomicU64::new(0),
+        paused: AtomicBool::new(false),
         name: name.clone(),
     });
     let state_config = WorkerStateConfig {
         name: name.clone(),
         nthreads: cfg.nthreads.max(1),
+        // Nobody reads a worker's story in production; keeping it costs.
+        log_capacity: 0,
         ..WorkerStateConfig::default()
     }
     .with_memory_limit(limit, cfg.target_fraction, cfg.pause_fraction);
     let mut shell = Shell {
         state: WorkerState::new(state_config),
         shared: shared.clone(),
-        outbox: out_tx,
+        outbox: out_tx.clone(),
         peers: Arc::new(tokio::sync::Mutex::new(HashMap::new())),
         dir: dir.clone(),
         spill_seq: 0,
         start: Instant::now(),
         paused: false,
+        commands: Vec::new(),
     };
 
     let data = pb::worker_server::WorkerServer::new(DataService { shared: shared.clone() })
@@ -746,9 +863,9 @@ pub async fn run_worker(
         resources: cfg.resources.clone().into_iter().collect(),
         token: cfg.token.clone(),
     };
-    shell.send(pb::worker_message::Msg::Register(register)).await;
+    shell.send(pb::worker_message::Msg::Register(register));
     let mut inbound = client
-        .worker_session(ReceiverStream::new(out_rx))
+        .worker_session(UnboundedReceiverStream::new(out_rx))
         .await
         .map_err(|s| DistError::Disconnected {
             peer: cfg.scheduler.clone(),
@@ -775,19 +892,18 @@ pub async fn run_worker(
     }
     println!("worker {name} listening on {addr}, connected to {}", cfg.scheduler);
 
-    let mut heartbeat = tokio::time::interval(cfg.heartbeat);
+    let heartbeat = tokio::spawn(heartbeat(shared.clone(), out_tx, cfg.heartbeat));
     tokio::pin!(shutdown);
     // Biased: I/O completions (a put before the compute that uses it) go
-    // before new scheduler messages; the rare shutdown and heartbeat first.
+    // before new scheduler messages; the rare shutdown first.
     let result = loop {
         tokio::select! {
             biased;
             _ = &mut shutdown => {
-                shell.close(&mut events, &mut heartbeat).await;
+                shell.close(&mut inbox).await;
                 break Ok(());
             }
-            _ = heartbeat.tick() => shell.heartbeat().await,
-            Some(e) = events.recv() => shell.handle(e).await,
+            Some(m) = inbox.recv() => shell.receive(m),
             msg = inbound.next() => {
                 let disconnected = |message: String| DistError::Disconnected {
                     peer: cfg.scheduler.clone(),
@@ -800,7 +916,7 @@ pub async fn run_worker(
                     None => break Err(disconnected("scheduler closed the session".into())),
                 };
                 match scheduler_event(msg) {
-                    Ok(Some(e)) => shell.handle(e).await,
+                    Ok(Some(e)) => shell.handle(e),
                     Ok(None) => {}
                     Err(reason) => {
                         break Err(DistError::Refused { peer: cfg.scheduler.clone(), reason })
@@ -809,6 +925,7 @@ pub async fn run_worker(
             }
         }
     };
+    heartbeat.abort();
     server.abort();
     let spilled = shell.state.spilled();
     if spilled > 0 {

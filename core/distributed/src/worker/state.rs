@@ -3,12 +3,12 @@
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
 use rask_core::Key;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::scheduler::{FailureCause, TaskFailure, Transition};
 
@@ -22,7 +22,7 @@ use crate::scheduler::{FailureCause, TaskFailure, Transition};
 /// | `pause_bytes` | 0 | start nothing new above this much memory (0 = never) |
 /// | `fetch_cache_bytes` | 256 MiB | bound of the fetched copies no task here waits for |
 /// | `live_bytes` | 512 MiB | bound of the in-process values of this worker's own outputs |
-/// | `log_capacity` | 100 000 | transitions kept for `story` |
+/// | `log_capacity` | 100 000 | transitions kept for `story` (0 = none, and no reasons formatted) |
 #[derive(Clone, Debug)]
 pub struct WorkerStateConfig {
     /// The worker's name.
@@ -122,8 +122,10 @@ pub struct WorkerTask {
 pub enum DataState {
     /// Being fetched from a peer.
     Flight {
-        /// The peer's data address.
+        /// The data address of the peer asked now.
         from: String,
+        /// Other holders the scheduler named, asked in turn if that fetch fails.
+        candidates: Vec<String>,
     },
     /// A copy fetched from a peer, for tasks here (in the bounded fetch cache
     /// once no task here waits for it).
@@ -176,7 +178,7 @@ pub struct WorkerData {
     /// Where it is.
     pub state: DataState,
     /// Tasks here (waiting or ready) that need it: while there are any, it stays.
-    pub dependents: Vec<Key>,
+    pub dependents: FxHashSet<Key>,
     /// The scheduler counts on it being here (own output or put), until freed.
     pub wanted: bool,
     /// Whether the shell keeps its in-process value (own outputs only).
@@ -201,7 +203,8 @@ pub enum WorkerEvent {
         /// Higher runs first (the wire does not carry one yet: 0).
         priority: i32,
     },
-    /// A fetch finished; the shell holds the bytes.
+    /// A fetch finished; the bytes come with the event (the shell stores
+    /// them just before handling it).
     DataArrived {
         /// The value.
         key: Key,
@@ -217,7 +220,7 @@ pub enum WorkerEvent {
         /// What went wrong.
         message: String,
     },
-    /// A task ran; the shell holds its output (bytes and value).
+    /// A task ran; its output (bytes and value) comes with the event.
     ExecuteDone {
         /// The task.
         key: Key,
@@ -233,7 +236,7 @@ pub enum WorkerEvent {
         /// What kind of failure.
         cause: FailureCause,
     },
-    /// A client put a value here (scatter); the shell holds the bytes.
+    /// A client put a value here (scatter); the bytes come with the event.
     Put {
         /// The value.
         key: Key,
@@ -275,7 +278,8 @@ pub enum WorkerEvent {
 /// Outputs of the worker's state machine, for the shell to carry out in order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum WorkerCommand {
-    /// Fetch a value from a peer (one fetch per key), then report `DataArrived` or `FetchFailed`.
+    /// Fetch a value from a peer, then report `DataArrived` or `FetchFailed`
+    /// (with this `from`).
     Fetch {
         /// The value.
         key: Key,
@@ -294,7 +298,8 @@ pub enum WorkerCommand {
         /// Its inputs.
         deps: Vec<Key>,
     },
-    /// Write a value to disk and free its memory; report `SpillFailed` if that fails.
+    /// Write a value to disk, then free its memory (it stays readable until
+    /// the write is done); report `SpillFailed` if that fails.
     Spill {
         /// The value.
         key: Key,
@@ -339,7 +344,11 @@ pub enum WorkerCommand {
     },
 }
 
-type ReadyKey = (Reverse<i32>, u64, Key);
+/// Ready queue order: higher priority first, then arrival (`seq` is unique).
+type ReadyKey = (Reverse<i32>, u64);
+
+/// An LRU order: values by their unique tick, least recently used first.
+type Lru = BTreeMap<u64, Key>;
 
 /// The worker's bookkeeping, as a pure state machine: [`WorkerState::handle`]
 /// takes a [`WorkerEvent`] and the time and returns [`WorkerCommand`]s. No
@@ -364,27 +373,32 @@ type ReadyKey = (Reverse<i32>, u64, Key);
 /// ```text
 ///   needed here ──► Flight ── arrived ──► Fetched ── no task waits, LRU over bound ──► (dropped)
 ///                     │  │                    │
-///        fetch failed │  └── computed/put ──┐ │ computed or put here (promoted)
-///                     ▼       new output ───┤ ▼
+///   every holder      │  └── computed/put ──┐ │ computed or put here (promoted)
+///   named failed      ▼       new output ───┤ ▼
 ///                (forgotten)                Memory ── LRU above target ──► Disk
 ///                                            ▲  │                           │
 ///                                            │  └── freed, no task waits ───┴──► (dropped)
 ///                                            └─────────── spill failed ─────┘
 /// ```
 ///
+/// A failed fetch stays in `Flight` and asks the next holder a task here
+/// named; only when none is left are the tasks waiting for it reported missing.
+///
 /// A key has at most one task record and one value record (a task can run
 /// while a copy of its output is being fetched; whichever arrives first is
 /// kept). The shell keeps the bytes it already holds for a key: it stores
-/// fetched, computed or put bytes only where it holds none.
+/// fetched, computed or put bytes only where it holds none, and only when it
+/// hands the event that brings them to [`WorkerState::handle`] (never
+/// earlier: a `Drop` carried out in between would lose them).
 pub struct WorkerState {
     config: WorkerStateConfig,
     tasks: FxHashMap<Key, WorkerTask>,
     data: FxHashMap<Key, WorkerData>,
-    ready: BTreeSet<ReadyKey>,
+    ready: BTreeMap<ReadyKey, Key>,
     executing: usize,
-    memory_lru: BTreeSet<(u64, Key)>,
-    cache_lru: BTreeSet<(u64, Key)>,
-    live_lru: BTreeSet<(u64, Key)>,
+    memory_lru: Lru,
+    cache_lru: Lru,
+    live_lru: Lru,
     oversized: Vec<Key>,
     managed: u64,
     cache_bytes: u64,
@@ -420,11 +434,11 @@ impl WorkerState {
             config: WorkerStateConfig { nthreads: config.nthreads.max(1), ..config },
             tasks: FxHashMap::default(),
             data: FxHashMap::default(),
-            ready: BTreeSet::new(),
+            ready: BTreeMap::new(),
             executing: 0,
-            memory_lru: BTreeSet::new(),
-            cache_lru: BTreeSet::new(),
-            live_lru: BTreeSet::new(),
+            memory_lru: Lru::new(),
+            cache_lru: Lru::new(),
+            live_lru: Lru::new(),
             oversized: Vec::new(),
             managed: 0,
             cache_bytes: 0,
@@ -489,6 +503,14 @@ impl WorkerState {
 
     /// Processes one event at time `now` (ms) and returns what to do.
     pub fn handle(&mut self, event: WorkerEvent, now: u64) -> Vec<WorkerCommand> {
+        let mut out = Vec::new();
+        self.handle_into(event, now, &mut out);
+        out
+    }
+
+    /// As [`WorkerState::handle`], appending the commands to `out` (a buffer
+    /// the caller reuses: no allocation per event).
+    pub fn handle_into(&mut self, event: WorkerEvent, now: u64, out: &mut Vec<WorkerCommand>) {
         self.now = now;
         let mut may_spill = true;
         match event {
@@ -512,11 +534,8 @@ impl WorkerState {
                 self.spill_failed = true;
                 if let Some(DataState::Disk { nbytes }) = self.data.get(&key).map(|d| &d.state) {
                     let nbytes = *nbytes;
-                    self.set_data_state(
-                        &key,
-                        DataState::Memory { nbytes },
-                        format!("spill failed: {message}"),
-                    );
+                    let why = self.why(|| format!("spill failed: {message}"));
+                    self.set_data_state(&key, DataState::Memory { nbytes }, why);
                 }
             }
             WorkerEvent::MemoryMeasured { process } => {
@@ -547,7 +566,16 @@ impl WorkerState {
         self.schedule();
         // Last: starting tasks releases the copies they waited for.
         self.evict_cache();
-        std::mem::take(&mut self.out)
+        out.append(&mut self.out);
+    }
+
+    /// A reason for the story, formatted only when the story is kept.
+    fn why(&self, reason: impl FnOnce() -> String) -> Cow<'static, str> {
+        if self.config.log_capacity == 0 {
+            Cow::Borrowed("")
+        } else {
+            Cow::Owned(reason())
+        }
     }
 
     fn record(
@@ -619,30 +647,39 @@ impl WorkerState {
         let mut waiting_for = 0;
         let mut dep_keys = Vec::with_capacity(deps.len());
         for (d, from) in deps {
-            match self.data.get(&d) {
+            match self.data.get_mut(&d) {
                 Some(e) => {
-                    if e.dependents.last() == Some(&key) {
+                    // Joining a fetch: a holder named now is asked if the one asked fails.
+                    if let DataState::Flight { from: asked, candidates } = &mut e.state {
+                        if !from.is_empty() && *asked != from && !candidates.contains(&from) {
+                            candidates.push(from);
+                        }
+                    }
+                    let local = e.state.is_local();
+                    if !self.add_dependent(&d, &key) {
                         continue; // listed twice
                     }
-                    if !e.state.is_local() {
+                    if !local {
                         waiting_for += 1;
                     }
-                    self.add_dependent(&d, &key);
                 }
                 None => {
                     waiting_for += 1;
                     let tick = self.next_tick();
+                    let mut dependents = FxHashSet::default();
+                    dependents.insert(key.clone());
                     self.data.insert(
                         d.clone(),
                         WorkerData {
-                            state: DataState::Flight { from: from.clone() },
-                            dependents: vec![key.clone()],
+                            state: DataState::Flight { from: from.clone(), candidates: Vec::new() },
+                            dependents,
                             wanted: false,
                             live: false,
                             tick,
                         },
                     );
-                    self.record(&d, "new", "flight", Cow::Owned(format!("needed by {key}")));
+                    let why = self.why(|| format!("needed by {key}"));
+                    self.record(&d, "new", "flight", why);
                     self.out.push(WorkerCommand::Fetch { key: d.clone(), from });
                 }
             }
@@ -650,7 +687,7 @@ impl WorkerState {
         }
         self.seq += 1;
         let state = if waiting_for == 0 {
-            self.ready.insert((Reverse(priority), self.seq, key.clone()));
+            self.ready.insert((Reverse(priority), self.seq), key.clone());
             WorkerTaskState::Ready
         } else {
             WorkerTaskState::Waiting { missing: waiting_for }
@@ -678,10 +715,10 @@ impl WorkerState {
         let Some(t) = self.tasks.get_mut(key) else { return };
         let from = t.state.name();
         if t.state == WorkerTaskState::Ready {
-            self.ready.remove(&(Reverse(t.priority), t.seq, key.clone()));
+            self.ready.remove(&(Reverse(t.priority), t.seq));
         }
         if to == WorkerTaskState::Ready {
-            self.ready.insert((Reverse(t.priority), t.seq, key.clone()));
+            self.ready.insert((Reverse(t.priority), t.seq), key.clone());
         }
         let to_name = to.name();
         t.state = to;
@@ -693,7 +730,7 @@ impl WorkerState {
         let Some(t) = self.tasks.remove(key) else { return };
         match t.state {
             WorkerTaskState::Ready => {
-                self.ready.remove(&(Reverse(t.priority), t.seq, key.clone()));
+                self.ready.remove(&(Reverse(t.priority), t.seq));
             }
             WorkerTaskState::Executing | WorkerTaskState::Cancelled => {
                 self.executing -= 1;
@@ -709,27 +746,24 @@ impl WorkerState {
     /// Starts ready tasks while slots are free and the worker is not paused.
     fn schedule(&mut self) {
         while !self.paused && self.executing < self.config.nthreads {
-            let Some((_, _, key)) = self.ready.pop_first() else { break };
+            let Some((_, key)) = self.ready.pop_first() else { break };
             let t = self.tasks.get_mut(&key).expect("ready tasks exist");
             t.state = WorkerTaskState::Executing;
             let deps = std::mem::take(&mut t.deps);
-            let payload = std::mem::take(&mut t.payload);
+            let payload = t.payload.clone();
             let op = t.op.clone();
             self.executing += 1;
             self.record(&key, "ready", "executing", Cow::Borrowed("slot free"));
             for d in &deps {
                 self.touch(d);
             }
-            self.out.push(WorkerCommand::Execute {
-                key: key.clone(),
-                op,
-                payload,
-                deps: deps.clone(),
-            });
-            // After Execute: the shell has taken the inputs before any drop.
+            let at = self.out.len();
             for d in &deps {
                 self.remove_dependent(d, &key);
             }
+            // Before the drops that releasing the inputs caused: the shell
+            // takes the inputs first.
+            self.out.insert(at, WorkerCommand::Execute { key, op, payload, deps });
         }
     }
 
@@ -822,11 +856,11 @@ impl WorkerState {
         match d.state {
             DataState::Memory { nbytes } => {
                 self.managed -= nbytes;
-                self.memory_lru.remove(&(d.tick, key.clone()));
+                self.memory_lru.remove(&d.tick);
             }
             DataState::Fetched { nbytes } if d.dependents.is_empty() => {
                 self.cache_bytes -= nbytes;
-                self.cache_lru.remove(&(d.tick, key.clone()));
+                self.cache_lru.remove(&d.tick);
             }
             DataState::Fetched { nbytes } => self.pinned_bytes -= nbytes,
             DataState::Flight { .. } | DataState::Disk { .. } => {}
@@ -839,11 +873,11 @@ impl WorkerState {
         match d.state {
             DataState::Memory { nbytes } => {
                 self.managed += nbytes;
-                self.memory_lru.insert((d.tick, key.clone()));
+                self.memory_lru.insert(d.tick, key.clone());
             }
             DataState::Fetched { nbytes } if d.dependents.is_empty() => {
                 self.cache_bytes += nbytes;
-                self.cache_lru.insert((d.tick, key.clone()));
+                self.cache_lru.insert(d.tick, key.clone());
                 if nbytes > self.config.fetch_cache_bytes {
                     self.oversized.push(key.clone());
                 }
@@ -862,27 +896,30 @@ impl WorkerState {
         let arrived = !d.state.is_local() && to.is_local();
         let to_name = to.name();
         d.state = to;
+        let old = std::mem::replace(&mut d.tick, tick);
         if d.live {
-            self.live_lru.remove(&(d.tick, key.clone()));
-            self.live_lru.insert((tick, key.clone()));
+            retick(&mut self.live_lru, old, tick);
         }
-        d.tick = tick;
         self.enter(key);
         self.record(key, from, to_name, reason.into());
         if arrived {
-            let dependents = self.data[key].dependents.clone();
-            for t in dependents {
+            // Taken out while the tasks are told (which does not look at it).
+            let d = self.data.get_mut(key).expect("known");
+            let dependents = std::mem::take(&mut d.dependents);
+            for t in &dependents {
                 if let Some(WorkerTaskState::Waiting { missing }) =
-                    self.tasks.get(&t).map(|t| t.state.clone())
+                    self.tasks.get(t).map(|t| t.state.clone())
                 {
                     let to = if missing <= 1 {
                         WorkerTaskState::Ready
                     } else {
                         WorkerTaskState::Waiting { missing: missing - 1 }
                     };
-                    self.set_task_state(&t, to, format!("input {key} arrived"));
+                    let why = self.why(|| format!("input {key} arrived"));
+                    self.set_task_state(t, to, why);
                 }
             }
+            self.data.get_mut(key).expect("known").dependents = dependents;
         }
     }
 
@@ -895,7 +932,7 @@ impl WorkerState {
                 key.clone(),
                 WorkerData {
                     state: DataState::Memory { nbytes },
-                    dependents: Vec::new(),
+                    dependents: FxHashSet::default(),
                     wanted: true,
                     live: false,
                     tick,
@@ -942,46 +979,57 @@ impl WorkerState {
         let d = self.data.get_mut(key).expect("known");
         d.live = true;
         self.live_bytes += nbytes;
-        self.live_lru.insert((d.tick, key.clone()));
+        self.live_lru.insert(d.tick, key.clone());
     }
 
-    /// Makes `key` the most recently used value.
+    /// Makes `key` the most recently used value (moving it within its LRU
+    /// orders, without cloning its key).
     fn touch(&mut self, key: &Key) {
-        if !self.data.contains_key(key) {
-            return;
-        }
-        self.leave(key);
         let tick = self.next_tick();
-        let d = self.data.get_mut(key).expect("checked above");
-        let old = d.tick;
-        d.tick = tick;
-        if d.live {
-            self.live_lru.remove(&(old, key.clone()));
-            self.live_lru.insert((tick, key.clone()));
+        let Some(d) = self.data.get_mut(key) else { return };
+        let old = std::mem::replace(&mut d.tick, tick);
+        match d.state {
+            DataState::Memory { .. } => retick(&mut self.memory_lru, old, tick),
+            DataState::Fetched { .. } if d.dependents.is_empty() => {
+                retick(&mut self.cache_lru, old, tick)
+            }
+            DataState::Fetched { .. } | DataState::Flight { .. } | DataState::Disk { .. } => {}
         }
-        self.enter(key);
+        if d.live {
+            retick(&mut self.live_lru, old, tick);
+        }
     }
 
-    fn add_dependent(&mut self, key: &Key, task: &Key) {
+    /// `task` needs `key`; false if it was listed already. A copy's first
+    /// dependent takes it out of the fetch cache (it is pinned).
+    fn add_dependent(&mut self, key: &Key, task: &Key) -> bool {
+        let d = self.data.get_mut(key).expect("known");
+        if !(d.dependents.is_empty() && matches!(d.state, DataState::Fetched { .. })) {
+            return d.dependents.insert(task.clone());
+        }
         self.leave(key);
-        self.data.get_mut(key).expect("known").dependents.push(task.clone());
+        self.data.get_mut(key).expect("known").dependents.insert(task.clone());
         self.enter(key);
+        true
     }
 
-    /// `task` no longer needs `key`: an unwanted value nobody here waits for goes.
+    /// `task` no longer needs `key`: an unwanted value nobody here waits for
+    /// goes; a copy nobody here waits for enters the fetch cache.
     fn remove_dependent(&mut self, key: &Key, task: &Key) {
-        if !self.data.contains_key(key) {
+        let Some(d) = self.data.get_mut(key) else { return };
+        let last = d.dependents.len() == 1 && d.dependents.contains(task);
+        if last && matches!(d.state, DataState::Fetched { .. }) {
+            self.leave(key);
+            self.data.get_mut(key).expect("known").dependents.clear();
+            self.enter(key);
             return;
         }
-        self.leave(key);
-        let d = self.data.get_mut(key).expect("checked above");
-        if let Some(i) = d.dependents.iter().position(|t| t == task) {
-            d.dependents.swap_remove(i);
+        if !d.dependents.remove(task) {
+            return;
         }
         let unneeded = d.dependents.is_empty()
             && !d.wanted
             && matches!(d.state, DataState::Memory { .. } | DataState::Disk { .. });
-        self.enter(key);
         if unneeded {
             self.drop_data(key, "freed, no task here needs it");
         }
@@ -995,7 +1043,7 @@ impl WorkerState {
         let d = self.data.remove(key).expect("checked above");
         if d.live {
             self.live_bytes -= d.state.nbytes();
-            self.live_lru.remove(&(d.tick, key.clone()));
+            self.live_lru.remove(&d.tick);
         }
         self.record(key, d.state.name(), "forgotten", Cow::Borrowed(reason));
         self.out.push(WorkerCommand::Drop { key: key.clone() });
@@ -1012,18 +1060,36 @@ impl WorkerState {
         }
     }
 
+    /// A fetch failed: the next holder named is asked; when none is left,
+    /// the tasks waiting for the value are dropped as missing an input.
     fn fetch_failed(&mut self, key: Key, from: &str, message: &str) {
-        if !matches!(self.data.get(&key).map(|d| &d.state), Some(DataState::Flight { .. })) {
+        let Some(d) = self.data.get_mut(&key) else { return };
+        let DataState::Flight { from: asked, candidates } = &mut d.state else {
             return; // here already by other means
+        };
+        if asked != from {
+            // A fetch for an earlier record of the value; the one asked now is still out.
+            return;
+        }
+        if !candidates.is_empty() {
+            let next = candidates.remove(0);
+            asked.clone_from(&next);
+            let why = self.why(|| format!("fetch from {from} failed: {message}; asking {next}"));
+            self.record(&key, "flight", "flight", why);
+            self.out.push(WorkerCommand::Fetch { key, from: next });
+            return;
         }
         let d = self.data.remove(&key).expect("checked above");
-        self.record(
-            &key,
-            "flight",
-            "forgotten",
-            Cow::Owned(format!("fetch from {from} failed: {message}")),
-        );
-        for task in d.dependents {
+        let why = self.why(|| format!("fetch from {from} failed: {message}"));
+        self.record(&key, "flight", "forgotten", why);
+        // Reported in the order the tasks came, not the set's.
+        let mut dependents: Vec<(u64, Key)> = d
+            .dependents
+            .into_iter()
+            .map(|t| (self.tasks.get(&t).map_or(0, |t| t.seq), t))
+            .collect();
+        dependents.sort_unstable_by_key(|(seq, _)| *seq);
+        for (_, task) in dependents {
             self.out.push(WorkerCommand::DataMissing { key: task.clone(), missing: key.clone() });
             self.forget_task(&task, "an input is missing");
         }
@@ -1040,7 +1106,8 @@ impl WorkerState {
             }
         }
         while self.cache_bytes > self.config.fetch_cache_bytes {
-            let Some((_, key)) = self.cache_lru.first().cloned() else { break };
+            // Out of the order already; `leave` finds it gone.
+            let Some((_, key)) = self.cache_lru.pop_first() else { break };
             self.drop_data(&key, "fetch cache full");
         }
     }
@@ -1052,7 +1119,8 @@ impl WorkerState {
             return;
         }
         while self.managed + self.unmanaged > self.config.target_bytes {
-            let Some((_, key)) = self.memory_lru.first().cloned() else { break };
+            // Out of the order already; `leave` finds it gone.
+            let Some((_, key)) = self.memory_lru.pop_first() else { break };
             let nbytes = self.data[&key].state.nbytes();
             self.set_data_state(&key, DataState::Disk { nbytes }, "memory above target");
             self.out.push(WorkerCommand::Spill { key });
@@ -1069,14 +1137,14 @@ impl WorkerState {
                 DataState::Memory { nbytes } => {
                     managed += nbytes;
                     memory_n += 1;
-                    if !self.memory_lru.contains(&(d.tick, k.clone())) {
+                    if self.memory_lru.get(&d.tick) != Some(k) {
                         return Err(format!("{k} in memory but not in the memory LRU"));
                     }
                 }
                 DataState::Fetched { nbytes } if d.dependents.is_empty() => {
                     cache += nbytes;
                     cache_n += 1;
-                    if !self.cache_lru.contains(&(d.tick, k.clone())) {
+                    if self.cache_lru.get(&d.tick) != Some(k) {
                         return Err(format!("{k} fetched, unpinned, not in the cache LRU"));
                     }
                 }
@@ -1097,7 +1165,7 @@ impl WorkerState {
                     return Err(format!("{k} has a live value but is {}", d.state.name()));
                 }
                 live += d.state.nbytes();
-                if !self.live_lru.contains(&(d.tick, k.clone())) {
+                if self.live_lru.get(&d.tick) != Some(k) {
                     return Err(format!("{k} live but not in the live LRU"));
                 }
             }
@@ -1158,7 +1226,7 @@ impl WorkerState {
                 }
                 WorkerTaskState::Ready => {
                     ready += 1;
-                    if !self.ready.contains(&(Reverse(t.priority), t.seq, k.clone())) {
+                    if self.ready.get(&(Reverse(t.priority), t.seq)) != Some(k) {
                         return Err(format!("{k} ready but not queued"));
                     }
                     if let Some(d) = t
@@ -1205,5 +1273,12 @@ impl WorkerState {
             return Err(format!("{memory} bytes over the target, values left in memory"));
         }
         Ok(())
+    }
+}
+
+/// Moves an LRU entry from tick `old` to tick `new`, if it is there.
+fn retick(lru: &mut Lru, old: u64, new: u64) {
+    if let Some(key) = lru.remove(&old) {
+        lru.insert(new, key);
     }
 }
