@@ -2,10 +2,14 @@
 #![warn(missing_docs)]
 
 pub mod chunk;
+pub mod data;
+pub mod error;
 pub mod family;
 pub mod penalty;
 pub mod scaling;
+pub mod solve;
 
+pub use error::GlmError;
 pub use family::{Family, Pointwise};
 pub use penalty::{Penalty, PenaltyError};
 pub use scaling::Parameterization;

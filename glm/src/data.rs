@@ -1,0 +1,198 @@
+//! What solvers read: row chunks of `(X, y, w)`, passed over once per
+//! iteration. [`GlmData`] is the interface; [`InMemory`] holds the chunks in
+//! this process (a chunked-array source running the same passes as task
+//! graphs comes next).
+
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+
+use crate::chunk::{grad_sums, hess_sums, linear_predictor, loss_sum, GradSums, HessSums};
+use crate::error::GlmError;
+use crate::family::Family;
+
+/// Row-chunked data a GLM is fitted on.
+pub trait GlmData {
+    /// Columns of X.
+    fn n_features(&self) -> usize;
+    /// Rows.
+    fn n_rows(&self) -> usize;
+    /// `W = Σ wᵢ` (the row count without weights).
+    fn total_weight(&self) -> f64;
+    /// One pass: loss and gradient sums at `(β, b)`.
+    fn grad(&self, family: Family, beta: ArrayView1<'_, f64>, b: f64) -> GradSums;
+    /// One pass: gradient and Hessian sums at `(β, b)`.
+    fn hess(&self, family: Family, beta: ArrayView1<'_, f64>, b: f64) -> HessSums;
+    /// One pass that keeps `η = Xβ + b` and `δ = X·d + d_b` per chunk, so
+    /// that the loss along the ray `β + t·d` costs no further pass over X.
+    fn ray(
+        &self,
+        beta: ArrayView1<'_, f64>,
+        b: f64,
+        direction: ArrayView1<'_, f64>,
+        direction_b: f64,
+    ) -> Box<dyn Ray + '_>;
+}
+
+/// The loss along a ray `β + t·d` (see [`GlmData::ray`]).
+pub trait Ray {
+    /// `Σ wᵢ loss(ηᵢ + t δᵢ, yᵢ)`.
+    fn loss_at(&self, family: Family, t: f64) -> f64;
+}
+
+/// One chunk of rows held in memory.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    x: Array2<f64>,
+    y: Array1<f64>,
+    w: Option<Array1<f64>>,
+}
+
+/// Row chunks held in this process.
+#[derive(Debug, Clone)]
+pub struct InMemory {
+    chunks: Vec<Chunk>,
+    n_features: usize,
+    total_weight: f64,
+}
+
+impl InMemory {
+    /// Checks `x`, `y` and the optional weights for `family` and splits them
+    /// into chunks of `chunk_rows` rows.
+    pub fn new(
+        family: Family,
+        x: ArrayView2<'_, f64>,
+        y: ArrayView1<'_, f64>,
+        w: Option<ArrayView1<'_, f64>>,
+        chunk_rows: usize,
+    ) -> Result<InMemory, GlmError> {
+        let (n, p) = x.dim();
+        if y.len() != n {
+            return Err(GlmError::Shape {
+                what: "y".into(),
+                message: format!("{} rows, but X has {n}", y.len()),
+            });
+        }
+        if let Some(w) = w {
+            if w.len() != n {
+                return Err(GlmError::Shape {
+                    what: "sample_weight".into(),
+                    message: format!("{} rows, but X has {n}", w.len()),
+                });
+            }
+            if let Some(i) = w.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
+                return Err(GlmError::Input {
+                    what: "sample_weight".into(),
+                    row: i,
+                    message: format!("{} is not a finite weight >= 0", w[i]),
+                });
+            }
+        }
+        if n == 0 {
+            return Err(GlmError::Shape { what: "X".into(), message: "no rows".into() });
+        }
+        if let Some((i, _)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            return Err(GlmError::Input {
+                what: "X".into(),
+                row: i.0,
+                message: format!("column {} is {} (NaN and infinity are not data)", i.1, x[i]),
+            });
+        }
+        if let Some((i, why)) =
+            y.iter().enumerate().find_map(|(i, &v)| family.check_target(v).map(|why| (i, why)))
+        {
+            return Err(GlmError::Input {
+                what: "y".into(),
+                row: i,
+                message: format!("{} is invalid: {why}", y[i]),
+            });
+        }
+        let rows = chunk_rows.max(1);
+        let chunks = (0..n)
+            .step_by(rows)
+            .map(|lo| {
+                let hi = (lo + rows).min(n);
+                Chunk {
+                    x: x.slice(ndarray::s![lo..hi, ..]).to_owned(),
+                    y: y.slice(ndarray::s![lo..hi]).to_owned(),
+                    w: w.map(|w| w.slice(ndarray::s![lo..hi]).to_owned()),
+                }
+            })
+            .collect();
+        let total_weight = w.map_or(n as f64, |w| w.sum());
+        if !(total_weight > 0.0) {
+            return Err(GlmError::Input {
+                what: "sample_weight".into(),
+                row: 0,
+                message: "all weights are 0".into(),
+            });
+        }
+        Ok(InMemory { chunks, n_features: p, total_weight })
+    }
+}
+
+struct InMemoryRay<'a> {
+    data: &'a InMemory,
+    eta: Vec<Array1<f64>>,
+    delta: Vec<Array1<f64>>,
+}
+
+impl Ray for InMemoryRay<'_> {
+    fn loss_at(&self, family: Family, t: f64) -> f64 {
+        self.data
+            .chunks
+            .iter()
+            .zip(self.eta.iter().zip(&self.delta))
+            .map(|(c, (eta, delta))| {
+                let at = eta + &(delta * t);
+                loss_sum(family, at.view(), c.y.view(), c.w.as_ref().map(|w| w.view()))
+            })
+            .sum()
+    }
+}
+
+impl GlmData for InMemory {
+    fn n_features(&self) -> usize {
+        self.n_features
+    }
+
+    fn n_rows(&self) -> usize {
+        self.chunks.iter().map(|c| c.y.len()).sum()
+    }
+
+    fn total_weight(&self) -> f64 {
+        self.total_weight
+    }
+
+    fn grad(&self, family: Family, beta: ArrayView1<'_, f64>, b: f64) -> GradSums {
+        let mut sums = self.chunks.iter().map(|c| {
+            grad_sums(family, c.x.view(), c.y.view(), c.w.as_ref().map(|w| w.view()), beta, b)
+        });
+        let mut total = sums.next().expect("at least one chunk");
+        sums.for_each(|s| total.add(&s));
+        total
+    }
+
+    fn hess(&self, family: Family, beta: ArrayView1<'_, f64>, b: f64) -> HessSums {
+        let mut sums = self.chunks.iter().map(|c| {
+            hess_sums(family, c.x.view(), c.y.view(), c.w.as_ref().map(|w| w.view()), beta, b)
+        });
+        let mut total = sums.next().expect("at least one chunk");
+        sums.for_each(|s| total.add(&s));
+        total
+    }
+
+    fn ray(
+        &self,
+        beta: ArrayView1<'_, f64>,
+        b: f64,
+        direction: ArrayView1<'_, f64>,
+        direction_b: f64,
+    ) -> Box<dyn Ray + '_> {
+        let eta = self.chunks.iter().map(|c| linear_predictor(c.x.view(), beta, b)).collect();
+        let delta = self
+            .chunks
+            .iter()
+            .map(|c| linear_predictor(c.x.view(), direction, direction_b))
+            .collect();
+        Box::new(InMemoryRay { data: self, eta, delta })
+    }
+}

@@ -1,0 +1,452 @@
+//! The solvers. Each minimizes `f(β, b) = L(β, b)/W + P(β)` (see
+//! [`scaling`](crate::scaling)) over a [`GlmData`], one pass over the data per
+//! gradient or Hessian, and line searches along rays that keep `Xβ` and
+//! `X·d` (no pass per trial step).
+//!
+//! | solver | penalties | method |
+//! |---|---|---|
+//! | `GradientDescent` | none, L2 | steepest descent with Armijo backtracking |
+//! | `ProximalGrad` | all | FISTA with backtracking on the smooth part's quadratic bound and gradient restarts |
+//! | `Newton` | none, L2 | Newton–Cholesky (IRLS) with Armijo backtracking |
+//! | `Lbfgs` | none, L2 | L-BFGS (10 pairs) with Armijo backtracking |
+//!
+//! Every fit stops when the stationarity measure (the minimum-norm
+//! subgradient of `f`, max-abs over β and b) is at most `tol`, and reports
+//! `n_iter`, the objective, that measure and whether it converged; a fit
+//! stopped by `max_iter` says so on stderr with those numbers.
+
+use ndarray::{Array1, Array2};
+use serde::{Deserialize, Serialize};
+
+use crate::data::GlmData;
+use crate::error::GlmError;
+use crate::family::Family;
+use crate::penalty::Penalty;
+
+/// Which algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Solver {
+    /// Steepest descent with Armijo backtracking.
+    GradientDescent,
+    /// FISTA (accelerated proximal gradient).
+    ProximalGrad,
+    /// Newton–Cholesky.
+    Newton,
+    /// Limited-memory BFGS.
+    Lbfgs,
+}
+
+impl Solver {
+    /// The name as dask-glm and specs spell it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Solver::GradientDescent => "gradient_descent",
+            Solver::ProximalGrad => "proximal_grad",
+            Solver::Newton => "newton",
+            Solver::Lbfgs => "lbfgs",
+        }
+    }
+}
+
+/// The model to fit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Model {
+    /// The family.
+    pub family: Family,
+    /// The penalty on β.
+    pub penalty: Penalty,
+    /// Whether to fit an (unpenalized) intercept.
+    pub fit_intercept: bool,
+}
+
+/// When to stop.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Options {
+    /// Iterations at most.
+    pub max_iter: usize,
+    /// Stop when the stationarity measure is at most this.
+    pub tol: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { max_iter: 1000, tol: 1e-8 }
+    }
+}
+
+/// A fitted GLM and how the fit went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fit {
+    /// The coefficients β.
+    pub coef: Array1<f64>,
+    /// The intercept (0 without one).
+    pub intercept: f64,
+    /// Iterations run.
+    pub n_iter: usize,
+    /// `f(β, b)` at the end.
+    pub objective: f64,
+    /// The stationarity measure at the end.
+    pub grad_norm: f64,
+    /// Whether it reached `tol`.
+    pub converged: bool,
+}
+
+/// The objective's pieces at one point, from one pass.
+struct Point {
+    beta: Array1<f64>,
+    b: f64,
+    /// `L/W` plus the smooth (L2) part of the penalty.
+    smooth: f64,
+    /// Gradient of `smooth` in β.
+    grad: Array1<f64>,
+    /// Gradient in b (0 without an intercept).
+    grad_b: f64,
+}
+
+struct Problem<'a> {
+    data: &'a dyn GlmData,
+    model: Model,
+    w: f64,
+}
+
+impl Problem<'_> {
+    /// The smooth part of `f` (all of it when the penalty has no L1 part):
+    /// `L/W + λ(1 − ρ)/2 ‖β‖²`, with its gradient.
+    fn point(&self, beta: Array1<f64>, b: f64) -> Point {
+        let s = self.data.grad(self.model.family, beta.view(), b);
+        let l2 = self.model.penalty.l2_weight();
+        let smooth = s.loss / self.w + 0.5 * l2 * beta.dot(&beta);
+        let mut grad = s.grad / self.w;
+        self.model.penalty.add_smooth_gradient(
+            beta.as_slice().expect("contiguous"),
+            grad.as_slice_mut().expect("contiguous"),
+        );
+        let grad_b = if self.model.fit_intercept { s.grad_intercept / self.w } else { 0.0 };
+        Point { beta, b, smooth, grad, grad_b }
+    }
+
+    /// `f` at a point already evaluated.
+    fn objective(&self, p: &Point) -> f64 {
+        p.smooth + self.model.penalty.l1_weight() * p.beta.iter().map(|v| v.abs()).sum::<f64>()
+    }
+
+    /// The stationarity measure at a point.
+    fn stationarity(&self, p: &Point) -> f64 {
+        let mut out = vec![0.0; p.beta.len()];
+        // The L2 part is already in `grad`: ask for the L1 part alone.
+        let l1_only = Penalty { strength: self.model.penalty.l1_weight(), l1_ratio: 1.0 };
+        l1_only.optimality(
+            p.beta.as_slice().expect("contiguous"),
+            p.grad.as_slice().expect("contiguous"),
+            &mut out,
+        );
+        out.iter().fold(p.grad_b.abs(), |m, v| m.max(v.abs()))
+    }
+
+    /// The smooth part along the ray `p + t·(d, d_b)`.
+    fn along<'r>(&'r self, p: &'r Point, d: &'r Array1<f64>, d_b: f64) -> impl Fn(f64) -> f64 + 'r {
+        let ray = self.data.ray(p.beta.view(), p.b, d.view(), d_b);
+        let l2 = self.model.penalty.l2_weight();
+        move |t: f64| {
+            let beta = &p.beta + &(d * t);
+            ray.loss_at(self.model.family, t) / self.w + 0.5 * l2 * beta.dot(&beta)
+        }
+    }
+
+    fn finish(&self, p: Point, n_iter: usize, solver: Solver, options: &Options) -> Fit {
+        let grad_norm = self.stationarity(&p);
+        let converged = grad_norm <= options.tol;
+        let objective = self.objective(&p);
+        if !converged {
+            eprintln!(
+                "rask-glm: {} stopped at max_iter = {} without converging: objective {objective:.6e}, \
+                 stationarity {grad_norm:.3e} > tol {:.1e}; raise max_iter or tol",
+                solver.name(),
+                options.max_iter,
+                options.tol
+            );
+        }
+        Fit { coef: p.beta, intercept: p.b, n_iter, objective, grad_norm, converged }
+    }
+}
+
+const ARMIJO: f64 = 1e-4;
+
+/// Fits `model` on `data` with `solver`.
+pub fn fit(
+    data: &dyn GlmData,
+    model: Model,
+    solver: Solver,
+    options: Options,
+) -> Result<Fit, GlmError> {
+    if options.max_iter == 0 {
+        return Err(GlmError::Option {
+            option: "max_iter",
+            value: "0".into(),
+            expected: "an integer >= 1",
+        });
+    }
+    if !(options.tol > 0.0) {
+        return Err(GlmError::Option {
+            option: "tol",
+            value: options.tol.to_string(),
+            expected: "a number > 0",
+        });
+    }
+    if !model.penalty.is_smooth() && solver != Solver::ProximalGrad {
+        return Err(GlmError::Unsupported {
+            solver: solver.name(),
+            what: format!("an L1 penalty (l1_ratio = {})", model.penalty.l1_ratio),
+            hint: "use proximal_grad, which applies the exact elastic-net prox",
+        });
+    }
+    let problem = Problem { data, model, w: data.total_weight() };
+    let start = problem.point(Array1::zeros(data.n_features()), 0.0);
+    Ok(match solver {
+        Solver::GradientDescent => gradient_descent(&problem, start, &options),
+        Solver::ProximalGrad => proximal_grad(&problem, start, &options),
+        Solver::Newton => newton(&problem, start, &options),
+        Solver::Lbfgs => lbfgs(&problem, start, &options),
+    })
+}
+
+/// Backtracks from `t` until `φ(t) ≤ φ(0) + c·t·slope`; `None` when the
+/// step underflows (no decrease possible at this precision).
+fn armijo(phi: impl Fn(f64) -> f64, f0: f64, slope: f64, mut t: f64) -> Option<f64> {
+    for _ in 0..60 {
+        if phi(t) <= f0 + ARMIJO * t * slope {
+            return Some(t);
+        }
+        t *= 0.5;
+    }
+    None
+}
+
+fn step(problem: &Problem<'_>, p: &Point, d: &Array1<f64>, d_b: f64, t: f64) -> Point {
+    problem.point(&p.beta + &(d * t), p.b + d_b * t)
+}
+
+fn gradient_descent(problem: &Problem<'_>, mut p: Point, options: &Options) -> Fit {
+    let mut t = 1.0;
+    for iter in 0..options.max_iter {
+        if problem.stationarity(&p) <= options.tol {
+            return problem.finish(p, iter, Solver::GradientDescent, options);
+        }
+        let d = -&p.grad;
+        let d_b = -p.grad_b;
+        let slope = -(p.grad.dot(&p.grad) + p.grad_b * p.grad_b);
+        let found = armijo(problem.along(&p, &d, d_b), p.smooth, slope, t * 2.0);
+        match found {
+            Some(s) => {
+                t = s;
+                p = step(problem, &p, &d, d_b, s);
+            }
+            None => return problem.finish(p, iter, Solver::GradientDescent, options),
+        }
+    }
+    problem.finish(p, options.max_iter, Solver::GradientDescent, options)
+}
+
+fn proximal_grad(problem: &Problem<'_>, start: Point, options: &Options) -> Fit {
+    // The whole penalty goes through the prox; the smooth part is L/W alone.
+    let penalty = problem.model.penalty;
+    let smooth_only =
+        Problem { model: Model { penalty: Penalty::NONE, ..problem.model }, ..*problem };
+    let prox_step = |y: &Point, s: f64| -> (Array1<f64>, f64) {
+        let mut z = &y.beta - &(&y.grad * s);
+        penalty.prox(z.as_slice_mut().expect("contiguous"), s);
+        (z, y.b - s * y.grad_b)
+    };
+    let mut x = smooth_only.point(start.beta, start.b);
+    let mut y = smooth_only.point(x.beta.clone(), x.b);
+    let (mut theta, mut s) = (1.0f64, 1.0f64);
+    for iter in 0..options.max_iter {
+        // Backtrack on the quadratic upper bound of the smooth part at y.
+        let z = loop {
+            let (zb, zi) = prox_step(&y, s);
+            let z = smooth_only.point(zb, zi);
+            let (db, di) = (&z.beta - &y.beta, z.b - y.b);
+            let step2 = db.dot(&db) + di * di;
+            let bound = y.smooth + y.grad.dot(&db) + y.grad_b * di + step2 / (2.0 * s);
+            // Near the optimum the function values differ by rounding only;
+            // there the curvature along the step decides (as TFOCS does).
+            let flat = (z.smooth - y.smooth).abs() <= 1e-12 * y.smooth.abs().max(1.0);
+            let curvature = (&z.grad - &y.grad).dot(&db) + (z.grad_b - y.grad_b) * di;
+            let fits = if flat { curvature <= step2 / s } else { z.smooth <= bound };
+            if fits || s < 1e-20 {
+                break z;
+            }
+            s *= 0.5;
+        };
+        let full = problem.point(z.beta.clone(), z.b);
+        if problem.stationarity(&full) <= options.tol {
+            return problem.finish(full, iter + 1, Solver::ProximalGrad, options);
+        }
+        let next_theta = (1.0 + (1.0 + 4.0 * theta * theta).sqrt()) / 2.0;
+        let (dz, dzb) = (&z.beta - &x.beta, z.b - x.b);
+        // Restart the momentum when it points uphill (O'Donoghue and Candès).
+        let uphill = (&y.beta - &z.beta).dot(&dz) + (y.b - z.b) * dzb > 0.0;
+        let (momentum, theta_next) =
+            if uphill { (0.0, 1.0) } else { ((theta - 1.0) / next_theta, next_theta) };
+        theta = theta_next;
+        y = smooth_only.point(&z.beta + &(&dz * momentum), z.b + dzb * momentum);
+        x = z;
+        s *= 2.0; // let the step grow back
+    }
+    let last = problem.point(x.beta, x.b);
+    problem.finish(last, options.max_iter, Solver::ProximalGrad, options)
+}
+
+/// Solves `H d = −g` by Cholesky; a Hessian that is not positive definite
+/// (separable data, collinear columns) gets a growing ridge, and the fit
+/// goes on with it.
+fn newton_direction(mut h: Array2<f64>, g: &Array1<f64>) -> Array1<f64> {
+    let n = g.len();
+    let scale = (0..n).map(|i| h[[i, i]].abs()).fold(0.0, f64::max).max(1e-300);
+    let mut ridge = 0.0;
+    loop {
+        if let Some(l) = cholesky(&h) {
+            // L y = −g, Lᵀ d = y.
+            let mut y = -g.clone();
+            for i in 0..n {
+                for k in 0..i {
+                    y[i] -= l[[i, k]] * y[k];
+                }
+                y[i] /= l[[i, i]];
+            }
+            for i in (0..n).rev() {
+                for k in i + 1..n {
+                    y[i] -= l[[k, i]] * y[k];
+                }
+                y[i] /= l[[i, i]];
+            }
+            return y;
+        }
+        let add = if ridge == 0.0 { scale * 1e-12 } else { ridge * 9.0 };
+        for i in 0..n {
+            h[[i, i]] += add;
+        }
+        ridge += add;
+    }
+}
+
+/// The lower Cholesky factor, or `None` if `a` is not positive definite.
+fn cholesky(a: &Array2<f64>) -> Option<Array2<f64>> {
+    let n = a.nrows();
+    let mut l = Array2::<f64>::zeros((n, n));
+    for j in 0..n {
+        let mut d = a[[j, j]];
+        for k in 0..j {
+            d -= l[[j, k]] * l[[j, k]];
+        }
+        if !(d > 0.0) {
+            return None;
+        }
+        let d = d.sqrt();
+        l[[j, j]] = d;
+        for i in j + 1..n {
+            let mut s = a[[i, j]];
+            for k in 0..j {
+                s -= l[[i, k]] * l[[j, k]];
+            }
+            l[[i, j]] = s / d;
+        }
+    }
+    Some(l)
+}
+
+fn newton(problem: &Problem<'_>, mut p: Point, options: &Options) -> Fit {
+    let nf = p.beta.len();
+    for iter in 0..options.max_iter {
+        if problem.stationarity(&p) <= options.tol {
+            return problem.finish(p, iter, Solver::Newton, options);
+        }
+        let hs = problem.data.hess(problem.model.family, p.beta.view(), p.b);
+        let l2 = problem.model.penalty.l2_weight();
+        let dim = if problem.model.fit_intercept { nf + 1 } else { nf };
+        let mut h = hs.hessian.slice(ndarray::s![..dim, ..dim]).to_owned() / problem.w;
+        for i in 0..nf {
+            h[[i, i]] += l2;
+        }
+        let mut g = Array1::zeros(dim);
+        g.slice_mut(ndarray::s![..nf]).assign(&p.grad);
+        if problem.model.fit_intercept {
+            g[nf] = p.grad_b;
+        }
+        let d_all = newton_direction(h, &g);
+        let d = d_all.slice(ndarray::s![..nf]).to_owned();
+        let d_b = if problem.model.fit_intercept { d_all[nf] } else { 0.0 };
+        let slope = g.dot(&d_all);
+        let found = armijo(problem.along(&p, &d, d_b), p.smooth, slope, 1.0);
+        match found {
+            Some(s) => p = step(problem, &p, &d, d_b, s),
+            None => return problem.finish(p, iter, Solver::Newton, options),
+        }
+    }
+    problem.finish(p, options.max_iter, Solver::Newton, options)
+}
+
+fn lbfgs(problem: &Problem<'_>, mut p: Point, options: &Options) -> Fit {
+    const M: usize = 10;
+    let nf = p.beta.len();
+    let with_b = problem.model.fit_intercept;
+    let flat = |beta: &Array1<f64>, b: f64| -> Array1<f64> {
+        let mut v = Array1::zeros(if with_b { nf + 1 } else { nf });
+        v.slice_mut(ndarray::s![..nf]).assign(beta);
+        if with_b {
+            v[nf] = b;
+        }
+        v
+    };
+    let mut history: std::collections::VecDeque<(Array1<f64>, Array1<f64>, f64)> =
+        Default::default();
+    for iter in 0..options.max_iter {
+        if problem.stationarity(&p) <= options.tol {
+            return problem.finish(p, iter, Solver::Lbfgs, options);
+        }
+        let g = flat(&p.grad, p.grad_b);
+        // Two-loop recursion.
+        let mut q = g.clone();
+        let mut alphas = Vec::with_capacity(history.len());
+        for (s, y, rho) in history.iter().rev() {
+            let a = rho * s.dot(&q);
+            q = &q - &(y * a);
+            alphas.push(a);
+        }
+        let gamma = history.back().map_or_else(
+            || 1.0 / g.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300),
+            |(s, y, _)| s.dot(y) / y.dot(y),
+        );
+        let mut r = q * gamma;
+        for ((s, y, rho), a) in history.iter().zip(alphas.iter().rev()) {
+            let b = rho * y.dot(&r);
+            r = &r + &(s * (a - b));
+        }
+        let mut d_all = -r;
+        let mut slope = g.dot(&d_all);
+        if !(slope < 0.0) {
+            // Not a descent direction (curvature lost): restart from steepest descent.
+            history.clear();
+            d_all = -&g;
+            slope = -g.dot(&g);
+        }
+        let d = d_all.slice(ndarray::s![..nf]).to_owned();
+        let d_b = if with_b { d_all[nf] } else { 0.0 };
+        let found = armijo(problem.along(&p, &d, d_b), p.smooth, slope, 1.0);
+        let Some(t) = found else {
+            return problem.finish(p, iter, Solver::Lbfgs, options);
+        };
+        let next = step(problem, &p, &d, d_b, t);
+        let s = &d_all * t;
+        let y = flat(&next.grad, next.grad_b) - &g;
+        let sy = s.dot(&y);
+        if sy > 1e-12 * s.dot(&s).sqrt() * y.dot(&y).sqrt() {
+            if history.len() == M {
+                history.pop_front();
+            }
+            history.push_back((s, y, 1.0 / sy));
+        }
+        p = next;
+    }
+    problem.finish(p, options.max_iter, Solver::Lbfgs, options)
+}
