@@ -18,9 +18,11 @@ pub trait GlmData {
     /// `W = Σ wᵢ` (the row count without weights).
     fn total_weight(&self) -> f64;
     /// One pass: loss and gradient sums at `(β, b)`.
-    fn grad(&self, family: Family, beta: ArrayView1<'_, f64>, b: f64) -> GradSums;
+    fn grad(&self, family: Family, beta: ArrayView1<'_, f64>, b: f64)
+        -> Result<GradSums, GlmError>;
     /// One pass: gradient and Hessian sums at `(β, b)`.
-    fn hess(&self, family: Family, beta: ArrayView1<'_, f64>, b: f64) -> HessSums;
+    fn hess(&self, family: Family, beta: ArrayView1<'_, f64>, b: f64)
+        -> Result<HessSums, GlmError>;
     /// One pass that keeps `η = Xβ + b` and `δ = X·d + d_b` per chunk, so
     /// that the loss along the ray `β + t·d` costs no further pass over X.
     fn ray(
@@ -29,13 +31,13 @@ pub trait GlmData {
         b: f64,
         direction: ArrayView1<'_, f64>,
         direction_b: f64,
-    ) -> Box<dyn Ray + '_>;
+    ) -> Result<Box<dyn Ray + '_>, GlmError>;
 }
 
 /// The loss along a ray `β + t·d` (see [`GlmData::ray`]).
 pub trait Ray {
     /// `Σ wᵢ loss(ηᵢ + t δᵢ, yᵢ)`.
-    fn loss_at(&self, family: Family, t: f64) -> f64;
+    fn loss_at(&self, family: Family, t: f64) -> Result<f64, GlmError>;
 }
 
 /// One chunk of rows held in memory.
@@ -136,8 +138,9 @@ struct InMemoryRay<'a> {
 }
 
 impl Ray for InMemoryRay<'_> {
-    fn loss_at(&self, family: Family, t: f64) -> f64 {
-        self.data
+    fn loss_at(&self, family: Family, t: f64) -> Result<f64, GlmError> {
+        Ok(self
+            .data
             .chunks
             .iter()
             .zip(self.eta.iter().zip(&self.delta))
@@ -145,7 +148,7 @@ impl Ray for InMemoryRay<'_> {
                 let at = eta + &(delta * t);
                 loss_sum(family, at.view(), c.y.view(), c.w.as_ref().map(|w| w.view()))
             })
-            .sum()
+            .sum())
     }
 }
 
@@ -162,22 +165,32 @@ impl GlmData for InMemory {
         self.total_weight
     }
 
-    fn grad(&self, family: Family, beta: ArrayView1<'_, f64>, b: f64) -> GradSums {
+    fn grad(
+        &self,
+        family: Family,
+        beta: ArrayView1<'_, f64>,
+        b: f64,
+    ) -> Result<GradSums, GlmError> {
         let mut sums = self.chunks.iter().map(|c| {
             grad_sums(family, c.x.view(), c.y.view(), c.w.as_ref().map(|w| w.view()), beta, b)
         });
         let mut total = sums.next().expect("at least one chunk");
         sums.for_each(|s| total.add(&s));
-        total
+        Ok(total)
     }
 
-    fn hess(&self, family: Family, beta: ArrayView1<'_, f64>, b: f64) -> HessSums {
+    fn hess(
+        &self,
+        family: Family,
+        beta: ArrayView1<'_, f64>,
+        b: f64,
+    ) -> Result<HessSums, GlmError> {
         let mut sums = self.chunks.iter().map(|c| {
             hess_sums(family, c.x.view(), c.y.view(), c.w.as_ref().map(|w| w.view()), beta, b)
         });
         let mut total = sums.next().expect("at least one chunk");
         sums.for_each(|s| total.add(&s));
-        total
+        Ok(total)
     }
 
     fn ray(
@@ -186,13 +199,13 @@ impl GlmData for InMemory {
         b: f64,
         direction: ArrayView1<'_, f64>,
         direction_b: f64,
-    ) -> Box<dyn Ray + '_> {
+    ) -> Result<Box<dyn Ray + '_>, GlmError> {
         let eta = self.chunks.iter().map(|c| linear_predictor(c.x.view(), beta, b)).collect();
         let delta = self
             .chunks
             .iter()
             .map(|c| linear_predictor(c.x.view(), direction, direction_b))
             .collect();
-        Box::new(InMemoryRay { data: self, eta, delta })
+        Ok(Box::new(InMemoryRay { data: self, eta, delta }))
     }
 }

@@ -47,4 +47,10 @@ pub enum GlmError {
         /// What is valid.
         expected: &'static str,
     },
+    /// A pass over chunked data failed (a task, a file, the cluster).
+    #[error("a pass over the data failed: {message}")]
+    Compute {
+        /// The scheduler's error.
+        message: String,
+    },
 }

@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod chunk;
+pub mod chunked;
 pub mod data;
 pub mod error;
 pub mod family;

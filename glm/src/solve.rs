@@ -112,8 +112,8 @@ struct Problem<'a> {
 impl Problem<'_> {
     /// The smooth part of `f` (all of it when the penalty has no L1 part):
     /// `L/W + λ(1 − ρ)/2 ‖β‖²`, with its gradient.
-    fn point(&self, beta: Array1<f64>, b: f64) -> Point {
-        let s = self.data.grad(self.model.family, beta.view(), b);
+    fn point(&self, beta: Array1<f64>, b: f64) -> Result<Point, GlmError> {
+        let s = self.data.grad(self.model.family, beta.view(), b)?;
         let l2 = self.model.penalty.l2_weight();
         let smooth = s.loss / self.w + 0.5 * l2 * beta.dot(&beta);
         let mut grad = s.grad / self.w;
@@ -122,7 +122,7 @@ impl Problem<'_> {
             grad.as_slice_mut().expect("contiguous"),
         );
         let grad_b = if self.model.fit_intercept { s.grad_intercept / self.w } else { 0.0 };
-        Point { beta, b, smooth, grad, grad_b }
+        Ok(Point { beta, b, smooth, grad, grad_b })
     }
 
     /// `f` at a point already evaluated.
@@ -143,14 +143,19 @@ impl Problem<'_> {
         out.iter().fold(p.grad_b.abs(), |m, v| m.max(v.abs()))
     }
 
-    /// The smooth part along the ray `p + t·(d, d_b)`.
-    fn along<'r>(&'r self, p: &'r Point, d: &'r Array1<f64>, d_b: f64) -> impl Fn(f64) -> f64 + 'r {
-        let ray = self.data.ray(p.beta.view(), p.b, d.view(), d_b);
+    /// The smooth part along the ray `p + t·(d, d_b)` (one pass to set it up).
+    fn along<'r>(
+        &'r self,
+        p: &'r Point,
+        d: &'r Array1<f64>,
+        d_b: f64,
+    ) -> Result<impl Fn(f64) -> Result<f64, GlmError> + 'r, GlmError> {
+        let ray = self.data.ray(p.beta.view(), p.b, d.view(), d_b)?;
         let l2 = self.model.penalty.l2_weight();
-        move |t: f64| {
+        Ok(move |t: f64| {
             let beta = &p.beta + &(d * t);
-            ray.loss_at(self.model.family, t) / self.w + 0.5 * l2 * beta.dot(&beta)
-        }
+            Ok(ray.loss_at(self.model.family, t)? / self.w + 0.5 * l2 * beta.dot(&beta))
+        })
     }
 
     fn finish(&self, p: Point, n_iter: usize, solver: Solver, options: &Options) -> Fit {
@@ -201,53 +206,68 @@ pub fn fit(
         });
     }
     let problem = Problem { data, model, w: data.total_weight() };
-    let start = problem.point(Array1::zeros(data.n_features()), 0.0);
-    Ok(match solver {
+    let start = problem.point(Array1::zeros(data.n_features()), 0.0)?;
+    match solver {
         Solver::GradientDescent => gradient_descent(&problem, start, &options),
         Solver::ProximalGrad => proximal_grad(&problem, start, &options),
         Solver::Newton => newton(&problem, start, &options),
         Solver::Lbfgs => lbfgs(&problem, start, &options),
-    })
+    }
 }
 
 /// Backtracks from `t` until `φ(t) ≤ φ(0) + c·t·slope`; `None` when the
 /// step underflows (no decrease possible at this precision).
-fn armijo(phi: impl Fn(f64) -> f64, f0: f64, slope: f64, mut t: f64) -> Option<f64> {
+fn armijo(
+    phi: impl Fn(f64) -> Result<f64, GlmError>,
+    f0: f64,
+    slope: f64,
+    mut t: f64,
+) -> Result<Option<f64>, GlmError> {
     for _ in 0..60 {
-        if phi(t) <= f0 + ARMIJO * t * slope {
-            return Some(t);
+        if phi(t)? <= f0 + ARMIJO * t * slope {
+            return Ok(Some(t));
         }
         t *= 0.5;
     }
-    None
+    Ok(None)
 }
 
-fn step(problem: &Problem<'_>, p: &Point, d: &Array1<f64>, d_b: f64, t: f64) -> Point {
+fn step(
+    problem: &Problem<'_>,
+    p: &Point,
+    d: &Array1<f64>,
+    d_b: f64,
+    t: f64,
+) -> Result<Point, GlmError> {
     problem.point(&p.beta + &(d * t), p.b + d_b * t)
 }
 
-fn gradient_descent(problem: &Problem<'_>, mut p: Point, options: &Options) -> Fit {
+fn gradient_descent(
+    problem: &Problem<'_>,
+    mut p: Point,
+    options: &Options,
+) -> Result<Fit, GlmError> {
     let mut t = 1.0;
     for iter in 0..options.max_iter {
         if problem.stationarity(&p) <= options.tol {
-            return problem.finish(p, iter, Solver::GradientDescent, options);
+            return Ok(problem.finish(p, iter, Solver::GradientDescent, options));
         }
         let d = -&p.grad;
         let d_b = -p.grad_b;
         let slope = -(p.grad.dot(&p.grad) + p.grad_b * p.grad_b);
-        let found = armijo(problem.along(&p, &d, d_b), p.smooth, slope, t * 2.0);
+        let found = armijo(problem.along(&p, &d, d_b)?, p.smooth, slope, t * 2.0)?;
         match found {
             Some(s) => {
                 t = s;
-                p = step(problem, &p, &d, d_b, s);
+                p = step(problem, &p, &d, d_b, s)?;
             }
-            None => return problem.finish(p, iter, Solver::GradientDescent, options),
+            None => return Ok(problem.finish(p, iter, Solver::GradientDescent, options)),
         }
     }
-    problem.finish(p, options.max_iter, Solver::GradientDescent, options)
+    Ok(problem.finish(p, options.max_iter, Solver::GradientDescent, options))
 }
 
-fn proximal_grad(problem: &Problem<'_>, start: Point, options: &Options) -> Fit {
+fn proximal_grad(problem: &Problem<'_>, start: Point, options: &Options) -> Result<Fit, GlmError> {
     // The whole penalty goes through the prox; the smooth part is L/W alone.
     let penalty = problem.model.penalty;
     let smooth_only =
@@ -257,14 +277,14 @@ fn proximal_grad(problem: &Problem<'_>, start: Point, options: &Options) -> Fit 
         penalty.prox(z.as_slice_mut().expect("contiguous"), s);
         (z, y.b - s * y.grad_b)
     };
-    let mut x = smooth_only.point(start.beta, start.b);
-    let mut y = smooth_only.point(x.beta.clone(), x.b);
+    let mut x = smooth_only.point(start.beta, start.b)?;
+    let mut y = smooth_only.point(x.beta.clone(), x.b)?;
     let (mut theta, mut s) = (1.0f64, 1.0f64);
     for iter in 0..options.max_iter {
         // Backtrack on the quadratic upper bound of the smooth part at y.
         let z = loop {
             let (zb, zi) = prox_step(&y, s);
-            let z = smooth_only.point(zb, zi);
+            let z = smooth_only.point(zb, zi)?;
             let (db, di) = (&z.beta - &y.beta, z.b - y.b);
             let step2 = db.dot(&db) + di * di;
             let bound = y.smooth + y.grad.dot(&db) + y.grad_b * di + step2 / (2.0 * s);
@@ -278,9 +298,9 @@ fn proximal_grad(problem: &Problem<'_>, start: Point, options: &Options) -> Fit 
             }
             s *= 0.5;
         };
-        let full = problem.point(z.beta.clone(), z.b);
+        let full = problem.point(z.beta.clone(), z.b)?;
         if problem.stationarity(&full) <= options.tol {
-            return problem.finish(full, iter + 1, Solver::ProximalGrad, options);
+            return Ok(problem.finish(full, iter + 1, Solver::ProximalGrad, options));
         }
         let next_theta = (1.0 + (1.0 + 4.0 * theta * theta).sqrt()) / 2.0;
         let (dz, dzb) = (&z.beta - &x.beta, z.b - x.b);
@@ -289,12 +309,12 @@ fn proximal_grad(problem: &Problem<'_>, start: Point, options: &Options) -> Fit 
         let (momentum, theta_next) =
             if uphill { (0.0, 1.0) } else { ((theta - 1.0) / next_theta, next_theta) };
         theta = theta_next;
-        y = smooth_only.point(&z.beta + &(&dz * momentum), z.b + dzb * momentum);
+        y = smooth_only.point(&z.beta + &(&dz * momentum), z.b + dzb * momentum)?;
         x = z;
         s *= 2.0; // let the step grow back
     }
-    let last = problem.point(x.beta, x.b);
-    problem.finish(last, options.max_iter, Solver::ProximalGrad, options)
+    let last = problem.point(x.beta, x.b)?;
+    Ok(problem.finish(last, options.max_iter, Solver::ProximalGrad, options))
 }
 
 /// Solves `H d = −g` by Cholesky; a Hessian that is not positive definite
@@ -355,13 +375,13 @@ fn cholesky(a: &Array2<f64>) -> Option<Array2<f64>> {
     Some(l)
 }
 
-fn newton(problem: &Problem<'_>, mut p: Point, options: &Options) -> Fit {
+fn newton(problem: &Problem<'_>, mut p: Point, options: &Options) -> Result<Fit, GlmError> {
     let nf = p.beta.len();
     for iter in 0..options.max_iter {
         if problem.stationarity(&p) <= options.tol {
-            return problem.finish(p, iter, Solver::Newton, options);
+            return Ok(problem.finish(p, iter, Solver::Newton, options));
         }
-        let hs = problem.data.hess(problem.model.family, p.beta.view(), p.b);
+        let hs = problem.data.hess(problem.model.family, p.beta.view(), p.b)?;
         let l2 = problem.model.penalty.l2_weight();
         let dim = if problem.model.fit_intercept { nf + 1 } else { nf };
         let mut h = hs.hessian.slice(ndarray::s![..dim, ..dim]).to_owned() / problem.w;
@@ -377,16 +397,16 @@ fn newton(problem: &Problem<'_>, mut p: Point, options: &Options) -> Fit {
         let d = d_all.slice(ndarray::s![..nf]).to_owned();
         let d_b = if problem.model.fit_intercept { d_all[nf] } else { 0.0 };
         let slope = g.dot(&d_all);
-        let found = armijo(problem.along(&p, &d, d_b), p.smooth, slope, 1.0);
+        let found = armijo(problem.along(&p, &d, d_b)?, p.smooth, slope, 1.0)?;
         match found {
-            Some(s) => p = step(problem, &p, &d, d_b, s),
-            None => return problem.finish(p, iter, Solver::Newton, options),
+            Some(s) => p = step(problem, &p, &d, d_b, s)?,
+            None => return Ok(problem.finish(p, iter, Solver::Newton, options)),
         }
     }
-    problem.finish(p, options.max_iter, Solver::Newton, options)
+    Ok(problem.finish(p, options.max_iter, Solver::Newton, options))
 }
 
-fn lbfgs(problem: &Problem<'_>, mut p: Point, options: &Options) -> Fit {
+fn lbfgs(problem: &Problem<'_>, mut p: Point, options: &Options) -> Result<Fit, GlmError> {
     const M: usize = 10;
     let nf = p.beta.len();
     let with_b = problem.model.fit_intercept;
@@ -402,7 +422,7 @@ fn lbfgs(problem: &Problem<'_>, mut p: Point, options: &Options) -> Fit {
         Default::default();
     for iter in 0..options.max_iter {
         if problem.stationarity(&p) <= options.tol {
-            return problem.finish(p, iter, Solver::Lbfgs, options);
+            return Ok(problem.finish(p, iter, Solver::Lbfgs, options));
         }
         let g = flat(&p.grad, p.grad_b);
         // Two-loop recursion.
@@ -432,11 +452,11 @@ fn lbfgs(problem: &Problem<'_>, mut p: Point, options: &Options) -> Fit {
         }
         let d = d_all.slice(ndarray::s![..nf]).to_owned();
         let d_b = if with_b { d_all[nf] } else { 0.0 };
-        let found = armijo(problem.along(&p, &d, d_b), p.smooth, slope, 1.0);
+        let found = armijo(problem.along(&p, &d, d_b)?, p.smooth, slope, 1.0)?;
         let Some(t) = found else {
-            return problem.finish(p, iter, Solver::Lbfgs, options);
+            return Ok(problem.finish(p, iter, Solver::Lbfgs, options));
         };
-        let next = step(problem, &p, &d, d_b, t);
+        let next = step(problem, &p, &d, d_b, t)?;
         let s = &d_all * t;
         let y = flat(&next.grad, next.grad_b) - &g;
         let sy = s.dot(&y);
@@ -448,5 +468,5 @@ fn lbfgs(problem: &Problem<'_>, mut p: Point, options: &Options) -> Fit {
         }
         p = next;
     }
-    problem.finish(p, options.max_iter, Solver::Lbfgs, options)
+    Ok(problem.finish(p, options.max_iter, Solver::Lbfgs, options))
 }

@@ -1,0 +1,324 @@
+//! [`GlmData`] over chunked arrays: every pass is a task graph (one task per
+//! row block, then a tree of sums) run on a [`Scheduler`], so a fit runs on
+//! `Sync`, `Threads` or a cluster unchanged, and blocks backed by files are
+//! read inside their tasks (data larger than memory streams through).
+//!
+//! A line search's ray keeps each block's `η` and `δ` as persisted task
+//! outputs (on a cluster they stay on the workers that made them), so each
+//! trial step is a small graph over those vectors, not a pass over X.
+
+use ndarray::{Array1, ArrayView1, ArrayView2, Ix1, Ix2};
+use rask_core::array::{Array, Block};
+use rask_core::{ComputeOptions, Delayed, Scheduler};
+use serde::{Deserialize, Serialize};
+
+use crate::chunk::{grad_sums, hess_sums, linear_predictor, loss_sum, GradSums, HessSums};
+use crate::data::{GlmData, Ray};
+use crate::error::GlmError;
+use crate::family::Family;
+
+/// Sums combined this many at a time (a tree of depth log₈ of the block count).
+const SPLIT_EVERY: usize = 8;
+
+fn view2(b: &Block) -> Result<ArrayView2<'_, f64>, String> {
+    match b.data() {
+        rask_core::array::BlockData::F64(a) => {
+            a.view().into_dimensionality::<Ix2>().map_err(|e| format!("X block: {e}"))
+        }
+        other => Err(format!("X block holds {} data, float64 expected", other.dtype())),
+    }
+}
+
+fn view1<'a>(b: &'a Block, what: &str) -> Result<ArrayView1<'a, f64>, String> {
+    match b.data() {
+        rask_core::array::BlockData::F64(a) => {
+            a.view().into_dimensionality::<Ix1>().map_err(|e| format!("{what} block: {e}"))
+        }
+        other => Err(format!("{what} block holds {} data, float64 expected", other.dtype())),
+    }
+}
+
+/// What checking one row block found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockCheck {
+    /// Rows in the block.
+    pub rows: usize,
+    /// `Σ wᵢ` of the block.
+    pub weight: f64,
+    /// The first problem: (row within the block, input, message).
+    pub problem: Option<(usize, String, String)>,
+}
+
+/// A block's `η` and `δ` for a line search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RayBlock {
+    eta: Array1<f64>,
+    delta: Array1<f64>,
+}
+
+rask_core::op! {
+    /// Checks one row block: finite X, targets valid for the family, weights >= 0.
+    pub fn glm_check_block(x: Block, y: Block, w: Vec<Block>, family: Family) -> Result<BlockCheck, String> {
+        let (x, y) = (view2(&x)?, view1(&y, "y")?);
+        let w = w.first().map(|w| view1(w, "sample_weight")).transpose()?;
+        let mut problem = None;
+        if let Some(((i, j), v)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            problem = Some((i, "X".to_string(), format!("column {j} is {v} (NaN and infinity are not data)")));
+        } else if let Some((i, why)) = y.iter().enumerate().find_map(|(i, &v)| family.check_target(v).map(|w| (i, w))) {
+            problem = Some((i, "y".to_string(), format!("{} is invalid: {why}", y[i])));
+        } else if let Some(i) = w.and_then(|w| w.iter().position(|v| !(v.is_finite() && *v >= 0.0))) {
+            problem = Some((i, "sample_weight".to_string(), "not a finite weight >= 0".to_string()));
+        }
+        let weight = w.map_or(y.len() as f64, |w| w.sum());
+        Ok(BlockCheck { rows: x.nrows(), weight, problem })
+    }
+
+    /// Loss and gradient sums of one row block.
+    pub fn glm_grad_block(x: Block, y: Block, w: Vec<Block>, beta: Vec<f64>, b: f64, family: Family) -> Result<GradSums, String> {
+        let w = w.first().map(|w| view1(w, "sample_weight")).transpose()?;
+        Ok(grad_sums(family, view2(&x)?, view1(&y, "y")?, w, ArrayView1::from(&beta), b))
+    }
+
+    /// Gradient and Hessian sums of one row block.
+    pub fn glm_hess_block(x: Block, y: Block, w: Vec<Block>, beta: Vec<f64>, b: f64, family: Family) -> Result<HessSums, String> {
+        let w = w.first().map(|w| view1(w, "sample_weight")).transpose()?;
+        Ok(hess_sums(family, view2(&x)?, view1(&y, "y")?, w, ArrayView1::from(&beta), b))
+    }
+
+    /// `η = Xβ + b` and `δ = X·d + d_b` of one row block.
+    pub fn glm_ray_block(x: Block, beta: Vec<f64>, b: f64, d: Vec<f64>, d_b: f64) -> Result<RayBlock, String> {
+        let x = view2(&x)?;
+        Ok(RayBlock {
+            eta: linear_predictor(x, ArrayView1::from(&beta), b),
+            delta: linear_predictor(x, ArrayView1::from(&d), d_b),
+        })
+    }
+
+    /// The loss sum of one block at step `t` along its ray.
+    pub fn glm_ray_loss(ray: RayBlock, y: Block, w: Vec<Block>, t: f64, family: Family) -> Result<f64, String> {
+        let w = w.first().map(|w| view1(w, "sample_weight")).transpose()?;
+        let at = &ray.eta + &(&ray.delta * t);
+        Ok(loss_sum(family, at.view(), view1(&y, "y")?, w))
+    }
+
+    /// Adds block checks.
+    pub fn glm_sum_checks(parts: Vec<BlockCheck>) -> BlockCheck {
+        let mut rows = 0;
+        let mut weight = 0.0;
+        let mut problem = None;
+        for p in parts {
+            if problem.is_none() {
+                problem = p.problem.map(|(i, what, m)| (rows + i, what, m));
+            }
+            rows += p.rows;
+            weight += p.weight;
+        }
+        BlockCheck { rows, weight, problem }
+    }
+
+    /// Adds gradient sums.
+    pub fn glm_sum_grads(parts: Vec<GradSums>) -> GradSums {
+        let mut it = parts.into_iter();
+        let mut total = it.next().expect("a tree node has parts");
+        it.for_each(|p| total.add(&p));
+        total
+    }
+
+    /// Adds Hessian sums.
+    pub fn glm_sum_hess(parts: Vec<HessSums>) -> HessSums {
+        let mut it = parts.into_iter();
+        let mut total = it.next().expect("a tree node has parts");
+        it.for_each(|p| total.add(&p));
+        total
+    }
+
+    /// Adds numbers.
+    pub fn glm_sum_f64(parts: Vec<f64>) -> f64 {
+        parts.iter().sum()
+    }
+}
+
+/// Sums `parts` in a tree of `combine` tasks.
+fn tree<T>(
+    mut parts: Vec<Delayed<T>>,
+    combine: impl Fn(Vec<Delayed<T>>) -> Delayed<T>,
+) -> Delayed<T>
+where
+    Delayed<T>: Clone,
+{
+    while parts.len() > 1 {
+        parts = parts
+            .chunks(SPLIT_EVERY)
+            .map(|c| if c.len() == 1 { c[0].clone() } else { combine(c.to_vec()) })
+            .collect();
+    }
+    parts.pop().expect("at least one block")
+}
+
+/// Row blocks of X, y and the weights, with the scheduler that runs the passes.
+pub struct Chunked {
+    x: Vec<Delayed<Block>>,
+    y: Vec<Delayed<Block>>,
+    w: Option<Vec<Delayed<Block>>>,
+    n_features: usize,
+    n_rows: usize,
+    total_weight: f64,
+    scheduler: Scheduler,
+    options: ComputeOptions,
+}
+
+fn compute_err(e: impl std::fmt::Display) -> GlmError {
+    GlmError::Compute { message: e.to_string() }
+}
+
+impl Chunked {
+    /// X (2-d, rows × features) and y (and weights, 1-d) chunked alike by rows;
+    /// X's columns are joined into one block per row chunk, and y and the
+    /// weights are rechunked to X's row chunks. One checking pass runs now.
+    pub fn new(
+        family: Family,
+        x: &Array<f64>,
+        y: &Array<f64>,
+        w: Option<&Array<f64>>,
+        scheduler: Scheduler,
+    ) -> Result<Chunked, GlmError> {
+        let shape_err =
+            |what: &str, message: String| GlmError::Shape { what: what.into(), message };
+        if x.ndim() != 2 {
+            return Err(shape_err(
+                "X",
+                format!("must be 2-d (rows x features), is {}-d", x.ndim()),
+            ));
+        }
+        let (n, p) = (x.shape()[0], x.shape()[1]);
+        let rows = x.chunks()[0].clone();
+        let x = x
+            .rechunk(rask_core::array::ChunkSpec::Explicit(vec![rows.clone(), vec![p]]))
+            .map_err(|e| shape_err("X", e.to_string()))?;
+        let one_d = |a: &Array<f64>, what: &str| -> Result<Vec<Delayed<Block>>, GlmError> {
+            if a.shape() != [n] {
+                return Err(shape_err(what, format!("shape {:?}, but X has {n} rows", a.shape())));
+            }
+            let a = a
+                .rechunk(rask_core::array::ChunkSpec::Explicit(vec![rows.clone()]))
+                .map_err(|e| shape_err(what, e.to_string()))?;
+            Ok(a.blocks().iter().cloned().collect())
+        };
+        let yb = one_d(y, "y")?;
+        let wb = w.map(|w| one_d(w, "sample_weight")).transpose()?;
+        if rows.contains(&0) {
+            return Err(shape_err("X", "has an empty row chunk; rechunk it".into()));
+        }
+        let data = Chunked {
+            x: x.blocks().iter().cloned().collect(),
+            y: yb,
+            w: wb,
+            n_features: p,
+            n_rows: n,
+            total_weight: 0.0,
+            scheduler,
+            options: ComputeOptions::default(),
+        };
+        let checks: Vec<_> = (0..data.x.len())
+            .map(|i| glm_check_block(&data.x[i], &data.y[i], data.weights(i), family))
+            .collect();
+        let check = tree(checks, glm_sum_checks)
+            .compute_with(&data.scheduler, &data.options)
+            .map_err(compute_err)?;
+        if let Some((row, what, message)) = check.problem {
+            return Err(GlmError::Input { what, row, message });
+        }
+        if !(check.weight > 0.0) {
+            return Err(GlmError::Input {
+                what: "sample_weight".into(),
+                row: 0,
+                message: "all weights are 0".into(),
+            });
+        }
+        Ok(Chunked { total_weight: check.weight, ..data })
+    }
+
+    fn weights(&self, i: usize) -> Vec<Delayed<Block>> {
+        self.w.as_ref().map(|w| vec![w[i].clone()]).unwrap_or_default()
+    }
+}
+
+struct ChunkedRay<'a> {
+    data: &'a Chunked,
+    blocks: Vec<Delayed<RayBlock>>,
+}
+
+impl Ray for ChunkedRay<'_> {
+    fn loss_at(&self, family: Family, t: f64) -> Result<f64, GlmError> {
+        let parts: Vec<_> = (0..self.blocks.len())
+            .map(|i| {
+                glm_ray_loss(&self.blocks[i], &self.data.y[i], self.data.weights(i), t, family)
+            })
+            .collect();
+        tree(parts, glm_sum_f64)
+            .compute_with(&self.data.scheduler, &self.data.options)
+            .map_err(compute_err)
+    }
+}
+
+impl GlmData for Chunked {
+    fn n_features(&self) -> usize {
+        self.n_features
+    }
+
+    fn n_rows(&self) -> usize {
+        self.n_rows
+    }
+
+    fn total_weight(&self) -> f64 {
+        self.total_weight
+    }
+
+    fn grad(
+        &self,
+        family: Family,
+        beta: ArrayView1<'_, f64>,
+        b: f64,
+    ) -> Result<GradSums, GlmError> {
+        let beta = beta.to_vec();
+        let parts: Vec<_> = (0..self.x.len())
+            .map(|i| {
+                glm_grad_block(&self.x[i], &self.y[i], self.weights(i), beta.clone(), b, family)
+            })
+            .collect();
+        tree(parts, glm_sum_grads).compute_with(&self.scheduler, &self.options).map_err(compute_err)
+    }
+
+    fn hess(
+        &self,
+        family: Family,
+        beta: ArrayView1<'_, f64>,
+        b: f64,
+    ) -> Result<HessSums, GlmError> {
+        let beta = beta.to_vec();
+        let parts: Vec<_> = (0..self.x.len())
+            .map(|i| {
+                glm_hess_block(&self.x[i], &self.y[i], self.weights(i), beta.clone(), b, family)
+            })
+            .collect();
+        tree(parts, glm_sum_hess).compute_with(&self.scheduler, &self.options).map_err(compute_err)
+    }
+
+    fn ray(
+        &self,
+        beta: ArrayView1<'_, f64>,
+        b: f64,
+        direction: ArrayView1<'_, f64>,
+        direction_b: f64,
+    ) -> Result<Box<dyn Ray + '_>, GlmError> {
+        let (beta, d) = (beta.to_vec(), direction.to_vec());
+        let blocks: Vec<_> = self
+            .x
+            .iter()
+            .map(|x| glm_ray_block(x, beta.clone(), b, d.clone(), direction_b))
+            .collect();
+        let kept = rask_core::delayed::persist_many(&blocks, &self.scheduler, &self.options)
+            .map_err(compute_err)?;
+        Ok(Box::new(ChunkedRay { data: self, blocks: kept }))
+    }
+}
