@@ -9,6 +9,9 @@ pub use rask_ml as ml;
 /// Hyperparameter search with pipeline-prefix caching (the `rask-search` crate).
 pub use rask_search as search;
 
+/// Generalized linear models over row chunks (the `rask-glm` crate; in progress).
+pub use rask_glm as glm;
+
 /// Scheduler, workers, client and LocalCluster (the `rask-distributed` crate).
 pub use rask_distributed as distributed;
 pub use rask_distributed::{Client, LocalCluster};
