@@ -131,6 +131,35 @@ impl InMemory {
     }
 }
 
+/// A chunk's sums (`grad_sums` or `hess_sums`).
+type ChunkFn<S> = fn(
+    Family,
+    ArrayView2<'_, f64>,
+    ArrayView1<'_, f64>,
+    Option<ArrayView1<'_, f64>>,
+    ArrayView1<'_, f64>,
+    f64,
+) -> S;
+
+impl InMemory {
+    /// The chunks' sums of `chunk_fn`, added in chunk order.
+    fn sum_chunks<S>(
+        &self,
+        family: Family,
+        beta: ArrayView1<'_, f64>,
+        b: f64,
+        chunk_fn: ChunkFn<S>,
+        add: fn(&mut S, &S),
+    ) -> S {
+        let mut sums = self.chunks.iter().map(|c| {
+            chunk_fn(family, c.x.view(), c.y.view(), c.w.as_ref().map(|w| w.view()), beta, b)
+        });
+        let mut total = sums.next().expect("at least one chunk");
+        sums.for_each(|s| add(&mut total, &s));
+        total
+    }
+}
+
 struct InMemoryRay<'a> {
     data: &'a InMemory,
     eta: Vec<Array1<f64>>,
@@ -171,12 +200,7 @@ impl GlmData for InMemory {
         beta: ArrayView1<'_, f64>,
         b: f64,
     ) -> Result<GradSums, GlmError> {
-        let mut sums = self.chunks.iter().map(|c| {
-            grad_sums(family, c.x.view(), c.y.view(), c.w.as_ref().map(|w| w.view()), beta, b)
-        });
-        let mut total = sums.next().expect("at least one chunk");
-        sums.for_each(|s| total.add(&s));
-        Ok(total)
+        Ok(self.sum_chunks(family, beta, b, grad_sums, GradSums::add))
     }
 
     fn hess(
@@ -185,12 +209,7 @@ impl GlmData for InMemory {
         beta: ArrayView1<'_, f64>,
         b: f64,
     ) -> Result<HessSums, GlmError> {
-        let mut sums = self.chunks.iter().map(|c| {
-            hess_sums(family, c.x.view(), c.y.view(), c.w.as_ref().map(|w| w.view()), beta, b)
-        });
-        let mut total = sums.next().expect("at least one chunk");
-        sums.for_each(|s| total.add(&s));
-        Ok(total)
+        Ok(self.sum_chunks(family, beta, b, hess_sums, HessSums::add))
     }
 
     fn ray(
