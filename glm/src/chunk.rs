@@ -125,6 +125,74 @@ pub fn hess_sums(
     HessSums { grad, hessian: xs.t().dot(&xs) }
 }
 
+/// ADMM's local step on one chunk: the minimizer of
+/// `(1/W) Σ wᵢ loss(xᵢᵀβ + b, yᵢ) + (ρ/2) ‖(β, b) − v‖²` (the intercept last
+/// in `v`, `warm` and the result; held at 0 without one), by Newton steps
+/// with backtracking from `warm`, to machine precision: the ρ term makes the
+/// problem strongly convex, so a few steps suffice.
+#[allow(clippy::too_many_arguments)] // one chunk's data, then the step's four inputs
+pub fn local_solve(
+    family: Family,
+    x: ArrayView2<'_, f64>,
+    y: ArrayView1<'_, f64>,
+    w: Option<ArrayView1<'_, f64>>,
+    total_weight: f64,
+    rho: f64,
+    v: ArrayView1<'_, f64>,
+    warm: ArrayView1<'_, f64>,
+    fit_intercept: bool,
+) -> Array1<f64> {
+    let p = x.ncols();
+    let dim = if fit_intercept { p + 1 } else { p };
+    let value = |theta: &Array1<f64>| {
+        let b = if fit_intercept { theta[p] } else { 0.0 };
+        let eta = linear_predictor(x, theta.slice(ndarray::s![..p]), b);
+        let d = theta - &v;
+        loss_sum(family, eta.view(), y, w) / total_weight + 0.5 * rho * d.dot(&d)
+    };
+    let mut theta = warm.to_owned();
+    if !fit_intercept {
+        theta[p] = 0.0;
+    }
+    let mut f = value(&theta);
+    for _ in 0..100 {
+        let b = if fit_intercept { theta[p] } else { 0.0 };
+        let s = hess_sums(family, x, y, w, theta.slice(ndarray::s![..p]), b);
+        let mut g = Array1::zeros(dim);
+        g.slice_mut(ndarray::s![..p]).assign(&(&s.grad.grad / total_weight));
+        if fit_intercept {
+            g[p] = s.grad.grad_intercept / total_weight;
+        }
+        let diff = theta.slice(ndarray::s![..dim]).to_owned() - v.slice(ndarray::s![..dim]);
+        g = g + diff * rho;
+        let mut h = s.hessian.slice(ndarray::s![..dim, ..dim]).to_owned() / total_weight;
+        for k in 0..dim {
+            h[[k, k]] += rho;
+        }
+        let step = crate::solve::solve_spd(h, &g);
+        let slope = -g.dot(&step);
+        let mut t = 1.0;
+        let mut improved = false;
+        for _ in 0..50 {
+            let mut trial = theta.clone();
+            trial.slice_mut(ndarray::s![..dim]).scaled_add(-t, &step);
+            let ft = value(&trial);
+            if ft <= f + 1e-4 * t * slope {
+                improved = ft < f;
+                theta = trial;
+                f = ft;
+                break;
+            }
+            t *= 0.5;
+        }
+        let size = step.iter().fold(0.0f64, |m, v| m.max(v.abs())) * t;
+        if !improved || size <= 1e-14 * theta.iter().fold(1.0f64, |m, v| m.max(v.abs())) {
+            break;
+        }
+    }
+    theta
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,6 +49,17 @@ pub struct BlockCheck {
     pub problem: Option<(usize, String, String)>,
 }
 
+/// The inputs of one block's ADMM local step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdmmStep {
+    family: Family,
+    total_weight: f64,
+    rho: f64,
+    target: Vec<f64>,
+    warm: Vec<f64>,
+    fit_intercept: bool,
+}
+
 /// A block's `η` and `δ` for a line search.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RayBlock {
@@ -99,6 +110,23 @@ rask_core::op! {
         let w = w.first().map(|w| view1(w, "sample_weight")).transpose()?;
         let at = &ray.eta + &(&ray.delta * t);
         Ok(loss_sum(family, at.view(), view1(&y, "y")?, w))
+    }
+
+    /// ADMM's local step on one row block (see `chunk::local_solve`).
+    pub fn glm_admm_local(x: Block, y: Block, w: Vec<Block>, step: AdmmStep) -> Result<Vec<f64>, String> {
+        let w = w.first().map(|w| view1(w, "sample_weight")).transpose()?;
+        Ok(crate::chunk::local_solve(
+            step.family,
+            view2(&x)?,
+            view1(&y, "y")?,
+            w,
+            step.total_weight,
+            step.rho,
+            ArrayView1::from(&step.target),
+            ArrayView1::from(&step.warm),
+            step.fit_intercept,
+        )
+        .to_vec())
     }
 
     /// Adds block checks.
@@ -272,6 +300,38 @@ impl GlmData for Chunked {
 
     fn total_weight(&self) -> f64 {
         self.total_weight
+    }
+
+    fn n_chunks(&self) -> usize {
+        self.x.len()
+    }
+
+    fn local_solves(
+        &self,
+        family: Family,
+        rho: f64,
+        targets: &[Array1<f64>],
+        warm: &[Array1<f64>],
+        fit_intercept: bool,
+    ) -> Result<Vec<Array1<f64>>, GlmError> {
+        let steps: Vec<rask_core::AnyDelayed> = (0..self.x.len())
+            .map(|i| {
+                let step = AdmmStep {
+                    family,
+                    total_weight: self.total_weight,
+                    rho,
+                    target: targets[i].to_vec(),
+                    warm: warm[i].to_vec(),
+                    fit_intercept,
+                };
+                glm_admm_local(&self.x[i], &self.y[i], self.weights(i), step).erase()
+            })
+            .collect();
+        rask_core::delayed::compute_many(&steps, &self.scheduler, &self.options)
+            .map_err(compute_err)?
+            .into_iter()
+            .map(|v| v.take::<Vec<f64>>().map(Array1::from).map_err(compute_err))
+            .collect()
     }
 
     fn grad(

@@ -23,6 +23,19 @@ pub trait GlmData {
     /// One pass: gradient and Hessian sums at `(β, b)`.
     fn hess(&self, family: Family, beta: ArrayView1<'_, f64>, b: f64)
         -> Result<HessSums, GlmError>;
+    /// Row chunks (ADMM keeps one local solution per chunk).
+    fn n_chunks(&self) -> usize;
+    /// ADMM's local step, one pass: for every chunk `i`, the minimizer of
+    /// `(1/W) Lᵢ(θ) + (ρ/2) ‖θ − vᵢ‖²` over `θ = (β, b)` (intercept last),
+    /// warm-started at `warm[i]` (see [`crate::chunk::local_solve`]).
+    fn local_solves(
+        &self,
+        family: Family,
+        rho: f64,
+        targets: &[Array1<f64>],
+        warm: &[Array1<f64>],
+        fit_intercept: bool,
+    ) -> Result<Vec<Array1<f64>>, GlmError>;
     /// One pass that keeps `η = Xβ + b` and `δ = X·d + d_b` per chunk, so
     /// that the loss along the ray `β + t·d` costs no further pass over X.
     fn ray(
@@ -192,6 +205,38 @@ impl GlmData for InMemory {
 
     fn total_weight(&self) -> f64 {
         self.total_weight
+    }
+
+    fn n_chunks(&self) -> usize {
+        self.chunks.len()
+    }
+
+    fn local_solves(
+        &self,
+        family: Family,
+        rho: f64,
+        targets: &[Array1<f64>],
+        warm: &[Array1<f64>],
+        fit_intercept: bool,
+    ) -> Result<Vec<Array1<f64>>, GlmError> {
+        Ok(self
+            .chunks
+            .iter()
+            .zip(targets.iter().zip(warm))
+            .map(|(c, (v, start))| {
+                crate::chunk::local_solve(
+                    family,
+                    c.x.view(),
+                    c.y.view(),
+                    c.w.as_ref().map(|w| w.view()),
+                    self.total_weight,
+                    rho,
+                    v.view(),
+                    start.view(),
+                    fit_intercept,
+                )
+            })
+            .collect())
     }
 
     fn grad(

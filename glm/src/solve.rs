@@ -9,6 +9,7 @@
 //! | `ProximalGrad` | all | FISTA with backtracking on the smooth part's quadratic bound and gradient restarts |
 //! | `Newton` | none, L2 | Newton–Cholesky (IRLS) with Armijo backtracking |
 //! | `Lbfgs` | all | L-BFGS (10 pairs) with Armijo backtracking; OWL-QN when there is an L1 part |
+//! | `Admm` | all | consensus ADMM: exact local solves per chunk (Newton, warm-started), the penalty's prox on the average, residual-balancing ρ |
 //!
 //! Every fit stops when the stationarity measure (the minimum-norm
 //! subgradient of `f`, max-abs over β and b) is at most `tol`, and reports
@@ -32,8 +33,10 @@ pub enum Solver {
     ProximalGrad,
     /// Newton–Cholesky.
     Newton,
-    /// Limited-memory BFGS.
+    /// Limited-memory BFGS (OWL-QN with an L1 part).
     Lbfgs,
+    /// Consensus ADMM over the row chunks.
+    Admm,
 }
 
 impl Solver {
@@ -44,6 +47,7 @@ impl Solver {
             Solver::ProximalGrad => "proximal_grad",
             Solver::Newton => "newton",
             Solver::Lbfgs => "lbfgs",
+            Solver::Admm => "admm",
         }
     }
 }
@@ -198,11 +202,13 @@ pub fn fit(
             expected: "a number > 0",
         });
     }
-    if !model.penalty.is_smooth() && !matches!(solver, Solver::ProximalGrad | Solver::Lbfgs) {
+    if !model.penalty.is_smooth()
+        && !matches!(solver, Solver::ProximalGrad | Solver::Lbfgs | Solver::Admm)
+    {
         return Err(GlmError::Unsupported {
             solver: solver.name(),
             what: format!("an L1 penalty (l1_ratio = {})", model.penalty.l1_ratio),
-            hint: "use proximal_grad (the exact elastic-net prox) or lbfgs (OWL-QN)",
+            hint: "use proximal_grad (the exact elastic-net prox), lbfgs (OWL-QN) or admm",
         });
     }
     let problem = Problem { data, model, w: data.total_weight() };
@@ -212,6 +218,7 @@ pub fn fit(
         Solver::ProximalGrad => proximal_grad(&problem, start, &options),
         Solver::Newton => newton(&problem, start, &options),
         Solver::Lbfgs => lbfgs(&problem, start, &options),
+        Solver::Admm => admm(&problem, start, &options),
     }
 }
 
@@ -320,14 +327,20 @@ fn proximal_grad(problem: &Problem<'_>, start: Point, options: &Options) -> Resu
 /// Solves `H d = −g` by Cholesky; a Hessian that is not positive definite
 /// (separable data, collinear columns) gets a growing ridge, and the fit
 /// goes on with it.
-fn newton_direction(mut h: Array2<f64>, g: &Array1<f64>) -> Array1<f64> {
+fn newton_direction(h: Array2<f64>, g: &Array1<f64>) -> Array1<f64> {
+    -solve_spd(h, g)
+}
+
+/// Solves `H x = g` for a symmetric `H` by Cholesky, adding a growing ridge
+/// while `H` is not positive definite.
+pub(crate) fn solve_spd(mut h: Array2<f64>, g: &Array1<f64>) -> Array1<f64> {
     let n = g.len();
     let scale = (0..n).map(|i| h[[i, i]].abs()).fold(0.0, f64::max).max(1e-300);
     let mut ridge = 0.0;
     loop {
         if let Some(l) = cholesky(&h) {
-            // L y = −g, Lᵀ d = y.
-            let mut y = -g.clone();
+            // L y = g, Lᵀ x = y.
+            let mut y = g.clone();
             for i in 0..n {
                 for k in 0..i {
                     y[i] -= l[[i, k]] * y[k];
@@ -544,4 +557,59 @@ fn lbfgs(problem: &Problem<'_>, mut p: Point, options: &Options) -> Result<Fit, 
         p = next;
     }
     Ok(problem.finish(p, options.max_iter, Solver::Lbfgs, options))
+}
+
+/// Consensus ADMM (Boyd et al. 2011, §7.1 and §8.2): each chunk `i` keeps
+/// its own `θᵢ = (βᵢ, bᵢ)`; all must agree with `z`.
+/// - `θᵢ ← argmin Lᵢ(θ)/W + ρ/2 ‖θ − z + uᵢ‖²` (every chunk, one pass, warm-started);
+/// - `z ← prox of P/(Nρ)` at the average of `θᵢ + uᵢ` (the intercept unpenalized);
+/// - `uᵢ ← uᵢ + θᵢ − z`; ρ doubles or halves when one residual is 10x the other.
+///
+/// The stationarity of `z` is checked every iteration (one more pass).
+fn admm(problem: &Problem<'_>, start: Point, options: &Options) -> Result<Fit, GlmError> {
+    let nf = start.beta.len();
+    let n = problem.data.n_chunks();
+    let with_b = problem.model.fit_intercept;
+    let penalty = problem.model.penalty;
+    let mut z = Array1::<f64>::zeros(nf + 1);
+    let mut u = vec![Array1::<f64>::zeros(nf + 1); n];
+    let mut theta = vec![Array1::<f64>::zeros(nf + 1); n];
+    // Each chunk's loss has about 1/N of the curvature of the whole.
+    let mut rho = 1.0 / n as f64;
+    let mut p = start;
+    for iter in 0..options.max_iter {
+        let targets: Vec<Array1<f64>> = u.iter().map(|ui| &z - ui).collect();
+        theta = problem.data.local_solves(problem.model.family, rho, &targets, &theta, with_b)?;
+        let z_old = z.clone();
+        let mut avg = Array1::<f64>::zeros(nf + 1);
+        for (t, ui) in theta.iter().zip(&u) {
+            avg = avg + t + ui;
+        }
+        avg /= n as f64;
+        let mut zb = avg.slice(ndarray::s![..nf]).to_owned();
+        penalty.prox(zb.as_slice_mut().expect("contiguous"), 1.0 / (n as f64 * rho));
+        z.slice_mut(ndarray::s![..nf]).assign(&zb);
+        z[nf] = if with_b { avg[nf] } else { 0.0 };
+        let mut primal = 0.0;
+        for (ui, t) in u.iter_mut().zip(&theta) {
+            let r = t - &z;
+            primal += r.dot(&r);
+            *ui += &r;
+        }
+        let primal = primal.sqrt();
+        let dual = rho * (n as f64).sqrt() * (&z - &z_old).dot(&(&z - &z_old)).sqrt();
+        p = problem.point(zb, z[nf])?;
+        if problem.stationarity(&p) <= options.tol {
+            return Ok(problem.finish(p, iter + 1, Solver::Admm, options));
+        }
+        // Residual balancing: the scaled duals u = y/ρ rescale with ρ.
+        if primal > 10.0 * dual {
+            rho *= 2.0;
+            u.iter_mut().for_each(|ui| *ui /= 2.0);
+        } else if dual > 10.0 * primal {
+            rho /= 2.0;
+            u.iter_mut().for_each(|ui| *ui *= 2.0);
+        }
+    }
+    Ok(problem.finish(p, options.max_iter, Solver::Admm, options))
 }

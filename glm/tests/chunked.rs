@@ -50,6 +50,7 @@ fn chunked_fits_equal_in_memory_fits_on_every_local_scheduler() {
         (Solver::Newton, Penalty::l2(0.01).unwrap(), 1e-10),
         (Solver::Lbfgs, Penalty::l2(0.01).unwrap(), 1e-10),
         (Solver::ProximalGrad, Penalty::new(0.01, 0.5).unwrap(), 1e-8),
+        (Solver::Admm, Penalty::new(0.01, 0.5).unwrap(), 1e-8),
     ] {
         let model = Model { family, penalty, fit_intercept: true };
         let options = Options { max_iter: 100_000, tol };

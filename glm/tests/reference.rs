@@ -144,3 +144,8 @@ fn proximal_grad_matches_scikit_learn() {
 fn gradient_descent_matches_scikit_learn() {
     check_solver(Solver::GradientDescent, 200_000, 1e-7);
 }
+
+#[test]
+fn admm_matches_scikit_learn() {
+    check_solver(Solver::Admm, 100_000, 1e-7);
+}
