@@ -181,6 +181,17 @@ impl Problem<'_> {
 
 const ARMIJO: f64 = 1e-4;
 
+/// A point of the unpenalized loss, with an L2 term of weight `l2` added.
+fn with_l2(p: &Point, l2: f64) -> Point {
+    Point {
+        beta: p.beta.clone(),
+        b: p.b,
+        smooth: p.smooth + 0.5 * l2 * p.beta.dot(&p.beta),
+        grad: &p.grad + &(&p.beta * l2),
+        grad_b: p.grad_b,
+    }
+}
+
 /// Fits `model` on `data` with `solver`.
 pub fn fit(
     data: &dyn GlmData,
@@ -305,7 +316,8 @@ fn proximal_grad(problem: &Problem<'_>, start: Point, options: &Options) -> Resu
             }
             s *= 0.5;
         };
-        let full = problem.point(z.beta.clone(), z.b)?;
+        // The whole objective's smooth part at z, from z's pass (no new pass).
+        let full = with_l2(&z, penalty.l2_weight());
         if problem.stationarity(&full) <= options.tol {
             return Ok(problem.finish(full, iter + 1, Solver::ProximalGrad, options));
         }
@@ -320,7 +332,7 @@ fn proximal_grad(problem: &Problem<'_>, start: Point, options: &Options) -> Resu
         x = z;
         s *= 2.0; // let the step grow back
     }
-    let last = problem.point(x.beta, x.b)?;
+    let last = with_l2(&x, penalty.l2_weight());
     Ok(problem.finish(last, options.max_iter, Solver::ProximalGrad, options))
 }
 

@@ -6,9 +6,11 @@
 pub mod w1;
 pub mod w2;
 pub mod w3;
+pub mod w4;
 
 use std::time::Instant;
 
+use rask_core::Scheduler;
 use serde_json::{json, Map, Value};
 
 /// Knobs shared with the peer scripts (read from the environment).
@@ -155,7 +157,7 @@ pub fn meta_record() -> Value {
 }
 
 /// Names of the workloads this build implements.
-pub const WORKLOADS: &[&str] = &["w1", "w2", "w3"];
+pub const WORKLOADS: &[&str] = &["w1", "w2", "w3", "w4"];
 
 /// Where a workload runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,25 +195,48 @@ pub fn run(
         ("w2" | "w2_array", Target::Local) => w2::run(env, out),
         ("w3" | "w3_search", Target::Local) => w3::run(env, need_data()?, None, out),
         ("w3" | "w3_search", Target::LocalCluster { binary }) => {
-            let cluster_err =
-                |e: rask_distributed::DistError| BenchError::Cluster { message: e.to_string() };
-            let cluster =
-                rask_distributed::LocalCluster::with_options(rask_distributed::ClusterOptions {
-                    n_workers: 2,
-                    threads_per_worker: 1,
-                    binary: Some(binary.clone()),
-                    ..Default::default()
-                })
-                .map_err(cluster_err)?;
-            let client = rask_distributed::Client::connect_with(
-                cluster.address(),
-                rask_distributed::ClientOptions { set_as_default: false, ..Default::default() },
-            )
-            .map_err(cluster_err)?;
+            let (_cluster, client) = bench_cluster(binary)?;
             w3::run(env, need_data()?, Some(&client), out)
+        }
+        ("w4" | "w4_glm", Target::Local) => {
+            let mut config = Map::new();
+            config.insert("scheduler".into(), json!("threads"));
+            config.insert("num_workers".into(), json!(2));
+            w4::run(env, need_data()?, Scheduler::threads_n(2), config, out)
+        }
+        ("w4" | "w4_glm", Target::LocalCluster { binary }) => {
+            let (_cluster, client) = bench_cluster(binary)?;
+            let mut config = Map::new();
+            config.insert("scheduler".into(), json!("distributed"));
+            config.insert("n_workers".into(), json!(2));
+            config.insert("threads_per_worker".into(), json!(1));
+            config.insert("processes".into(), json!(true));
+            w4::run(env, need_data()?, client.scheduler(), config, out)
         }
         (other, _) => {
             Err(BenchError::UnknownWorkload { name: other.into(), available: WORKLOADS.join(", ") })
         }
     }
+}
+
+/// A LocalCluster of 2 worker processes x 1 thread from `binary`, and a
+/// client that is not the process default.
+fn bench_cluster(
+    binary: &std::path::Path,
+) -> Result<(rask_distributed::LocalCluster, rask_distributed::Client), BenchError> {
+    let cluster_err =
+        |e: rask_distributed::DistError| BenchError::Cluster { message: e.to_string() };
+    let cluster = rask_distributed::LocalCluster::with_options(rask_distributed::ClusterOptions {
+        n_workers: 2,
+        threads_per_worker: 1,
+        binary: Some(binary.to_path_buf()),
+        ..Default::default()
+    })
+    .map_err(cluster_err)?;
+    let client = rask_distributed::Client::connect_with(
+        cluster.address(),
+        rask_distributed::ClientOptions { set_as_default: false, ..Default::default() },
+    )
+    .map_err(cluster_err)?;
+    Ok((cluster, client))
 }
