@@ -82,7 +82,17 @@ pub fn grad_sums(
     beta: ArrayView1<'_, f64>,
     b: f64,
 ) -> GradSums {
-    let eta = linear_predictor(x, beta, b);
+    grad_sums_at(family, x, y, w, &linear_predictor(x, beta, b))
+}
+
+/// [`grad_sums`] given the chunk's `η` (a Hessian pass computes it once for both).
+fn grad_sums_at(
+    family: Family,
+    x: ArrayView2<'_, f64>,
+    y: ArrayView1<'_, f64>,
+    w: Option<ArrayView1<'_, f64>>,
+    eta: &Array1<f64>,
+) -> GradSums {
     let mut loss = 0.0;
     let mut weight = 0.0;
     // r = w · loss′, then Xᵀr: one pass for η, one for the gradient.
@@ -110,8 +120,8 @@ pub fn hess_sums(
     beta: ArrayView1<'_, f64>,
     b: f64,
 ) -> HessSums {
-    let grad = grad_sums(family, x, y, w, beta, b);
     let eta = linear_predictor(x, beta, b);
+    let grad = grad_sums_at(family, x, y, w, &eta);
     let (n, p) = x.dim();
     // [X 1] scaled by √(w · loss″) row by row, then its Gram matrix.
     let mut xs = Array2::<f64>::zeros((n, p + 1));

@@ -118,6 +118,11 @@ impl Problem<'_> {
     /// `L/W + λ(1 − ρ)/2 ‖β‖²`, with its gradient.
     fn point(&self, beta: Array1<f64>, b: f64) -> Result<Point, GlmError> {
         let s = self.data.grad(self.model.family, beta.view(), b)?;
+        Ok(self.point_from(beta, b, s))
+    }
+
+    /// The point from a pass's sums (a Hessian pass carries them too).
+    fn point_from(&self, beta: Array1<f64>, b: f64, s: crate::chunk::GradSums) -> Point {
         let l2 = self.model.penalty.l2_weight();
         let smooth = s.loss / self.w + 0.5 * l2 * beta.dot(&beta);
         let mut grad = s.grad / self.w;
@@ -126,7 +131,7 @@ impl Problem<'_> {
             grad.as_slice_mut().expect("contiguous"),
         );
         let grad_b = if self.model.fit_intercept { s.grad_intercept / self.w } else { 0.0 };
-        Ok(Point { beta, b, smooth, grad, grad_b })
+        Point { beta, b, smooth, grad, grad_b }
     }
 
     /// `f` at a point already evaluated.
@@ -400,13 +405,17 @@ fn cholesky(a: &Array2<f64>) -> Option<Array2<f64>> {
     Some(l)
 }
 
-fn newton(problem: &Problem<'_>, mut p: Point, options: &Options) -> Result<Fit, GlmError> {
-    let nf = p.beta.len();
+/// Newton–Cholesky: one Hessian pass per iteration (it carries the loss and
+/// gradient, so no separate gradient pass), one ray pass for the line search.
+fn newton(problem: &Problem<'_>, start: Point, options: &Options) -> Result<Fit, GlmError> {
+    let nf = start.beta.len();
+    let (mut beta, mut b) = (start.beta, start.b);
     for iter in 0..options.max_iter {
+        let hs = problem.data.hess(problem.model.family, beta.view(), b)?;
+        let p = problem.point_from(beta.clone(), b, hs.grad);
         if problem.stationarity(&p) <= options.tol {
             return Ok(problem.finish(p, iter, Solver::Newton, options));
         }
-        let hs = problem.data.hess(problem.model.family, p.beta.view(), p.b)?;
         let l2 = problem.model.penalty.l2_weight();
         let dim = if problem.model.fit_intercept { nf + 1 } else { nf };
         let mut h = hs.hessian.slice(ndarray::s![..dim, ..dim]).to_owned() / problem.w;
@@ -424,11 +433,15 @@ fn newton(problem: &Problem<'_>, mut p: Point, options: &Options) -> Result<Fit,
         let slope = g.dot(&d_all);
         let found = armijo(problem.along(&p, &d, d_b)?, p.smooth, slope, 1.0)?;
         match found {
-            Some(s) => p = step(problem, &p, &d, d_b, s)?,
+            Some(s) => {
+                beta = &p.beta + &(&d * s);
+                b = p.b + d_b * s;
+            }
             None => return Ok(problem.finish(p, iter, Solver::Newton, options)),
         }
     }
-    Ok(problem.finish(p, options.max_iter, Solver::Newton, options))
+    let last = problem.point(beta, b)?;
+    Ok(problem.finish(last, options.max_iter, Solver::Newton, options))
 }
 
 /// The pseudo-gradient of `smooth + λ₁‖β‖₁` (OWL-QN): the gradient where
