@@ -7,7 +7,7 @@
 //! `Σ wᵢ loss′` (for the intercept), `W`, and for Newton steps
 //! `Σ wᵢ loss″ [xᵢ 1][xᵢ 1]ᵀ`.
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::family::Family;
@@ -123,16 +123,27 @@ pub fn hess_sums(
     let eta = linear_predictor(x, beta, b);
     let grad = grad_sums_at(family, x, y, w, &eta);
     let (n, p) = x.dim();
-    // [X 1] scaled by √(w · loss″) row by row, then its Gram matrix.
-    let mut xs = Array2::<f64>::zeros((n, p + 1));
-    for (i, (row, &e)) in x.axis_iter(Axis(0)).zip(&eta).enumerate() {
-        let wi = w.map_or(1.0, |w| w[i]);
-        let s = (wi * family.pointwise(e, y[i]).d2).sqrt();
-        let mut out = xs.row_mut(i);
-        out.slice_mut(ndarray::s![..p]).assign(&(&row * s));
-        out[p] = s;
+    // [X 1] scaled by √(w · loss″), a panel of rows at a time (it stays in
+    // cache), each panel's Gram matrix added to the Hessian.
+    const PANEL: usize = 256;
+    let mut hessian = Array2::<f64>::zeros((p + 1, p + 1));
+    let mut panel = Array2::<f64>::zeros((PANEL.min(n).max(1), p + 1));
+    for start in (0..n).step_by(PANEL) {
+        let rows = PANEL.min(n - start);
+        for k in 0..rows {
+            let i = start + k;
+            let wi = w.map_or(1.0, |w| w[i]);
+            let s = (wi * family.pointwise(eta[i], y[i]).d2).sqrt();
+            let mut out = panel.row_mut(k);
+            for (o, &v) in out.iter_mut().zip(x.row(i)) {
+                *o = v * s;
+            }
+            out[p] = s;
+        }
+        let used = panel.slice(ndarray::s![..rows, ..]);
+        ndarray::linalg::general_mat_mul(1.0, &used.t(), &used, 1.0, &mut hessian);
     }
-    HessSums { grad, hessian: xs.t().dot(&xs) }
+    HessSums { grad, hessian }
 }
 
 /// ADMM's local step on one chunk: the minimizer of
