@@ -59,6 +59,22 @@ pub fn linear_predictor(x: ArrayView2<'_, f64>, beta: ArrayView1<'_, f64>, b: f6
     eta
 }
 
+/// `η = Xβ + b` and `δ = X·d + d_b` of a chunk in one read of X (a line
+/// search's ray).
+pub fn ray_parts(
+    x: ArrayView2<'_, f64>,
+    beta: ArrayView1<'_, f64>,
+    b: f64,
+    d: ArrayView1<'_, f64>,
+    d_b: f64,
+) -> (Array1<f64>, Array1<f64>) {
+    let mut both = Array2::<f64>::zeros((x.ncols(), 2));
+    both.column_mut(0).assign(&beta);
+    both.column_mut(1).assign(&d);
+    let m = x.dot(&both);
+    (&m.column(0) + b, &m.column(1) + d_b)
+}
+
 /// The loss sum of a chunk given its `η` (line searches keep `η` and the
 /// chunk's `X·direction`, so trying a step needs no pass over `X`).
 pub fn loss_sum(
@@ -82,7 +98,21 @@ pub fn grad_sums(
     beta: ArrayView1<'_, f64>,
     b: f64,
 ) -> GradSums {
-    grad_sums_at(family, x, y, w, &linear_predictor(x, beta, b))
+    // A panel of rows at a time: η, the residuals and Xᵀr while the panel is
+    // in cache, so X is read from memory once per pass.
+    const PANEL: usize = 512;
+    let (n, p) = x.dim();
+    let mut total =
+        GradSums { loss: 0.0, grad: Array1::zeros(p), grad_intercept: 0.0, weight: 0.0 };
+    for start in (0..n).step_by(PANEL) {
+        let end = (start + PANEL).min(n);
+        let rows = ndarray::s![start..end];
+        let xp = x.slice(ndarray::s![start..end, ..]);
+        let eta = linear_predictor(xp, beta, b);
+        let part = grad_sums_at(family, xp, y.slice(rows), w.map(|w| w.slice_move(rows)), &eta);
+        total.add(&part);
+    }
+    total
 }
 
 /// [`grad_sums`] given the chunk's `η` (a Hessian pass computes it once for both).

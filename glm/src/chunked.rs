@@ -12,7 +12,7 @@ use rask_core::array::{Array, Block};
 use rask_core::{ComputeOptions, Delayed, Scheduler};
 use serde::{Deserialize, Serialize};
 
-use crate::chunk::{grad_sums, hess_sums, linear_predictor, loss_sum, GradSums, HessSums};
+use crate::chunk::{grad_sums, hess_sums, loss_sum, GradSums, HessSums};
 use crate::data::{GlmData, Ray};
 use crate::error::GlmError;
 use crate::family::Family;
@@ -98,11 +98,9 @@ rask_core::op! {
 
     /// `η = Xβ + b` and `δ = X·d + d_b` of one row block.
     pub fn glm_ray_block(x: Block, beta: Vec<f64>, b: f64, d: Vec<f64>, d_b: f64) -> Result<RayBlock, String> {
-        let x = view2(&x)?;
-        Ok(RayBlock {
-            eta: linear_predictor(x, ArrayView1::from(&beta), b),
-            delta: linear_predictor(x, ArrayView1::from(&d), d_b),
-        })
+        let (eta, delta) =
+            crate::chunk::ray_parts(view2(&x)?, ArrayView1::from(&beta), b, ArrayView1::from(&d), d_b);
+        Ok(RayBlock { eta, delta })
     }
 
     /// The loss sum of one block at step `t` along its ray.

@@ -5,7 +5,7 @@
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
-use crate::chunk::{grad_sums, hess_sums, linear_predictor, loss_sum, GradSums, HessSums};
+use crate::chunk::{grad_sums, hess_sums, loss_sum, GradSums, HessSums};
 use crate::error::GlmError;
 use crate::family::Family;
 
@@ -264,12 +264,11 @@ impl GlmData for InMemory {
         direction: ArrayView1<'_, f64>,
         direction_b: f64,
     ) -> Result<Box<dyn Ray + '_>, GlmError> {
-        let eta = self.chunks.iter().map(|c| linear_predictor(c.x.view(), beta, b)).collect();
-        let delta = self
+        let (eta, delta) = self
             .chunks
             .iter()
-            .map(|c| linear_predictor(c.x.view(), direction, direction_b))
-            .collect();
+            .map(|c| crate::chunk::ray_parts(c.x.view(), beta, b, direction, direction_b))
+            .unzip();
         Ok(Box::new(InMemoryRay { data: self, eta, delta }))
     }
 }
