@@ -19,5 +19,6 @@ pub use rask_distributed::{Client, LocalCluster};
 pub mod bench;
 pub mod demo;
 pub mod demo_search;
+pub mod glm_spec;
 pub mod ops;
 pub mod spec;

@@ -93,17 +93,17 @@ pub struct Spec {
     pub out_dir: PathBuf,
 }
 
-struct Ctx<'a> {
-    file: &'a str,
-    base: &'a Path,
+pub(crate) struct Ctx<'a> {
+    pub(crate) file: &'a str,
+    pub(crate) base: &'a Path,
 }
 
 impl Ctx<'_> {
-    fn err(&self, key: impl Into<String>, message: impl Into<String>) -> SpecError {
+    pub(crate) fn err(&self, key: impl Into<String>, message: impl Into<String>) -> SpecError {
         SpecError { file: self.file.into(), key: key.into(), message: message.into() }
     }
 
-    fn path(&self, v: &str) -> PathBuf {
+    pub(crate) fn path(&self, v: &str) -> PathBuf {
         let p = Path::new(v);
         if p.is_absolute() {
             p.to_path_buf()
@@ -113,7 +113,12 @@ impl Ctx<'_> {
     }
 
     /// Rejects keys of `t` outside `allowed`, with a suggestion for typos.
-    fn keys(&self, t: &toml::Table, at: &str, allowed: &[&str]) -> Result<(), SpecError> {
+    pub(crate) fn keys(
+        &self,
+        t: &toml::Table,
+        at: &str,
+        allowed: &[&str],
+    ) -> Result<(), SpecError> {
         match t.keys().find(|k| !allowed.contains(&k.as_str())) {
             None => Ok(()),
             Some(k) => Err(self.err(
@@ -145,19 +150,34 @@ impl Ctx<'_> {
         }
     }
 
-    fn opt_bool(&self, t: &toml::Table, key: &str, at: &str) -> Result<Option<bool>, SpecError> {
+    pub(crate) fn opt_bool(
+        &self,
+        t: &toml::Table,
+        key: &str,
+        at: &str,
+    ) -> Result<Option<bool>, SpecError> {
         self.opt(t, key, at, "true or false", Value::as_bool)
     }
 
-    fn opt_int(&self, t: &toml::Table, key: &str, at: &str) -> Result<Option<i64>, SpecError> {
+    pub(crate) fn opt_int(
+        &self,
+        t: &toml::Table,
+        key: &str,
+        at: &str,
+    ) -> Result<Option<i64>, SpecError> {
         self.opt(t, key, at, "an integer", Value::as_integer)
     }
 
-    fn opt_float(&self, t: &toml::Table, key: &str, at: &str) -> Result<Option<f64>, SpecError> {
+    pub(crate) fn opt_float(
+        &self,
+        t: &toml::Table,
+        key: &str,
+        at: &str,
+    ) -> Result<Option<f64>, SpecError> {
         self.opt(t, key, at, "a number", |v| v.as_float().or(v.as_integer().map(|i| i as f64)))
     }
 
-    fn opt_str<'v>(
+    pub(crate) fn opt_str<'v>(
         &self,
         t: &'v toml::Table,
         key: &str,
@@ -166,7 +186,12 @@ impl Ctx<'_> {
         self.opt(t, key, at, "a string", Value::as_str)
     }
 
-    fn str<'v>(&self, t: &'v toml::Table, key: &str, at: &str) -> Result<&'v str, SpecError> {
+    pub(crate) fn str<'v>(
+        &self,
+        t: &'v toml::Table,
+        key: &str,
+        at: &str,
+    ) -> Result<&'v str, SpecError> {
         match t.get(key) {
             Some(Value::String(s)) => Ok(s),
             Some(other) => Err(self.err(
@@ -264,7 +289,33 @@ impl Ctx<'_> {
     }
 }
 
-fn table<'v>(
+/// `threads` (default), `sync`, `local:N` or `host:port`, at `key`.
+pub(crate) fn scheduler_spec(
+    ctx: &Ctx<'_>,
+    value: Option<&Value>,
+    key: &str,
+) -> Result<SchedulerSpec, SpecError> {
+    Ok(match value.map(|v| v.as_str()) {
+        None | Some(Some("threads")) => SchedulerSpec::Threads,
+        Some(Some("sync")) => SchedulerSpec::Sync,
+        Some(Some(l)) if l.starts_with("local:") => SchedulerSpec::Local(
+            l["local:".len()..]
+                .parse()
+                .ok()
+                .filter(|n: &usize| *n >= 1)
+                .ok_or_else(|| ctx.err(key, "local:N needs N >= 1 workers"))?,
+        ),
+        Some(Some(addr)) if addr.contains(':') => SchedulerSpec::Address(addr.to_string()),
+        _ => {
+            return Err(ctx.err(
+                key,
+                "expected \"threads\", \"sync\", \"local:N\" or a scheduler address host:port",
+            ))
+        }
+    })
+}
+
+pub(crate) fn table<'v>(
     ctx: &Ctx<'_>,
     root: &'v toml::Table,
     key: &str,
@@ -515,24 +566,7 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
                 .ok_or_else(|| ctx.err("search.return_train_score", "expected true or false"))?,
         );
     }
-    let scheduler = match s.get("scheduler").map(|v| v.as_str()) {
-        None | Some(Some("threads")) => SchedulerSpec::Threads,
-        Some(Some("sync")) => SchedulerSpec::Sync,
-        Some(Some(l)) if l.starts_with("local:") => SchedulerSpec::Local(
-            l["local:".len()..]
-                .parse()
-                .ok()
-                .filter(|n: &usize| *n >= 1)
-                .ok_or_else(|| ctx.err("search.scheduler", "local:N needs N >= 1 workers"))?,
-        ),
-        Some(Some(addr)) if addr.contains(':') => SchedulerSpec::Address(addr.to_string()),
-        _ => {
-            return Err(ctx.err(
-                "search.scheduler",
-                "expected \"threads\", \"sync\", \"local:N\" or a scheduler address host:port",
-            ))
-        }
-    };
+    let scheduler = scheduler_spec(&ctx, s.get("scheduler"), "search.scheduler")?;
     let out_dir = match table(&ctx, &root, "output")? {
         None => PathBuf::from("search-results"),
         Some(o) => {

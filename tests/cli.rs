@@ -313,3 +313,82 @@ cv = 3
     assert!(!out.status.success() && err.contains("grid[0].C: unknown parameter \"C\""), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn glm_spec_fits_chunk_files_and_writes_the_model() {
+    use rask::glm::data::InMemory;
+    use rask::glm::solve::{fit, Model, Options, Solver};
+    use rask::glm::{Family, Penalty};
+    let dir = std::env::temp_dir().join(format!("rask-glm-spec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // 3 000 rows x 3 features in 3 chunk files; targets from the row sums.
+    let x = rask::array::create::standard_normal(5, &[3000, 3], [1000, 3]).unwrap();
+    let xm = x.compute().unwrap().into_dimensionality::<ndarray::Ix2>().unwrap();
+    let ym = xm.map_axis(ndarray::Axis(1), |r| f64::from(r.sum() > 0.3));
+    let y = rask::array::create::from_array(&ym.clone().into_dyn(), 1000).unwrap();
+    x.to_npy_stack(dir.join("x")).unwrap();
+    y.to_npy_stack(dir.join("y")).unwrap();
+    let spec = r#"
+[data]
+x = "x"
+y = "y"
+
+[model]
+family = "logistic"
+C = 0.5
+
+[solver]
+name = "newton"
+tol = 1e-10
+scheduler = "sync"
+
+[output]
+dir = "out"
+"#;
+    std::fs::write(dir.join("glm.toml"), spec).unwrap();
+    let out = rask().args(["glm", "--spec"]).arg(dir.join("glm.toml")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("on 3000 rows x 3 features in 3 chunks with newton"), "{stdout}");
+    assert!(stdout.contains("  iter    1  objective"), "per-iteration progress: {stdout}");
+    assert!(stdout.contains("converged after"), "{stdout}");
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("out/model.json")).unwrap())
+            .unwrap();
+    // The same fit in this process: LogisticRegression(C=0.5) is λ = 1/(C·n).
+    let data = InMemory::new(Family::Logistic, xm.view(), ym.view(), None, 1000).unwrap();
+    let penalty = Penalty::l2(1.0 / (0.5 * 3000.0)).unwrap();
+    let m = Model { family: Family::Logistic, penalty, fit_intercept: true };
+    let want = fit(&data, m, Solver::Newton, Options { max_iter: 100, tol: 1e-10 }).unwrap();
+    let got: Vec<f64> = serde_json::from_value(model["coef"].clone()).unwrap();
+    for (g, w) in got.iter().zip(&want.coef) {
+        assert!((g - w).abs() < 1e-9, "{got:?} vs {:?}", want.coef);
+    }
+    assert!((model["intercept"].as_f64().unwrap() - want.intercept).abs() < 1e-9);
+    // Bad specs name their key.
+    for (from, to, expect) in [
+        (
+            "name = \"newton\"",
+            "name = \"newtn\"",
+            "solver.name: unknown solver \"newtn\"; did you mean `newton`?",
+        ),
+        (
+            "family = \"logistic\"",
+            "family = \"poisson\"",
+            "model.C: C is LogisticRegression's parameter",
+        ),
+        (
+            "C = 0.5",
+            "C = 0.5\nl1ratio = 0.5",
+            "model.l1ratio: unknown key; did you mean `l1_ratio`?",
+        ),
+        ("tol = 1e-10", "tol = \"tight\"", "solver.tol: expected a number, found string"),
+        ("x = \"x\"", "x = \"nowhere\"", "data.x"),
+    ] {
+        std::fs::write(dir.join("bad.toml"), spec.replace(from, to)).unwrap();
+        let out = rask().args(["glm", "--spec"]).arg(dir.join("bad.toml")).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(expect), "expected {expect:?} in {err}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -107,10 +107,14 @@ struct Point {
     grad_b: f64,
 }
 
+/// Called once per iteration with the objective and the stationarity measure.
+pub type Trace<'a> = &'a dyn Fn(f64, f64);
+
 struct Problem<'a> {
     data: &'a dyn GlmData,
     model: Model,
     w: f64,
+    trace: Option<Trace<'a>>,
 }
 
 impl Problem<'_> {
@@ -140,7 +144,17 @@ impl Problem<'_> {
     }
 
     /// The stationarity measure at a point.
+    /// The stationarity measure at an iterate (reported to the trace).
     fn stationarity(&self, p: &Point) -> f64 {
+        let m = self.measure(p);
+        if let Some(trace) = self.trace {
+            trace(self.objective(p), m);
+        }
+        m
+    }
+
+    /// The stationarity measure at a point.
+    fn measure(&self, p: &Point) -> f64 {
         let mut out = vec![0.0; p.beta.len()];
         // The L2 part is already in `grad`: ask for the L1 part alone.
         let l1_only = Penalty { strength: self.model.penalty.l1_weight(), l1_ratio: 1.0 };
@@ -168,7 +182,7 @@ impl Problem<'_> {
     }
 
     fn finish(&self, p: Point, n_iter: usize, solver: Solver, options: &Options) -> Fit {
-        let grad_norm = self.stationarity(&p);
+        let grad_norm = self.measure(&p);
         let converged = grad_norm <= options.tol;
         let objective = self.objective(&p);
         if !converged {
@@ -204,6 +218,18 @@ pub fn fit(
     solver: Solver,
     options: Options,
 ) -> Result<Fit, GlmError> {
+    fit_traced(data, model, solver, options, None)
+}
+
+/// [`fit`], calling `trace` once per iteration with the objective and the
+/// stationarity measure (`rask glm` prints them).
+pub fn fit_traced(
+    data: &dyn GlmData,
+    model: Model,
+    solver: Solver,
+    options: Options,
+    trace: Option<Trace<'_>>,
+) -> Result<Fit, GlmError> {
     if options.max_iter == 0 {
         return Err(GlmError::Option {
             option: "max_iter",
@@ -227,7 +253,7 @@ pub fn fit(
             hint: "use proximal_grad (the exact elastic-net prox), lbfgs (OWL-QN) or admm",
         });
     }
-    let problem = Problem { data, model, w: data.total_weight() };
+    let problem = Problem { data, model, w: data.total_weight(), trace };
     let start = problem.point(Array1::zeros(data.n_features()), 0.0)?;
     match solver {
         Solver::GradientDescent => gradient_descent(&problem, start, &options),

@@ -63,6 +63,12 @@ enum Command {
         #[arg(long)]
         no_progress: bool,
     },
+    /// Fit a GLM on chunked data described by a TOML spec (see `rask::glm_spec`).
+    Glm {
+        /// The spec file.
+        #[arg(long)]
+        spec: PathBuf,
+    },
     /// List the ops registered in this binary (what a worker built from it can run).
     Ops,
 }
@@ -103,6 +109,7 @@ fn main() -> ExitCode {
             rask::demo::run(&cfg).map(|r| rask::demo::print_report(&cfg, &r)).map_err(Into::into)
         }
         Command::Bench { workload, data, scheduler } => run_bench(&workload, data, &scheduler),
+        Command::Glm { spec } => run_glm(&spec),
         Command::Search { spec, no_progress } => run_search(&spec, !no_progress),
         Command::Ops => {
             for name in rask::op::registered_ops() {
@@ -120,12 +127,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_search(path: &std::path::Path, progress: bool) -> Result<(), Box<dyn std::error::Error>> {
+/// What keeps a scheduler alive: a LocalCluster and its client, or a client.
+type Connection = (Option<rask::distributed::LocalCluster>, Option<rask::Client>);
+
+/// The scheduler a spec names, and what keeps it alive.
+fn connect(
+    spec: &rask::spec::SchedulerSpec,
+) -> Result<(rask::Scheduler, Connection), Box<dyn std::error::Error>> {
     use rask::spec::SchedulerSpec;
-    let spec = rask::spec::load(path)?;
     let mut _cluster = None;
     let mut _client = None;
-    let scheduler = match &spec.scheduler {
+    let scheduler = match spec {
         SchedulerSpec::Sync => rask::Scheduler::Sync,
         SchedulerSpec::Threads => rask::Scheduler::threads(),
         SchedulerSpec::Local(n) => {
@@ -149,6 +161,12 @@ fn run_search(path: &std::path::Path, progress: bool) -> Result<(), Box<dyn std:
             s
         }
     };
+    Ok((scheduler, (_cluster, _client)))
+}
+
+fn run_search(path: &std::path::Path, progress: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let spec = rask::spec::load(path)?;
+    let (scheduler, _connection) = connect(&spec.scheduler)?;
     let n = spec.search.candidates()?.len();
     println!(
         "searching {n} candidates on {} rows x {} features ({})",
@@ -208,5 +226,74 @@ fn run_bench(
     let env = rask::bench::BenchEnv::from_env()?;
     println!("{}", rask::bench::meta_record());
     rask::bench::run(workload, &target, data.as_deref(), &env, &mut |rec| println!("{rec}"))?;
+    Ok(())
+}
+
+fn run_glm(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    use rask::glm::data::GlmData;
+    let spec = rask::glm_spec::load(path)?;
+    let (scheduler, _connection) = connect(&spec.scheduler)?;
+    let start = std::time::Instant::now();
+    let data = rask::glm::chunked::Chunked::new(
+        spec.family,
+        &spec.x,
+        &spec.y,
+        spec.sample_weight.as_ref(),
+        scheduler.clone(),
+    )?;
+    let model = spec.model(data.total_weight())?;
+    let checked = start.elapsed().as_secs_f64();
+    println!(
+        "fitting {} ({}) on {} rows x {} features in {} chunks with {} on {}",
+        spec.family.name(),
+        if model.penalty.strength == 0.0 {
+            "no penalty".to_string()
+        } else {
+            format!("penalty {} with l1_ratio {}", model.penalty.strength, model.penalty.l1_ratio)
+        },
+        data.n_rows(),
+        data.n_features(),
+        data.n_chunks(),
+        spec.solver.name(),
+        scheduler.name()
+    );
+    let iter = std::cell::Cell::new(0usize);
+    let trace = |objective: f64, stationarity: f64| {
+        iter.set(iter.get() + 1);
+        println!(
+            "  iter {:>4}  objective {objective:.10e}  stationarity {stationarity:.3e}",
+            iter.get()
+        );
+    };
+    let fit_start = std::time::Instant::now();
+    let f = rask::glm::solve::fit_traced(&data, model, spec.solver, spec.options, Some(&trace))?;
+    let seconds = fit_start.elapsed().as_secs_f64();
+    println!(
+        "{} after {} iterations: objective {:.10e}, stationarity {:.3e}",
+        if f.converged { "converged" } else { "NOT converged" },
+        f.n_iter,
+        f.objective,
+        f.grad_norm
+    );
+    println!("coef: {:?}", f.coef.to_vec());
+    println!("intercept: {}", f.intercept);
+    println!("seconds: {seconds:.3} fitting, {checked:.3} loading and checking the data");
+    std::fs::create_dir_all(&spec.out_dir)?;
+    let model_json = serde_json::json!({
+        "family": spec.family.name(),
+        "fit_intercept": spec.fit_intercept,
+        "penalty": {"strength": model.penalty.strength, "l1_ratio": model.penalty.l1_ratio},
+        "solver": spec.solver.name(),
+        "coef": f.coef.to_vec(),
+        "intercept": f.intercept,
+        "n_iter": f.n_iter,
+        "objective": f.objective,
+        "stationarity": f.grad_norm,
+        "converged": f.converged,
+        "seconds": seconds,
+    });
+    let out = spec.out_dir.join("model.json");
+    std::fs::write(&out, serde_json::to_string_pretty(&model_json)?)?;
+    println!("wrote {}", out.display());
     Ok(())
 }
