@@ -100,10 +100,7 @@ pub fn load(path: &Path) -> Result<GlmSpec, SpecError> {
     let file = path.display().to_string();
     let base = path.parent().unwrap_or(Path::new("."));
     let ctx = Ctx { file: &file, base };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ctx.err("(file)", format!("cannot read: {e}")))?;
-    let root: toml::Table =
-        toml::from_str(&text).map_err(|e| ctx.err("(syntax)", e.to_string()))?;
+    let root = ctx.read(path)?;
     ctx.keys(&root, "", &["data", "model", "solver", "output"])?;
     let empty = toml::Table::new();
 

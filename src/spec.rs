@@ -103,6 +103,13 @@ impl Ctx<'_> {
         SpecError { file: self.file.into(), key: key.into(), message: message.into() }
     }
 
+    /// The spec file's TOML.
+    pub(crate) fn read(&self, path: &Path) -> Result<toml::Table, SpecError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| self.err("(file)", format!("cannot read: {e}")))?;
+        toml::from_str(&text).map_err(|e| self.err("(syntax)", e.to_string()))
+    }
+
     pub(crate) fn path(&self, v: &str) -> PathBuf {
         let p = Path::new(v);
         if p.is_absolute() {
@@ -332,10 +339,7 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
     let file = path.display().to_string();
     let base = path.parent().unwrap_or(Path::new("."));
     let ctx = Ctx { file: &file, base };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ctx.err("(file)", format!("cannot read: {e}")))?;
-    let root: toml::Table =
-        toml::from_str(&text).map_err(|e| ctx.err("(syntax)", e.to_string()))?;
+    let root = ctx.read(path)?;
     ctx.keys(&root, "", &["data", "steps", "grid", "grids", "distributions", "search", "output"])?;
 
     // [data]
