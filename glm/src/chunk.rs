@@ -52,6 +52,39 @@ impl HessSums {
     }
 }
 
+/// The first invalid row of a chunk: which input, the row within the chunk, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RowProblem {
+    /// `X`, `y` or `sample_weight`.
+    pub what: String,
+    /// The row, counted from the chunk's first.
+    pub row: usize,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// Checks a chunk's rows: X finite, targets valid for `family`, weights
+/// finite and >= 0 (in that order); the first problem found, if any.
+pub fn check_rows(
+    family: Family,
+    x: ArrayView2<'_, f64>,
+    y: ArrayView1<'_, f64>,
+    w: Option<ArrayView1<'_, f64>>,
+) -> Option<RowProblem> {
+    let problem = |what: &str, row, message| Some(RowProblem { what: what.into(), row, message });
+    if let Some(((i, j), v)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        return problem("X", i, format!("column {j} is {v} (NaN and infinity are not data)"));
+    }
+    if let Some((i, why)) =
+        y.iter().enumerate().find_map(|(i, &v)| family.check_target(v).map(|why| (i, why)))
+    {
+        return problem("y", i, format!("{} is invalid: {why}", y[i]));
+    }
+    let w = w?;
+    let i = w.iter().position(|v| !(v.is_finite() && *v >= 0.0))?;
+    problem("sample_weight", i, format!("{} is not a finite weight >= 0", w[i]))
+}
+
 /// `η = Xβ + b` of a chunk.
 pub fn linear_predictor(x: ArrayView2<'_, f64>, beta: ArrayView1<'_, f64>, b: f64) -> Array1<f64> {
     let mut eta = x.dot(&beta);
@@ -176,23 +209,35 @@ pub fn hess_sums(
     HessSums { grad, hessian }
 }
 
+/// The inputs of ADMM's local step on one chunk (see [`local_solve`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocalStep {
+    /// The family.
+    pub family: Family,
+    /// `W`, the whole data's total weight.
+    pub total_weight: f64,
+    /// The penalty parameter ρ.
+    pub rho: f64,
+    /// `v`: the consensus target, intercept last.
+    pub target: Vec<f64>,
+    /// Where Newton starts (the chunk's previous solution), intercept last.
+    pub warm: Vec<f64>,
+    /// Whether the intercept is fitted (else held at 0).
+    pub fit_intercept: bool,
+}
+
 /// ADMM's local step on one chunk: the minimizer of
-/// `(1/W) Σ wᵢ loss(xᵢᵀβ + b, yᵢ) + (ρ/2) ‖(β, b) − v‖²` (the intercept last
-/// in `v`, `warm` and the result; held at 0 without one), by Newton steps
-/// with backtracking from `warm`, to machine precision: the ρ term makes the
-/// problem strongly convex, so a few steps suffice.
-#[allow(clippy::too_many_arguments)] // one chunk's data, then the step's four inputs
+/// `(1/W) Σ wᵢ loss(xᵢᵀβ + b, yᵢ) + (ρ/2) ‖(β, b) − v‖²`, by Newton steps
+/// with backtracking from `step.warm`, to machine precision: the ρ term makes
+/// the problem strongly convex, so a few steps suffice.
 pub fn local_solve(
-    family: Family,
     x: ArrayView2<'_, f64>,
     y: ArrayView1<'_, f64>,
     w: Option<ArrayView1<'_, f64>>,
-    total_weight: f64,
-    rho: f64,
-    v: ArrayView1<'_, f64>,
-    warm: ArrayView1<'_, f64>,
-    fit_intercept: bool,
+    step: &LocalStep,
 ) -> Array1<f64> {
+    let LocalStep { family, total_weight, rho, fit_intercept, .. } = *step;
+    let v = ArrayView1::from(&step.target);
     let p = x.ncols();
     let dim = if fit_intercept { p + 1 } else { p };
     let value = |theta: &Array1<f64>| {
@@ -201,7 +246,7 @@ pub fn local_solve(
         let d = theta - &v;
         loss_sum(family, eta.view(), y, w) / total_weight + 0.5 * rho * d.dot(&d)
     };
-    let mut theta = warm.to_owned();
+    let mut theta = Array1::from(step.warm.clone());
     if !fit_intercept {
         theta[p] = 0.0;
     }
@@ -220,13 +265,13 @@ pub fn local_solve(
         for k in 0..dim {
             h[[k, k]] += rho;
         }
-        let step = crate::solve::solve_spd(h, &g);
-        let slope = -g.dot(&step);
+        let delta = crate::solve::solve_spd(h, &g);
+        let slope = -g.dot(&delta);
         let mut t = 1.0;
         let mut improved = false;
         for _ in 0..50 {
             let mut trial = theta.clone();
-            trial.slice_mut(ndarray::s![..dim]).scaled_add(-t, &step);
+            trial.slice_mut(ndarray::s![..dim]).scaled_add(-t, &delta);
             let ft = value(&trial);
             if ft <= f + 1e-4 * t * slope {
                 improved = ft < f;
@@ -236,7 +281,7 @@ pub fn local_solve(
             }
             t *= 0.5;
         }
-        let size = step.iter().fold(0.0f64, |m, v| m.max(v.abs())) * t;
+        let size = delta.iter().fold(0.0f64, |m, v| m.max(v.abs())) * t;
         if !improved || size <= 1e-14 * theta.iter().fold(1.0f64, |m, v| m.max(v.abs())) {
             break;
         }

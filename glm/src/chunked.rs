@@ -12,7 +12,10 @@ use rask_core::array::{Array, Block};
 use rask_core::{ComputeOptions, Delayed, Scheduler};
 use serde::{Deserialize, Serialize};
 
-use crate::chunk::{grad_sums, hess_sums, loss_sum, GradSums, HessSums};
+use crate::chunk::{
+    check_rows, grad_sums, hess_sums, local_solve, loss_sum, GradSums, HessSums, LocalStep,
+    RowProblem,
+};
 use crate::data::{GlmData, Ray};
 use crate::error::GlmError;
 use crate::family::Family;
@@ -45,19 +48,8 @@ pub struct BlockCheck {
     pub rows: usize,
     /// `Σ wᵢ` of the block.
     pub weight: f64,
-    /// The first problem: (row within the block, input, message).
-    pub problem: Option<(usize, String, String)>,
-}
-
-/// The inputs of one block's ADMM local step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AdmmStep {
-    family: Family,
-    total_weight: f64,
-    rho: f64,
-    target: Vec<f64>,
-    warm: Vec<f64>,
-    fit_intercept: bool,
+    /// The first invalid row (counted from the block's first).
+    pub problem: Option<RowProblem>,
 }
 
 /// A block's `η` and `δ` for a line search.
@@ -72,16 +64,8 @@ rask_core::op! {
     pub fn glm_check_block(x: Block, y: Block, w: Vec<Block>, family: Family) -> Result<BlockCheck, String> {
         let (x, y) = (view2(&x)?, view1(&y, "y")?);
         let w = w.first().map(|w| view1(w, "sample_weight")).transpose()?;
-        let mut problem = None;
-        if let Some(((i, j), v)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
-            problem = Some((i, "X".to_string(), format!("column {j} is {v} (NaN and infinity are not data)")));
-        } else if let Some((i, why)) = y.iter().enumerate().find_map(|(i, &v)| family.check_target(v).map(|w| (i, w))) {
-            problem = Some((i, "y".to_string(), format!("{} is invalid: {why}", y[i])));
-        } else if let Some(i) = w.and_then(|w| w.iter().position(|v| !(v.is_finite() && *v >= 0.0))) {
-            problem = Some((i, "sample_weight".to_string(), "not a finite weight >= 0".to_string()));
-        }
         let weight = w.map_or(y.len() as f64, |w| w.sum());
-        Ok(BlockCheck { rows: x.nrows(), weight, problem })
+        Ok(BlockCheck { rows: x.nrows(), weight, problem: check_rows(family, x, y, w) })
     }
 
     /// Loss and gradient sums of one row block.
@@ -111,20 +95,9 @@ rask_core::op! {
     }
 
     /// ADMM's local step on one row block (see `chunk::local_solve`).
-    pub fn glm_admm_local(x: Block, y: Block, w: Vec<Block>, step: AdmmStep) -> Result<Vec<f64>, String> {
+    pub fn glm_admm_local(x: Block, y: Block, w: Vec<Block>, step: LocalStep) -> Result<Vec<f64>, String> {
         let w = w.first().map(|w| view1(w, "sample_weight")).transpose()?;
-        Ok(crate::chunk::local_solve(
-            step.family,
-            view2(&x)?,
-            view1(&y, "y")?,
-            w,
-            step.total_weight,
-            step.rho,
-            ArrayView1::from(&step.target),
-            ArrayView1::from(&step.warm),
-            step.fit_intercept,
-        )
-        .to_vec())
+        Ok(local_solve(view2(&x)?, view1(&y, "y")?, w, &step).to_vec())
     }
 
     /// Adds block checks.
@@ -134,7 +107,7 @@ rask_core::op! {
         let mut problem = None;
         for p in parts {
             if problem.is_none() {
-                problem = p.problem.map(|(i, what, m)| (rows + i, what, m));
+                problem = p.problem.map(|q| RowProblem { row: rows + q.row, ..q });
             }
             rows += p.rows;
             weight += p.weight;
@@ -245,13 +218,11 @@ impl Chunked {
             scheduler,
             options: ComputeOptions::default(),
         };
-        let checks: Vec<_> = (0..data.x.len())
-            .map(|i| glm_check_block(&data.x[i], &data.y[i], data.weights(i), family))
-            .collect();
-        let check = tree(checks, glm_sum_checks)
-            .compute_with(&data.scheduler, &data.options)
-            .map_err(compute_err)?;
-        if let Some((row, what, message)) = check.problem {
+        let check = data.pass(
+            |i| glm_check_block(&data.x[i], &data.y[i], data.weights(i), family),
+            glm_sum_checks,
+        )?;
+        if let Some(RowProblem { what, row, message }) = check.problem {
             return Err(GlmError::Input { what, row, message });
         }
         if !(check.weight > 0.0) {
@@ -262,6 +233,16 @@ impl Chunked {
             });
         }
         Ok(Chunked { total_weight: check.weight, ..data })
+    }
+
+    /// One task per row block, summed in a tree, run on the scheduler.
+    fn pass<S: Clone + Send + Sync + serde::de::DeserializeOwned + 'static>(
+        &self,
+        per_block: impl Fn(usize) -> Delayed<S>,
+        combine: impl Fn(Vec<Delayed<S>>) -> Delayed<S>,
+    ) -> Result<S, GlmError> {
+        let parts = (0..self.x.len()).map(per_block).collect();
+        tree(parts, combine).compute_with(&self.scheduler, &self.options).map_err(compute_err)
     }
 
     fn weights(&self, i: usize) -> Vec<Delayed<Block>> {
@@ -276,14 +257,8 @@ struct ChunkedRay<'a> {
 
 impl Ray for ChunkedRay<'_> {
     fn loss_at(&self, family: Family, t: f64) -> Result<f64, GlmError> {
-        let parts: Vec<_> = (0..self.blocks.len())
-            .map(|i| {
-                glm_ray_loss(&self.blocks[i], &self.data.y[i], self.data.weights(i), t, family)
-            })
-            .collect();
-        tree(parts, glm_sum_f64)
-            .compute_with(&self.data.scheduler, &self.data.options)
-            .map_err(compute_err)
+        let d = self.data;
+        d.pass(|i| glm_ray_loss(&self.blocks[i], &d.y[i], d.weights(i), t, family), glm_sum_f64)
     }
 }
 
@@ -314,7 +289,7 @@ impl GlmData for Chunked {
     ) -> Result<Vec<Array1<f64>>, GlmError> {
         let steps: Vec<rask_core::AnyDelayed> = (0..self.x.len())
             .map(|i| {
-                let step = AdmmStep {
+                let step = LocalStep {
                     family,
                     total_weight: self.total_weight,
                     rho,
@@ -339,12 +314,10 @@ impl GlmData for Chunked {
         b: f64,
     ) -> Result<GradSums, GlmError> {
         let beta = beta.to_vec();
-        let parts: Vec<_> = (0..self.x.len())
-            .map(|i| {
-                glm_grad_block(&self.x[i], &self.y[i], self.weights(i), beta.clone(), b, family)
-            })
-            .collect();
-        tree(parts, glm_sum_grads).compute_with(&self.scheduler, &self.options).map_err(compute_err)
+        self.pass(
+            |i| glm_grad_block(&self.x[i], &self.y[i], self.weights(i), beta.clone(), b, family),
+            glm_sum_grads,
+        )
     }
 
     fn hess(
@@ -354,12 +327,10 @@ impl GlmData for Chunked {
         b: f64,
     ) -> Result<HessSums, GlmError> {
         let beta = beta.to_vec();
-        let parts: Vec<_> = (0..self.x.len())
-            .map(|i| {
-                glm_hess_block(&self.x[i], &self.y[i], self.weights(i), beta.clone(), b, family)
-            })
-            .collect();
-        tree(parts, glm_sum_hess).compute_with(&self.scheduler, &self.options).map_err(compute_err)
+        self.pass(
+            |i| glm_hess_block(&self.x[i], &self.y[i], self.weights(i), beta.clone(), b, family),
+            glm_sum_hess,
+        )
     }
 
     fn ray(

@@ -5,7 +5,10 @@
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
-use crate::chunk::{grad_sums, hess_sums, loss_sum, GradSums, HessSums};
+use crate::chunk::{
+    check_rows, grad_sums, hess_sums, local_solve, loss_sum, GradSums, HessSums, LocalStep,
+    RowProblem,
+};
 use crate::error::GlmError;
 use crate::family::Family;
 
@@ -93,32 +96,12 @@ impl InMemory {
                     message: format!("{} rows, but X has {n}", w.len()),
                 });
             }
-            if let Some(i) = w.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
-                return Err(GlmError::Input {
-                    what: "sample_weight".into(),
-                    row: i,
-                    message: format!("{} is not a finite weight >= 0", w[i]),
-                });
-            }
         }
         if n == 0 {
             return Err(GlmError::Shape { what: "X".into(), message: "no rows".into() });
         }
-        if let Some((i, _)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
-            return Err(GlmError::Input {
-                what: "X".into(),
-                row: i.0,
-                message: format!("column {} is {} (NaN and infinity are not data)", i.1, x[i]),
-            });
-        }
-        if let Some((i, why)) =
-            y.iter().enumerate().find_map(|(i, &v)| family.check_target(v).map(|why| (i, why)))
-        {
-            return Err(GlmError::Input {
-                what: "y".into(),
-                row: i,
-                message: format!("{} is invalid: {why}", y[i]),
-            });
+        if let Some(RowProblem { what, row, message }) = check_rows(family, x, y, w) {
+            return Err(GlmError::Input { what, row, message });
         }
         let rows = chunk_rows.max(1);
         let chunks = (0..n)
@@ -224,17 +207,15 @@ impl GlmData for InMemory {
             .iter()
             .zip(targets.iter().zip(warm))
             .map(|(c, (v, start))| {
-                crate::chunk::local_solve(
+                let step = LocalStep {
                     family,
-                    c.x.view(),
-                    c.y.view(),
-                    c.w.as_ref().map(|w| w.view()),
-                    self.total_weight,
+                    total_weight: self.total_weight,
                     rho,
-                    v.view(),
-                    start.view(),
+                    target: v.to_vec(),
+                    warm: start.to_vec(),
                     fit_intercept,
-                )
+                };
+                local_solve(c.x.view(), c.y.view(), c.w.as_ref().map(|w| w.view()), &step)
             })
             .collect())
     }
