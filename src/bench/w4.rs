@@ -66,12 +66,40 @@ pub fn run(
         for solver in SOLVERS.into_iter().filter(|s| wanted(s.name())) {
             let max_iter = if solver == Solver::Admm { 250 } else { 1000 };
             let options = Options { max_iter, tol: TOL };
-            let (sec, runs, last) = measure(env.repeats, || fit(&data, model, solver, options));
+            let distance = |f: &Fit| {
+                f.coef.iter().zip(&tight.coef).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max)
+            };
+            // Every repeat's result is checked, not only the last one's.
+            let mut wrong = None;
+            let (sec, runs, last) = measure(env.repeats, || {
+                let f = fit(&data, model, solver, options);
+                match &f {
+                    Ok(f) if !f.converged || distance(f) > 1e-4 => {
+                        wrong.get_or_insert(format!(
+                            "{} {problem}: converged {}, {:.1e} from the tight optimum",
+                            solver.name(),
+                            f.converged,
+                            distance(f)
+                        ));
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        wrong.get_or_insert(format!("{} {problem}: {e}", solver.name()));
+                    }
+                }
+                f
+            });
             let f = last.map_err(err)?;
+            if let Some(got) = wrong {
+                return Err(BenchError::WrongResult {
+                    workload: "w4_glm",
+                    got,
+                    expected: "a converged fit within 1e-4 of the tight optimum".into(),
+                });
+            }
             let loss = summed_loss(&data, &f)?;
             let objective = loss + 0.5 * LAMBDA * f.coef.dot(&f.coef) * f64::from(problem == "l2");
-            let max_diff =
-                f.coef.iter().zip(&tight.coef).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            let max_diff = distance(&f);
             let mut cfg = config.clone();
             cfg.insert("algorithm".into(), json!(solver.name()));
             cfg.insert("problem".into(), json!(problem));
