@@ -10,6 +10,7 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// The modules of `rask-core`, bottom first.
 const CORE_LAYERS: &[&str] = &[
+    "fastmath",
     "key",
     "value",
     "npy",

@@ -5,6 +5,7 @@ pub mod array;
 pub mod delayed;
 pub mod diagnostics;
 pub mod error;
+pub mod fastmath;
 pub mod graph;
 pub mod key;
 pub mod local;
