@@ -14,7 +14,7 @@ use rask::array::create::from_array;
 use rask::distributed::{ClusterOptions, LocalCluster};
 use rask::glm::chunk::{GradSums, HessSums};
 use rask::glm::chunked::Chunked;
-use rask::glm::data::{GlmData, InMemory, Ray};
+use rask::glm::data::{AdmmRound, GlmData, InMemory, Ray};
 use rask::glm::solve::{fit, Fit, Model, Options, Solver};
 use rask::glm::{Family, GlmError, Penalty};
 
@@ -67,13 +67,9 @@ impl GlmData for FaultAt<'_> {
     }
     fn local_solves(
         &self,
-        f: Family,
-        rho: f64,
-        targets: &[Array1<f64>],
-        warm: &[Array1<f64>],
-        fit_intercept: bool,
-    ) -> Result<Vec<Array1<f64>>, GlmError> {
-        self.inner.local_solves(f, rho, targets, warm, fit_intercept)
+        round: &AdmmRound<'_>,
+    ) -> Result<(Vec<Array1<f64>>, GradSums), GlmError> {
+        self.inner.local_solves(round)
     }
     fn grad(&self, f: Family, beta: ArrayView1<'_, f64>, b: f64) -> Result<GradSums, GlmError> {
         if self.passes.fetch_add(1, Ordering::SeqCst) + 1 == self.at {

@@ -11,6 +11,7 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::family::Family;
+use crate::kernel::{self, slice, Rows};
 
 /// Loss and gradient sums of one chunk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,11 +102,10 @@ pub fn ray_parts(
     d: ArrayView1<'_, f64>,
     d_b: f64,
 ) -> (Array1<f64>, Array1<f64>) {
-    let mut both = Array2::<f64>::zeros((x.ncols(), 2));
-    both.column_mut(0).assign(&beta);
-    both.column_mut(1).assign(&d);
-    let m = x.dot(&both);
-    (&m.column(0) + b, &m.column(1) + d_b)
+    let y = Array1::zeros(0);
+    let rows = Rows::new(x.reborrow(), y.view(), None);
+    let [eta, delta] = kernel::ray(&rows, &slice(beta), b, &slice(d), d_b);
+    (Array1::from(eta), Array1::from(delta))
 }
 
 /// The loss sum of a chunk given its `η` (line searches keep `η` and the
@@ -116,10 +116,21 @@ pub fn loss_sum(
     y: ArrayView1<'_, f64>,
     w: Option<ArrayView1<'_, f64>>,
 ) -> f64 {
-    match w {
-        None => eta.iter().zip(y).map(|(&e, &t)| family.loss(e, t)).sum(),
-        Some(w) => eta.iter().zip(y).zip(w).map(|((&e, &t), &wi)| wi * family.loss(e, t)).sum(),
-    }
+    let (eta, y, w) = (slice(eta), slice(y), w.map(slice));
+    kernel::loss_along(family, &eta, None, 0.0, &y, w.as_deref())
+}
+
+/// The loss sum of a chunk at `η + t·δ` (a line search's trial step).
+pub fn loss_along(
+    family: Family,
+    eta: &[f64],
+    delta: &[f64],
+    t: f64,
+    y: ArrayView1<'_, f64>,
+    w: Option<ArrayView1<'_, f64>>,
+) -> f64 {
+    let (y, w) = (slice(y), w.map(slice));
+    kernel::loss_along(family, eta, Some(delta), t, &y, w.as_deref())
 }
 
 /// Loss and gradient sums of a chunk at `(β, b)`.
@@ -131,47 +142,19 @@ pub fn grad_sums(
     beta: ArrayView1<'_, f64>,
     b: f64,
 ) -> GradSums {
-    // A panel of rows at a time: η, the residuals and Xᵀr while the panel is
-    // in cache, so X is read from memory once per pass.
-    const PANEL: usize = 512;
-    let (n, p) = x.dim();
-    let mut total =
-        GradSums { loss: 0.0, grad: Array1::zeros(p), grad_intercept: 0.0, weight: 0.0 };
-    for start in (0..n).step_by(PANEL) {
-        let end = (start + PANEL).min(n);
-        let rows = ndarray::s![start..end];
-        let xp = x.slice(ndarray::s![start..end, ..]);
-        let eta = linear_predictor(xp, beta, b);
-        let part = grad_sums_at(family, xp, y.slice(rows), w.map(|w| w.slice_move(rows)), &eta);
-        total.add(&part);
+    let s = kernel::pass(
+        family,
+        &Rows::new(x.reborrow(), y.reborrow(), w.map(|w| w.reborrow())),
+        &slice(beta),
+        b,
+        false,
+    );
+    GradSums {
+        loss: s.loss,
+        grad: Array1::from(s.grad),
+        grad_intercept: s.grad_b,
+        weight: s.weight,
     }
-    total
-}
-
-/// [`grad_sums`] given the chunk's `η` (a Hessian pass computes it once for both).
-fn grad_sums_at(
-    family: Family,
-    x: ArrayView2<'_, f64>,
-    y: ArrayView1<'_, f64>,
-    w: Option<ArrayView1<'_, f64>>,
-    eta: &Array1<f64>,
-) -> GradSums {
-    let mut loss = 0.0;
-    let mut weight = 0.0;
-    // r = w · loss′, then Xᵀr: one pass for η, one for the gradient.
-    let r: Array1<f64> = eta
-        .iter()
-        .zip(y)
-        .enumerate()
-        .map(|(i, (&e, &t))| {
-            let wi = w.map_or(1.0, |w| w[i]);
-            let p = family.pointwise(e, t);
-            loss += wi * p.loss;
-            weight += wi;
-            wi * p.d1
-        })
-        .collect();
-    GradSums { loss, grad: x.t().dot(&r), grad_intercept: r.sum(), weight }
 }
 
 /// Gradient and Hessian sums of a chunk at `(β, b)`.
@@ -183,29 +166,21 @@ pub fn hess_sums(
     beta: ArrayView1<'_, f64>,
     b: f64,
 ) -> HessSums {
-    let eta = linear_predictor(x, beta, b);
-    let grad = grad_sums_at(family, x, y, w, &eta);
-    let (n, p) = x.dim();
-    // [X 1] scaled by √(w · loss″), a panel of rows at a time (it stays in
-    // cache), each panel's Gram matrix added to the Hessian.
-    const PANEL: usize = 256;
-    let mut hessian = Array2::<f64>::zeros((p + 1, p + 1));
-    let mut panel = Array2::<f64>::zeros((PANEL.min(n).max(1), p + 1));
-    for start in (0..n).step_by(PANEL) {
-        let rows = PANEL.min(n - start);
-        for k in 0..rows {
-            let i = start + k;
-            let wi = w.map_or(1.0, |w| w[i]);
-            let s = (wi * family.pointwise(eta[i], y[i]).d2).sqrt();
-            let mut out = panel.row_mut(k);
-            for (o, &v) in out.iter_mut().zip(x.row(i)) {
-                *o = v * s;
-            }
-            out[p] = s;
-        }
-        let used = panel.slice(ndarray::s![..rows, ..]);
-        ndarray::linalg::general_mat_mul(1.0, &used.t(), &used, 1.0, &mut hessian);
-    }
+    let s = kernel::pass(
+        family,
+        &Rows::new(x.reborrow(), y.reborrow(), w.map(|w| w.reborrow())),
+        &slice(beta),
+        b,
+        true,
+    );
+    let q = x.ncols() + 1;
+    let hessian = Array2::from_shape_vec((q, q), s.hess.expect("asked for")).expect("(p+1)²");
+    let grad = GradSums {
+        loss: s.loss,
+        grad: Array1::from(s.grad),
+        grad_intercept: s.grad_b,
+        weight: s.weight,
+    };
     HessSums { grad, hessian }
 }
 
@@ -220,73 +195,93 @@ pub struct LocalStep {
     pub rho: f64,
     /// `v`: the consensus target, intercept last.
     pub target: Vec<f64>,
-    /// Where Newton starts (the chunk's previous solution), intercept last.
+    /// Where the step starts (the chunk's previous solution), intercept last.
     pub warm: Vec<f64>,
+    /// The consensus `z` (intercept last), where the step also sums the
+    /// loss and gradient, so checking `z` costs no pass of its own.
+    pub consensus: Vec<f64>,
     /// Whether the intercept is fitted (else held at 0).
     pub fit_intercept: bool,
 }
 
-/// ADMM's local step on one chunk: the minimizer of
-/// `(1/W) Σ wᵢ loss(xᵢᵀβ + b, yᵢ) + (ρ/2) ‖(β, b) − v‖²`, by Newton steps
-/// with backtracking from `step.warm`, to machine precision: the ρ term makes
-/// the problem strongly convex, so a few steps suffice.
+/// What ADMM's local step gives back for one chunk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocalResult {
+    /// The chunk's new `θ = (β, b)`, intercept last.
+    pub theta: Vec<f64>,
+    /// The chunk's loss and gradient sums at the consensus.
+    pub at_consensus: GradSums,
+}
+
+/// Newton steps per local step: ADMM's subproblems are solved inexactly
+/// (on w4, one step per round took as many rounds as two, or as exact solves),
+/// each warm-started where the last ended, so the work of one ADMM
+/// iteration is a few passes over the chunk, not a solve to full precision.
+const LOCAL_NEWTON_STEPS: usize = 1;
+
+/// ADMM's local step on one chunk: Newton steps with Armijo backtracking,
+/// from `step.warm`, on `(1/W) Σ wᵢ loss(xᵢᵀβ + b, yᵢ) + (ρ/2) ‖(β, b) − v‖²`
+/// (strongly convex through the ρ term), each a Hessian pass and a ray pass
+/// (its trial steps then cost no read of X); and the loss and gradient sums
+/// at `step.consensus`.
 pub fn local_solve(
     x: ArrayView2<'_, f64>,
     y: ArrayView1<'_, f64>,
     w: Option<ArrayView1<'_, f64>>,
     step: &LocalStep,
-) -> Array1<f64> {
+) -> LocalResult {
     let LocalStep { family, total_weight, rho, fit_intercept, .. } = *step;
-    let v = ArrayView1::from(&step.target);
+    let rows = Rows::new(x.reborrow(), y.reborrow(), w.map(|w| w.reborrow()));
     let p = x.ncols();
     let dim = if fit_intercept { p + 1 } else { p };
-    let value = |theta: &Array1<f64>| {
-        let b = if fit_intercept { theta[p] } else { 0.0 };
-        let eta = linear_predictor(x, theta.slice(ndarray::s![..p]), b);
-        let d = theta - &v;
-        loss_sum(family, eta.view(), y, w) / total_weight + 0.5 * rho * d.dot(&d)
+    let intercept = |theta: &[f64]| if fit_intercept { theta[p] } else { 0.0 };
+    let z = &step.consensus;
+    let s = kernel::pass(family, &rows, &z[..p], intercept(z), false);
+    let at_consensus = GradSums {
+        loss: s.loss,
+        grad: Array1::from(s.grad),
+        grad_intercept: s.grad_b,
+        weight: s.weight,
     };
-    let mut theta = Array1::from(step.warm.clone());
-    if !fit_intercept {
-        theta[p] = 0.0;
-    }
-    let mut f = value(&theta);
-    for _ in 0..100 {
-        let b = if fit_intercept { theta[p] } else { 0.0 };
-        let s = hess_sums(family, x, y, w, theta.slice(ndarray::s![..p]), b);
+    let v = &step.target;
+    let mut theta = step.warm.clone();
+    theta[p] = intercept(&theta);
+    for _ in 0..LOCAL_NEWTON_STEPS {
+        let s = kernel::pass(family, &rows, &theta[..p], intercept(&theta), true);
+        let h = s.hess.expect("asked for");
         let mut g = Array1::zeros(dim);
-        g.slice_mut(ndarray::s![..p]).assign(&(&s.grad.grad / total_weight));
-        if fit_intercept {
-            g[p] = s.grad.grad_intercept / total_weight;
-        }
-        let diff = theta.slice(ndarray::s![..dim]).to_owned() - v.slice(ndarray::s![..dim]);
-        g = g + diff * rho;
-        let mut h = s.hessian.slice(ndarray::s![..dim, ..dim]).to_owned() / total_weight;
-        for k in 0..dim {
-            h[[k, k]] += rho;
-        }
-        let delta = crate::solve::solve_spd(h, &g);
-        let slope = -g.dot(&delta);
-        let mut t = 1.0;
-        let mut improved = false;
-        for _ in 0..50 {
-            let mut trial = theta.clone();
-            trial.slice_mut(ndarray::s![..dim]).scaled_add(-t, &delta);
-            let ft = value(&trial);
-            if ft <= f + 1e-4 * t * slope {
-                improved = ft < f;
-                theta = trial;
-                f = ft;
-                break;
+        let mut hm = Array2::zeros((dim, dim));
+        for j in 0..dim {
+            g[j] =
+                if j < p { s.grad[j] } else { s.grad_b } / total_weight + rho * (theta[j] - v[j]);
+            for k in 0..dim {
+                hm[[j, k]] = h[j * (p + 1) + k] / total_weight + if j == k { rho } else { 0.0 };
             }
+        }
+        let delta = -crate::solve::solve_spd(hm, &g);
+        let slope = g.dot(&delta);
+        if !(slope < 0.0) {
+            break; // at the local minimum to rounding
+        }
+        let mut d = delta.to_vec();
+        d.resize(p + 1, 0.0);
+        let [eta, along] = kernel::ray(&rows, &theta[..p], intercept(&theta), &d[..p], d[p]);
+        let value = |t: f64| {
+            let prox: f64 = (0..dim).map(|j| (theta[j] + t * d[j] - v[j]).powi(2)).sum();
+            kernel::loss_along(family, &eta, Some(&along), t, &rows.y(), rows.w()) / total_weight
+                + 0.5 * rho * prox
+        };
+        let f0 = value(0.0);
+        let mut t = 1.0;
+        while t > 1e-10 && value(t) > f0 + 1e-4 * t * slope {
             t *= 0.5;
         }
-        let size = delta.iter().fold(0.0f64, |m, v| m.max(v.abs())) * t;
-        if !improved || size <= 1e-14 * theta.iter().fold(1.0f64, |m, v| m.max(v.abs())) {
+        if t <= 1e-10 {
             break;
         }
+        theta.iter_mut().zip(&d).for_each(|(th, dj)| *th += t * dj);
     }
-    theta
+    LocalResult { theta, at_consensus }
 }
 
 #[cfg(test)]

@@ -13,10 +13,10 @@ use rask_core::{ComputeOptions, Delayed, Scheduler};
 use serde::{Deserialize, Serialize};
 
 use crate::chunk::{
-    check_rows, grad_sums, hess_sums, local_solve, loss_sum, GradSums, HessSums, LocalStep,
-    RowProblem,
+    check_rows, grad_sums, hess_sums, local_solve, loss_along, GradSums, HessSums, LocalResult,
+    LocalStep, RowProblem,
 };
-use crate::data::{GlmData, Ray};
+use crate::data::{gather_local, AdmmRound, GlmData, Ray};
 use crate::error::GlmError;
 use crate::family::Family;
 
@@ -90,14 +90,14 @@ rask_core::op! {
     /// The loss sum of one block at step `t` along its ray.
     pub fn glm_ray_loss(ray: RayBlock, y: Block, w: Vec<Block>, t: f64, family: Family) -> Result<f64, String> {
         let w = w.first().map(|w| view1(w, "sample_weight")).transpose()?;
-        let at = &ray.eta + &(&ray.delta * t);
-        Ok(loss_sum(family, at.view(), view1(&y, "y")?, w))
+        let (eta, delta) = (ray.eta.as_slice().expect("owned"), ray.delta.as_slice().expect("owned"));
+        Ok(loss_along(family, eta, delta, t, view1(&y, "y")?, w))
     }
 
     /// ADMM's local step on one row block (see `chunk::local_solve`).
-    pub fn glm_admm_local(x: Block, y: Block, w: Vec<Block>, step: LocalStep) -> Result<Vec<f64>, String> {
+    pub fn glm_admm_local(x: Block, y: Block, w: Vec<Block>, step: LocalStep) -> Result<LocalResult, String> {
         let w = w.first().map(|w| view1(w, "sample_weight")).transpose()?;
-        Ok(local_solve(view2(&x)?, view1(&y, "y")?, w, &step).to_vec())
+        Ok(local_solve(view2(&x)?, view1(&y, "y")?, w, &step))
     }
 
     /// Adds block checks.
@@ -281,30 +281,20 @@ impl GlmData for Chunked {
 
     fn local_solves(
         &self,
-        family: Family,
-        rho: f64,
-        targets: &[Array1<f64>],
-        warm: &[Array1<f64>],
-        fit_intercept: bool,
-    ) -> Result<Vec<Array1<f64>>, GlmError> {
+        round: &AdmmRound<'_>,
+    ) -> Result<(Vec<Array1<f64>>, GradSums), GlmError> {
         let steps: Vec<rask_core::AnyDelayed> = (0..self.x.len())
             .map(|i| {
-                let step = LocalStep {
-                    family,
-                    total_weight: self.total_weight,
-                    rho,
-                    target: targets[i].to_vec(),
-                    warm: warm[i].to_vec(),
-                    fit_intercept,
-                };
+                let step = round.step(i, self.total_weight);
                 glm_admm_local(&self.x[i], &self.y[i], self.weights(i), step).erase()
             })
             .collect();
-        rask_core::delayed::compute_many(&steps, &self.scheduler, &self.options)
+        let results = rask_core::delayed::compute_many(&steps, &self.scheduler, &self.options)
             .map_err(compute_err)?
             .into_iter()
-            .map(|v| v.take::<Vec<f64>>().map(Array1::from).map_err(compute_err))
-            .collect()
+            .map(|v| v.take::<LocalResult>().map_err(compute_err))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(gather_local(results))
     }
 
     fn grad(

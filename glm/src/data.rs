@@ -6,8 +6,8 @@
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
 use crate::chunk::{
-    check_rows, grad_sums, hess_sums, local_solve, loss_sum, GradSums, HessSums, LocalStep,
-    RowProblem,
+    check_rows, grad_sums, hess_sums, local_solve, loss_along, GradSums, HessSums, LocalResult,
+    LocalStep, RowProblem,
 };
 use crate::error::GlmError;
 use crate::family::Family;
@@ -28,17 +28,11 @@ pub trait GlmData {
         -> Result<HessSums, GlmError>;
     /// Row chunks (ADMM keeps one local solution per chunk).
     fn n_chunks(&self) -> usize;
-    /// ADMM's local step, one pass: for every chunk `i`, the minimizer of
-    /// `(1/W) Lᵢ(θ) + (ρ/2) ‖θ − vᵢ‖²` over `θ = (β, b)` (intercept last),
-    /// warm-started at `warm[i]` (see [`crate::chunk::local_solve`]).
-    fn local_solves(
-        &self,
-        family: Family,
-        rho: f64,
-        targets: &[Array1<f64>],
-        warm: &[Array1<f64>],
-        fit_intercept: bool,
-    ) -> Result<Vec<Array1<f64>>, GlmError>;
+    /// ADMM's local step, one task per chunk (see
+    /// [`crate::chunk::local_solve`]): every chunk's new `θᵢ`, and the loss
+    /// and gradient sums at the consensus.
+    fn local_solves(&self, round: &AdmmRound<'_>)
+        -> Result<(Vec<Array1<f64>>, GradSums), GlmError>;
     /// One pass that keeps `η = Xβ + b` and `δ = X·d + d_b` per chunk, so
     /// that the loss along the ray `β + t·d` costs no further pass over X.
     fn ray(
@@ -48,6 +42,52 @@ pub trait GlmData {
         direction: ArrayView1<'_, f64>,
         direction_b: f64,
     ) -> Result<Box<dyn Ray + '_>, GlmError>;
+}
+
+/// One round of ADMM's local steps (see [`GlmData::local_solves`]).
+#[derive(Debug, Clone, Copy)]
+pub struct AdmmRound<'a> {
+    /// The family.
+    pub family: Family,
+    /// The penalty parameter ρ.
+    pub rho: f64,
+    /// Each chunk's target `vᵢ = z − uᵢ`, intercept last.
+    pub targets: &'a [Array1<f64>],
+    /// Each chunk's previous `θᵢ`, intercept last.
+    pub warm: &'a [Array1<f64>],
+    /// The consensus `z`, intercept last.
+    pub consensus: &'a Array1<f64>,
+    /// Whether the intercept is fitted.
+    pub fit_intercept: bool,
+}
+
+impl AdmmRound<'_> {
+    /// Chunk `i`'s step.
+    pub fn step(&self, i: usize, total_weight: f64) -> LocalStep {
+        LocalStep {
+            family: self.family,
+            total_weight,
+            rho: self.rho,
+            target: self.targets[i].to_vec(),
+            warm: self.warm[i].to_vec(),
+            consensus: self.consensus.to_vec(),
+            fit_intercept: self.fit_intercept,
+        }
+    }
+}
+
+/// Adds up chunks' local results: their `θᵢ` in order, and the sums at the consensus.
+pub fn gather_local(results: Vec<LocalResult>) -> (Vec<Array1<f64>>, GradSums) {
+    let mut sums: Option<GradSums> = None;
+    let mut thetas = Vec::with_capacity(results.len());
+    for r in results {
+        match sums.as_mut() {
+            Some(s) => s.add(&r.at_consensus),
+            None => sums = Some(r.at_consensus),
+        }
+        thetas.push(Array1::from(r.theta));
+    }
+    (thetas, sums.expect("at least one chunk"))
 }
 
 /// The loss along a ray `β + t·d` (see [`GlmData::ray`]).
@@ -170,8 +210,9 @@ impl Ray for InMemoryRay<'_> {
             .iter()
             .zip(self.eta.iter().zip(&self.delta))
             .map(|(c, (eta, delta))| {
-                let at = eta + &(delta * t);
-                loss_sum(family, at.view(), c.y.view(), c.w.as_ref().map(|w| w.view()))
+                let (eta, delta) =
+                    (eta.as_slice().expect("owned"), delta.as_slice().expect("owned"));
+                loss_along(family, eta, delta, t, c.y.view(), c.w.as_ref().map(|w| w.view()))
             })
             .sum())
     }
@@ -196,28 +237,18 @@ impl GlmData for InMemory {
 
     fn local_solves(
         &self,
-        family: Family,
-        rho: f64,
-        targets: &[Array1<f64>],
-        warm: &[Array1<f64>],
-        fit_intercept: bool,
-    ) -> Result<Vec<Array1<f64>>, GlmError> {
-        Ok(self
+        round: &AdmmRound<'_>,
+    ) -> Result<(Vec<Array1<f64>>, GradSums), GlmError> {
+        let results = self
             .chunks
             .iter()
-            .zip(targets.iter().zip(warm))
-            .map(|(c, (v, start))| {
-                let step = LocalStep {
-                    family,
-                    total_weight: self.total_weight,
-                    rho,
-                    target: v.to_vec(),
-                    warm: start.to_vec(),
-                    fit_intercept,
-                };
+            .enumerate()
+            .map(|(i, c)| {
+                let step = round.step(i, self.total_weight);
                 local_solve(c.x.view(), c.y.view(), c.w.as_ref().map(|w| w.view()), &step)
             })
-            .collect())
+            .collect();
+        Ok(gather_local(results))
     }
 
     fn grad(

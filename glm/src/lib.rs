@@ -6,6 +6,7 @@ pub mod chunked;
 pub mod data;
 pub mod error;
 pub mod family;
+mod kernel;
 pub mod penalty;
 pub mod scaling;
 pub mod solve;

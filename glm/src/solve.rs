@@ -19,7 +19,7 @@
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
-use crate::data::GlmData;
+use crate::data::{AdmmRound, GlmData};
 use crate::error::GlmError;
 use crate::family::Family;
 use crate::penalty::Penalty;
@@ -96,6 +96,7 @@ pub struct Fit {
 }
 
 /// The objective's pieces at one point, from one pass.
+#[derive(Clone)]
 struct Point {
     beta: Array1<f64>,
     b: f64,
@@ -200,7 +201,7 @@ impl Problem<'_> {
 
 const ARMIJO: f64 = 1e-4;
 
-/// A point of the unpenalized loss, with an L2 term of weight `l2` added.
+/// A point with an L2 term of weight `l2` added (removed when `l2` is negative).
 fn with_l2(p: &Point, l2: f64) -> Point {
     Point {
         beta: p.beta.clone(),
@@ -254,13 +255,20 @@ pub fn fit_traced(
         });
     }
     let problem = Problem { data, model, w: data.total_weight(), trace };
-    let start = problem.point(Array1::zeros(data.n_features()), 0.0)?;
+    let zero = Array1::zeros(data.n_features());
     match solver {
-        Solver::GradientDescent => gradient_descent(&problem, start, &options),
-        Solver::ProximalGrad => proximal_grad(&problem, start, &options),
-        Solver::Newton => newton(&problem, start, &options),
-        Solver::Lbfgs => lbfgs(&problem, start, &options),
-        Solver::Admm => admm(&problem, start, &options),
+        // Newton's first pass is a Hessian pass, which carries the gradient too.
+        Solver::Newton => newton(&problem, zero, &options),
+        // ADMM sums the gradient at its consensus in its local tasks.
+        Solver::Admm => admm(&problem, zero, &options),
+        _ => {
+            let start = problem.point(zero, 0.0)?;
+            match solver {
+                Solver::GradientDescent => gradient_descent(&problem, start, &options),
+                Solver::ProximalGrad => proximal_grad(&problem, start, &options),
+                _ => lbfgs(&problem, start, &options),
+            }
+        }
     }
 }
 
@@ -281,14 +289,42 @@ fn armijo(
     Ok(None)
 }
 
-fn step(
+/// Armijo along `p + t·(d, d_b)` from `t0`, where a trial is a full pass
+/// (`eval`) whose result is the next iterate: an accepted first trial costs
+/// one pass. After a rejection it backtracks on a ray (one pass, then none
+/// per trial) and makes one more pass at the step found. `None` when no step
+/// decreases the objective at this precision.
+fn search<E>(
     problem: &Problem<'_>,
     p: &Point,
     d: &Array1<f64>,
     d_b: f64,
-    t: f64,
-) -> Result<Point, GlmError> {
-    problem.point(&p.beta + &(d * t), p.b + d_b * t)
+    slope: f64,
+    t0: f64,
+    eval: impl Fn(Array1<f64>, f64) -> Result<(Point, E), GlmError>,
+) -> Result<Option<(f64, Point, E)>, GlmError> {
+    let (first, extra) = eval(&p.beta + &(d * t0), p.b + d_b * t0)?;
+    if first.smooth <= p.smooth + ARMIJO * t0 * slope {
+        return Ok(Some((t0, first, extra)));
+    }
+    let Some(t) = armijo(problem.along(p, d, d_b)?, p.smooth, slope, t0 * 0.5)? else {
+        return Ok(None);
+    };
+    let (next, extra) = eval(&p.beta + &(d * t), p.b + d_b * t)?;
+    Ok(Some((t, next, extra)))
+}
+
+/// [`search`] with gradient passes.
+fn search_point(
+    problem: &Problem<'_>,
+    p: &Point,
+    d: &Array1<f64>,
+    d_b: f64,
+    slope: f64,
+    t0: f64,
+) -> Result<Option<(f64, Point)>, GlmError> {
+    let found = search(problem, p, d, d_b, slope, t0, |beta, b| Ok((problem.point(beta, b)?, ())))?;
+    Ok(found.map(|(t, q, ())| (t, q)))
 }
 
 fn gradient_descent(
@@ -304,11 +340,15 @@ fn gradient_descent(
         let d = -&p.grad;
         let d_b = -p.grad_b;
         let slope = -(p.grad.dot(&p.grad) + p.grad_b * p.grad_b);
-        let found = armijo(problem.along(&p, &d, d_b)?, p.smooth, slope, t * 2.0)?;
-        match found {
-            Some(s) => {
-                t = s;
-                p = step(problem, &p, &d, d_b, s)?;
+        match search_point(problem, &p, &d, d_b, slope, t)? {
+            Some((s, next)) => {
+                // The next first trial: the Barzilai–Borwein step sᵀy / yᵀy
+                // of this step (the inverse curvature along it), else twice this one.
+                let (sb, yb) = (&next.beta - &p.beta, &next.grad - &p.grad);
+                let (sbi, ybi) = (next.b - p.b, next.grad_b - p.grad_b);
+                let (sy, yy) = (sb.dot(&yb) + sbi * ybi, yb.dot(&yb) + ybi * ybi);
+                t = if sy > 0.0 && yy > 0.0 { sy / yy } else { 2.0 * s };
+                p = next;
             }
             None => return Ok(problem.finish(p, iter, Solver::GradientDescent, options)),
         }
@@ -326,8 +366,9 @@ fn proximal_grad(problem: &Problem<'_>, start: Point, options: &Options) -> Resu
         penalty.prox(z.as_slice_mut().expect("contiguous"), s);
         (z, y.b - s * y.grad_b)
     };
-    let mut x = smooth_only.point(start.beta, start.b)?;
-    let mut y = smooth_only.point(x.beta.clone(), x.b)?;
+    // The start's point without the L2 part: the smooth part alone (no pass).
+    let mut x = with_l2(&start, -penalty.l2_weight());
+    let mut y = x.clone();
     let (mut theta, mut s) = (1.0f64, 1.0f64);
     for iter in 0..options.max_iter {
         // Backtrack on the quadratic upper bound of the smooth part at y.
@@ -343,6 +384,11 @@ fn proximal_grad(problem: &Problem<'_>, start: Point, options: &Options) -> Resu
             let curvature = (&z.grad - &y.grad).dot(&db) + (z.grad_b - y.grad_b) * di;
             let fits = if flat { curvature <= step2 / s } else { z.smooth <= bound };
             if fits || s < 1e-20 {
+                // Let the step grow back (at most twofold) where the
+                // curvature along this step allows a longer one.
+                if curvature > 0.0 {
+                    s = s.max((step2 / curvature).min(2.0 * s));
+                }
                 break z;
             }
             s *= 0.5;
@@ -359,9 +405,13 @@ fn proximal_grad(problem: &Problem<'_>, start: Point, options: &Options) -> Resu
         let (momentum, theta_next) =
             if uphill { (0.0, 1.0) } else { ((theta - 1.0) / next_theta, next_theta) };
         theta = theta_next;
-        y = smooth_only.point(&z.beta + &(&dz * momentum), z.b + dzb * momentum)?;
+        // After a restart y is z, whose pass is at hand.
+        y = if momentum == 0.0 {
+            z.clone()
+        } else {
+            smooth_only.point(&z.beta + &(&dz * momentum), z.b + dzb * momentum)?
+        };
         x = z;
-        s *= 2.0; // let the step grow back
     }
     let last = with_l2(&x, penalty.l2_weight());
     Ok(problem.finish(last, options.max_iter, Solver::ProximalGrad, options))
@@ -431,43 +481,40 @@ fn cholesky(a: &Array2<f64>) -> Option<Array2<f64>> {
     Some(l)
 }
 
-/// Newton–Cholesky: one Hessian pass per iteration (it carries the loss and
-/// gradient, so no separate gradient pass), one ray pass for the line search.
-fn newton(problem: &Problem<'_>, start: Point, options: &Options) -> Result<Fit, GlmError> {
-    let nf = start.beta.len();
-    let (mut beta, mut b) = (start.beta, start.b);
-    for iter in 0..options.max_iter {
+/// Newton–Cholesky: one Hessian pass per iteration, at the trial point of
+/// the line search (it carries the loss and gradient too), so an accepted
+/// full step costs one pass.
+fn newton(problem: &Problem<'_>, zero: Array1<f64>, options: &Options) -> Result<Fit, GlmError> {
+    let nf = zero.len();
+    let with_b = problem.model.fit_intercept;
+    let dim = if with_b { nf + 1 } else { nf };
+    let hess_at = |beta: Array1<f64>, b: f64| -> Result<(Point, Array2<f64>), GlmError> {
         let hs = problem.data.hess(problem.model.family, beta.view(), b)?;
-        let p = problem.point_from(beta.clone(), b, hs.grad);
+        Ok((problem.point_from(beta, b, hs.grad), hs.hessian))
+    };
+    let (mut p, mut hessian) = hess_at(zero, 0.0)?;
+    for iter in 0..options.max_iter {
         if problem.stationarity(&p) <= options.tol {
             return Ok(problem.finish(p, iter, Solver::Newton, options));
         }
-        let l2 = problem.model.penalty.l2_weight();
-        let dim = if problem.model.fit_intercept { nf + 1 } else { nf };
-        let mut h = hs.hessian.slice(ndarray::s![..dim, ..dim]).to_owned() / problem.w;
+        let mut h = hessian.slice(ndarray::s![..dim, ..dim]).to_owned() / problem.w;
         for i in 0..nf {
-            h[[i, i]] += l2;
+            h[[i, i]] += problem.model.penalty.l2_weight();
         }
         let mut g = Array1::zeros(dim);
         g.slice_mut(ndarray::s![..nf]).assign(&p.grad);
-        if problem.model.fit_intercept {
+        if with_b {
             g[nf] = p.grad_b;
         }
         let d_all = newton_direction(h, &g);
         let d = d_all.slice(ndarray::s![..nf]).to_owned();
-        let d_b = if problem.model.fit_intercept { d_all[nf] } else { 0.0 };
-        let slope = g.dot(&d_all);
-        let found = armijo(problem.along(&p, &d, d_b)?, p.smooth, slope, 1.0)?;
-        match found {
-            Some(s) => {
-                beta = &p.beta + &(&d * s);
-                b = p.b + d_b * s;
-            }
+        let d_b = if with_b { d_all[nf] } else { 0.0 };
+        match search(problem, &p, &d, d_b, g.dot(&d_all), 1.0, hess_at)? {
+            Some((_, next, h)) => (p, hessian) = (next, h),
             None => return Ok(problem.finish(p, iter, Solver::Newton, options)),
         }
     }
-    let last = problem.point(beta, b)?;
-    Ok(problem.finish(last, options.max_iter, Solver::Newton, options))
+    Ok(problem.finish(p, options.max_iter, Solver::Newton, options))
 }
 
 /// The pseudo-gradient of `smooth + λ₁‖β‖₁` (OWL-QN): the gradient where
@@ -555,11 +602,10 @@ fn lbfgs(problem: &Problem<'_>, mut p: Point, options: &Options) -> Result<Fit, 
         let d = d_all.slice(ndarray::s![..nf]).to_owned();
         let d_b = if with_b { d_all[nf] } else { 0.0 };
         let next = if l1 == 0.0 {
-            let found = armijo(problem.along(&p, &d, d_b)?, p.smooth, slope, 1.0)?;
-            let Some(t) = found else {
-                return Ok(problem.finish(p, iter, Solver::Lbfgs, options));
-            };
-            step(problem, &p, &d, d_b, t)?
+            match search_point(problem, &p, &d, d_b, slope, 1.0)? {
+                Some((_, next)) => next,
+                None => return Ok(problem.finish(p, iter, Solver::Lbfgs, options)),
+            }
         } else {
             let orthant = Array1::from_shape_fn(nf, |i| {
                 if p.beta[i] != 0.0 {
@@ -612,25 +658,45 @@ fn lbfgs(problem: &Problem<'_>, mut p: Point, options: &Options) -> Result<Fit, 
 
 /// Consensus ADMM (Boyd et al. 2011, §7.1 and §8.2): each chunk `i` keeps
 /// its own `θᵢ = (βᵢ, bᵢ)`; all must agree with `z`.
-/// - `θᵢ ← argmin Lᵢ(θ)/W + ρ/2 ‖θ − z + uᵢ‖²` (every chunk, one pass, warm-started);
+/// - `θᵢ ← argmin Lᵢ(θ)/W + ρ/2 ‖θ − z + uᵢ‖²`, inexactly: a few Newton
+///   steps warm-started at the last `θᵢ` (every chunk, one task each);
 /// - `z ← prox of P/(Nρ)` at the average of `θᵢ + uᵢ` (the intercept unpenalized);
 /// - `uᵢ ← uᵢ + θᵢ − z`; ρ doubles or halves when one residual is 10x the other.
 ///
-/// The stationarity of `z` is checked every iteration (one more pass).
-fn admm(problem: &Problem<'_>, start: Point, options: &Options) -> Result<Fit, GlmError> {
-    let nf = start.beta.len();
+/// The local tasks also sum the loss and gradient at `z`, so the stopping
+/// test on `z` rides on the next round's pass.
+fn admm(problem: &Problem<'_>, zero: Array1<f64>, options: &Options) -> Result<Fit, GlmError> {
+    let nf = zero.len();
     let n = problem.data.n_chunks();
     let with_b = problem.model.fit_intercept;
     let penalty = problem.model.penalty;
     let mut z = Array1::<f64>::zeros(nf + 1);
     let mut u = vec![Array1::<f64>::zeros(nf + 1); n];
     let mut theta = vec![Array1::<f64>::zeros(nf + 1); n];
-    // Each chunk's loss has about 1/N of the curvature of the whole.
-    let mut rho = 1.0 / n as f64;
-    let mut p = start;
+    // ρ starts at a fifth of a chunk's mean curvature at the start (each
+    // chunk has about 1/N of the whole's): chunks of one population pull
+    // the same way, and a small ρ lets them move fast (on w4, 33 rounds
+    // instead of 81 at ρ = 1/N). Residual balancing adapts it from there.
+    let dim = if with_b { nf + 1 } else { nf };
+    let h0 = problem.data.hess(problem.model.family, zero.view(), 0.0)?.hessian;
+    let curvature = (0..dim).map(|j| h0[[j, j]]).sum::<f64>() / (dim as f64 * problem.w);
+    let mut rho = if curvature > 0.0 { 0.2 * curvature / n as f64 } else { 1.0 / n as f64 };
     for iter in 0..options.max_iter {
         let targets: Vec<Array1<f64>> = u.iter().map(|ui| &z - ui).collect();
-        theta = problem.data.local_solves(problem.model.family, rho, &targets, &theta, with_b)?;
+        let round = AdmmRound {
+            family: problem.model.family,
+            rho,
+            targets: &targets,
+            warm: &theta,
+            consensus: &z,
+            fit_intercept: with_b,
+        };
+        let (next, at_z) = problem.data.local_solves(&round)?;
+        let p = problem.point_from(z.slice(ndarray::s![..nf]).to_owned(), z[nf], at_z);
+        if problem.stationarity(&p) <= options.tol {
+            return Ok(problem.finish(p, iter, Solver::Admm, options));
+        }
+        theta = next;
         let z_old = z.clone();
         let mut avg = Array1::<f64>::zeros(nf + 1);
         for (t, ui) in theta.iter().zip(&u) {
@@ -649,10 +715,6 @@ fn admm(problem: &Problem<'_>, start: Point, options: &Options) -> Result<Fit, G
         }
         let primal = primal.sqrt();
         let dual = rho * (n as f64).sqrt() * (&z - &z_old).dot(&(&z - &z_old)).sqrt();
-        p = problem.point(zb, z[nf])?;
-        if problem.stationarity(&p) <= options.tol {
-            return Ok(problem.finish(p, iter + 1, Solver::Admm, options));
-        }
         // Residual balancing: the scaled duals u = y/ρ rescale with ρ.
         if primal > 10.0 * dual {
             rho *= 2.0;
@@ -662,5 +724,6 @@ fn admm(problem: &Problem<'_>, start: Point, options: &Options) -> Result<Fit, G
             u.iter_mut().for_each(|ui| *ui *= 2.0);
         }
     }
-    Ok(problem.finish(p, options.max_iter, Solver::Admm, options))
+    let last = problem.point(z.slice(ndarray::s![..nf]).to_owned(), z[nf])?;
+    Ok(problem.finish(last, options.max_iter, Solver::Admm, options))
 }
