@@ -51,8 +51,12 @@ enum DBody {
         args: Vec<DelayedArg>,
     },
     Data(Value),
-    /// Held by another scheduler under the node's key.
-    External,
+    /// Held by another scheduler under the node's key (kept there while
+    /// the handle, if any, lives).
+    External {
+        /// Dropped with the last handle on the node, so the value is released then.
+        _keep: Option<crate::local::KeepAlive>,
+    },
 }
 
 /// One argument of a delayed call: another `Delayed`, a literal, or a list.
@@ -224,7 +228,7 @@ pub fn local_value<T: Send + Sync + 'static>(value: T) -> Delayed<T> {
 /// `key` (for example a cluster future), so that it can be an argument of
 /// later computations without moving the data.
 pub fn external<T: Data>(key: Key) -> Delayed<T> {
-    wrap(DNode { key, body: DBody::External, decode: Some(decode_as::<T>) })
+    wrap(DNode { key, body: DBody::External { _keep: None }, decode: Some(decode_as::<T>) })
 }
 
 /// A `Delayed<Vec<T>>` gathering `items` (moved, not cloned, when nothing else uses them).
@@ -369,6 +373,18 @@ pub fn persist_many<T: Clone + Send + Sync + 'static>(
     options: &ComputeOptions,
 ) -> Result<Vec<Delayed<T>>, ComputeError> {
     let erased: Vec<AnyDelayed> = items.iter().map(Delayed::erase).collect();
+    // A cluster keeps the values on its workers: later graphs refer to them.
+    let keys: Vec<Key> = erased.iter().map(|d| d.node.key.clone()).collect();
+    if let Some(handles) = scheduler.persist(graph_of(&erased), &keys, options)? {
+        return Ok(handles
+            .into_iter()
+            .zip(items)
+            .map(|(h, d)| {
+                let body = DBody::External { _keep: Some(h) };
+                wrap(DNode { key: d.node.key.clone(), body, decode: d.node.decode })
+            })
+            .collect());
+    }
     let values = compute_many(&erased, scheduler, options)?;
     Ok(values
         .into_iter()
@@ -404,7 +420,7 @@ fn materialize(roots: &[Arc<DNode>]) -> Graph {
         }
         let node = match &n.body {
             DBody::Data(v) => Node::Data(v.clone()),
-            DBody::External => Node::External,
+            DBody::External { .. } => Node::External,
             DBody::Task { op, args } => {
                 for a in args {
                     a.for_each_node(&mut |c| {

@@ -23,7 +23,8 @@ pub use error::{ComputeError, FailureKind};
 pub use graph::{Arg, Graph, GraphError, Node, Task};
 pub use key::{tokenize, Key, Token};
 pub use local::{
-    default_scheduler, set_default_scheduler, with_scheduler, ComputeOptions, Executor, Scheduler,
+    default_scheduler, set_default_scheduler, with_scheduler, ComputeOptions, Executor, KeepAlive,
+    Scheduler,
 };
 pub use op::{Data, IntoOpResult, OpEntry, OpError, OpRef};
 pub use value::{Value, ValueError};

@@ -9,7 +9,7 @@
 //! | `ProximalGrad` | all | FISTA with backtracking on the smooth part's quadratic bound and gradient restarts |
 //! | `Newton` | none, L2 | Newton–Cholesky (IRLS) with Armijo backtracking |
 //! | `Lbfgs` | all | L-BFGS (10 pairs) with Armijo backtracking; OWL-QN when there is an L1 part |
-//! | `Admm` | all | consensus ADMM: exact local solves per chunk (Newton, warm-started), the penalty's prox on the average, residual-balancing ρ |
+//! | `Admm` | all | consensus ADMM: one warm-started Newton step per chunk and round (inexact local solves), the penalty's prox on the average, ρ from the starting curvature, then residual balancing |
 //!
 //! Every fit stops when the stationarity measure (the minimum-norm
 //! subgradient of `f`, max-abs over β and b) is at most `tol`, and reports

@@ -13,7 +13,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use rask_core::{
-    ComputeError, ComputeOptions, Data, Delayed, Executor, Graph, Key, Scheduler, Value,
+    ComputeError, ComputeOptions, Data, Delayed, Executor, Graph, KeepAlive, Key, Scheduler, Value,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -774,6 +774,46 @@ struct ClientExecutor {
     inner: std::sync::Weak<Inner>,
 }
 
+impl ClientExecutor {
+    /// The executor's name and its client, unless the client was closed.
+    fn client(&self) -> Result<(String, Client), ComputeError> {
+        let name = self.name();
+        let inner = self.inner.upgrade().ok_or_else(|| ComputeError::Unsupported {
+            scheduler: name.clone(),
+            key: Key::named("cluster"),
+            reason: "the client was closed".into(),
+        })?;
+        Ok((name, Client { inner }))
+    }
+}
+
+impl Client {
+    /// Submits `graph`, waits until every output is done (progress
+    /// callbacks see them complete) and returns futures holding them.
+    fn run_graph(
+        &self,
+        graph: &Graph,
+        outputs: &[Key],
+        options: &ComputeOptions,
+    ) -> Result<Vec<Future<()>>, DistError> {
+        let before = self.submit_graph(graph, outputs, &SubmitOptions::default())?;
+        let futs: Vec<Future<()>> = outputs
+            .iter()
+            .map(|k| Future { key: k.clone(), inner: self.inner.clone(), _t: PhantomData })
+            .collect();
+        let callbacks = &options.callbacks;
+        callbacks.iter().for_each(|c| c.on_start(outputs.len()));
+        let start = Instant::now();
+        let result = self.inner.wait_each(outputs, before, None, &mut |k| {
+            let info = rask_core::TaskInfo { key: k, op: "cluster", worker: 0 };
+            callbacks.iter().for_each(|c| c.on_task_finish(&info, start, Instant::now(), true));
+        });
+        callbacks.iter().for_each(|c| c.on_finish(result.is_ok()));
+        result?;
+        Ok(futs)
+    }
+}
+
 fn to_compute_error(scheduler: &str, e: DistError) -> ComputeError {
     match e {
         DistError::Task(f) => ComputeError::TaskFailed {
@@ -809,35 +849,29 @@ impl Executor for ClientExecutor {
         }
     }
 
+    fn persist(
+        &self,
+        graph: Graph,
+        outputs: &[Key],
+        options: &ComputeOptions,
+    ) -> Result<Option<Vec<KeepAlive>>, ComputeError> {
+        let (name, client) = self.client()?;
+        let run = || -> Result<Vec<KeepAlive>, DistError> {
+            let futs = client.run_graph(&graph, outputs, options)?;
+            Ok(futs.into_iter().map(|f| Arc::new(f) as KeepAlive).collect())
+        };
+        run().map(Some).map_err(|e| to_compute_error(&name, e))
+    }
+
     fn execute(
         &self,
         graph: Graph,
         outputs: &[Key],
         options: &ComputeOptions,
     ) -> Result<Vec<Value>, ComputeError> {
-        let name = self.name();
-        let inner = self.inner.upgrade().ok_or_else(|| ComputeError::Unsupported {
-            scheduler: name.clone(),
-            key: Key::named("cluster"),
-            reason: "the client was closed".into(),
-        })?;
-        let client = Client { inner };
+        let (name, client) = self.client()?;
         let run = || -> Result<Vec<Value>, DistError> {
-            let before = client.submit_graph(&graph, outputs, &SubmitOptions::default())?;
-            let futs: Vec<Future<()>> = outputs
-                .iter()
-                .map(|k| Future { key: k.clone(), inner: client.inner.clone(), _t: PhantomData })
-                .collect();
-            // Progress callbacks see the requested keys as they complete on the cluster.
-            let callbacks = &options.callbacks;
-            callbacks.iter().for_each(|c| c.on_start(outputs.len()));
-            let start = Instant::now();
-            let result = client.inner.wait_each(outputs, before, None, &mut |k| {
-                let info = rask_core::TaskInfo { key: k, op: "cluster", worker: 0 };
-                callbacks.iter().for_each(|c| c.on_task_finish(&info, start, Instant::now(), true));
-            });
-            callbacks.iter().for_each(|c| c.on_finish(result.is_ok()));
-            result?;
+            let futs = client.run_graph(&graph, outputs, options)?;
             futs.iter()
                 .map(|f| {
                     let bytes = client.inner.fetch_bytes(&f.key)?;

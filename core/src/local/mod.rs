@@ -38,7 +38,25 @@ pub trait Executor: Send + Sync {
         outputs: &[Key],
         options: &ComputeOptions,
     ) -> Result<Vec<Value>, ComputeError>;
+
+    /// Runs `graph` and keeps the values of `outputs` where they were made
+    /// (a cluster keeps them on its workers), returning one keep-alive
+    /// handle per output: the executor holds the value while its handle
+    /// lives. `None` when this executor cannot hold values; the caller then
+    /// fetches them with [`Executor::execute`].
+    fn persist(
+        &self,
+        graph: Graph,
+        outputs: &[Key],
+        options: &ComputeOptions,
+    ) -> Result<Option<Vec<KeepAlive>>, ComputeError> {
+        let _ = (graph, outputs, options);
+        Ok(None)
+    }
 }
+
+/// A handle that keeps a value held by an [`Executor`] alive (see [`Executor::persist`]).
+pub type KeepAlive = Arc<dyn std::any::Any + Send + Sync>;
 
 /// Which scheduler runs a computation.
 #[derive(Clone)]
@@ -90,6 +108,24 @@ impl Scheduler {
                 threads::execute(plan, run, *workers)
             }),
             Scheduler::Custom(e) => e.execute(graph, outputs, options),
+        }
+    }
+
+    /// Runs `graph` and keeps the values of `outputs` on the executor that
+    /// made them (see [`Executor::persist`]); `None` for the local schedulers
+    /// and executors that cannot hold values.
+    pub fn persist(
+        &self,
+        graph: Graph,
+        outputs: &[Key],
+        options: &ComputeOptions,
+    ) -> Result<Option<Vec<KeepAlive>>, ComputeError> {
+        match self {
+            Scheduler::Custom(e) => {
+                let graph = if options.fuse { fuse(&graph, outputs) } else { graph };
+                e.persist(graph, outputs, options)
+            }
+            _ => Ok(None),
         }
     }
 }
