@@ -157,24 +157,18 @@ pub fn load(path: &Path) -> Result<GlmSpec, SpecError> {
 
     let s = table(&ctx, &root, "solver")?.unwrap_or(&empty);
     ctx.keys(s, "solver", &["name", "max_iter", "tol", "scheduler"])?;
-    let names = ["gradient_descent", "proximal_grad", "newton", "lbfgs", "admm"];
-    let solver = match ctx.opt_str(s, "name", "solver")?.unwrap_or("lbfgs") {
-        "gradient_descent" => Solver::GradientDescent,
-        "proximal_grad" => Solver::ProximalGrad,
-        "newton" => Solver::Newton,
-        "lbfgs" => Solver::Lbfgs,
-        "admm" => Solver::Admm,
-        other => {
-            return Err(ctx.err(
-                "solver.name",
-                format!(
-                    "unknown solver {other:?}{}; use {}",
-                    rask_ml::error::did_you_mean(other, &names),
-                    names.join(", ")
-                ),
-            ))
-        }
-    };
+    let names = Solver::ALL.map(|s| s.name());
+    let name = ctx.opt_str(s, "name", "solver")?.unwrap_or("lbfgs");
+    let solver = Solver::from_name(name).ok_or_else(|| {
+        ctx.err(
+            "solver.name",
+            format!(
+                "unknown solver {name:?}{}; use {}",
+                rask_ml::error::did_you_mean(name, &names),
+                names.join(", ")
+            ),
+        )
+    })?;
     let max_iter = match ctx.opt_int(s, "max_iter", "solver")? {
         None => 1000,
         Some(n) if n >= 1 => n as usize,

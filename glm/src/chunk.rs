@@ -268,7 +268,7 @@ pub fn local_solve(
         let [eta, along] = kernel::ray(&rows, &theta[..p], intercept(&theta), &d[..p], d[p]);
         let value = |t: f64| {
             let prox: f64 = (0..dim).map(|j| (theta[j] + t * d[j] - v[j]).powi(2)).sum();
-            kernel::loss_along(family, &eta, Some(&along), t, &rows.y(), rows.w()) / total_weight
+            kernel::loss_along(family, &eta, Some(&along), t, rows.y(), rows.w()) / total_weight
                 + 0.5 * rho * prox
         };
         let f0 = value(0.0);

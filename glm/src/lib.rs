@@ -5,6 +5,7 @@ pub mod chunk;
 pub mod chunked;
 pub mod data;
 pub mod error;
+pub mod estimators;
 pub mod family;
 mod kernel;
 pub mod penalty;

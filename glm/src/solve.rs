@@ -40,6 +40,20 @@ pub enum Solver {
 }
 
 impl Solver {
+    /// Every solver.
+    pub const ALL: [Solver; 5] = [
+        Solver::GradientDescent,
+        Solver::ProximalGrad,
+        Solver::Newton,
+        Solver::Lbfgs,
+        Solver::Admm,
+    ];
+
+    /// The solver of a name as [`Solver::name`] spells it.
+    pub fn from_name(name: &str) -> Option<Solver> {
+        Solver::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     /// The name as dask-glm and specs spell it.
     pub fn name(&self) -> &'static str {
         match self {

@@ -1,0 +1,626 @@
+//! The GLMs as estimators of the ML layer, registered with their
+//! hyperparameters as data (so `GridSearchCV` tunes `C`, `alpha`, `l1_ratio`
+//! and `solver`, and pipelines and cluster workers rebuild them by name):
+//!
+//! | estimator | family | parameters (scikit-learn's meaning) |
+//! |---|---|---|
+//! | [`GlmLogisticRegression`] | logistic | `C`, `l1_ratio` as `LogisticRegression` (λ = 1/(C·W)) |
+//! | [`GlmLinearRegression`] | normal | `alpha`, `l1_ratio` as `ElasticNet` (λ = α on the mean loss; `alpha = 0` is `LinearRegression`; `Ridge(alpha=a)` is `alpha = a/n, l1_ratio = 0`) |
+//! | [`GlmPoissonRegressor`] | Poisson | `alpha` as `PoissonRegressor`, plus `l1_ratio` (glum's) |
+//!
+//! All take `fit_intercept`, `solver` (any of the five), `max_iter`, `tol`
+//! (the stationarity measure of [`crate::solve`]) and `chunk_rows` (rows per
+//! chunk of in-memory data).
+//!
+//! **Why they are not the ML layer's `LogisticRegression`, `Ridge`, ...:**
+//! those are in-memory estimators with scikit-learn's default solvers and
+//! tolerances (`rask-ml` cannot depend on this crate, which builds on it).
+//! These fit the same objectives, to the same optima (a test holds them to
+//! 1e-4 of each other), with any solver, and also on chunked arrays on any
+//! scheduler ([`GlmLogisticRegression::fit_chunked`]); their fitted model
+//! predicts and scores chunked arrays block by block, returning chunked
+//! arrays (dask-ml's `ParallelPostFit`).
+
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Ix2};
+use rask_core::array::{Array, Block, ChunkSpec};
+use rask_core::{ComputeOptions, Delayed, Scheduler};
+use rask_ml::estimator::{encode_classes, require_y, FitParams, FittedModel, Kind, Output};
+use rask_ml::params::Checked;
+use rask_ml::MlError;
+use serde::{Deserialize, Serialize};
+
+use crate::chunked::Chunked;
+use crate::data::{GlmData, InMemory};
+use crate::error::GlmError;
+use crate::family::Family;
+use crate::scaling::Parameterization;
+use crate::solve::{fit, Fit, Model, Options, Solver};
+
+const SOLVERS: &str = "gradient_descent, proximal_grad, newton, lbfgs or admm";
+
+fn known_solver(name: &str) -> bool {
+    Solver::from_name(name).is_some()
+}
+
+rask_ml::params! {
+    /// Hyperparameters of [`GlmLogisticRegression`]: scikit-learn's
+    /// `LogisticRegression(C, l1_ratio)` objective, binary.
+    pub struct GlmLogisticRegressionParams for "GlmLogisticRegression" {
+        /// Inverse regularization strength (scikit-learn's `C`).
+        c ("C"): f64 = 1.0, valid if |v| *v > 0.0 && v.is_finite(), "a positive finite number";
+        /// The L1 share of the penalty (0: ridge, 1: lasso).
+        l1_ratio ("l1_ratio"): f64 = 0.0, valid if |v| (0.0..=1.0).contains(v), "a number in [0, 1]";
+        /// Fit an unpenalized intercept.
+        fit_intercept ("fit_intercept"): bool = true, valid if |_v| true, "true or false";
+        /// The solver.
+        solver ("solver"): String = "lbfgs".to_string(), valid if |v| known_solver(v), "gradient_descent, proximal_grad, newton, lbfgs or admm";
+        /// Iterations at most.
+        max_iter ("max_iter"): i64 = 1000, valid if |v| *v >= 1, "an integer >= 1";
+        /// Stop when the stationarity measure is at most this.
+        tol ("tol"): f64 = 1e-6, valid if |v| *v > 0.0, "a positive number";
+        /// Rows per chunk of in-memory data (ADMM keeps one local model per chunk).
+        chunk_rows ("chunk_rows"): i64 = 100_000, valid if |v| *v >= 1, "an integer >= 1";
+    }
+}
+
+rask_ml::params! {
+    /// Hyperparameters of [`GlmLinearRegression`]: scikit-learn's
+    /// `ElasticNet(alpha, l1_ratio)` objective (`alpha = 0`: least squares).
+    pub struct GlmLinearRegressionParams for "GlmLinearRegression" {
+        /// Penalty strength on the mean loss.
+        alpha ("alpha"): f64 = 0.0, valid if |v| *v >= 0.0 && v.is_finite(), "a finite number >= 0";
+        /// The L1 share of the penalty.
+        l1_ratio ("l1_ratio"): f64 = 0.0, valid if |v| (0.0..=1.0).contains(v), "a number in [0, 1]";
+        /// Fit an unpenalized intercept.
+        fit_intercept ("fit_intercept"): bool = true, valid if |_v| true, "true or false";
+        /// The solver.
+        solver ("solver"): String = "lbfgs".to_string(), valid if |v| known_solver(v), "gradient_descent, proximal_grad, newton, lbfgs or admm";
+        /// Iterations at most.
+        max_iter ("max_iter"): i64 = 1000, valid if |v| *v >= 1, "an integer >= 1";
+        /// Stop when the stationarity measure is at most this.
+        tol ("tol"): f64 = 1e-6, valid if |v| *v > 0.0, "a positive number";
+        /// Rows per chunk of in-memory data.
+        chunk_rows ("chunk_rows"): i64 = 100_000, valid if |v| *v >= 1, "an integer >= 1";
+    }
+}
+
+rask_ml::params! {
+    /// Hyperparameters of [`GlmPoissonRegressor`]: scikit-learn's
+    /// `PoissonRegressor(alpha)` objective, with glum's `l1_ratio`.
+    pub struct GlmPoissonRegressorParams for "GlmPoissonRegressor" {
+        /// Penalty strength on the mean loss.
+        alpha ("alpha"): f64 = 1.0, valid if |v| *v >= 0.0 && v.is_finite(), "a finite number >= 0";
+        /// The L1 share of the penalty.
+        l1_ratio ("l1_ratio"): f64 = 0.0, valid if |v| (0.0..=1.0).contains(v), "a number in [0, 1]";
+        /// Fit an unpenalized intercept.
+        fit_intercept ("fit_intercept"): bool = true, valid if |_v| true, "true or false";
+        /// The solver.
+        solver ("solver"): String = "lbfgs".to_string(), valid if |v| known_solver(v), "gradient_descent, proximal_grad, newton, lbfgs or admm";
+        /// Iterations at most.
+        max_iter ("max_iter"): i64 = 1000, valid if |v| *v >= 1, "an integer >= 1";
+        /// Stop when the stationarity measure is at most this.
+        tol ("tol"): f64 = 1e-6, valid if |v| *v > 0.0, "a positive number";
+        /// Rows per chunk of in-memory data.
+        chunk_rows ("chunk_rows"): i64 = 100_000, valid if |v| *v >= 1, "an integer >= 1";
+    }
+}
+
+/// What every GLM estimator's parameters say, whatever their names.
+struct Spec<'a> {
+    estimator: &'static str,
+    family: Family,
+    parameterization: Parameterization,
+    fit_intercept: bool,
+    solver: &'a str,
+    max_iter: i64,
+    tol: f64,
+    chunk_rows: i64,
+}
+
+impl Spec<'_> {
+    fn err(&self, e: GlmError) -> MlError {
+        MlError::Fit {
+            estimator: self.estimator.into(),
+            library: "rask-glm".into(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Fits on `data` (in memory or chunked).
+    fn fit(&self, data: &dyn GlmData, classes: Option<Vec<f64>>) -> Result<FittedGlm, MlError> {
+        let solver = Solver::from_name(self.solver).ok_or_else(|| MlError::InvalidParam {
+            estimator: self.estimator.into(),
+            param: "solver".into(),
+            value: self.solver.into(),
+            expected: SOLVERS.into(),
+        })?;
+        let penalty =
+            self.parameterization.penalty(data.total_weight()).map_err(|e| self.err(e.into()))?;
+        let model = Model { family: self.family, penalty, fit_intercept: self.fit_intercept };
+        let options = Options { max_iter: self.max_iter as usize, tol: self.tol };
+        let f = fit(data, model, solver, options).map_err(|e| self.err(e))?;
+        Ok(FittedGlm::new(self.family, classes, f))
+    }
+
+    /// Fits on in-memory `x` and `y` (labels already encoded for logistic).
+    fn fit_memory(
+        &self,
+        x: ArrayView2<'_, f64>,
+        y: ArrayView1<'_, f64>,
+        classes: Option<Vec<f64>>,
+    ) -> Result<FittedGlm, MlError> {
+        let data = InMemory::new(self.family, x, y, None, self.chunk_rows as usize)
+            .map_err(|e| self.err(e))?;
+        self.fit(&data, classes)
+    }
+
+    /// Fits on chunked arrays on `scheduler`.
+    fn fit_chunked(
+        &self,
+        x: &Array<f64>,
+        y: &Array<f64>,
+        scheduler: Scheduler,
+        classes: Option<Vec<f64>>,
+    ) -> Result<FittedGlm, MlError> {
+        let data = Chunked::new(self.family, x, y, None, scheduler).map_err(|e| self.err(e))?;
+        self.fit(&data, classes)
+    }
+}
+
+/// A fitted GLM (any of the three estimators).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FittedGlm {
+    /// The family.
+    pub family: Family,
+    /// The two class labels of a logistic model (`classes[1]` is the positive class).
+    pub classes: Option<Vec<f64>>,
+    /// The coefficients.
+    pub coef: Array1<f64>,
+    /// The intercept (0 without one).
+    pub intercept: f64,
+    /// Iterations the solver ran.
+    pub n_iter: usize,
+    /// Whether it reached its tolerance.
+    pub converged: bool,
+    /// The objective at the end.
+    pub objective: f64,
+}
+
+impl FittedGlm {
+    fn new(family: Family, classes: Option<Vec<f64>>, f: Fit) -> FittedGlm {
+        FittedGlm {
+            family,
+            classes,
+            coef: f.coef,
+            intercept: f.intercept,
+            n_iter: f.n_iter,
+            converged: f.converged,
+            objective: f.objective,
+        }
+    }
+
+    /// What a prediction of this model is.
+    fn output(&self, proba: bool) -> Prediction {
+        match (&self.classes, proba) {
+            (Some(_), true) => Prediction::Proba,
+            (Some(c), false) => Prediction::Class { negative: c[0], positive: c[1] },
+            (None, _) => Prediction::Mean(self.family),
+        }
+    }
+
+    /// Predictions for chunked `x`, block by block: a chunked array with
+    /// `x`'s row chunks (class labels for a classifier, means otherwise).
+    pub fn predict_chunked(&self, x: &Array<f64>) -> Result<Array<f64>, GlmError> {
+        self.map_rows(x, self.output(false))
+    }
+
+    /// Class probabilities for chunked `x` (logistic models): `n × 2`, columns
+    /// in the order of `classes`.
+    pub fn predict_proba_chunked(&self, x: &Array<f64>) -> Result<Array<f64>, GlmError> {
+        if self.classes.is_none() {
+            return Err(GlmError::Shape {
+                what: "predict_proba".into(),
+                message: "only a logistic model has class probabilities".into(),
+            });
+        }
+        self.map_rows(x, Prediction::Proba)
+    }
+
+    /// The default score on chunked `x` and `y`, as a sum over blocks run on
+    /// `scheduler`: accuracy (logistic), R² (normal), D² (Poisson, the share
+    /// of deviance explained, as scikit-learn's `PoissonRegressor.score`).
+    pub fn score_chunked(
+        &self,
+        x: &Array<f64>,
+        y: &Array<f64>,
+        scheduler: &Scheduler,
+    ) -> Result<f64, GlmError> {
+        let x = self.row_blocks(x)?;
+        let rows = x.chunks()[0].clone();
+        if y.shape() != [x.shape()[0]] {
+            return Err(GlmError::Shape {
+                what: "y".into(),
+                message: format!("shape {:?}, but X has {} rows", y.shape(), x.shape()[0]),
+            });
+        }
+        let y = y
+            .rechunk(ChunkSpec::Explicit(vec![rows]))
+            .map_err(|e| GlmError::Shape { what: "y".into(), message: e.to_string() })?;
+        let parts: Vec<Delayed<ScoreSums>> = x
+            .blocks()
+            .iter()
+            .zip(y.blocks().iter())
+            .map(|(xb, yb)| {
+                glm_score_block(xb, yb, self.coef.to_vec(), self.intercept, self.output(false))
+            })
+            .collect();
+        let all = rask_core::collect(parts);
+        let sums = glm_sum_scores(all)
+            .compute_with(scheduler, &ComputeOptions::default())
+            .map_err(|e| GlmError::Compute { message: e.to_string() })?;
+        Ok(sums.score(self.family))
+    }
+
+    /// `x` with one column chunk (rows stay as they are), checked against the model.
+    fn row_blocks(&self, x: &Array<f64>) -> Result<Array<f64>, GlmError> {
+        let p = self.coef.len();
+        if x.ndim() != 2 || x.shape()[1] != p {
+            return Err(GlmError::Shape {
+                what: "X".into(),
+                message: format!("shape {:?}, but the model has {p} features", x.shape()),
+            });
+        }
+        x.rechunk(ChunkSpec::Explicit(vec![x.chunks()[0].clone(), vec![p]]))
+            .map_err(|e| GlmError::Shape { what: "X".into(), message: e.to_string() })
+    }
+
+    fn map_rows(&self, x: &Array<f64>, what: Prediction) -> Result<Array<f64>, GlmError> {
+        let x = self.row_blocks(x)?;
+        let rows = x.chunks()[0].clone();
+        let blocks: Vec<Delayed<Block>> = x
+            .blocks()
+            .iter()
+            .map(|b| glm_predict_block(b, self.coef.to_vec(), self.intercept, what))
+            .collect();
+        let (chunks, shape) = match what {
+            Prediction::Proba => (vec![rows.clone(), vec![2]], vec![rows.len(), 1]),
+            _ => (vec![rows.clone()], vec![rows.len()]),
+        };
+        let grid = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&shape), blocks)
+            .expect("one block per row chunk");
+        Ok(Array::from_blocks(format!("predict({})", x.name()), chunks, grid))
+    }
+
+    fn eta(&self, x: ArrayView2<'_, f64>) -> Array1<f64> {
+        x.dot(&self.coef) + self.intercept
+    }
+}
+
+/// What a prediction block holds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Prediction {
+    /// The mean (the family's inverse link of η).
+    Mean(Family),
+    /// The class label: `positive` where the probability is above 1/2.
+    Class {
+        /// `classes[0]`.
+        negative: f64,
+        /// `classes[1]`.
+        positive: f64,
+    },
+    /// The two class probabilities.
+    Proba,
+}
+
+fn predict_rows(
+    x: ArrayView2<'_, f64>,
+    coef: &[f64],
+    b: f64,
+    what: Prediction,
+    family: Family,
+) -> Array2<f64> {
+    let eta = x.dot(&ArrayView1::from(coef)) + b;
+    match what {
+        Prediction::Mean(_) => eta.mapv(|e| family.mean(e)).insert_axis(ndarray::Axis(1)),
+        Prediction::Class { negative, positive } => {
+            eta.mapv(|e| if e > 0.0 { positive } else { negative }).insert_axis(ndarray::Axis(1))
+        }
+        Prediction::Proba => {
+            let mut out = Array2::zeros((eta.len(), 2));
+            for (i, &e) in eta.iter().enumerate() {
+                let p = Family::Logistic.mean(e);
+                out[[i, 0]] = 1.0 - p;
+                out[[i, 1]] = p;
+            }
+            out
+        }
+    }
+}
+
+/// Sums of one block that the scores are made of.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScoreSums {
+    n: f64,
+    correct: f64,
+    sum_y: f64,
+    sum_y2: f64,
+    sse: f64,
+    /// `Σ 2 (y log(y/μ) − (y − μ))`: the Poisson deviance of the model.
+    deviance: f64,
+    /// `Σ y log y` (0 log 0 = 0): with `Σ y` it gives the null deviance.
+    sum_ylogy: f64,
+}
+
+impl ScoreSums {
+    fn add(&mut self, o: &ScoreSums) {
+        self.n += o.n;
+        self.correct += o.correct;
+        self.sum_y += o.sum_y;
+        self.sum_y2 += o.sum_y2;
+        self.sse += o.sse;
+        self.deviance += o.deviance;
+        self.sum_ylogy += o.sum_ylogy;
+    }
+
+    fn score(&self, family: Family) -> f64 {
+        let mean = self.sum_y / self.n;
+        match family {
+            Family::Logistic => self.correct / self.n,
+            Family::Normal => 1.0 - self.sse / (self.sum_y2 - self.n * mean * mean),
+            Family::Poisson => {
+                // Null deviance Σ 2 (y log(y/ȳ) − (y − ȳ)) = 2 (Σ y log y − log ȳ Σ y).
+                let null = 2.0 * (self.sum_ylogy - mean.ln() * self.sum_y);
+                1.0 - self.deviance / null
+            }
+        }
+    }
+
+    fn of(y: ArrayView1<'_, f64>, pred: ArrayView1<'_, f64>, family: Family) -> ScoreSums {
+        let mut s = ScoreSums { n: y.len() as f64, ..ScoreSums::default() };
+        for (&t, &p) in y.iter().zip(pred) {
+            s.sum_y += t;
+            s.sum_y2 += t * t;
+            s.correct += f64::from(t == p);
+            s.sse += (t - p) * (t - p);
+            let ylogy = if t > 0.0 { t * t.ln() } else { 0.0 };
+            if family == Family::Poisson {
+                s.sum_ylogy += ylogy;
+                s.deviance += 2.0 * (ylogy - t * p.ln() - (t - p));
+            }
+        }
+        s
+    }
+}
+
+fn view2(b: &Block) -> Result<ArrayView2<'_, f64>, String> {
+    match b.data() {
+        rask_core::array::BlockData::F64(a) => {
+            a.view().into_dimensionality::<Ix2>().map_err(|e| format!("X block: {e}"))
+        }
+        other => Err(format!("X block holds {} data, float64 expected", other.dtype())),
+    }
+}
+
+impl Prediction {
+    fn family(&self) -> Family {
+        match self {
+            Prediction::Mean(family) => *family,
+            _ => Family::Logistic,
+        }
+    }
+}
+
+rask_core::op! {
+    /// Predictions of one row block of X.
+    pub fn glm_predict_block(x: Block, coef: Vec<f64>, intercept: f64, what: Prediction) -> Result<Block, String> {
+        let out = predict_rows(view2(&x)?, &coef, intercept, what, what.family());
+        Ok(match what {
+            Prediction::Proba => Block::from_array(out.into_dyn()),
+            _ => Block::from_array(out.column(0).to_owned().into_dyn()),
+        })
+    }
+
+    /// Score sums of one row block.
+    pub fn glm_score_block(x: Block, y: Block, coef: Vec<f64>, intercept: f64, what: Prediction) -> Result<ScoreSums, String> {
+        let x = view2(&x)?;
+        let y = match y.data() {
+            rask_core::array::BlockData::F64(a) => a.view().into_dimensionality::<ndarray::Ix1>().map_err(|e| format!("y block: {e}"))?,
+            other => return Err(format!("y block holds {} data, float64 expected", other.dtype())),
+        };
+        let pred = predict_rows(x, &coef, intercept, what, what.family());
+        Ok(ScoreSums::of(y, pred.column(0), what.family()))
+    }
+
+    /// Adds score sums.
+    pub fn glm_sum_scores(parts: Vec<ScoreSums>) -> ScoreSums {
+        let mut total = ScoreSums::default();
+        parts.iter().for_each(|p| total.add(p));
+        total
+    }
+}
+
+impl FittedModel for FittedGlm {
+    fn n_features(&self) -> usize {
+        self.coef.len()
+    }
+
+    fn predict(&self, x: ArrayView2<'_, f64>) -> Output<Array1<f64>> {
+        let what = self.output(false);
+        let family = self.family;
+        Some(Ok(predict_rows(
+            x,
+            self.coef.as_slice().expect("owned"),
+            self.intercept,
+            what,
+            family,
+        )
+        .column(0)
+        .to_owned()))
+    }
+
+    fn predict_proba(&self, x: ArrayView2<'_, f64>) -> Output<Array2<f64>> {
+        self.classes.as_ref()?;
+        let coef = self.coef.as_slice().expect("owned");
+        Some(Ok(predict_rows(x, coef, self.intercept, Prediction::Proba, Family::Logistic)))
+    }
+
+    fn classes(&self) -> Option<&[f64]> {
+        self.classes.as_deref()
+    }
+
+    fn custom_score(&self, x: ArrayView2<'_, f64>, y: Option<ArrayView1<'_, f64>>) -> Option<f64> {
+        // Poisson models score by D², as scikit-learn's PoissonRegressor.
+        if self.family != Family::Poisson {
+            return None;
+        }
+        let mu = self.eta(x).mapv(f64::exp);
+        Some(ScoreSums::of(y?, mu.view(), Family::Poisson).score(Family::Poisson))
+    }
+}
+
+impl FitParams for GlmLogisticRegressionParams {
+    type Fitted = FittedGlm;
+
+    fn fit(
+        params: &Checked<Self>,
+        x: ArrayView2<'_, f64>,
+        y: Option<ArrayView1<'_, f64>>,
+    ) -> Result<FittedGlm, MlError> {
+        let name = "GlmLogisticRegression";
+        let y = require_y(name, y)?;
+        let (classes, idx) = encode_classes(name, y)?;
+        if classes.len() > 2 {
+            return Err(MlError::Labels {
+                estimator: name.into(),
+                message: format!(
+                    "{} classes; this estimator is binary (use LogisticRegression for multinomial problems)",
+                    classes.len()
+                ),
+            });
+        }
+        let y01 = Array1::from_iter(idx.iter().map(|&i| i as f64));
+        params.spec().fit_memory(x, y01.view(), Some(classes))
+    }
+}
+
+impl GlmLogisticRegressionParams {
+    fn spec(&self) -> Spec<'_> {
+        Spec {
+            estimator: "GlmLogisticRegression",
+            family: Family::Logistic,
+            parameterization: Parameterization::SklearnLogistic {
+                c: self.c,
+                l1_ratio: self.l1_ratio,
+            },
+            fit_intercept: self.fit_intercept,
+            solver: &self.solver,
+            max_iter: self.max_iter,
+            tol: self.tol,
+            chunk_rows: self.chunk_rows,
+        }
+    }
+}
+
+impl FitParams for GlmLinearRegressionParams {
+    type Fitted = FittedGlm;
+
+    fn fit(
+        params: &Checked<Self>,
+        x: ArrayView2<'_, f64>,
+        y: Option<ArrayView1<'_, f64>>,
+    ) -> Result<FittedGlm, MlError> {
+        let y = require_y("GlmLinearRegression", y)?;
+        params.spec().fit_memory(x, y, None)
+    }
+}
+
+impl GlmLinearRegressionParams {
+    fn spec(&self) -> Spec<'_> {
+        Spec {
+            estimator: "GlmLinearRegression",
+            family: Family::Normal,
+            parameterization: Parameterization::SklearnElasticNet {
+                alpha: self.alpha,
+                l1_ratio: self.l1_ratio,
+            },
+            fit_intercept: self.fit_intercept,
+            solver: &self.solver,
+            max_iter: self.max_iter,
+            tol: self.tol,
+            chunk_rows: self.chunk_rows,
+        }
+    }
+}
+
+impl FitParams for GlmPoissonRegressorParams {
+    type Fitted = FittedGlm;
+
+    fn fit(
+        params: &Checked<Self>,
+        x: ArrayView2<'_, f64>,
+        y: Option<ArrayView1<'_, f64>>,
+    ) -> Result<FittedGlm, MlError> {
+        let y = require_y("GlmPoissonRegressor", y)?;
+        params.spec().fit_memory(x, y, None)
+    }
+}
+
+impl GlmPoissonRegressorParams {
+    fn spec(&self) -> Spec<'_> {
+        Spec {
+            estimator: "GlmPoissonRegressor",
+            family: Family::Poisson,
+            parameterization: Parameterization::Glum { alpha: self.alpha, l1_ratio: self.l1_ratio },
+            fit_intercept: self.fit_intercept,
+            solver: &self.solver,
+            max_iter: self.max_iter,
+            tol: self.tol,
+            chunk_rows: self.chunk_rows,
+        }
+    }
+}
+
+rask_ml::estimator!(
+    /// Logistic regression on chunked data with any of the five solvers
+    /// (see [`GlmLogisticRegressionParams`] and the module docs).
+    GlmLogisticRegression, GlmLogisticRegressionParams, FittedGlm, "GlmLogisticRegression", Kind::Classifier
+);
+
+rask_ml::estimator!(
+    /// Least squares with an elastic-net penalty on chunked data (see
+    /// [`GlmLinearRegressionParams`]).
+    GlmLinearRegression, GlmLinearRegressionParams, FittedGlm, "GlmLinearRegression", Kind::Regressor
+);
+
+rask_ml::estimator!(
+    /// Poisson regression (log link) on chunked data (see [`GlmPoissonRegressorParams`]).
+    GlmPoissonRegressor, GlmPoissonRegressorParams, FittedGlm, "GlmPoissonRegressor", Kind::Regressor
+);
+
+macro_rules! chunked_fit {
+    ($Name:ident, $Params:ident, $labels:literal) => {
+        impl $Name {
+            #[doc = concat!("Fits on chunked `x` (rows × features) and `y` on `scheduler`: the passes run as task graphs, so data larger than memory streams from its files and a cluster fits where the data is. ", $labels)]
+            pub fn fit_chunked(
+                &mut self,
+                x: &Array<f64>,
+                y: &Array<f64>,
+                scheduler: Scheduler,
+            ) -> Result<&FittedGlm, MlError> {
+                self.fitted = None;
+                let params: Checked<$Params> = Checked::new(self.params.clone())?;
+                let classes = (params.spec().family == Family::Logistic).then(|| vec![0.0, 1.0]);
+                let fitted = params.spec().fit_chunked(x, y, scheduler, classes)?;
+                Ok(self.fitted.insert(fitted))
+            }
+        }
+    };
+}
+
+chunked_fit!(
+    GlmLogisticRegression,
+    GlmLogisticRegressionParams,
+    "Labels must be 0 and 1 (the classes are then `[0, 1]`)."
+);
+chunked_fit!(GlmLinearRegression, GlmLinearRegressionParams, "");
+chunked_fit!(GlmPoissonRegressor, GlmPoissonRegressorParams, "Targets must be counts (>= 0).");
