@@ -8,7 +8,8 @@
 //! chunk_rows = 100000    # row chunks of a single .npy file (default 100000)
 //!
 //! [model]
-//! family = "logistic"    # logistic | normal | poisson
+//! family = "logistic"    # logistic | normal | poisson | multinomial
+//! # classes = 3          # multinomial only: labels are 0, 1, ..., classes - 1
 //! fit_intercept = true
 //! C = 1.0                # scikit-learn's LogisticRegression(C, l1_ratio) ...
 //! # alpha = 0.1         # ... or glum's / ElasticNet's / PoissonRegressor's alpha; neither: no penalty
@@ -120,15 +121,26 @@ pub fn load(path: &Path) -> Result<GlmSpec, SpecError> {
         .transpose()?;
 
     let m = table(&ctx, &root, "model")?.unwrap_or(&empty);
-    ctx.keys(m, "model", &["family", "fit_intercept", "C", "alpha", "l1_ratio"])?;
-    let family = match ctx.opt_str(m, "family", "model")?.unwrap_or("logistic") {
-        "logistic" => Family::Logistic,
-        "normal" => Family::Normal,
-        "poisson" => Family::Poisson,
-        other => {
+    ctx.keys(m, "model", &["family", "classes", "fit_intercept", "C", "alpha", "l1_ratio"])?;
+    let classes = ctx.opt_int(m, "classes", "model")?;
+    let family = match (ctx.opt_str(m, "family", "model")?.unwrap_or("logistic"), classes) {
+        ("multinomial", Some(k)) if k >= 2 => Family::Multinomial { classes: k as usize },
+        ("multinomial", _) => {
+            return Err(ctx.err(
+                "model.classes",
+                "the multinomial family needs classes = K >= 2 (labels 0, 1, ..., K - 1)",
+            ))
+        }
+        (_, Some(_)) => {
+            return Err(ctx.err("model.classes", "classes is for the multinomial family only"))
+        }
+        ("logistic", None) => Family::Logistic,
+        ("normal", None) => Family::Normal,
+        ("poisson", None) => Family::Poisson,
+        (other, None) => {
             return Err(ctx.err(
                 "model.family",
-                format!("unknown family {other:?}; use logistic, normal or poisson"),
+                format!("unknown family {other:?}; use logistic, normal, poisson or multinomial"),
             ))
         }
     };
@@ -139,7 +151,7 @@ pub fn load(path: &Path) -> Result<GlmSpec, SpecError> {
             (Some(_), Some(_)) => {
                 return Err(ctx.err("model", "give C (scikit-learn's) or alpha (glum's), not both"))
             }
-            (Some(_), None) if family != Family::Logistic => {
+            (Some(_), None) if family.is_scalar() && family != Family::Logistic => {
                 return Err(ctx.err(
                     "model.C",
                     format!(

@@ -392,3 +392,58 @@ dir = "out"
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// `family = "multinomial"` with `classes`: model.json holds a K × p
+/// coefficient matrix and K intercepts, equal to the in-process fit (1e-9).
+#[test]
+fn glm_spec_fits_a_multinomial_model() {
+    use rask::glm::data::InMemory;
+    use rask::glm::solve::{fit, Model, Options, Solver};
+    use rask::glm::{Family, Penalty};
+    let dir = std::env::temp_dir().join(format!("rask-glm-multi-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let x = rask::array::create::standard_normal(9, &[1500, 3], [500, 3]).unwrap();
+    let xm = x.compute().unwrap().into_dimensionality::<ndarray::Ix2>().unwrap();
+    // Three classes from the sign pattern of two columns.
+    let ym =
+        xm.map_axis(ndarray::Axis(1), |r| f64::from(r[0] > 0.0) + f64::from(r[1] + r[2] > 0.5));
+    let y = rask::array::create::from_array(&ym.clone().into_dyn(), 500).unwrap();
+    x.to_npy_stack(dir.join("x")).unwrap();
+    y.to_npy_stack(dir.join("y")).unwrap();
+    let spec = "[data]\nx = \"x\"\ny = \"y\"\n\n[model]\nfamily = \"multinomial\"\nclasses = 3\nC = 2.0\n\n\
+                [solver]\nname = \"newton\"\ntol = 1e-10\nscheduler = \"sync\"\n\n[output]\ndir = \"out\"\n";
+    std::fs::write(dir.join("glm.toml"), spec).unwrap();
+    let out = rask().args(["glm", "--spec"]).arg(dir.join("glm.toml")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("fitting multinomial"), "{stdout}");
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("out/model.json")).unwrap())
+            .unwrap();
+    let got: Vec<Vec<f64>> = serde_json::from_value(model["coef"].clone()).unwrap();
+    let got_b: Vec<f64> = serde_json::from_value(model["intercept"].clone()).unwrap();
+    assert_eq!((got.len(), got[0].len(), got_b.len()), (3, 3, 3));
+    let family = Family::Multinomial { classes: 3 };
+    let data = InMemory::new(family, xm.view(), ym.view(), None, 500).unwrap();
+    let m =
+        Model { family, penalty: Penalty::l2(1.0 / (2.0 * 1500.0)).unwrap(), fit_intercept: true };
+    let want = fit(&data, m, Solver::Newton, Options { max_iter: 100, tol: 1e-10 }).unwrap();
+    for (g, w) in got.concat().iter().chain(&got_b).zip(want.coef.iter().chain(&want.intercepts)) {
+        assert!((g - w).abs() < 1e-9, "{got:?} {got_b:?} vs {want:?}");
+    }
+    // `classes` is required for multinomial and refused elsewhere.
+    for (from, to, expect) in [
+        ("classes = 3\n", "", "model.classes: the multinomial family needs classes"),
+        (
+            "family = \"multinomial\"",
+            "family = \"logistic\"",
+            "model.classes: classes is for the multinomial family only",
+        ),
+    ] {
+        std::fs::write(dir.join("bad.toml"), spec.replace(from, to)).unwrap();
+        let out = rask().args(["glm", "--spec"]).arg(dir.join("bad.toml")).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(expect), "expected {expect:?} in {err}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -71,23 +71,34 @@ impl GlmData for FaultAt<'_> {
     ) -> Result<(Vec<Array1<f64>>, GradSums), GlmError> {
         self.inner.local_solves(round)
     }
-    fn grad(&self, f: Family, beta: ArrayView1<'_, f64>, b: f64) -> Result<GradSums, GlmError> {
+    fn grad(
+        &self,
+        f: Family,
+        beta: ArrayView1<'_, f64>,
+        b: ArrayView1<'_, f64>,
+    ) -> Result<GradSums, GlmError> {
         if self.passes.fetch_add(1, Ordering::SeqCst) + 1 == self.at {
             (self.fault)();
         }
         self.inner.grad(f, beta, b)
     }
-    fn hess(&self, f: Family, beta: ArrayView1<'_, f64>, b: f64) -> Result<HessSums, GlmError> {
+    fn hess(
+        &self,
+        f: Family,
+        beta: ArrayView1<'_, f64>,
+        b: ArrayView1<'_, f64>,
+    ) -> Result<HessSums, GlmError> {
         self.inner.hess(f, beta, b)
     }
     fn ray(
         &self,
+        f: Family,
         beta: ArrayView1<'_, f64>,
-        b: f64,
+        b: ArrayView1<'_, f64>,
         d: ArrayView1<'_, f64>,
-        d_b: f64,
+        d_b: ArrayView1<'_, f64>,
     ) -> Result<Box<dyn Ray + '_>, GlmError> {
-        self.inner.ray(beta, b, d, d_b)
+        self.inner.ray(f, beta, b, d, d_b)
     }
 }
 

@@ -5,7 +5,9 @@
 //! The objective of a fit is `(1/W) Σᵢ wᵢ loss(xᵢᵀβ + b, yᵢ) + P(β)` with
 //! `W = Σᵢ wᵢ`; a chunk contributes `Σ wᵢ loss`, `Σ wᵢ loss′ xᵢ`,
 //! `Σ wᵢ loss′` (for the intercept), `W`, and for Newton steps
-//! `Σ wᵢ loss″ [xᵢ 1][xᵢ 1]ᵀ`.
+//! `Σ wᵢ loss″ [xᵢ 1][xᵢ 1]ᵀ`. The multinomial family has `K` predictors
+//! per row: `β` is then `K × p` class-major (`β[c·p + j]`) and the intercept
+//! a `K`-vector, and every vector and matrix here grows accordingly.
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
@@ -20,8 +22,8 @@ pub struct GradSums {
     pub loss: f64,
     /// `Σ wᵢ loss′(ηᵢ, yᵢ) xᵢ`.
     pub grad: Array1<f64>,
-    /// `Σ wᵢ loss′(ηᵢ, yᵢ)`: the intercept's gradient.
-    pub grad_intercept: f64,
+    /// `Σ wᵢ loss′(ηᵢ, yᵢ)`: the intercept's gradient (one per predictor).
+    pub grad_intercept: Array1<f64>,
     /// `Σ wᵢ`.
     pub weight: f64,
 }
@@ -31,7 +33,7 @@ impl GradSums {
     pub fn add(&mut self, other: &GradSums) {
         self.loss += other.loss;
         self.grad += &other.grad;
-        self.grad_intercept += other.grad_intercept;
+        self.grad_intercept += &other.grad_intercept;
         self.weight += other.weight;
     }
 }
@@ -41,7 +43,8 @@ impl GradSums {
 pub struct HessSums {
     /// Loss and gradient.
     pub grad: GradSums,
-    /// `Σ wᵢ loss″ [xᵢ 1][xᵢ 1]ᵀ`, (p + 1) × (p + 1).
+    /// `Σ wᵢ loss″ [xᵢ 1][xᵢ 1]ᵀ`, (p + 1) × (p + 1); for `K` classes
+    /// `(Kp + K) × (Kp + K)` in the order `[β, b]`.
     pub hessian: Array2<f64>,
 }
 
@@ -86,25 +89,19 @@ pub fn check_rows(
     problem("sample_weight", i, format!("{} is not a finite weight >= 0", w[i]))
 }
 
-/// `η = Xβ + b` of a chunk.
-pub fn linear_predictor(x: ArrayView2<'_, f64>, beta: ArrayView1<'_, f64>, b: f64) -> Array1<f64> {
-    let mut eta = x.dot(&beta);
-    eta += b;
-    eta
-}
-
 /// `η = Xβ + b` and `δ = X·d + d_b` of a chunk in one read of X (a line
 /// search's ray).
 pub fn ray_parts(
+    family: Family,
     x: ArrayView2<'_, f64>,
     beta: ArrayView1<'_, f64>,
-    b: f64,
+    b: ArrayView1<'_, f64>,
     d: ArrayView1<'_, f64>,
-    d_b: f64,
+    d_b: ArrayView1<'_, f64>,
 ) -> (Array1<f64>, Array1<f64>) {
     let y = Array1::zeros(0);
     let rows = Rows::new(x.reborrow(), y.view(), None);
-    let [eta, delta] = kernel::ray(&rows, &slice(beta), b, &slice(d), d_b);
+    let [eta, delta] = kernel::ray(family, &rows, &slice(beta), &slice(b), &slice(d), &slice(d_b));
     (Array1::from(eta), Array1::from(delta))
 }
 
@@ -133,6 +130,17 @@ pub fn loss_along(
     kernel::loss_along(family, eta, Some(delta), t, &y, w.as_deref())
 }
 
+impl From<kernel::PassSums> for GradSums {
+    fn from(s: kernel::PassSums) -> GradSums {
+        GradSums {
+            loss: s.loss,
+            grad: Array1::from(s.grad),
+            grad_intercept: Array1::from(s.grad_b),
+            weight: s.weight,
+        }
+    }
+}
+
 /// Loss and gradient sums of a chunk at `(β, b)`.
 pub fn grad_sums(
     family: Family,
@@ -140,21 +148,10 @@ pub fn grad_sums(
     y: ArrayView1<'_, f64>,
     w: Option<ArrayView1<'_, f64>>,
     beta: ArrayView1<'_, f64>,
-    b: f64,
+    b: ArrayView1<'_, f64>,
 ) -> GradSums {
-    let s = kernel::pass(
-        family,
-        &Rows::new(x.reborrow(), y.reborrow(), w.map(|w| w.reborrow())),
-        &slice(beta),
-        b,
-        false,
-    );
-    GradSums {
-        loss: s.loss,
-        grad: Array1::from(s.grad),
-        grad_intercept: s.grad_b,
-        weight: s.weight,
-    }
+    let rows = Rows::new(x.reborrow(), y.reborrow(), w.map(|w| w.reborrow()));
+    kernel::pass(family, &rows, &slice(beta), &slice(b), false).into()
 }
 
 /// Gradient and Hessian sums of a chunk at `(β, b)`.
@@ -164,24 +161,13 @@ pub fn hess_sums(
     y: ArrayView1<'_, f64>,
     w: Option<ArrayView1<'_, f64>>,
     beta: ArrayView1<'_, f64>,
-    b: f64,
+    b: ArrayView1<'_, f64>,
 ) -> HessSums {
-    let s = kernel::pass(
-        family,
-        &Rows::new(x.reborrow(), y.reborrow(), w.map(|w| w.reborrow())),
-        &slice(beta),
-        b,
-        true,
-    );
-    let q = x.ncols() + 1;
-    let hessian = Array2::from_shape_vec((q, q), s.hess.expect("asked for")).expect("(p+1)²");
-    let grad = GradSums {
-        loss: s.loss,
-        grad: Array1::from(s.grad),
-        grad_intercept: s.grad_b,
-        weight: s.weight,
-    };
-    HessSums { grad, hessian }
+    let rows = Rows::new(x.reborrow(), y.reborrow(), w.map(|w| w.reborrow()));
+    let mut s = kernel::pass(family, &rows, &slice(beta), &slice(b), true);
+    let q = (x.ncols() + 1) * family.n_outputs();
+    let hessian = Array2::from_shape_vec((q, q), s.hess.take().expect("asked for")).expect("q²");
+    HessSums { grad: s.into(), hessian }
 }
 
 /// The inputs of ADMM's local step on one chunk (see [`local_solve`]).
@@ -193,11 +179,11 @@ pub struct LocalStep {
     pub total_weight: f64,
     /// The penalty parameter ρ.
     pub rho: f64,
-    /// `v`: the consensus target, intercept last.
+    /// `v`: the consensus target `[β, b]` (the intercepts last).
     pub target: Vec<f64>,
-    /// Where the step starts (the chunk's previous solution), intercept last.
+    /// Where the step starts (the chunk's previous solution), as `v`.
     pub warm: Vec<f64>,
-    /// The consensus `z` (intercept last), where the step also sums the
+    /// The consensus `z` (as `v`), where the step also sums the
     /// loss and gradient, so checking `z` costs no pass of its own.
     pub consensus: Vec<f64>,
     /// Whether the intercept is fitted (else held at 0).
@@ -207,7 +193,7 @@ pub struct LocalStep {
 /// What ADMM's local step gives back for one chunk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LocalResult {
-    /// The chunk's new `θ = (β, b)`, intercept last.
+    /// The chunk's new `θ = [β, b]`.
     pub theta: Vec<f64>,
     /// The chunk's loss and gradient sums at the consensus.
     pub at_consensus: GradSums,
@@ -232,30 +218,28 @@ pub fn local_solve(
 ) -> LocalResult {
     let LocalStep { family, total_weight, rho, fit_intercept, .. } = *step;
     let rows = Rows::new(x.reborrow(), y.reborrow(), w.map(|w| w.reborrow()));
-    let p = x.ncols();
-    let dim = if fit_intercept { p + 1 } else { p };
-    let intercept = |theta: &[f64]| if fit_intercept { theta[p] } else { 0.0 };
+    let k = family.n_outputs();
+    let m = x.ncols() * k;
+    let q = m + k;
+    // The free coordinates: β, and the intercepts when they are fitted.
+    let dim = if fit_intercept { q } else { m };
     let z = &step.consensus;
-    let s = kernel::pass(family, &rows, &z[..p], intercept(z), false);
-    let at_consensus = GradSums {
-        loss: s.loss,
-        grad: Array1::from(s.grad),
-        grad_intercept: s.grad_b,
-        weight: s.weight,
-    };
+    let at_consensus = kernel::pass(family, &rows, &z[..m], &z[m..], false).into();
     let v = &step.target;
     let mut theta = step.warm.clone();
-    theta[p] = intercept(&theta);
+    if !fit_intercept {
+        theta[m..].fill(0.0);
+    }
     for _ in 0..LOCAL_NEWTON_STEPS {
-        let s = kernel::pass(family, &rows, &theta[..p], intercept(&theta), true);
+        let s = kernel::pass(family, &rows, &theta[..m], &theta[m..], true);
         let h = s.hess.expect("asked for");
         let mut g = Array1::zeros(dim);
         let mut hm = Array2::zeros((dim, dim));
-        for j in 0..dim {
-            g[j] =
-                if j < p { s.grad[j] } else { s.grad_b } / total_weight + rho * (theta[j] - v[j]);
-            for k in 0..dim {
-                hm[[j, k]] = h[j * (p + 1) + k] / total_weight + if j == k { rho } else { 0.0 };
+        for a in 0..dim {
+            let sum = if a < m { s.grad[a] } else { s.grad_b[a - m] };
+            g[a] = sum / total_weight + rho * (theta[a] - v[a]);
+            for c in 0..dim {
+                hm[[a, c]] = h[a * q + c] / total_weight + if a == c { rho } else { 0.0 };
             }
         }
         let delta = -crate::solve::solve_spd(hm, &g);
@@ -264,10 +248,10 @@ pub fn local_solve(
             break; // at the local minimum to rounding
         }
         let mut d = delta.to_vec();
-        d.resize(p + 1, 0.0);
-        let [eta, along] = kernel::ray(&rows, &theta[..p], intercept(&theta), &d[..p], d[p]);
+        d.resize(q, 0.0);
+        let [eta, along] = kernel::ray(family, &rows, &theta[..m], &theta[m..], &d[..m], &d[m..]);
         let value = |t: f64| {
-            let prox: f64 = (0..dim).map(|j| (theta[j] + t * d[j] - v[j]).powi(2)).sum();
+            let prox: f64 = (0..dim).map(|a| (theta[a] + t * d[a] - v[a]).powi(2)).sum();
             kernel::loss_along(family, &eta, Some(&along), t, rows.y(), rows.w()) / total_weight
                 + 0.5 * rho * prox
         };
@@ -305,9 +289,23 @@ mod tests {
             let beta = array![0.3, -0.2];
             let b = 0.1;
             let at = |beta: &Array1<f64>, b: f64| {
-                grad_sums(family, x.view(), y.view(), Some(w.view()), beta.view(), b)
+                grad_sums(
+                    family,
+                    x.view(),
+                    y.view(),
+                    Some(w.view()),
+                    beta.view(),
+                    ndarray::aview1(&[b]),
+                )
             };
-            let s = hess_sums(family, x.view(), y.view(), Some(w.view()), beta.view(), b);
+            let s = hess_sums(
+                family,
+                x.view(),
+                y.view(),
+                Some(w.view()),
+                beta.view(),
+                ndarray::aview1(&[b]),
+            );
             assert_eq!(s.grad, at(&beta, b));
             for j in 0..3 {
                 let shift = |d: f64| {
@@ -320,7 +318,7 @@ mod tests {
                     at(&bb, ib)
                 };
                 let (up, down) = (shift(h), shift(-h));
-                let g = if j < 2 { s.grad.grad[j] } else { s.grad.grad_intercept };
+                let g = if j < 2 { s.grad.grad[j] } else { s.grad.grad_intercept[0] };
                 assert!(
                     ((up.loss - down.loss) / (2.0 * h) - g).abs() < 1e-6,
                     "{family:?} grad {j}"
@@ -329,7 +327,7 @@ mod tests {
                     let (gu, gd) = if k < 2 {
                         (up.grad[k], down.grad[k])
                     } else {
-                        (up.grad_intercept, down.grad_intercept)
+                        (up.grad_intercept[0], down.grad_intercept[0])
                     };
                     let fd = (gu - gd) / (2.0 * h);
                     assert!((fd - s.hessian[[j, k]]).abs() < 1e-5, "{family:?} hess {j},{k}");
@@ -342,15 +340,21 @@ mod tests {
     fn chunk_sums_add_up_to_the_whole() {
         let (x, y, w) = data();
         let beta = array![0.3, -0.2];
-        let whole =
-            grad_sums(Family::Logistic, x.view(), y.view(), Some(w.view()), beta.view(), 0.1);
+        let whole = grad_sums(
+            Family::Logistic,
+            x.view(),
+            y.view(),
+            Some(w.view()),
+            beta.view(),
+            ndarray::aview1(&[0.1]),
+        );
         let mut parts = grad_sums(
             Family::Logistic,
             x.slice(ndarray::s![..2, ..]),
             y.slice(ndarray::s![..2]),
             Some(w.slice(ndarray::s![..2])),
             beta.view(),
-            0.1,
+            ndarray::aview1(&[0.1]),
         );
         parts.add(&grad_sums(
             Family::Logistic,
@@ -358,12 +362,12 @@ mod tests {
             y.slice(ndarray::s![2..]),
             Some(w.slice(ndarray::s![2..])),
             beta.view(),
-            0.1,
+            ndarray::aview1(&[0.1]),
         ));
         assert!((whole.loss - parts.loss).abs() < 1e-12);
         assert!((&whole.grad - &parts.grad).iter().all(|d| d.abs() < 1e-12));
         assert_eq!(whole.weight, 7.5);
-        let eta = linear_predictor(x.view(), beta.view(), 0.1);
+        let eta = x.dot(&beta) + 0.1;
         assert!(
             (loss_sum(Family::Logistic, eta.view(), y.view(), Some(w.view())) - whole.loss).abs()
                 < 1e-12

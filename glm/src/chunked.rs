@@ -69,21 +69,27 @@ rask_core::op! {
     }
 
     /// Loss and gradient sums of one row block.
-    pub fn glm_grad_block(x: Block, y: Block, w: Vec<Block>, beta: Vec<f64>, b: f64, family: Family) -> Result<GradSums, String> {
+    pub fn glm_grad_block(x: Block, y: Block, w: Vec<Block>, beta: Vec<f64>, b: Vec<f64>, family: Family) -> Result<GradSums, String> {
         let w = w.first().map(|w| view1(w, "sample_weight")).transpose()?;
-        Ok(grad_sums(family, view2(&x)?, view1(&y, "y")?, w, ArrayView1::from(&beta), b))
+        Ok(grad_sums(family, view2(&x)?, view1(&y, "y")?, w, ArrayView1::from(&beta), ArrayView1::from(&b)))
     }
 
     /// Gradient and Hessian sums of one row block.
-    pub fn glm_hess_block(x: Block, y: Block, w: Vec<Block>, beta: Vec<f64>, b: f64, family: Family) -> Result<HessSums, String> {
+    pub fn glm_hess_block(x: Block, y: Block, w: Vec<Block>, beta: Vec<f64>, b: Vec<f64>, family: Family) -> Result<HessSums, String> {
         let w = w.first().map(|w| view1(w, "sample_weight")).transpose()?;
-        Ok(hess_sums(family, view2(&x)?, view1(&y, "y")?, w, ArrayView1::from(&beta), b))
+        Ok(hess_sums(family, view2(&x)?, view1(&y, "y")?, w, ArrayView1::from(&beta), ArrayView1::from(&b)))
     }
 
     /// `η = Xβ + b` and `δ = X·d + d_b` of one row block.
-    pub fn glm_ray_block(x: Block, beta: Vec<f64>, b: f64, d: Vec<f64>, d_b: f64) -> Result<RayBlock, String> {
-        let (eta, delta) =
-            crate::chunk::ray_parts(view2(&x)?, ArrayView1::from(&beta), b, ArrayView1::from(&d), d_b);
+    pub fn glm_ray_block(x: Block, beta: Vec<f64>, b: Vec<f64>, d: Vec<f64>, d_b: Vec<f64>, family: Family) -> Result<RayBlock, String> {
+        let (eta, delta) = crate::chunk::ray_parts(
+            family,
+            view2(&x)?,
+            ArrayView1::from(&beta),
+            ArrayView1::from(&b),
+            ArrayView1::from(&d),
+            ArrayView1::from(&d_b),
+        );
         Ok(RayBlock { eta, delta })
     }
 
@@ -301,11 +307,14 @@ impl GlmData for Chunked {
         &self,
         family: Family,
         beta: ArrayView1<'_, f64>,
-        b: f64,
+        b: ArrayView1<'_, f64>,
     ) -> Result<GradSums, GlmError> {
-        let beta = beta.to_vec();
+        let (beta, b) = (beta.to_vec(), b.to_vec());
         self.pass(
-            |i| glm_grad_block(&self.x[i], &self.y[i], self.weights(i), beta.clone(), b, family),
+            |i| {
+                let (x, y, w) = (&self.x[i], &self.y[i], self.weights(i));
+                glm_grad_block(x, y, w, beta.clone(), b.clone(), family)
+            },
             glm_sum_grads,
         )
     }
@@ -314,27 +323,32 @@ impl GlmData for Chunked {
         &self,
         family: Family,
         beta: ArrayView1<'_, f64>,
-        b: f64,
+        b: ArrayView1<'_, f64>,
     ) -> Result<HessSums, GlmError> {
-        let beta = beta.to_vec();
+        let (beta, b) = (beta.to_vec(), b.to_vec());
         self.pass(
-            |i| glm_hess_block(&self.x[i], &self.y[i], self.weights(i), beta.clone(), b, family),
+            |i| {
+                let (x, y, w) = (&self.x[i], &self.y[i], self.weights(i));
+                glm_hess_block(x, y, w, beta.clone(), b.clone(), family)
+            },
             glm_sum_hess,
         )
     }
 
     fn ray(
         &self,
+        family: Family,
         beta: ArrayView1<'_, f64>,
-        b: f64,
+        b: ArrayView1<'_, f64>,
         direction: ArrayView1<'_, f64>,
-        direction_b: f64,
+        direction_b: ArrayView1<'_, f64>,
     ) -> Result<Box<dyn Ray + '_>, GlmError> {
-        let (beta, d) = (beta.to_vec(), direction.to_vec());
+        let (beta, b) = (beta.to_vec(), b.to_vec());
+        let (d, d_b) = (direction.to_vec(), direction_b.to_vec());
         let blocks: Vec<_> = self
             .x
             .iter()
-            .map(|x| glm_ray_block(x, beta.clone(), b, d.clone(), direction_b))
+            .map(|x| glm_ray_block(x, beta.clone(), b.clone(), d.clone(), d_b.clone(), family))
             .collect();
         let kept = rask_core::delayed::persist_many(&blocks, &self.scheduler, &self.options)
             .map_err(compute_err)?;

@@ -20,12 +20,21 @@ pub trait GlmData {
     fn n_rows(&self) -> usize;
     /// `W = Σ wᵢ` (the row count without weights).
     fn total_weight(&self) -> f64;
-    /// One pass: loss and gradient sums at `(β, b)`.
-    fn grad(&self, family: Family, beta: ArrayView1<'_, f64>, b: f64)
-        -> Result<GradSums, GlmError>;
+    /// One pass: loss and gradient sums at `(β, b)` (`b`: one intercept
+    /// per linear predictor, see [`Family::n_outputs`]).
+    fn grad(
+        &self,
+        family: Family,
+        beta: ArrayView1<'_, f64>,
+        b: ArrayView1<'_, f64>,
+    ) -> Result<GradSums, GlmError>;
     /// One pass: gradient and Hessian sums at `(β, b)`.
-    fn hess(&self, family: Family, beta: ArrayView1<'_, f64>, b: f64)
-        -> Result<HessSums, GlmError>;
+    fn hess(
+        &self,
+        family: Family,
+        beta: ArrayView1<'_, f64>,
+        b: ArrayView1<'_, f64>,
+    ) -> Result<HessSums, GlmError>;
     /// Row chunks (ADMM keeps one local solution per chunk).
     fn n_chunks(&self) -> usize;
     /// ADMM's local step, one task per chunk (see
@@ -37,10 +46,11 @@ pub trait GlmData {
     /// that the loss along the ray `β + t·d` costs no further pass over X.
     fn ray(
         &self,
+        family: Family,
         beta: ArrayView1<'_, f64>,
-        b: f64,
+        b: ArrayView1<'_, f64>,
         direction: ArrayView1<'_, f64>,
-        direction_b: f64,
+        direction_b: ArrayView1<'_, f64>,
     ) -> Result<Box<dyn Ray + '_>, GlmError>;
 }
 
@@ -174,7 +184,7 @@ type ChunkFn<S> = fn(
     ArrayView1<'_, f64>,
     Option<ArrayView1<'_, f64>>,
     ArrayView1<'_, f64>,
-    f64,
+    ArrayView1<'_, f64>,
 ) -> S;
 
 impl InMemory {
@@ -183,7 +193,7 @@ impl InMemory {
         &self,
         family: Family,
         beta: ArrayView1<'_, f64>,
-        b: f64,
+        b: ArrayView1<'_, f64>,
         chunk_fn: ChunkFn<S>,
         add: fn(&mut S, &S),
     ) -> S {
@@ -255,7 +265,7 @@ impl GlmData for InMemory {
         &self,
         family: Family,
         beta: ArrayView1<'_, f64>,
-        b: f64,
+        b: ArrayView1<'_, f64>,
     ) -> Result<GradSums, GlmError> {
         Ok(self.sum_chunks(family, beta, b, grad_sums, GradSums::add))
     }
@@ -264,22 +274,23 @@ impl GlmData for InMemory {
         &self,
         family: Family,
         beta: ArrayView1<'_, f64>,
-        b: f64,
+        b: ArrayView1<'_, f64>,
     ) -> Result<HessSums, GlmError> {
         Ok(self.sum_chunks(family, beta, b, hess_sums, HessSums::add))
     }
 
     fn ray(
         &self,
+        family: Family,
         beta: ArrayView1<'_, f64>,
-        b: f64,
+        b: ArrayView1<'_, f64>,
         direction: ArrayView1<'_, f64>,
-        direction_b: f64,
+        direction_b: ArrayView1<'_, f64>,
     ) -> Result<Box<dyn Ray + '_>, GlmError> {
         let (eta, delta) = self
             .chunks
             .iter()
-            .map(|c| crate::chunk::ray_parts(c.x.view(), beta, b, direction, direction_b))
+            .map(|c| crate::chunk::ray_parts(family, c.x.view(), beta, b, direction, direction_b))
             .unzip();
         Ok(Box::new(InMemoryRay { data: self, eta, delta }))
     }

@@ -4,7 +4,7 @@
 //!
 //! | estimator | family | parameters (scikit-learn's meaning) |
 //! |---|---|---|
-//! | [`GlmLogisticRegression`] | logistic | `C`, `l1_ratio` as `LogisticRegression` (λ = 1/(C·W)) |
+//! | [`GlmLogisticRegression`] | logistic, or multinomial for more than 2 classes | `C`, `l1_ratio` as `LogisticRegression` (λ = 1/(C·W)) |
 //! | [`GlmLinearRegression`] | normal | `alpha`, `l1_ratio` as `ElasticNet` (λ = α on the mean loss; `alpha = 0` is `LinearRegression`; `Ridge(alpha=a)` is `alpha = a/n, l1_ratio = 0`) |
 //! | [`GlmPoissonRegressor`] | Poisson | `alpha` as `PoissonRegressor`, plus `l1_ratio` (glum's) |
 //!
@@ -36,6 +36,9 @@ use crate::family::Family;
 use crate::scaling::Parameterization;
 use crate::solve::{fit, Fit, Model, Options, Solver};
 
+/// The most classes a chunked fit infers from its labels.
+const MAX_CLASSES: usize = 10_000;
+
 const SOLVERS: &str = "gradient_descent, proximal_grad, newton, lbfgs or admm";
 
 fn known_solver(name: &str) -> bool {
@@ -44,7 +47,8 @@ fn known_solver(name: &str) -> bool {
 
 rask_ml::params! {
     /// Hyperparameters of [`GlmLogisticRegression`]: scikit-learn's
-    /// `LogisticRegression(C, l1_ratio)` objective, binary.
+    /// `LogisticRegression(C, l1_ratio)` objective: binary, or multinomial
+    /// (softmax) for more than two classes.
     pub struct GlmLogisticRegressionParams for "GlmLogisticRegression" {
         /// Inverse regularization strength (scikit-learn's `C`).
         c ("C"): f64 = 1.0, valid if |v| *v > 0.0 && v.is_finite(), "a positive finite number";
@@ -172,12 +176,13 @@ impl Spec<'_> {
 pub struct FittedGlm {
     /// The family.
     pub family: Family,
-    /// The two class labels of a logistic model (`classes[1]` is the positive class).
+    /// The class labels of a logistic model, sorted (binary: `classes[1]`
+    /// is the positive class; more: the multinomial family).
     pub classes: Option<Vec<f64>>,
-    /// The coefficients.
+    /// The coefficients (`K × p` class-major for the multinomial family).
     pub coef: Array1<f64>,
-    /// The intercept (0 without one).
-    pub intercept: f64,
+    /// The intercepts (one, or one per class; 0 without them).
+    pub intercepts: Array1<f64>,
     /// Iterations the solver ran.
     pub n_iter: usize,
     /// Whether it reached its tolerance.
@@ -192,7 +197,7 @@ impl FittedGlm {
             family,
             classes,
             coef: f.coef,
-            intercept: f.intercept,
+            intercepts: f.intercepts,
             n_iter: f.n_iter,
             converged: f.converged,
             objective: f.objective,
@@ -202,10 +207,15 @@ impl FittedGlm {
     /// What a prediction of this model is.
     fn output(&self, proba: bool) -> Prediction {
         match (&self.classes, proba) {
-            (Some(_), true) => Prediction::Proba,
-            (Some(c), false) => Prediction::Class { negative: c[0], positive: c[1] },
+            (Some(c), true) => Prediction::Proba(c.len()),
+            (Some(c), false) => Prediction::Class(c.clone()),
             (None, _) => Prediction::Mean(self.family),
         }
+    }
+
+    /// The number of features.
+    fn features(&self) -> usize {
+        self.coef.len() / self.intercepts.len()
     }
 
     /// Predictions for chunked `x`, block by block: a chunked array with
@@ -223,7 +233,7 @@ impl FittedGlm {
                 message: "only a logistic model has class probabilities".into(),
             });
         }
-        self.map_rows(x, Prediction::Proba)
+        self.map_rows(x, self.output(true))
     }
 
     /// The default score on chunked `x` and `y`, as a sum over blocks run on
@@ -251,7 +261,8 @@ impl FittedGlm {
             .iter()
             .zip(y.blocks().iter())
             .map(|(xb, yb)| {
-                glm_score_block(xb, yb, self.coef.to_vec(), self.intercept, self.output(false))
+                let (coef, b) = (self.coef.to_vec(), self.intercepts.to_vec());
+                glm_score_block(xb, yb, coef, b, self.output(false))
             })
             .collect();
         let all = rask_core::collect(parts);
@@ -263,7 +274,7 @@ impl FittedGlm {
 
     /// `x` with one column chunk (rows stay as they are), checked against the model.
     fn row_blocks(&self, x: &Array<f64>) -> Result<Array<f64>, GlmError> {
-        let p = self.coef.len();
+        let p = self.features();
         if x.ndim() != 2 || x.shape()[1] != p {
             return Err(GlmError::Shape {
                 what: "X".into(),
@@ -280,60 +291,92 @@ impl FittedGlm {
         let blocks: Vec<Delayed<Block>> = x
             .blocks()
             .iter()
-            .map(|b| glm_predict_block(b, self.coef.to_vec(), self.intercept, what))
+            .map(|b| {
+                let (coef, intercepts) = (self.coef.to_vec(), self.intercepts.to_vec());
+                glm_predict_block(b, coef, intercepts, what.clone())
+            })
             .collect();
         let (chunks, shape) = match what {
-            Prediction::Proba => (vec![rows.clone(), vec![2]], vec![rows.len(), 1]),
+            Prediction::Proba(k) => (vec![rows.clone(), vec![k]], vec![rows.len(), 1]),
             _ => (vec![rows.clone()], vec![rows.len()]),
         };
         let grid = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&shape), blocks)
             .expect("one block per row chunk");
         Ok(Array::from_blocks(format!("predict({})", x.name()), chunks, grid))
     }
-
-    fn eta(&self, x: ArrayView2<'_, f64>) -> Array1<f64> {
-        x.dot(&self.coef) + self.intercept
-    }
 }
 
 /// What a prediction block holds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Prediction {
     /// The mean (the family's inverse link of η).
     Mean(Family),
-    /// The class label: `positive` where the probability is above 1/2.
-    Class {
-        /// `classes[0]`.
-        negative: f64,
-        /// `classes[1]`.
-        positive: f64,
-    },
-    /// The two class probabilities.
-    Proba,
+    /// The most probable class's label (of these sorted labels).
+    Class(Vec<f64>),
+    /// The probabilities of this many classes.
+    Proba(usize),
 }
 
-fn predict_rows(
-    x: ArrayView2<'_, f64>,
-    coef: &[f64],
-    b: f64,
-    what: Prediction,
-    family: Family,
-) -> Array2<f64> {
-    let eta = x.dot(&ArrayView1::from(coef)) + b;
+impl Prediction {
+    /// The family the prediction comes from.
+    fn family(&self) -> Family {
+        let classes = match self {
+            Prediction::Mean(family) => return *family,
+            Prediction::Class(labels) => labels.len(),
+            Prediction::Proba(k) => *k,
+        };
+        if classes == 2 {
+            Family::Logistic
+        } else {
+            Family::Multinomial { classes }
+        }
+    }
+}
+
+/// The linear predictors of `x`: `n × k` (`coef` class-major).
+fn linear(x: ArrayView2<'_, f64>, coef: &[f64], b: &[f64]) -> Array2<f64> {
+    let k = b.len();
+    let p = coef.len() / k;
+    let w = ArrayView2::from_shape((k, p), coef).expect("k × p coefficients");
+    x.dot(&w.t()) + ArrayView1::from(b)
+}
+
+/// Class probabilities from linear predictors (binary: one column, the positive class's).
+fn probabilities(eta: &Array2<f64>) -> Array2<f64> {
+    if eta.ncols() == 1 {
+        let mut out = Array2::zeros((eta.nrows(), 2));
+        for (i, &e) in eta.column(0).iter().enumerate() {
+            let p = Family::Logistic.mean(e);
+            out[[i, 0]] = 1.0 - p;
+            out[[i, 1]] = p;
+        }
+        return out;
+    }
+    let mut out = eta.clone();
+    for mut row in out.rows_mut() {
+        let top = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        row.mapv_inplace(|v| (v - top).exp());
+        let total = row.sum();
+        row /= total;
+    }
+    out
+}
+
+/// Predictions of rows of `x`: `n × 1`, or `n × K` probabilities.
+fn predict_rows(x: ArrayView2<'_, f64>, coef: &[f64], b: &[f64], what: &Prediction) -> Array2<f64> {
+    let eta = linear(x, coef, b);
     match what {
-        Prediction::Mean(_) => eta.mapv(|e| family.mean(e)).insert_axis(ndarray::Axis(1)),
-        Prediction::Class { negative, positive } => {
-            eta.mapv(|e| if e > 0.0 { positive } else { negative }).insert_axis(ndarray::Axis(1))
+        Prediction::Mean(family) => eta.mapv(|e| family.mean(e)),
+        Prediction::Class(labels) => {
+            let proba = probabilities(&eta);
+            let best = proba.rows().into_iter().map(|r| {
+                // The first of equal probabilities, as argmax does.
+                let i = r.iter().enumerate().fold(0, |m, (i, v)| if *v > r[m] { i } else { m });
+                labels[i]
+            });
+            Array1::from_iter(best).insert_axis(ndarray::Axis(1))
         }
-        Prediction::Proba => {
-            let mut out = Array2::zeros((eta.len(), 2));
-            for (i, &e) in eta.iter().enumerate() {
-                let p = Family::Logistic.mean(e);
-                out[[i, 0]] = 1.0 - p;
-                out[[i, 1]] = p;
-            }
-            out
-        }
+        Prediction::Proba(_) => probabilities(&eta),
     }
 }
 
@@ -365,7 +408,7 @@ impl ScoreSums {
     fn score(&self, family: Family) -> f64 {
         let mean = self.sum_y / self.n;
         match family {
-            Family::Logistic => self.correct / self.n,
+            Family::Logistic | Family::Multinomial { .. } => self.correct / self.n,
             Family::Normal => 1.0 - self.sse / (self.sum_y2 - self.n * mean * mean),
             Family::Poisson => {
                 // Null deviance Σ 2 (y log(y/ȳ) − (y − ȳ)) = 2 (Σ y log y − log ȳ Σ y).
@@ -401,33 +444,24 @@ fn view2(b: &Block) -> Result<ArrayView2<'_, f64>, String> {
     }
 }
 
-impl Prediction {
-    fn family(&self) -> Family {
-        match self {
-            Prediction::Mean(family) => *family,
-            _ => Family::Logistic,
-        }
-    }
-}
-
 rask_core::op! {
     /// Predictions of one row block of X.
-    pub fn glm_predict_block(x: Block, coef: Vec<f64>, intercept: f64, what: Prediction) -> Result<Block, String> {
-        let out = predict_rows(view2(&x)?, &coef, intercept, what, what.family());
+    pub fn glm_predict_block(x: Block, coef: Vec<f64>, intercepts: Vec<f64>, what: Prediction) -> Result<Block, String> {
+        let out = predict_rows(view2(&x)?, &coef, &intercepts, &what);
         Ok(match what {
-            Prediction::Proba => Block::from_array(out.into_dyn()),
+            Prediction::Proba(_) => Block::from_array(out.into_dyn()),
             _ => Block::from_array(out.column(0).to_owned().into_dyn()),
         })
     }
 
     /// Score sums of one row block.
-    pub fn glm_score_block(x: Block, y: Block, coef: Vec<f64>, intercept: f64, what: Prediction) -> Result<ScoreSums, String> {
+    pub fn glm_score_block(x: Block, y: Block, coef: Vec<f64>, intercepts: Vec<f64>, what: Prediction) -> Result<ScoreSums, String> {
         let x = view2(&x)?;
         let y = match y.data() {
             rask_core::array::BlockData::F64(a) => a.view().into_dimensionality::<ndarray::Ix1>().map_err(|e| format!("y block: {e}"))?,
             other => return Err(format!("y block holds {} data, float64 expected", other.dtype())),
         };
-        let pred = predict_rows(x, &coef, intercept, what, what.family());
+        let pred = predict_rows(x, &coef, &intercepts, &what);
         Ok(ScoreSums::of(y, pred.column(0), what.family()))
     }
 
@@ -441,27 +475,21 @@ rask_core::op! {
 
 impl FittedModel for FittedGlm {
     fn n_features(&self) -> usize {
-        self.coef.len()
+        self.features()
     }
 
     fn predict(&self, x: ArrayView2<'_, f64>) -> Output<Array1<f64>> {
-        let what = self.output(false);
-        let family = self.family;
-        Some(Ok(predict_rows(
-            x,
-            self.coef.as_slice().expect("owned"),
-            self.intercept,
-            what,
-            family,
-        )
-        .column(0)
-        .to_owned()))
+        let coef = self.coef.as_slice().expect("owned");
+        let b = self.intercepts.as_slice().expect("owned");
+        let out = predict_rows(x, coef, b, &self.output(false));
+        Some(Ok(out.column(0).to_owned()))
     }
 
     fn predict_proba(&self, x: ArrayView2<'_, f64>) -> Output<Array2<f64>> {
         self.classes.as_ref()?;
         let coef = self.coef.as_slice().expect("owned");
-        Some(Ok(predict_rows(x, coef, self.intercept, Prediction::Proba, Family::Logistic)))
+        let b = self.intercepts.as_slice().expect("owned");
+        Some(Ok(predict_rows(x, coef, b, &self.output(true))))
     }
 
     fn classes(&self) -> Option<&[f64]> {
@@ -473,7 +501,7 @@ impl FittedModel for FittedGlm {
         if self.family != Family::Poisson {
             return None;
         }
-        let mu = self.eta(x).mapv(f64::exp);
+        let mu = self.predict(x)?.ok()?;
         Some(ScoreSums::of(y?, mu.view(), Family::Poisson).score(Family::Poisson))
     }
 }
@@ -489,17 +517,19 @@ impl FitParams for GlmLogisticRegressionParams {
         let name = "GlmLogisticRegression";
         let y = require_y(name, y)?;
         let (classes, idx) = encode_classes(name, y)?;
-        if classes.len() > 2 {
-            return Err(MlError::Labels {
-                estimator: name.into(),
-                message: format!(
-                    "{} classes; this estimator is binary (use LogisticRegression for multinomial problems)",
-                    classes.len()
-                ),
-            });
-        }
-        let y01 = Array1::from_iter(idx.iter().map(|&i| i as f64));
-        params.spec().fit_memory(x, y01.view(), Some(classes))
+        // Two classes: the logistic family; more: the multinomial one.
+        let family = logistic_family(classes.len());
+        let index = Array1::from_iter(idx.iter().map(|&i| i as f64));
+        Spec { family, ..params.spec() }.fit_memory(x, index.view(), Some(classes))
+    }
+}
+
+/// The family of a logistic model of `classes` classes.
+fn logistic_family(classes: usize) -> Family {
+    if classes == 2 {
+        Family::Logistic
+    } else {
+        Family::Multinomial { classes }
     }
 }
 
@@ -609,8 +639,29 @@ macro_rules! chunked_fit {
             ) -> Result<&FittedGlm, MlError> {
                 self.fitted = None;
                 let params: Checked<$Params> = Checked::new(self.params.clone())?;
-                let classes = (params.spec().family == Family::Logistic).then(|| vec![0.0, 1.0]);
-                let fitted = params.spec().fit_chunked(x, y, scheduler, classes)?;
+                let mut spec = params.spec();
+                let mut classes = None;
+                if spec.family == Family::Logistic {
+                    // Class indices 0..K: K from the largest label (one
+                    // reduction over y; the data checks reject the rest).
+                    let top = y
+                        .max(&[])
+                        .and_then(|m| m.compute_with(&scheduler, &rask_core::ComputeOptions::default()))
+                        .map_err(|e| spec.err(GlmError::Compute { message: e.to_string() }))?;
+                    let top = top.iter().next().copied().unwrap_or(1.0).max(1.0);
+                    if top >= MAX_CLASSES as f64 {
+                        return Err(MlError::Labels {
+                            estimator: spec.estimator.into(),
+                            message: format!(
+                                "the largest label is {top}; labels of chunked data are class indices 0..K with K <= {MAX_CLASSES}"
+                            ),
+                        });
+                    }
+                    let k = top as usize + 1;
+                    spec.family = logistic_family(k);
+                    classes = Some((0..k).map(|c| c as f64).collect());
+                }
+                let fitted = spec.fit_chunked(x, y, scheduler, classes)?;
                 Ok(self.fitted.insert(fitted))
             }
         }
@@ -620,7 +671,7 @@ macro_rules! chunked_fit {
 chunked_fit!(
     GlmLogisticRegression,
     GlmLogisticRegressionParams,
-    "Labels must be 0 and 1 (the classes are then `[0, 1]`)."
+    "Labels must be class indices 0, 1, ..., K − 1 (the classes are then `[0, ..., K − 1]`; K > 2 fits the multinomial family)."
 );
 chunked_fit!(GlmLinearRegression, GlmLinearRegressionParams, "");
 chunked_fit!(GlmPoissonRegressor, GlmPoissonRegressorParams, "Targets must be counts (>= 0).");

@@ -8,9 +8,14 @@
 //! | `Normal` | identity | `(η − y)² / 2` | `η − y` | `1` | finite |
 //! | `Poisson` | log | `e^η − yη` | `e^η − y` | `e^η` | ≥ 0 |
 //!
+//! | `Multinomial { classes: K }` | softmax | `log Σ_c e^{η_c} − η_y` over `K` predictors | `p_c − [c = y]` | `p_c([c = d] − p_d)` | 0, 1, …, K − 1 |
+//!
 //! The losses are the negative log-likelihoods up to terms that do not
 //! depend on `η` (for Poisson, scikit-learn's half deviance minus
 //! `y log y − y`), so every solver reaches the same optimum as scikit-learn.
+//! The multinomial family has one linear predictor per class (scikit-learn's
+//! full parameterization: every class's coefficients are penalized), so its
+//! loss is over a vector; the row functions here are for the scalar families.
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +28,11 @@ pub enum Family {
     Normal,
     /// Counts (any y ≥ 0), log link.
     Poisson,
+    /// Class indices `0..classes`, softmax over one predictor per class.
+    Multinomial {
+        /// The number of classes (at least 2).
+        classes: usize,
+    },
 }
 
 /// The loss of one row and its derivatives in `η`.
@@ -35,6 +45,11 @@ pub struct Pointwise {
     /// Its second derivative in `η` (the IRLS weight).
     pub d2: f64,
 }
+
+/// Why the row functions refuse the multinomial family (callers dispatch on
+/// [`Family::is_scalar`] first).
+const VECTOR: &str =
+    "the multinomial loss is over a vector of predictors: callers use the softmax kernels";
 
 /// `log(1 + e^x)` without overflow or loss of precision for large `|x|`.
 fn softplus(x: f64) -> f64 {
@@ -58,7 +73,21 @@ impl Family {
             Family::Logistic => "logistic",
             Family::Normal => "normal",
             Family::Poisson => "poisson",
+            Family::Multinomial { .. } => "multinomial",
         }
+    }
+
+    /// Linear predictors per row: the classes for multinomial, else 1.
+    pub fn n_outputs(&self) -> usize {
+        match self {
+            Family::Multinomial { classes } => *classes,
+            _ => 1,
+        }
+    }
+
+    /// Whether the loss is over one predictor per row (every family but multinomial).
+    pub fn is_scalar(&self) -> bool {
+        self.n_outputs() == 1
     }
 
     /// The loss of one row and its derivatives.
@@ -76,6 +105,7 @@ impl Family {
                 let mu = eta.exp();
                 Pointwise { loss: mu - y * eta, d1: mu - y, d2: mu }
             }
+            Family::Multinomial { .. } => unreachable!("{VECTOR}"),
         }
     }
 
@@ -85,6 +115,7 @@ impl Family {
             Family::Logistic => softplus(eta) - y * eta,
             Family::Normal => 0.5 * (eta - y) * (eta - y),
             Family::Poisson => eta.exp() - y * eta,
+            Family::Multinomial { .. } => unreachable!("{VECTOR}"),
         }
     }
 
@@ -95,6 +126,7 @@ impl Family {
             Family::Logistic => sigmoid(eta),
             Family::Normal => eta,
             Family::Poisson => eta.exp(),
+            Family::Multinomial { .. } => unreachable!("{VECTOR}"),
         }
     }
 
@@ -108,6 +140,9 @@ impl Family {
                 Some("logistic targets must be 0 or 1 (encode the two classes first)")
             }
             Family::Poisson if y < 0.0 => Some("Poisson targets are counts and must be >= 0"),
+            Family::Multinomial { classes } if y.fract() != 0.0 || y < 0.0 || y >= *classes as f64 => {
+                Some("multinomial targets are class indices 0, 1, ..., classes - 1 (encode the classes first)")
+            }
             _ => None,
         }
     }

@@ -73,16 +73,27 @@ pub(crate) struct PassSums {
     pub loss: f64,
     /// `Σ wᵢ loss′ xᵢ`.
     pub grad: Vec<f64>,
-    /// `Σ wᵢ loss′`.
-    pub grad_b: f64,
+    /// `Σ wᵢ loss′` per linear predictor (one, or one per class).
+    pub grad_b: Vec<f64>,
     /// `Σ wᵢ`.
     pub weight: f64,
-    /// `Σ wᵢ loss″ [xᵢ 1][xᵢ 1]ᵀ`, row-major (p + 1) × (p + 1), when asked for.
+    /// `Σ wᵢ loss″ [xᵢ 1][xᵢ 1]ᵀ`, row-major (p + 1) × (p + 1), when asked
+    /// for; for `K` classes, `(Kp + K)²` in the order `[β, b]` (see [`multi_pass`]).
     pub hess: Option<Vec<f64>>,
 }
 
 /// Loss and gradient sums (and the Hessian when `hess`) of a chunk at `(β, b)`.
-pub(crate) fn pass(family: Family, rows: &Rows<'_>, beta: &[f64], b: f64, hess: bool) -> PassSums {
+pub(crate) fn pass(
+    family: Family,
+    rows: &Rows<'_>,
+    beta: &[f64],
+    b: &[f64],
+    hess: bool,
+) -> PassSums {
+    if !family.is_scalar() {
+        return multi_pass(family.n_outputs(), rows, beta, b, hess);
+    }
+    let b = b[0];
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU has the features this copy is compiled for.
@@ -91,8 +102,20 @@ pub(crate) fn pass(family: Family, rows: &Rows<'_>, beta: &[f64], b: f64, hess: 
     pass_with::<false>(family, rows, beta, b, hess)
 }
 
-/// `η = Xβ + b` and `δ = X·d + d_b` of a chunk, in one read of X.
-pub(crate) fn ray(rows: &Rows<'_>, beta: &[f64], b: f64, d: &[f64], d_b: f64) -> [Vec<f64>; 2] {
+/// `η = Xβ + b` and `δ = X·d + d_b` of a chunk, in one read of X (for `K`
+/// classes, `K` values per row).
+pub(crate) fn ray(
+    family: Family,
+    rows: &Rows<'_>,
+    beta: &[f64],
+    b: &[f64],
+    d: &[f64],
+    d_b: &[f64],
+) -> [Vec<f64>; 2] {
+    if !family.is_scalar() {
+        return [multi_predict(rows, beta, b), multi_predict(rows, d, d_b)];
+    }
+    let (b, d_b) = (b[0], d_b[0]);
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: as above.
@@ -110,6 +133,9 @@ pub(crate) fn loss_along(
     y: &[f64],
     w: Option<&[f64]>,
 ) -> f64 {
+    if !family.is_scalar() {
+        return multi_loss(family.n_outputs(), eta, delta, t, y, w);
+    }
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: as above.
@@ -277,6 +303,7 @@ fn pointwise<const FMA: bool>(
             }
             loss
         }
+        Family::Multinomial { .. } => unreachable!("dispatched to the softmax kernels"),
     }
 }
 
@@ -293,7 +320,7 @@ fn pass_with<const FMA: bool>(
     let mut out = PassSums {
         loss: 0.0,
         grad: vec![0.0; p],
-        grad_b: 0.0,
+        grad_b: vec![0.0],
         weight: 0.0,
         hess: hess.then(|| vec![0.0; q * q]),
     };
@@ -309,7 +336,7 @@ fn pass_with<const FMA: bool>(
         let d2 = &mut d2[..m];
         out.loss += pointwise::<FMA>(family, z, y, w, d2, &mut scratch);
         out.weight += w.map_or(m as f64, sum);
-        out.grad_b += sum(z);
+        out.grad_b[0] += sum(z);
         for (j, g) in out.grad.iter_mut().enumerate() {
             *g += dot::<FMA>(&xt[j * PANEL..j * PANEL + m], z);
         }
@@ -384,6 +411,112 @@ fn loss_along_with<const FMA: bool>(
     loss
 }
 
+/// `log Σ eᵛ` without overflow.
+fn log_sum_exp(v: &[f64]) -> f64 {
+    let top = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    top + v.iter().map(|x| (x - top).exp()).sum::<f64>().ln()
+}
+
+/// `η = Xβ + b` with `k` predictors per row (row-major `n × k`), `β` class-major.
+fn multi_predict(rows: &Rows<'_>, beta: &[f64], b: &[f64]) -> Vec<f64> {
+    let (n, p, k) = (rows.n, rows.p, b.len());
+    let mut eta = vec![0.0; n * k];
+    for (x, e) in rows.x.chunks_exact(p).zip(eta.chunks_exact_mut(k)) {
+        for c in 0..k {
+            e[c] = b[c] + x.iter().zip(&beta[c * p..(c + 1) * p]).map(|(a, v)| a * v).sum::<f64>();
+        }
+    }
+    eta
+}
+
+/// `Σ wᵢ (log Σ_c e^{a_ic} − a_{i,yᵢ})` at `a = η + t·δ` (`k` per row).
+fn multi_loss(
+    k: usize,
+    eta: &[f64],
+    delta: Option<&[f64]>,
+    t: f64,
+    y: &[f64],
+    w: Option<&[f64]>,
+) -> f64 {
+    let mut a = vec![0.0; k];
+    let mut loss = 0.0;
+    for (i, e) in eta.chunks_exact(k).enumerate() {
+        a.copy_from_slice(e);
+        if let Some(delta) = delta {
+            a.iter_mut().zip(&delta[i * k..(i + 1) * k]).for_each(|(v, d)| *v += t * d);
+        }
+        let wi = w.map_or(1.0, |w| w[i]);
+        loss += wi * (log_sum_exp(&a) - a[y[i] as usize]);
+    }
+    loss
+}
+
+/// The softmax pass: `k` linear predictors per row, `β` class-major
+/// (`β[c·p + j]`), the Hessian in the order `[β, b]`:
+/// `∂²/∂η_c∂η_d = p_c([c = d] − p_d)` times `x̃x̃ᵀ` with `x̃ = [x, 1]`. Row
+/// by row: these problems have few classes and features, so the per-row
+/// block is small.
+fn multi_pass(k: usize, rows: &Rows<'_>, beta: &[f64], b: &[f64], hess: bool) -> PassSums {
+    let p = rows.p;
+    let m = k * p;
+    let q = m + k;
+    let mut out = PassSums {
+        loss: 0.0,
+        grad: vec![0.0; m],
+        grad_b: vec![0.0; k],
+        weight: 0.0,
+        hess: hess.then(|| vec![0.0; q * q]),
+    };
+    let at = |c: usize, j: usize| if j < p { c * p + j } else { m + c };
+    let eta = multi_predict(rows, beta, b);
+    let (mut prob, mut r) = (vec![0.0; k], vec![0.0; k]);
+    for (i, (x, e)) in rows.x.chunks_exact(p).zip(eta.chunks_exact(k)).enumerate() {
+        let w = rows.w.as_ref().map_or(1.0, |w| w[i]);
+        let yi = rows.y[i] as usize;
+        let lse = log_sum_exp(e);
+        for c in 0..k {
+            prob[c] = (e[c] - lse).exp();
+            r[c] = w * (prob[c] - f64::from(c == yi));
+        }
+        out.loss += w * (lse - e[yi]);
+        out.weight += w;
+        for (c, &rc) in r.iter().enumerate() {
+            out.grad_b[c] += rc;
+            for (g, &xj) in out.grad[c * p..(c + 1) * p].iter_mut().zip(x) {
+                *g += rc * xj;
+            }
+        }
+        if let Some(h) = out.hess.as_mut() {
+            let xt = |j: usize| if j < p { x[j] } else { 1.0 };
+            for c in 0..k {
+                for d in c..k {
+                    let s = w * prob[c] * (f64::from(c == d) - prob[d]);
+                    for j in 0..=p {
+                        let row = at(c, j) * q;
+                        let sx = s * xt(j);
+                        for l in 0..=p {
+                            h[row + at(d, l)] += sx * xt(l);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if let Some(h) = out.hess.as_mut() {
+        // The blocks below the diagonal (d < c) are the transposes of those above.
+        for c in 0..k {
+            for d in c + 1..k {
+                for j in 0..=p {
+                    for l in 0..=p {
+                        h[at(d, l) * q + at(c, j)] = h[at(c, j) * q + at(d, l)];
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,7 +540,7 @@ mod tests {
             for weights in [None, Some(&w[..])] {
                 let xv = ArrayView2::from_shape((n, p), &x).unwrap();
                 let rows = Rows::new(xv, ArrayView1::from(&y), weights.map(ArrayView1::from));
-                let got = pass(family, &rows, &beta, 0.3, true);
+                let got = pass(family, &rows, &beta, &[0.3], true);
                 let (mut loss, mut grad, mut h) = (0.0, vec![0.0; p + 1], vec![0.0; (p + 1) * 36]);
                 for i in 0..n {
                     let xi: Vec<f64> = x[i * p..(i + 1) * p].iter().copied().chain([1.0]).collect();
@@ -427,18 +560,65 @@ mod tests {
                 for (j, (g, want)) in got.grad.iter().zip(&grad).enumerate() {
                     assert!(close(*g, *want), "{family:?} grad {j}");
                 }
-                assert!(close(got.grad_b, grad[p]));
+                assert!(close(got.grad_b[0], grad[p]));
                 let gh = got.hess.unwrap();
                 for (k, (g, want)) in gh.iter().zip(&h).enumerate() {
                     assert!(close(*g, *want), "{family:?} hessian {k}");
                 }
-                let [eta, delta] = ray(&rows, &beta, 0.3, &d, -0.1);
+                let [eta, delta] = ray(family, &rows, &beta, &[0.3], &d, &[-0.1]);
                 let t = 0.7;
                 let at: Vec<f64> = beta.iter().zip(&d).map(|(b, d)| b + t * d).collect();
-                let direct = pass(family, &rows, &at, 0.3 - 0.1 * t, false).loss;
+                let direct = pass(family, &rows, &at, &[0.3 - 0.1 * t], false).loss;
                 let along = loss_along(family, &eta, Some(&delta), t, &y, weights);
                 assert!(close(along, direct), "{family:?} ray {along} vs {direct}");
             }
         }
+    }
+
+    /// The softmax pass: the gradient and the Hessian agree with central
+    /// differences of its loss, and the loss along a ray with a direct pass.
+    #[test]
+    fn softmax_pass_matches_finite_differences() {
+        let (n, p, k) = (37, 3, 3);
+        let family = Family::Multinomial { classes: k };
+        let x: Vec<f64> = (0..n * p).map(|v| ((v * 29 % 53) as f64 / 26.0 - 1.0) * 1.3).collect();
+        let y: Vec<f64> = (0..n).map(|i| (i * 7 % k) as f64).collect();
+        let w: Vec<f64> = (0..n).map(|i| 0.5 + (i % 4) as f64 * 0.5).collect();
+        let xv = ArrayView2::from_shape((n, p), &x).unwrap();
+        let rows = Rows::new(xv, ArrayView1::from(&y), Some(ArrayView1::from(&w)));
+        let mut theta: Vec<f64> =
+            (0..k * p + k).map(|v| ((v * 5 % 11) as f64 - 5.0) * 0.1).collect();
+        let at = |t: &[f64], hess: bool| pass(family, &rows, &t[..k * p], &t[k * p..], hess);
+        let s = at(&theta, true);
+        let h = s.hess.clone().unwrap();
+        let q = k * p + k;
+        let grad: Vec<f64> = s.grad.iter().chain(&s.grad_b).copied().collect();
+        let eps = 1e-6;
+        for a in 0..q {
+            let v = theta[a];
+            theta[a] = v + eps;
+            let up = at(&theta, false);
+            theta[a] = v - eps;
+            let down = at(&theta, false);
+            theta[a] = v;
+            assert!(((up.loss - down.loss) / (2.0 * eps) - grad[a]).abs() < 1e-6, "grad {a}");
+            let gu: Vec<f64> = up.grad.iter().chain(&up.grad_b).copied().collect();
+            let gd: Vec<f64> = down.grad.iter().chain(&down.grad_b).copied().collect();
+            for z in 0..q {
+                let fd = (gu[z] - gd[z]) / (2.0 * eps);
+                assert!(
+                    (fd - h[a * q + z]).abs() < 1e-5,
+                    "hessian {a},{z}: {fd} vs {}",
+                    h[a * q + z]
+                );
+            }
+        }
+        let d: Vec<f64> = (0..q).map(|v| 0.05 * v as f64 - 0.3).collect();
+        let [eta, delta] =
+            ray(family, &rows, &theta[..k * p], &theta[k * p..], &d[..k * p], &d[k * p..]);
+        let moved: Vec<f64> = theta.iter().zip(&d).map(|(a, b)| a + 0.4 * b).collect();
+        let along = loss_along(family, &eta, Some(&delta), 0.4, &y, Some(&w));
+        let direct = at(&moved, false).loss;
+        assert!((along - direct).abs() < 1e-10 * direct.abs(), "{along} vs {direct}");
     }
 }

@@ -95,10 +95,12 @@ impl Default for Options {
 /// A fitted GLM and how the fit went.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Fit {
-    /// The coefficients β.
+    /// The coefficients β (multinomial: `K × p` class-major, `coef[c·p + j]`).
     pub coef: Array1<f64>,
-    /// The intercept (0 without one).
+    /// The intercept (0 without one; multinomial: the first class's).
     pub intercept: f64,
+    /// Every linear predictor's intercept (one, or one per class).
+    pub intercepts: Array1<f64>,
     /// Iterations run.
     pub n_iter: usize,
     /// `f(β, b)` at the end.
@@ -113,13 +115,14 @@ pub struct Fit {
 #[derive(Clone)]
 struct Point {
     beta: Array1<f64>,
-    b: f64,
+    /// The intercepts (one per linear predictor).
+    b: Array1<f64>,
     /// `L/W` plus the smooth (L2) part of the penalty.
     smooth: f64,
     /// Gradient of `smooth` in β.
     grad: Array1<f64>,
     /// Gradient in b (0 without an intercept).
-    grad_b: f64,
+    grad_b: Array1<f64>,
 }
 
 /// Called once per iteration with the objective and the stationarity measure.
@@ -135,13 +138,13 @@ struct Problem<'a> {
 impl Problem<'_> {
     /// The smooth part of `f` (all of it when the penalty has no L1 part):
     /// `L/W + λ(1 − ρ)/2 ‖β‖²`, with its gradient.
-    fn point(&self, beta: Array1<f64>, b: f64) -> Result<Point, GlmError> {
-        let s = self.data.grad(self.model.family, beta.view(), b)?;
+    fn point(&self, beta: Array1<f64>, b: Array1<f64>) -> Result<Point, GlmError> {
+        let s = self.data.grad(self.model.family, beta.view(), b.view())?;
         Ok(self.point_from(beta, b, s))
     }
 
     /// The point from a pass's sums (a Hessian pass carries them too).
-    fn point_from(&self, beta: Array1<f64>, b: f64, s: crate::chunk::GradSums) -> Point {
+    fn point_from(&self, beta: Array1<f64>, b: Array1<f64>, s: crate::chunk::GradSums) -> Point {
         let l2 = self.model.penalty.l2_weight();
         let smooth = s.loss / self.w + 0.5 * l2 * beta.dot(&beta);
         let mut grad = s.grad / self.w;
@@ -149,7 +152,11 @@ impl Problem<'_> {
             beta.as_slice().expect("contiguous"),
             grad.as_slice_mut().expect("contiguous"),
         );
-        let grad_b = if self.model.fit_intercept { s.grad_intercept / self.w } else { 0.0 };
+        let grad_b = if self.model.fit_intercept {
+            s.grad_intercept / self.w
+        } else {
+            Array1::zeros(b.len())
+        };
         Point { beta, b, smooth, grad, grad_b }
     }
 
@@ -178,7 +185,7 @@ impl Problem<'_> {
             p.grad.as_slice().expect("contiguous"),
             &mut out,
         );
-        out.iter().fold(p.grad_b.abs(), |m, v| m.max(v.abs()))
+        out.iter().chain(&p.grad_b).fold(0.0, |m, v| m.max(v.abs()))
     }
 
     /// The smooth part along the ray `p + t·(d, d_b)` (one pass to set it up).
@@ -186,9 +193,10 @@ impl Problem<'_> {
         &'r self,
         p: &'r Point,
         d: &'r Array1<f64>,
-        d_b: f64,
+        d_b: &Array1<f64>,
     ) -> Result<impl Fn(f64) -> Result<f64, GlmError> + 'r, GlmError> {
-        let ray = self.data.ray(p.beta.view(), p.b, d.view(), d_b)?;
+        let family = self.model.family;
+        let ray = self.data.ray(family, p.beta.view(), p.b.view(), d.view(), d_b.view())?;
         let l2 = self.model.penalty.l2_weight();
         Ok(move |t: f64| {
             let beta = &p.beta + &(d * t);
@@ -196,7 +204,13 @@ impl Problem<'_> {
         })
     }
 
-    fn finish(&self, p: Point, n_iter: usize, solver: Solver, options: &Options) -> Fit {
+    fn finish(&self, mut p: Point, n_iter: usize, solver: Solver, options: &Options) -> Fit {
+        if p.b.len() > 1 {
+            // Softmax intercepts are defined up to a common shift: report
+            // them centered, as scikit-learn does (the objective is unchanged).
+            let mean = p.b.mean().unwrap_or(0.0);
+            p.b -= mean;
+        }
         let grad_norm = self.measure(&p);
         let converged = grad_norm <= options.tol;
         let objective = self.objective(&p);
@@ -209,7 +223,8 @@ impl Problem<'_> {
                 options.tol
             );
         }
-        Fit { coef: p.beta, intercept: p.b, n_iter, objective, grad_norm, converged }
+        let intercept = p.b[0];
+        Fit { coef: p.beta, intercept, intercepts: p.b, n_iter, objective, grad_norm, converged }
     }
 }
 
@@ -219,10 +234,10 @@ const ARMIJO: f64 = 1e-4;
 fn with_l2(p: &Point, l2: f64) -> Point {
     Point {
         beta: p.beta.clone(),
-        b: p.b,
+        b: p.b.clone(),
         smooth: p.smooth + 0.5 * l2 * p.beta.dot(&p.beta),
         grad: &p.grad + &(&p.beta * l2),
-        grad_b: p.grad_b,
+        grad_b: p.grad_b.clone(),
     }
 }
 
@@ -268,15 +283,25 @@ pub fn fit_traced(
             hint: "use proximal_grad (the exact elastic-net prox), lbfgs (OWL-QN) or admm",
         });
     }
+    if let Family::Multinomial { classes } = model.family {
+        if classes < 2 {
+            return Err(GlmError::Option {
+                option: "classes",
+                value: classes.to_string(),
+                expected: "at least 2 classes",
+            });
+        }
+    }
     let problem = Problem { data, model, w: data.total_weight(), trace };
-    let zero = Array1::zeros(data.n_features());
+    let k = model.family.n_outputs();
+    let zero = Array1::zeros(data.n_features() * k);
     match solver {
         // Newton's first pass is a Hessian pass, which carries the gradient too.
         Solver::Newton => newton(&problem, zero, &options),
         // ADMM sums the gradient at its consensus in its local tasks.
         Solver::Admm => admm(&problem, zero, &options),
         _ => {
-            let start = problem.point(zero, 0.0)?;
+            let start = problem.point(zero, Array1::zeros(k))?;
             match solver {
                 Solver::GradientDescent => gradient_descent(&problem, start, &options),
                 Solver::ProximalGrad => proximal_grad(&problem, start, &options),
@@ -312,19 +337,19 @@ fn search<E>(
     problem: &Problem<'_>,
     p: &Point,
     d: &Array1<f64>,
-    d_b: f64,
+    d_b: &Array1<f64>,
     slope: f64,
     t0: f64,
-    eval: impl Fn(Array1<f64>, f64) -> Result<(Point, E), GlmError>,
+    eval: impl Fn(Array1<f64>, Array1<f64>) -> Result<(Point, E), GlmError>,
 ) -> Result<Option<(f64, Point, E)>, GlmError> {
-    let (first, extra) = eval(&p.beta + &(d * t0), p.b + d_b * t0)?;
+    let (first, extra) = eval(&p.beta + &(d * t0), &p.b + &(d_b * t0))?;
     if first.smooth <= p.smooth + ARMIJO * t0 * slope {
         return Ok(Some((t0, first, extra)));
     }
     let Some(t) = armijo(problem.along(p, d, d_b)?, p.smooth, slope, t0 * 0.5)? else {
         return Ok(None);
     };
-    let (next, extra) = eval(&p.beta + &(d * t), p.b + d_b * t)?;
+    let (next, extra) = eval(&p.beta + &(d * t), &p.b + &(d_b * t))?;
     Ok(Some((t, next, extra)))
 }
 
@@ -333,7 +358,7 @@ fn search_point(
     problem: &Problem<'_>,
     p: &Point,
     d: &Array1<f64>,
-    d_b: f64,
+    d_b: &Array1<f64>,
     slope: f64,
     t0: f64,
 ) -> Result<Option<(f64, Point)>, GlmError> {
@@ -352,15 +377,15 @@ fn gradient_descent(
             return Ok(problem.finish(p, iter, Solver::GradientDescent, options));
         }
         let d = -&p.grad;
-        let d_b = -p.grad_b;
-        let slope = -(p.grad.dot(&p.grad) + p.grad_b * p.grad_b);
-        match search_point(problem, &p, &d, d_b, slope, t)? {
+        let d_b = -&p.grad_b;
+        let slope = -(p.grad.dot(&p.grad) + p.grad_b.dot(&p.grad_b));
+        match search_point(problem, &p, &d, &d_b, slope, t)? {
             Some((s, next)) => {
                 // The next first trial: the Barzilai–Borwein step sᵀy / yᵀy
                 // of this step (the inverse curvature along it), else twice this one.
                 let (sb, yb) = (&next.beta - &p.beta, &next.grad - &p.grad);
-                let (sbi, ybi) = (next.b - p.b, next.grad_b - p.grad_b);
-                let (sy, yy) = (sb.dot(&yb) + sbi * ybi, yb.dot(&yb) + ybi * ybi);
+                let (sbi, ybi) = (&next.b - &p.b, &next.grad_b - &p.grad_b);
+                let (sy, yy) = (sb.dot(&yb) + sbi.dot(&ybi), yb.dot(&yb) + ybi.dot(&ybi));
                 t = if sy > 0.0 && yy > 0.0 { sy / yy } else { 2.0 * s };
                 p = next;
             }
@@ -375,10 +400,10 @@ fn proximal_grad(problem: &Problem<'_>, start: Point, options: &Options) -> Resu
     let penalty = problem.model.penalty;
     let smooth_only =
         Problem { model: Model { penalty: Penalty::NONE, ..problem.model }, ..*problem };
-    let prox_step = |y: &Point, s: f64| -> (Array1<f64>, f64) {
+    let prox_step = |y: &Point, s: f64| -> (Array1<f64>, Array1<f64>) {
         let mut z = &y.beta - &(&y.grad * s);
         penalty.prox(z.as_slice_mut().expect("contiguous"), s);
-        (z, y.b - s * y.grad_b)
+        (z, &y.b - &(&y.grad_b * s))
     };
     // The start's point without the L2 part: the smooth part alone (no pass).
     let mut x = with_l2(&start, -penalty.l2_weight());
@@ -389,13 +414,13 @@ fn proximal_grad(problem: &Problem<'_>, start: Point, options: &Options) -> Resu
         let z = loop {
             let (zb, zi) = prox_step(&y, s);
             let z = smooth_only.point(zb, zi)?;
-            let (db, di) = (&z.beta - &y.beta, z.b - y.b);
-            let step2 = db.dot(&db) + di * di;
-            let bound = y.smooth + y.grad.dot(&db) + y.grad_b * di + step2 / (2.0 * s);
+            let (db, di) = (&z.beta - &y.beta, &z.b - &y.b);
+            let step2 = db.dot(&db) + di.dot(&di);
+            let bound = y.smooth + y.grad.dot(&db) + y.grad_b.dot(&di) + step2 / (2.0 * s);
             // Near the optimum the function values differ by rounding only;
             // there the curvature along the step decides (as TFOCS does).
             let flat = (z.smooth - y.smooth).abs() <= 1e-12 * y.smooth.abs().max(1.0);
-            let curvature = (&z.grad - &y.grad).dot(&db) + (z.grad_b - y.grad_b) * di;
+            let curvature = (&z.grad - &y.grad).dot(&db) + (&z.grad_b - &y.grad_b).dot(&di);
             let fits = if flat { curvature <= step2 / s } else { z.smooth <= bound };
             if fits || s < 1e-20 {
                 // Let the step grow back (at most twofold) where the
@@ -413,9 +438,9 @@ fn proximal_grad(problem: &Problem<'_>, start: Point, options: &Options) -> Resu
             return Ok(problem.finish(full, iter + 1, Solver::ProximalGrad, options));
         }
         let next_theta = (1.0 + (1.0 + 4.0 * theta * theta).sqrt()) / 2.0;
-        let (dz, dzb) = (&z.beta - &x.beta, z.b - x.b);
+        let (dz, dzb) = (&z.beta - &x.beta, &z.b - &x.b);
         // Restart the momentum when it points uphill (O'Donoghue and Candès).
-        let uphill = (&y.beta - &z.beta).dot(&dz) + (y.b - z.b) * dzb > 0.0;
+        let uphill = (&y.beta - &z.beta).dot(&dz) + (&y.b - &z.b).dot(&dzb) > 0.0;
         let (momentum, theta_next) =
             if uphill { (0.0, 1.0) } else { ((theta - 1.0) / next_theta, next_theta) };
         theta = theta_next;
@@ -423,7 +448,7 @@ fn proximal_grad(problem: &Problem<'_>, start: Point, options: &Options) -> Resu
         y = if momentum == 0.0 {
             z.clone()
         } else {
-            smooth_only.point(&z.beta + &(&dz * momentum), z.b + dzb * momentum)?
+            smooth_only.point(&z.beta + &(&dz * momentum), &z.b + &(&dzb * momentum))?
         };
         x = z;
     }
@@ -499,31 +524,42 @@ fn cholesky(a: &Array2<f64>) -> Option<Array2<f64>> {
 /// the line search (it carries the loss and gradient too), so an accepted
 /// full step costs one pass.
 fn newton(problem: &Problem<'_>, zero: Array1<f64>, options: &Options) -> Result<Fit, GlmError> {
-    let nf = zero.len();
+    let m = zero.len();
+    let k = problem.model.family.n_outputs();
     let with_b = problem.model.fit_intercept;
-    let dim = if with_b { nf + 1 } else { nf };
-    let hess_at = |beta: Array1<f64>, b: f64| -> Result<(Point, Array2<f64>), GlmError> {
-        let hs = problem.data.hess(problem.model.family, beta.view(), b)?;
+    let dim = if with_b { m + k } else { m };
+    let hess_at = |beta: Array1<f64>, b: Array1<f64>| -> Result<(Point, Array2<f64>), GlmError> {
+        let hs = problem.data.hess(problem.model.family, beta.view(), b.view())?;
         Ok((problem.point_from(beta, b, hs.grad), hs.hessian))
     };
-    let (mut p, mut hessian) = hess_at(zero, 0.0)?;
+    let (mut p, mut hessian) = hess_at(zero, Array1::zeros(k))?;
     for iter in 0..options.max_iter {
         if problem.stationarity(&p) <= options.tol {
             return Ok(problem.finish(p, iter, Solver::Newton, options));
         }
         let mut h = hessian.slice(ndarray::s![..dim, ..dim]).to_owned() / problem.w;
-        for i in 0..nf {
+        for i in 0..m {
             h[[i, i]] += problem.model.penalty.l2_weight();
         }
+        if with_b && k > 1 {
+            // Softmax intercepts are free up to a common shift (H·1 = 0 on
+            // them, and the gradient is orthogonal to it): adding 𝟙𝟙ᵀ/K
+            // there makes H definite and leaves the step unchanged.
+            for i in m..dim {
+                for j in m..dim {
+                    h[[i, j]] += 1.0 / k as f64;
+                }
+            }
+        }
         let mut g = Array1::zeros(dim);
-        g.slice_mut(ndarray::s![..nf]).assign(&p.grad);
+        g.slice_mut(ndarray::s![..m]).assign(&p.grad);
         if with_b {
-            g[nf] = p.grad_b;
+            g.slice_mut(ndarray::s![m..]).assign(&p.grad_b);
         }
         let d_all = newton_direction(h, &g);
-        let d = d_all.slice(ndarray::s![..nf]).to_owned();
-        let d_b = if with_b { d_all[nf] } else { 0.0 };
-        match search(problem, &p, &d, d_b, g.dot(&d_all), 1.0, hess_at)? {
+        let d = d_all.slice(ndarray::s![..m]).to_owned();
+        let d_b = if with_b { d_all.slice(ndarray::s![m..]).to_owned() } else { Array1::zeros(k) };
+        match search(problem, &p, &d, &d_b, g.dot(&d_all), 1.0, hess_at)? {
             Some((_, next, h)) => (p, hessian) = (next, h),
             None => return Ok(problem.finish(p, iter, Solver::Newton, options)),
         }
@@ -557,13 +593,14 @@ fn pseudo_gradient(beta: &Array1<f64>, grad: &Array1<f64>, l1: f64) -> Array1<f6
 fn lbfgs(problem: &Problem<'_>, mut p: Point, options: &Options) -> Result<Fit, GlmError> {
     const M: usize = 10;
     let nf = p.beta.len();
+    let k = p.b.len();
     let with_b = problem.model.fit_intercept;
     let l1 = problem.model.penalty.l1_weight();
-    let flat = |beta: &Array1<f64>, b: f64| -> Array1<f64> {
-        let mut v = Array1::zeros(if with_b { nf + 1 } else { nf });
+    let flat = |beta: &Array1<f64>, b: &Array1<f64>| -> Array1<f64> {
+        let mut v = Array1::zeros(if with_b { nf + k } else { nf });
         v.slice_mut(ndarray::s![..nf]).assign(beta);
         if with_b {
-            v[nf] = b;
+            v.slice_mut(ndarray::s![nf..]).assign(b);
         }
         v
     };
@@ -573,10 +610,10 @@ fn lbfgs(problem: &Problem<'_>, mut p: Point, options: &Options) -> Result<Fit, 
         if problem.stationarity(&p) <= options.tol {
             return Ok(problem.finish(p, iter, Solver::Lbfgs, options));
         }
-        let g = flat(&p.grad, p.grad_b);
+        let g = flat(&p.grad, &p.grad_b);
         // The (pseudo-)gradient the direction is built from.
         let pg = if l1 > 0.0 {
-            flat(&pseudo_gradient(&p.beta, &p.grad, l1), p.grad_b)
+            flat(&pseudo_gradient(&p.beta, &p.grad, l1), &p.grad_b)
         } else {
             g.clone()
         };
@@ -614,9 +651,9 @@ fn lbfgs(problem: &Problem<'_>, mut p: Point, options: &Options) -> Result<Fit, 
             slope = -pg.dot(&pg);
         }
         let d = d_all.slice(ndarray::s![..nf]).to_owned();
-        let d_b = if with_b { d_all[nf] } else { 0.0 };
+        let d_b = if with_b { d_all.slice(ndarray::s![nf..]).to_owned() } else { Array1::zeros(k) };
         let next = if l1 == 0.0 {
-            match search_point(problem, &p, &d, d_b, slope, 1.0)? {
+            match search_point(problem, &p, &d, &d_b, slope, 1.0)? {
                 Some((_, next)) => next,
                 None => return Ok(problem.finish(p, iter, Solver::Lbfgs, options)),
             }
@@ -638,8 +675,8 @@ fn lbfgs(problem: &Problem<'_>, mut p: Point, options: &Options) -> Result<Fit, 
                         *b = 0.0;
                     }
                 });
-                let trial = problem.point(beta, p.b + d_b * t)?;
-                let moved = flat(&trial.beta, trial.b) - flat(&p.beta, p.b);
+                let trial = problem.point(beta, &p.b + &(&d_b * t))?;
+                let moved = flat(&trial.beta, &trial.b) - flat(&p.beta, &p.b);
                 let decrease = pg.dot(&moved);
                 let f = problem.objective(&trial);
                 // Near the optimum the values differ by rounding only: a step
@@ -656,8 +693,8 @@ fn lbfgs(problem: &Problem<'_>, mut p: Point, options: &Options) -> Result<Fit, 
                 None => return Ok(problem.finish(p, iter, Solver::Lbfgs, options)),
             }
         };
-        let s = flat(&next.beta, next.b) - flat(&p.beta, p.b);
-        let y = flat(&next.grad, next.grad_b) - &g;
+        let s = flat(&next.beta, &next.b) - flat(&p.beta, &p.b);
+        let y = flat(&next.grad, &next.grad_b) - &g;
         let sy = s.dot(&y);
         if sy > 1e-12 * s.dot(&s).sqrt() * y.dot(&y).sqrt() {
             if history.len() == M {
@@ -681,18 +718,20 @@ fn lbfgs(problem: &Problem<'_>, mut p: Point, options: &Options) -> Result<Fit, 
 /// test on `z` rides on the next round's pass.
 fn admm(problem: &Problem<'_>, zero: Array1<f64>, options: &Options) -> Result<Fit, GlmError> {
     let nf = zero.len();
+    let k = problem.model.family.n_outputs();
     let n = problem.data.n_chunks();
     let with_b = problem.model.fit_intercept;
     let penalty = problem.model.penalty;
-    let mut z = Array1::<f64>::zeros(nf + 1);
-    let mut u = vec![Array1::<f64>::zeros(nf + 1); n];
-    let mut theta = vec![Array1::<f64>::zeros(nf + 1); n];
+    // θ = [β, b]: the intercepts after the coefficients.
+    let mut z = Array1::<f64>::zeros(nf + k);
+    let mut u = vec![Array1::<f64>::zeros(nf + k); n];
+    let mut theta = vec![Array1::<f64>::zeros(nf + k); n];
     // ρ starts at a fifth of a chunk's mean curvature at the start (each
     // chunk has about 1/N of the whole's): chunks of one population pull
     // the same way, and a small ρ lets them move fast (on w4, 33 rounds
     // instead of 81 at ρ = 1/N). Residual balancing adapts it from there.
-    let dim = if with_b { nf + 1 } else { nf };
-    let h0 = problem.data.hess(problem.model.family, zero.view(), 0.0)?.hessian;
+    let dim = if with_b { nf + k } else { nf };
+    let h0 = problem.data.hess(problem.model.family, zero.view(), Array1::zeros(k).view())?.hessian;
     let curvature = (0..dim).map(|j| h0[[j, j]]).sum::<f64>() / (dim as f64 * problem.w);
     let mut rho = if curvature > 0.0 { 0.2 * curvature / n as f64 } else { 1.0 / n as f64 };
     for iter in 0..options.max_iter {
@@ -706,13 +745,15 @@ fn admm(problem: &Problem<'_>, zero: Array1<f64>, options: &Options) -> Result<F
             fit_intercept: with_b,
         };
         let (next, at_z) = problem.data.local_solves(&round)?;
-        let p = problem.point_from(z.slice(ndarray::s![..nf]).to_owned(), z[nf], at_z);
+        let (zb, zi) =
+            (z.slice(ndarray::s![..nf]).to_owned(), z.slice(ndarray::s![nf..]).to_owned());
+        let p = problem.point_from(zb, zi, at_z);
         if problem.stationarity(&p) <= options.tol {
             return Ok(problem.finish(p, iter, Solver::Admm, options));
         }
         theta = next;
         let z_old = z.clone();
-        let mut avg = Array1::<f64>::zeros(nf + 1);
+        let mut avg = Array1::<f64>::zeros(nf + k);
         for (t, ui) in theta.iter().zip(&u) {
             avg = avg + t + ui;
         }
@@ -720,7 +761,9 @@ fn admm(problem: &Problem<'_>, zero: Array1<f64>, options: &Options) -> Result<F
         let mut zb = avg.slice(ndarray::s![..nf]).to_owned();
         penalty.prox(zb.as_slice_mut().expect("contiguous"), 1.0 / (n as f64 * rho));
         z.slice_mut(ndarray::s![..nf]).assign(&zb);
-        z[nf] = if with_b { avg[nf] } else { 0.0 };
+        if with_b {
+            z.slice_mut(ndarray::s![nf..]).assign(&avg.slice(ndarray::s![nf..]));
+        }
         let mut primal = 0.0;
         for (ui, t) in u.iter_mut().zip(&theta) {
             let r = t - &z;
@@ -738,6 +781,7 @@ fn admm(problem: &Problem<'_>, zero: Array1<f64>, options: &Options) -> Result<F
             u.iter_mut().for_each(|ui| *ui *= 2.0);
         }
     }
-    let last = problem.point(z.slice(ndarray::s![..nf]).to_owned(), z[nf])?;
+    let last = problem
+        .point(z.slice(ndarray::s![..nf]).to_owned(), z.slice(ndarray::s![nf..]).to_owned())?;
     Ok(problem.finish(last, options.max_iter, Solver::Admm, options))
 }

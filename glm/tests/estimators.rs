@@ -105,6 +105,56 @@ fn linear_part(e: &dyn Estimator, p: usize, case: &serde_json::Value) -> (Vec<f6
     ((1..=p).map(|j| eta[j] - eta[0]).collect(), eta[0])
 }
 
+/// Three classes: the multinomial family, against scikit-learn's
+/// multinomial `LogisticRegression` (the fixtures' `multinomial` cases
+/// without weights), through the registry, with every solver that takes
+/// the penalty; compared as probabilities at X (the intercepts are free up
+/// to a common shift), tolerance 1e-4.
+#[test]
+fn glm_logistic_regression_is_multinomial_with_three_classes() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/reference.json");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let (x, ys, _) = fixtures();
+    let y = Array1::from(serde_json::from_value::<Vec<f64>>(ys["multinomial"].clone()).unwrap());
+    let mut checked = 0;
+    for case in v["multinomial"].as_array().unwrap() {
+        if case["weighted"].as_bool().unwrap() {
+            continue;
+        }
+        let l1 = case["l1_ratio"].as_f64().unwrap();
+        for solver in ["lbfgs", "newton", "proximal_grad"] {
+            if l1 > 0.0 && solver == "newton" {
+                continue;
+            }
+            let mut e = create("GlmLogisticRegression").unwrap();
+            e.set_param("C", ParamValue::F64(case["C"].as_f64().unwrap())).unwrap();
+            e.set_param("l1_ratio", ParamValue::F64(l1)).unwrap();
+            let fi = case["fit_intercept"].as_bool().unwrap();
+            e.set_param("fit_intercept", ParamValue::Bool(fi)).unwrap();
+            e.set_param("solver", ParamValue::Str(solver.into())).unwrap();
+            e.set_param("tol", ParamValue::F64(1e-9)).unwrap();
+            e.set_param("max_iter", ParamValue::I64(100_000)).unwrap();
+            e.fit(x.view(), Some(y.view())).unwrap();
+            assert_eq!(e.classes().unwrap(), vec![0.0, 1.0, 2.0]);
+            let coef: Vec<Vec<f64>> = serde_json::from_value(case["coef"].clone()).unwrap();
+            let b: Vec<f64> = serde_json::from_value(case["intercept"].clone()).unwrap();
+            let want = Array2::from_shape_fn((x.nrows(), 3), |(i, c)| {
+                let eta =
+                    |c: usize| b[c] + coef[c].iter().zip(x.row(i)).map(|(w, v)| w * v).sum::<f64>();
+                let top = (0..3).map(eta).fold(f64::NEG_INFINITY, f64::max);
+                let z: f64 = (0..3).map(|d| (eta(d) - top).exp()).sum();
+                (eta(c) - top).exp() / z
+            });
+            let got = e.predict_proba(x.view()).unwrap();
+            let d = (&got - &want).iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            assert!(d <= TOLERANCE, "{} with {solver}: probabilities {d:e} apart", case["name"]);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "{checked}");
+}
+
 #[test]
 fn the_glm_and_the_ml_layers_logistic_regressions_agree() {
     let (x, ys, _) = fixtures();
@@ -147,16 +197,17 @@ macro_rules! same_in_memory_and_chunked {
         let fc = chunked.fit_chunked(&xa, &ya, Scheduler::Sync).unwrap().clone();
         let fm = memory.fitted().unwrap();
         let d = max_diff(fc.coef.as_slice().unwrap(), fm.coef.as_slice().unwrap());
-        assert!(d <= 1e-10 && (fc.intercept - fm.intercept).abs() <= 1e-10, "fits differ: {d:e}");
+        let db = max_diff(fc.intercepts.as_slice().unwrap(), fm.intercepts.as_slice().unwrap());
+        assert!(d <= 1e-10 && db <= 1e-10, "fits differ: {d:e}, intercepts {db:e}");
         let pc = fc.predict_chunked(&xa).unwrap().compute().unwrap();
         let pm = Estimator::predict(&memory, x.view()).unwrap();
         assert_eq!(pc.shape(), [x.nrows()]);
         let d = pc.iter().zip(&pm).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
         assert!(d <= 1e-10, "predictions differ by {d:e}");
-        if $proba {
+        if $proba > 0 {
             let qc = fc.predict_proba_chunked(&xa).unwrap().compute().unwrap();
             let qm = Estimator::predict_proba(&memory, x.view()).unwrap();
-            assert_eq!(qc.shape(), [x.nrows(), 2]);
+            assert_eq!(qc.shape(), [x.nrows(), $proba]);
             let d = qc.iter().zip(&qm).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
             assert!(d <= 1e-10, "probabilities differ by {d:e}");
         } else {
@@ -187,7 +238,7 @@ fn chunked_fits_predictions_and_scores_equal_in_memory_ones() {
         &x,
         &xa,
         y("logistic"),
-        true
+        2
     );
     assert!(accuracy > 0.6 && accuracy <= 1.0, "accuracy {accuracy}");
     let r2 = same_in_memory_and_chunked!(
@@ -196,7 +247,7 @@ fn chunked_fits_predictions_and_scores_equal_in_memory_ones() {
         &x,
         &xa,
         y("normal"),
-        false
+        0
     );
     assert!(r2 > 0.0 && r2 <= 1.0, "R² {r2}");
     let d2 = same_in_memory_and_chunked!(
@@ -205,9 +256,18 @@ fn chunked_fits_predictions_and_scores_equal_in_memory_ones() {
         &x,
         &xa,
         y("poisson"),
-        false
+        0
     );
     assert!(d2 > 0.0 && d2 <= 1.0, "D² {d2}");
+    let accuracy3 = same_in_memory_and_chunked!(
+        GlmLogisticRegression,
+        GlmLogisticRegressionParams::default().solver("newton".into()).tol(tol).chunk_rows(rows),
+        &x,
+        &xa,
+        y("multinomial"),
+        3
+    );
+    assert!(accuracy3 > 0.4 && accuracy3 <= 1.0, "accuracy {accuracy3}");
 }
 
 #[test]
@@ -218,9 +278,9 @@ fn bad_parameters_and_labels_are_named() {
     let err = e.set_param("C", ParamValue::F64(-1.0)).unwrap_err().to_string();
     assert!(err.contains("C") && err.contains("positive"), "{err}");
     let x = Array2::from_shape_fn((6, 2), |(i, j)| (i * 2 + j) as f64);
-    let three = Array1::from(vec![0.0, 1.0, 2.0, 0.0, 1.0, 2.0]);
-    let err = e.fit(x.view(), Some(three.view())).unwrap_err().to_string();
-    assert!(err.contains("3 classes"), "{err}");
+    let fractional = Array1::from(vec![0.0, 1.0, 0.5, 0.0, 1.0, 2.0]);
+    let err = e.fit(x.view(), Some(fractional.view())).unwrap_err().to_string();
+    assert!(err.contains("integers"), "{err}");
     // An L1 penalty with Newton: the error names the solvers that take it.
     e.set_param("l1_ratio", ParamValue::F64(1.0)).unwrap();
     e.set_param("solver", ParamValue::Str("newton".into())).unwrap();

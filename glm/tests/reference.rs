@@ -20,7 +20,8 @@ struct Case {
     fit_intercept: bool,
     weighted: bool,
     coef: Vec<f64>,
-    intercept: f64,
+    /// One intercept, or one per class.
+    intercepts: Vec<f64>,
 }
 
 fn load() -> (Array2<f64>, serde_json::Value, Array1<f64>, Vec<Case>) {
@@ -60,8 +61,24 @@ fn load() -> (Array2<f64>, serde_json::Value, Array1<f64>, Vec<Case>) {
             fit_intercept: c["fit_intercept"].as_bool().unwrap(),
             weighted: c["weighted"].as_bool().unwrap(),
             coef: serde_json::from_value(c["coef"].clone()).unwrap(),
-            intercept: c["intercept"].as_f64().unwrap(),
+            intercepts: vec![c["intercept"].as_f64().unwrap()],
         })
+        .chain(v["multinomial"].as_array().unwrap().iter().map(|c| {
+            // scikit-learn's coef_ is K × p: flattened, it is class-major.
+            let coef: Vec<Vec<f64>> = serde_json::from_value(c["coef"].clone()).unwrap();
+            Case {
+                name: c["name"].as_str().unwrap().to_string(),
+                family: Family::Multinomial { classes: coef.len() },
+                param: Parameterization::SklearnLogistic {
+                    c: c["C"].as_f64().unwrap(),
+                    l1_ratio: c["l1_ratio"].as_f64().unwrap(),
+                },
+                fit_intercept: c["fit_intercept"].as_bool().unwrap(),
+                weighted: c["weighted"].as_bool().unwrap(),
+                coef: coef.concat(),
+                intercepts: serde_json::from_value(c["intercept"].clone()).unwrap(),
+            }
+        }))
         .collect();
     (x, v["y"].clone(), Array1::from(w), cases)
 }
@@ -99,17 +116,18 @@ fn check_solver(solver: Solver, max_iter: usize, tol: f64) {
             .coef
             .iter()
             .zip(&case.coef)
+            .chain(f.intercepts.iter().zip(&case.intercepts))
             .map(|(a, b)| (a - b).abs())
-            .fold((f.intercept - case.intercept).abs(), f64::max);
+            .fold(0.0, f64::max);
         assert!(
             diff <= TOLERANCE,
-            "{}: {} differs from scikit-learn by {diff:.2e} (coef {:?} vs {:?}, intercept {} vs {})",
+            "{}: {} differs from scikit-learn by {diff:.2e} (coef {:?} vs {:?}, intercepts {} vs {:?})",
             case.name,
             solver.name(),
             f.coef.to_vec(),
             case.coef,
-            f.intercept,
-            case.intercept
+            f.intercepts,
+            case.intercepts
         );
         if diff > worst.0 {
             worst = (diff, case.name.clone());

@@ -38,7 +38,7 @@ fn wanted(name: &str) -> bool {
 
 /// The summed log-loss at `coef` (the peers' `L(b)`), from one more pass.
 fn summed_loss(data: &Chunked, coef: &Fit) -> Result<f64, BenchError> {
-    Ok(data.grad(Family::Logistic, coef.coef.view(), 0.0).map_err(err)?.loss)
+    Ok(data.grad(Family::Logistic, coef.coef.view(), coef.intercepts.view()).map_err(err)?.loss)
 }
 
 /// Runs w4 with `scheduler` (described by `config`).

@@ -275,8 +275,20 @@ fn run_glm(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
         f.objective,
         f.grad_norm
     );
-    println!("coef: {:?}", f.coef.to_vec());
-    println!("intercept: {}", f.intercept);
+    // Multinomial coefficients are K × p, one row per class.
+    let k = f.intercepts.len();
+    let coef: Vec<Vec<f64>> =
+        f.coef.to_vec().chunks(f.coef.len() / k).map(<[f64]>::to_vec).collect();
+    let coef = if k == 1 { serde_json::json!(coef[0]) } else { serde_json::json!(coef) };
+    println!("coef: {coef}");
+    println!(
+        "intercept: {}",
+        if k == 1 {
+            serde_json::json!(f.intercept)
+        } else {
+            serde_json::json!(f.intercepts.to_vec())
+        }
+    );
     println!("seconds: {seconds:.3} fitting, {checked:.3} loading and checking the data");
     std::fs::create_dir_all(&spec.out_dir)?;
     let model_json = serde_json::json!({
@@ -284,8 +296,9 @@ fn run_glm(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
         "fit_intercept": spec.fit_intercept,
         "penalty": {"strength": model.penalty.strength, "l1_ratio": model.penalty.l1_ratio},
         "solver": spec.solver.name(),
-        "coef": f.coef.to_vec(),
-        "intercept": f.intercept,
+        "classes": k,
+        "coef": coef,
+        "intercept": if k == 1 { serde_json::json!(f.intercept) } else { serde_json::json!(f.intercepts.to_vec()) },
         "n_iter": f.n_iter,
         "objective": f.objective,
         "stationarity": f.grad_norm,
