@@ -447,3 +447,34 @@ fn glm_spec_fits_a_multinomial_model() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A singular Hessian (a duplicated column, no penalty): Newton adds a ridge,
+/// says so on stderr, and still reaches stationarity.
+#[test]
+fn glm_spec_says_when_the_hessian_is_singular() {
+    let dir = std::env::temp_dir().join(format!("rask-glm-singular-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let x = rask::array::create::standard_normal(3, &[400, 2], [200, 2]).unwrap();
+    let xm = x.compute().unwrap().into_dimensionality::<ndarray::Ix2>().unwrap();
+    let twice =
+        ndarray::concatenate![ndarray::Axis(1), xm, xm.column(0).insert_axis(ndarray::Axis(1))];
+    let ym = twice.map_axis(ndarray::Axis(1), |r| 0.5 * r[0] - r[1] + 0.1 * r[0].sin());
+    rask::array::create::from_array(&twice.into_dyn(), [200, 3])
+        .unwrap()
+        .to_npy_stack(dir.join("x"))
+        .unwrap();
+    rask::array::create::from_array(&ym.into_dyn(), 200)
+        .unwrap()
+        .to_npy_stack(dir.join("y"))
+        .unwrap();
+    let spec = "[data]\nx = \"x\"\ny = \"y\"\n\n[model]\nfamily = \"normal\"\n\n\
+                [solver]\nname = \"newton\"\ntol = 1e-8\nscheduler = \"sync\"\n\n[output]\ndir = \"out\"\n";
+    std::fs::write(dir.join("glm.toml"), spec).unwrap();
+    let out = rask().args(["glm", "--spec"]).arg(dir.join("glm.toml")).output().unwrap();
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("the Hessian is not positive definite"), "{stderr}");
+    assert!(stdout.contains("converged after"), "{stdout}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

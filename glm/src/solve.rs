@@ -458,14 +458,29 @@ fn proximal_grad(problem: &Problem<'_>, start: Point, options: &Options) -> Resu
 
 /// Solves `H d = −g` by Cholesky; a Hessian that is not positive definite
 /// (separable data, collinear columns) gets a growing ridge, and the fit
-/// goes on with it.
-fn newton_direction(h: Array2<f64>, g: &Array1<f64>) -> Array1<f64> {
-    -solve_spd(h, g)
+/// goes on with it, saying so on stderr the first time (`warned`).
+fn newton_direction(h: Array2<f64>, g: &Array1<f64>, warned: &mut bool) -> Array1<f64> {
+    let (x, ridge) = solve_spd_ridge(h, g);
+    if ridge > 0.0 && !*warned {
+        *warned = true;
+        eprintln!(
+            "rask-glm: newton: the Hessian is not positive definite (collinear columns, a \
+             constant column beside the intercept, or separable classes); added {ridge:.1e} to \
+             its diagonal and went on. An L2 penalty (or dropping the redundant columns) makes \
+             the optimum unique"
+        );
+    }
+    -x
 }
 
 /// Solves `H x = g` for a symmetric `H` by Cholesky, adding a growing ridge
 /// while `H` is not positive definite.
-pub(crate) fn solve_spd(mut h: Array2<f64>, g: &Array1<f64>) -> Array1<f64> {
+pub(crate) fn solve_spd(h: Array2<f64>, g: &Array1<f64>) -> Array1<f64> {
+    solve_spd_ridge(h, g).0
+}
+
+/// [`solve_spd`], and the ridge it had to add (0 when `H` was positive definite).
+fn solve_spd_ridge(mut h: Array2<f64>, g: &Array1<f64>) -> (Array1<f64>, f64) {
     let n = g.len();
     let scale = (0..n).map(|i| h[[i, i]].abs()).fold(0.0, f64::max).max(1e-300);
     let mut ridge = 0.0;
@@ -485,7 +500,7 @@ pub(crate) fn solve_spd(mut h: Array2<f64>, g: &Array1<f64>) -> Array1<f64> {
                 }
                 y[i] /= l[[i, i]];
             }
-            return y;
+            return (y, ridge);
         }
         let add = if ridge == 0.0 { scale * 1e-12 } else { ridge * 9.0 };
         for i in 0..n {
@@ -533,6 +548,7 @@ fn newton(problem: &Problem<'_>, zero: Array1<f64>, options: &Options) -> Result
         Ok((problem.point_from(beta, b, hs.grad), hs.hessian))
     };
     let (mut p, mut hessian) = hess_at(zero, Array1::zeros(k))?;
+    let mut warned = false;
     for iter in 0..options.max_iter {
         if problem.stationarity(&p) <= options.tol {
             return Ok(problem.finish(p, iter, Solver::Newton, options));
@@ -556,7 +572,7 @@ fn newton(problem: &Problem<'_>, zero: Array1<f64>, options: &Options) -> Result
         if with_b {
             g.slice_mut(ndarray::s![m..]).assign(&p.grad_b);
         }
-        let d_all = newton_direction(h, &g);
+        let d_all = newton_direction(h, &g, &mut warned);
         let d = d_all.slice(ndarray::s![..m]).to_owned();
         let d_b = if with_b { d_all.slice(ndarray::s![m..]).to_owned() } else { Array1::zeros(k) };
         match search(problem, &p, &d, &d_b, g.dot(&d_all), 1.0, hess_at)? {
