@@ -45,7 +45,30 @@ fn known_solver(name: &str) -> bool {
     Solver::from_name(name).is_some()
 }
 
-rask_ml::params! {
+/// `rask_ml::params!` with the parameters every GLM estimator shares
+/// appended to its own.
+macro_rules! glm_params {
+    ($(#[$meta:meta])* pub struct $Params:ident for $est:literal { $($own:tt)* }) => {
+        rask_ml::params! {
+            $(#[$meta])*
+            pub struct $Params for $est {
+                $($own)*
+                /// Fit an unpenalized intercept.
+                fit_intercept ("fit_intercept"): bool = true, valid if |_v| true, "true or false";
+                /// The solver.
+                solver ("solver"): String = "lbfgs".to_string(), valid if |v| known_solver(v), "gradient_descent, proximal_grad, newton, lbfgs or admm";
+                /// Iterations at most.
+                max_iter ("max_iter"): i64 = 1000, valid if |v| *v >= 1, "an integer >= 1";
+                /// Stop when the stationarity measure is at most this.
+                tol ("tol"): f64 = 1e-6, valid if |v| *v > 0.0, "a positive number";
+                /// Rows per chunk of in-memory data (ADMM keeps one local model per chunk).
+                chunk_rows ("chunk_rows"): i64 = 100_000, valid if |v| *v >= 1, "an integer >= 1";
+            }
+        }
+    };
+}
+
+glm_params! {
     /// Hyperparameters of [`GlmLogisticRegression`]: scikit-learn's
     /// `LogisticRegression(C, l1_ratio)` objective: binary, or multinomial
     /// (softmax) for more than two classes.
@@ -54,20 +77,10 @@ rask_ml::params! {
         c ("C"): f64 = 1.0, valid if |v| *v > 0.0 && v.is_finite(), "a positive finite number";
         /// The L1 share of the penalty (0: ridge, 1: lasso).
         l1_ratio ("l1_ratio"): f64 = 0.0, valid if |v| (0.0..=1.0).contains(v), "a number in [0, 1]";
-        /// Fit an unpenalized intercept.
-        fit_intercept ("fit_intercept"): bool = true, valid if |_v| true, "true or false";
-        /// The solver.
-        solver ("solver"): String = "lbfgs".to_string(), valid if |v| known_solver(v), "gradient_descent, proximal_grad, newton, lbfgs or admm";
-        /// Iterations at most.
-        max_iter ("max_iter"): i64 = 1000, valid if |v| *v >= 1, "an integer >= 1";
-        /// Stop when the stationarity measure is at most this.
-        tol ("tol"): f64 = 1e-6, valid if |v| *v > 0.0, "a positive number";
-        /// Rows per chunk of in-memory data (ADMM keeps one local model per chunk).
-        chunk_rows ("chunk_rows"): i64 = 100_000, valid if |v| *v >= 1, "an integer >= 1";
     }
 }
 
-rask_ml::params! {
+glm_params! {
     /// Hyperparameters of [`GlmLinearRegression`]: scikit-learn's
     /// `ElasticNet(alpha, l1_ratio)` objective (`alpha = 0`: least squares).
     pub struct GlmLinearRegressionParams for "GlmLinearRegression" {
@@ -75,20 +88,10 @@ rask_ml::params! {
         alpha ("alpha"): f64 = 0.0, valid if |v| *v >= 0.0 && v.is_finite(), "a finite number >= 0";
         /// The L1 share of the penalty.
         l1_ratio ("l1_ratio"): f64 = 0.0, valid if |v| (0.0..=1.0).contains(v), "a number in [0, 1]";
-        /// Fit an unpenalized intercept.
-        fit_intercept ("fit_intercept"): bool = true, valid if |_v| true, "true or false";
-        /// The solver.
-        solver ("solver"): String = "lbfgs".to_string(), valid if |v| known_solver(v), "gradient_descent, proximal_grad, newton, lbfgs or admm";
-        /// Iterations at most.
-        max_iter ("max_iter"): i64 = 1000, valid if |v| *v >= 1, "an integer >= 1";
-        /// Stop when the stationarity measure is at most this.
-        tol ("tol"): f64 = 1e-6, valid if |v| *v > 0.0, "a positive number";
-        /// Rows per chunk of in-memory data.
-        chunk_rows ("chunk_rows"): i64 = 100_000, valid if |v| *v >= 1, "an integer >= 1";
     }
 }
 
-rask_ml::params! {
+glm_params! {
     /// Hyperparameters of [`GlmPoissonRegressor`]: scikit-learn's
     /// `PoissonRegressor(alpha)` objective, with glum's `l1_ratio`.
     pub struct GlmPoissonRegressorParams for "GlmPoissonRegressor" {
@@ -96,16 +99,6 @@ rask_ml::params! {
         alpha ("alpha"): f64 = 1.0, valid if |v| *v >= 0.0 && v.is_finite(), "a finite number >= 0";
         /// The L1 share of the penalty.
         l1_ratio ("l1_ratio"): f64 = 0.0, valid if |v| (0.0..=1.0).contains(v), "a number in [0, 1]";
-        /// Fit an unpenalized intercept.
-        fit_intercept ("fit_intercept"): bool = true, valid if |_v| true, "true or false";
-        /// The solver.
-        solver ("solver"): String = "lbfgs".to_string(), valid if |v| known_solver(v), "gradient_descent, proximal_grad, newton, lbfgs or admm";
-        /// Iterations at most.
-        max_iter ("max_iter"): i64 = 1000, valid if |v| *v >= 1, "an integer >= 1";
-        /// Stop when the stationarity measure is at most this.
-        tol ("tol"): f64 = 1e-6, valid if |v| *v > 0.0, "a positive number";
-        /// Rows per chunk of in-memory data.
-        chunk_rows ("chunk_rows"): i64 = 100_000, valid if |v| *v >= 1, "an integer >= 1";
     }
 }
 
