@@ -11,6 +11,9 @@ pub use rask_search as search;
 
 /// Generalized linear models over row chunks (the `rask-glm` crate; in progress).
 pub use rask_glm as glm;
+/// XGBoost through the real libxgboost (feature `xgboost`).
+#[cfg(feature = "xgboost")]
+pub use rask_integrations::xgboost;
 
 /// Scheduler, workers, client and LocalCluster (the `rask-distributed` crate).
 pub use rask_distributed as distributed;

@@ -43,6 +43,11 @@ const DEB_PACKAGES: &[DebPackage] = &[
         present_without_dpkg: || has_library("libopenblas.so"),
     },
     DebPackage {
+        name: "libclang-dev",
+        why: "the `xgboost` feature generates XGBoost's C bindings with bindgen",
+        present_without_dpkg: || has_library("libclang.so"),
+    },
+    DebPackage {
         name: "graphviz",
         why: "`dot` draws task graphs (visualize tests)",
         present_without_dpkg: || has_command("dot"),
@@ -50,8 +55,14 @@ const DEB_PACKAGES: &[DebPackage] = &[
 ];
 
 /// Python packages of the fixtures' virtualenv (the versions the fixtures were made with).
-const PYTHON_PINS: &[&str] =
-    &["numpy==2.4.6", "scipy==1.17.1", "scikit-learn==1.9.1", "threadpoolctl==3.8.0"];
+/// `xgboost-cpu` also brings the `libxgboost.so` the `xgboost` feature links.
+const PYTHON_PINS: &[&str] = &[
+    "numpy==2.4.6",
+    "scipy==1.17.1",
+    "scikit-learn==1.9.1",
+    "threadpoolctl==3.8.0",
+    "xgboost-cpu==3.2.0",
+];
 
 /// What went wrong, said once, at the top level.
 type Failure = String;
@@ -152,7 +163,36 @@ fn run(cmd: &mut Command) -> Result<(), Failure> {
 
 fn provision() -> Result<(), Failure> {
     install_debian_packages()?;
-    provision_python()
+    let python = python_venv()?;
+    link_xgboost_lib(&python)?;
+    provision_data(&python)
+}
+
+/// Links the wheel's `lib` folder at `<cache>/xgboost-lib`, where the
+/// `xgboost` feature's build scripts look (unless `XGBOOST_LIB_DIR` is set).
+fn link_xgboost_lib(python: &Path) -> Result<(), Failure> {
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import os, xgboost; print(os.path.join(os.path.dirname(xgboost.__file__), 'lib'))",
+        ])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    let lib = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    if !out.status.success() || !lib.join("libxgboost.so").is_file() {
+        return Err(format!(
+            "the virtualenv's xgboost has no lib/libxgboost.so ({}): {}",
+            lib.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let link = cache_dir().join("xgboost-lib");
+    if std::fs::read_link(&link).is_ok_and(|target| target == lib) {
+        return Ok(());
+    }
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&lib, &link)
+        .map_err(|e| format!("cannot link {} to {}: {e}", link.display(), lib.display()))
 }
 
 fn install_debian_packages() -> Result<(), Failure> {
@@ -222,7 +262,7 @@ fn python_venv() -> Result<PathBuf, Failure> {
     Ok(python)
 }
 
-fn provision_python() -> Result<(), Failure> {
+fn provision_data(python: &Path) -> Result<(), Failure> {
     let data = peers_data_dir();
     if data.join("clf_small/X.npy").is_file() {
         return Ok(());
@@ -240,7 +280,6 @@ fn provision_python() -> Result<(), Failure> {
         eprintln!("xtask: {message}; its tests will be skipped");
         return Ok(());
     }
-    let python = python_venv()?;
     std::fs::create_dir_all(&data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
     eprintln!("xtask: generating clf_small into {}", data.display());
     // Generated in its own folder: a partial MANIFEST.json must not land in the peers' one.
@@ -259,6 +298,8 @@ fn run_tests(args: &[String]) -> Result<(), Failure> {
     cmd.current_dir(workspace_root())
         .args(["test", "--workspace", "--all-features"])
         .args(args)
-        .env("PEERS_DATA", peers_data_dir());
+        .env("PEERS_DATA", peers_data_dir())
+        // The virtualenv the interop tests run Python in.
+        .env("RASK_PYTHON", cache_dir().join("venv/bin/python"));
     run(&mut cmd)
 }

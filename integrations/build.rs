@@ -1,0 +1,5 @@
+include!("xgboost_lib.rs");
+
+fn main() {
+    link_xgboost();
+}
