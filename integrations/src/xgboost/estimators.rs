@@ -173,10 +173,19 @@ impl FittedModel for FittedXgb {
                     classes[best]
                 }))
             }),
-            None => self
-                .raw_predict(x)
-                .map(|(v, _)| Array1::from_iter(v.into_iter().map(f64::from)))
-                .map_err(err),
+            None => self.raw_predict(x).map_err(err).and_then(|(v, shape)| {
+                if shape.len() != 1 {
+                    return Err(MlError::Fit {
+                        estimator: "XGBRegressor".into(),
+                        library: "xgboost".into(),
+                        message: format!(
+                            "the objective gives {shape:?} outputs, one per row expected; \
+                             use XGBClassifier for multi-class objectives"
+                        ),
+                    });
+                }
+                Ok(Array1::from_iter(v.into_iter().map(f64::from)))
+            }),
         })
     }
 
