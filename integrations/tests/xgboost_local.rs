@@ -137,3 +137,92 @@ fn xgboosts_own_errors_name_the_parameter() {
     let err = e.set_param("subsample", ParamValue::F64(0.0)).unwrap_err().to_string();
     assert!(err.contains("subsample"), "{err}");
 }
+
+/// Predictions over a chunked array, block by block, equal the in-memory
+/// ones (exactly: the same library on the same rows), on Sync and Threads.
+#[test]
+fn chunked_predictions_equal_in_memory_ones() {
+    use rask_core::array::create::from_array;
+    let (x, two, three, y) = data();
+    let xa = from_array(&x.clone().into_dyn(), [128, 5]).unwrap();
+    for (name, target) in [("XGBClassifier", &two), ("XGBClassifier", &three), ("XGBRegressor", &y)]
+    {
+        let mut e = configured(name);
+        e.fit(x.view(), Some(target.view())).unwrap();
+        let f: FittedXgb = match name {
+            "XGBClassifier" => {
+                rask_ml::estimator::decode_state::<XGBClassifier>(name, &e.state().unwrap())
+                    .unwrap()
+                    .fitted()
+                    .unwrap()
+                    .clone()
+            }
+            _ => rask_ml::estimator::decode_state::<XGBRegressor>(name, &e.state().unwrap())
+                .unwrap()
+                .fitted()
+                .unwrap()
+                .clone(),
+        };
+        for scheduler in [rask_core::Scheduler::Sync, rask_core::Scheduler::threads_n(2)] {
+            let opts = rask_core::ComputeOptions::default();
+            let got = f.predict_chunked(&xa).unwrap().compute_with(&scheduler, &opts).unwrap();
+            assert_eq!(got.as_slice().unwrap(), e.predict(x.view()).unwrap().as_slice().unwrap());
+            if name == "XGBClassifier" {
+                let p =
+                    f.predict_proba_chunked(&xa).unwrap().compute_with(&scheduler, &opts).unwrap();
+                let want = e.predict_proba(x.view()).unwrap();
+                assert_eq!(p.shape(), want.shape());
+                assert_eq!(
+                    p.iter().copied().collect::<Vec<_>>(),
+                    want.iter().copied().collect::<Vec<_>>()
+                );
+            } else {
+                assert!(f.predict_proba_chunked(&xa).is_err());
+            }
+        }
+    }
+}
+
+/// Model files both ways: Rask's `.json` and `.ubj` load back with the same
+/// predictions, and a model Python trained and saved loads in Rask and
+/// predicts what Python predicts (1e-6).
+#[test]
+fn model_files_round_trip_and_python_models_load() {
+    let (x, two, _, _) = data();
+    let mut e = configured("XGBClassifier");
+    e.fit(x.view(), Some(two.view())).unwrap();
+    let f = rask_ml::estimator::decode_state::<XGBClassifier>("XGBClassifier", &e.state().unwrap())
+        .unwrap()
+        .fitted()
+        .unwrap()
+        .clone();
+    let dir = std::env::temp_dir().join(format!("rask-xgb-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (want, _) = f.raw_predict(x.view()).unwrap();
+    for file in ["m.json", "m.ubj"] {
+        f.save_model(&dir.join(file)).unwrap();
+        let back = FittedXgb::load_model(&dir.join(file), f.classes.clone()).unwrap();
+        assert_eq!(back.n_features, 5);
+        assert_eq!(back.raw_predict(x.view()).unwrap().0, want, "{file}");
+    }
+    assert!(f.save_model(&dir.join("m.bin")).unwrap_err().to_string().contains(".json"));
+    // Python trains and saves; Rask loads and predicts.
+    let rows: Vec<Vec<f64>> = x.rows().into_iter().map(|r| r.to_vec()).collect();
+    std::fs::write(dir.join("x.json"), serde_json::to_string(&rows).unwrap()).unwrap();
+    std::fs::write(dir.join("y.json"), serde_json::to_string(&two.to_vec()).unwrap()).unwrap();
+    let script = "import json, sys, numpy as np, xgboost as xgb\n\
+                  d = sys.argv[1]\n\
+                  x = np.array(json.load(open(d + '/x.json')), dtype=np.float32)\n\
+                  y = np.array(json.load(open(d + '/y.json')))\n\
+                  b = xgb.train({'objective': 'binary:logistic', 'max_depth': 3, 'nthread': 1}, xgb.DMatrix(x, y), 10)\n\
+                  b.save_model(d + '/py.ubj')\n\
+                  print(json.dumps(b.predict(xgb.DMatrix(x)).astype(float).tolist()))";
+    let out = Command::new(python()).arg("-c").arg(script).arg(&dir).output().unwrap();
+    assert!(out.status.success(), "python: {}", String::from_utf8_lossy(&out.stderr));
+    let theirs: Vec<f64> = serde_json::from_slice(&out.stdout).unwrap();
+    let ours = FittedXgb::load_model(&dir.join("py.ubj"), Some(vec![0.0, 1.0])).unwrap();
+    let (p, _) = ours.raw_predict(x.view()).unwrap();
+    let p: Vec<f64> = p.into_iter().map(f64::from).collect();
+    assert!(max_diff(&p, &theirs) <= 1e-6);
+    std::fs::remove_dir_all(dir).unwrap();
+}

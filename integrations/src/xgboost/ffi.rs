@@ -243,6 +243,15 @@ impl Booster {
         Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len as usize) }.to_vec())
     }
 
+    /// Features the model was trained on.
+    pub fn num_features(&self) -> Result<usize, XgbError> {
+        let mut out: sys::bst_ulong = 0;
+        // SAFETY: the handle is live.
+        let ret = unsafe { sys::XGBoosterGetNumFeature(self.handle, &mut out) };
+        check("XGBoosterGetNumFeature", ret)?;
+        Ok(out as usize)
+    }
+
     /// Rounds boosted so far.
     pub fn rounds(&self) -> Result<usize, XgbError> {
         let mut out: c_int = 0;

@@ -7,9 +7,11 @@
 //! at `~/.cache/rask/xgboost-lib`; a build finds it there or through
 //! `XGBOOST_LIB_DIR`, and binaries carry an rpath to it.
 
+mod chunked;
 mod estimators;
 mod ffi;
 
+pub use chunked::Output;
 pub use estimators::{
     FittedXgb, XGBClassifier, XGBClassifierParams, XGBRegressor, XGBRegressorParams,
 };
@@ -24,6 +26,14 @@ pub enum XgbError {
         /// The C API function.
         call: String,
         /// XGBoost's message.
+        message: String,
+    },
+    /// A model file that cannot be read or written.
+    #[error("xgboost model {path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
         message: String,
     },
     /// A parameter XGBoost refused, or one that cannot be passed to it.

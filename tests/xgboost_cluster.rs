@@ -1,8 +1,9 @@
-//! A grid search over XGBClassifier (max_depth × learning_rate) runs on the
-//! threaded scheduler and on a 2-worker LocalCluster of `rask` processes
-//! (which rebuild the estimator by name and train with libxgboost), with the
-//! same fold scores on both (tolerance 1e-12: the same library, data and
-//! seed; nthread = 1 so that no thread race reorders a histogram sum).
+//! XGBoost on a 2-worker LocalCluster of `rask` processes (which rebuild the
+//! estimator by name and run libxgboost): a grid search over XGBClassifier
+//! (max_depth × learning_rate) gives the same fold scores as on the threaded
+//! scheduler (tolerance 1e-12: the same library, data and seed; nthread = 1
+//! so that no thread race reorders a histogram sum), and predictions over a
+//! chunked array run on the workers and equal the in-memory ones.
 #![cfg(feature = "xgboost")]
 
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ use rask::distributed::{ClusterOptions, LocalCluster};
 use rask::ml::datasets::make_classification;
 use rask::ml::{create, ParamValue};
 use rask::search::{grid, Cv, GridSearchCV};
+use rask::xgboost::XGBClassifier;
 use rask::{ComputeOptions, Scheduler};
 
 #[test]
@@ -50,4 +52,26 @@ fn grid_search_over_xgboost_gives_the_same_scores_on_threads_and_a_cluster() {
     }
     assert_eq!(local.best_params, remote.best_params);
     assert!(local.best_score > 0.7, "{}", local.best_score);
+}
+
+#[test]
+fn predictions_over_a_chunked_array_run_on_the_workers() {
+    let (x, y) = make_classification(300, 4, 3, 2, 5);
+    let mut e = XGBClassifier::new();
+    rask::ml::Estimator::set_param(&mut e, "n_estimators", ParamValue::I64(10)).unwrap();
+    rask::ml::Estimator::fit(&mut e, x.view(), Some(y.view())).unwrap();
+    let want = rask::ml::Estimator::predict(&e, x.view()).unwrap();
+    let xa = rask::array::create::from_array(&x.clone().into_dyn(), [100, 4]).unwrap();
+    let cluster = LocalCluster::with_options(ClusterOptions {
+        n_workers: 2,
+        threads_per_worker: 1,
+        binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_rask"))),
+        ..ClusterOptions::default()
+    })
+    .expect("cluster starts");
+    let client = cluster.client().unwrap();
+    let opts = ComputeOptions::default();
+    let got = e.fitted().unwrap().predict_chunked(&xa).unwrap();
+    let got = got.compute_with(&client.scheduler(), &opts).unwrap();
+    assert_eq!(got.as_slice().unwrap(), want.as_slice().unwrap());
 }
