@@ -46,9 +46,32 @@ fn known_solver(name: &str) -> bool {
 }
 
 /// `rask_ml::params!` with the parameters every GLM estimator shares
-/// appended to its own.
+/// appended to its own, and the `spec` that reads them: the family, and the
+/// parameterization built from the parameters `$p`.
 macro_rules! glm_params {
-    ($(#[$meta:meta])* pub struct $Params:ident for $est:literal { $($own:tt)* }) => {
+    (
+        $(#[$meta:meta])* pub struct $Params:ident for $est:literal {
+            family = $family:expr;
+            parameterization = |$p:ident| $param:expr;
+            $($own:tt)*
+        }
+    ) => {
+        impl $Params {
+            fn spec(&self) -> Spec<'_> {
+                let $p = self;
+                Spec {
+                    estimator: $est,
+                    family: $family,
+                    parameterization: $param,
+                    fit_intercept: self.fit_intercept,
+                    solver: &self.solver,
+                    max_iter: self.max_iter,
+                    tol: self.tol,
+                    chunk_rows: self.chunk_rows,
+                }
+            }
+        }
+
         rask_ml::params! {
             $(#[$meta])*
             pub struct $Params for $est {
@@ -73,6 +96,8 @@ glm_params! {
     /// `LogisticRegression(C, l1_ratio)` objective: binary, or multinomial
     /// (softmax) for more than two classes.
     pub struct GlmLogisticRegressionParams for "GlmLogisticRegression" {
+        family = Family::Logistic;
+        parameterization = |p| Parameterization::SklearnLogistic { c: p.c, l1_ratio: p.l1_ratio };
         /// Inverse regularization strength (scikit-learn's `C`).
         c ("C"): f64 = 1.0, valid if |v| *v > 0.0 && v.is_finite(), "a positive finite number";
         /// The L1 share of the penalty (0: ridge, 1: lasso).
@@ -84,6 +109,8 @@ glm_params! {
     /// Hyperparameters of [`GlmLinearRegression`]: scikit-learn's
     /// `ElasticNet(alpha, l1_ratio)` objective (`alpha = 0`: least squares).
     pub struct GlmLinearRegressionParams for "GlmLinearRegression" {
+        family = Family::Normal;
+        parameterization = |p| Parameterization::SklearnElasticNet { alpha: p.alpha, l1_ratio: p.l1_ratio };
         /// Penalty strength on the mean loss.
         alpha ("alpha"): f64 = 0.0, valid if |v| *v >= 0.0 && v.is_finite(), "a finite number >= 0";
         /// The L1 share of the penalty.
@@ -95,6 +122,8 @@ glm_params! {
     /// Hyperparameters of [`GlmPoissonRegressor`]: scikit-learn's
     /// `PoissonRegressor(alpha)` objective, with glum's `l1_ratio`.
     pub struct GlmPoissonRegressorParams for "GlmPoissonRegressor" {
+        family = Family::Poisson;
+        parameterization = |p| Parameterization::Glum { alpha: p.alpha, l1_ratio: p.l1_ratio };
         /// Penalty strength on the mean loss.
         alpha ("alpha"): f64 = 1.0, valid if |v| *v >= 0.0 && v.is_finite(), "a finite number >= 0";
         /// The L1 share of the penalty.
@@ -526,82 +555,26 @@ fn logistic_family(classes: usize) -> Family {
     }
 }
 
-impl GlmLogisticRegressionParams {
-    fn spec(&self) -> Spec<'_> {
-        Spec {
-            estimator: "GlmLogisticRegression",
-            family: Family::Logistic,
-            parameterization: Parameterization::SklearnLogistic {
-                c: self.c,
-                l1_ratio: self.l1_ratio,
-            },
-            fit_intercept: self.fit_intercept,
-            solver: &self.solver,
-            max_iter: self.max_iter,
-            tol: self.tol,
-            chunk_rows: self.chunk_rows,
+/// `FitParams` of a regressor: the targets as they are.
+macro_rules! regressor_fit {
+    ($Params:ident, $est:literal) => {
+        impl FitParams for $Params {
+            type Fitted = FittedGlm;
+
+            fn fit(
+                params: &Checked<Self>,
+                x: ArrayView2<'_, f64>,
+                y: Option<ArrayView1<'_, f64>>,
+            ) -> Result<FittedGlm, MlError> {
+                let y = require_y($est, y)?;
+                params.spec().fit_memory(x, y, None)
+            }
         }
-    }
+    };
 }
 
-impl FitParams for GlmLinearRegressionParams {
-    type Fitted = FittedGlm;
-
-    fn fit(
-        params: &Checked<Self>,
-        x: ArrayView2<'_, f64>,
-        y: Option<ArrayView1<'_, f64>>,
-    ) -> Result<FittedGlm, MlError> {
-        let y = require_y("GlmLinearRegression", y)?;
-        params.spec().fit_memory(x, y, None)
-    }
-}
-
-impl GlmLinearRegressionParams {
-    fn spec(&self) -> Spec<'_> {
-        Spec {
-            estimator: "GlmLinearRegression",
-            family: Family::Normal,
-            parameterization: Parameterization::SklearnElasticNet {
-                alpha: self.alpha,
-                l1_ratio: self.l1_ratio,
-            },
-            fit_intercept: self.fit_intercept,
-            solver: &self.solver,
-            max_iter: self.max_iter,
-            tol: self.tol,
-            chunk_rows: self.chunk_rows,
-        }
-    }
-}
-
-impl FitParams for GlmPoissonRegressorParams {
-    type Fitted = FittedGlm;
-
-    fn fit(
-        params: &Checked<Self>,
-        x: ArrayView2<'_, f64>,
-        y: Option<ArrayView1<'_, f64>>,
-    ) -> Result<FittedGlm, MlError> {
-        let y = require_y("GlmPoissonRegressor", y)?;
-        params.spec().fit_memory(x, y, None)
-    }
-}
-
-impl GlmPoissonRegressorParams {
-    fn spec(&self) -> Spec<'_> {
-        Spec {
-            estimator: "GlmPoissonRegressor",
-            family: Family::Poisson,
-            parameterization: Parameterization::Glum { alpha: self.alpha, l1_ratio: self.l1_ratio },
-            fit_intercept: self.fit_intercept,
-            solver: &self.solver,
-            max_iter: self.max_iter,
-            tol: self.tol,
-            chunk_rows: self.chunk_rows,
-        }
-    }
-}
+regressor_fit!(GlmLinearRegressionParams, "GlmLinearRegression");
+regressor_fit!(GlmPoissonRegressorParams, "GlmPoissonRegressor");
 
 rask_ml::estimator!(
     /// Logistic regression on chunked data with any of the five solvers
