@@ -7,6 +7,8 @@ pub mod w1;
 pub mod w2;
 pub mod w3;
 pub mod w4;
+#[cfg(feature = "xgboost")]
+pub mod w5;
 
 use std::time::Instant;
 
@@ -157,7 +159,7 @@ pub fn meta_record() -> Value {
 }
 
 /// Names of the workloads this build implements.
-pub const WORKLOADS: &[&str] = &["w1", "w2", "w3", "w4"];
+pub const WORKLOADS: &[&str] = &["w1", "w2", "w3", "w4", "w5"];
 
 /// Where a workload runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,6 +215,20 @@ pub fn run(
             config.insert("processes".into(), json!(true));
             w4::run(env, need_data()?, client.scheduler(), config, out)
         }
+        #[cfg(feature = "xgboost")]
+        ("w5" | "w5_xgb", Target::Local) => w5::run(env, need_data()?, out),
+        #[cfg(feature = "xgboost")]
+        ("w5" | "w5_xgb", Target::LocalCluster { .. }) => Err(BenchError::Cluster {
+            message: "w5 on a cluster needs distributed XGBoost training, which is not built yet \
+                      (issue 13); run `rask bench w5` without --scheduler"
+                .into(),
+        }),
+        #[cfg(not(feature = "xgboost"))]
+        ("w5" | "w5_xgb", _) => Err(BenchError::Cluster {
+            message: "w5 needs XGBoost: build with `--features xgboost` (cargo xtask provision \
+                      installs the library)"
+                .into(),
+        }),
         (other, _) => {
             Err(BenchError::UnknownWorkload { name: other.into(), available: WORKLOADS.join(", ") })
         }

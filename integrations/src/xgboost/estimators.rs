@@ -102,10 +102,10 @@ fn fit_err(estimator: &str, e: XgbError) -> MlError {
     MlError::Fit { estimator: estimator.into(), library: "xgboost".into(), message: e.to_string() }
 }
 
-/// `x` as XGBoost's f32 row-major matrix.
+/// `x` as XGBoost's f32 row-major matrix (built on every core).
 fn dmatrix(x: ArrayView2<'_, f64>) -> Result<DMatrix, XgbError> {
     let data: Vec<f32> = x.as_standard_layout().iter().map(|&v| v as f32).collect();
-    DMatrix::from_dense(&data, x.nrows(), x.ncols())
+    DMatrix::from_dense(&data, x.nrows(), x.ncols(), 0)
 }
 
 /// Trains `rounds` rounds of `params` on `x` and `labels`.

@@ -51,21 +51,29 @@ pub struct DMatrix {
 unsafe impl Send for DMatrix {}
 
 impl DMatrix {
-    /// Copies `rows × cols` values (row-major) into a new DMatrix.
-    pub fn from_dense(data: &[f32], rows: usize, cols: usize) -> Result<DMatrix, XgbError> {
+    /// Copies `rows × cols` values (row-major) into a new DMatrix, with
+    /// `threads` threads (0: every core).
+    pub fn from_dense(
+        data: &[f32],
+        rows: usize,
+        cols: usize,
+        threads: usize,
+    ) -> Result<DMatrix, XgbError> {
         assert_eq!(data.len(), rows * cols, "the caller checks the shape");
         let mut handle = ptr::null_mut();
+        let threads = if threads == 0 { -1 } else { threads as c_int };
         // SAFETY: `data` holds rows × cols floats; XGBoost copies them.
         let ret = unsafe {
-            sys::XGDMatrixCreateFromMat(
+            sys::XGDMatrixCreateFromMat_omp(
                 data.as_ptr(),
                 rows as sys::bst_ulong,
                 cols as sys::bst_ulong,
                 f32::NAN,
                 &mut handle,
+                threads,
             )
         };
-        check("XGDMatrixCreateFromMat", ret)?;
+        check("XGDMatrixCreateFromMat_omp", ret)?;
         Ok(DMatrix { handle, rows, cols })
     }
 
