@@ -69,7 +69,9 @@ impl GlmSpec {
     }
 }
 
-fn array(
+/// A 2-d or 1-d array spec value: a `.npy` file (cut into row chunks), a
+/// folder or a glob of chunk files.
+pub(crate) fn array(
     ctx: &Ctx<'_>,
     key: &str,
     value: &str,

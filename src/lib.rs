@@ -25,3 +25,5 @@ pub mod demo_search;
 pub mod glm_spec;
 pub mod ops;
 pub mod spec;
+#[cfg(feature = "xgboost")]
+pub mod xgb_spec;

@@ -478,3 +478,64 @@ fn glm_spec_says_when_the_hessian_is_singular() {
     assert!(stdout.contains("converged after"), "{stdout}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// `rask xgb --spec`: per-round evaluation lines, early stopping on the
+/// evaluation set (the model keeps the rounds up to the best one), and a
+/// model.json in XGBoost's format that loads back and predicts.
+#[cfg(feature = "xgboost")]
+#[test]
+fn xgb_spec_trains_with_early_stopping_and_writes_the_model() {
+    let dir = std::env::temp_dir().join(format!("rask-xgb-spec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (x, y) = rask::ml::datasets::make_classification(1200, 6, 4, 2, 3);
+    let split = |a: ndarray::ArrayD<f64>, rows: std::ops::Range<usize>| {
+        a.slice_axis(ndarray::Axis(0), ndarray::Slice::from(rows)).to_owned()
+    };
+    let (xd, yd) = (x.into_dyn(), y.into_dyn());
+    for (name, a, chunks) in [
+        ("x", split(xd.clone(), 0..900), vec![300, 6]),
+        ("y", split(yd.clone(), 0..900), vec![300]),
+        ("xv", split(xd, 900..1200), vec![300, 6]),
+        ("yv", split(yd, 900..1200), vec![300]),
+    ] {
+        rask::array::create::from_array(&a, chunks.as_slice())
+            .unwrap()
+            .to_npy_stack(dir.join(name))
+            .unwrap();
+    }
+    let spec = "[data]\nx = \"x\"\ny = \"y\"\neval_x = \"xv\"\neval_y = \"yv\"\n\n\
+                [params]\nobjective = \"binary:logistic\"\nmax_depth = 6\neta = 0.8\nnthread = 1\n\
+                eval_metric = [\"auc\", \"logloss\"]\n\n\
+                [train]\nrounds = 300\nearly_stopping_rounds = 5\n\n[output]\ndir = \"out\"\n";
+    std::fs::write(dir.join("xgb.toml"), spec).unwrap();
+    let out = rask().args(["xgb", "--spec"]).arg(dir.join("xgb.toml")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("[0]\ttrain-auc:") && stdout.contains("\teval-logloss:"), "{stdout}");
+    assert!(
+        stdout.contains("stopped after round"),
+        "a high eta overfits and stops early: {stdout}"
+    );
+    let rounds: usize = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("rounds: "))
+        .and_then(|r| r.parse().ok())
+        .expect("the rounds line");
+    assert!(rounds < 300, "{stdout}");
+    let model =
+        rask::xgboost::FittedXgb::load_model(&dir.join("out/model.json"), Some(vec![0.0, 1.0]))
+            .unwrap();
+    assert_eq!(model.n_features, 6);
+    // Bad specs name their key or XGBoost's parameter.
+    for (from, to, expect) in [
+        ("eval_x = \"xv\"\neval_y = \"yv\"\n", "", "train.early_stopping_rounds"),
+        ("binary:logistic", "binary:logstic", "objective"),
+        ("rounds = 300", "rounds = 0", "train.rounds"),
+    ] {
+        std::fs::write(dir.join("bad.toml"), spec.replace(from, to)).unwrap();
+        let out = rask().args(["xgb", "--spec"]).arg(dir.join("bad.toml")).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(expect), "expected {expect:?} in {err}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

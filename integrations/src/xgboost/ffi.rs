@@ -251,6 +251,17 @@ impl Booster {
         Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len as usize) }.to_vec())
     }
 
+    /// The model of rounds `begin..end` (the rounds up to an early stop).
+    pub fn slice(&self, begin: usize, end: usize) -> Result<Booster, XgbError> {
+        let mut handle = ptr::null_mut();
+        // SAFETY: the handle is live.
+        let ret = unsafe {
+            sys::XGBoosterSlice(self.handle, begin as c_int, end as c_int, 1, &mut handle)
+        };
+        check("XGBoosterSlice", ret)?;
+        Ok(Booster { handle })
+    }
+
     /// Features the model was trained on.
     pub fn num_features(&self) -> Result<usize, XgbError> {
         let mut out: sys::bst_ulong = 0;
