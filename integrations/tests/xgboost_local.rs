@@ -226,3 +226,21 @@ fn model_files_round_trip_and_python_models_load() {
     assert!(max_diff(&p, &theirs) <= 1e-6);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// The DMatrix builder refuses what XGBoost would take silently or answer
+/// obscurely: NaN labels (naming the row), a label count that is not the row
+/// count, and zero rows.
+#[test]
+fn bad_training_data_is_named() {
+    use rask_integrations::xgboost::dmatrix;
+    let (x, _, _, y) = data();
+    let mut labels = y.to_vec();
+    labels[3] = f64::NAN;
+    let err = dmatrix(x.view(), Some(&labels), 1).err().unwrap().to_string();
+    assert!(err.contains("row 3") && err.contains("NaN"), "{err}");
+    let err = dmatrix(x.view(), Some(&labels[..10]), 1).err().unwrap().to_string();
+    assert!(err.contains("10 labels for 600 rows"), "{err}");
+    let none = x.slice(ndarray::s![..0, ..]);
+    let err = dmatrix(none, None, 1).err().unwrap().to_string();
+    assert!(err.contains("no rows"), "{err}");
+}

@@ -9,7 +9,9 @@
 
 use std::path::Path;
 
-use rask_integrations::xgboost::{Booster, DMatrix, XgbError};
+use ndarray::{ArrayView1, ArrayView2};
+use rask_integrations::xgboost::{dmatrix, train, Booster, DMatrix, XgbError};
+use rask_ml::metrics::roc_auc;
 use serde_json::{json, Map, Value};
 
 use super::{measure, record, BenchEnv, BenchError};
@@ -20,33 +22,24 @@ fn err(e: impl std::fmt::Display) -> BenchError {
     BenchError::Cluster { message: e.to_string() }
 }
 
-/// One training run: the booster and the last round's evaluation line.
-fn train(
-    x: &[f32],
-    rows: usize,
-    cols: usize,
-    y: &[f32],
-) -> Result<(Booster, DMatrix, String), XgbError> {
-    let mut d = DMatrix::from_dense(x, rows, cols, 2)?;
-    d.set_info("label", y)?;
-    let mut b = Booster::new(&[&d])?;
-    for (k, v) in [
-        ("tree_method", "hist"),
-        ("max_depth", "6"),
-        ("eta", "0.3"),
-        ("objective", "binary:logistic"),
-        ("eval_metric", "logloss"),
-        ("eval_metric", "auc"),
-        ("nthread", "2"),
-    ] {
-        b.set_param(k, v)?;
-    }
-    let mut line = String::new();
-    for round in 0..ROUNDS {
-        b.update(round, &d)?;
-        line = b.eval(round, &[(&d, "train")])?;
-    }
-    Ok((b, d, line))
+/// The peers' w5 parameters (XGBoost's names).
+const PARAMS: [(&str, &str); 7] = [
+    ("tree_method", "hist"),
+    ("max_depth", "6"),
+    ("eta", "0.3"),
+    ("objective", "binary:logistic"),
+    ("eval_metric", "logloss"),
+    ("eval_metric", "auc"),
+    ("nthread", "2"),
+];
+
+/// One training run, evaluated on the training set every round as the
+/// peers' `evals=[(dtrain, 'train')]`: the booster, its DMatrix and the last
+/// round's evaluation line.
+fn run_once(x: ArrayView2<'_, f64>, y: &[f64]) -> Result<(Booster, DMatrix, String), XgbError> {
+    let d = dmatrix(x, Some(y), 2)?;
+    let trained = train(&d, &[(&d, "train")], &PARAMS, ROUNDS, None, |_| {})?;
+    Ok((trained.booster, d, trained.last_eval))
 }
 
 /// `train-<metric>:<value>` out of an evaluation line.
@@ -54,38 +47,18 @@ fn metric(line: &str, name: &str) -> Option<f64> {
     line.split('\t').find_map(|f| f.strip_prefix(&format!("train-{name}:"))?.parse().ok())
 }
 
-/// Mean log-loss with probabilities clipped to [1e-15, 1 − 1e-15].
-fn logloss(y: &[f32], p: &[f32]) -> f64 {
+/// Mean log-loss with probabilities clipped to [1e-15, 1 − 1e-15], as the
+/// peers' `np_logloss` (`rask_ml::metrics::log_loss` clips at machine epsilon).
+fn logloss(y: &[f64], p: &[f32]) -> f64 {
     let total: f64 = y
         .iter()
         .zip(p)
         .map(|(&t, &q)| {
             let q = f64::from(q).clamp(1e-15, 1.0 - 1e-15);
-            -(f64::from(t) * q.ln() + (1.0 - f64::from(t)) * (1.0 - q).ln())
+            -(t * q.ln() + (1.0 - t) * (1.0 - q).ln())
         })
         .sum();
     total / y.len() as f64
-}
-
-/// Exact ROC AUC, ties given their average rank.
-fn auc(y: &[f32], p: &[f32]) -> f64 {
-    let mut order: Vec<usize> = (0..p.len()).collect();
-    order.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
-    let mut ranks = vec![0.0; p.len()];
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && p[order[j + 1]] == p[order[i]] {
-            j += 1;
-        }
-        let rank = (i + j) as f64 / 2.0 + 1.0;
-        order[i..=j].iter().for_each(|&k| ranks[k] = rank);
-        i = j + 1;
-    }
-    let pos = y.iter().filter(|&&t| t == 1.0).count() as f64;
-    let neg = y.len() as f64 - pos;
-    let sum: f64 = y.iter().zip(&ranks).filter(|(&t, _)| t == 1.0).map(|(_, r)| r).sum();
-    (sum - pos * (pos + 1.0) / 2.0) / (pos * neg)
 }
 
 /// Runs w5 (single process).
@@ -97,13 +70,12 @@ pub fn run(env: &BenchEnv, data: &Path, out: &mut dyn FnMut(Value)) -> Result<()
         [r, c] if y.shape == [r] => (r, c),
         _ => return Err(err(format!("X {:?} and y {:?} do not match", x.shape, y.shape))),
     };
-    let yf: Vec<f32> = y.data.iter().map(|&v| v as f32).collect();
-    // Every repeat converts from f64 like the peers' DMatrix(X, y) does.
+    let xv = ArrayView2::from_shape((rows, cols), &x.data).map_err(err)?;
+    // Every repeat builds its DMatrix from the f64 rows, as the peers' DMatrix(X, y) does.
     let mut first: Option<String> = None;
     let mut wrong = None;
     let (sec, runs, last) = measure(env.repeats, || {
-        let xf: Vec<f32> = x.data.iter().map(|&v| v as f32).collect();
-        let r = train(&xf, rows, cols, &yf);
+        let r = run_once(xv, &y.data);
         match &r {
             // Every repeat is checked: the same model each time, and a fit.
             Ok((_, _, line)) => match (&first, metric(line, "logloss")) {
@@ -143,8 +115,10 @@ pub fn run(env: &BenchEnv, data: &Path, out: &mut dyn FnMut(Value)) -> Result<()
     let mut m = Map::new();
     m.insert("train_logloss".into(), json!(metric(&line, "logloss")));
     m.insert("train_auc".into(), json!(metric(&line, "auc")));
-    m.insert("train_logloss_recomputed".into(), json!(logloss(&yf, &p)));
-    m.insert("train_auc_recomputed".into(), json!(auc(&yf, &p)));
+    let p64: Vec<f64> = p.iter().map(|&v| f64::from(v)).collect();
+    let auc = roc_auc(ArrayView1::from(&y.data), ArrayView1::from(&p64)).map_err(err)?;
+    m.insert("train_logloss_recomputed".into(), json!(logloss(&y.data, &p)));
+    m.insert("train_auc_recomputed".into(), json!(auc));
     m.insert("n_trees".into(), json!(booster.rounds().map_err(err)?));
     m.insert(
         "note".into(),

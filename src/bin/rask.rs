@@ -246,28 +246,18 @@ fn run_xgb(_: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
 
 #[cfg(feature = "xgboost")]
 fn run_xgb(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
-    use rask::xgboost::{Booster, DMatrix};
+    use rask::xgboost::{dmatrix, train, DMatrix};
     let spec = rask::xgb_spec::load(path)?;
     let start = std::time::Instant::now();
     let to_dmatrix = |x: &rask::array::Array<f64>,
-                      y: &rask::array::Array<f64>,
-                      key: &str|
+                      y: &rask::array::Array<f64>|
      -> Result<DMatrix, Box<dyn std::error::Error>> {
         let x = x.compute()?.into_dimensionality::<ndarray::Ix2>()?;
-        let labels: Vec<f32> = y.compute()?.iter().map(|&v| v as f32).collect();
-        if let Some(row) = labels.iter().position(|v| v.is_nan()) {
-            return Err(format!("{key}: row {row} is NaN; labels must be numbers").into());
-        }
-        if x.nrows() == 0 {
-            return Err(format!("{key}: no rows").into());
-        }
-        let data: Vec<f32> = x.as_standard_layout().iter().map(|&v| v as f32).collect();
-        let mut d = DMatrix::from_dense(&data, x.nrows(), x.ncols(), 0)?;
-        d.set_info("label", &labels)?;
-        Ok(d)
+        let labels: Vec<f64> = y.compute()?.iter().copied().collect();
+        Ok(dmatrix(x.view(), Some(&labels), 0)?)
     };
-    let dtrain = to_dmatrix(&spec.x, &spec.y, "data.y")?;
-    let deval = spec.eval.as_ref().map(|(x, y)| to_dmatrix(x, y, "data.eval_y")).transpose()?;
+    let dtrain = to_dmatrix(&spec.x, &spec.y)?;
+    let deval = spec.eval.as_ref().map(|(x, y)| to_dmatrix(x, y)).transpose()?;
     let loaded = start.elapsed().as_secs_f64();
     println!(
         "training {} rounds on {} rows x {} features{}",
@@ -276,53 +266,24 @@ fn run_xgb(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
         dtrain.cols(),
         deval.as_ref().map_or(String::new(), |d| format!(", evaluating on {} rows", d.rows()))
     );
-    let mut cache = vec![&dtrain];
-    cache.extend(deval.as_ref());
-    let mut booster = Booster::new(&cache)?;
-    for (name, value) in &spec.params {
-        booster.set_param(name, value)?;
-    }
     let mut sets = vec![(&dtrain, "train")];
     sets.extend(deval.as_ref().map(|d| (d, "eval")));
     let fit_start = std::time::Instant::now();
-    let mut best: Option<(usize, String, f64)> = None;
-    let mut stopped = None;
-    for round in 0..spec.rounds {
-        booster.update(round, &dtrain)?;
-        let line = booster.eval(round, &sets)?;
-        println!("{line}");
-        let Some(patience) = spec.early_stopping_rounds else { continue };
-        // The last metric on the evaluation set is the one watched (as xgboost does).
-        let (name, value) = line
-            .split('\t')
-            .rev()
-            .find_map(|f| f.strip_prefix("eval-")?.split_once(':'))
-            .and_then(|(n, v)| Some((n.to_string(), v.parse::<f64>().ok()?)))
-            .ok_or_else(|| format!("no evaluation metric in {line:?}"))?;
-        let maximize = ["auc", "aucpr", "map", "ndcg", "pre"].iter().any(|m| name.starts_with(m));
-        let better =
-            best.as_ref().is_none_or(|(_, _, b)| if maximize { value > *b } else { value < *b });
-        if better {
-            best = Some((round, name, value));
-        }
-        if round - best.as_ref().map_or(round, |b| b.0) >= patience {
-            stopped = Some(round);
-            break;
-        }
-    }
+    let trained =
+        train(&dtrain, &sets, &spec.params, spec.rounds, spec.early_stopping_rounds, |line| {
+            println!("{line}")
+        })?;
     let seconds = fit_start.elapsed().as_secs_f64();
-    let model = match (stopped, &best) {
-        (Some(round), Some((b, name, value))) => {
-            println!("stopped after round {round}: eval-{name} best at round {b} ({value}); the model keeps rounds 0..={b}");
-            booster.slice(0, b + 1)?
-        }
-        _ => booster,
-    };
-    println!("rounds: {}", model.rounds()?);
+    if let Some((round, best, name, value)) = &trained.early_stop {
+        println!(
+            "stopped after round {round}: eval-{name} best at round {best} ({value}); the model keeps rounds 0..={best}"
+        );
+    }
+    println!("rounds: {}", trained.booster.rounds()?);
     println!("seconds: {seconds:.3} training, {loaded:.3} loading the data");
     std::fs::create_dir_all(&spec.out_dir)?;
     let out = spec.out_dir.join("model.json");
-    std::fs::write(&out, model.save("json")?)?;
+    std::fs::write(&out, trained.booster.save("json")?)?;
     println!("wrote {} (XGBoost JSON)", out.display());
     Ok(())
 }

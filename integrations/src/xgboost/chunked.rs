@@ -8,22 +8,11 @@ use std::path::Path;
 use ndarray::{ArrayD, ArrayView2, Ix2, IxDyn};
 use rask_core::array::{Array, Block, BlockData, ChunkSpec};
 use rask_core::Delayed;
-use serde::{Deserialize, Serialize};
 
 use super::estimators::FittedXgb;
 use super::ffi::Booster;
+use super::predict::{predict, Prediction};
 use super::XgbError;
-
-/// What a prediction block holds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Output {
-    /// XGBoost's value per row (regression).
-    Value,
-    /// Class probabilities, `rows × K`.
-    Proba(usize),
-    /// The most probable class's label (of these sorted labels).
-    Class(Vec<f64>),
-}
 
 fn view2(b: &Block) -> Result<ArrayView2<'_, f64>, String> {
     match b.data() {
@@ -34,55 +23,10 @@ fn view2(b: &Block) -> Result<ArrayView2<'_, f64>, String> {
     }
 }
 
-/// Predictions of rows `x` by `model` (XGBoost UBJSON or JSON).
-fn predict_rows(
-    x: ArrayView2<'_, f64>,
-    model: &[u8],
-    output: &Output,
-) -> Result<ArrayD<f64>, XgbError> {
-    let fitted = FittedXgb { model: model.to_vec(), classes: None, n_features: x.ncols() };
-    let (values, shape) = fitted.raw_predict(x)?;
-    let n = x.nrows();
-    let proba = |k: usize| -> Vec<f64> {
-        if shape.len() == 2 {
-            values.iter().map(|&v| f64::from(v)).collect()
-        } else {
-            // Binary: P(class 1) per row.
-            values.iter().flat_map(|&p| [1.0 - f64::from(p), f64::from(p)]).take(n * k).collect()
-        }
-    };
-    Ok(match output {
-        Output::Value => {
-            ArrayD::from_shape_vec(IxDyn(&[n]), values.iter().map(|&v| f64::from(v)).collect())
-                .expect("one value per row")
-        }
-        Output::Proba(k) => {
-            ArrayD::from_shape_vec(IxDyn(&[n, *k]), proba(*k)).map_err(|_| XgbError::Param {
-                name: "objective".into(),
-                message: format!("gives {shape:?} outputs for {k} classes"),
-            })?
-        }
-        Output::Class(labels) => {
-            let k = labels.len();
-            let p = proba(k);
-            if p.len() != n * k {
-                return Err(XgbError::Param {
-                    name: "objective".into(),
-                    message: format!("gives {shape:?} outputs for {k} classes"),
-                });
-            }
-            let best = p.chunks_exact(k).map(|r| {
-                labels[r.iter().enumerate().fold(0, |m, (i, v)| if *v > r[m] { i } else { m })]
-            });
-            ArrayD::from_shape_vec(IxDyn(&[n]), best.collect()).expect("one label per row")
-        }
-    })
-}
-
 rask_core::op! {
     /// XGBoost predictions of one row block of X.
-    pub fn xgb_predict_block(x: Block, model: Vec<u8>, output: Output) -> Result<Block, String> {
-        let out = predict_rows(view2(&x)?, &model, &output).map_err(|e| e.to_string())?;
+    pub fn xgb_predict_block(x: Block, model: Vec<u8>, output: Prediction) -> Result<Block, String> {
+        let out = predict(&model, view2(&x)?, &output).map_err(|e| e.to_string())?;
         Ok(Block::from_array(out))
     }
 }
@@ -114,23 +58,21 @@ impl FittedXgb {
     /// Predictions for chunked `x`, block by block where the blocks are:
     /// a chunked array with `x`'s row chunks (class labels for a classifier).
     pub fn predict_chunked(&self, x: &Array<f64>) -> Result<Array<f64>, XgbError> {
-        let output = match &self.classes {
-            Some(c) => Output::Class(c.clone()),
-            None => Output::Value,
-        };
-        self.map_rows(x, output)
+        self.map_rows(x, self.prediction(false))
     }
 
     /// Class probabilities for chunked `x`: `rows × K`.
     pub fn predict_proba_chunked(&self, x: &Array<f64>) -> Result<Array<f64>, XgbError> {
-        let k = self.classes.as_ref().map(Vec::len).ok_or_else(|| XgbError::Param {
-            name: "predict_proba".into(),
-            message: "a regression model has no class probabilities".into(),
-        })?;
-        self.map_rows(x, Output::Proba(k))
+        if self.classes.is_none() {
+            return Err(XgbError::Param {
+                name: "predict_proba".into(),
+                message: "a regression model has no class probabilities".into(),
+            });
+        }
+        self.map_rows(x, self.prediction(true))
     }
 
-    fn map_rows(&self, x: &Array<f64>, output: Output) -> Result<Array<f64>, XgbError> {
+    fn map_rows(&self, x: &Array<f64>, output: Prediction) -> Result<Array<f64>, XgbError> {
         let p = self.n_features;
         let shape_err = |message: String| XgbError::Param { name: "X".into(), message };
         if x.ndim() != 2 || x.shape()[1] != p {
@@ -148,7 +90,7 @@ impl FittedXgb {
         let blocks: Vec<Delayed<Block>> =
             x.blocks().iter().map(|b| xgb_predict_block(b, &model, output.clone())).collect();
         let (chunks, grid) = match output {
-            Output::Proba(k) => (vec![rows.clone(), vec![k]], vec![rows.len(), 1]),
+            Prediction::Proba(k) => (vec![rows.clone(), vec![k]], vec![rows.len(), 1]),
             _ => (vec![rows.clone()], vec![rows.len()]),
         };
         let grid = ArrayD::from_shape_vec(IxDyn(&grid), blocks).expect("one block per row chunk");

@@ -10,7 +10,9 @@ use rask_ml::params::Checked;
 use rask_ml::MlError;
 use serde::{Deserialize, Serialize};
 
-use super::ffi::{Booster, DMatrix};
+use super::ffi::Booster;
+use super::predict::{predict, raw_predict, Prediction};
+use super::train::{dmatrix, train};
 use super::XgbError;
 
 /// `rask_ml::params!` with the hyperparameters both estimators share.
@@ -102,29 +104,15 @@ fn fit_err(estimator: &str, e: XgbError) -> MlError {
     MlError::Fit { estimator: estimator.into(), library: "xgboost".into(), message: e.to_string() }
 }
 
-/// `x` as XGBoost's f32 row-major matrix (built on every core).
-fn dmatrix(x: ArrayView2<'_, f64>) -> Result<DMatrix, XgbError> {
-    let data: Vec<f32> = x.as_standard_layout().iter().map(|&v| v as f32).collect();
-    DMatrix::from_dense(&data, x.nrows(), x.ncols(), 0)
-}
-
-/// Trains `rounds` rounds of `params` on `x` and `labels`.
-fn train(
+/// Trains `rounds` rounds of `params` on `x` and `labels`; the model as UBJSON.
+fn train_model(
     x: ArrayView2<'_, f64>,
-    labels: &[f32],
+    labels: &[f64],
     params: &[(&'static str, String)],
     rounds: i64,
 ) -> Result<Vec<u8>, XgbError> {
-    let mut d = dmatrix(x)?;
-    d.set_info("label", labels)?;
-    let mut booster = Booster::new(&[&d])?;
-    for (name, value) in params {
-        booster.set_param(name, value)?;
-    }
-    for round in 0..rounds as usize {
-        booster.update(round, &d)?;
-    }
-    booster.save("ubj")
+    let d = dmatrix(x, Some(labels), 0)?;
+    train(&d, &[], params, rounds as usize, None, |_| {})?.booster.save("ubj")
 }
 
 impl FittedXgb {
@@ -135,26 +123,16 @@ impl FittedXgb {
 
     /// The library's predictions for `x`: values and shape.
     pub fn raw_predict(&self, x: ArrayView2<'_, f64>) -> Result<(Vec<f32>, Vec<usize>), XgbError> {
-        Booster::load(&self.model)?.predict(&dmatrix(x)?, false)
+        raw_predict(&self.model, x)
     }
 
-    /// Class probabilities, `n × K`, from the raw predictions.
-    fn probabilities(&self, x: ArrayView2<'_, f64>) -> Result<Array2<f64>, XgbError> {
-        let (values, shape) = self.raw_predict(x)?;
-        let n = x.nrows();
-        if shape.len() == 2 {
-            return Ok(Array2::from_shape_fn((n, shape[1]), |(i, c)| {
-                f64::from(values[i * shape[1] + c])
-            }));
+    /// What `predict` (or, with `proba`, `predict_proba`) gives for this model.
+    pub(crate) fn prediction(&self, proba: bool) -> Prediction {
+        match (&self.classes, proba) {
+            (Some(c), true) => Prediction::Proba(c.len()),
+            (Some(c), false) => Prediction::Class(c.clone()),
+            (None, _) => Prediction::Value,
         }
-        Ok(Array2::from_shape_fn((n, 2), |(i, c)| {
-            let p = f64::from(values[i]);
-            if c == 1 {
-                p
-            } else {
-                1.0 - p
-            }
-        }))
     }
 }
 
@@ -164,34 +142,20 @@ impl FittedModel for FittedXgb {
     }
 
     fn predict(&self, x: ArrayView2<'_, f64>) -> Output<Array1<f64>> {
-        let err = |e| fit_err("XGBoost", e);
-        Some(match &self.classes {
-            Some(classes) => self.probabilities(x).map_err(err).map(|p| {
-                Array1::from_iter(p.rows().into_iter().map(|r| {
-                    let best =
-                        r.iter().enumerate().fold(0, |m, (i, v)| if *v > r[m] { i } else { m });
-                    classes[best]
-                }))
-            }),
-            None => self.raw_predict(x).map_err(err).and_then(|(v, shape)| {
-                if shape.len() != 1 {
-                    return Err(MlError::Fit {
-                        estimator: "XGBRegressor".into(),
-                        library: "xgboost".into(),
-                        message: format!(
-                            "the objective gives {shape:?} outputs, one per row expected; \
-                             use XGBClassifier for multi-class objectives"
-                        ),
-                    });
-                }
-                Ok(Array1::from_iter(v.into_iter().map(f64::from)))
-            }),
-        })
+        let out = predict(&self.model, x, &self.prediction(false));
+        Some(
+            out.map(|a| a.into_dimensionality().expect("one per row"))
+                .map_err(|e| fit_err("XGBoost", e)),
+        )
     }
 
     fn predict_proba(&self, x: ArrayView2<'_, f64>) -> Output<Array2<f64>> {
         self.classes.as_ref()?;
-        Some(self.probabilities(x).map_err(|e| fit_err("XGBClassifier", e)))
+        let out = predict(&self.model, x, &self.prediction(true));
+        Some(
+            out.map(|a| a.into_dimensionality().expect("rows × classes"))
+                .map_err(|e| fit_err("XGBClassifier", e)),
+        )
     }
 
     fn classes(&self) -> Option<&[f64]> {
@@ -210,7 +174,7 @@ impl FitParams for XGBClassifierParams {
         let name = "XGBClassifier";
         let y = require_y(name, y)?;
         let (classes, idx) = encode_classes(name, y)?;
-        let labels: Vec<f32> = idx.iter().map(|&i| i as f32).collect();
+        let labels: Vec<f64> = idx.iter().map(|&i| i as f64).collect();
         let mut lib = params.library_params();
         if classes.len() > 2 {
             if params.objective.starts_with("binary:") {
@@ -219,7 +183,8 @@ impl FitParams for XGBClassifierParams {
             }
             lib.push(("num_class", classes.len().to_string()));
         }
-        let model = train(x, &labels, &lib, params.n_estimators).map_err(|e| fit_err(name, e))?;
+        let model =
+            train_model(x, &labels, &lib, params.n_estimators).map_err(|e| fit_err(name, e))?;
         Ok(FittedXgb { model, classes: Some(classes), n_features: x.ncols() })
     }
 }
@@ -258,8 +223,8 @@ impl FitParams for XGBRegressorParams {
         let name = "XGBRegressor";
         let y = require_y(name, y)?;
         check_labels(name, &params.objective, y)?;
-        let labels: Vec<f32> = y.iter().map(|&v| v as f32).collect();
-        let model = train(x, &labels, &params.library_params(), params.n_estimators)
+        let labels = y.to_vec();
+        let model = train_model(x, &labels, &params.library_params(), params.n_estimators)
             .map_err(|e| fit_err(name, e))?;
         Ok(FittedXgb { model, classes: None, n_features: x.ncols() })
     }

@@ -10,12 +10,15 @@
 mod chunked;
 mod estimators;
 mod ffi;
+mod predict;
+mod train;
 
-pub use chunked::Output;
 pub use estimators::{
     FittedXgb, XGBClassifier, XGBClassifierParams, XGBRegressor, XGBRegressorParams,
 };
 pub use ffi::{Booster, DMatrix};
+pub use predict::{predict, raw_predict, Prediction};
+pub use train::{dmatrix, train, Trained};
 
 /// What went wrong in XGBoost, in its own words.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,103 @@
+//! Training in this process: a DMatrix from f64 rows (checked first), and
+//! the boosting loop with per-round evaluation and early stopping, shared by
+//! the estimators, `rask xgb --spec` and `rask bench w5`.
+
+use ndarray::ArrayView2;
+
+use super::ffi::{Booster, DMatrix};
+use super::XgbError;
+
+/// `x` (and its labels) as XGBoost's f32 matrix, built with `threads`
+/// threads (0: every core). Zero rows and NaN labels are refused here, with
+/// the row, before XGBoost sees them.
+pub fn dmatrix(
+    x: ArrayView2<'_, f64>,
+    labels: Option<&[f64]>,
+    threads: usize,
+) -> Result<DMatrix, XgbError> {
+    let data_err = |message: String| XgbError::Param { name: "data".into(), message };
+    if x.nrows() == 0 {
+        return Err(data_err("X has no rows".into()));
+    }
+    let data: Vec<f32> = x.as_standard_layout().iter().map(|&v| v as f32).collect();
+    let mut d = DMatrix::from_dense(&data, x.nrows(), x.ncols(), threads)?;
+    if let Some(labels) = labels {
+        if labels.len() != x.nrows() {
+            return Err(data_err(format!("{} labels for {} rows of X", labels.len(), x.nrows())));
+        }
+        if let Some(row) = labels.iter().position(|v| v.is_nan()) {
+            return Err(data_err(format!("the label of row {row} is NaN")));
+        }
+        d.set_info("label", &labels.iter().map(|&v| v as f32).collect::<Vec<_>>())?;
+    }
+    Ok(d)
+}
+
+/// How a training run ended.
+pub struct Trained {
+    /// The model (after an early stop, the rounds up to the best one).
+    pub booster: Booster,
+    /// The last round's evaluation line (empty without evaluation sets).
+    pub last_eval: String,
+    /// After an early stop: the round it stopped at, and the best round
+    /// with the watched metric's name and value.
+    pub early_stop: Option<(usize, usize, String, f64)>,
+}
+
+/// Boosts `rounds` rounds of `params` on `dtrain`, evaluating `evals` after
+/// every round (each line goes to `on_round`). With `early_stopping`, the
+/// last metric of the last evaluation set is watched (as xgboost does):
+/// training stops when it has not improved for that many rounds, and the
+/// model keeps the rounds up to the best one.
+pub fn train<K: AsRef<str>, V: AsRef<str>>(
+    dtrain: &DMatrix,
+    evals: &[(&DMatrix, &str)],
+    params: &[(K, V)],
+    rounds: usize,
+    early_stopping: Option<usize>,
+    mut on_round: impl FnMut(&str),
+) -> Result<Trained, XgbError> {
+    let mut cache = vec![dtrain];
+    cache.extend(evals.iter().map(|(d, _)| *d));
+    let mut booster = Booster::new(&cache)?;
+    for (name, value) in params {
+        booster.set_param(name.as_ref(), value.as_ref())?;
+    }
+    let watched = evals.last().map(|(_, name)| format!("{name}-"));
+    let mut best: Option<(usize, String, f64)> = None;
+    let mut last_eval = String::new();
+    for round in 0..rounds {
+        booster.update(round, dtrain)?;
+        if evals.is_empty() {
+            continue;
+        }
+        last_eval = booster.eval(round, evals)?;
+        on_round(&last_eval);
+        let (Some(patience), Some(prefix)) = (early_stopping, &watched) else { continue };
+        let (name, value) = last_eval
+            .split('\t')
+            .rev()
+            .find_map(|f| f.strip_prefix(prefix.as_str())?.split_once(':'))
+            .and_then(|(n, v)| Some((n.to_string(), v.parse::<f64>().ok()?)))
+            .ok_or_else(|| XgbError::Param {
+                name: "eval_metric".into(),
+                message: format!("no metric to watch in {last_eval:?}"),
+            })?;
+        let maximize = ["auc", "aucpr", "map", "ndcg", "pre"].iter().any(|m| name.starts_with(m));
+        let better =
+            best.as_ref().is_none_or(|(_, _, b)| if maximize { value > *b } else { value < *b });
+        if better {
+            best = Some((round, name, value));
+        }
+        let (best_round, ..) = best.as_ref().expect("set above");
+        if round - best_round >= patience {
+            let (b, name, value) = best.expect("set above");
+            return Ok(Trained {
+                booster: booster.slice(0, b + 1)?,
+                last_eval,
+                early_stop: Some((round, b, name, value)),
+            });
+        }
+    }
+    Ok(Trained { booster, last_eval, early_stop: None })
+}
