@@ -55,6 +55,18 @@ pub fn dot<const FMA: bool>(a: &[f64], b: &[f64]) -> f64 {
     acc.iter().sum::<f64>() + tail
 }
 
+/// The logistic function `1 / (1 + e^−x)`, exact for large `|x|` of either
+/// sign (no overflow, no cancellation).
+#[inline]
+pub fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
 /// Whether this CPU runs the AVX2 + FMA copies of the kernels.
 pub fn has_avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]

@@ -24,7 +24,7 @@
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Ix2};
 use rask_core::array::{Array, Block, ChunkSpec};
 use rask_core::{ComputeOptions, Delayed, Scheduler};
-use rask_ml::estimator::{encode_classes, require_y, FitParams, FittedModel, Kind, Output};
+use rask_ml::estimator::{argmax, encode_classes, require_y, FitParams, FittedModel, Kind, Output};
 use rask_ml::params::Checked;
 use rask_ml::MlError;
 use serde::{Deserialize, Serialize};
@@ -391,12 +391,8 @@ fn predict_rows(x: ArrayView2<'_, f64>, coef: &[f64], b: &[f64], what: &Predicti
         Prediction::Mean(family) => eta.mapv(|e| family.mean(e)),
         Prediction::Class(labels) => {
             let proba = probabilities(&eta);
-            let best = proba.rows().into_iter().map(|r| {
-                // The first of equal probabilities, as argmax does.
-                let i = r.iter().enumerate().fold(0, |m, (i, v)| if *v > r[m] { i } else { m });
-                labels[i]
-            });
-            Array1::from_iter(best).insert_axis(ndarray::Axis(1))
+            Array1::from_iter(proba.rows().into_iter().map(|r| labels[argmax(r)]))
+                .insert_axis(ndarray::Axis(1))
         }
         Prediction::Proba(_) => probabilities(&eta),
     }

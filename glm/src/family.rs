@@ -17,6 +17,7 @@
 //! full parameterization: every class's coefficients are penalized), so its
 //! loss is over a vector; the row functions here are for the scalar families.
 
+use rask_core::fastmath::sigmoid;
 use serde::{Deserialize, Serialize};
 
 /// A GLM family (distribution and canonical link).
@@ -54,16 +55,6 @@ const VECTOR: &str =
 /// `log(1 + e^x)` without overflow or loss of precision for large `|x|`.
 fn softplus(x: f64) -> f64 {
     x.max(0.0) + (-x.abs()).exp().ln_1p()
-}
-
-/// The logistic function, stable for large `|x|`.
-fn sigmoid(x: f64) -> f64 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
 }
 
 impl Family {

@@ -21,23 +21,16 @@
 
 use linfa::prelude::*;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+use rask_core::fastmath::sigmoid;
 use serde::{Deserialize, Serialize};
 
 use crate::error::MlError;
-use crate::estimator::{encode_classes, require_y, FitParams, FittedModel, Kind, Output};
+
+use crate::estimator::{argmax, encode_classes, require_y, FitParams, FittedModel, Kind, Output};
 use crate::params::Checked;
 
 fn fit_err(estimator: &str, library: &str, e: impl std::fmt::Display) -> MlError {
     MlError::Fit { estimator: estimator.into(), library: library.into(), message: e.to_string() }
-}
-
-fn sigmoid(z: f64) -> f64 {
-    if z >= 0.0 {
-        1.0 / (1.0 + (-z).exp())
-    } else {
-        let e = z.exp();
-        e / (1.0 + e)
-    }
 }
 
 crate::params! {
@@ -168,17 +161,6 @@ impl FittedModel for FittedLogisticRegression {
     fn classes(&self) -> Option<&[f64]> {
         Some(&self.classes)
     }
-}
-
-/// Index of the largest value (the first on ties, as NumPy's argmax).
-pub(crate) fn argmax(r: ArrayView1<'_, f64>) -> usize {
-    let mut best = 0;
-    for (i, &v) in r.iter().enumerate() {
-        if v > r[best] {
-            best = i;
-        }
-    }
-    best
 }
 
 crate::estimator! {

@@ -98,11 +98,7 @@ impl FittedModel for FittedKnn {
     }
     fn predict(&self, x: ArrayView2<'_, f64>) -> Output<Array1<f64>> {
         let v = self.votes(x);
-        Some(Ok(v
-            .rows()
-            .into_iter()
-            .map(|r| self.classes[crate::linear_model::argmax(r)])
-            .collect()))
+        Some(Ok(v.rows().into_iter().map(|r| self.classes[crate::estimator::argmax(r)]).collect()))
     }
     fn predict_proba(&self, x: ArrayView2<'_, f64>) -> Output<Array2<f64>> {
         let mut v = self.votes(x);

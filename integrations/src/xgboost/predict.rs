@@ -2,6 +2,7 @@
 //! block of a chunked array (the `xgb_predict_block` op) both come here.
 
 use ndarray::{Array1, Array2, ArrayD, ArrayView2};
+use rask_ml::estimator::argmax;
 use serde::{Deserialize, Serialize};
 
 use super::ffi::Booster;
@@ -73,11 +74,7 @@ pub fn predict(
         Prediction::Proba(k) => proba(*k)?.into_dyn(),
         Prediction::Class(labels) => {
             let p = proba(labels.len())?;
-            Array1::from_iter(p.rows().into_iter().map(|r| {
-                // The first of equal probabilities, as argmax does.
-                labels[r.iter().enumerate().fold(0, |m, (i, v)| if *v > r[m] { i } else { m })]
-            }))
-            .into_dyn()
+            Array1::from_iter(p.rows().into_iter().map(|r| labels[argmax(r)])).into_dyn()
         }
     })
 }
