@@ -255,7 +255,9 @@ pub fn local_solve(
             kernel::loss_along(family, &eta, Some(&along), t, rows.y(), rows.w()) / total_weight
                 + 0.5 * rho * prox
         };
-        let f0 = value(0.0);
+        // At t = 0 the loss is the Hessian pass's own.
+        let f0 = s.loss / total_weight
+            + 0.5 * rho * (0..dim).map(|a| (theta[a] - v[a]).powi(2)).sum::<f64>();
         let mut t = 1.0;
         while t > 1e-10 && value(t) > f0 + 1e-4 * t * slope {
             t *= 0.5;

@@ -80,9 +80,6 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // Workers rebuild XGBoost estimators by name: keep their registrations linked.
-    #[cfg(feature = "xgboost")]
-    std::hint::black_box(rask::xgboost::XGBClassifier::new);
     // `rask scheduler …` and `rask worker …` (shared with user binaries).
     if let Some(code) = rask::distributed::cli::run_if_subcommand() {
         return code;
