@@ -541,7 +541,8 @@ mod tests {
                 let xv = ArrayView2::from_shape((n, p), &x).unwrap();
                 let rows = Rows::new(xv, ArrayView1::from(&y), weights.map(ArrayView1::from));
                 let got = pass(family, &rows, &beta, &[0.3], true);
-                let (mut loss, mut grad, mut h) = (0.0, vec![0.0; p + 1], vec![0.0; (p + 1) * 36]);
+                let (mut loss, mut grad, mut h) =
+                    (0.0, vec![0.0; p + 1], vec![0.0; (p + 1) * (p + 1)]);
                 for i in 0..n {
                     let xi: Vec<f64> = x[i * p..(i + 1) * p].iter().copied().chain([1.0]).collect();
                     let eta: f64 = xi[..p].iter().zip(&beta).map(|(a, b)| a * b).sum::<f64>() + 0.3;
