@@ -50,7 +50,7 @@ impl Default for ClientOptions {
 
 #[derive(Debug, Clone)]
 enum Status {
-    Done { addr: String },
+    Done { addr: String, nbytes: u64 },
     Erred(TaskFailure),
 }
 
@@ -191,7 +191,7 @@ impl Inner {
                 self.state.lock().unwrap_or_else(|p| p.into_inner()).status.get(key).cloned();
             match status {
                 Some(Status::Erred(f)) => return Err(DistError::Task(f)),
-                Some(Status::Done { addr }) => {
+                Some(Status::Done { addr, .. }) => {
                     let got = self.rt.block_on(async {
                         let mut c = self.worker(&addr).await?;
                         let r = fetch(&mut c, key).await;
@@ -205,7 +205,7 @@ impl Inner {
                         Err(e) => {
                             tracing::warn!("fetching {key} from {addr} failed ({e}); waiting for it to be recomputed");
                             let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                            if matches!(st.status.get(key), Some(Status::Done { addr: a }) if *a == addr)
+                            if matches!(st.status.get(key), Some(Status::Done { addr: a, .. }) if *a == addr)
                             {
                                 st.status.remove(key);
                             }
@@ -357,7 +357,7 @@ fn pump(inner: &Arc<Inner>, msg: pb::to_client::Msg) {
     match msg {
         pb::to_client::Msg::Done(d) => {
             if let Ok(k) = protocol::key_from_pb(d.key) {
-                st.status.insert(k, Status::Done { addr: d.addr });
+                st.status.insert(k, Status::Done { addr: d.addr, nbytes: d.nbytes });
             }
         }
         pb::to_client::Msg::Erred(e) => {
@@ -405,6 +405,14 @@ pub struct WorkerInfo {
     pub in_memory: u32,
     /// running / paused / closing.
     pub status: String,
+}
+
+/// One member of a gang (see [`Client::submit_gang`]).
+pub struct GangMember<T> {
+    /// The member's task.
+    pub task: Delayed<T>,
+    /// The worker (name or address) it must run on, if any.
+    pub worker: Option<String>,
 }
 
 impl Client {
@@ -518,6 +526,15 @@ impl Client {
         opts: &SubmitOptions,
     ) -> Result<usize, DistError> {
         let specs = protocol::graph_to_specs(graph, outputs, opts)?;
+        self.send_specs(&specs, outputs)
+    }
+
+    /// Sends task specs and waits for the scheduler's answer; see [`Client::submit_graph`].
+    fn send_specs(
+        &self,
+        specs: &[crate::scheduler::TaskSpec],
+        outputs: &[Key],
+    ) -> Result<usize, DistError> {
         let before = self.inner.rejections();
         for k in outputs {
             self.inner.hold(k);
@@ -570,6 +587,56 @@ impl Client {
         let graph = rask_core::graph_of(&erased);
         let keys: Vec<Key> = items.iter().map(|d| d.key().clone()).collect();
         self.submit_graph(&graph, &keys, &SubmitOptions::default())?;
+        Ok(keys
+            .into_iter()
+            .map(|key| Future { key, inner: self.inner.clone(), _t: PhantomData })
+            .collect())
+    }
+
+    /// Where a finished future's value lives and its size, as the scheduler
+    /// last reported (`None` while it is pending, failed, or being recomputed).
+    pub fn who_has<T>(&self, future: &Future<T>) -> Option<(String, u64)> {
+        let st = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
+        match st.status.get(&future.key) {
+            Some(Status::Done { addr, nbytes }) => Some((addr.clone(), *nbytes)),
+            _ => None,
+        }
+    }
+
+    /// Submits a gang: the members start together on distinct workers, each
+    /// with a free thread, or not at all; a member may be pinned to a worker
+    /// (name or address). If any member fails or its worker dies, the others
+    /// are cancelled and every member's future fails, naming the rank and
+    /// the cause; members are never retried one by one. Each member learns
+    /// its rank and the gang's size from its own arguments, which the caller
+    /// builds. `id` names the gang and must be new to the scheduler.
+    pub fn submit_gang<T: Data>(
+        &self,
+        id: &str,
+        members: &[GangMember<T>],
+    ) -> Result<Vec<Future<T>>, DistError> {
+        let erased: Vec<rask_core::AnyDelayed> = members.iter().map(|m| m.task.erase()).collect();
+        let graph = rask_core::graph_of(&erased);
+        let keys: Vec<Key> = members.iter().map(|m| m.task.key().clone()).collect();
+        let mut specs = protocol::graph_to_specs(&graph, &keys, &SubmitOptions::default())?;
+        let size = members.len() as u32;
+        for (rank, m) in members.iter().enumerate() {
+            let spec = specs.iter_mut().find(|s| &s.key == m.task.key()).ok_or_else(|| {
+                DistError::Protocol {
+                    message: format!("gang member {} is not a task", m.task.key()),
+                }
+            })?;
+            if spec.gang.is_some() {
+                return Err(DistError::Protocol {
+                    message: format!("gang `{id}` lists {} twice", spec.key),
+                });
+            }
+            spec.gang =
+                Some(crate::scheduler::Gang { id: id.to_string(), rank: rank as u32, size });
+            spec.workers = m.worker.iter().cloned().collect();
+            spec.allow_other_workers = false;
+        }
+        self.send_specs(&specs, &keys)?;
         Ok(keys
             .into_iter()
             .map(|key| Future { key, inner: self.inner.clone(), _t: PhantomData })

@@ -10,7 +10,7 @@ pub mod scheduler;
 pub mod server;
 pub mod worker;
 
-pub use client::{Client, ClientOptions, Future, WorkerInfo};
+pub use client::{Client, ClientOptions, Future, GangMember, WorkerInfo};
 pub use cluster::{ClusterOptions, LocalCluster};
 pub use error::DistError;
 pub use protocol::SubmitOptions;

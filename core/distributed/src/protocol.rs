@@ -11,7 +11,7 @@ use rask_core::{Graph, Key, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::error::DistError;
-use crate::scheduler::{FailureCause, TaskFailure, TaskSpec};
+use crate::scheduler::{FailureCause, Gang, TaskFailure, TaskSpec};
 
 /// Generated protobuf messages and services.
 #[allow(missing_docs, clippy::all)]
@@ -97,6 +97,7 @@ pub fn spec_to_pb(s: &TaskSpec) -> pb::TaskSpec {
         workers: s.workers.clone(),
         allow_other_workers: s.allow_other_workers,
         resources: s.resources.iter().cloned().collect(),
+        gang: s.gang.as_ref().map(|g| pb::Gang { id: g.id.clone(), rank: g.rank, size: g.size }),
     }
 }
 
@@ -113,6 +114,7 @@ pub fn spec_from_pb(s: pb::TaskSpec) -> Result<TaskSpec, DistError> {
         workers: s.workers,
         allow_other_workers: s.allow_other_workers,
         resources: s.resources.into_iter().collect::<BTreeMap<_, _>>().into_iter().collect(),
+        gang: s.gang.map(|g| Gang { id: g.id, rank: g.rank, size: g.size }),
     })
 }
 
@@ -217,6 +219,7 @@ pub fn graph_to_specs(
             workers: opts.workers.clone(),
             allow_other_workers: opts.allow_other_workers,
             resources: opts.resources.clone(),
+            gang: None,
         });
     }
     Ok(specs)

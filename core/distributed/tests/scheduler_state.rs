@@ -25,6 +25,7 @@ fn spec(name: &str, deps: &[&str]) -> TaskSpec {
         retries: 0,
         workers: vec![],
         allow_other_workers: false,
+        gang: None,
         resources: vec![],
     }
 }
@@ -319,6 +320,154 @@ fn silent_workers_time_out() {
 }
 
 // ---------------------------------------------------------------- properties
+
+fn gang(id: &str, size: u32, pins: &[Option<&str>], deps: &[&[&str]]) -> Vec<TaskSpec> {
+    (0..size)
+        .map(|r| {
+            let mut t = spec(&format!("{id}-{r}"), deps.get(r as usize).copied().unwrap_or(&[]));
+            t.gang = Some(Gang { id: id.into(), rank: r, size });
+            if let Some(Some(w)) = pins.get(r as usize) {
+                t.workers = vec![w.to_string()];
+            }
+            t
+        })
+        .collect()
+}
+
+fn erred(cmds: &[Command]) -> Vec<(Key, String)> {
+    let mut v: Vec<(Key, String)> = cmds
+        .iter()
+        .filter_map(|c| match c {
+            Command::KeyErred { key, failure, .. } => Some((key.clone(), failure.message.clone())),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_gang_starts_whole_on_distinct_workers_with_free_threads() {
+    let mut e = Env::new();
+    e.worker(1, 1);
+    e.worker(2, 1);
+    // A busy worker: its only thread runs `x`.
+    e.submit(vec![spec("x", &[])], &["x"]);
+    let out = e.submit(gang("g", 2, &[], &[]), &["g-0", "g-1"]);
+    assert!(computes(&out).is_empty(), "one free thread is not enough for a gang of 2");
+    let busy = e.s.tasks()[&k("x")].state.clone();
+    let TaskState::Processing { worker } = busy else { panic!("x runs") };
+    let out = e.ev(Event::TaskFinished { worker, key: k("x"), nbytes: 1 });
+    let mut started = computes(&out);
+    started.sort();
+    assert_eq!(started, vec![(1, k("g-0")), (2, k("g-1"))]);
+}
+
+#[test]
+fn a_gang_waits_for_all_members_inputs_and_honours_pins() {
+    let mut e = Env::new();
+    e.worker(1, 2);
+    e.worker(2, 2);
+    let mut a = spec("a", &[]);
+    a.workers = vec!["w2".into()];
+    let mut tasks = vec![a];
+    tasks.extend(gang("g", 2, &[Some("w2"), Some("w1")], &[&["a"], &[]]));
+    let out = e.submit(tasks, &["g-0", "g-1"]);
+    assert_eq!(computes(&out), vec![(2, k("a"))], "rank 1 is ready but waits for rank 0's input");
+    let mut started = computes(&e.finish(2, "a", 8));
+    started.sort();
+    assert_eq!(started, vec![(1, k("g-1")), (2, k("g-0"))]);
+}
+
+#[test]
+fn a_dead_member_fails_the_whole_gang_at_once() {
+    let mut e = Env::new();
+    e.worker(1, 1);
+    e.worker(2, 1);
+    e.worker(3, 1);
+    let out = e.submit(gang("g", 2, &[Some("w1"), Some("w2")], &[]), &["g-0", "g-1"]);
+    assert_eq!(computes(&out).len(), 2);
+    let out = e.ev(Event::WorkerLost { worker: WorkerId(2) });
+    // The survivor is cancelled on its worker; both members are erred; nothing is retried.
+    assert!(out.contains(&Command::FreeKeys { worker: WorkerId(1), keys: vec![k("g-0")] }));
+    assert!(computes(&out).is_empty(), "no member is rerun on its own: {out:?}");
+    let errs = erred(&out);
+    assert_eq!(errs.len(), 2);
+    assert!(errs[1].1.contains("rank 1 of gang `g`") && errs[1].1.contains("w2 died"), "{errs:?}");
+    let failure = |key: &str| e.s.tasks()[&k(key)].state.clone();
+    assert!(
+        matches!(failure("g-0"), TaskState::Erred { failure } if failure.kind == FailureCause::KilledWorker)
+    );
+    // The survivor's late answer is stale and freed.
+    let out = e.finish(1, "g-0", 8);
+    assert_eq!(out, vec![Command::FreeKeys { worker: WorkerId(1), keys: vec![k("g-0")] }]);
+    // A new attempt (a new id) runs on the survivors.
+    let out = e.submit(gang("h", 2, &[], &[]), &["h-0", "h-1"]);
+    let mut started = computes(&out);
+    started.sort();
+    assert_eq!(started, vec![(1, k("h-0")), (3, k("h-1"))]);
+}
+
+#[test]
+fn a_failing_member_is_not_retried_and_takes_the_gang_down() {
+    let mut e = Env::new();
+    e.worker(1, 1);
+    e.worker(2, 1);
+    let mut tasks = gang("g", 2, &[], &[]);
+    tasks[1].retries = 5;
+    tasks.push(spec("after", &["g-0"]));
+    e.submit(tasks, &["g-1", "after"]);
+    let w = |key: &str| match e.s.tasks()[&k(key)].state {
+        TaskState::Processing { worker } => worker,
+        ref s => panic!("{key} is {s:?}"),
+    };
+    let (w0, w1) = (w("g-0"), w("g-1"));
+    let failure = TaskFailure {
+        key: k("g-1"),
+        op: "inc".into(),
+        message: "bad parameter".into(),
+        worker: None,
+        kind: FailureCause::Error,
+    };
+    let out = e.ev(Event::TaskFailed { worker: w1, key: k("g-1"), failure });
+    assert!(out.contains(&Command::FreeKeys { worker: w0, keys: vec![k("g-0")] }));
+    let errs = erred(&out);
+    assert_eq!(errs.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), vec![k("after"), k("g-1")]);
+    assert!(errs[0]
+        .1
+        .contains("rank 1 of gang `g` (2 members; the others were cancelled): bad parameter"));
+}
+
+#[test]
+fn gangs_that_cannot_start_are_refused_or_failed() {
+    let mut e = Env::new();
+    e.worker(1, 4);
+    let out = e.submit(gang("g", 2, &[], &[]), &["g-0", "g-1"]);
+    assert!(
+        matches!(&out[..], [Command::Reject { error, .. }] if error.contains("needs 2 distinct workers, but 1 are connected")),
+        "{out:?}"
+    );
+    e.worker(2, 4);
+    let mut half = gang("g", 2, &[], &[]);
+    half.pop();
+    let out = e.submit(half, &["g-0"]);
+    assert!(
+        matches!(&out[..], [Command::Reject { error, .. }] if error.contains("submitted whole")),
+        "{out:?}"
+    );
+    // Rank 1's pinned worker leaves before rank 0's input is ready: the gang fails.
+    let mut a = spec("a", &[]);
+    a.workers = vec!["w1".into()];
+    let mut tasks = vec![a];
+    tasks.extend(gang("p", 2, &[Some("w1"), Some("w2")], &[&["a"], &[]]));
+    e.submit(tasks, &["p-0", "p-1"]);
+    e.ev(Event::WorkerLost { worker: WorkerId(2) });
+    e.worker(3, 4);
+    let out = e.finish(1, "a", 8);
+    let errs = erred(&out);
+    assert_eq!(errs.len(), 2, "{out:?}");
+    assert!(errs[0].1.contains("may run only on w2"), "{errs:?}");
+}
 
 #[derive(Debug, Clone)]
 enum Step {

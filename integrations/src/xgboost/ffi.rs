@@ -16,9 +16,14 @@ fn last_error() -> String {
     // SAFETY: XGBGetLastError returns a thread-local, NUL-terminated string.
     let full = unsafe { CStr::from_ptr(sys::XGBGetLastError()) }.to_string_lossy().into_owned();
     let message = full.split("Stack trace:").next().unwrap_or(&full).trim();
-    // "[20:30:05] /workspace/src/x.cc:114: Check failed: ..." -> "Check failed: ..."
-    let message = match message.strip_prefix('[').and_then(|m| m.split_once("] ")) {
-        Some((_, rest)) => rest.split_once(": ").map_or(rest, |(_, m)| m),
+    // "[20:30:05] /workspace/src/x.cc:114: Check failed: ..." and
+    // "[x.cc:114|20:30:05]: Check failed: ..." -> "Check failed: ..."
+    let message = match message.strip_prefix('[') {
+        Some(m) => match (m.split_once("]: "), m.split_once("] ")) {
+            (Some((_, rest)), _) => rest,
+            (None, Some((_, rest))) => rest.split_once(": ").map_or(rest, |(_, m)| m),
+            (None, None) => message,
+        },
         None => message,
     };
     message.trim().to_string()
@@ -127,6 +132,274 @@ impl Drop for DMatrix {
     }
 }
 
+/// Rows borrowed for a [`DMatrix::quantile`]: row-major f64 values and the
+/// per-row fields, handed to XGBoost by address (array interface), not copied.
+#[derive(Clone, Copy)]
+pub struct Batch<'a> {
+    /// `rows × cols` values, row-major.
+    pub x: &'a [f64],
+    /// Rows.
+    pub rows: usize,
+    /// Columns.
+    pub cols: usize,
+    /// One label per row.
+    pub label: Option<&'a [f64]>,
+    /// One weight per row.
+    pub weight: Option<&'a [f64]>,
+    /// One margin per row (or `rows × k` for `k` outputs).
+    pub base_margin: Option<&'a [f64]>,
+}
+
+fn interface(values: &[f64], shape: &[usize]) -> String {
+    let shape: Vec<String> = shape.iter().map(usize::to_string).collect();
+    format!(
+        r#"{{"data": [{}, true], "shape": [{}], "typestr": "<f8", "version": 3}}"#,
+        values.as_ptr() as usize,
+        shape.join(", ")
+    )
+}
+
+struct BatchIter<'a> {
+    batches: &'a [Batch<'a>],
+    next: usize,
+    proxy: sys::DMatrixHandle,
+    error: Option<XgbError>,
+}
+
+impl BatchIter<'_> {
+    fn set(&mut self, b: &Batch<'_>) -> Result<(), XgbError> {
+        let data = c_string("data", &interface(b.x, &[b.rows, b.cols]))?;
+        // SAFETY: the proxy is live; `b.x` outlives the matrix construction.
+        check("XGProxyDMatrixSetDataDense", unsafe {
+            sys::XGProxyDMatrixSetDataDense(self.proxy, data.as_ptr())
+        })?;
+        for (field, values) in
+            [("label", b.label), ("weight", b.weight), ("base_margin", b.base_margin)]
+        {
+            let Some(values) = values else { continue };
+            let shape = if values.len() == b.rows {
+                vec![b.rows]
+            } else {
+                vec![b.rows, values.len() / b.rows.max(1)]
+            };
+            let (f, v) = (c_string("field", field)?, c_string(field, &interface(values, &shape))?);
+            // SAFETY: as above.
+            check("XGDMatrixSetInfoFromInterface", unsafe {
+                sys::XGDMatrixSetInfoFromInterface(self.proxy, f.as_ptr(), v.as_ptr())
+            })?;
+        }
+        Ok(())
+    }
+}
+
+unsafe extern "C" fn iter_reset(handle: sys::DataIterHandle) {
+    // SAFETY: `handle` is the `BatchIter` passed to XGBoost by `DMatrix::quantile`.
+    let it = unsafe { &mut *handle.cast::<BatchIter<'_>>() };
+    it.next = 0;
+}
+
+unsafe extern "C" fn iter_next(handle: sys::DataIterHandle) -> c_int {
+    // SAFETY: as in `iter_reset`.
+    let it = unsafe { &mut *handle.cast::<BatchIter<'_>>() };
+    if it.error.is_some() || it.next == it.batches.len() {
+        return 0;
+    }
+    let b = it.batches[it.next];
+    it.next += 1;
+    match it.set(&b) {
+        Ok(()) => 1,
+        Err(e) => {
+            it.error = Some(e);
+            0
+        }
+    }
+}
+
+impl DMatrix {
+    /// A quantile DMatrix (the histogram method's compressed bins) built by
+    /// iterating over `batches`, which XGBoost reads in place: no
+    /// concatenated copy of the rows is made. In a distributed gang the cut
+    /// points are merged across the members (inside this call). Evaluation
+    /// sets pass the training matrix as `reference`, so they share its cuts.
+    pub fn quantile(
+        batches: &[Batch<'_>],
+        reference: Option<&DMatrix>,
+        max_bin: usize,
+        threads: usize,
+    ) -> Result<DMatrix, XgbError> {
+        let data_err = |message: String| XgbError::Param { name: "data".into(), message };
+        let Some(first) = batches.first() else {
+            return Err(data_err("no rows: a quantile DMatrix needs at least one batch".into()));
+        };
+        let cols = first.cols;
+        for (i, b) in batches.iter().enumerate() {
+            if b.cols != cols || b.x.len() != b.rows * b.cols || b.rows == 0 {
+                return Err(data_err(format!(
+                    "batch {i} has {} values for {} rows × {} columns (the first batch has {cols} columns)",
+                    b.x.len(), b.rows, b.cols
+                )));
+            }
+            for (field, v) in [("label", b.label), ("weight", b.weight)] {
+                if v.is_some_and(|v| v.len() != b.rows) {
+                    return Err(data_err(format!(
+                        "batch {i}: {} {field}s for {} rows",
+                        v.map_or(0, <[f64]>::len),
+                        b.rows
+                    )));
+                }
+            }
+        }
+        let mut proxy = ptr::null_mut();
+        // SAFETY: `proxy` receives a new handle.
+        check("XGProxyDMatrixCreate", unsafe { sys::XGProxyDMatrixCreate(&mut proxy) })?;
+        let proxy = DMatrix { handle: proxy, rows: 0, cols };
+        let mut it = BatchIter { batches, next: 0, proxy: proxy.handle, error: None };
+        let threads = if threads == 0 { -1 } else { threads as i64 };
+        let config = c_string(
+            "config",
+            &format!(r#"{{"missing": NaN, "nthread": {threads}, "max_bin": {max_bin}}}"#),
+        )?;
+        let mut handle = ptr::null_mut();
+        // SAFETY: `it` outlives the call (XGBoost reads every batch inside it);
+        // the callbacks receive it back as the iterator handle.
+        let ret = unsafe {
+            sys::XGQuantileDMatrixCreateFromCallback(
+                (&mut it as *mut BatchIter<'_>).cast(),
+                proxy.handle,
+                reference.map_or(ptr::null_mut(), |r| r.handle),
+                Some(iter_reset),
+                Some(iter_next),
+                config.as_ptr(),
+                &mut handle,
+            )
+        };
+        if let Some(e) = it.error.take() {
+            if ret == 0 {
+                // SAFETY: XGBoost made a (truncated) matrix; it is not used.
+                unsafe { sys::XGDMatrixFree(handle) };
+            }
+            return Err(e);
+        }
+        check("XGQuantileDMatrixCreateFromCallback", ret)?;
+        let rows = batches.iter().map(|b| b.rows).sum();
+        Ok(DMatrix { handle, rows, cols })
+    }
+}
+
+/// XGBoost's tracker (the coordinator of a distributed training gang),
+/// running in this process on its own threads. Dropping it stops it.
+pub struct Tracker {
+    handle: sys::TrackerHandle,
+}
+
+// SAFETY: the tracker's handle is used from one thread at a time.
+unsafe impl Send for Tracker {}
+
+impl Tracker {
+    /// Starts a tracker for `n_workers` members on `host` (a port the OS
+    /// picks). Members are ranked by their task ids; `timeout_s` bounds the
+    /// gang's bootstrap and shutdown.
+    pub fn start(host: &str, n_workers: usize, timeout_s: u64) -> Result<Tracker, XgbError> {
+        let config = c_string(
+            "tracker",
+            &format!(
+                r#"{{"dmlc_communicator": "rabit", "n_workers": {n_workers}, "host": "{host}", "port": 0, "sortby": 1, "timeout": {timeout_s}}}"#
+            ),
+        )?;
+        let mut handle = ptr::null_mut();
+        // SAFETY: `config` is a live string; `handle` receives the tracker.
+        check("XGTrackerCreate", unsafe { sys::XGTrackerCreate(config.as_ptr(), &mut handle) })?;
+        let tracker = Tracker { handle };
+        let empty = c_string("config", "{}")?;
+        // SAFETY: the handle is live.
+        check("XGTrackerRun", unsafe { sys::XGTrackerRun(tracker.handle, empty.as_ptr()) })?;
+        Ok(tracker)
+    }
+
+    /// Where members reach it: `(dmlc_tracker_uri, dmlc_tracker_port)`.
+    pub fn worker_args(&self) -> Result<(String, u16), XgbError> {
+        let mut out: *const c_char = ptr::null();
+        // SAFETY: the handle is live; `out` points to a thread-local string.
+        check("XGTrackerWorkerArgs", unsafe { sys::XGTrackerWorkerArgs(self.handle, &mut out) })?;
+        // SAFETY: XGBoost returned a NUL-terminated string.
+        let json = unsafe { CStr::from_ptr(out) }.to_string_lossy().into_owned();
+        let field = |name: &str| -> Option<String> {
+            let rest = &json[json.find(&format!("\"{name}\""))? + name.len() + 2..];
+            let rest = rest.trim_start().strip_prefix(':')?.trim_start();
+            let end = rest.find([',', '}']).unwrap_or(rest.len());
+            Some(rest[..end].trim().trim_matches('"').to_string())
+        };
+        let bad = || XgbError::Library {
+            call: "XGTrackerWorkerArgs".into(),
+            message: format!("unexpected worker arguments {json}"),
+        };
+        let uri = field("dmlc_tracker_uri").ok_or_else(bad)?;
+        let port = field("dmlc_tracker_port").and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        Ok((uri, port))
+    }
+
+    /// Waits until every member has shut down its communicator.
+    pub fn wait(&self, timeout_s: u64) -> Result<(), XgbError> {
+        let config = c_string("config", &format!(r#"{{"timeout": {timeout_s}}}"#))?;
+        // SAFETY: the handle is live.
+        check("XGTrackerWaitFor", unsafe { sys::XGTrackerWaitFor(self.handle, config.as_ptr()) })
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        // SAFETY: the handle was created by XGTrackerCreate and is freed once.
+        unsafe { sys::XGTrackerFree(self.handle) };
+    }
+}
+
+/// Membership of this thread in a gang's collective (XGBoost keeps the
+/// communicator per thread); finalized on drop.
+pub struct Communicator {
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl Communicator {
+    /// Joins the gang whose tracker listens at `uri:port`, as task `task_id`
+    /// (the tracker ranks members by it). `timeout_s` bounds XGBoost's
+    /// network operations.
+    pub fn join(
+        uri: &str,
+        port: u16,
+        task_id: &str,
+        timeout_s: u64,
+    ) -> Result<Communicator, XgbError> {
+        let config = c_string(
+            "communicator",
+            &format!(
+                r#"{{"dmlc_communicator": "rabit", "dmlc_tracker_uri": "{uri}", "dmlc_tracker_port": {port}, "dmlc_task_id": "{task_id}", "dmlc_timeout": {timeout_s}, "dmlc_retry": 3}}"#
+            ),
+        )?;
+        // SAFETY: `config` is a live string.
+        check("XGCommunicatorInit", unsafe { sys::XGCommunicatorInit(config.as_ptr()) })?;
+        Ok(Communicator { _not_send: std::marker::PhantomData })
+    }
+
+    /// This member's rank (as the tracker assigned it).
+    pub fn rank(&self) -> usize {
+        // SAFETY: the communicator is initialized on this thread.
+        unsafe { sys::XGCommunicatorGetRank() }.max(0) as usize
+    }
+
+    /// Members in the gang.
+    pub fn world_size(&self) -> usize {
+        // SAFETY: as above.
+        unsafe { sys::XGCommunicatorGetWorldSize() }.max(0) as usize
+    }
+}
+
+impl Drop for Communicator {
+    fn drop(&mut self) {
+        // SAFETY: initialized on this thread by `join`.
+        unsafe { sys::XGCommunicatorFinalize() };
+    }
+}
+
 /// A gradient-boosted model being trained or used.
 pub struct Booster {
     handle: sys::BoosterHandle,
@@ -162,6 +435,20 @@ impl Booster {
         };
         check("XGBoosterLoadModelFromBuffer", ret)?;
         Ok(booster)
+    }
+
+    /// Replaces this booster's model with a saved one (JSON or UBJSON), keeping
+    /// the matrices it caches: training continues from the saved rounds.
+    pub fn load_model(&mut self, bytes: &[u8]) -> Result<(), XgbError> {
+        // SAFETY: `bytes` is a live buffer of the given length.
+        let ret = unsafe {
+            sys::XGBoosterLoadModelFromBuffer(
+                self.handle,
+                bytes.as_ptr().cast(),
+                bytes.len() as sys::bst_ulong,
+            )
+        };
+        check("XGBoosterLoadModelFromBuffer", ret)
     }
 
     /// Sets one parameter; XGBoost refuses bad values here or at the first update.

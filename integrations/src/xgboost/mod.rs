@@ -8,6 +8,7 @@
 //! `XGBOOST_LIB_DIR`, and binaries carry an rpath to it.
 
 mod chunked;
+pub mod dist;
 mod estimators;
 mod ffi;
 mod predict;
@@ -16,9 +17,9 @@ mod train;
 pub use estimators::{
     FittedXgb, XGBClassifier, XGBClassifierParams, XGBRegressor, XGBRegressorParams,
 };
-pub use ffi::{Booster, DMatrix};
+pub use ffi::{Batch, Booster, Communicator, DMatrix, Tracker};
 pub use predict::{predict, raw_predict, Prediction};
-pub use train::{dmatrix, train, Trained};
+pub use train::{boost, dmatrix, new_booster, train, Best, Trained};
 
 /// What went wrong in XGBoost, in its own words.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +38,12 @@ pub enum XgbError {
         /// The file.
         path: String,
         /// Why.
+        message: String,
+    },
+    /// The cluster could not run or finish a distributed training.
+    #[error("xgboost on the cluster: {message}")]
+    Cluster {
+        /// What happened.
         message: String,
     },
     /// A parameter XGBoost refused, or one that cannot be passed to it.

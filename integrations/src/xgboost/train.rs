@@ -44,6 +44,10 @@ pub struct Trained {
     pub early_stop: Option<(usize, usize, String, f64)>,
 }
 
+/// The best round so far of the watched metric: `(round, metric, value)`.
+/// Kept in checkpoints, so a restarted run stops where an uninterrupted one would.
+pub type Best = Option<(usize, String, f64)>;
+
 /// Boosts `rounds` rounds of `params` on `dtrain`, evaluating `evals` after
 /// every round (each line goes to `on_round`). With `early_stopping`, the
 /// last metric of the last evaluation set is watched (as xgboost does):
@@ -57,46 +61,79 @@ pub fn train<K: AsRef<str>, V: AsRef<str>>(
     early_stopping: Option<usize>,
     mut on_round: impl FnMut(&str),
 ) -> Result<Trained, XgbError> {
+    let booster = new_booster(dtrain, evals, params)?;
+    boost(booster, dtrain, evals, 0..rounds, early_stopping, None, |_, line, _, _| {
+        if !line.is_empty() {
+            on_round(line);
+        }
+        Ok(())
+    })
+}
+
+/// A booster caching `dtrain` and `evals`, with `params` set.
+pub fn new_booster<K: AsRef<str>, V: AsRef<str>>(
+    dtrain: &DMatrix,
+    evals: &[(&DMatrix, &str)],
+    params: &[(K, V)],
+) -> Result<Booster, XgbError> {
     let mut cache = vec![dtrain];
     cache.extend(evals.iter().map(|(d, _)| *d));
     let mut booster = Booster::new(&cache)?;
     for (name, value) in params {
         booster.set_param(name.as_ref(), value.as_ref())?;
     }
+    Ok(booster)
+}
+
+/// The boosting loop over `rounds` (a range, so a run resumed from a
+/// checkpoint continues where it was), with the early-stopping state `best`
+/// carried in. After each round `after_round(round, eval line, booster,
+/// best)` runs (progress, checkpoints); its error ends training.
+pub fn boost(
+    mut booster: Booster,
+    dtrain: &DMatrix,
+    evals: &[(&DMatrix, &str)],
+    rounds: std::ops::Range<usize>,
+    early_stopping: Option<usize>,
+    mut best: Best,
+    mut after_round: impl FnMut(usize, &str, &Booster, &Best) -> Result<(), XgbError>,
+) -> Result<Trained, XgbError> {
     let watched = evals.last().map(|(_, name)| format!("{name}-"));
-    let mut best: Option<(usize, String, f64)> = None;
     let mut last_eval = String::new();
-    for round in 0..rounds {
+    for round in rounds {
         booster.update(round, dtrain)?;
-        if evals.is_empty() {
-            continue;
+        if !evals.is_empty() {
+            last_eval = booster.eval(round, evals)?;
         }
-        last_eval = booster.eval(round, evals)?;
-        on_round(&last_eval);
-        let (Some(patience), Some(prefix)) = (early_stopping, &watched) else { continue };
-        let (name, value) = last_eval
-            .split('\t')
-            .rev()
-            .find_map(|f| f.strip_prefix(prefix.as_str())?.split_once(':'))
-            .and_then(|(n, v)| Some((n.to_string(), v.parse::<f64>().ok()?)))
-            .ok_or_else(|| XgbError::Param {
-                name: "eval_metric".into(),
-                message: format!("no metric to watch in {last_eval:?}"),
-            })?;
-        let maximize = ["auc", "aucpr", "map", "ndcg", "pre"].iter().any(|m| name.starts_with(m));
-        let better =
-            best.as_ref().is_none_or(|(_, _, b)| if maximize { value > *b } else { value < *b });
-        if better {
-            best = Some((round, name, value));
+        if let (Some(_), Some(prefix)) = (early_stopping, &watched) {
+            let (name, value) = last_eval
+                .split('\t')
+                .rev()
+                .find_map(|f| f.strip_prefix(prefix.as_str())?.split_once(':'))
+                .and_then(|(n, v)| Some((n.to_string(), v.parse::<f64>().ok()?)))
+                .ok_or_else(|| XgbError::Param {
+                    name: "eval_metric".into(),
+                    message: format!("no metric to watch in {last_eval:?}"),
+                })?;
+            let maximize =
+                ["auc", "aucpr", "map", "ndcg", "pre"].iter().any(|m| name.starts_with(m));
+            let better = best
+                .as_ref()
+                .is_none_or(|(_, _, b)| if maximize { value > *b } else { value < *b });
+            if better {
+                best = Some((round, name, value));
+            }
         }
-        let (best_round, ..) = best.as_ref().expect("set above");
-        if round - best_round >= patience {
-            let (b, name, value) = best.expect("set above");
-            return Ok(Trained {
-                booster: booster.slice(0, b + 1)?,
-                last_eval,
-                early_stop: Some((round, b, name, value)),
-            });
+        after_round(round, &last_eval, &booster, &best)?;
+        if let (Some(patience), Some((b, ..))) = (early_stopping, &best) {
+            if round - b >= patience {
+                let (b, name, value) = best.expect("matched above");
+                return Ok(Trained {
+                    booster: booster.slice(0, b + 1)?,
+                    last_eval,
+                    early_stop: Some((round, b, name, value)),
+                });
+            }
         }
     }
     Ok(Trained { booster, last_eval, early_stop: None })

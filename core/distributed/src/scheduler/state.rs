@@ -83,6 +83,24 @@ pub struct TaskSpec {
     pub allow_other_workers: bool,
     /// Abstract resources the task holds while running (`GPU` = 1).
     pub resources: Vec<(String, f64)>,
+    /// Membership of a gang: tasks that start together on distinct workers
+    /// and fail as a unit.
+    pub gang: Option<Gang>,
+}
+
+/// A task's place in a gang: `size` tasks (ranks `0..size`, one submission)
+/// that the scheduler starts together on `size` distinct workers, each with a
+/// free thread, or not at all. They are never retried one by one: when a
+/// member fails or its worker dies, the others are cancelled and every
+/// member is erred, so the caller learns at once and may start a new gang.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Gang {
+    /// Names the gang; unique among the gangs the scheduler holds.
+    pub id: String,
+    /// This member's rank, `0..size`.
+    pub rank: u32,
+    /// Members.
+    pub size: u32,
 }
 
 /// Where a task is.
@@ -394,6 +412,8 @@ pub struct SchedulerState {
     tasks: FxHashMap<Key, SchedTask>,
     workers: BTreeMap<WorkerId, SchedWorker>,
     ready: BTreeSet<ReadyKey>,
+    /// Gang id → member keys by rank.
+    gangs: FxHashMap<String, Vec<Key>>,
     generation: u64,
     log: VecDeque<Transition>,
     now: u64,
@@ -412,6 +432,7 @@ impl SchedulerState {
             tasks: FxHashMap::default(),
             workers: BTreeMap::new(),
             ready: BTreeSet::new(),
+            gangs: FxHashMap::default(),
             generation: 0,
             log: VecDeque::new(),
             now: 0,
@@ -565,6 +586,93 @@ impl SchedulerState {
         missing.into_iter().collect()
     }
 
+    /// Gangs must arrive whole (ranks `0..size`, one submission, a fresh id),
+    /// and the cluster must have enough workers to start them.
+    fn check_gangs(&self, tasks: &[TaskSpec]) -> Result<(), String> {
+        let mut gangs: BTreeMap<&str, (u32, Vec<u32>)> = BTreeMap::new();
+        for t in tasks {
+            let Some(g) = &t.gang else { continue };
+            let entry = gangs.entry(&g.id).or_insert((g.size, Vec::new()));
+            if entry.0 != g.size {
+                return Err(format!(
+                    "gang `{}`: members disagree on its size ({} and {})",
+                    g.id, entry.0, g.size
+                ));
+            }
+            entry.1.push(g.rank);
+        }
+        let running = self.workers.values().filter(|w| w.status != WorkerStatus::Closing).count();
+        for (id, (size, mut ranks)) in gangs {
+            if self.gangs.contains_key(id) {
+                return Err(format!(
+                    "gang `{id}` already exists; give each gang (and each new attempt) its own id"
+                ));
+            }
+            ranks.sort_unstable();
+            if size == 0 || ranks != (0..size).collect::<Vec<_>>() {
+                return Err(format!(
+                    "gang `{id}` of size {size} must be submitted whole, with ranks 0..{size} once each (got ranks {ranks:?})"
+                ));
+            }
+            if size as usize > running {
+                return Err(format!(
+                    "gang `{id}` needs {size} distinct workers, but {running} are connected; start more workers or make the gang smaller"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Cancels every member of `key`'s gang that has not finished and marks
+    /// it erred with `failure` (running members are freed on their workers,
+    /// which drop their results).
+    fn fail_gang(&mut self, key: &Key, failure: TaskFailure, reason: &str) {
+        let Some(id) = self.tasks.get(key).and_then(|t| t.spec.gang.as_ref()).map(|g| g.id.clone())
+        else {
+            return;
+        };
+        let members = self.gangs.get(&id).cloned().unwrap_or_default();
+        let mut erred = Vec::new();
+        for m in members {
+            let Some(t) = self.tasks.get(&m) else { continue };
+            match t.state.clone() {
+                TaskState::Processing { worker } => {
+                    if let Some(w) = self.workers.get_mut(&worker) {
+                        w.processing.remove(&m);
+                    }
+                    self.release_resources(worker, &m);
+                    if self.workers.contains_key(&worker) {
+                        self.out.push(Command::FreeKeys { worker, keys: vec![m.clone()] });
+                    }
+                }
+                TaskState::Queued => {
+                    self.ready.remove(&ready_key(t));
+                }
+                TaskState::Waiting { .. } | TaskState::Released => {}
+                TaskState::Memory { .. } | TaskState::Erred { .. } => continue,
+            }
+            self.set_state(&m, TaskState::Erred { failure: failure.clone() }, reason.to_string());
+            erred.push(m);
+        }
+        for m in erred {
+            self.propagate_error(&m);
+        }
+    }
+
+    /// The gang failure that a member's own failure becomes.
+    fn gang_failure(&self, key: &Key, failure: TaskFailure) -> TaskFailure {
+        match self.tasks.get(key).and_then(|t| t.spec.gang.as_ref()) {
+            Some(g) => TaskFailure {
+                message: format!(
+                    "rank {} of gang `{}` ({} members; the others were cancelled): {}",
+                    g.rank, g.id, g.size, failure.message
+                ),
+                ..failure
+            },
+            None => failure,
+        }
+    }
+
     fn submit(&mut self, client: ClientId, tasks: Vec<TaskSpec>, wanted: Vec<Key>) {
         // Validate before changing anything.
         let new_keys: FxHashSet<&Key> = tasks.iter().map(|t| &t.key).collect();
@@ -591,6 +699,10 @@ impl SchedulerState {
                 return;
             }
         }
+        if let Err(error) = self.check_gangs(&tasks) {
+            self.out.push(Command::Reject { client, error });
+            return;
+        }
         let unknown = self.unknown_ops(&tasks);
         if !unknown.is_empty() {
             let ops: BTreeSet<String> =
@@ -606,8 +718,19 @@ impl SchedulerState {
             return;
         }
         self.generation += 1;
+        for t in &tasks {
+            if let Some(g) = &t.gang {
+                let members = self.gangs.entry(g.id.clone()).or_default();
+                members.resize(g.size as usize, t.key.clone());
+                members[g.rank as usize] = t.key.clone();
+            }
+        }
         let mut fresh = Vec::new();
         for mut spec in tasks {
+            if spec.gang.is_some() {
+                // A gang fails as a unit; its caller decides about a new one.
+                spec.retries = 0;
+            }
             // A dependency used twice is still one dependency.
             let mut seen = FxHashSet::default();
             spec.deps.retain(|d| seen.insert(d.clone()));
@@ -742,6 +865,7 @@ impl SchedulerState {
             workers: Vec::new(),
             allow_other_workers: true,
             resources: Vec::new(),
+            gang: None,
         };
         let dependents = self.tasks.remove(&key).map(|t| t.dependents).unwrap_or_default();
         let mut who_wants = BTreeSet::new();
@@ -825,6 +949,11 @@ impl SchedulerState {
             return;
         }
         self.release_resources(worker, &key);
+        if self.tasks[&key].spec.gang.is_some() {
+            let failure = self.gang_failure(&key, failure);
+            self.fail_gang(&key, failure, "a gang member failed");
+            return;
+        }
         let t = self.tasks.get_mut(&key).expect("checked above");
         if t.retries_left > 0 {
             t.retries_left -= 1;
@@ -890,7 +1019,21 @@ impl SchedulerState {
         }
         if ours {
             self.release_resources(worker, &key);
-            self.set_state(&key, TaskState::Released, format!("dependency {missing} missing"));
+            if let Some(op) =
+                self.tasks[&key].spec.gang.as_ref().map(|_| self.tasks[&key].spec.op.clone())
+            {
+                let failure = TaskFailure {
+                    key: key.clone(),
+                    op,
+                    message: format!("its input {missing} was lost before it started"),
+                    worker: self.workers.get(&worker).map(|w| w.addr.clone()),
+                    kind: FailureCause::Worker,
+                };
+                let failure = self.gang_failure(&key, failure);
+                self.fail_gang(&key, failure, "a gang member lost an input");
+            } else {
+                self.set_state(&key, TaskState::Released, format!("dependency {missing} missing"));
+            }
         }
         self.ensure_needed();
     }
@@ -952,10 +1095,23 @@ impl SchedulerState {
     fn remove_worker(&mut self, worker: WorkerId) {
         let Some(w) = self.workers.remove(&worker) else { return };
         for key in &w.processing {
-            let Some(t) = self.tasks.get_mut(key) else { continue };
+            let Some(t) = self.tasks.get(key) else { continue };
             if !matches!(t.state, TaskState::Processing { worker: pw } if pw == worker) {
                 continue;
             }
+            if t.spec.gang.is_some() {
+                let failure = TaskFailure {
+                    key: key.clone(),
+                    op: t.spec.op.clone(),
+                    message: format!("its worker {} died", w.name),
+                    worker: Some(w.addr.clone()),
+                    kind: FailureCause::KilledWorker,
+                };
+                let failure = self.gang_failure(key, failure);
+                self.fail_gang(key, failure, "a gang member's worker died");
+                continue;
+            }
+            let t = self.tasks.get_mut(key).expect("looked up above");
             t.suspicious += 1;
             if t.suspicious >= self.config.allowed_failures {
                 let failure = TaskFailure {
@@ -1025,7 +1181,17 @@ impl SchedulerState {
             }
             let from = t.state.name();
             let deps = t.spec.deps.clone();
+            let gang = t.spec.gang.as_ref().map(|g| g.id.clone());
             self.tasks.remove(&k);
+            if let Some(id) = gang {
+                if self
+                    .gangs
+                    .get(&id)
+                    .is_some_and(|m| m.iter().all(|m| !self.tasks.contains_key(m)))
+                {
+                    self.gangs.remove(&id);
+                }
+            }
             if self.config.log_capacity > 0 {
                 self.log.push_back(Transition {
                     key: k.clone(),
@@ -1076,9 +1242,21 @@ impl SchedulerState {
         })
     }
 
+    /// Bytes of `spec`'s dependencies that worker `w` would fetch.
+    fn fetch_bytes(&self, spec: &TaskSpec, w: WorkerId) -> u64 {
+        spec.deps
+            .iter()
+            .filter_map(|d| match self.tasks.get(d).map(|t| &t.state) {
+                Some(TaskState::Memory { worker, nbytes }) if *worker != w => Some(*nbytes),
+                _ => None,
+            })
+            .sum()
+    }
+
     /// Assigns queued tasks to free worker slots (see the module docs).
     fn schedule(&mut self) {
         let mut skipped: Vec<ReadyKey> = Vec::new();
+        let mut gangs_tried: FxHashSet<String> = FxHashSet::default();
         loop {
             let any_free = self
                 .workers
@@ -1090,6 +1268,16 @@ impl SchedulerState {
             let Some(rk) = self.ready.pop_first() else { break };
             let key = rk.3.clone();
             let spec = &self.tasks[&key].spec;
+            if let Some(g) = &spec.gang {
+                let id = g.id.clone();
+                if gangs_tried.insert(id.clone()) {
+                    self.ready.insert(rk);
+                    self.start_gang(&id);
+                } else {
+                    skipped.push(rk);
+                }
+                continue;
+            }
             let restricted = !spec.workers.is_empty();
             let choose = |restricted: bool| {
                 self.workers
@@ -1099,17 +1287,7 @@ impl SchedulerState {
                     })
                     .filter(|w| self.fits(w, spec, restricted))
                     .map(|w| {
-                        let fetch: u64 = spec
-                            .deps
-                            .iter()
-                            .filter_map(|d| match self.tasks.get(d).map(|t| &t.state) {
-                                Some(TaskState::Memory { worker, nbytes }) if *worker != w.id => {
-                                    Some(*nbytes)
-                                }
-                                _ => None,
-                            })
-                            .sum();
-                        (fetch, w.processing.len() * 1000 / w.nthreads, w.id)
+                        (self.fetch_bytes(spec, w.id), w.processing.len() * 1000 / w.nthreads, w.id)
                     })
                     .min()
                     .map(|(_, _, id)| id)
@@ -1122,51 +1300,147 @@ impl SchedulerState {
                 skipped.push(rk);
                 continue;
             };
-            let deps: Vec<(Key, String)> = spec
-                .deps
-                .iter()
-                .map(|d| {
-                    let addr = match self.tasks.get(d).map(|t| &t.state) {
-                        Some(TaskState::Memory { worker, .. }) => {
-                            self.workers.get(worker).map(|w| w.addr.clone())
-                        }
-                        _ => None,
-                    };
-                    (d.clone(), addr.unwrap_or_default())
-                })
-                .collect();
-            let cmd = Command::Compute {
-                worker,
-                key: key.clone(),
-                op: spec.op.clone(),
-                payload: spec.payload.clone(),
-                deps,
-            };
-            let resources = spec.resources.clone();
-            let w = self.workers.get_mut(&worker).expect("chosen from workers");
-            w.processing.insert(key.clone());
-            for (r, amount) in resources {
-                *w.used_resources.entry(r).or_insert(0.0) += amount;
-            }
-            // `ready` no longer holds the key (popped above).
-            let t = self.tasks.get_mut(&key).expect("queued task exists");
-            let from = t.state.name();
-            t.state = TaskState::Processing { worker };
-            if self.config.log_capacity > 0 {
-                self.log.push_back(Transition {
-                    key: key.clone(),
-                    from,
-                    to: "processing",
-                    reason: Cow::Owned(format!("assigned to worker {}", worker.0)),
-                    at: self.now,
-                });
-                if self.log.len() > self.config.log_capacity {
-                    self.log.pop_front();
-                }
-            }
-            self.out.push(cmd);
+            self.assign(key, worker, "assigned");
         }
         self.ready.extend(skipped);
+    }
+
+    /// Starts gang `id` when all its members are queued and each can have a
+    /// distinct running worker with a free thread (pinned members first);
+    /// fails it when that can never happen. Otherwise it waits, whole.
+    fn start_gang(&mut self, id: &str) {
+        let members = self.gangs.get(id).cloned().unwrap_or_default();
+        let queued = members
+            .iter()
+            .all(|m| matches!(self.tasks.get(m).map(|t| &t.state), Some(TaskState::Queued)));
+        if !queued {
+            return;
+        }
+        // Pinned members whose workers are all gone can never start.
+        for m in &members {
+            let spec = &self.tasks[m].spec;
+            if spec.workers.is_empty() || spec.allow_other_workers {
+                continue;
+            }
+            let alive = self
+                .workers
+                .values()
+                .any(|w| w.status != WorkerStatus::Closing && self.fits(w, spec, true));
+            if !alive {
+                let failure = TaskFailure {
+                    key: m.clone(),
+                    op: spec.op.clone(),
+                    message: format!(
+                        "it may run only on {}, and no such worker is connected (or it lacks the op or resources)",
+                        spec.workers.join(", ")
+                    ),
+                    worker: None,
+                    kind: FailureCause::Worker,
+                };
+                let failure = self.gang_failure(m, failure);
+                self.fail_gang(m, failure, "a gang member cannot be placed");
+                return;
+            }
+        }
+        let usable = self.workers.values().filter(|w| w.status != WorkerStatus::Closing).count();
+        if usable < members.len() {
+            let m = &members[0];
+            let failure = TaskFailure {
+                key: m.clone(),
+                op: self.tasks[m].spec.op.clone(),
+                message: format!(
+                    "the gang needs {} distinct workers and only {usable} are left",
+                    members.len()
+                ),
+                worker: None,
+                kind: FailureCause::Worker,
+            };
+            let failure = self.gang_failure(m, failure);
+            self.fail_gang(m, failure, "too few workers for the gang");
+            return;
+        }
+        let mut order: Vec<&Key> = members.iter().collect();
+        order.sort_by_key(|m| self.tasks[*m].spec.workers.is_empty());
+        let mut taken: FxHashSet<WorkerId> = FxHashSet::default();
+        let mut plan: Vec<(Key, WorkerId)> = Vec::with_capacity(members.len());
+        for m in order {
+            let spec = &self.tasks[m].spec;
+            let restricted = !spec.workers.is_empty();
+            let choose = |restricted: bool| {
+                self.workers
+                    .values()
+                    .filter(|w| {
+                        // A whole free thread: a member must not wait behind other tasks
+                        // while the rest of its gang waits for it.
+                        w.status == WorkerStatus::Running
+                            && w.processing.len() < w.nthreads
+                            && !taken.contains(&w.id)
+                    })
+                    .filter(|w| self.fits(w, spec, restricted))
+                    .map(|w| (self.fetch_bytes(spec, w.id), w.processing.len(), w.id))
+                    .min()
+                    .map(|(_, _, id)| id)
+            };
+            let mut pick = choose(restricted);
+            if pick.is_none() && restricted && spec.allow_other_workers {
+                pick = choose(false);
+            }
+            let Some(w) = pick else { return };
+            taken.insert(w);
+            plan.push((m.clone(), w));
+        }
+        for (m, w) in plan {
+            let rk = ready_key(&self.tasks[&m]);
+            self.ready.remove(&rk);
+            self.assign(m, w, "gang started");
+        }
+    }
+
+    /// Sends queued `key` to `worker` (the caller has taken it out of `ready`).
+    fn assign(&mut self, key: Key, worker: WorkerId, why: &str) {
+        let spec = &self.tasks[&key].spec;
+        let deps: Vec<(Key, String)> = spec
+            .deps
+            .iter()
+            .map(|d| {
+                let addr = match self.tasks.get(d).map(|t| &t.state) {
+                    Some(TaskState::Memory { worker, .. }) => {
+                        self.workers.get(worker).map(|w| w.addr.clone())
+                    }
+                    _ => None,
+                };
+                (d.clone(), addr.unwrap_or_default())
+            })
+            .collect();
+        let cmd = Command::Compute {
+            worker,
+            key: key.clone(),
+            op: spec.op.clone(),
+            payload: spec.payload.clone(),
+            deps,
+        };
+        let resources = spec.resources.clone();
+        let w = self.workers.get_mut(&worker).expect("chosen from workers");
+        w.processing.insert(key.clone());
+        for (r, amount) in resources {
+            *w.used_resources.entry(r).or_insert(0.0) += amount;
+        }
+        let t = self.tasks.get_mut(&key).expect("queued task exists");
+        let from = t.state.name();
+        t.state = TaskState::Processing { worker };
+        if self.config.log_capacity > 0 {
+            self.log.push_back(Transition {
+                key: key.clone(),
+                from,
+                to: "processing",
+                reason: Cow::Owned(format!("{why} to worker {}", worker.0)),
+                at: self.now,
+            });
+            if self.log.len() > self.config.log_capacity {
+                self.log.pop_front();
+            }
+        }
+        self.out.push(cmd);
     }
 
     /// Checks the internal invariants; returns a description of the first violation.
