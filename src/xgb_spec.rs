@@ -17,12 +17,17 @@
 //! [train]
 //! rounds = 100
 //! early_stopping_rounds = 10   # optional; needs eval_x and eval_y
+//! scheduler = "local:2"        # optional: "local:N" or "host:port" trains on a
+//!                              # cluster (one XGBoost gang member per worker
+//!                              # holding data); absent, "sync" or "threads": here
+//! checkpoint_every = 10        # optional, on a cluster: restart from the last
+//!                              # checkpoint when a worker dies
 //!
 //! [output]
 //! dir = "xgb-results"    # model.json, XGBoost's JSON (Python's xgboost loads it)
 //! ```
 //!
-//! Training runs in this process (distributed training is not built yet).
+//! Without a cluster, training runs in this process.
 //! Strict like every spec: unknown keys and wrongly typed values are errors
 //! naming the key; XGBoost's own errors name the parameter.
 
@@ -31,7 +36,7 @@ use std::path::{Path, PathBuf};
 use rask_core::array::Array;
 
 use crate::glm_spec::array;
-use crate::spec::{table, Ctx, SpecError};
+use crate::spec::{scheduler_spec, table, Ctx, SchedulerSpec, SpecError};
 
 /// A parsed `rask xgb` spec.
 pub struct XgbSpec {
@@ -47,6 +52,10 @@ pub struct XgbSpec {
     pub rounds: usize,
     /// Stop when the watched metric has not improved for this many rounds.
     pub early_stopping_rounds: Option<usize>,
+    /// Where to train: a cluster (`local:N`, an address) or this process.
+    pub scheduler: SchedulerSpec,
+    /// Checkpoint interval on a cluster.
+    pub checkpoint_every: Option<usize>,
     /// Output folder.
     pub out_dir: PathBuf,
 }
@@ -120,7 +129,20 @@ pub fn load(path: &Path) -> Result<XgbSpec, SpecError> {
     }
 
     let t = table(&ctx, &root, "train")?.unwrap_or(&empty);
-    ctx.keys(t, "train", &["rounds", "early_stopping_rounds"])?;
+    ctx.keys(t, "train", &["rounds", "early_stopping_rounds", "scheduler", "checkpoint_every"])?;
+    let scheduler = scheduler_spec(&ctx, t.get("scheduler"), "train.scheduler")?;
+    let on_cluster = matches!(scheduler, SchedulerSpec::Local(_) | SchedulerSpec::Address(_));
+    let checkpoint_every = match ctx.opt_int(t, "checkpoint_every", "train")? {
+        None => None,
+        Some(_) if !on_cluster => {
+            return Err(ctx.err(
+                "train.checkpoint_every",
+                "checkpoints guard training on a cluster: set train.scheduler to \"local:N\" or host:port",
+            ))
+        }
+        Some(n) if n >= 1 => Some(n as usize),
+        Some(_) => return Err(ctx.err("train.checkpoint_every", "expected an integer >= 1")),
+    };
     let rounds = match ctx.opt_int(t, "rounds", "train")? {
         None => 100,
         Some(n) if n >= 1 => n as usize,
@@ -141,5 +163,15 @@ pub fn load(path: &Path) -> Result<XgbSpec, SpecError> {
     let o = table(&ctx, &root, "output")?.unwrap_or(&empty);
     ctx.keys(o, "output", &["dir"])?;
     let out_dir = ctx.path(ctx.opt_str(o, "dir", "output")?.unwrap_or("xgb-results"));
-    Ok(XgbSpec { x, y, eval, params, rounds, early_stopping_rounds, out_dir })
+    Ok(XgbSpec {
+        x,
+        y,
+        eval,
+        params,
+        rounds,
+        early_stopping_rounds,
+        scheduler,
+        checkpoint_every,
+        out_dir,
+    })
 }

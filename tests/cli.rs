@@ -522,12 +522,28 @@ fn xgb_spec_trains_with_early_stopping_and_writes_the_model() {
         .and_then(|r| r.parse().ok())
         .expect("the rounds line");
     assert!(rounds < 300, "{stdout}");
-    let model =
-        rask::xgboost::FittedXgb::load_model(&dir.join("out/model.json"), Some(vec![0.0, 1.0]))
-            .unwrap();
+    use rask::xgboost::FittedXgb;
+    let model = FittedXgb::load_model(&dir.join("out/model.json"), Some(vec![0.0, 1.0])).unwrap();
     assert_eq!(model.n_features, 6);
+    // The same on a 2-worker LocalCluster: a gang of XGBoost members on the
+    // workers holding the blocks (the one evaluation block is shared by rows).
+    let cluster_spec = spec.replace(
+        "early_stopping_rounds = 5\n",
+        "early_stopping_rounds = 5\nscheduler = \"local:2\"\ncheckpoint_every = 10\n",
+    );
+    std::fs::write(dir.join("cluster.toml"), &cluster_spec).unwrap();
+    let out = rask().args(["xgb", "--spec"]).arg(dir.join("cluster.toml")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("in 3 blocks") && stdout.contains("on 2 workers"), "{stdout}");
+    assert!(
+        stdout.contains("[0]\ttrain-auc:") && stdout.contains("stopped after round"),
+        "{stdout}"
+    );
+    FittedXgb::load_model(&dir.join("out/model.json"), Some(vec![0.0, 1.0])).unwrap();
     // Bad specs name their key or XGBoost's parameter.
     for (from, to, expect) in [
+        ("rounds = 300", "rounds = 300\ncheckpoint_every = 5", "train.checkpoint_every"),
         ("eval_x = \"xv\"\neval_y = \"yv\"\n", "", "train.early_stopping_rounds"),
         ("binary:logistic", "binary:logstic", "objective"),
         ("rounds = 300", "rounds = 0", "train.rounds"),

@@ -278,3 +278,61 @@ fn a_killed_worker_fails_training_and_checkpoints_finish_it() {
     eprintln!("with a restart: {got:.6} ({} ranks at the end), uninterrupted {clean:.6}", t.ranks);
     assert!((got - clean).abs() <= 5e-3, "after a restart {got}, uninterrupted {clean}");
 }
+
+#[test]
+fn bad_input_is_named_and_early_stopping_ends_every_rank() {
+    let d = data(4000);
+    let c = cluster(2);
+    let client = c.client().unwrap();
+    // X/y row mismatch, before anything runs.
+    let xa = from_array(&d.x.clone().into_dyn(), vec![vec![2000, 2000], vec![10]]).unwrap();
+    let short =
+        from_array(&d.y.slice(s![..3000]).to_owned().into_dyn(), vec![vec![1500, 1500]]).unwrap();
+    let err = DistDMatrix::new(&client, &xa, &short).err().unwrap().to_string();
+    assert!(err.contains("row mismatch"), "{err}");
+    // A NaN label on one worker: the gang fails, naming the row.
+    let mut y = d.y.clone();
+    y[2345] = f64::NAN;
+    let bad = dist(&client, &d.x, &y, &[2000, 2000]);
+    let err = watchdog(120, "training on a NaN label", || {
+        train(&client, &params(&[]), &bad, 5, &[], None)
+    })
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("row 2345") && err.contains("NaN"), "{err}");
+    // An unknown XGBoost parameter, and labels outside the objective's range.
+    let dtrain = dist(&client, &d.x, &d.y, &[2000, 2000]);
+    let err = train(&client, &params(&[("colsample_bytre", "0.5")]), &dtrain, 5, &[], None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("colsample_bytre") && err.contains("did you mean `colsample_bytree`"),
+        "{err}"
+    );
+    let twos = d.y.mapv(|v| v * 2.0);
+    let bad = dist(&client, &d.x, &twos, &[2000, 2000]);
+    let err = train(&client, &params(&[]), &bad, 5, &[], None).err().unwrap().to_string();
+    assert!(err.contains("label"), "{err}");
+
+    // Early stopping on an all-reduced metric: every rank stops at the same
+    // round (or the gang would hang in its next all-reduce: the watchdog).
+    let dtest = dist(&client, &d.xt, &d.yt, &[1000, 1000]);
+    let mut rounds_seen = 0;
+    let options = TrainOptions {
+        rounds: 500,
+        evals: vec![(&dtest, "test".to_string())],
+        early_stopping_rounds: Some(5),
+        on_round: Some(Box::new(|_, _: &str| rounds_seen += 1)),
+        ..TrainOptions::default()
+    };
+    let p = params(&[("learning_rate", "0.8"), ("max_depth", "8")]);
+    let t = watchdog(120, "early stopping", || train_with(&client, &p, &dtrain, options)).unwrap();
+    let (stopped, best, metric, _) =
+        t.early_stop.clone().expect("an overfitting model stops early");
+    assert_eq!(metric, "logloss");
+    assert_eq!(stopped, best + 5);
+    assert_eq!(rounds_seen, stopped + 1);
+    assert_eq!(t.booster.rounds().unwrap(), best + 1);
+}

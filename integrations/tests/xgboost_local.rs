@@ -136,6 +136,16 @@ fn xgboosts_own_errors_name_the_parameter() {
     assert!(err.contains("tree_method") && err.contains("hist"), "{err}");
     let err = e.set_param("subsample", ParamValue::F64(0.0)).unwrap_err().to_string();
     assert!(err.contains("subsample"), "{err}");
+    // An unknown XGBoost parameter (XGBoost itself only warns) is an error
+    // naming it, with the closest parameter XGBoost knows.
+    let d =
+        rask_integrations::xgboost::dmatrix(x.view(), Some(two.as_slice().unwrap()), 1).unwrap();
+    let params = [("objective", "binary:logistic"), ("max_dept", "3")];
+    let err = rask_integrations::xgboost::train(&d, &[], &params, 2, None, |_| {})
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("`max_dept`") && err.contains("did you mean `max_depth`"), "{err}");
 }
 
 /// Predictions over a chunked array, block by block, equal the in-memory

@@ -216,13 +216,16 @@ pub fn run(
             w4::run(env, need_data()?, client.scheduler(), config, out)
         }
         #[cfg(feature = "xgboost")]
-        ("w5" | "w5_xgb", Target::Local) => w5::run(env, need_data()?, out),
+        ("w5" | "w5_xgb", Target::Local) => {
+            let binary = std::env::current_exe().map_err(|e| BenchError::Cluster {
+                message: format!("cannot find this binary to start workers: {e}"),
+            })?;
+            w5::run(env, need_data()?, &binary, out)
+        }
         #[cfg(feature = "xgboost")]
-        ("w5" | "w5_xgb", Target::LocalCluster { .. }) => Err(BenchError::Cluster {
-            message: "w5 on a cluster needs distributed XGBoost training, which is not built yet \
-                      (issue 13); run `rask bench w5` without --scheduler"
-                .into(),
-        }),
+        ("w5" | "w5_xgb", Target::LocalCluster { binary }) => {
+            w5::run(env, need_data()?, binary, out)
+        }
         #[cfg(not(feature = "xgboost"))]
         ("w5" | "w5_xgb", _) => Err(BenchError::Cluster {
             message: "w5 needs XGBoost: build with `--features xgboost` (cargo xtask provision \

@@ -245,6 +245,12 @@ fn run_xgb(_: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
 fn run_xgb(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     use rask::xgboost::{dmatrix, train, DMatrix};
     let spec = rask::xgb_spec::load(path)?;
+    if matches!(
+        spec.scheduler,
+        rask::spec::SchedulerSpec::Local(_) | rask::spec::SchedulerSpec::Address(_)
+    ) {
+        return run_xgb_cluster(spec);
+    }
     let start = std::time::Instant::now();
     let to_dmatrix = |x: &rask::array::Array<f64>,
                       y: &rask::array::Array<f64>|
@@ -277,6 +283,62 @@ fn run_xgb(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!("rounds: {}", trained.booster.rounds()?);
+    println!("seconds: {seconds:.3} training, {loaded:.3} loading the data");
+    std::fs::create_dir_all(&spec.out_dir)?;
+    let out = spec.out_dir.join("model.json");
+    std::fs::write(&out, trained.booster.save("json")?)?;
+    println!("wrote {} (XGBoost JSON)", out.display());
+    Ok(())
+}
+
+/// `rask xgb` on a cluster: the blocks stay on the workers that read them;
+/// one gang member per worker holding data.
+#[cfg(feature = "xgboost")]
+fn run_xgb_cluster(spec: rask::xgb_spec::XgbSpec) -> Result<(), Box<dyn std::error::Error>> {
+    use rask::xgboost::dist::{train_with, DistDMatrix, TrainOptions};
+    let (scheduler, (_cluster, client)) = connect(&spec.scheduler)?;
+    let client = client.ok_or("a cluster scheduler comes with a client")?;
+    let start = std::time::Instant::now();
+    let dtrain = DistDMatrix::new(&client, &spec.x, &spec.y)?;
+    let deval = spec.eval.as_ref().map(|(x, y)| DistDMatrix::new(&client, x, y)).transpose()?;
+    let loaded = start.elapsed().as_secs_f64();
+    println!(
+        "training {} rounds on {} rows x {} features in {} blocks{} ({})",
+        spec.rounds,
+        dtrain.rows(),
+        dtrain.cols(),
+        dtrain.npartitions(),
+        deval.as_ref().map_or(String::new(), |d| format!(", evaluating on {} rows", d.rows())),
+        scheduler.name()
+    );
+    let mut evals = vec![(&dtrain, "train".to_string())];
+    evals.extend(deval.as_ref().map(|d| (d, "eval".to_string())));
+    let options = TrainOptions {
+        rounds: spec.rounds,
+        evals,
+        early_stopping_rounds: spec.early_stopping_rounds,
+        checkpoint_every: spec.checkpoint_every,
+        on_round: Some(Box::new(|_, line: &str| println!("{line}"))),
+        ..TrainOptions::default()
+    };
+    let fit_start = std::time::Instant::now();
+    let trained = train_with(&client, &spec.params, &dtrain, options)?;
+    let seconds = fit_start.elapsed().as_secs_f64();
+    if let Some((round, best, name, value)) = &trained.early_stop {
+        println!(
+            "stopped after round {round}: eval-{name} best at round {best} ({value}); the model keeps rounds 0..={best}"
+        );
+    }
+    println!(
+        "rounds: {} on {} workers{}",
+        trained.booster.rounds()?,
+        trained.ranks,
+        if trained.restarts > 0 {
+            format!(" after {} restart(s) from checkpoints", trained.restarts)
+        } else {
+            String::new()
+        }
+    );
     println!("seconds: {seconds:.3} training, {loaded:.3} loading the data");
     std::fs::create_dir_all(&spec.out_dir)?;
     let out = spec.out_dir.join("model.json");

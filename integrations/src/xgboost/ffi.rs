@@ -3,6 +3,7 @@
 //! on drop, every call checked and its failure turned into XGBoost's own
 //! message. Only functions that XGBoost 3.2's library exports are called.
 
+use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::ptr;
 
@@ -42,6 +43,44 @@ fn c_string(what: &str, s: &str) -> Result<CString, XgbError> {
         name: what.into(),
         message: format!("{s:?} contains a NUL byte"),
     })
+}
+
+thread_local! {
+    /// XGBoost's log lines on this thread while a caller captures them.
+    static CAPTURED: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+}
+
+unsafe extern "C" fn log_line(message: *const c_char) {
+    // SAFETY: XGBoost passes a NUL-terminated string.
+    let line = unsafe { CStr::from_ptr(message) }.to_string_lossy().into_owned();
+    let kept = CAPTURED.with(|c| match c.borrow_mut().as_mut() {
+        Some(lines) => {
+            lines.push(line.clone());
+            true
+        }
+        None => false,
+    });
+    if !kept {
+        eprintln!("{line}");
+    }
+}
+
+/// Runs `f` and returns XGBoost's log lines from this thread during it
+/// (other lines still go to stderr, as XGBoost's own logger prints them).
+pub fn capture_log<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
+    thread_local! {
+        // XGBoost keeps its log callback per thread.
+        static REGISTERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if !REGISTERED.with(|r| r.replace(true)) {
+        // SAFETY: `log_line` has the signature XGBoost expects and lives forever.
+        unsafe { sys::XGBRegisterLogCallback(Some(log_line)) };
+    }
+    let before = CAPTURED.with(|c| c.borrow_mut().replace(Vec::new()));
+    let out = f();
+    let lines =
+        CAPTURED.with(|c| std::mem::replace(&mut *c.borrow_mut(), before)).unwrap_or_default();
+    (out, lines)
 }
 
 /// A dense matrix in XGBoost's format (f32, row-major, NaN as missing).
@@ -296,14 +335,40 @@ pub struct Tracker {
 unsafe impl Send for Tracker {}
 
 impl Tracker {
-    /// Starts a tracker for `n_workers` members on `host` (a port the OS
-    /// picks). Members are ranked by their task ids; `timeout_s` bounds the
-    /// gang's bootstrap and shutdown.
-    pub fn start(host: &str, n_workers: usize, timeout_s: u64) -> Result<Tracker, XgbError> {
+    /// Starts a tracker for `n_workers` members on `host`. Members are
+    /// ranked by their task ids; `timeout_s` bounds the gang's bootstrap and
+    /// shutdown. The port is found free here and passed in, so members can
+    /// connect at once: XGBoost's own `WorkerArgs` polls for its thread to
+    /// start in steps of 100 ms.
+    pub fn start(host: &str, n_workers: usize, timeout_s: u64) -> Result<(Tracker, u16), XgbError> {
+        let mut last = None;
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind((host, 0))
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .map_err(|e| XgbError::Library {
+                    call: "XGTrackerCreate".into(),
+                    message: format!("no free port on {host}: {e}"),
+                })?;
+            match Tracker::start_on(host, port, n_workers, timeout_s) {
+                Ok(t) => return Ok((t, port)),
+                // Another process took the port in between: try another.
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("tried at least once"))
+    }
+
+    fn start_on(
+        host: &str,
+        port: u16,
+        n_workers: usize,
+        timeout_s: u64,
+    ) -> Result<Tracker, XgbError> {
         let config = c_string(
             "tracker",
             &format!(
-                r#"{{"dmlc_communicator": "rabit", "n_workers": {n_workers}, "host": "{host}", "port": 0, "sortby": 1, "timeout": {timeout_s}}}"#
+                r#"{{"dmlc_communicator": "rabit", "n_workers": {n_workers}, "host": "{host}", "port": {port}, "sortby": 1, "timeout": {timeout_s}}}"#
             ),
         )?;
         let mut handle = ptr::null_mut();
@@ -547,6 +612,18 @@ impl Booster {
         };
         check("XGBoosterSlice", ret)?;
         Ok(Booster { handle })
+    }
+
+    /// The booster's configuration as XGBoost reports it (JSON).
+    pub fn config(&self) -> Result<String, XgbError> {
+        let mut len: sys::bst_ulong = 0;
+        let mut data: *const c_char = ptr::null();
+        // SAFETY: the handle is live; `data` points into XGBoost's buffer.
+        let ret = unsafe { sys::XGBoosterSaveJsonConfig(self.handle, &mut len, &mut data) };
+        check("XGBoosterSaveJsonConfig", ret)?;
+        // SAFETY: XGBoost returned `len` bytes at `data`.
+        let bytes = unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len as usize) };
+        Ok(String::from_utf8_lossy(bytes).into_owned())
     }
 
     /// Features the model was trained on.

@@ -6,6 +6,7 @@ use ndarray::ArrayView2;
 
 use super::ffi::{Booster, DMatrix};
 use super::XgbError;
+use rask_ml::error::did_you_mean;
 
 /// `x` (and its labels) as XGBoost's f32 matrix, built with `threads`
 /// threads (0: every core). Zero rows and NaN labels are refused here, with
@@ -79,6 +80,9 @@ pub fn new_booster<K: AsRef<str>, V: AsRef<str>>(
     let mut cache = vec![dtrain];
     cache.extend(evals.iter().map(|(d, _)| *d));
     let mut booster = Booster::new(&cache)?;
+    // As Python's package does: XGBoost then reports parameters it does not
+    // use (which `boost` turns into an error).
+    booster.set_param("validate_parameters", "1")?;
     for (name, value) in params {
         booster.set_param(name.as_ref(), value.as_ref())?;
     }
@@ -100,8 +104,17 @@ pub fn boost(
 ) -> Result<Trained, XgbError> {
     let watched = evals.last().map(|(_, name)| format!("{name}-"));
     let mut last_eval = String::new();
+    let first = rounds.start;
     for round in rounds {
-        booster.update(round, dtrain)?;
+        if round == first {
+            // XGBoost configures itself at the first update and only warns
+            // about parameters it does not use: here that is an error.
+            let (r, log) = super::ffi::capture_log(|| booster.update(round, dtrain));
+            r?;
+            unused_params(&booster, &log)?;
+        } else {
+            booster.update(round, dtrain)?;
+        }
         if !evals.is_empty() {
             last_eval = booster.eval(round, evals)?;
         }
@@ -137,4 +150,32 @@ pub fn boost(
         }
     }
     Ok(Trained { booster, last_eval, early_stop: None })
+}
+
+/// XGBoost's "Parameters: { "x", "y" } are not used." warning, as an error
+/// naming the first such parameter, with the closest name it knows.
+fn unused_params(booster: &Booster, log: &[String]) -> Result<(), XgbError> {
+    let Some(line) = log.iter().find(|l| l.contains("are not used")) else { return Ok(()) };
+    let inside = line.split_once('{').and_then(|(_, r)| r.split_once('}')).map_or("", |(i, _)| i);
+    let names: Vec<&str> =
+        inside.split(',').map(|n| n.trim().trim_matches('"')).filter(|n| !n.is_empty()).collect();
+    let Some(first) = names.first() else { return Ok(()) };
+    // Every parameter name XGBoost reports in its configuration.
+    let config = booster.config().unwrap_or_default();
+    let known: Vec<&str> = config
+        .split('"')
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[1].trim_start().starts_with(':'))
+        .map(|w| w[0])
+        .collect();
+    Err(XgbError::Param {
+        name: first.to_string(),
+        message: format!(
+            "XGBoost does not use {} (it only warns); remove {} or check the spelling{}",
+            if names.len() == 1 { "this parameter".to_string() } else { format!("{names:?}") },
+            if names.len() == 1 { "it" } else { "them" },
+            did_you_mean(first, &known)
+        ),
+    })
 }

@@ -46,8 +46,13 @@ pub struct MemberJob {
     pub counts: Vec<usize>,
     /// Names of the evaluation sets.
     pub eval_names: Vec<String>,
+    /// Which evaluation sets are the training set (they pass no blocks and
+    /// evaluate the training matrix itself).
+    pub eval_is_train: Vec<bool>,
     /// Each block's first row in its set (for messages).
     pub first_rows: Vec<usize>,
+    /// The rows of each block to use (`None`: all of them).
+    pub ranges: Vec<Option<(usize, usize)>>,
     /// Whether weights are passed (one block per X block).
     pub has_weight: bool,
     /// Whether base margins are passed.
@@ -111,7 +116,7 @@ fn run<'a>(
     let bad = |what: &str, got: usize| {
         format!("gang member {}: {got} {what} blocks for {n} X blocks", job.rank)
     };
-    if xs.len() != n || job.first_rows.len() != n {
+    if xs.len() != n || job.first_rows.len() != n || job.ranges.len() != n {
         return Err(bad("X", xs.len()));
     }
     if labels.len() != n {
@@ -156,21 +161,30 @@ fn run<'a>(
                 label.len()
             ));
         }
+        let (a, b) = job.ranges[i].unwrap_or((0, rows));
+        if a >= b || b > rows {
+            return Err(format!("{}: rows {a}..{b} of a block of {rows}", set_name(i)));
+        }
+        let label = &label[a..b];
         if let Some(r) = label.iter().position(|v| !v.is_finite()) {
             return Err(format!(
                 "{}: the label of row {} is {} (labels must be finite)",
                 set_name(i),
-                job.first_rows[i] + r,
+                job.first_rows[i] + a + r,
                 label[r]
             ));
         }
+        fn per_row(v: &[f64], rows: usize, a: usize, b: usize) -> &[f64] {
+            let k = v.len() / rows.max(1);
+            &v[a * k..b * k]
+        }
         batches.push(Batch {
-            x: &x[i].0,
-            rows,
+            x: &x[i].0[a * cols..b * cols],
+            rows: b - a,
             cols,
             label: Some(label),
-            weight: w.get(i).map(|v| &v.0[..]),
-            base_margin: m.get(i).map(|v| &v.0[..]),
+            weight: w.get(i).map(|v| per_row(&v.0, rows, a, b)),
+            base_margin: m.get(i).map(|v| per_row(&v.0, rows, a, b)),
         });
     }
     let param = |name: &str| job.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
@@ -196,18 +210,25 @@ fn run<'a>(
             job.world
         ));
     }
-    let mut sets = Vec::with_capacity(job.counts.len());
+    let mut sets: Vec<Option<DMatrix>> = Vec::with_capacity(job.counts.len());
     let mut start = 0;
     for (s, &c) in job.counts.iter().enumerate() {
-        let reference = if s == 0 { None } else { sets.first() };
+        if s > 0 && job.eval_is_train.get(s - 1).copied().unwrap_or(false) {
+            sets.push(None);
+            continue;
+        }
+        let reference = if s == 0 { None } else { sets[0].as_ref() };
         let d = DMatrix::quantile(&batches[start..start + c], reference, max_bin, nthread)
             .map_err(err)?;
-        sets.push(d);
+        sets.push(Some(d));
         start += c;
     }
-    let dtrain = &sets[0];
-    let evals: Vec<(&DMatrix, &str)> =
-        sets[1..].iter().zip(&job.eval_names).map(|(d, n)| (d, n.as_str())).collect();
+    let dtrain = sets[0].as_ref().expect("the training set is built first");
+    let evals: Vec<(&DMatrix, &str)> = sets[1..]
+        .iter()
+        .zip(&job.eval_names)
+        .map(|(d, n)| (d.as_ref().unwrap_or(dtrain), n.as_str()))
+        .collect();
     let mut params = job.params.clone();
     if param("nthread").is_none() {
         params.push(("nthread".into(), nthread.to_string()));

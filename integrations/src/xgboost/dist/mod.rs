@@ -110,35 +110,35 @@ impl DistDMatrix {
         let (xb, lb) = (column(&x), column(&label));
         let wb = weight.as_ref().map(column);
         let mb = margin.as_ref().map(column);
-        let mut parts = Vec::new();
-        let mut first_row = 0;
-        for (i, &n) in row_chunks.iter().enumerate() {
-            if n > 0 {
-                let submit = |d: &Delayed<Block>| client.submit(d).map_err(dist_err);
-                parts.push(Part {
-                    x: submit(&xb[i])?,
-                    label: submit(&lb[i])?,
-                    weight: wb.as_ref().map(|w| submit(&w[i])).transpose()?,
-                    margin: mb.as_ref().map(|m| submit(&m[i])).transpose()?,
-                    rows: n,
-                    first_row,
-                });
-            }
-            first_row += n;
+        // One submission for every block (one round trip), then one wait.
+        let kept: Vec<usize> = (0..row_chunks.len()).filter(|&i| row_chunks[i] > 0).collect();
+        let mut all: Vec<Delayed<Block>> = Vec::new();
+        for &i in &kept {
+            all.push(xb[i].clone());
+            all.push(lb[i].clone());
+            all.extend(wb.as_ref().map(|w| w[i].clone()));
+            all.extend(mb.as_ref().map(|m| m[i].clone()));
         }
-        for p in &parts {
-            let all: Vec<&Future<Block>> =
-                [Some(&p.x), Some(&p.label), p.weight.as_ref(), p.margin.as_ref()]
-                    .into_iter()
-                    .flatten()
-                    .collect();
-            for f in all {
-                client.wait(std::slice::from_ref(f)).map_err(dist_err)?;
-                if client.who_has(f).is_none() {
-                    // Failed: its result says why.
-                    f.result().map_err(dist_err)?;
-                }
+        let futures = client.map(&all).map_err(dist_err)?;
+        client.wait(&futures).map_err(dist_err)?;
+        for f in &futures {
+            if client.who_has(f).is_none() {
+                // Failed: its result says why.
+                f.result().map_err(dist_err)?;
             }
+        }
+        let mut futures = futures.into_iter();
+        let mut next = || futures.next().expect("one future per submitted block");
+        let mut parts = Vec::with_capacity(kept.len());
+        for &i in &kept {
+            parts.push(Part {
+                x: next(),
+                label: next(),
+                weight: wb.as_ref().map(|_| next()),
+                margin: mb.as_ref().map(|_| next()),
+                rows: row_chunks[i],
+                first_row: row_chunks[..i].iter().sum(),
+            });
         }
         Ok(DistDMatrix { parts, cols, rows })
     }
@@ -337,40 +337,66 @@ fn attempt(
     let names: Vec<String> = workers.iter().map(|(a, _)| a.clone()).collect();
     let ranks = plan::assign(&dtrain.holders(client), &names);
     let world = ranks.len();
-    // Evaluation blocks go to the same ranks, spread by bytes.
-    let eval_ranks: Vec<Vec<Vec<usize>>> = options
-        .evals
-        .iter()
-        .map(|(d, _)| {
-            plan::spread(&d.holders(client), &ranks.iter().map(|r| r.0.clone()).collect::<Vec<_>>())
-        })
-        .collect();
-    for ((_, name), per_rank) in options.evals.iter().zip(&eval_ranks) {
-        if let Some(r) = per_rank.iter().position(Vec::is_empty) {
+    // Evaluation blocks go to the same ranks, spread by bytes; the training
+    // set as an evaluation set is the training matrix itself.
+    let is_train: Vec<bool> = options.evals.iter().map(|(d, _)| std::ptr::eq(*d, dtrain)).collect();
+    let rank_addrs: Vec<String> = ranks.iter().map(|r| r.0.clone()).collect();
+    // Per evaluation set and rank: (block, rows of it) to evaluate. With
+    // fewer blocks than ranks, every rank takes its share of every block's
+    // rows instead, so no rank evaluates an empty matrix.
+    type Share = Vec<(usize, Option<(usize, usize)>)>;
+    let mut eval_ranks: Vec<Vec<Share>> = Vec::with_capacity(options.evals.len());
+    for ((d, name), &same) in options.evals.iter().zip(&is_train) {
+        if same {
+            eval_ranks.push(vec![Vec::new(); world]);
+            continue;
+        }
+        let spread = plan::spread(&d.holders(client), &rank_addrs);
+        if spread.iter().all(|b| !b.is_empty()) {
+            eval_ranks.push(
+                spread.into_iter().map(|b| b.into_iter().map(|i| (i, None)).collect()).collect(),
+            );
+            continue;
+        }
+        let shares: Vec<Share> = (0..world)
+            .map(|r| {
+                d.parts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (i, (p.rows * r / world, p.rows * (r + 1) / world)))
+                    .filter(|(_, (a, b))| b > a)
+                    .map(|(i, range)| (i, Some(range)))
+                    .collect()
+            })
+            .collect();
+        if let Some(r) = shares.iter().position(Vec::is_empty) {
             return Err(fail(XgbError::Param {
                 name: format!("evals[{name}]"),
                 message: format!(
-                    "{} row blocks for {world} gang members (rank {r} would have none); chunk the evaluation set into at least {world} row blocks",
-                    per_rank.iter().map(Vec::len).sum::<usize>()
+                    "{} rows cannot be shared by {world} gang members (rank {r} would have none)",
+                    d.rows
                 ),
             }));
         }
+        eval_ranks.push(shares);
     }
-    let tracker = super::ffi::Tracker::start(host, world, options.timeout_s).map_err(fail)?;
-    let (uri, port) = tracker.worker_args().map_err(fail)?;
+    let (tracker, port) =
+        super::ffi::Tracker::start(host, world, options.timeout_s).map_err(fail)?;
+    let uri = host.to_string();
     let reports = report::Listener::start(host).map_err(fail)?;
     let gang_id = format!("xgboost-{}-{attempt_no}", rask_core::key::unique_token().0);
     let mut members = Vec::with_capacity(world);
     for (rank, (addr, blocks)) in ranks.iter().enumerate() {
         let nthread = workers.iter().find(|(a, _)| a == addr).map_or(1, |w| w.1.max(1) as usize);
-        let mut sets: Vec<(&DistDMatrix, &[usize])> = vec![(dtrain, blocks)];
+        let mut sets: Vec<(&DistDMatrix, Share)> =
+            vec![(dtrain, blocks.iter().map(|&i| (i, None)).collect())];
         for (e, (d, _)) in options.evals.iter().enumerate() {
-            sets.push((d, &eval_ranks[e][rank]));
+            sets.push((d, eval_ranks[e][rank].clone()));
         }
         let pick = |f: &dyn Fn(&Part) -> Option<&Future<Block>>| -> Vec<Delayed<Block>> {
             sets.iter()
-                .flat_map(|(d, idx)| {
-                    idx.iter().filter_map(|&i| f(&d.parts[i]).map(Future::as_delayed))
+                .flat_map(|(d, share)| {
+                    share.iter().filter_map(|&(i, _)| f(&d.parts[i]).map(Future::as_delayed))
                 })
                 .collect()
         };
@@ -386,10 +412,12 @@ fn attempt(
             early_stopping: options.early_stopping_rounds,
             counts: sets.iter().map(|(_, idx)| idx.len()).collect(),
             eval_names: options.evals.iter().map(|(_, n)| n.clone()).collect(),
+            eval_is_train: is_train.clone(),
             first_rows: sets
                 .iter()
-                .flat_map(|(d, idx)| idx.iter().map(|&i| d.parts[i].first_row))
+                .flat_map(|(d, share)| share.iter().map(|&(i, _)| d.parts[i].first_row))
                 .collect(),
+            ranges: sets.iter().flat_map(|(_, share)| share.iter().map(|&(_, r)| r)).collect(),
             has_weight: sets.iter().all(|(d, _)| d.parts.iter().all(|p| p.weight.is_some())),
             has_margin: sets.iter().all(|(d, _)| d.parts.iter().all(|p| p.margin.is_some())),
             resume: resume.clone(),
