@@ -158,6 +158,13 @@ fn two_workers_train_the_single_process_model_and_python_reads_it() {
     eprintln!("test log-loss: 2 workers {ours:.6}, single process {single:.6}");
     assert!((ours - single).abs() <= 5e-3, "distributed {ours} vs single process {single}");
 
+    // Predictions over a chunked array run on the workers and equal the local ones.
+    let xt = from_array(&d.xt.clone().into_dyn(), vec![vec![500; 4], vec![10]]).unwrap();
+    let on_workers = t.fitted(None).unwrap().predict_chunked(&xt).unwrap();
+    let on_workers = on_workers.compute_with(&client.scheduler(), &Default::default()).unwrap();
+    let (local, _) = t.booster.predict(&dmatrix(d.xt.view(), None, 1).unwrap(), false).unwrap();
+    assert!(on_workers.iter().zip(&local).all(|(a, b)| *a == f64::from(*b)));
+
     // Python's xgboost loads the distributed model and predicts the same.
     let dir = std::env::temp_dir().join(format!("rask-xgb-dist-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -588,3 +588,73 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// A gang with an input, other tasks beside it, and random finishes,
+    /// failures, missing data and lost workers (each replaced): invariants
+    /// hold after every step; members never share a worker; the gang ends
+    /// whole: every member in memory, or every unfinished member erred.
+    #[test]
+    fn gangs_under_faults_end_whole(size in 1u32..4, n_workers in 1u64..5, steps in proptest::collection::vec(step(), 0..50)) {
+        let mut e = Env::new();
+        let mut next_worker = 1;
+        for _ in 0..n_workers {
+            e.worker(next_worker, 1);
+            next_worker += 1;
+        }
+        let mut tasks = vec![spec("a", &[]), spec("x", &[]), spec("y", &["x"])];
+        tasks.extend(gang("g", size, &[], &[&["a"]]));
+        let members: Vec<String> = (0..size).map(|r| format!("g-{r}")).collect();
+        let mut wanted: Vec<&str> = members.iter().map(String::as_str).collect();
+        wanted.push("y");
+        let out = e.submit(tasks, &wanted);
+        if u64::from(size) > n_workers {
+            prop_assert!(matches!(&out[..], [Command::Reject { .. }]), "{:?}", out);
+            return Ok(());
+        }
+        let failure = |key: &Key| TaskFailure { key: key.clone(), op: "inc".into(), message: "x".into(), worker: None, kind: FailureCause::Error };
+        let check_distinct = |e: &Env| -> Result<(), TestCaseError> {
+            let on: Vec<WorkerId> = processing(e).into_iter().filter(|(k, _)| k.prefix().starts_with("g-")).map(|(_, w)| w).collect();
+            let mut dedup = on.clone();
+            dedup.sort();
+            dedup.dedup();
+            prop_assert_eq!(on.len(), dedup.len(), "two members on one worker");
+            Ok(())
+        };
+        for st in steps {
+            let p = processing(&e);
+            match st {
+                Step::Finish(i) if !p.is_empty() => { let (key, w) = p[i.index(p.len())].clone(); e.ev(Event::TaskFinished { worker: w, key, nbytes: 8 }); }
+                Step::Fail(i) if !p.is_empty() => { let (key, w) = p[i.index(p.len())].clone(); e.ev(Event::TaskFailed { worker: w, key: key.clone(), failure: failure(&key) }); }
+                Step::Missing(i) if !p.is_empty() => {
+                    let (key, w) = p[i.index(p.len())].clone();
+                    if let Some(d) = e.s.tasks()[&key].spec.deps.first().cloned() {
+                        e.ev(Event::DataMissing { worker: w, key, missing: d });
+                    }
+                }
+                Step::Lose(i) => {
+                    let ws: Vec<WorkerId> = e.s.workers().keys().copied().collect();
+                    if !ws.is_empty() {
+                        e.ev(Event::WorkerLost { worker: ws[i.index(ws.len())] });
+                        e.worker(next_worker, 1);
+                        next_worker += 1;
+                    }
+                }
+                _ => {}
+            }
+            check_distinct(&e)?;
+        }
+        for _ in 0..1000 {
+            let p = processing(&e);
+            let Some((key, w)) = p.first().cloned() else { break };
+            e.ev(Event::TaskFinished { worker: w, key, nbytes: 8 });
+        }
+        let states: Vec<TaskState> = members.iter().map(|m| e.s.tasks()[&k(m)].state.clone()).collect();
+        let all_memory = states.iter().all(|s| matches!(s, TaskState::Memory { .. }));
+        let ended = states.iter().all(|s| matches!(s, TaskState::Memory { .. } | TaskState::Erred { .. }));
+        let any_erred = states.iter().any(|s| matches!(s, TaskState::Erred { .. }));
+        prop_assert!(ended && (all_memory || any_erred), "gang ended as {:?}", states);
+    }
+}

@@ -24,6 +24,13 @@
 //! bytes of dependencies (data locality), then to the least occupied one.
 //! Because assignment happens this late, idle workers never wait behind a busy
 //! one, which is what work stealing repairs in schedulers that assign early.
+//!
+//! Gangs ([`Gang`]): members wait, queued, until every member is queued;
+//! then all are assigned at once to distinct running workers with a free
+//! thread (pinned members first), or none is. A member's failure, its
+//! input's failure, its worker's death or the loss of its result errs the
+//! whole gang (running members are freed on their workers); nothing in a
+//! gang is retried alone.
 
 mod state;
 

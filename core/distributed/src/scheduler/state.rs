@@ -977,8 +977,12 @@ impl SchedulerState {
         };
         let mut stack = vec![key.clone()];
         let mut notify = Vec::new();
+        let mut gangs = Vec::new();
         while let Some(k) = stack.pop() {
             let t = &self.tasks[&k];
+            if t.spec.gang.is_some() {
+                gangs.push(k.clone());
+            }
             notify.extend(t.who_wants.iter().map(|&c| (c, k.clone())));
             let dependents: Vec<Key> = t.dependents.iter().cloned().collect();
             for d in dependents {
@@ -1000,6 +1004,12 @@ impl SchedulerState {
         }
         for (client, k) in notify {
             self.out.push(Command::KeyErred { client, key: k, failure: failure.clone() });
+        }
+        // A gang with an erred member can never start (or finish): the rest
+        // of it fails too.
+        for k in gangs {
+            let f = self.gang_failure(&k, failure.clone());
+            self.fail_gang(&k, f, "another gang member erred");
         }
     }
 
@@ -1041,6 +1051,24 @@ impl SchedulerState {
     /// A value in memory was lost: its task goes back to released, and tasks
     /// counting on it wait again.
     fn lose(&mut self, key: &Key, reason: &str) {
+        if let Some(op) =
+            self.tasks[key].spec.gang.as_ref().map(|_| self.tasks[key].spec.op.clone())
+        {
+            // A gang member cannot be recomputed alone (its peers are done).
+            let failure = TaskFailure {
+                key: key.clone(),
+                op,
+                message: format!(
+                    "its result was lost ({reason}); a gang is not rerun member by member: submit the gang again"
+                ),
+                worker: None,
+                kind: FailureCause::Worker,
+            };
+            let failure = self.gang_failure(key, failure);
+            self.set_state(key, TaskState::Erred { failure }, reason.to_string());
+            self.propagate_error(key);
+            return;
+        }
         self.set_state(key, TaskState::Released, reason.to_string());
         let dependents: Vec<Key> = self.tasks[key].dependents.iter().cloned().collect();
         for d in dependents {

@@ -222,6 +222,20 @@ pub struct DistTrained {
     pub restarts: usize,
 }
 
+impl DistTrained {
+    /// The model for predictions, locally or over chunked arrays on the
+    /// workers (`predict_chunked`: one task per row block, no tracker).
+    /// `classes` are the labels of a classifier's outputs (`None`: XGBoost's
+    /// own values, e.g. probabilities of `binary:logistic`).
+    pub fn fitted(&self, classes: Option<Vec<f64>>) -> Result<super::FittedXgb, XgbError> {
+        Ok(super::FittedXgb {
+            model: self.booster.save("ubj")?,
+            classes,
+            n_features: self.booster.num_features()?,
+        })
+    }
+}
+
 /// Distributed training with xgboost.dask's signature: `params` as XGBoost
 /// names them, `rounds`, evaluation sets, early stopping.
 pub fn train(
