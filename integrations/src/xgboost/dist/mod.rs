@@ -15,7 +15,7 @@
 //!    all-reduced by XGBoost, so every rank sees the same line and stops
 //!    early at the same round.
 //! 4. Rank 0 streams each round's line (and, every `checkpoint_every`
-//!    rounds, the model) to this process over [`report`]; the client
+//!    rounds, the model) to this process over a TCP connection; the client
 //!    returns rank 0's model.
 //! 5. The gang fails as a unit (the scheduler cancels the other members at
 //!    once), so a dead worker is an error within a bounded time; with
