@@ -6,6 +6,7 @@ pub mod datasets;
 pub mod decomposition;
 pub mod error;
 pub mod estimator;
+mod gram;
 pub mod linear_model;
 mod logistic_lbfgs;
 pub mod metrics;

@@ -1,6 +1,6 @@
 //! Linear models: logistic regression (binary: this crate's fused L-BFGS,
-//! `logistic_lbfgs`; multinomial: linfa-logistic), least squares
-//! (linfa-linear), ridge / lasso / elastic net (linfa-elasticnet).
+//! `logistic_lbfgs`; multinomial: linfa-logistic), least squares, ridge,
+//! lasso and elastic net (this crate's `gram`).
 //!
 //! Differences from scikit-learn, and why they do not matter for results:
 //! * linfa-logistic minimizes `Σ logloss + α/2·‖w‖²`; scikit-learn minimizes
@@ -9,9 +9,11 @@
 //!   the *sum*; scikit-learn's `tol` bounds the largest entry of the gradient of
 //!   the *mean*. The adapter passes `tol · n_samples`, so `tol` means what it
 //!   means in scikit-learn (slightly stricter: an L2 norm bounds every entry).
-//! * Ridge is solved by coordinate descent (scikit-learn: Cholesky). The
-//!   penalty is scaled so that the optimum is the same; `tol` controls how
-//!   close it gets.
+//! * Least squares, Ridge, Lasso and ElasticNet go through the centered
+//!   Gram matrix (`gram`): Cholesky for least squares and Ridge (the
+//!   minimum-norm solution when X is rank deficient, as `lstsq` gives), and
+//!   scikit-learn's own coordinate descent with its duality-gap stopping
+//!   rule for the L1 penalties.
 //! * Binary problems use this crate's L-BFGS (`logistic_lbfgs`): one fused
 //!   pass over the data per evaluation, scikit-learn's stopping rule (largest
 //!   gradient entry of the mean objective below `tol`); linfa-logistic was 4×
@@ -204,12 +206,16 @@ impl FitParams for LinearRegressionParams {
     ) -> Result<FittedLinear, MlError> {
         let name = "LinearRegression";
         let y = require_y(name, y)?;
-        let ds = Dataset::new(x.to_owned(), y.to_owned());
-        let m = linfa_linear::LinearRegression::new()
-            .with_intercept(params.fit_intercept)
-            .fit(&ds)
-            .map_err(|e| fit_err(name, "linfa-linear", e))?;
-        Ok(FittedLinear { coef: m.params().clone(), intercept: m.intercept() })
+        let c = crate::gram::centered(x, y, params.fit_intercept);
+        let coef = match crate::gram::cholesky_solve(&c.gram, &c.xty) {
+            Some(w) => w,
+            // Rank deficient: the minimum-norm solution, as lstsq gives.
+            None => {
+                crate::gram::min_norm_solve(&c).map_err(|e| fit_err(name, "linfa-linalg", e))?
+            }
+        };
+        let intercept = c.intercept(&coef);
+        Ok(FittedLinear { coef, intercept })
     }
 }
 
@@ -218,8 +224,7 @@ crate::estimator! {
     LinearRegression, LinearRegressionParams, FittedLinear, "LinearRegression", Kind::Regressor
 }
 
-/// Solves `min 1/(2n)‖y − Xw − b‖² + α·(ρ‖w‖₁ + (1−ρ)/2‖w‖²)` with linfa-elasticnet.
-/// The settings of one [`elastic_net`] solve.
+/// The settings of one [`elastic_net`] solve: `1/(2n)‖y − Xw − b‖² + α·(ρ‖w‖₁ + (1−ρ)/2‖w‖²)`.
 struct ElasticNetSolve {
     penalty: f64,
     l1_ratio: f64,
@@ -228,35 +233,25 @@ struct ElasticNetSolve {
     tol: f64,
 }
 
+/// Coordinate descent on the Gram matrix (`gram::enet_cd`), scikit-learn's
+/// scaling: `l1 = α·ρ·n`, `l2 = α(1−ρ)·n` on the summed loss.
 fn elastic_net(
-    name: &str,
     x: ArrayView2<'_, f64>,
     y: ArrayView1<'_, f64>,
     solve: ElasticNetSolve,
-) -> Result<FittedLinear, MlError> {
+) -> FittedLinear {
     let ElasticNetSolve { penalty, l1_ratio, fit_intercept, max_iter, tol } = solve;
-    let (xc, yc, x_mean, y_mean) = if fit_intercept {
-        let xm = x.mean_axis(Axis(0)).expect("non-empty");
-        let ym = y.mean().expect("non-empty");
-        (&x - &xm, &y - ym, Some(xm), ym)
-    } else {
-        (x.to_owned(), y.to_owned(), None, 0.0)
-    };
-    let ds = Dataset::new(xc, yc);
-    let m = linfa_elasticnet::ElasticNet::params()
-        .penalty(penalty)
-        .l1_ratio(l1_ratio)
-        .with_intercept(false)
-        .max_iterations(max_iter as u32)
-        .tolerance(tol)
-        .fit(&ds)
-        .map_err(|e| fit_err(name, "linfa-elasticnet", e))?;
-    let coef = m.hyperplane().clone();
-    let intercept = match x_mean {
-        Some(xm) => y_mean - xm.dot(&coef),
-        None => 0.0,
-    };
-    Ok(FittedLinear { coef, intercept })
+    let c = crate::gram::centered(x, y, fit_intercept);
+    let n = c.n as f64;
+    let fit = crate::gram::enet_cd(
+        &c,
+        penalty * l1_ratio * n,
+        penalty * (1.0 - l1_ratio) * n,
+        max_iter as usize,
+        tol,
+    );
+    let intercept = c.intercept(&fit);
+    FittedLinear { coef: fit, intercept }
 }
 
 crate::params! {
@@ -267,10 +262,10 @@ crate::params! {
         alpha ("alpha"): f64 = 1.0, valid if |v| *v >= 0.0 && v.is_finite(), "a finite number >= 0";
         /// Fit an (unpenalized) intercept.
         fit_intercept ("fit_intercept"): bool = true, valid if |_v| true, "true or false";
-        /// Maximum coordinate-descent sweeps.
+        /// Iterations of iterative solvers (scikit-learn's; the Cholesky solve used here has none).
         max_iter ("max_iter"): i64 = 10000, valid if |v| *v >= 1, "an integer >= 1";
-        /// Relative tolerance of the solver.
-        tol ("tol"): f64 = 1e-8, valid if |v| *v > 0.0, "a positive number";
+        /// Tolerance of iterative solvers (scikit-learn's; unused by the Cholesky solve).
+        tol ("tol"): f64 = 1e-4, valid if |v| *v > 0.0, "a positive number";
     }
 }
 
@@ -282,12 +277,21 @@ impl FitParams for RidgeParams {
         x: ArrayView2<'_, f64>,
         y: Option<ArrayView1<'_, f64>>,
     ) -> Result<FittedLinear, MlError> {
-        let y = require_y("Ridge", y)?;
-        // ‖r‖² + α‖w‖² = 2n·(1/(2n)‖r‖² + (α/n)/2·‖w‖²): elastic net with penalty α/n, ρ = 0.
-        let penalty = params.alpha / x.nrows() as f64;
-        let (fit_intercept, max_iter, tol) = (params.fit_intercept, params.max_iter, params.tol);
-        let solve = ElasticNetSolve { penalty, l1_ratio: 0.0, fit_intercept, max_iter, tol };
-        elastic_net("Ridge", x, y, solve)
+        let name = "Ridge";
+        let y = require_y(name, y)?;
+        // (XcᵀXc + αI)·w = Xcᵀyc by Cholesky (scikit-learn's `auto` for dense X).
+        let c = crate::gram::centered(x, y, params.fit_intercept);
+        let mut a = c.gram.clone();
+        a.diag_mut().mapv_inplace(|d| d + params.alpha);
+        let coef = match crate::gram::cholesky_solve(&a, &c.xty) {
+            Some(w) => w,
+            // α = 0 on rank-deficient X: the minimum-norm least-squares solution.
+            None => {
+                crate::gram::min_norm_solve(&c).map_err(|e| fit_err(name, "linfa-linalg", e))?
+            }
+        };
+        let intercept = c.intercept(&coef);
+        Ok(FittedLinear { coef, intercept })
     }
 }
 
@@ -322,7 +326,7 @@ impl FitParams for LassoParams {
         let (fit_intercept, max_iter, tol) = (params.fit_intercept, params.max_iter, params.tol);
         let solve =
             ElasticNetSolve { penalty: params.alpha, l1_ratio: 1.0, fit_intercept, max_iter, tol };
-        elastic_net("Lasso", x, y, solve)
+        Ok(elastic_net(x, y, solve))
     }
 }
 
@@ -364,7 +368,7 @@ impl FitParams for ElasticNetParams {
             max_iter: params.max_iter,
             tol: params.tol,
         };
-        elastic_net("ElasticNet", x, y, solve)
+        Ok(elastic_net(x, y, solve))
     }
 }
 

@@ -9,6 +9,7 @@ pub mod w3;
 pub mod w4;
 #[cfg(feature = "xgboost")]
 pub mod w5;
+pub mod w9;
 
 use std::time::Instant;
 
@@ -159,7 +160,7 @@ pub fn meta_record() -> Value {
 }
 
 /// Names of the workloads this build implements.
-pub const WORKLOADS: &[&str] = &["w1", "w2", "w3", "w4", "w5"];
+pub const WORKLOADS: &[&str] = &["w1", "w2", "w3", "w4", "w5", "w9"];
 
 /// Where a workload runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,6 +231,14 @@ pub fn run(
         ("w5" | "w5_xgb", _) => Err(BenchError::Cluster {
             message: "w5 needs XGBoost: build with `--features xgboost` (cargo xtask provision \
                       installs the library)"
+                .into(),
+        }),
+        ("w9" | "w9_estimators", Target::Local) => {
+            let only = std::env::var("W9_ONLY").ok();
+            w9::run(env, need_data()?, only.as_deref(), out)
+        }
+        ("w9" | "w9_estimators", Target::LocalCluster { .. }) => Err(BenchError::Cluster {
+            message: "w9 times single estimators in this process; run it without --scheduler"
                 .into(),
         }),
         (other, _) => {
