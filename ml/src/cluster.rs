@@ -1,8 +1,8 @@
-//! k-means clustering (linfa-clustering; k-means++ initialization, Lloyd iterations).
+//! k-means clustering as scikit-learn's: greedy k-means++ initialization,
+//! Lloyd iterations with distances from one matrix product per iteration,
+//! the tolerance relative to the features' mean variance.
 
-use linfa::prelude::*;
-use linfa_clustering::KMeans as LinfaKMeans;
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use rand_xoshiro::rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256Plus;
 use serde::{Deserialize, Serialize};
@@ -16,8 +16,8 @@ crate::params! {
     pub struct KMeansParams for "KMeans" {
         /// Number of clusters.
         n_clusters ("n_clusters"): i64 = 8, valid if |v| *v >= 1, "an integer >= 1";
-        /// Independent runs with different seeds; the lowest inertia wins.
-        n_init ("n_init"): i64 = 10, valid if |v| *v >= 1, "an integer >= 1";
+        /// Independent runs with different seeds; the lowest inertia wins (scikit-learn's `"auto"` with k-means++ is 1).
+        n_init ("n_init"): i64 = 1, valid if |v| *v >= 1, "an integer >= 1";
         /// Maximum iterations of one run.
         max_iter ("max_iter"): i64 = 300, valid if |v| *v >= 1, "an integer >= 1";
         /// Convergence tolerance on centroid movement.
@@ -53,21 +53,156 @@ impl FitParams for KMeansParams {
                 expected: format!("at most the number of samples ({})", x.nrows()),
             });
         }
-        let rng = Xoshiro256Plus::seed_from_u64(params.random_state as u64);
-        let model = LinfaKMeans::params_with_rng(k, rng)
-            .n_runs(params.n_init as usize)
-            .max_n_iterations(params.max_iter as u64)
-            .tolerance(params.tol)
-            .fit(&DatasetBase::from(x.to_owned()))
-            .map_err(|e| MlError::Fit {
-                estimator: "KMeans".into(),
-                library: "linfa-clustering".into(),
-                message: e.to_string(),
-            })?;
-        let centroids = model.centroids().clone();
-        let inertia = assign(&centroids, x).1;
-        Ok(FittedKMeans { centroids, inertia })
+        let x = x.as_standard_layout();
+        let mut rng = Xoshiro256Plus::seed_from_u64(params.random_state as u64);
+        // scikit-learn's tolerance: relative to the mean variance of the features.
+        let tol = params.tol * x.var_axis(Axis(0), 0.0).mean().unwrap_or(0.0);
+        let x_sq: Array1<f64> = x.rows().into_iter().map(|r| r.dot(&r)).collect();
+        let mut best: Option<FittedKMeans> = None;
+        for _ in 0..params.n_init {
+            let init = plus_plus(x.view(), &x_sq, k, &mut rng);
+            let fit = lloyd(x.view(), &x_sq, init, params.max_iter as usize, tol);
+            if best.as_ref().is_none_or(|b| fit.inertia < b.inertia) {
+                best = Some(fit);
+            }
+        }
+        Ok(best.expect("n_init >= 1"))
     }
+}
+
+/// Squared distances of every row to every centre (n × k), through
+/// `‖x‖² − 2x·c + ‖c‖²` with one matrix product, clipped at 0.
+fn distances(x: ArrayView2<'_, f64>, x_sq: &Array1<f64>, c: &Array2<f64>) -> Array2<f64> {
+    let c_sq: Array1<f64> = c.rows().into_iter().map(|r| r.dot(&r)).collect();
+    let mut d = x.dot(&c.t());
+    for (i, mut row) in d.rows_mut().into_iter().enumerate() {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = (x_sq[i] - 2.0 * *v + c_sq[j]).max(0.0);
+        }
+    }
+    d
+}
+
+/// scikit-learn's greedy k-means++: each new centre is the best of
+/// `2 + ln k` candidates drawn in proportion to the squared distance to the
+/// centres so far.
+fn plus_plus(
+    x: ArrayView2<'_, f64>,
+    x_sq: &Array1<f64>,
+    k: usize,
+    rng: &mut Xoshiro256Plus,
+) -> Array2<f64> {
+    use rand_xoshiro::rand_core::RngCore;
+    let (n, p) = x.dim();
+    let uniform = |rng: &mut Xoshiro256Plus| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    let trials = 2 + (k as f64).ln() as usize;
+    let mut centres = Array2::<f64>::zeros((k, p));
+    let first = (rng.next_u64() % n as u64) as usize;
+    centres.row_mut(0).assign(&x.row(first));
+    let mut closest =
+        distances(x, x_sq, &centres.slice(ndarray::s![..1, ..]).to_owned()).column(0).to_owned();
+    let mut potential = closest.sum();
+    for c in 1..k {
+        let mut cumulative = closest.clone();
+        cumulative.accumulate_axis_inplace(Axis(0), |&prev, cur| *cur += prev);
+        let ids: Vec<usize> = (0..trials)
+            .map(|_| {
+                let r = uniform(rng) * potential;
+                cumulative.as_slice().expect("contiguous").partition_point(|&v| v < r).min(n - 1)
+            })
+            .collect();
+        let candidates = x.select(Axis(0), &ids);
+        let d = distances(x, x_sq, &candidates);
+        let mut best = (f64::INFINITY, 0usize);
+        for t in 0..trials {
+            let pot: f64 = closest.iter().zip(d.column(t)).map(|(a, b)| a.min(*b)).sum();
+            if pot < best.0 {
+                best = (pot, t);
+            }
+        }
+        let t = best.1;
+        closest.zip_mut_with(&d.column(t), |a, &b| *a = a.min(b));
+        potential = best.0;
+        centres.row_mut(c).assign(&candidates.row(t));
+    }
+    centres
+}
+
+/// Lloyd iterations until the centres move less than `tol` (summed squared
+/// shift) or `max_iter`; then the final assignment and inertia. An empty
+/// cluster takes the row farthest from its centre, as scikit-learn relocates.
+fn lloyd(
+    x: ArrayView2<'_, f64>,
+    x_sq: &Array1<f64>,
+    mut centres: Array2<f64>,
+    max_iter: usize,
+    tol: f64,
+) -> FittedKMeans {
+    let (n, p) = x.dim();
+    let k = centres.nrows();
+    let xs = x.as_slice().expect("standard layout");
+    for _ in 0..max_iter {
+        // Blocks of rows, as scikit-learn's Lloyd: one small matrix product
+        // gives x·c for the block, then the nearest centre by ‖c‖² − 2x·c
+        // (‖x‖² is the same for every centre) and the new centres' sums.
+        let c_sq: Vec<f64> = centres.rows().into_iter().map(|c| c.dot(&c)).collect();
+        let ct = centres.t();
+        let mut sums = vec![0.0f64; k * p];
+        let mut counts = vec![0usize; k];
+        let mut nearest = vec![(0usize, 0.0f64); n];
+        let mut start = 0;
+        while start < n {
+            let end = (start + 256).min(n);
+            let dots = x.slice(ndarray::s![start..end, ..]).dot(&ct);
+            for (r, drow) in dots.rows().into_iter().enumerate() {
+                let i = start + r;
+                let mut best = (0usize, f64::INFINITY);
+                for (j, &d) in drow.iter().enumerate() {
+                    let d = c_sq[j] - 2.0 * d;
+                    if d < best.1 {
+                        best = (j, d);
+                    }
+                }
+                let j = best.0;
+                nearest[i] = (j, (best.1 + x_sq[i]).max(0.0));
+                counts[j] += 1;
+                for (s, v) in sums[j * p..(j + 1) * p].iter_mut().zip(&xs[i * p..(i + 1) * p]) {
+                    *s += v;
+                }
+            }
+            start = end;
+        }
+        let mut sums = Array2::from_shape_vec((k, p), sums).expect("k × p");
+        for j in 0..k {
+            if counts[j] == 0 {
+                let far =
+                    (0..n).max_by(|&a, &b| nearest[a].1.total_cmp(&nearest[b].1)).expect("rows");
+                // The row leaves its cluster for the empty one.
+                let from = nearest[far].0;
+                if counts[from] > 1 {
+                    sums.row_mut(from).scaled_add(-1.0, &x.row(far));
+                    counts[from] -= 1;
+                }
+                sums.row_mut(j).assign(&x.row(far));
+                nearest[far] = (j, 0.0);
+                counts[j] = 1;
+            }
+        }
+        for (mut row, &c) in sums.rows_mut().into_iter().zip(&counts) {
+            row.mapv_inplace(|v| v / c as f64);
+        }
+        let shift: f64 = (&sums - &centres).mapv(|v| v * v).sum();
+        centres = sums;
+        if shift <= tol {
+            break;
+        }
+    }
+    let inertia = distances(x, x_sq, &centres)
+        .rows()
+        .into_iter()
+        .map(|r| r[crate::estimator::argmin_row(r)])
+        .sum();
+    FittedKMeans { centroids: centres, inertia }
 }
 
 /// Nearest centre of each row, and the total squared distance.

@@ -106,6 +106,12 @@ const KEPT: usize = 8;
 
 static RECENT: Mutex<VecDeque<(Token, Arc<Decomposition>)>> = Mutex::new(VecDeque::new());
 
+/// Forgets the decompositions kept for reuse (their memory, and the warm
+/// start they give the next fit on the same data: benchmarks time cold fits).
+pub fn clear_decomposition_cache() {
+    RECENT.lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
+
 /// The decomposition of `x`'s covariance, reused when the same data was
 /// decomposed recently (hashing X costs far less than the covariance product).
 fn decompose(x: ArrayView2<'_, f64>) -> Result<Arc<Decomposition>, MlError> {
@@ -143,8 +149,8 @@ fn decompose(x: ArrayView2<'_, f64>) -> Result<Arc<Decomposition>, MlError> {
 fn decompose_uncached(x: ArrayView2<'_, f64>) -> Result<Decomposition, MlError> {
     let (n, p) = x.dim();
     let mean = x.mean_axis(Axis(0)).expect("non-empty");
-    let centered = &x - &mean;
-    let cov = centered.t().dot(&centered) / (n as f64 - 1.0);
+    // The scatter matrix in one blocked pass, without a centered copy of X.
+    let cov = crate::gram::centered_gram(x, &mean) / (n as f64 - 1.0);
     let total_var: f64 = cov.diag().sum();
     let (vals, vecs) = cov.eigh().map_err(|e| MlError::Fit {
         estimator: "PCA".into(),

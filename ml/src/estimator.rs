@@ -263,6 +263,17 @@ pub fn encode_classes(
     Ok((classes, idx))
 }
 
+/// The index of the smallest entry of a row (the first on ties).
+pub fn argmin_row(r: ArrayView1<'_, f64>) -> usize {
+    let mut best = 0;
+    for (i, &v) in r.iter().enumerate() {
+        if v < r[best] {
+            best = i;
+        }
+    }
+    best
+}
+
 /// Index of the largest value (the first on ties, as NumPy's argmax): the
 /// predicted class of a row of scores or probabilities.
 pub fn argmax(r: ArrayView1<'_, f64>) -> usize {

@@ -41,7 +41,7 @@ pub(crate) fn centered(
     y: ArrayView1<'_, f64>,
     fit_intercept: bool,
 ) -> Centered {
-    let (n, p) = x.dim();
+    let n = x.nrows();
     let (x_mean, y_mean) = if fit_intercept {
         (
             Some(x.mean_axis(Axis(0)).expect("checked non-empty")),
@@ -50,6 +50,22 @@ pub(crate) fn centered(
     } else {
         (None, 0.0)
     };
+    let (gram, xty, yty) = products(x, x_mean.as_ref(), Some((y, y_mean)));
+    Centered { gram, xty, yty, x_mean, y_mean, n }
+}
+
+/// `XcᵀXc` of X centered by `mean` (PCA's scatter matrix), in one blocked pass.
+pub(crate) fn centered_gram(x: ArrayView2<'_, f64>, mean: &Array1<f64>) -> Array2<f64> {
+    products(x, Some(mean), None).0
+}
+
+/// The blocked pass: `XcᵀXc`, and with `y` also `Xcᵀyc` and `ycᵀyc`.
+fn products(
+    x: ArrayView2<'_, f64>,
+    x_mean: Option<&Array1<f64>>,
+    y: Option<(ArrayView1<'_, f64>, f64)>,
+) -> (Array2<f64>, Array1<f64>, f64) {
+    let (n, p) = x.dim();
     let mut gram = Array2::<f64>::zeros((p, p));
     let mut xty = Array1::<f64>::zeros(p);
     let mut yty = 0.0;
@@ -61,17 +77,19 @@ pub(crate) fn centered(
         let rows = end - start;
         let mut b = buf.slice_mut(s![..rows, ..]);
         b.assign(&x.slice(s![start..end, ..]));
-        if let Some(m) = &x_mean {
+        if let Some(m) = x_mean {
             b -= m;
         }
-        let mut yv = yb.slice_mut(s![..rows]);
-        yv.assign(&y.slice(s![start..end]));
-        yv -= y_mean;
         let b = buf.slice(s![..rows, ..]);
         general_mat_mul(1.0, &b.t(), &b, 1.0, &mut gram);
-        let yv = yb.slice(s![..rows]);
-        xty += &b.t().dot(&yv);
-        yty += yv.dot(&yv);
+        if let Some((y, y_mean)) = y {
+            let mut yv = yb.slice_mut(s![..rows]);
+            yv.assign(&y.slice(s![start..end]));
+            yv -= y_mean;
+            let yv = yb.slice(s![..rows]);
+            xty += &b.t().dot(&yv);
+            yty += yv.dot(&yv);
+        }
         start = end;
     }
     // Exactly symmetric (the two triangles come from separate sums).
@@ -82,7 +100,7 @@ pub(crate) fn centered(
             gram[[j, i]] = v;
         }
     }
-    Centered { gram, xty, yty, x_mean, y_mean, n }
+    (gram, xty, yty)
 }
 
 impl Centered {
