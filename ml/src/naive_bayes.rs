@@ -1,12 +1,13 @@
-//! Gaussian naive Bayes (linfa-bayes).
+//! Gaussian naive Bayes, as scikit-learn's `GaussianNB`: per-class means
+//! and variances (two passes over each class's rows), every variance
+//! increased by `var_smoothing` times the largest feature variance, class
+//! priors from the counts, and the joint log-likelihood for predictions.
 
-use linfa::prelude::*;
-use linfa_bayes::GaussianNb;
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
 use crate::error::MlError;
-use crate::estimator::{encode_classes, require_y, FitParams, FittedModel, Kind, Output};
+use crate::estimator::{argmax, encode_classes, require_y, FitParams, FittedModel, Kind, Output};
 use crate::params::Checked;
 
 crate::params! {
@@ -20,9 +21,14 @@ crate::params! {
 /// A fitted Gaussian naive Bayes model.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FittedGaussianNb {
-    classes: Vec<f64>,
-    model: GaussianNb<f64, usize>,
-    n_features: usize,
+    /// Sorted class labels.
+    pub classes: Vec<f64>,
+    /// Per-class feature means (scikit-learn's `theta_`).
+    pub theta: Array2<f64>,
+    /// Per-class feature variances, smoothed (`var_`).
+    pub var: Array2<f64>,
+    /// Class priors (`class_prior_`).
+    pub prior: Array1<f64>,
 }
 
 impl FitParams for GaussianNbParams {
@@ -35,35 +41,77 @@ impl FitParams for GaussianNbParams {
     ) -> Result<FittedGaussianNb, MlError> {
         let name = "GaussianNB";
         let (classes, idx) = encode_classes(name, require_y(name, y)?)?;
-        let model = GaussianNb::params()
-            .var_smoothing(params.var_smoothing)
-            .fit(&Dataset::new(x.to_owned(), Array1::from(idx)))
-            .map_err(|e| MlError::Fit {
-                estimator: name.into(),
-                library: "linfa-bayes".into(),
-                message: e.to_string(),
-            })?;
-        Ok(FittedGaussianNb { classes, model, n_features: x.ncols() })
+        let (n, p) = x.dim();
+        let k = classes.len();
+        let mut counts = vec![0usize; k];
+        let mut theta = Array2::<f64>::zeros((k, p));
+        for (row, &c) in x.rows().into_iter().zip(&idx) {
+            counts[c] += 1;
+            theta.row_mut(c).scaled_add(1.0, &row);
+        }
+        for (mut t, &c) in theta.rows_mut().into_iter().zip(&counts) {
+            t /= c as f64;
+        }
+        let mut var = Array2::<f64>::zeros((k, p));
+        let all_mean = x.mean_axis(Axis(0)).expect("checked non-empty");
+        let mut all_var = Array1::<f64>::zeros(p);
+        for (row, &c) in x.rows().into_iter().zip(&idx) {
+            let mut v = var.row_mut(c);
+            let t = theta.row(c);
+            for j in 0..p {
+                let d = row[j] - t[j];
+                v[j] += d * d;
+                let e = row[j] - all_mean[j];
+                all_var[j] += e * e;
+            }
+        }
+        let epsilon = params.var_smoothing * all_var.fold(0.0f64, |m, &v| m.max(v / n as f64));
+        for (mut v, &c) in var.rows_mut().into_iter().zip(&counts) {
+            v.mapv_inplace(|s| s / c as f64 + epsilon);
+        }
+        let prior = counts.iter().map(|&c| c as f64 / n as f64).collect();
+        Ok(FittedGaussianNb { classes, theta, var, prior })
+    }
+}
+
+impl FittedGaussianNb {
+    /// scikit-learn's `_joint_log_likelihood`: `ln P(c) + Σⱼ ln N(xⱼ; θ_cj, σ²_cj)`.
+    fn joint_log_likelihood(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
+        let k = self.classes.len();
+        let mut out = Array2::<f64>::zeros((x.nrows(), k));
+        for c in 0..k {
+            let (t, v) = (self.theta.row(c), self.var.row(c));
+            let norm: f64 =
+                -0.5 * v.iter().map(|s| (2.0 * std::f64::consts::PI * s).ln()).sum::<f64>();
+            let inv: Vec<f64> = v.iter().map(|s| 1.0 / s).collect();
+            let base = self.prior[c].ln() + norm;
+            for (i, row) in x.rows().into_iter().enumerate() {
+                let q: f64 =
+                    row.iter().zip(t).zip(&inv).map(|((a, m), iv)| (a - m) * (a - m) * iv).sum();
+                out[[i, c]] = base - 0.5 * q;
+            }
+        }
+        out
     }
 }
 
 impl FittedModel for FittedGaussianNb {
     fn n_features(&self) -> usize {
-        self.n_features
+        self.theta.ncols()
     }
     fn predict(&self, x: ArrayView2<'_, f64>) -> Output<Array1<f64>> {
-        let p: Array1<usize> = self.model.predict(&x);
-        Some(Ok(p.mapv(|i| self.classes[i])))
+        let jll = self.joint_log_likelihood(x);
+        Some(Ok(jll.rows().into_iter().map(|r| self.classes[argmax(r)]).collect()))
     }
     fn predict_proba(&self, x: ArrayView2<'_, f64>) -> Output<Array2<f64>> {
-        use linfa_bayes::NaiveBayes;
-        let (p, labels) = self.model.predict_proba(x);
-        // linfa orders the columns by its own class map: put them in class order.
-        let mut out = Array2::zeros((x.nrows(), self.classes.len()));
-        for (col, &&label) in labels.iter().enumerate() {
-            out.column_mut(label).assign(&p.column(col));
+        let mut p = self.joint_log_likelihood(x);
+        for mut row in p.rows_mut() {
+            let m = row.fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+            row.mapv_inplace(|v| (v - m).exp());
+            let s = row.sum();
+            row /= s;
         }
-        Some(Ok(out))
+        Some(Ok(p))
     }
     fn classes(&self) -> Option<&[f64]> {
         Some(&self.classes)

@@ -63,30 +63,58 @@ impl FitParams for KNeighborsParams {
 }
 
 impl FittedKnn {
-    /// Per-class vote weights of each query row.
+    /// Per-class vote weights of each query row. Candidates come from
+    /// blocked squared distances `‖t‖² − 2q·t` (one matrix product per block
+    /// of queries, as scikit-learn's brute force); the `k + 8` best are then
+    /// measured exactly and the `k` nearest chosen by (distance, index).
     fn votes(&self, q: ArrayView2<'_, f64>) -> Array2<f64> {
+        const BLOCK: usize = 32;
+        let n = self.x.nrows();
         let mut out = Array2::zeros((q.nrows(), self.classes.len()));
-        let mut d: Vec<(f64, usize)> = Vec::with_capacity(self.x.nrows());
-        for (i, row) in q.rows().into_iter().enumerate() {
-            d.clear();
-            for (j, t) in self.x.rows().into_iter().enumerate() {
-                let dist: f64 = row.iter().zip(t.iter()).map(|(a, b)| (a - b) * (a - b)).sum();
-                d.push((dist, j));
-            }
-            d.select_nth_unstable_by(self.k - 1, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            let nearest = &mut d[..self.k];
-            if self.distance_weighted && nearest.iter().any(|(dist, _)| *dist == 0.0) {
-                // Exact matches take all the weight, as in scikit-learn.
-                for &(dist, j) in nearest.iter() {
-                    if dist == 0.0 {
-                        out[[i, self.y[j]]] += 1.0;
+        let t_sq: Vec<f64> = self.x.rows().into_iter().map(|r| r.dot(&r)).collect();
+        let m = (self.k + 8).min(n);
+        let mut d: Vec<(f64, usize)> = Vec::with_capacity(m + 1);
+        let xt = self.x.t();
+        let mut start = 0;
+        while start < q.nrows() {
+            let end = (start + BLOCK).min(q.nrows());
+            let g = q.slice(ndarray::s![start..end, ..]).dot(&xt);
+            for (r, grow) in g.rows().into_iter().enumerate() {
+                let i = start + r;
+                let row = q.row(i);
+                // The m smallest candidates, kept sorted while scanning.
+                d.clear();
+                for (j, (&gj, &tj)) in grow.iter().zip(&t_sq).enumerate() {
+                    let v = tj - 2.0 * gj;
+                    if d.len() < m || v < d[m - 1].0 {
+                        let at = d.partition_point(|c| c.0 <= v);
+                        if d.len() == m {
+                            d.pop();
+                        }
+                        d.insert(at, (v, j));
                     }
                 }
-                continue;
+                for c in d.iter_mut() {
+                    let t = self.x.row(c.1);
+                    c.0 = row.iter().zip(t.iter()).map(|(a, b)| (a - b) * (a - b)).sum();
+                }
+                d.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                let nearest = &d[..self.k];
+                if self.distance_weighted && nearest.iter().any(|(dist, _)| *dist == 0.0) {
+                    // Exact matches take all the weight, as in scikit-learn.
+                    for &(dist, j) in nearest {
+                        if dist == 0.0 {
+                            out[[i, self.y[j]]] += 1.0;
+                        }
+                    }
+                    continue;
+                }
+                for &(dist, j) in nearest {
+                    out[[i, self.y[j]]] +=
+                        if self.distance_weighted { 1.0 / dist.sqrt() } else { 1.0 };
+                }
             }
-            for &(dist, j) in nearest.iter() {
-                out[[i, self.y[j]]] += if self.distance_weighted { 1.0 / dist.sqrt() } else { 1.0 };
-            }
+            start = end;
         }
         out
     }
