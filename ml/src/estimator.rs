@@ -263,6 +263,17 @@ pub fn encode_classes(
     Ok((classes, idx))
 }
 
+/// Each row of scores turned into probabilities in place (a stable softmax:
+/// the row's maximum is subtracted before exponentiating).
+pub fn softmax_rows(p: &mut ndarray::Array2<f64>) {
+    for mut row in p.rows_mut() {
+        let m = row.fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+        row.mapv_inplace(|v| (v - m).exp());
+        let s = row.sum();
+        row /= s;
+    }
+}
+
 /// The index of the smallest entry of a row (the first on ties).
 pub fn argmin_row(r: ArrayView1<'_, f64>) -> usize {
     let mut best = 0;

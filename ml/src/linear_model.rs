@@ -133,12 +133,7 @@ impl FittedModel for FittedLogisticRegression {
             Some(Ok(p))
         } else {
             let mut p = z;
-            for mut row in p.rows_mut() {
-                let m = row.fold(f64::NEG_INFINITY, |a, &b| a.max(b));
-                row.mapv_inplace(|v| (v - m).exp());
-                let s = row.sum();
-                row /= s;
-            }
+            crate::estimator::softmax_rows(&mut p);
             Some(Ok(p))
         }
     }

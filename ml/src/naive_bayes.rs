@@ -105,12 +105,7 @@ impl FittedModel for FittedGaussianNb {
     }
     fn predict_proba(&self, x: ArrayView2<'_, f64>) -> Output<Array2<f64>> {
         let mut p = self.joint_log_likelihood(x);
-        for mut row in p.rows_mut() {
-            let m = row.fold(f64::NEG_INFINITY, |a, &b| a.max(b));
-            row.mapv_inplace(|v| (v - m).exp());
-            let s = row.sum();
-            row /= s;
-        }
+        crate::estimator::softmax_rows(&mut p);
         Some(Ok(p))
     }
     fn classes(&self) -> Option<&[f64]> {

@@ -113,13 +113,7 @@ pub fn run(
         }
         r
     });
-    if let Some(got) = wrong {
-        return Err(BenchError::WrongResult {
-            workload: "w5_xgb",
-            got,
-            expected: "the same model every repeat, train logloss < 0.6".into(),
-        });
-    }
+    checked(wrong, "the same model every repeat, train logloss < 0.6")?;
     let (booster, d, line) = last.map_err(err)?;
     let (p, _) = booster.predict(&d, false).map_err(err)?;
     let config = json!({
@@ -185,13 +179,7 @@ fn run_distributed(
         }
         r
     });
-    if let Some(got) = wrong {
-        return Err(BenchError::WrongResult {
-            workload: "w5_xgb",
-            got,
-            expected: "every repeat's train logloss within 5e-3 of the single process's".into(),
-        });
-    }
+    checked(wrong, "every repeat's train logloss within 5e-3 of the single process's")?;
     drop(persisted);
     let t = last.map_err(err)?;
     let d = dmatrix(xv, None, 2).map_err(err)?;
@@ -218,6 +206,16 @@ fn run_distributed(
     );
     out(record("w5_xgb", config, sec, &runs, m));
     Ok(())
+}
+
+/// The first wrong repeat, if any, as the benchmark's error.
+fn checked(wrong: Option<String>, expected: &str) -> Result<(), BenchError> {
+    match wrong {
+        Some(got) => {
+            Err(BenchError::WrongResult { workload: "w5_xgb", got, expected: expected.into() })
+        }
+        None => Ok(()),
+    }
 }
 
 /// The peers' 50 000-row blocks.

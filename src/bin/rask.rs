@@ -277,16 +277,31 @@ fn run_xgb(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
             println!("{line}")
         })?;
     let seconds = fit_start.elapsed().as_secs_f64();
-    if let Some((round, best, name, value)) = &trained.early_stop {
+    print_early_stop(&trained.early_stop);
+    println!("rounds: {}", trained.booster.rounds()?);
+    println!("seconds: {seconds:.3} training, {loaded:.3} loading the data");
+    write_xgb_model(&spec.out_dir, &trained.booster)
+}
+
+/// The line `rask xgb` prints after an early stop.
+#[cfg(feature = "xgboost")]
+fn print_early_stop(stop: &Option<(usize, usize, String, f64)>) {
+    if let Some((round, best, name, value)) = stop {
         println!(
             "stopped after round {round}: eval-{name} best at round {best} ({value}); the model keeps rounds 0..={best}"
         );
     }
-    println!("rounds: {}", trained.booster.rounds()?);
-    println!("seconds: {seconds:.3} training, {loaded:.3} loading the data");
-    std::fs::create_dir_all(&spec.out_dir)?;
-    let out = spec.out_dir.join("model.json");
-    std::fs::write(&out, trained.booster.save("json")?)?;
+}
+
+/// Writes `model.json` (XGBoost JSON) into `dir`.
+#[cfg(feature = "xgboost")]
+fn write_xgb_model(
+    dir: &std::path::Path,
+    booster: &rask::xgboost::Booster,
+) -> Result<(), Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(dir)?;
+    let out = dir.join("model.json");
+    std::fs::write(&out, booster.save("json")?)?;
     println!("wrote {} (XGBoost JSON)", out.display());
     Ok(())
 }
@@ -324,11 +339,7 @@ fn run_xgb_cluster(spec: rask::xgb_spec::XgbSpec) -> Result<(), Box<dyn std::err
     let fit_start = std::time::Instant::now();
     let trained = train_with(&client, &spec.params, &dtrain, options)?;
     let seconds = fit_start.elapsed().as_secs_f64();
-    if let Some((round, best, name, value)) = &trained.early_stop {
-        println!(
-            "stopped after round {round}: eval-{name} best at round {best} ({value}); the model keeps rounds 0..={best}"
-        );
-    }
+    print_early_stop(&trained.early_stop);
     println!(
         "rounds: {} on {} workers{}",
         trained.booster.rounds()?,
@@ -340,11 +351,7 @@ fn run_xgb_cluster(spec: rask::xgb_spec::XgbSpec) -> Result<(), Box<dyn std::err
         }
     );
     println!("seconds: {seconds:.3} training, {loaded:.3} loading the data");
-    std::fs::create_dir_all(&spec.out_dir)?;
-    let out = spec.out_dir.join("model.json");
-    std::fs::write(&out, trained.booster.save("json")?)?;
-    println!("wrote {} (XGBoost JSON)", out.display());
-    Ok(())
+    write_xgb_model(&spec.out_dir, &trained.booster)
 }
 
 fn run_glm(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
