@@ -15,6 +15,17 @@ use rask::search::{grid, Cv, GridSearchCV};
 use rask::xgboost::XGBClassifier;
 use rask::{ComputeOptions, Scheduler};
 
+/// A LocalCluster of 2 `rask` worker processes × 1 thread.
+fn two_workers() -> LocalCluster {
+    LocalCluster::with_options(ClusterOptions {
+        n_workers: 2,
+        threads_per_worker: 1,
+        binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_rask"))),
+        ..ClusterOptions::default()
+    })
+    .expect("cluster starts")
+}
+
 #[test]
 fn grid_search_over_xgboost_gives_the_same_scores_on_threads_and_a_cluster() {
     let (x, y) = make_classification(400, 6, 4, 2, 11);
@@ -33,13 +44,7 @@ fn grid_search_over_xgboost_gives_the_same_scores_on_threads_and_a_cluster() {
     };
     let opts = ComputeOptions::default();
     let local = search().fit_with(&x, &y, &Scheduler::threads_n(2), &opts).unwrap();
-    let cluster = LocalCluster::with_options(ClusterOptions {
-        n_workers: 2,
-        threads_per_worker: 1,
-        binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_rask"))),
-        ..ClusterOptions::default()
-    })
-    .expect("cluster starts");
+    let cluster = two_workers();
     let client = cluster.client().unwrap();
     let remote = search().fit_with(&x, &y, &client.scheduler(), &opts).unwrap();
     assert_eq!(local.cv_results.params, remote.cv_results.params);
@@ -62,13 +67,7 @@ fn predictions_over_a_chunked_array_run_on_the_workers() {
     rask::ml::Estimator::fit(&mut e, x.view(), Some(y.view())).unwrap();
     let want = rask::ml::Estimator::predict(&e, x.view()).unwrap();
     let xa = rask::array::create::from_array(&x.clone().into_dyn(), [100, 4]).unwrap();
-    let cluster = LocalCluster::with_options(ClusterOptions {
-        n_workers: 2,
-        threads_per_worker: 1,
-        binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_rask"))),
-        ..ClusterOptions::default()
-    })
-    .expect("cluster starts");
+    let cluster = two_workers();
     let client = cluster.client().unwrap();
     let opts = ComputeOptions::default();
     let got = e.fitted().unwrap().predict_chunked(&xa).unwrap();

@@ -381,28 +381,6 @@ impl Tracker {
         Ok(tracker)
     }
 
-    /// Where members reach it: `(dmlc_tracker_uri, dmlc_tracker_port)`.
-    pub fn worker_args(&self) -> Result<(String, u16), XgbError> {
-        let mut out: *const c_char = ptr::null();
-        // SAFETY: the handle is live; `out` points to a thread-local string.
-        check("XGTrackerWorkerArgs", unsafe { sys::XGTrackerWorkerArgs(self.handle, &mut out) })?;
-        // SAFETY: XGBoost returned a NUL-terminated string.
-        let json = unsafe { CStr::from_ptr(out) }.to_string_lossy().into_owned();
-        let field = |name: &str| -> Option<String> {
-            let rest = &json[json.find(&format!("\"{name}\""))? + name.len() + 2..];
-            let rest = rest.trim_start().strip_prefix(':')?.trim_start();
-            let end = rest.find([',', '}']).unwrap_or(rest.len());
-            Some(rest[..end].trim().trim_matches('"').to_string())
-        };
-        let bad = || XgbError::Library {
-            call: "XGTrackerWorkerArgs".into(),
-            message: format!("unexpected worker arguments {json}"),
-        };
-        let uri = field("dmlc_tracker_uri").ok_or_else(bad)?;
-        let port = field("dmlc_tracker_port").and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-        Ok((uri, port))
-    }
-
     /// Waits until every member has shut down its communicator.
     pub fn wait(&self, timeout_s: u64) -> Result<(), XgbError> {
         let config = c_string("config", &format!(r#"{{"timeout": {timeout_s}}}"#))?;
