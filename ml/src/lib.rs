@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+mod cart;
 pub mod cluster;
 pub mod datasets;
 pub mod decomposition;
