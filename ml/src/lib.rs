@@ -17,6 +17,7 @@ pub mod neighbors;
 pub mod params;
 pub mod pipeline;
 pub mod preprocessing;
+mod smo;
 pub mod svm;
 pub mod tree;
 

@@ -1,77 +1,216 @@
 //! Support vector classifiers.
 //!
-//! `SVC` uses linfa-svm's SMO solver on binary problems; more classes are
-//! handled one-vs-one with voting, as scikit-learn's `SVC` does (ties go to
-//! the smaller class). `LinearSVC` is liblinear's method, as scikit-learn's:
+//! `SVC` is libsvm's method, as scikit-learn's: the C-SVC dual solved by SMO
+//! with second-order working-set selection and an `f32` kernel cache
+//! ([`crate::smo`]), one binary machine per pair of classes (one-vs-one,
+//! each pair's rows ordered by class as libsvm groups them), prediction by
+//! votes (ties go to the smaller class). `LinearSVC` is liblinear's method, as scikit-learn's:
 //! the L2-regularized squared hinge loss, one-vs-rest, the intercept as a
 //! regularized constant feature, solved in the primal by Newton steps with
 //! liblinear's stopping rule (scikit-learn's `dual="auto"` picks liblinear's
 //! primal solver when samples outnumber features; on w9's non-separable
 //! data dual coordinate descent did not converge in 1,000 passes).
 
-use linfa::prelude::*;
-use linfa_svm::Svm;
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
 use crate::error::MlError;
 use crate::estimator::{encode_classes, require_y, FitParams, FittedModel, Kind, Output};
-use crate::params::Checked;
+use crate::params::{Checked, ParamType, ParamValue};
+use crate::smo::{self, Kernel, Settings};
 
-/// The kernel of a fitted machine.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-enum Kernel {
-    Linear,
-    Rbf { gamma: f64 },
+/// The kernel width γ: scikit-learn's `gamma`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Gamma {
+    /// `1 / (n_features · Var(X))` (`"scale"`).
+    Scale,
+    /// `1 / n_features` (`"auto"`).
+    Auto,
+    /// This value.
+    Value(f64),
 }
 
-/// One binary machine of a (possibly one-vs-one) SVC.
+impl ParamType for Gamma {
+    fn from_param(v: &ParamValue) -> Option<Self> {
+        match v {
+            ParamValue::Str(s) if s == "scale" => Some(Gamma::Scale),
+            ParamValue::Str(s) if s == "auto" => Some(Gamma::Auto),
+            other => other.as_f64().map(Gamma::Value),
+        }
+    }
+    fn to_param(&self) -> ParamValue {
+        match *self {
+            Gamma::Scale => ParamValue::Str("scale".into()),
+            Gamma::Auto => ParamValue::Str("auto".into()),
+            Gamma::Value(g) => ParamValue::F64(g),
+        }
+    }
+}
+
+impl Gamma {
+    fn resolve(&self, x: ArrayView2<'_, f64>) -> f64 {
+        let p = x.ncols() as f64;
+        match *self {
+            Gamma::Scale => {
+                let var = x.var(0.0);
+                if var > 0.0 {
+                    1.0 / (p * var)
+                } else {
+                    1.0
+                }
+            }
+            Gamma::Auto => 1.0 / p,
+            Gamma::Value(g) => g,
+        }
+    }
+}
+
+/// One binary machine of the one-vs-one scheme.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Machine {
-    /// Indices of the two classes it separates (the first is the positive one).
+    /// Class indices it separates; a positive decision votes for the first.
     pair: (usize, usize),
-    svm: Svm<f64, bool>,
+    /// Its support vectors (rows of [`FittedSvc::support_vectors`]) and their `α·y`.
+    sv: Vec<u32>,
+    coef: Vec<f64>,
+    rho: f64,
 }
 
 /// A fitted support vector classifier.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FittedSvc {
     classes: Vec<f64>,
+    kernel: Kernel,
+    /// Rows of X that support any machine, in training order.
+    support: Vec<usize>,
+    support_vectors: Array2<f64>,
+    sv_norms: Vec<f64>,
     machines: Vec<Machine>,
+    /// Working-set steps per machine.
+    pub n_iter: Vec<usize>,
     n_features: usize,
+}
+
+impl FittedSvc {
+    /// Indices of the support vectors in the training set, ascending.
+    pub fn support(&self) -> &[usize] {
+        &self.support
+    }
+
+    /// scikit-learn's `decision_function` with `decision_function_shape="ovo"`:
+    /// one column per pair of classes `(a, b)`, `a < b`, positive for `a`;
+    /// for two classes, one column positive for the second class.
+    pub fn decision_function(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
+        let mut d = self.ovo_decisions(x);
+        if self.classes.len() == 2 {
+            d.mapv_inplace(|v| -v);
+        }
+        d
+    }
+
+    /// libsvm's decision values, one column per machine, in blocks of rows.
+    fn ovo_decisions(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
+        const BLOCK: usize = 512;
+        let mut out = Array2::zeros((x.nrows(), self.machines.len()));
+        for start in (0..x.nrows()).step_by(BLOCK) {
+            let end = (start + BLOCK).min(x.nrows());
+            let k = smo::kernel_matrix(
+                self.kernel,
+                x.slice(s![start..end, ..]),
+                self.support_vectors.view(),
+                &self.sv_norms,
+            );
+            for (m, machine) in self.machines.iter().enumerate() {
+                for (r, krow) in k.rows().into_iter().enumerate() {
+                    let v: f64 = machine
+                        .sv
+                        .iter()
+                        .zip(&machine.coef)
+                        .map(|(&j, &c)| c * krow[j as usize])
+                        .sum();
+                    out[[start + r, m]] = v - machine.rho;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// SVC's fit settings besides the labels.
+struct SvcFit {
+    c: f64,
+    kernel: Kernel,
+    tol: f64,
+    cache_bytes: usize,
+    max_iter: Option<usize>,
 }
 
 fn fit_svc(
     name: &str,
     x: ArrayView2<'_, f64>,
     y: ArrayView1<'_, f64>,
-    c: f64,
-    kernel: Kernel,
-    tol: f64,
+    fit: &SvcFit,
 ) -> Result<FittedSvc, MlError> {
     let (classes, idx) = encode_classes(name, y)?;
     let k = classes.len();
-    let mut machines = Vec::new();
+    let settings = Settings {
+        c: fit.c,
+        tol: fit.tol,
+        kernel: fit.kernel,
+        cache_bytes: fit.cache_bytes,
+        max_iter: fit.max_iter,
+    };
+    // Per machine: its training rows (class a's, then class b's, as libsvm
+    // groups them) and its solution.
+    let mut solved = Vec::new();
     for a in 0..k {
         for b in a + 1..k {
-            let rows: Vec<usize> = (0..idx.len()).filter(|&i| idx[i] == a || idx[i] == b).collect();
+            let rows: Vec<usize> = (0..idx.len())
+                .filter(|&i| idx[i] == a)
+                .chain((0..idx.len()).filter(|&i| idx[i] == b))
+                .collect();
             let xs = x.select(Axis(0), &rows);
-            let ts: Array1<bool> = rows.iter().map(|&i| idx[i] == a).collect();
-            let params = Svm::<f64, bool>::params().pos_neg_weights(c, c).eps(tol);
-            let params = match kernel {
-                Kernel::Linear => params.linear_kernel(),
-                // linfa's Gaussian kernel is exp(-‖x−x'‖²/eps): eps = 1/γ.
-                Kernel::Rbf { gamma } => params.gaussian_kernel(1.0 / gamma),
-            };
-            let svm = params.fit(&Dataset::new(xs, ts)).map_err(|e| MlError::Fit {
-                estimator: name.into(),
-                library: "linfa-svm".into(),
-                message: e.to_string(),
-            })?;
-            machines.push(Machine { pair: (a, b), svm });
+            let ys: Vec<f64> = rows.iter().map(|&i| if idx[i] == a { 1.0 } else { -1.0 }).collect();
+            let sol = smo::solve(xs.view(), &ys, &settings);
+            solved.push(((a, b), rows, ys, sol));
         }
     }
-    Ok(FittedSvc { classes, machines, n_features: x.ncols() })
+    let mut is_sv = vec![false; x.nrows()];
+    for (_, rows, _, sol) in &solved {
+        for (&r, &a) in rows.iter().zip(&sol.alpha) {
+            is_sv[r] |= a > 0.0;
+        }
+    }
+    let support: Vec<usize> = (0..x.nrows()).filter(|&i| is_sv[i]).collect();
+    let mut sv_row = vec![u32::MAX; x.nrows()];
+    for (j, &i) in support.iter().enumerate() {
+        sv_row[i] = j as u32;
+    }
+    let support_vectors = x.select(Axis(0), &support);
+    let sv_norms = smo::row_norms(support_vectors.view());
+    let mut machines = Vec::new();
+    let mut n_iter = Vec::new();
+    for (pair, rows, ys, sol) in solved {
+        let (sv, coef) = rows
+            .iter()
+            .zip(&ys)
+            .zip(&sol.alpha)
+            .filter(|(_, &a)| a > 0.0)
+            .map(|((&r, &yv), &a)| (sv_row[r], a * yv))
+            .unzip();
+        machines.push(Machine { pair, sv, coef, rho: sol.rho });
+        n_iter.push(sol.iterations);
+    }
+    Ok(FittedSvc {
+        classes,
+        kernel: fit.kernel,
+        support,
+        support_vectors,
+        sv_norms,
+        machines,
+        n_iter,
+        n_features: x.ncols(),
+    })
 }
 
 impl FittedModel for FittedSvc {
@@ -79,19 +218,18 @@ impl FittedModel for FittedSvc {
         self.n_features
     }
     fn predict(&self, x: ArrayView2<'_, f64>) -> Output<Array1<f64>> {
+        let dec = self.ovo_decisions(x);
         let k = self.classes.len();
-        let mut votes = ndarray::Array2::<u32>::zeros((x.nrows(), k));
-        for m in &self.machines {
-            let pred: Array1<bool> = m.svm.predict(&x);
-            for (i, &p) in pred.iter().enumerate() {
-                votes[[i, if p { m.pair.0 } else { m.pair.1 }]] += 1;
-            }
-        }
-        Some(Ok(votes
+        let mut votes = vec![0u32; k];
+        Some(Ok(dec
             .rows()
             .into_iter()
             .map(|r| {
-                let best = r.iter().enumerate().fold(0, |b, (i, &v)| if v > r[b] { i } else { b });
+                votes.fill(0);
+                for (m, &v) in self.machines.iter().zip(r.iter()) {
+                    votes[if v > 0.0 { m.pair.0 } else { m.pair.1 }] += 1;
+                }
+                let best = (0..k).fold(0, |b, i| if votes[i] > votes[b] { i } else { b });
                 self.classes[best]
             })
             .collect()))
@@ -106,12 +244,20 @@ crate::params! {
     pub struct SvcParams for "SVC" {
         /// Penalty of margin violations.
         c ("C"): f64 = 1.0, valid if |v| *v > 0.0 && v.is_finite(), "a positive finite number";
-        /// `"rbf"` or `"linear"`.
-        kernel ("kernel"): String = "rbf".to_string(), valid if |v| v == "rbf" || v == "linear", "\"rbf\" or \"linear\"";
-        /// RBF width γ in exp(−γ‖x−x'‖²); none = scikit-learn's `"scale"`, 1 / (n_features · Var(X)).
-        gamma ("gamma"): Option<f64> = None, valid if |v| v.is_none_or(|g| g > 0.0 && g.is_finite()), "a positive number or none (\"scale\")";
-        /// Solver tolerance.
+        /// `"rbf"`, `"linear"`, `"poly"` or `"sigmoid"`.
+        kernel ("kernel"): String = "rbf".to_string(), valid if |v| ["rbf", "linear", "poly", "sigmoid"].contains(&v.as_str()), "\"rbf\", \"linear\", \"poly\" or \"sigmoid\"";
+        /// Degree of the polynomial kernel.
+        degree ("degree"): i64 = 3, valid if |v| (0..=100).contains(v), "an integer in [0, 100]";
+        /// Kernel width γ of rbf, poly and sigmoid.
+        gamma ("gamma"): Gamma = Gamma::Scale, valid if |v| match v { Gamma::Value(g) => *g > 0.0 && g.is_finite(), _ => true }, "\"scale\", \"auto\" or a positive number";
+        /// Constant term of the poly and sigmoid kernels.
+        coef0 ("coef0"): f64 = 0.0, valid if |v| v.is_finite(), "a finite number";
+        /// Stop when the maximal violating pair is closer than this.
         tol ("tol"): f64 = 1e-3, valid if |v| *v > 0.0, "a positive number";
+        /// Kernel cache per binary machine, in MB.
+        cache_size ("cache_size"): f64 = 200.0, valid if |v| *v > 0.0 && v.is_finite(), "a positive number of MB";
+        /// Working-set steps per machine; -1 = libsvm's own cap, max(10⁷, 100·n).
+        max_iter ("max_iter"): i64 = -1, valid if |v| *v == -1 || *v >= 1, "-1 or an integer >= 1";
     }
 }
 
@@ -124,20 +270,22 @@ impl FitParams for SvcParams {
         y: Option<ArrayView1<'_, f64>>,
     ) -> Result<FittedSvc, MlError> {
         let y = require_y("SVC", y)?;
-        let kernel = if params.kernel == "linear" {
-            Kernel::Linear
-        } else {
-            let gamma = params.gamma.unwrap_or_else(|| {
-                let var = x.var(0.0);
-                if var > 0.0 {
-                    1.0 / (x.ncols() as f64 * var)
-                } else {
-                    1.0
-                }
-            });
-            Kernel::Rbf { gamma }
+        let gamma = params.gamma.resolve(x);
+        let (coef0, degree) = (params.coef0, params.degree as i32);
+        let kernel = match params.kernel.as_str() {
+            "linear" => Kernel::Linear,
+            "poly" => Kernel::Poly { gamma, coef0, degree },
+            "sigmoid" => Kernel::Sigmoid { gamma, coef0 },
+            _ => Kernel::Rbf { gamma },
         };
-        fit_svc("SVC", x, y, params.c, kernel, params.tol)
+        let fit = SvcFit {
+            c: params.c,
+            kernel,
+            tol: params.tol,
+            cache_bytes: (params.cache_size * 1024.0 * 1024.0) as usize,
+            max_iter: (params.max_iter > 0).then_some(params.max_iter as usize),
+        };
+        fit_svc("SVC", x, y, &fit)
     }
 }
 

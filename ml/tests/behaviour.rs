@@ -209,7 +209,9 @@ fn bad_input_gives_clear_errors() {
         ("PCA", "n_components", ParamValue::I64(0), ">= 1"),
         ("KMeans", "n_clusters", ParamValue::Str("three".into()), ">= 1"),
         ("ElasticNet", "l1_ratio", ParamValue::F64(1.5), "[0, 1]"),
-        ("SVC", "kernel", ParamValue::Str("poly".into()), "\"rbf\" or \"linear\""),
+        ("SVC", "kernel", ParamValue::Str("precomputed".into()), "\"poly\" or \"sigmoid\""),
+        ("SVC", "gamma", ParamValue::Str("wide".into()), "\"scale\", \"auto\""),
+        ("RandomForestClassifier", "max_features", ParamValue::F64(1.5), "(0, 1]"),
         ("DecisionTreeClassifier", "criterion", ParamValue::Str("mse".into()), "gini"),
         ("KNeighborsClassifier", "n_neighbors", ParamValue::I64(-3), ">= 1"),
     ] {
