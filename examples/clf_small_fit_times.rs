@@ -40,7 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     for k in [5, 30] {
         let t = median_time(5, || {
-            let mut m = PCA::with_params(PcaParams::default().n_components(k));
+            let mut m = PCA::with_params(PcaParams::default().n_components(Some(k)));
             m.fit(x.view(), None).expect("fit");
         });
         println!("{{\"model\": \"PCA\", \"n_components\": {k}, \"seconds\": {t:.5}}}");

@@ -29,8 +29,8 @@ use crate::params::Checked;
 crate::params! {
     /// Hyperparameters of [`PCA`].
     pub struct PcaParams for "PCA" {
-        /// Number of components kept (at most min(n_samples, n_features)).
-        n_components ("n_components"): i64 = 2, valid if |v| *v >= 1, "an integer >= 1";
+        /// Number of components kept (at most min(n_samples, n_features)); none = all of them.
+        n_components ("n_components"): Option<i64> = None, valid if |v| v.is_none_or(|k| k >= 1), "an integer >= 1 or none";
         /// Scale the projections to unit variance.
         whiten ("whiten"): bool = false, valid if |_v| true, "true or false";
     }
@@ -59,7 +59,7 @@ impl FitParams for PcaParams {
         _y: Option<ArrayView1<'_, f64>>,
     ) -> Result<FittedPca, MlError> {
         let (n, p) = x.dim();
-        let k = params.n_components as usize;
+        let k = params.n_components.map_or(n.min(p), |k| k as usize);
         if k > n.min(p) {
             return Err(MlError::InvalidParam {
                 estimator: "PCA".into(),
@@ -224,10 +224,18 @@ mod tests {
         let x = Array2::from_shape_fn((200, 6), |(i, j)| {
             ((i * 7 + j * 13) % 23) as f64 * (j as f64 + 1.0) + (i as f64).sin()
         });
-        let small =
-            PcaParams::default().n_components(2).check().unwrap().fit(x.view(), None).unwrap();
-        let big =
-            PcaParams::default().n_components(5).check().unwrap().fit(x.view(), None).unwrap();
+        let small = PcaParams::default()
+            .n_components(Some(2))
+            .check()
+            .unwrap()
+            .fit(x.view(), None)
+            .unwrap();
+        let big = PcaParams::default()
+            .n_components(Some(5))
+            .check()
+            .unwrap()
+            .fit(x.view(), None)
+            .unwrap();
         assert_eq!(big.components.slice(s![..2, ..]), small.components);
         assert_eq!(
             decompose_uncached(x.view()).unwrap().components.slice(s![..5, ..]),
@@ -236,8 +244,12 @@ mod tests {
         // Other data (one value changed) is decomposed afresh.
         let mut y = x.clone();
         y[[17, 3]] += 1.0;
-        let other =
-            PcaParams::default().n_components(5).check().unwrap().fit(y.view(), None).unwrap();
+        let other = PcaParams::default()
+            .n_components(Some(5))
+            .check()
+            .unwrap()
+            .fit(y.view(), None)
+            .unwrap();
         assert_eq!(
             decompose_uncached(y.view()).unwrap().components.slice(s![..5, ..]),
             other.components

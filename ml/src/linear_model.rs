@@ -250,7 +250,7 @@ crate::params! {
         /// Fit an (unpenalized) intercept.
         fit_intercept ("fit_intercept"): bool = true, valid if |_v| true, "true or false";
         /// Iterations of iterative solvers (scikit-learn's; the Cholesky solve used here has none).
-        max_iter ("max_iter"): i64 = 10000, valid if |v| *v >= 1, "an integer >= 1";
+        max_iter ("max_iter"): Option<i64> = None, valid if |v| v.is_none_or(|m| m >= 1), "an integer >= 1 or none";
         /// Tolerance of iterative solvers (scikit-learn's; unused by the Cholesky solve).
         tol ("tol"): f64 = 1e-4, valid if |v| *v > 0.0, "a positive number";
     }

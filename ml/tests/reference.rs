@@ -172,7 +172,7 @@ fn pca_matches_sklearn() {
     // Same covariance eigendecomposition and sign convention: 1e-8.
     let (xt, _, xs, _) = data("binary", 200);
     let r = model("pca");
-    let mut m = PCA::with_params(PcaParams::default().n_components(3));
+    let mut m = PCA::with_params(PcaParams::default().n_components(Some(3)));
     m.fit(xt.view(), None).unwrap();
     let f = m.fitted().unwrap();
     assert!(max_abs_diff(&f.components, &arr2(&r["components"])) < 1e-8);
@@ -181,7 +181,7 @@ fn pca_matches_sklearn() {
         max_abs_diff(&f.explained_variance_ratio, &arr1(&r["explained_variance_ratio"])) < 1e-10
     );
     assert!(max_abs_diff(&m.transform(xs.view()).unwrap(), &arr2(&r["test"])) < 1e-8);
-    let mut w = PCA::with_params(PcaParams::default().n_components(2).whiten(true));
+    let mut w = PCA::with_params(PcaParams::default().n_components(Some(2)).whiten(true));
     w.fit(xt.view(), None).unwrap();
     assert!(
         max_abs_diff(&w.transform(xs.view()).unwrap(), &arr2(&model("pca_whiten")["test"])) < 1e-8
@@ -509,4 +509,58 @@ fn params_by_name_round_trip() {
     m.set_param("C", ParamValue::F64(0.25)).unwrap();
     assert_eq!(m.get_params()["C"], ParamValue::F64(0.25));
     assert_eq!(m.params.c, 0.25);
+}
+
+/// Defaults that differ from scikit-learn's on purpose, each stated in
+/// `ml/README.md`: `(estimator or "*", parameter)`.
+const DOCUMENTED_DEFAULTS: &[(&str, &str)] = &[
+    // Seeded with 0, not unseeded: search caches fits by their parameters'
+    // content, so a fit must be a function of its parameters.
+    ("*", "random_state"),
+    // scikit-learn's "auto" means one run for k-means++ initialization, the
+    // only initialization Rask has: the same as 1.
+    ("KMeans", "n_init"),
+];
+
+fn same_value(rask: &ParamValue, sklearn: &Value) -> bool {
+    match (rask, sklearn) {
+        (ParamValue::None, Value::Null) => true,
+        (ParamValue::Bool(a), Value::Bool(b)) => a == b,
+        (ParamValue::Str(a), Value::String(b)) => a == b,
+        (v, Value::Number(n)) => v.as_f64() == n.as_f64(),
+        _ => false,
+    }
+}
+
+#[test]
+fn defaults_are_sklearns() {
+    // Every registered estimator's every parameter exists in scikit-learn
+    // under the same name (MinMaxScaler's feature_range is split in two)
+    // with the same default, except the documented differences above.
+    let defaults = &fixture()["defaults"];
+    let mut checked = 0;
+    for name in rask_ml::registered_estimators() {
+        if name == "Pipeline" {
+            continue;
+        }
+        let sk = &defaults[name.as_str()];
+        assert!(sk.is_object(), "{name} has no scikit-learn defaults in the fixture");
+        for (param, value) in rask_ml::create(&name).unwrap().get_params() {
+            if DOCUMENTED_DEFAULTS.iter().any(|&(e, p)| (e == "*" || e == name) && p == param) {
+                continue;
+            }
+            let want = match param.as_str() {
+                "feature_range_min" => &sk["feature_range"][0],
+                "feature_range_max" => &sk["feature_range"][1],
+                _ => &sk[param.as_str()],
+            };
+            assert!(
+                !want.is_null() || sk.get(&param).is_some(),
+                "{name}.{param} is not scikit-learn's"
+            );
+            assert!(same_value(&value, want), "{name}.{param}: Rask {value}, scikit-learn {want}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 70, "only {checked} defaults checked");
 }
