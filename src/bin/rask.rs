@@ -185,10 +185,14 @@ fn run_search(path: &std::path::Path, progress: bool) -> Result<(), Box<dyn std:
     if progress {
         opts = opts.with_callback(std::sync::Arc::new(rask::Progress::new()));
     }
+    let started = std::time::Instant::now();
     let result = spec.search.fit_with(&spec.x, &spec.y, &scheduler, &opts)?;
+    let seconds = started.elapsed().as_secs_f64();
     println!("{}", result.cv_results);
     let params: Vec<String> = result.best_params.iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!("best: {} (score {:.5})", params.join(" "), result.best_score);
+    // The search alone: folds, fits, scores and the refit, not loading or writing.
+    println!("search time: {seconds:.3} s");
     std::fs::create_dir_all(&spec.out_dir)?;
     std::fs::write(
         spec.out_dir.join("cv_results.json"),
