@@ -141,38 +141,9 @@ fn lloyd(
     let (n, p) = x.dim();
     let k = centres.nrows();
     let xs = x.as_slice().expect("standard layout");
+    let mut nearest = vec![(0usize, 0.0f64); n];
     for _ in 0..max_iter {
-        // Blocks of rows, as scikit-learn's Lloyd: one small matrix product
-        // gives x·c for the block, then the nearest centre by ‖c‖² − 2x·c
-        // (‖x‖² is the same for every centre) and the new centres' sums.
-        let c_sq: Vec<f64> = centres.rows().into_iter().map(|c| c.dot(&c)).collect();
-        let ct = centres.t();
-        let mut sums = vec![0.0f64; k * p];
-        let mut counts = vec![0usize; k];
-        let mut nearest = vec![(0usize, 0.0f64); n];
-        let mut start = 0;
-        while start < n {
-            let end = (start + 256).min(n);
-            let dots = x.slice(ndarray::s![start..end, ..]).dot(&ct);
-            for (r, drow) in dots.rows().into_iter().enumerate() {
-                let i = start + r;
-                let mut best = (0usize, f64::INFINITY);
-                for (j, &d) in drow.iter().enumerate() {
-                    let d = c_sq[j] - 2.0 * d;
-                    if d < best.1 {
-                        best = (j, d);
-                    }
-                }
-                let j = best.0;
-                nearest[i] = (j, (best.1 + x_sq[i]).max(0.0));
-                counts[j] += 1;
-                for (s, v) in sums[j * p..(j + 1) * p].iter_mut().zip(&xs[i * p..(i + 1) * p]) {
-                    *s += v;
-                }
-            }
-            start = end;
-        }
-        let mut sums = Array2::from_shape_vec((k, p), sums).expect("k × p");
+        let (mut sums, mut counts) = assign_and_sum(xs, p, x_sq, &centres, &mut nearest);
         for j in 0..k {
             if counts[j] == 0 {
                 let far =
@@ -203,6 +174,116 @@ fn lloyd(
         .map(|r| r[crate::estimator::argmin_row(r)])
         .sum();
     FittedKMeans { centroids: centres, inertia }
+}
+
+/// One Lloyd step's E and half its M: each row's nearest centre (by
+/// `‖c‖² − 2x·c`, as `‖x‖²` is common) and squared distance, and each
+/// centre's sum and count of rows, without a matrix product's packing.
+fn assign_and_sum(
+    xs: &[f64],
+    p: usize,
+    x_sq: &Array1<f64>,
+    centres: &Array2<f64>,
+    nearest: &mut [(usize, f64)],
+) -> (Array2<f64>, Vec<usize>) {
+    #[cfg(target_arch = "x86_64")]
+    if rask_core::fastmath::has_avx2_fma() {
+        // SAFETY: the CPU has the features this copy is compiled for.
+        return unsafe { assign_and_sum_avx2(xs, p, x_sq, centres, nearest) };
+    }
+    assign_and_sum_with::<false>(xs, p, x_sq, centres, nearest)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn assign_and_sum_avx2(
+    xs: &[f64],
+    p: usize,
+    x_sq: &Array1<f64>,
+    centres: &Array2<f64>,
+    nearest: &mut [(usize, f64)],
+) -> (Array2<f64>, Vec<usize>) {
+    assign_and_sum_with::<true>(xs, p, x_sq, centres, nearest)
+}
+
+/// Rows per register tile.
+const TILE_ROWS: usize = 4;
+/// Centres per register tile (padded with centres at infinite distance).
+const TILE_CENTRES: usize = 8;
+
+#[inline(always)]
+fn assign_and_sum_with<const FMA: bool>(
+    xs: &[f64],
+    p: usize,
+    x_sq: &Array1<f64>,
+    centres: &Array2<f64>,
+    nearest: &mut [(usize, f64)],
+) -> (Array2<f64>, Vec<usize>) {
+    // A GEMM-style register tile: 4 rows × 8 centres of dot products stay in
+    // registers while the features stream past, then each row's nearest
+    // centre is read off the tile. Centres are stored per tile as p × 8.
+    let k = centres.nrows();
+    let tiles = k.div_ceil(TILE_CENTRES);
+    let mut ct = vec![0.0f64; tiles * p * TILE_CENTRES];
+    let mut c_sq = vec![f64::INFINITY; tiles * TILE_CENTRES];
+    for (j, c) in centres.rows().into_iter().enumerate() {
+        let (t, l) = (j / TILE_CENTRES, j % TILE_CENTRES);
+        for (f, &v) in c.iter().enumerate() {
+            ct[(t * p + f) * TILE_CENTRES + l] = v;
+        }
+        c_sq[j] = c.dot(&c);
+    }
+    let mut sums = vec![0.0f64; k * p];
+    let mut counts = vec![0usize; k];
+    let n = xs.len() / p;
+    let mut padded = vec![0.0f64; TILE_ROWS * p];
+    for start in (0..n).step_by(TILE_ROWS) {
+        let m = TILE_ROWS.min(n - start);
+        let rows: &[f64] = if m == TILE_ROWS {
+            &xs[start * p..(start + TILE_ROWS) * p]
+        } else {
+            padded[..m * p].copy_from_slice(&xs[start * p..(start + m) * p]);
+            &padded
+        };
+        let mut best = [(0usize, f64::INFINITY); TILE_ROWS];
+        for t in 0..tiles {
+            let mut acc = [[0.0f64; TILE_CENTRES]; TILE_ROWS];
+            let tile = &ct[t * p * TILE_CENTRES..(t + 1) * p * TILE_CENTRES];
+            let (r0, rest) = rows.split_at(p);
+            let (r1, rest) = rest.split_at(p);
+            let (r2, r3) = rest.split_at(p);
+            for (f, cv) in tile.chunks_exact(TILE_CENTRES).enumerate() {
+                let cv: &[f64; TILE_CENTRES] = cv.try_into().expect("a tile row");
+                let a = [r0[f], r1[f], r2[f], r3[f]];
+                for r in 0..TILE_ROWS {
+                    for l in 0..TILE_CENTRES {
+                        acc[r][l] = if FMA {
+                            cv[l].mul_add(a[r], acc[r][l])
+                        } else {
+                            acc[r][l] + cv[l] * a[r]
+                        };
+                    }
+                }
+            }
+            for r in 0..TILE_ROWS {
+                for l in 0..TILE_CENTRES {
+                    let d = c_sq[t * TILE_CENTRES + l] - 2.0 * acc[r][l];
+                    if d < best[r].1 {
+                        best[r] = (t * TILE_CENTRES + l, d);
+                    }
+                }
+            }
+        }
+        for (r, &(j, d)) in best.iter().enumerate().take(m) {
+            let i = start + r;
+            nearest[i] = (j, (d + x_sq[i]).max(0.0));
+            counts[j] += 1;
+            for (s, v) in sums[j * p..(j + 1) * p].iter_mut().zip(&xs[i * p..(i + 1) * p]) {
+                *s += v;
+            }
+        }
+    }
+    (Array2::from_shape_vec((k, p), sums).expect("k × p"), counts)
 }
 
 /// Nearest centre of each row, and the total squared distance.

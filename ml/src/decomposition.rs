@@ -148,7 +148,7 @@ fn decompose(x: ArrayView2<'_, f64>) -> Result<Arc<Decomposition>, MlError> {
 
 fn decompose_uncached(x: ArrayView2<'_, f64>) -> Result<Decomposition, MlError> {
     let (n, p) = x.dim();
-    let mean = x.mean_axis(Axis(0)).expect("non-empty");
+    let mean = crate::gram::column_means(x);
     // The scatter matrix in one blocked pass, without a centered copy of X.
     let cov = crate::gram::centered_gram(x, &mean) / (n as f64 - 1.0);
     let total_var: f64 = cov.diag().sum();

@@ -1,12 +1,9 @@
-//! Feature transformers: scalers (linfa-preprocessing), one-hot encoding and
-//! polynomial features.
+//! Feature transformers: scalers, one-hot encoding and polynomial features.
 //!
 //! `MinMaxScaler`'s range is two parameters, `feature_range_min` and
 //! `feature_range_max` (scikit-learn's `feature_range` tuple), so that it can
 //! be searched over like any other parameter.
 
-use linfa::prelude::*;
-use linfa_preprocessing::linear_scaling::LinearScaler;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
@@ -14,12 +11,42 @@ use crate::error::MlError;
 use crate::estimator::{canonical, FitParams, FittedModel, Kind, Output};
 use crate::params::Checked;
 
-fn fit_err(estimator: &str, e: impl std::fmt::Display) -> MlError {
-    MlError::Fit {
-        estimator: estimator.into(),
-        library: "linfa-preprocessing".into(),
-        message: e.to_string(),
+/// Column means and population variances in two passes over the rows (each
+/// pass adds whole rows, so it vectorizes across columns), with
+/// scikit-learn's correction term (`_incremental_mean_and_var`).
+fn column_mean_var(x: ArrayView2<'_, f64>) -> (Array1<f64>, Array1<f64>) {
+    let x = x.as_standard_layout();
+    let (n, p) = x.dim();
+    let rows = || x.as_slice().expect("standard layout").chunks_exact(p);
+    let mut mean = vec![0.0; p];
+    for row in rows() {
+        mean.iter_mut().zip(row).for_each(|(m, &v)| *m += v);
     }
+    mean.iter_mut().for_each(|m| *m /= n as f64);
+    let (mut sq, mut correction) = (vec![0.0; p], vec![0.0; p]);
+    for row in rows() {
+        for j in 0..p {
+            let d = row[j] - mean[j];
+            correction[j] += d;
+            sq[j] += d * d;
+        }
+    }
+    let var = sq.iter().zip(&correction).map(|(s, c)| (s - c * c / n as f64) / n as f64).collect();
+    (Array1::from(mean), Array1::from_vec(var))
+}
+
+/// Column minima and maxima in one pass over the rows.
+fn column_min_max(x: ArrayView2<'_, f64>) -> (Array1<f64>, Array1<f64>) {
+    let x = x.as_standard_layout();
+    let p = x.ncols();
+    let (mut lo, mut hi) = (vec![f64::INFINITY; p], vec![f64::NEG_INFINITY; p]);
+    for row in x.as_slice().expect("standard layout").chunks_exact(p) {
+        for j in 0..p {
+            lo[j] = lo[j].min(row[j]);
+            hi[j] = hi[j].max(row[j]);
+        }
+    }
+    (Array1::from(lo), Array1::from(hi))
 }
 
 /// A fitted per-column affine map `x ↦ (x − offset)·scale + shift`.
@@ -69,14 +96,23 @@ impl FitParams for StandardScalerParams {
         x: ArrayView2<'_, f64>,
         _y: Option<ArrayView1<'_, f64>>,
     ) -> Result<FittedScaler, MlError> {
-        let ds = DatasetBase::from(x.to_owned());
-        // linfa's `standard` always computes both statistics; the flags pick what is applied.
-        let s: LinearScaler<f64> =
-            LinearScaler::standard().fit(&ds).map_err(|e| fit_err("StandardScaler", e))?;
-        let n = x.ncols();
+        let (mean, var) = column_mean_var(x);
+        let n = x.nrows() as f64;
+        // scikit-learn's `_is_constant_feature` and `_handle_zeros_in_scale`:
+        // a (near-)constant column keeps scale 1.
+        let scale = ndarray::Zip::from(&var).and(&mean).map_collect(|&v, &m| {
+            let bound = n * f64::EPSILON * v + (n * m * f64::EPSILON).powi(2);
+            let std = v.sqrt();
+            if v <= bound || std < 10.0 * f64::EPSILON {
+                1.0
+            } else {
+                1.0 / std
+            }
+        });
+        let p = x.ncols();
         Ok(FittedScaler {
-            offset: if params.with_mean { s.offsets().clone() } else { Array1::zeros(n) },
-            scale: if params.with_std { s.scales().clone() } else { Array1::ones(n) },
+            offset: if params.with_mean { mean } else { Array1::zeros(p) },
+            scale: if params.with_std { scale } else { Array1::ones(p) },
             shift: 0.0,
         })
     }
@@ -115,10 +151,13 @@ impl FitParams for MinMaxScalerParams {
                 expected: format!("a number greater than feature_range_min = {lo}"),
             });
         }
-        let ds = DatasetBase::from(x.to_owned());
-        let s: LinearScaler<f64> =
-            LinearScaler::min_max().fit(&ds).map_err(|e| fit_err("MinMaxScaler", e))?;
-        Ok(FittedScaler { offset: s.offsets().clone(), scale: s.scales() * (hi - lo), shift: lo })
+        let (min, max) = column_min_max(x);
+        // A constant column (range below 10 eps) is mapped with scale 1, as in scikit-learn.
+        let scale = ndarray::Zip::from(&min).and(&max).map_collect(|&a, &b| {
+            let range = b - a;
+            (hi - lo) / if range < 10.0 * f64::EPSILON { 1.0 } else { range }
+        });
+        Ok(FittedScaler { offset: min, scale, shift: lo })
     }
 }
 

@@ -149,7 +149,7 @@ fn linear_models_match_sklearn() {
 
 #[test]
 fn scalers_match_sklearn() {
-    // Closed-form statistics: 1e-10.
+    // Closed-form statistics: 1e-10 (1e-12 on the small constant-column case).
     let (xt, _, xs, _) = data("binary", 200);
     let mut m = StandardScaler::new();
     m.fit(xt.view(), None).unwrap();
@@ -165,6 +165,15 @@ fn scalers_match_sklearn() {
         max_abs_diff(&m.transform(xs.view()).unwrap(), &arr2(&model("minmax_scaler")["test"]))
             < 1e-10
     );
+    // A constant column: centered, not scaled (scikit-learn's constant-feature rule).
+    let r = model("scalers_constant_column");
+    let x = arr2(&r["X"]);
+    let mut m = StandardScaler::new();
+    m.fit(x.view(), None).unwrap();
+    assert!(max_abs_diff(&m.transform(x.view()).unwrap(), &arr2(&r["standard"])) < 1e-12);
+    let mut m = MinMaxScaler::new();
+    m.fit(x.view(), None).unwrap();
+    assert!(max_abs_diff(&m.transform(x.view()).unwrap(), &arr2(&r["minmax"])) < 1e-12);
 }
 
 #[test]
