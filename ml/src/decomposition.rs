@@ -149,8 +149,8 @@ fn decompose(x: ArrayView2<'_, f64>) -> Result<Arc<Decomposition>, MlError> {
 fn decompose_uncached(x: ArrayView2<'_, f64>) -> Result<Decomposition, MlError> {
     let (n, p) = x.dim();
     let mean = crate::gram::column_means(x);
-    // The scatter matrix in one blocked pass, without a centered copy of X.
-    let cov = crate::gram::centered_gram(x, &mean) / (n as f64 - 1.0);
+    // XᵀX − n·m·mᵀ, as scikit-learn's `covariance_eigh` forms it.
+    let cov = crate::gram::uncentered_scatter(x, &mean) / (n as f64 - 1.0);
     let total_var: f64 = cov.diag().sum();
     let (vals, vecs) = cov.eigh().map_err(|e| MlError::Fit {
         estimator: "PCA".into(),

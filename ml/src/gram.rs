@@ -78,9 +78,25 @@ pub(crate) fn column_means(x: ArrayView2<'_, f64>) -> Array1<f64> {
     sums.into_iter().map(|s| s / n as f64).collect()
 }
 
-/// `XcᵀXc` of X centered by `mean` (PCA's scatter matrix), in one blocked pass.
-pub(crate) fn centered_gram(x: ArrayView2<'_, f64>, mean: &Array1<f64>) -> Array2<f64> {
-    products(x, Some(mean), None).0
+/// `XᵀX − n·m·mᵀ` for column means `m`: the centered Gram matrix without a
+/// centered copy, as scikit-learn's PCA (`covariance_eigh`) forms it. Cheaper
+/// than centering a copy of X first (one pass fewer), at the cost of cancellation when
+/// a column's mean dwarfs its spread (relative error ~ ε·(mean/std)²).
+pub(crate) fn uncentered_scatter(x: ArrayView2<'_, f64>, mean: &Array1<f64>) -> Array2<f64> {
+    let p = x.ncols();
+    let mut gram = Array2::<f64>::zeros((p, p));
+    for (lo, hi) in bands(p) {
+        let (band, right) = (x.slice(s![.., lo..hi]), x.slice(s![.., lo..]));
+        general_mat_mul(1.0, &band.t(), &right, 0.0, &mut gram.slice_mut(s![lo..hi, lo..]));
+    }
+    symmetrize(&mut gram);
+    let n = x.nrows() as f64;
+    for i in 0..p {
+        for j in 0..p {
+            gram[[i, j]] -= n * mean[i] * mean[j];
+        }
+    }
+    gram
 }
 
 /// The blocked pass: `XcᵀXc`, and with `y` also `Xcᵀyc` and `ycᵀyc`.
@@ -141,9 +157,16 @@ fn products(
         }
         start = end;
     }
-    // Below the diagonal blocks, mirror the upper triangle; within a
-    // diagonal block the two triangles come from separate sums: average
-    // them, so the matrix is exactly symmetric.
+    symmetrize(&mut gram);
+    (gram, xty, yty)
+}
+
+/// Fills the lower triangle of a Gram matrix computed by [`bands`]: below
+/// the diagonal blocks it mirrors the upper triangle; within a diagonal
+/// block the two triangles come from separate sums, so it averages them and
+/// the matrix is exactly symmetric.
+fn symmetrize(gram: &mut Array2<f64>) {
+    let p = gram.nrows();
     let band_of = |i: usize| bands(p).position(|(lo, hi)| (lo..hi).contains(&i));
     for i in 0..p {
         for j in 0..i {
@@ -156,7 +179,6 @@ fn products(
             gram[[j, i]] = v;
         }
     }
-    (gram, xty, yty)
 }
 
 impl Centered {
