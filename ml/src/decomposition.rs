@@ -115,15 +115,27 @@ pub fn clear_decomposition_cache() {
 /// The decomposition of `x`'s covariance, reused when the same data was
 /// decomposed recently (hashing X costs far less than the covariance product).
 fn decompose(x: ArrayView2<'_, f64>) -> Result<Arc<Decomposition>, MlError> {
-    let token = x.as_slice().map(|data| {
-        let mut h = TokenHasher::new();
-        h.str("PCA.covariance_eigh").u64(x.nrows() as u64).u64(x.ncols() as u64);
-        // SAFETY: any f64 slice is a valid byte slice of 8× the length.
-        h.bytes(unsafe {
-            std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data))
-        });
-        h.finish()
-    });
+    // The token and the column means in one pass over X (256 rows at a
+    // time: hashed, then summed while still in cache).
+    let (token, mean) = match x.as_slice() {
+        Some(data) => {
+            let (n, p) = x.dim();
+            let mut h = TokenHasher::new();
+            h.str("PCA.covariance_eigh").u64(n as u64).u64(p as u64);
+            let mut sums = vec![0.0; p];
+            for block in data.chunks(256 * p.max(1)) {
+                // SAFETY: any f64 slice is a valid byte slice of 8× the length.
+                h.bytes(unsafe {
+                    std::slice::from_raw_parts(block.as_ptr().cast::<u8>(), size_of_val(block))
+                });
+                for row in block.chunks_exact(p) {
+                    sums.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
+                }
+            }
+            (Some(h.finish()), sums.into_iter().map(|s| s / n as f64).collect())
+        }
+        None => (None, crate::gram::column_means(x)),
+    };
     let recent = |t: &Token| {
         RECENT
             .lock()
@@ -135,7 +147,7 @@ fn decompose(x: ArrayView2<'_, f64>) -> Result<Arc<Decomposition>, MlError> {
     if let Some(d) = token.as_ref().and_then(recent) {
         return Ok(d);
     }
-    let d = Arc::new(decompose_uncached(x)?);
+    let d = Arc::new(decompose_uncached(x, mean)?);
     if let Some(t) = token {
         let mut kept = RECENT.lock().unwrap_or_else(|e| e.into_inner());
         if kept.len() == KEPT {
@@ -146,9 +158,8 @@ fn decompose(x: ArrayView2<'_, f64>) -> Result<Arc<Decomposition>, MlError> {
     Ok(d)
 }
 
-fn decompose_uncached(x: ArrayView2<'_, f64>) -> Result<Decomposition, MlError> {
+fn decompose_uncached(x: ArrayView2<'_, f64>, mean: Array1<f64>) -> Result<Decomposition, MlError> {
     let (n, p) = x.dim();
-    let mean = crate::gram::column_means(x);
     // XᵀX − n·m·mᵀ, as scikit-learn's `covariance_eigh` forms it.
     let cov = crate::gram::uncentered_scatter(x, &mean) / (n as f64 - 1.0);
     let total_var: f64 = cov.diag().sum();

@@ -51,12 +51,18 @@ pub(crate) fn centered(
     Centered { gram, xty, yty, x_mean, y_mean, n }
 }
 
-/// Column bands of the Gram matrix's upper triangle: two (¾ of the work; more,
-/// smaller products measured slower on w9's 50 columns), or one
-/// (the whole product) for narrow X, where small products cost more than
-/// they save.
+/// Column bands of the Gram matrix's upper triangle, each computed from its
+/// diagonal block rightwards: three bands (2/3 of the full product's work)
+/// for 36 columns or more, two (3/4) from 12, else one. More, smaller
+/// products measured slower on w9's 50 columns (each packs its operands).
 fn bands(p: usize) -> impl Iterator<Item = (usize, usize)> {
-    let q = if p >= 12 { 2 } else { 1 };
+    let q = if p >= 36 {
+        3
+    } else if p >= 12 {
+        2
+    } else {
+        1
+    };
     (0..q).map(move |a| (a * p / q, (a + 1) * p / q))
 }
 
