@@ -249,7 +249,10 @@ mod tests {
             .unwrap();
         assert_eq!(big.components.slice(s![..2, ..]), small.components);
         assert_eq!(
-            decompose_uncached(x.view()).unwrap().components.slice(s![..5, ..]),
+            decompose_uncached(x.view(), crate::gram::column_means(x.view()))
+                .unwrap()
+                .components
+                .slice(s![..5, ..]),
             big.components
         );
         // Other data (one value changed) is decomposed afresh.
@@ -262,7 +265,10 @@ mod tests {
             .fit(y.view(), None)
             .unwrap();
         assert_eq!(
-            decompose_uncached(y.view()).unwrap().components.slice(s![..5, ..]),
+            decompose_uncached(y.view(), crate::gram::column_means(y.view()))
+                .unwrap()
+                .components
+                .slice(s![..5, ..]),
             other.components
         );
         assert_ne!(other.components, big.components);
