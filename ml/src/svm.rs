@@ -2,7 +2,7 @@
 //!
 //! `SVC` is libsvm's method, as scikit-learn's: the C-SVC dual solved by SMO
 //! with second-order working-set selection and an `f32` kernel cache
-//! ([`crate::smo`]), one binary machine per pair of classes (one-vs-one,
+//! (the `smo` module), one binary machine per pair of classes (one-vs-one,
 //! each pair's rows ordered by class as libsvm groups them), prediction by
 //! votes (ties go to the smaller class). `LinearSVC` is liblinear's method, as scikit-learn's:
 //! the L2-regularized squared hinge loss, one-vs-rest, the intercept as a

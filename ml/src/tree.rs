@@ -1,4 +1,4 @@
-//! Trees and forests on Rask's own CART ([`crate::cart`]): scikit-learn's
+//! Trees and forests on Rask's own CART (the `cart` module): scikit-learn's
 //! split rule and defaults, grown on columns sorted once per fit.
 //!
 //! - `DecisionTreeClassifier` / `DecisionTreeRegressor`: every feature is
