@@ -1,6 +1,7 @@
 //! General-purpose ops compiled into the `rask` binary, so that every `rask
-//! worker` can run them: building blocks for demos, benchmarks and tests of
-//! clusters (slow tasks, flaky tasks, large values).
+//! worker` can run them: building blocks for demos and benchmarks (slow
+//! tasks, sums, checksums), and, with the `test-ops` feature only, the
+//! failure ops that the cluster tests use.
 
 use std::time::Duration;
 
@@ -14,6 +15,19 @@ rask_core::op! {
     /// Sums a list.
     pub fn sum_i64(xs: Vec<i64>) -> i64 { xs.iter().sum() }
 
+    /// A checksum of bytes (sum of the bytes times their position, wrapping).
+    pub fn checksum(data: Vec<u8>) -> u64 {
+        data.iter().enumerate().fold(0u64, |acc, (i, &b)| acc.wrapping_add((i as u64 + 1).wrapping_mul(b as u64)))
+    }
+}
+
+/// Ops for testing cluster failure handling: a flaky task, a large value, a
+/// task that kills its worker. Only builds with the `test-ops` feature (the
+/// test command's `--all-features`) have them; release builds do not, so no
+/// client can crash a production worker or make it allocate at will.
+#[cfg(feature = "test-ops")]
+mod test_ops {
+    rask_core::op! {
     /// Fails the first `times` calls, counted in the file at `path` (shared by
     /// every process on the machine), then returns `x`: a flaky task for retries.
     pub fn fail_times(path: String, times: u64, x: i64) -> Result<i64, String> {
@@ -32,11 +46,6 @@ rask_core::op! {
         (0..n).map(|_| { s ^= s << 13; s ^= s >> 7; s ^= s << 17; (s >> 24) as u8 }).collect()
     }
 
-    /// A checksum of bytes (sum of the bytes times their position, wrapping).
-    pub fn checksum(data: Vec<u8>) -> u64 {
-        data.iter().enumerate().fold(0u64, |acc, (i, &b)| acc.wrapping_add((i as u64 + 1).wrapping_mul(b as u64)))
-    }
-
     /// Ends the whole worker process at once: a task that kills its worker.
     pub fn abort_process(x: i64) -> i64 {
         if x >= 0 {
@@ -44,4 +53,8 @@ rask_core::op! {
         }
         x
     }
+    }
 }
+
+#[cfg(feature = "test-ops")]
+pub use test_ops::{abort_process, fail_times, make_bytes};

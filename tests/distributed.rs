@@ -250,7 +250,7 @@ fn retries_then_remote_errors() {
         match f.result().unwrap_err() {
             DistError::Task(failure) => {
                 assert_eq!(&failure.key, flaky.key());
-                assert_eq!(failure.op, "rask::ops::fail_times");
+                assert_eq!(failure.op, "rask::ops::test_ops::fail_times");
                 assert_eq!(failure.message, "flaky failure 1 of 5");
                 assert!(
                     failure.worker.as_deref().is_some_and(|w| w.starts_with("local-")),
@@ -433,4 +433,170 @@ fn unreachable_scheduler_times_out_with_a_clear_error() {
     });
     let msg = err.to_string();
     assert!(msg.contains("127.0.0.1:1") && msg.contains("could not reach"), "{msg}");
+}
+
+#[test]
+fn a_cluster_token_guards_every_endpoint() {
+    let _g = serial();
+    const TOKEN: &str = "0123456789abcdef-test-token";
+    let c = LocalCluster::with_options(ClusterOptions {
+        n_workers: 2,
+        threads_per_worker: 1,
+        binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_rask"))),
+        token: Some(TOKEN.into()),
+        ..ClusterOptions::default()
+    })
+    .expect("cluster starts");
+    // With the token: graphs, scatter and gather (the workers' data plane) work.
+    let client = c.client().unwrap();
+    within(60, move || {
+        assert_eq!(inc(1).compute().unwrap(), 2);
+        let f = client.scatter(vec![1u8, 2, 3]).unwrap();
+        assert_eq!(f.result().unwrap(), vec![1u8, 2, 3]);
+        assert_eq!(
+            client.submit(&checksum(make_bytes(1000, 1))).unwrap().result().unwrap(),
+            checksum::call(make_bytes::call(1000, 1))
+        );
+    });
+    // A client with a wrong token, or none, is refused with the reason.
+    for token in ["wrong-token-0123456789", ""] {
+        let err = Client::connect_with(
+            c.address(),
+            ClientOptions {
+                token: token.into(),
+                set_as_default: false,
+                ..ClientOptions::default()
+            },
+        )
+        .err()
+        .expect("refused");
+        assert!(err.to_string().contains("wrong or missing cluster token"), "{err}");
+    }
+    // A worker's data plane serves nothing without the token: Get and Put are
+    // refused before the request is read.
+    let admin = c.client().unwrap();
+    let worker = admin.workers().unwrap()[0].addr.clone();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let mut w =
+            pb::worker_client::WorkerClient::connect(format!("http://{worker}")).await.unwrap();
+        let key = rask::Key::named("anything");
+        let err = w
+            .get(pb::GetData {
+                protocol_version: PROTOCOL_VERSION,
+                key: Some(rask::distributed::protocol::key_to_pb(&key)),
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(err.code(), tonic_code_unauthenticated(), "{err:?}");
+        assert!(err.message().contains("no cluster token"), "{}", err.message());
+        let chunk = pb::DataChunk {
+            key: Some(rask::distributed::protocol::key_to_pb(&key)),
+            total_len: 1 << 40,
+            data: vec![0; 16],
+            protocol_version: PROTOCOL_VERSION,
+        };
+        let err = w.put(tokio_stream::iter(vec![chunk])).await.expect_err("refused");
+        assert!(err.message().contains("no cluster token"), "{}", err.message());
+    });
+    // The command line refuses a token argument (ps would show it to everyone).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rask"))
+        .args(["scheduler", "--token", "0123456789abcdef"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("--token-file"), "{stderr}");
+}
+
+/// tonic's `Unauthenticated` code, without a direct tonic dependency.
+fn tonic_code_unauthenticated() -> rask::distributed::protocol::StatusCode {
+    rask::distributed::protocol::StatusCode::Unauthenticated
+}
+
+/// A CA, and a certificate for 127.0.0.1 signed by it: PEM files in `dir`.
+fn tls_files(dir: &std::path::Path, name: &str) -> rask::distributed::auth::TlsFiles {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let path = |f: &str| dir.join(format!("{name}-{f}"));
+    std::fs::write(path("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(path("cert.pem"), leaf.pem()).unwrap();
+    std::fs::write(path("key.pem"), key.serialize_pem()).unwrap();
+    rask::distributed::auth::TlsFiles {
+        ca: path("ca.pem"),
+        cert: path("cert.pem"),
+        key: path("key.pem"),
+    }
+}
+
+#[test]
+fn mutual_tls_on_every_connection() {
+    use rask::distributed::auth::Tls;
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let files = tls_files(dir.path(), "cluster");
+    let c = LocalCluster::with_options(ClusterOptions {
+        n_workers: 2,
+        threads_per_worker: 1,
+        binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_rask"))),
+        tls: Some(files.clone()),
+        token: Some("0123456789abcdef-tls-test".into()),
+        ..ClusterOptions::default()
+    })
+    .expect("a TLS cluster starts");
+    // Scheduler sessions, worker-to-worker transfers and client fetches all run over TLS.
+    let client = c.client().unwrap();
+    within(60, move || {
+        let a = client.submit(&make_bytes(100_000, 5)).unwrap();
+        let b = client.submit(&checksum(&a)).unwrap();
+        assert_eq!(b.result().unwrap(), checksum::call(make_bytes::call(100_000, 5)));
+        let s = client.scatter(vec![9u8; 1000]).unwrap();
+        assert_eq!(s.result().unwrap(), vec![9u8; 1000]);
+    });
+    // A client of another CA is refused in the handshake, and says so.
+    let other = tls_files(dir.path(), "other");
+    let err = Client::connect_with(
+        c.address(),
+        ClientOptions {
+            tls: Some(Tls::load(other).unwrap()),
+            token: "0123456789abcdef-tls-test".into(),
+            timeout: Duration::from_secs(3),
+            set_as_default: false,
+            ..ClientOptions::default()
+        },
+    )
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains("TLS"), "{err}");
+    // A client without TLS gets nowhere either.
+    let err = Client::connect_with(
+        c.address(),
+        ClientOptions {
+            token: "0123456789abcdef-tls-test".into(),
+            timeout: Duration::from_secs(3),
+            set_as_default: false,
+            ..ClientOptions::default()
+        },
+    )
+    .err()
+    .expect("refused");
+    assert!(!err.to_string().is_empty());
+    // Raw bytes to a worker's port get no data back, only the end of the connection.
+    let admin = c.client().unwrap();
+    let worker = admin.workers().unwrap()[0].addr.clone();
+    let mut s = std::net::TcpStream::connect(&worker).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    use std::io::{Read, Write};
+    let _ = s.write_all(b"GET /rask.v1.Worker/Get HTTP/1.1\r\nHost: x\r\n\r\n\x00\x00\x00");
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(!got.windows(4).any(|w| w == [9, 9, 9, 9]), "a raw peer got data: {got:?}");
+    assert!(got.len() < 64, "a raw peer got {} bytes", got.len());
 }

@@ -27,7 +27,7 @@ const CORE_LAYERS: &[&str] = &[
 /// The modules of `rask-distributed`, bottom first: the pure scheduler at the
 /// bottom, the wire edge above it, the processes above that.
 const DISTRIBUTED_LAYERS: &[&str] =
-    &["scheduler", "error", "protocol", "worker", "server", "client", "cli", "cluster"];
+    &["scheduler", "error", "protocol", "auth", "worker", "server", "client", "cli", "cluster"];
 
 /// Which Rask crates each member crate may depend on.
 const CRATE_DEPS: &[(&str, &[&str])] = &[

@@ -15,9 +15,59 @@ use crate::worker::{run_worker, WorkerConfig};
 /// Usage of the two commands.
 pub const USAGE: &str = "\
 usage:
-  scheduler [--host HOST] [--port 8786] [--scheduler-file PATH] [--token TOKEN]
+  scheduler [--listen HOST[:PORT]] [--contact-address HOST[:PORT]] [--scheduler-file PATH]
+            [--token-file PATH] [--tls-ca-file PATH --tls-cert PATH --tls-key PATH]
   worker ADDR|--scheduler-file PATH [--nthreads N] [--memory-limit 4GiB] [--resources GPU=1,FPGA=2]
-         [--name NAME] [--local-dir DIR] [--host HOST] [--port PORT] [--token TOKEN]";
+         [--name NAME] [--local-dir DIR] [--listen HOST[:PORT]] [--contact-address HOST[:PORT]]
+         [--token-file PATH] [--tls-ca-file PATH --tls-cert PATH --tls-key PATH]
+
+  --listen            interface (and port) to bind; the scheduler's default is 127.0.0.1:8786,
+                      a worker's 127.0.0.1 and any free port (--host/--port set them apart)
+  --contact-address   the address other machines dial, written to the scheduler file and
+                      sent to the scheduler; by default the bind address, or, when binding
+                      0.0.0.0, this machine's address on its route to the scheduler
+  --token-file        file holding the cluster token; else $RASK_TOKEN; every process of a
+                      cluster needs the same one (never pass a token on the command line)
+  --tls-*             mutual TLS on every connection: the cluster CA, and this process's
+                      certificate (naming the host others dial it at) and key, all PEM";
+
+/// Parses one of the three TLS flags into `files`; `false` for other flags.
+fn tls_flag(
+    args: &[String],
+    i: &mut usize,
+    files: &mut [Option<PathBuf>; 3],
+) -> Result<bool, String> {
+    let slot = match args[*i].as_str() {
+        "--tls-ca-file" => 0,
+        "--tls-cert" => 1,
+        "--tls-key" => 2,
+        _ => return Ok(false),
+    };
+    let flag = args[*i].clone();
+    files[slot] = Some(PathBuf::from(value(args, i, &flag)?));
+    Ok(true)
+}
+
+fn tls_from(files: [Option<PathBuf>; 3]) -> Result<Option<crate::auth::Tls>, String> {
+    let [ca, cert, key] = files;
+    crate::auth::Tls::from_flags(ca, cert, key)
+}
+
+/// Splits `HOST[:PORT]` (IPv6 in brackets) for `--listen`.
+fn split_listen(s: &str) -> Result<(String, Option<u16>), String> {
+    if let Ok(a) = s.parse::<std::net::SocketAddr>() {
+        return Ok((a.ip().to_string(), Some(a.port())));
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => {
+            let port = p.parse().map_err(|_| format!("--listen {s:?}: {p:?} is not a port"))?;
+            Ok((h.to_string(), Some(port)))
+        }
+        _ => Ok((s.trim_matches(|c| c == '[' || c == ']').to_string(), None)),
+    }
+}
+
+const TOKEN_ON_COMMAND_LINE: &str = "--token is not accepted: a token on the command line is visible to every user through `ps`; put it in a file readable only by you and pass --token-file PATH, or set RASK_TOKEN";
 
 /// Parses a memory size: `4GiB`, `512MiB`, `2GB`, `1e9`, `1000000` (bytes).
 pub fn parse_memory(s: &str) -> Result<u64, String> {
@@ -112,8 +162,14 @@ pub fn run(command: &str, args: &[String]) -> Result<(), String> {
     match command {
         "scheduler" => {
             let mut cfg = ServerConfig::default();
+            let mut token_file: Option<PathBuf> = None;
+            let mut tls: [Option<PathBuf>; 3] = Default::default();
             let mut i = 0;
             while i < args.len() {
+                if tls_flag(args, &mut i, &mut tls)? {
+                    i += 1;
+                    continue;
+                }
                 match args[i].as_str() {
                     "--host" => cfg.host = value(args, &mut i, "--host")?.into(),
                     "--port" => {
@@ -125,18 +181,37 @@ pub fn run(command: &str, args: &[String]) -> Result<(), String> {
                         cfg.scheduler_file =
                             Some(PathBuf::from(value(args, &mut i, "--scheduler-file")?))
                     }
-                    "--token" => cfg.token = value(args, &mut i, "--token")?.into(),
+                    "--listen" => {
+                        let (host, port) = split_listen(value(args, &mut i, "--listen")?)?;
+                        cfg.host = host;
+                        cfg.port = port.unwrap_or(cfg.port);
+                    }
+                    "--contact-address" => {
+                        cfg.contact_address = Some(value(args, &mut i, "--contact-address")?.into())
+                    }
+                    "--token-file" => {
+                        token_file = Some(PathBuf::from(value(args, &mut i, "--token-file")?))
+                    }
+                    "--token" => return Err(TOKEN_ON_COMMAND_LINE.into()),
                     other => return Err(format!("unknown scheduler option {other:?}\n{USAGE}")),
                 }
                 i += 1;
             }
+            cfg.token = crate::auth::resolve_token(token_file.as_deref())?;
+            cfg.tls = tls_from(tls)?;
             rt.block_on(run_scheduler(cfg, shutdown_signal())).map_err(|e: DistError| e.to_string())
         }
         "worker" => {
             let mut cfg = WorkerConfig::default();
             let mut scheduler: Option<String> = None;
+            let mut token_file: Option<PathBuf> = None;
+            let mut tls: [Option<PathBuf>; 3] = Default::default();
             let mut i = 0;
             while i < args.len() {
+                if tls_flag(args, &mut i, &mut tls)? {
+                    i += 1;
+                    continue;
+                }
                 match args[i].as_str() {
                     "--scheduler-file" => {
                         scheduler =
@@ -163,7 +238,18 @@ pub fn run(command: &str, args: &[String]) -> Result<(), String> {
                             .parse()
                             .map_err(|_| "--port needs a number".to_string())?
                     }
-                    "--token" => cfg.token = value(args, &mut i, "--token")?.into(),
+                    "--listen" => {
+                        let (host, port) = split_listen(value(args, &mut i, "--listen")?)?;
+                        cfg.host = host;
+                        cfg.port = port.unwrap_or(cfg.port);
+                    }
+                    "--contact-address" => {
+                        cfg.contact_address = Some(value(args, &mut i, "--contact-address")?.into())
+                    }
+                    "--token-file" => {
+                        token_file = Some(PathBuf::from(value(args, &mut i, "--token-file")?))
+                    }
+                    "--token" => return Err(TOKEN_ON_COMMAND_LINE.into()),
                     a if !a.starts_with("--") && scheduler.is_none() => {
                         scheduler = Some(a.to_string())
                     }
@@ -174,6 +260,8 @@ pub fn run(command: &str, args: &[String]) -> Result<(), String> {
             cfg.scheduler = scheduler.ok_or_else(|| {
                 format!("worker needs the scheduler address or --scheduler-file\n{USAGE}")
             })?;
+            cfg.token = crate::auth::resolve_token(token_file.as_deref())?;
+            cfg.tls = tls_from(tls)?;
             rt.block_on(run_worker(cfg, shutdown_signal())).map_err(|e| e.to_string())
         }
         other => Err(format!("unknown command {other:?}\n{USAGE}")),

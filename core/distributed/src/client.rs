@@ -19,10 +19,11 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::StreamExt;
 
+use crate::auth::{AttachToken, Tls};
 use crate::error::DistError;
 use crate::protocol::{self, pb, SubmitOptions, MAX_VALUE_BYTES, PROTOCOL_VERSION};
 use crate::scheduler::TaskFailure;
-use crate::worker::{connect_scheduler, connect_worker, fetch};
+use crate::worker::{connect_scheduler, connect_worker, fetch, DataClient};
 
 /// Options of [`Client::connect_with`].
 #[derive(Debug, Clone)]
@@ -35,6 +36,11 @@ pub struct ClientOptions {
     pub set_as_default: bool,
     /// A name for the scheduler's logs.
     pub name: String,
+    /// After a failed fetch (the holder died or lost the value), how long to
+    /// wait for the value to be recomputed before giving up.
+    pub refetch_timeout: Duration,
+    /// TLS (mutual: the scheduler and workers check this client's certificate).
+    pub tls: Option<Tls>,
 }
 
 impl Default for ClientOptions {
@@ -44,6 +50,8 @@ impl Default for ClientOptions {
             token: String::new(),
             set_as_default: true,
             name: "client".into(),
+            refetch_timeout: Duration::from_secs(300),
+            tls: None,
         }
     }
 }
@@ -73,9 +81,11 @@ struct Inner {
     holds: Mutex<HashMap<Key, usize>>,
     was_default: bool,
     scatter_rr: AtomicU64,
-    workers: tokio::sync::Mutex<
-        HashMap<String, pb::worker_client::WorkerClient<tonic::transport::Channel>>,
-    >,
+    workers: tokio::sync::Mutex<HashMap<String, DataClient>>,
+    /// Presents the cluster token to workers' data planes.
+    attach: AttachToken,
+    tls: Option<Tls>,
+    refetch_timeout: Duration,
 }
 
 impl Inner {
@@ -184,9 +194,13 @@ impl Inner {
 
     /// A key's value envelope, fetched from its holder; waits again when the
     /// holder died (the scheduler recomputes the key and reports it anew).
+    /// The first wait is for the computation (as long as it takes); after a
+    /// failed fetch the scheduler is told, and the recomputed value is waited
+    /// for at most `refetch_timeout`.
     fn fetch_bytes(&self, key: &Key) -> Result<Vec<u8>, DistError> {
-        for _ in 0..20 {
-            self.wait(std::slice::from_ref(key), self.rejections(), None)?;
+        for attempt in 0..20 {
+            let limit = (attempt > 0).then_some(self.refetch_timeout);
+            self.wait(std::slice::from_ref(key), self.rejections(), limit)?;
             let status =
                 self.state.lock().unwrap_or_else(|p| p.into_inner()).status.get(key).cloned();
             match status {
@@ -204,6 +218,11 @@ impl Inner {
                         Ok(bytes) => return Ok(bytes),
                         Err(e) => {
                             tracing::warn!("fetching {key} from {addr} failed ({e}); waiting for it to be recomputed");
+                            self.send(pb::client_message::Msg::FetchFailed(pb::FetchFailed {
+                                key: Some(protocol::key_to_pb(key)),
+                                addr: addr.clone(),
+                                error: e.clone(),
+                            }))?;
                             let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
                             if matches!(st.status.get(key), Some(Status::Done { addr: a, .. }) if *a == addr)
                             {
@@ -225,15 +244,12 @@ impl Inner {
     }
 
     /// A (cached) connection to a worker's data server.
-    async fn worker(
-        &self,
-        addr: &str,
-    ) -> Result<pb::worker_client::WorkerClient<tonic::transport::Channel>, String> {
+    async fn worker(&self, addr: &str) -> Result<DataClient, String> {
         let mut cache = self.workers.lock().await;
         if let Some(c) = cache.get(addr) {
             return Ok(c.clone());
         }
-        let c = connect_worker(addr).await?;
+        let c = connect_worker(addr, &self.attach, self.tls.as_ref()).await?;
         cache.insert(addr.to_string(), c.clone());
         Ok(c)
     }
@@ -417,12 +433,19 @@ pub struct GangMember<T> {
 
 impl Client {
     /// Connects to the scheduler at `addr` (`host:port`) with default options.
+    /// The cluster token comes from `$RASK_TOKEN`, TLS from `$RASK_TLS_CA_FILE`,
+    /// `$RASK_TLS_CERT` and `$RASK_TLS_KEY`, when they are set.
     pub fn connect(addr: &str) -> Result<Client, DistError> {
-        Self::connect_with(addr, ClientOptions::default())
+        let token =
+            crate::auth::token_from_env().map_err(|message| DistError::Process { message })?;
+        let tls = Tls::from_env().map_err(|message| DistError::Process { message })?;
+        Self::connect_with(addr, ClientOptions { token, tls, ..ClientOptions::default() })
     }
 
     /// Connects with options (timeout, token, whether to become the default scheduler).
     pub fn connect_with(addr: &str, opts: ClientOptions) -> Result<Client, DistError> {
+        let attach =
+            AttachToken::new(&opts.token).map_err(|message| DistError::Process { message })?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("rask-client")
@@ -442,7 +465,7 @@ impl Client {
         .expect("receiver alive");
         let timeout = opts.timeout;
         let mut inbound = rt.block_on(async {
-            let mut c = connect_scheduler(addr, timeout).await?;
+            let mut c = connect_scheduler(addr, timeout, opts.tls.as_ref()).await?;
             let fut = c.client_session(UnboundedReceiverStream::new(rx));
             match tokio::time::timeout(timeout, fut).await {
                 Ok(Ok(r)) => Ok(r.into_inner()),
@@ -481,6 +504,9 @@ impl Client {
             was_default: opts.set_as_default,
             scatter_rr: AtomicU64::new(0),
             workers: tokio::sync::Mutex::new(HashMap::new()),
+            attach,
+            tls: opts.tls.clone(),
+            refetch_timeout: opts.refetch_timeout,
         });
         let weak = Arc::downgrade(&inner);
         inner.rt.spawn(async move {

@@ -26,6 +26,14 @@ pub struct ClusterOptions {
     pub worker_args: Vec<String>,
     /// How long to wait for everything to start.
     pub startup_timeout: Duration,
+    /// The cluster token (see [`crate::auth`]): handed to the processes in
+    /// their environment, never on their command lines. `None`: whatever
+    /// `$RASK_TOKEN` this process has (none when unset).
+    pub token: Option<String>,
+    /// Mutual TLS on every connection: the cluster CA, and one certificate
+    /// and key that every process (scheduler, workers, this client) presents;
+    /// it must name `127.0.0.1`.
+    pub tls: Option<crate::auth::TlsFiles>,
 }
 
 impl Default for ClusterOptions {
@@ -37,6 +45,8 @@ impl Default for ClusterOptions {
             binary: None,
             worker_args: Vec::new(),
             startup_timeout: Duration::from_secs(30),
+            token: None,
+            tls: None,
         }
     }
 }
@@ -82,6 +92,21 @@ fn log_file(dir: &Path, name: &str) -> Result<Stdio, DistError> {
     Ok(Stdio::from(f))
 }
 
+/// The TLS flags of a cluster process.
+fn tls_args(files: &Option<crate::auth::TlsFiles>) -> Vec<std::ffi::OsString> {
+    match files {
+        None => Vec::new(),
+        Some(f) => vec![
+            "--tls-ca-file".into(),
+            f.ca.clone().into(),
+            "--tls-cert".into(),
+            f.cert.clone().into(),
+            "--tls-key".into(),
+            f.key.clone().into(),
+        ],
+    }
+}
+
 impl LocalCluster {
     /// `n_workers` worker processes with `threads_per_worker` threads each.
     pub fn new(n_workers: usize, threads_per_worker: usize) -> Result<Self, DistError> {
@@ -106,10 +131,30 @@ impl LocalCluster {
         std::fs::create_dir_all(&dir).map_err(|e| DistError::Process {
             message: format!("cannot create {}: {e}", dir.display()),
         })?;
+        let token = match &opts.token {
+            Some(t) => {
+                crate::auth::check_token(t, "ClusterOptions::token")
+                    .map_err(|message| DistError::Process { message })?;
+                t.clone()
+            }
+            None => {
+                crate::auth::token_from_env().map_err(|message| DistError::Process { message })?
+            }
+        };
+        let opts = ClusterOptions { token: Some(token.clone()), ..opts };
+        let tls = match &opts.tls {
+            Some(files) => Some(
+                crate::auth::Tls::load(files.clone())
+                    .map_err(|message| DistError::Process { message })?,
+            ),
+            None => None,
+        };
         let file = dir.join("scheduler.json");
         let scheduler = Command::new(&binary)
-            .args(["scheduler", "--host", "127.0.0.1", "--port", "0", "--scheduler-file"])
+            .args(["scheduler", "--listen", "127.0.0.1:0", "--scheduler-file"])
             .arg(&file)
+            .args(tls_args(&opts.tls))
+            .env(crate::auth::TOKEN_ENV, &token)
             .stdin(Stdio::null())
             .stdout(log_file(&dir, "scheduler.log")?)
             .stderr(log_file(&dir, "scheduler.err")?)
@@ -154,7 +199,7 @@ impl LocalCluster {
         }
         let client = Client::connect_with(
             &cluster.addr,
-            ClientOptions { set_as_default: false, ..ClientOptions::default() },
+            ClientOptions { set_as_default: false, token, tls, ..ClientOptions::default() },
         )?;
         client.wait_for_workers(opts.n_workers, opts.startup_timeout)?;
         Ok(cluster)
@@ -178,6 +223,8 @@ impl LocalCluster {
             cmd.args(["--memory-limit", m]);
         }
         cmd.args(&self.opts.worker_args);
+        cmd.env(crate::auth::TOKEN_ENV, self.opts.token.as_deref().unwrap_or(""));
+        cmd.args(tls_args(&self.opts.tls));
         let child = cmd
             .stdin(Stdio::null())
             .stdout(log_file(&self.dir, &format!("worker-{i}.log"))?)
@@ -202,7 +249,15 @@ impl LocalCluster {
 
     /// A client connected to this cluster (and made the default scheduler).
     pub fn client(&self) -> Result<Client, DistError> {
-        Client::connect(&self.addr)
+        let token = self.opts.token.clone().unwrap_or_default();
+        let tls = match &self.opts.tls {
+            Some(files) => Some(
+                crate::auth::Tls::load(files.clone())
+                    .map_err(|message| DistError::Process { message })?,
+            ),
+            None => None,
+        };
+        Client::connect_with(&self.addr, ClientOptions { token, tls, ..ClientOptions::default() })
     }
 
     /// Process ids of the live workers, by index.

@@ -20,7 +20,11 @@ pub mod pb {
 }
 
 /// This build's protocol version. Peers of another version are refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version 2: the cluster token on the workers' data plane, `FetchFailed`.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// gRPC status codes (the data plane's refusals carry `Unauthenticated`).
+pub use tonic::Code as StatusCode;
 /// Largest gRPC message accepted (bulk data travels in chunks below this).
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 /// Chunk size of values on the data plane.
@@ -125,8 +129,41 @@ pub enum WireArg {
     Key(Key),
     /// A literal, as a value envelope.
     Literal(Vec<u8>),
-    /// A nested list.
-    List(Vec<WireArg>),
+    /// A nested list (at most [`MAX_NESTING`] deep).
+    List(Nested),
+}
+
+/// How deeply argument lists may nest. Decoding is recursive, so a payload
+/// nested a million levels deep would overflow a worker's stack; past this
+/// depth it is refused instead.
+pub const MAX_NESTING: usize = 64;
+
+thread_local! {
+    static DECODE_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Set when a decode stopped at the depth limit (postcard keeps no
+    /// custom error message, so the reason travels here).
+    static TOO_DEEP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The items of a nested argument list; decoding counts the nesting depth.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct Nested(pub Vec<WireArg>);
+
+impl<'de> Deserialize<'de> for Nested {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let depth = DECODE_DEPTH.with(|c| c.get()) + 1;
+        if depth > MAX_NESTING {
+            TOO_DEEP.with(|c| c.set(true));
+            return Err(serde::de::Error::custom(format!(
+                "argument lists nested more than {MAX_NESTING} deep"
+            )));
+        }
+        DECODE_DEPTH.with(|c| c.set(depth));
+        let items = Vec::<WireArg>::deserialize(d);
+        DECODE_DEPTH.with(|c| c.set(depth - 1));
+        items.map(Nested)
+    }
 }
 
 fn wire_arg(arg: &Arg, key: &Key) -> Result<WireArg, DistError> {
@@ -139,7 +176,7 @@ fn wire_arg(arg: &Arg, key: &Key) -> Result<WireArg, DistError> {
             })?)
         }
         Arg::List(items) => {
-            WireArg::List(items.iter().map(|a| wire_arg(a, key)).collect::<Result<_, _>>()?)
+            WireArg::List(Nested(items.iter().map(|a| wire_arg(a, key)).collect::<Result<_, _>>()?))
         }
     })
 }
@@ -225,10 +262,18 @@ pub fn graph_to_specs(
     Ok(specs)
 }
 
-/// Decodes a task payload.
+/// Decodes a task payload (nesting bounded by [`MAX_NESTING`]).
 pub fn decode_payload(bytes: &[u8]) -> Result<Vec<WireArg>, DistError> {
-    postcard::from_bytes(bytes)
-        .map_err(|e| DistError::Protocol { message: format!("malformed task payload: {e}") })
+    DECODE_DEPTH.with(|c| c.set(0));
+    TOO_DEEP.with(|c| c.set(false));
+    postcard::from_bytes(bytes).map_err(|e| {
+        let message = if TOO_DEEP.with(|c| c.get()) {
+            format!("task payload refused: argument lists nested more than {MAX_NESTING} deep")
+        } else {
+            format!("malformed task payload: {e}")
+        };
+        DistError::Protocol { message }
+    })
 }
 
 /// Resolves wire arguments into values, looking keys up with `get`.
@@ -244,7 +289,39 @@ pub fn resolve_args(
             WireArg::Literal(bytes) => {
                 Value::from_envelope(&bytes, MAX_VALUE_BYTES as usize).map_err(|e| e.to_string())
             }
-            WireArg::List(items) => resolve_args(items, get).map(Value::list),
+            WireArg::List(Nested(items)) => resolve_args(items, get).map(Value::list),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nested(depth: usize) -> Vec<WireArg> {
+        let mut arg = WireArg::Literal(vec![]);
+        for _ in 0..depth {
+            arg = WireArg::List(Nested(vec![arg]));
+        }
+        vec![arg]
+    }
+
+    #[test]
+    fn nesting_is_bounded_when_decoding() {
+        let ok = postcard::to_stdvec(&nested(MAX_NESTING)).unwrap();
+        assert!(decode_payload(&ok).is_ok());
+        let deep = postcard::to_stdvec(&nested(MAX_NESTING + 1)).unwrap();
+        let err = decode_payload(&deep).unwrap_err().to_string();
+        assert!(err.contains("nested more than 64 deep"), "{err}");
+        // A hostile payload: a million nested one-item lists (variant 2, length 1),
+        // built by hand (encoding it recursively would overflow this stack too).
+        let mut hostile = vec![1u8];
+        for _ in 0..1_000_000 {
+            hostile.extend_from_slice(&[2, 1]);
+        }
+        hostile.extend_from_slice(&[1, 0]);
+        assert!(decode_payload(&hostile).unwrap_err().to_string().contains("nested more than"));
+        // The depth counter is per decode: a refused payload leaves none behind.
+        assert!(decode_payload(&ok).is_ok());
+    }
 }

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use rask_core::Key;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::Stream;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::DistError;
@@ -30,8 +30,15 @@ pub struct ServerConfig {
     pub port: u16,
     /// Write `{"address": "host:port"}` here once listening.
     pub scheduler_file: Option<PathBuf>,
-    /// Shared token that workers and clients must present (empty = none).
+    /// Shared token that workers and clients must present (empty = none; see
+    /// [`crate::auth`]).
     pub token: String,
+    /// The address written to the scheduler file (`host` or `host:port`);
+    /// by default the bind address, or, when binding all interfaces, this
+    /// machine's outward address.
+    pub contact_address: Option<String>,
+    /// TLS for every session (workers and clients must present certificates).
+    pub tls: Option<crate::auth::Tls>,
     /// State-machine tuning.
     pub state: SchedulerConfig,
 }
@@ -43,13 +50,65 @@ impl Default for ServerConfig {
             port: 8786,
             scheduler_file: None,
             token: String::new(),
+            contact_address: None,
+            tls: None,
             state: SchedulerConfig::default(),
         }
     }
 }
 
-type WorkerTx = mpsc::Sender<Result<pb::ToWorker, Status>>;
-type ClientTx = mpsc::Sender<Result<pb::ToClient, Status>>;
+/// How many messages a peer may leave unread before it is disconnected.
+const MAX_UNREAD: usize = 1 << 20;
+
+/// A peer's outgoing messages. Nothing is ever dropped: a message is queued,
+/// or (past [`MAX_UNREAD`] unread ones) the peer is disconnected with the
+/// reason, so memory stays bounded and nobody waits for a lost message.
+struct Outbox<T> {
+    tx: mpsc::UnboundedSender<Result<T, Status>>,
+    unread: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<T> Clone for Outbox<T> {
+    fn clone(&self) -> Self {
+        Outbox { tx: self.tx.clone(), unread: self.unread.clone() }
+    }
+}
+
+type Outgoing<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+impl<T: Send + 'static> Outbox<T> {
+    /// An outbox and the response stream that drains it.
+    fn new() -> (Self, Outgoing<T>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let unread = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = unread.clone();
+        let stream = UnboundedReceiverStream::new(rx).map(move |m| {
+            counter.fetch_sub(1, Relaxed);
+            m
+        });
+        (Outbox { tx, unread }, Box::pin(stream))
+    }
+
+    /// Queues `m`; `false` when the peer is gone or has too much unread.
+    fn send(&self, m: Result<T, Status>) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.unread.load(Relaxed) >= MAX_UNREAD {
+            return false;
+        }
+        self.unread.fetch_add(1, Relaxed);
+        self.tx.send(m).is_ok()
+    }
+
+    /// Queues a last message past the limit (the reason of a disconnection).
+    fn last(&self, m: Result<T, Status>) {
+        self.unread.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.tx.send(m);
+    }
+}
+
+type WorkerTx = Outbox<pb::ToWorker>;
+type ClientTx = Outbox<pb::ToClient>;
 
 enum Input {
     Event(Event),
@@ -72,6 +131,14 @@ struct Loop {
     clients: HashMap<ClientId, ClientTx>,
     datasets: HashMap<String, Key>,
     start: Instant,
+    /// Peers whose outbox overflowed during this input: disconnected after it.
+    overflowed: Vec<Peer>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Peer {
+    Client(ClientId),
+    Worker(WorkerId),
 }
 
 impl Loop {
@@ -79,16 +146,44 @@ impl Loop {
         self.start.elapsed().as_millis() as u64
     }
 
-    fn to_client(&self, client: ClientId, msg: pb::to_client::Msg) {
+    fn send_client(&mut self, client: ClientId, msg: pb::to_client::Msg) {
         if let Some(tx) = self.clients.get(&client) {
-            // A full or closed channel means the client is slow or gone; its session end reports that.
-            let _ = tx.try_send(Ok(pb::ToClient { msg: Some(msg) }));
+            if !tx.send(Ok(pb::ToClient { msg: Some(msg) })) {
+                self.overflowed.push(Peer::Client(client));
+            }
         }
     }
 
-    fn to_worker(&self, worker: WorkerId, msg: pb::to_worker::Msg) {
+    fn send_worker(&mut self, worker: WorkerId, msg: pb::to_worker::Msg) {
         if let Some(tx) = self.workers.get(&worker) {
-            let _ = tx.try_send(Ok(pb::ToWorker { msg: Some(msg) }));
+            if !tx.send(Ok(pb::ToWorker { msg: Some(msg) })) {
+                self.overflowed.push(Peer::Worker(worker));
+            }
+        }
+    }
+
+    /// Disconnects the peers that stopped reading, telling each why; the
+    /// state machine then treats them as gone (a worker's tasks are
+    /// rescheduled, a client's keys released).
+    fn disconnect_overflowed(&mut self) {
+        while let Some(peer) = self.overflowed.pop() {
+            let reason = format!(
+                "disconnected: more than {MAX_UNREAD} messages from the scheduler were left unread"
+            );
+            match peer {
+                Peer::Client(c) => {
+                    if let Some(tx) = self.clients.remove(&c) {
+                        tx.last(Err(Status::resource_exhausted(reason)));
+                        self.event(Event::ClientLeft { client: c });
+                    }
+                }
+                Peer::Worker(w) => {
+                    if let Some(tx) = self.workers.remove(&w) {
+                        tx.last(Err(Status::resource_exhausted(reason)));
+                        self.event(Event::WorkerLost { worker: w });
+                    }
+                }
+            }
         }
     }
 
@@ -101,7 +196,7 @@ impl Loop {
     fn dispatch(&mut self, cmds: Vec<Command>) {
         for c in cmds {
             match c {
-                Command::Compute { worker, key, op, payload, deps } => self.to_worker(
+                Command::Compute { worker, key, op, payload, deps } => self.send_worker(
                     worker,
                     pb::to_worker::Msg::Compute(pb::Compute {
                         key: Some(protocol::key_to_pb(&key)),
@@ -116,13 +211,13 @@ impl Loop {
                             .collect(),
                     }),
                 ),
-                Command::FreeKeys { worker, keys } => self.to_worker(
+                Command::FreeKeys { worker, keys } => self.send_worker(
                     worker,
                     pb::to_worker::Msg::Free(pb::FreeKeys {
                         keys: keys.iter().map(protocol::key_to_pb).collect(),
                     }),
                 ),
-                Command::KeyDone { client, key, addr, nbytes } => self.to_client(
+                Command::KeyDone { client, key, addr, nbytes } => self.send_client(
                     client,
                     pb::to_client::Msg::Done(pb::KeyDone {
                         key: Some(protocol::key_to_pb(&key)),
@@ -130,19 +225,19 @@ impl Loop {
                         nbytes,
                     }),
                 ),
-                Command::KeyErred { client, key, failure } => self.to_client(
+                Command::KeyErred { client, key, failure } => self.send_client(
                     client,
                     pb::to_client::Msg::Erred(pb::KeyErred {
                         key: Some(protocol::key_to_pb(&key)),
                         failure: Some(protocol::failure_to_pb(&failure)),
                     }),
                 ),
-                Command::Reject { client, error } => self.to_client(
+                Command::Reject { client, error } => self.send_client(
                     client,
                     pb::to_client::Msg::Rejected(pb::Rejected { error, request: 0 }),
                 ),
                 Command::CloseWorker { worker } => {
-                    self.to_worker(
+                    self.send_worker(
                         worker,
                         pb::to_worker::Msg::Close(pb::Refused {
                             reason: "no heartbeat within the timeout".into(),
@@ -155,6 +250,11 @@ impl Loop {
     }
 
     fn handle(&mut self, input: Input) {
+        self.handle_one(input);
+        self.disconnect_overflowed();
+    }
+
+    fn handle_one(&mut self, input: Input) {
         match input {
             Input::Event(e) => {
                 if let Event::WorkerLost { worker } = &e {
@@ -176,7 +276,7 @@ impl Loop {
                     .into_iter()
                     .filter_map(|c| match c {
                         Command::Reject { client: c2, error } if c2 == client => {
-                            self.to_client(
+                            self.send_client(
                                 client,
                                 pb::to_client::Msg::Rejected(pb::Rejected { error, request }),
                             );
@@ -186,7 +286,10 @@ impl Loop {
                     })
                     .collect();
                 if !rejected {
-                    self.to_client(client, pb::to_client::Msg::Accepted(pb::Accepted { request }));
+                    self.send_client(
+                        client,
+                        pb::to_client::Msg::Accepted(pb::Accepted { request }),
+                    );
                 }
                 self.dispatch(cmds);
             }
@@ -196,7 +299,7 @@ impl Loop {
             Input::ClientConnected { id, tx } => {
                 let n = self.state.workers().len() as u32;
                 self.clients.insert(id, tx);
-                self.to_client(
+                self.send_client(
                     id,
                     pb::to_client::Msg::Welcome(pb::ClientWelcome {
                         client_id: id.0,
@@ -209,7 +312,7 @@ impl Loop {
                     Some(worker) => {
                         self.event(Event::DataScattered { client, key, worker, nbytes })
                     }
-                    None => self.to_client(
+                    None => self.send_client(
                         client,
                         pb::to_client::Msg::Rejected(pb::Rejected {
                             error: format!("scatter of {key}: no worker at {addr}"),
@@ -234,7 +337,7 @@ impl Loop {
                         status: format!("{:?}", w.status).to_lowercase(),
                     })
                     .collect();
-                self.to_client(
+                self.send_client(
                     client,
                     pb::to_client::Msg::Workers(pb::WorkersReply { request, workers }),
                 );
@@ -257,7 +360,7 @@ impl Loop {
                         wanted: vec![key.clone()],
                     });
                 }
-                self.to_client(
+                self.send_client(
                     client,
                     pb::to_client::Msg::Dataset(pb::DatasetReply {
                         request,
@@ -286,7 +389,7 @@ impl Loop {
                         }
                     }
                 };
-                self.to_client(client, pb::to_client::Msg::Dataset(reply));
+                self.send_client(client, pb::to_client::Msg::Dataset(reply));
             }
             Input::Story { client, key, request } => {
                 let lines = self
@@ -295,7 +398,7 @@ impl Loop {
                     .into_iter()
                     .map(|t| format!("{:>8} ms  {} -> {}  ({})", t.at, t.from, t.to, t.reason))
                     .collect();
-                self.to_client(
+                self.send_client(
                     client,
                     pb::to_client::Msg::Story(pb::StoryReply { request, lines }),
                 );
@@ -313,6 +416,8 @@ struct Service {
 type WorkerStream = Pin<Box<dyn Stream<Item = Result<pb::ToWorker, Status>> + Send>>;
 type ClientStream = Pin<Box<dyn Stream<Item = Result<pb::ToClient, Status>> + Send>>;
 
+const TOKEN_REFUSAL: &str = "wrong or missing cluster token: give every process of the cluster the same token (--token-file PATH or the RASK_TOKEN environment variable)";
+
 fn version_refusal(what: &str, theirs: u32) -> String {
     format!(
         "{what} speaks protocol version {theirs}, this scheduler speaks version {PROTOCOL_VERSION}; run the same Rask version on the scheduler, workers and clients"
@@ -329,7 +434,7 @@ impl pb::scheduler_server::Scheduler for Service {
         req: Request<Streaming<pb::WorkerMessage>>,
     ) -> Result<Response<WorkerStream>, Status> {
         let mut inbound = req.into_inner();
-        let (tx, rx) = mpsc::channel(4096);
+        let (tx, rx) = Outbox::new();
         let first = inbound.message().await?;
         let reg = match first {
             Some(pb::WorkerMessage { msg: Some(pb::worker_message::Msg::Register(r)) }) => r,
@@ -340,29 +445,22 @@ impl pb::scheduler_server::Scheduler for Service {
             }
         };
         let refuse = |reason: String| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx
-                    .send(Ok(pb::ToWorker {
-                        msg: Some(pb::to_worker::Msg::Refused(pb::Refused { reason })),
-                    }))
-                    .await;
-            }
+            tx.last(Ok(pb::ToWorker {
+                msg: Some(pb::to_worker::Msg::Refused(pb::Refused { reason })),
+            }));
         };
         if reg.protocol_version != PROTOCOL_VERSION {
-            refuse(version_refusal(&format!("worker {}", reg.name), reg.protocol_version)).await;
-            return Ok(Response::new(Box::pin(ReceiverStream::new(rx))));
+            refuse(version_refusal(&format!("worker {}", reg.name), reg.protocol_version));
+            return Ok(Response::new(rx));
         }
-        if reg.token != self.token {
-            refuse("wrong or missing cluster token".into()).await;
-            return Ok(Response::new(Box::pin(ReceiverStream::new(rx))));
+        if !crate::auth::same_token(&reg.token, &self.token) {
+            refuse(TOKEN_REFUSAL.into());
+            return Ok(Response::new(rx));
         }
         let id = WorkerId(self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        let _ = tx
-            .send(Ok(pb::ToWorker {
-                msg: Some(pb::to_worker::Msg::Welcome(pb::WorkerWelcome { worker_id: id.0 })),
-            }))
-            .await;
+        tx.last(Ok(pb::ToWorker {
+            msg: Some(pb::to_worker::Msg::Welcome(pb::WorkerWelcome { worker_id: id.0 })),
+        }));
         let inputs = self.inputs.clone();
         let _ = inputs.send(Input::WorkerConnected { id, tx: tx.clone() });
         let _ = inputs.send(Input::Event(Event::WorkerJoined {
@@ -423,7 +521,7 @@ impl pb::scheduler_server::Scheduler for Service {
             tracing::info!("worker {} left", reg.name);
             let _ = inputs.send(Input::Event(Event::WorkerLost { worker: id }));
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(rx))
     }
 
     async fn client_session(
@@ -431,7 +529,7 @@ impl pb::scheduler_server::Scheduler for Service {
         req: Request<Streaming<pb::ClientMessage>>,
     ) -> Result<Response<ClientStream>, Status> {
         let mut inbound = req.into_inner();
-        let (tx, rx) = mpsc::channel(1 << 16);
+        let (tx, rx) = Outbox::new();
         let hello = match inbound.message().await? {
             Some(pb::ClientMessage { msg: Some(pb::client_message::Msg::Hello(h)) }) => h,
             _ => {
@@ -444,17 +542,15 @@ impl pb::scheduler_server::Scheduler for Service {
             Ok(pb::ToClient { msg: Some(pb::to_client::Msg::Refused(pb::Refused { reason })) })
         };
         if hello.protocol_version != PROTOCOL_VERSION {
-            let _ = tx
-                .send(refused(version_refusal(
-                    &format!("client {}", hello.name),
-                    hello.protocol_version,
-                )))
-                .await;
-            return Ok(Response::new(Box::pin(ReceiverStream::new(rx))));
+            tx.last(refused(version_refusal(
+                &format!("client {}", hello.name),
+                hello.protocol_version,
+            )));
+            return Ok(Response::new(rx));
         }
-        if hello.token != self.token {
-            let _ = tx.send(refused("wrong or missing cluster token".into())).await;
-            return Ok(Response::new(Box::pin(ReceiverStream::new(rx))));
+        if !crate::auth::same_token(&hello.token, &self.token) {
+            tx.last(refused(TOKEN_REFUSAL.into()));
+            return Ok(Response::new(rx));
         }
         let id = ClientId(self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let inputs = self.inputs.clone();
@@ -467,7 +563,7 @@ impl pb::scheduler_server::Scheduler for Service {
                     Err(s) => {
                         // Oversized or malformed frames end this session only.
                         tracing::warn!("client {} session error: {}", hello.name, s.message());
-                        let _ = tx.try_send(Err(s));
+                        tx.last(Err(s));
                         break;
                     }
                 };
@@ -484,7 +580,7 @@ impl pb::scheduler_server::Scheduler for Service {
                                 event: Event::GraphSubmitted { client: id, tasks, wanted },
                             },
                             (Err(e), _) | (_, Err(e)) => {
-                                let _ = tx.try_send(Ok(pb::ToClient {
+                                tx.send(Ok(pb::ToClient {
                                     msg: Some(pb::to_client::Msg::Rejected(pb::Rejected {
                                         error: format!("malformed submission: {e}"),
                                         request: s.request,
@@ -527,6 +623,16 @@ impl pb::scheduler_server::Scheduler for Service {
                     Some(pb::client_message::Msg::GetDataset(g)) => {
                         Input::GetDataset { client: id, name: g.name, request: g.request }
                     }
+                    Some(pb::client_message::Msg::FetchFailed(f)) => {
+                        match protocol::key_from_pb(f.key) {
+                            Ok(key) => Input::Event(Event::ClientFetchFailed {
+                                key,
+                                addr: f.addr,
+                                error: f.error,
+                            }),
+                            Err(_) => continue,
+                        }
+                    }
                     Some(pb::client_message::Msg::Story(s)) => match protocol::key_from_pb(s.key) {
                         Ok(key) => Input::Story { client: id, key, request: s.request },
                         Err(_) => continue,
@@ -539,7 +645,7 @@ impl pb::scheduler_server::Scheduler for Service {
             }
             let _ = inputs.send(Input::Event(Event::ClientLeft { client: id }));
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(rx))
     }
 }
 
@@ -556,7 +662,14 @@ pub async fn run_scheduler(
         })?;
     let local: SocketAddr =
         listener.local_addr().map_err(|e| DistError::Process { message: e.to_string() })?;
-    let addr = format!("{}:{}", cfg.host, local.port());
+    // What other machines dial: the contact address, else the bound one, else
+    // (bound to all interfaces) this machine's address on its default route.
+    let addr = crate::worker::contact_address(
+        cfg.contact_address.as_deref(),
+        &cfg.host,
+        local.port(),
+        "8.8.8.8:80",
+    )?;
     if let Some(path) = &cfg.scheduler_file {
         let json =
             format!("{{\"address\": \"{addr}\", \"protocol_version\": {PROTOCOL_VERSION}}}\n");
@@ -564,7 +677,7 @@ pub async fn run_scheduler(
             message: format!("cannot write the scheduler file {}: {e}", path.display()),
         })?;
     }
-    println!("scheduler listening on {addr}");
+    println!("scheduler listening on {}:{}, contact address {addr}", cfg.host, local.port());
 
     let (inputs, mut rx) = mpsc::unbounded_channel::<Input>();
     let mut lp = Loop {
@@ -573,6 +686,7 @@ pub async fn run_scheduler(
         clients: HashMap::new(),
         datasets: HashMap::new(),
         start: Instant::now(),
+        overflowed: Vec::new(),
     };
     let ticker = inputs.clone();
     let tick = tokio::spawn(async move {
@@ -594,7 +708,7 @@ pub async fn run_scheduler(
         }
         // Tell workers that the scheduler is going.
         for (_, tx) in lp.workers.drain() {
-            let _ = tx.try_send(Ok(pb::ToWorker {
+            tx.last(Ok(pb::ToWorker {
                 msg: Some(pb::to_worker::Msg::Close(pb::Refused {
                     reason: "scheduler shutting down".into(),
                 })),
@@ -611,7 +725,13 @@ pub async fn run_scheduler(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let incoming = crate::worker::nodelay(listener);
-    let result = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &cfg.tls {
+        builder = builder.tls_config(tls.server()).map_err(|e| DistError::Process {
+            message: format!("scheduler TLS ({:?}): {}", tls.files, crate::worker::error_chain(&e)),
+        })?;
+    }
+    let result = builder
         .tcp_nodelay(true)
         .add_service(svc)
         .serve_with_incoming_shutdown(incoming, shutdown)

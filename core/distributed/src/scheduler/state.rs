@@ -292,6 +292,15 @@ pub enum Event {
         /// The dependency it could not get.
         missing: Key,
     },
+    /// A client could not fetch a value from the worker at `addr`.
+    ClientFetchFailed {
+        /// The value.
+        key: Key,
+        /// The worker it was told to fetch from.
+        addr: String,
+        /// What went wrong.
+        error: String,
+    },
     /// A client dropped its futures on these keys.
     ClientReleased {
         /// Which client.
@@ -503,6 +512,9 @@ impl SchedulerState {
             Event::TaskFinished { worker, key, nbytes } => self.finished(worker, key, nbytes),
             Event::TaskFailed { worker, key, failure } => self.failed(worker, key, failure),
             Event::DataMissing { worker, key, missing } => self.data_missing(worker, key, missing),
+            Event::ClientFetchFailed { key, addr, error } => {
+                self.client_fetch_failed(key, &addr, &error)
+            }
             Event::ClientReleased { client, keys } => {
                 for k in keys {
                     if let Some(t) = self.tasks.get_mut(&k) {
@@ -699,7 +711,8 @@ impl SchedulerState {
                 return;
             }
         }
-        if let Err(error) = self.check_gangs(&tasks) {
+        if let Err(error) = self.check_gangs(&tasks).and_then(|()| self.check_same_content(&tasks))
+        {
             self.out.push(Command::Reject { client, error });
             return;
         }
@@ -745,6 +758,15 @@ impl SchedulerState {
             let key = spec.key.clone();
             let retries = spec.retries;
             let prev = self.tasks.remove(&key);
+            // A resubmitted (erred) task may name other dependencies now: drop
+            // the old edges, or a lost old input would make it wait again.
+            if let Some(p) = &prev {
+                for d in &p.spec.deps {
+                    if let Some(dt) = self.tasks.get_mut(d) {
+                        dt.dependents.remove(&key);
+                    }
+                }
+            }
             let dependents = prev.map(|p| p.dependents).unwrap_or_default();
             self.tasks.insert(
                 key.clone(),
@@ -845,6 +867,37 @@ impl SchedulerState {
         }
     }
 
+    /// Keys name content: a submitted task whose key the graph already holds
+    /// (not erred) must be the same task: same op, payload and dependencies.
+    /// Merging another task under the key would hand its clients the wrong
+    /// value, so the whole submission is refused instead.
+    fn check_same_content(&self, tasks: &[TaskSpec]) -> Result<(), String> {
+        for spec in tasks {
+            let Some(t) = self.tasks.get(&spec.key) else { continue };
+            if matches!(t.state, TaskState::Erred { .. }) {
+                continue;
+            }
+            let mut seen = FxHashSet::default();
+            let deps: Vec<&Key> = spec.deps.iter().filter(|d| seen.insert(*d)).collect();
+            let same = t.spec.op == spec.op
+                && t.spec.payload == spec.payload
+                && t.spec.deps.iter().eq(deps.iter().copied());
+            if !same {
+                return Err(format!(
+                    "key {} is already in the graph as another task (op `{}`, {} payload bytes, {} dependencies; this submission: op `{}`, {} bytes, {} dependencies); keys name a task's content, so give a different task another key",
+                    spec.key,
+                    t.spec.op,
+                    t.spec.payload.len(),
+                    t.spec.deps.len(),
+                    spec.op,
+                    spec.payload.len(),
+                    deps.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn scattered(&mut self, client: ClientId, key: Key, worker: WorkerId, nbytes: u64) {
         let Some(addr) = self.workers.get(&worker).map(|w| w.addr.clone()) else {
             self.out.push(Command::Reject {
@@ -853,6 +906,36 @@ impl SchedulerState {
             });
             return;
         };
+        // A key already in the graph keeps its task: replacing a queued or
+        // running task would leave it in the queues and worker sets under a
+        // key that a later release forgets.
+        if let Some(t) = self.tasks.get_mut(&key) {
+            match &t.state {
+                TaskState::Released => {}
+                TaskState::Memory { worker: held, nbytes: held_bytes } if t.spec.op == DATA_OP => {
+                    // The same value scattered again: one copy is enough.
+                    let (held, held_bytes) = (*held, *held_bytes);
+                    t.who_wants.insert(client);
+                    if held != worker {
+                        self.out.push(Command::FreeKeys { worker, keys: vec![key.clone()] });
+                    }
+                    let addr = self.workers.get(&held).map(|w| w.addr.clone()).unwrap_or(addr);
+                    self.out.push(Command::KeyDone { client, key, addr, nbytes: held_bytes });
+                    return;
+                }
+                other => {
+                    let state = other.name();
+                    self.out.push(Command::FreeKeys { worker, keys: vec![key.clone()] });
+                    self.out.push(Command::Reject {
+                        client,
+                        error: format!(
+                            "scatter of {key}: the key already names a task of the graph (state {state}); scatter the value under another key"
+                        ),
+                    });
+                    return;
+                }
+            }
+        }
         self.generation += 1;
         let spec = TaskSpec {
             key: key.clone(),
@@ -1045,6 +1128,40 @@ impl SchedulerState {
                 self.set_state(&key, TaskState::Released, format!("dependency {missing} missing"));
             }
         }
+        self.ensure_needed();
+    }
+
+    /// A client could not get `key` from the worker at `addr`. If that worker
+    /// is where the scheduler believes the value is, the value is lost there:
+    /// a computed one is recomputed, a scattered one errs (nothing can
+    /// recompute it; the client must scatter it again).
+    fn client_fetch_failed(&mut self, key: Key, addr: &str, error: &str) {
+        let Some(TaskState::Memory { worker, .. }) = self.tasks.get(&key).map(|t| t.state.clone())
+        else {
+            return;
+        };
+        if self.workers.get(&worker).is_none_or(|w| w.addr != addr) {
+            return; // Stale: the value has moved or been recomputed meanwhile.
+        }
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.has_what.remove(&key);
+        }
+        self.out.push(Command::FreeKeys { worker, keys: vec![key.clone()] });
+        if self.tasks[&key].spec.op == DATA_OP {
+            let failure = TaskFailure {
+                key: key.clone(),
+                op: DATA_OP.into(),
+                message: format!(
+                    "the scattered value could not be fetched from {addr} ({error}); scatter it again"
+                ),
+                worker: Some(addr.to_string()),
+                kind: FailureCause::Worker,
+            };
+            self.set_state(&key, TaskState::Erred { failure }, "scattered value unreachable");
+            self.propagate_error(&key);
+            return;
+        }
+        self.lose(&key, "a client could not fetch it from its holder");
         self.ensure_needed();
     }
 

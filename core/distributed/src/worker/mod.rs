@@ -43,6 +43,7 @@ pub use self::state::{
     DataState, WorkerCommand, WorkerData, WorkerEvent, WorkerState, WorkerStateConfig, WorkerTask,
     WorkerTaskState,
 };
+use crate::auth::{AttachToken, CheckToken, Tls};
 use crate::error::DistError;
 use crate::protocol::{
     self, pb, CHUNK_BYTES, MAX_MESSAGE_BYTES, MAX_VALUE_BYTES, PROTOCOL_VERSION,
@@ -77,8 +78,14 @@ pub struct WorkerConfig {
     pub heartbeat: Duration,
     /// How long to keep trying to reach the scheduler.
     pub connect_timeout: Duration,
-    /// Shared cluster token (empty = none).
+    /// Shared cluster token (empty = none; see [`crate::auth`]).
     pub token: String,
+    /// The address other machines reach this worker at (`host` or
+    /// `host:port`); by default the bind address, or, when binding all
+    /// interfaces, the address this machine uses towards the scheduler.
+    pub contact_address: Option<String>,
+    /// TLS for every connection: to the scheduler, to and from peers and clients.
+    pub tls: Option<Tls>,
 }
 
 impl Default for WorkerConfig {
@@ -97,6 +104,8 @@ impl Default for WorkerConfig {
             heartbeat: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(30),
             token: String::new(),
+            contact_address: None,
+            tls: None,
         }
     }
 }
@@ -188,6 +197,9 @@ struct Shell {
     shared: Arc<Shared>,
     outbox: mpsc::UnboundedSender<pb::WorkerMessage>,
     peers: Arc<tokio::sync::Mutex<HashMap<String, WorkerClient>>>,
+    /// Presents the cluster token to peers.
+    attach: AttachToken,
+    tls: Option<Tls>,
     dir: PathBuf,
     spill_seq: u64,
     start: Instant,
@@ -196,7 +208,11 @@ struct Shell {
     commands: Vec<WorkerCommand>,
 }
 
-type WorkerClient = pb::worker_client::WorkerClient<tonic::transport::Channel>;
+/// A connection to a worker's data plane that presents the cluster token.
+pub(crate) type DataClient = pb::worker_client::WorkerClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, AttachToken>,
+>;
+type WorkerClient = DataClient;
 
 impl Shell {
     fn send(&self, msg: pb::worker_message::Msg) {
@@ -279,7 +295,14 @@ impl Shell {
     fn carry_out(&mut self, c: WorkerCommand) {
         match c {
             WorkerCommand::Fetch { key, from } => {
-                tokio::spawn(fetch_input(self.shared.clone(), self.peers.clone(), key, from));
+                tokio::spawn(fetch_input(
+                    self.shared.clone(),
+                    self.peers.clone(),
+                    self.attach.clone(),
+                    self.tls.clone(),
+                    key,
+                    from,
+                ));
             }
             WorkerCommand::Execute { key, op, payload, deps } => {
                 self.execute(key, op, payload, deps)
@@ -432,6 +455,8 @@ async fn heartbeat(
 async fn fetch_input(
     shared: Arc<Shared>,
     peers: Arc<tokio::sync::Mutex<HashMap<String, WorkerClient>>>,
+    attach: AttachToken,
+    tls: Option<Tls>,
     key: Key,
     from: String,
 ) {
@@ -439,7 +464,7 @@ async fn fetch_input(
         let mut p = peers.lock().await;
         match p.get(&from) {
             Some(c) => Ok(c.clone()),
-            None => connect_worker(&from).await.inspect(|c| {
+            None => connect_worker(&from, &attach, tls.as_ref()).await.inspect(|c| {
                 p.insert(from.clone(), c.clone());
             }),
         }
@@ -498,10 +523,7 @@ fn run_task(
 }
 
 /// Fetches a value's envelope from the worker at `addr`.
-pub(crate) async fn fetch(
-    client: &mut pb::worker_client::WorkerClient<tonic::transport::Channel>,
-    key: &Key,
-) -> Result<Vec<u8>, String> {
+pub(crate) async fn fetch(client: &mut DataClient, key: &Key) -> Result<Vec<u8>, String> {
     let mut stream = client
         .get(pb::GetData {
             protocol_version: PROTOCOL_VERSION,
@@ -521,8 +543,8 @@ pub(crate) async fn fetch(
                     chunk.total_len
                 ));
             }
+            // The buffer grows as chunks arrive: an announced size is not trusted.
             total = Some(chunk.total_len);
-            buf.reserve_exact(chunk.total_len as usize);
         }
         if buf.len() + chunk.data.len() > total.unwrap_or(0) as usize {
             return Err("more data than announced".into());
@@ -548,18 +570,32 @@ pub(crate) fn nodelay(
     })
 }
 
-/// Connects to a worker's data server.
+/// An error with its sources (TLS handshake failures hide the reason there).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Connects to a worker's data server, presenting the cluster token (and
+/// this process's certificate, with TLS).
 pub(crate) async fn connect_worker(
     addr: &str,
-) -> Result<pb::worker_client::WorkerClient<tonic::transport::Channel>, String> {
-    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| e.to_string())?
+    attach: &AttachToken,
+    tls: Option<&Tls>,
+) -> Result<DataClient, String> {
+    let ch = crate::auth::endpoint(addr, tls)?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .connect()
         .await
-        .map_err(|e| format!("{e}"))?;
-    Ok(pb::worker_client::WorkerClient::new(ch)
+        .map_err(|e| error_chain(&e))?;
+    Ok(pb::worker_client::WorkerClient::with_interceptor(ch, attach.clone())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES))
 }
@@ -665,8 +701,8 @@ impl pb::worker_server::Worker for DataService {
             )));
         }
         let total = first.total_len as usize;
-        let mut buf = Vec::with_capacity(total);
-        buf.extend_from_slice(&first.data);
+        // Grows as chunks arrive: the announced size is a limit, not a reservation.
+        let mut buf = first.data;
         while let Some(chunk) = stream.message().await? {
             if buf.len() + chunk.data.len() > total {
                 return Err(Status::invalid_argument("more data than announced"));
@@ -761,14 +797,11 @@ fn scheduler_event(msg: pb::to_worker::Msg) -> Result<Option<WorkerEvent>, Strin
 pub(crate) async fn connect_scheduler(
     addr: &str,
     timeout: Duration,
+    tls: Option<&Tls>,
 ) -> Result<pb::scheduler_client::SchedulerClient<tonic::transport::Channel>, DistError> {
     let start = Instant::now();
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| DistError::Unreachable {
-            addr: addr.into(),
-            timeout_s: 0.0,
-            message: e.to_string(),
-        })?
+    let endpoint = crate::auth::endpoint(addr, tls)
+        .map_err(|message| DistError::Unreachable { addr: addr.into(), timeout_s: 0.0, message })?
         .connect_timeout(timeout.min(Duration::from_secs(5)))
         .tcp_nodelay(true);
     loop {
@@ -779,17 +812,67 @@ pub(crate) async fn connect_scheduler(
                     .max_encoding_message_size(MAX_MESSAGE_BYTES))
             }
             Err(e) if start.elapsed() >= timeout => {
+                let hint = if tls.is_some() {
+                    " (with TLS: check that both sides use the same cluster CA, that this process's certificate is signed by it, and that the scheduler's certificate names the host dialled)"
+                } else {
+                    ""
+                };
                 return Err(DistError::Unreachable {
                     addr: addr.into(),
                     timeout_s: timeout.as_secs_f64(),
-                    message: format!(
-                        "{e}: {}",
-                        std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()
-                    ),
-                })
+                    message: format!("{}{hint}", error_chain(&e)),
+                });
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
+    }
+}
+
+/// The address peers and clients reach a process at: `contact` (a host,
+/// which gets the bound port, or `host:port`); else the bound host, unless
+/// it is a wildcard (`0.0.0.0`, `::`), which no other machine can dial: then
+/// the local address of this machine's route towards `towards`.
+pub(crate) fn contact_address(
+    contact: Option<&str>,
+    host: &str,
+    port: u16,
+    towards: &str,
+) -> Result<String, DistError> {
+    if let Some(c) = contact {
+        return Ok(
+            if c.parse::<SocketAddr>().is_ok()
+                || c.rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.contains(':') && p.parse::<u16>().is_ok())
+            {
+                c.to_string()
+            } else {
+                join_host_port(c, port)
+            },
+        );
+    }
+    let wildcard = matches!(host.parse::<std::net::IpAddr>(), Ok(ip) if ip.is_unspecified());
+    if !wildcard {
+        return Ok(join_host_port(host, port));
+    }
+    // A connected UDP socket sends nothing; it only asks the kernel for a route.
+    let routed = std::net::UdpSocket::bind((host, 0))
+        .and_then(|s| s.connect(towards).map(|()| s))
+        .and_then(|s| s.local_addr());
+    match routed {
+        Ok(a) if !a.ip().is_unspecified() => Ok(join_host_port(&a.ip().to_string(), port)),
+        _ => Err(DistError::Process {
+            message: format!(
+                "bound to {host}, which other machines cannot dial, and no route towards {towards} gives a local address; pass --contact-address HOST"
+            ),
+        }),
+    }
+}
+
+fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
@@ -807,7 +890,9 @@ pub async fn run_worker(
         })?;
     let local: SocketAddr =
         listener.local_addr().map_err(|e| DistError::Process { message: e.to_string() })?;
-    let addr = format!("{}:{}", cfg.host, local.port());
+    let addr =
+        contact_address(cfg.contact_address.as_deref(), &cfg.host, local.port(), &cfg.scheduler)?;
+    let attach = AttachToken::new(&cfg.token).map_err(|message| DistError::Process { message })?;
     let name = cfg.name.clone().unwrap_or_else(|| addr.clone());
     let dir = cfg.local_dir.join(format!("worker-{}-{}", std::process::id(), local.port()));
     let (out_tx, out_rx) = mpsc::unbounded_channel::<pb::WorkerMessage>();
@@ -833,6 +918,8 @@ pub async fn run_worker(
         shared: shared.clone(),
         outbox: out_tx.clone(),
         peers: Arc::new(tokio::sync::Mutex::new(HashMap::new())),
+        attach,
+        tls: cfg.tls.clone(),
         dir: dir.clone(),
         spill_seq: 0,
         start: Instant::now(),
@@ -843,12 +930,22 @@ pub async fn run_worker(
     let data = pb::worker_server::WorkerServer::new(DataService { shared: shared.clone() })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let incoming = nodelay(listener);
-    let server = tokio::spawn(
-        tonic::transport::Server::builder().add_service(data).serve_with_incoming(incoming),
+    // Every data-plane request shows the cluster token before it is served.
+    let data = tonic::service::interceptor::InterceptedService::new(
+        data,
+        CheckToken::new(&cfg.token, &name),
     );
+    let incoming = nodelay(listener);
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &cfg.tls {
+        builder = builder.tls_config(tls.server()).map_err(|e| DistError::Process {
+            message: format!("worker TLS ({:?}): {}", tls.files, error_chain(&e)),
+        })?;
+    }
+    let server = tokio::spawn(builder.add_service(data).serve_with_incoming(incoming));
 
-    let mut client = connect_scheduler(&cfg.scheduler, cfg.connect_timeout).await?;
+    let mut client =
+        connect_scheduler(&cfg.scheduler, cfg.connect_timeout, cfg.tls.as_ref()).await?;
     let mut ops: Vec<String> =
         rask_core::op::registered_ops().into_iter().map(String::from).collect();
     ops.push(LITERAL_OP.into());
