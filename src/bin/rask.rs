@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
     name = "rask",
     version,
     about = "Parallel and distributed computing for Rust, built for machine learning",
-    after_help = "Cluster processes:\n  rask scheduler [--host HOST] [--port 8786] [--scheduler-file PATH]\n  rask worker ADDR|--scheduler-file PATH [--nthreads N] [--memory-limit 4GiB] [--resources GPU=1] [--name NAME] [--local-dir DIR]"
+    after_help = "Cluster processes (`rask scheduler --help` for every option):\n  rask scheduler [--listen HOST:PORT] [--contact-address HOST] [--scheduler-file PATH] [--token-file PATH] [--tls-ca-file PATH --tls-cert PATH --tls-key PATH]\n  rask worker ADDR|--scheduler-file PATH [--nthreads N] [--memory-limit 4GiB] [--resources GPU=1] [--name NAME] [--local-dir DIR] [--listen HOST] [--contact-address HOST] [--token-file PATH] [--tls-* …]"
 )]
 struct Cli {
     #[command(subcommand)]

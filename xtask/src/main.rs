@@ -52,6 +52,11 @@ const DEB_PACKAGES: &[DebPackage] = &[
         why: "`dot` draws task graphs (visualize tests)",
         present_without_dpkg: || has_command("dot"),
     },
+    DebPackage {
+        name: "iproute2",
+        why: "`ip netns` builds the multi-host cluster test's network namespaces",
+        present_without_dpkg: || has_command("ip"),
+    },
 ];
 
 /// Python packages of the fixtures' virtualenv (the versions the fixtures were made with).

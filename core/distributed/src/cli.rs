@@ -20,6 +20,7 @@ usage:
   worker ADDR|--scheduler-file PATH [--nthreads N] [--memory-limit 4GiB] [--resources GPU=1,FPGA=2]
          [--name NAME] [--local-dir DIR] [--listen HOST[:PORT]] [--contact-address HOST[:PORT]]
          [--token-file PATH] [--tls-ca-file PATH --tls-cert PATH --tls-key PATH]
+         [--connect-timeout SECS]
 
   --listen            interface (and port) to bind; the scheduler's default is 127.0.0.1:8786,
                       a worker's 127.0.0.1 and any free port (--host/--port set them apart)
@@ -250,6 +251,12 @@ pub fn run(command: &str, args: &[String]) -> Result<(), String> {
                         token_file = Some(PathBuf::from(value(args, &mut i, "--token-file")?))
                     }
                     "--token" => return Err(TOKEN_ON_COMMAND_LINE.into()),
+                    "--connect-timeout" => {
+                        let secs: f64 = value(args, &mut i, "--connect-timeout")?
+                            .parse()
+                            .map_err(|_| "--connect-timeout needs seconds".to_string())?;
+                        cfg.connect_timeout = Duration::from_secs_f64(secs.max(0.1));
+                    }
                     a if !a.starts_with("--") && scheduler.is_none() => {
                         scheduler = Some(a.to_string())
                     }
