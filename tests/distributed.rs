@@ -600,3 +600,28 @@ fn mutual_tls_on_every_connection() {
     assert!(!got.windows(4).any(|w| w == [9, 9, 9, 9]), "a raw peer got data: {got:?}");
     assert!(got.len() < 64, "a raw peer got {} bytes", got.len());
 }
+
+#[test]
+fn skewed_task_durations_finish_near_the_ideal_makespan() {
+    // 200 tasks on 3 one-thread workers; every 20th takes 100x longer (1 s
+    // against 10 ms). A worker holds one task per thread while tasks are long
+    // (or not yet timed), so an idle worker never waits behind a busy one.
+    let _g = serial();
+    let c = cluster(3, 1);
+    let client = c.client().unwrap();
+    let durations: Vec<u64> = (0..200).map(|i| if i % 20 == 19 { 1000 } else { 10 }).collect();
+    let total: u64 = durations.iter().sum();
+    let ideal_ms = (total as f64 / 3.0).max(1000.0);
+    let tasks: Vec<Delayed<i64>> =
+        durations.iter().enumerate().map(|(i, &ms)| sleep_then(ms, i as i64)).collect();
+    let start = Instant::now();
+    let sum = within(120, move || client.submit(&sum_i64(tasks)).unwrap().result().unwrap());
+    let took_ms = start.elapsed().as_secs_f64() * 1000.0;
+    assert_eq!(sum, (0..200).sum::<i64>());
+    let ratio = took_ms / ideal_ms;
+    eprintln!(
+        "skewed load: {took_ms:.0} ms for an ideal makespan of {ideal_ms:.0} ms ({} ms of work on 3 workers): {ratio:.2}x",
+        total
+    );
+    assert!(ratio <= 1.3, "{ratio:.2}x the ideal makespan");
+}

@@ -119,19 +119,69 @@ fn chain_runs_in_order_and_frees_intermediates() {
     assert_eq!(story, vec!["waiting", "queued", "processing", "memory", "released", "forgotten"]);
 }
 
+/// `n` root tasks whose keys share `prefix` (as a graph's keys share their op's name).
+fn roots(prefix: &str, n: u128) -> (Vec<TaskSpec>, Vec<Key>) {
+    let keys: Vec<Key> = (0..n).map(|i| Key::new(prefix, rask_core::key::Token(i))).collect();
+    let tasks = keys
+        .iter()
+        .map(|key| {
+            let mut s = spec("x", &[]);
+            s.key = key.clone();
+            s
+        })
+        .collect();
+    (tasks, keys)
+}
+
 #[test]
 fn roots_are_queued_not_pushed_all_at_once() {
     let mut e = Env::new();
     e.worker(1, 2);
-    let tasks: Vec<TaskSpec> = (0..100).map(|i| spec(&format!("r{i}"), &[])).collect();
-    let wanted: Vec<String> = (0..100).map(|i| format!("r{i}")).collect();
-    let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
-    let out = e.submit(tasks, &wanted);
-    // 2 threads x saturation 8 = 16 tasks in flight.
-    assert_eq!(computes(&out).len(), 16);
+    let (tasks, wanted) = roots("r", 100);
+    let out = e.ev(Event::GraphSubmitted { client: C, tasks, wanted });
+    // Untimed tasks count as long: one per thread.
+    assert_eq!(computes(&out).len(), 2);
+    // Once their prefix is known to be short: 2 threads x saturation 8 = 16 in flight.
     let (_, first) = computes(&out)[0].clone();
+    let out = e.ev(Event::TaskDuration { key: first.clone(), micros: 100 });
+    assert_eq!(computes(&out).len(), 14);
     let out = e.ev(Event::TaskFinished { worker: WorkerId(1), key: first, nbytes: 1 });
     assert_eq!(computes(&out).len(), 1, "one slot freed, one task sent");
+}
+
+#[test]
+fn long_tasks_do_not_queue_behind_each_other() {
+    // Two workers of one thread; a prefix known to take 1 s. Each worker gets
+    // one task at a time, so when one finishes early the next task goes to
+    // whichever worker is free, not behind the other's long task.
+    let mut e = Env::new();
+    e.worker(1, 1);
+    e.worker(2, 1);
+    let (tasks, wanted) = roots("long", 6);
+    let out = e.ev(Event::GraphSubmitted { client: C, tasks, wanted });
+    let sent = computes(&out);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    e.ev(Event::TaskDuration { key: sent[0].1.clone(), micros: 1_000_000 });
+    let out = e.ev(Event::TaskFinished {
+        worker: WorkerId(sent[0].0),
+        key: sent[0].1.clone(),
+        nbytes: 1,
+    });
+    assert_eq!(computes(&out).len(), 1, "one task for the freed thread, none queued");
+    assert!(e.s.workers().values().all(|w| w.processing.len() == 1));
+    // Short work queues (up to the saturation) behind short work.
+    let (tasks, wanted) = roots("short", 40);
+    e.ev(Event::GraphSubmitted { client: C, tasks, wanted });
+    // Both threads busy with long tasks: nothing more is sent, short or not.
+    assert!(e.s.workers().values().all(|w| w.processing.len() == 1));
+    let short = e.s.tasks().keys().find(|k| k.prefix() == "short").unwrap().clone();
+    e.ev(Event::TaskDuration { key: short, micros: 50 });
+    // The long ones finish (the rest of them first: they were submitted
+    // first); short tasks then queue up to the saturation.
+    while let Some((key, w)) = processing(&e).into_iter().find(|(k, _)| k.prefix() == "long") {
+        e.ev(Event::TaskFinished { worker: w, key, nbytes: 1 });
+    }
+    assert!(e.s.workers().values().all(|w| w.processing.len() > 1), "short tasks queue");
 }
 
 #[test]

@@ -274,6 +274,13 @@ pub enum Event {
         /// Size of the result.
         nbytes: u64,
     },
+    /// How long a task ran on its worker (reported just before it finished).
+    TaskDuration {
+        /// The task.
+        key: Key,
+        /// Its run time in microseconds.
+        micros: u64,
+    },
     /// A task failed on a worker.
     TaskFailed {
         /// The worker.
@@ -415,6 +422,11 @@ impl Default for SchedulerConfig {
 
 type ReadyKey = (Reverse<i32>, u64, u32, Key);
 
+/// Work a worker may have queued beyond its threads, per thread (µs).
+const BACKLOG_PER_THREAD_US: u64 = 20_000;
+/// What a task of a prefix never timed is assumed to take (µs).
+const UNTIMED_US: u64 = 500_000;
+
 /// The whole scheduler state.
 pub struct SchedulerState {
     config: SchedulerConfig,
@@ -423,6 +435,8 @@ pub struct SchedulerState {
     ready: BTreeSet<ReadyKey>,
     /// Gang id → member keys by rank.
     gangs: FxHashMap<String, Vec<Key>>,
+    /// Key prefix → (total µs, count) of reported run times.
+    durations: FxHashMap<String, (u64, u32)>,
     generation: u64,
     log: VecDeque<Transition>,
     now: u64,
@@ -442,6 +456,7 @@ impl SchedulerState {
             workers: BTreeMap::new(),
             ready: BTreeSet::new(),
             gangs: FxHashMap::default(),
+            durations: FxHashMap::default(),
             generation: 0,
             log: VecDeque::new(),
             now: 0,
@@ -510,6 +525,7 @@ impl SchedulerState {
                 self.scattered(client, key, worker, nbytes)
             }
             Event::TaskFinished { worker, key, nbytes } => self.finished(worker, key, nbytes),
+            Event::TaskDuration { key, micros } => self.timed(&key, micros),
             Event::TaskFailed { worker, key, failure } => self.failed(worker, key, failure),
             Event::DataMissing { worker, key, missing } => self.data_missing(worker, key, missing),
             Event::ClientFetchFailed { key, addr, error } => {
@@ -1373,6 +1389,44 @@ impl SchedulerState {
         ((w.nthreads as f64) * self.config.saturation).ceil().max(1.0) as usize
     }
 
+    /// Whether `w` takes another task: always while a thread is free; beyond
+    /// that (up to `saturation` per thread) only while the work already sent
+    /// is short, so that an idle worker never waits while tasks queue behind
+    /// a busy one's long ones. Work is the mean run time of each task's
+    /// prefix; a prefix never timed counts as long (0.5 s, as Dask assumes).
+    fn has_room(&self, w: &SchedWorker) -> bool {
+        let n = w.processing.len();
+        if n < w.nthreads {
+            return true;
+        }
+        if n >= self.slots(w) {
+            return false;
+        }
+        let backlog: u64 = w.processing.iter().map(|k| self.expected_us(k)).sum();
+        backlog <= BACKLOG_PER_THREAD_US * w.nthreads as u64
+    }
+
+    fn expected_us(&self, key: &Key) -> u64 {
+        match self.durations.get(key.prefix()) {
+            Some(&(total, count)) if count > 0 => total / count as u64,
+            _ => UNTIMED_US,
+        }
+    }
+
+    /// Records a task's run time under its prefix (a running mean that
+    /// halves its weight every 1,024 samples, so it follows changes).
+    fn timed(&mut self, key: &Key, micros: u64) {
+        if !self.tasks.contains_key(key) {
+            return;
+        }
+        let entry = self.durations.entry(key.prefix().to_string()).or_insert((0, 0));
+        if entry.1 >= 1024 {
+            *entry = (entry.0 / 2, entry.1 / 2);
+        }
+        entry.0 += micros;
+        entry.1 += 1;
+    }
+
     fn fits(&self, w: &SchedWorker, spec: &TaskSpec, restricted: bool) -> bool {
         if restricted && !spec.workers.iter().any(|n| *n == w.name || *n == w.addr) {
             return false;
@@ -1406,7 +1460,7 @@ impl SchedulerState {
             let any_free = self
                 .workers
                 .values()
-                .any(|w| w.status == WorkerStatus::Running && w.processing.len() < self.slots(w));
+                .any(|w| w.status == WorkerStatus::Running && self.has_room(w));
             if !any_free {
                 break;
             }
@@ -1427,9 +1481,7 @@ impl SchedulerState {
             let choose = |restricted: bool| {
                 self.workers
                     .values()
-                    .filter(|w| {
-                        w.status == WorkerStatus::Running && w.processing.len() < self.slots(w)
-                    })
+                    .filter(|w| w.status == WorkerStatus::Running && self.has_room(w))
                     .filter(|w| self.fits(w, spec, restricted))
                     .map(|w| {
                         (self.fetch_bytes(spec, w.id), w.processing.len() * 1000 / w.nthreads, w.id)

@@ -148,7 +148,7 @@ enum Inbox {
     /// A fetch brought a copy.
     Fetched { key: Key, bytes: Arc<Vec<u8>> },
     /// A task ran.
-    Ran { key: Key, bytes: Arc<Vec<u8>>, value: Value },
+    Ran { key: Key, bytes: Arc<Vec<u8>>, value: Value, micros: u64 },
     /// A client put a value; `stored` is told once the state machine knows it.
     Put { key: Key, bytes: Arc<Vec<u8>>, stored: oneshot::Sender<()> },
     /// Writing `bytes` to disk finished.
@@ -206,6 +206,8 @@ struct Shell {
     paused: bool,
     /// Reused for the commands of each event.
     commands: Vec<WorkerCommand>,
+    /// How long each finished task ran, until its report goes out.
+    ran_for: FxHashMap<Key, u64>,
 }
 
 /// A connection to a worker's data plane that presents the cluster token.
@@ -243,9 +245,10 @@ impl Shell {
                 self.store(&key, bytes, None);
                 self.handle(WorkerEvent::DataArrived { key, nbytes });
             }
-            Inbox::Ran { key, bytes, value } => {
+            Inbox::Ran { key, bytes, value, micros } => {
                 let nbytes = bytes.len() as u64;
                 self.store(&key, bytes, Some(value));
+                self.ran_for.insert(key.clone(), micros);
                 self.handle(WorkerEvent::ExecuteDone { key, nbytes });
             }
             Inbox::Put { key, bytes, stored } => {
@@ -323,9 +326,11 @@ impl Shell {
                 self.shared.holdings().values.remove(&key);
             }
             WorkerCommand::TaskFinished { key, nbytes } => {
+                let duration_us = self.ran_for.remove(&key).unwrap_or(0);
                 self.send(pb::worker_message::Msg::Finished(pb::TaskFinished {
                     key: Some(protocol::key_to_pb(&key)),
                     nbytes,
+                    duration_us,
                 }))
             }
             WorkerCommand::TaskFailed { key, failure } => {
@@ -368,6 +373,7 @@ impl Shell {
         };
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 run_task(&op, &payload, inputs)
             }))
@@ -375,7 +381,12 @@ impl Shell {
                 Err((format!("worker thread failed: {}", panic_message(&*p)), FailureCause::Worker))
             });
             shared.send(match result {
-                Ok((value, bytes)) => Inbox::Ran { key, bytes: Arc::new(bytes), value },
+                Ok((value, bytes)) => Inbox::Ran {
+                    key,
+                    bytes: Arc::new(bytes),
+                    value,
+                    micros: started.elapsed().as_micros().max(1) as u64,
+                },
                 Err((message, cause)) => {
                     Inbox::Event { event: WorkerEvent::ExecuteFailed { key, message, cause } }
                 }
@@ -925,6 +936,7 @@ pub async fn run_worker(
         start: Instant::now(),
         paused: false,
         commands: Vec::new(),
+        ran_for: FxHashMap::default(),
     };
 
     let data = pb::worker_server::WorkerServer::new(DataService { shared: shared.clone() })
