@@ -625,3 +625,138 @@ fn skewed_task_durations_finish_near_the_ideal_makespan() {
     );
     assert!(ratio <= 1.3, "{ratio:.2}x the ideal makespan");
 }
+
+/// Resident memory of a process, in bytes (Linux).
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[test]
+fn ten_thousand_malformed_frames_leave_scheduler_and_worker_serving() {
+    use std::io::Write;
+    let _g = serial();
+    let c = cluster(1, 1);
+    let client = c.client().unwrap();
+    let worker = client.workers().unwrap()[0].addr.clone();
+    let sched = c.address().to_string();
+    let pids = [c.scheduler_pid(), c.worker_pids()[0].unwrap()];
+    assert_eq!(client.submit(&inc(1)).unwrap().result().unwrap(), 2);
+    let before = pids.map(rss_bytes);
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    // 8,000 raw frames over TCP, half to each: garbage; a preface then random
+    // frames; a preface then a frame that announces 16 MiB and stops.
+    for i in 0..8_000u64 {
+        let target = if i % 2 == 0 { &sched } else { &worker };
+        let mut bytes: Vec<u8> = match i % 3 {
+            0 => (0..1 + next() % 2048).map(|_| next() as u8).collect(),
+            1 => {
+                let mut b = PREFACE.to_vec();
+                b.extend((0..next() % 512).map(|_| next() as u8));
+                b
+            }
+            _ => {
+                let mut b = PREFACE.to_vec();
+                b.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]); // empty SETTINGS
+                b.extend_from_slice(&[0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 1]); // DATA, 16 MiB announced
+                b
+            }
+        };
+        bytes.truncate(4096);
+        if let Ok(mut s) = std::net::TcpStream::connect(target) {
+            let _ = s.write_all(&bytes);
+        }
+    }
+    // 2,000 malformed protocol messages: puts that announce 1 TiB or more data
+    // than they send, gets of another protocol version, submissions with bad keys.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (w, s) = (worker.clone(), sched.clone());
+    rt.block_on(async move {
+        let mut data =
+            pb::worker_client::WorkerClient::connect(format!("http://{w}")).await.unwrap();
+        let mut sc =
+            pb::scheduler_client::SchedulerClient::connect(format!("http://{s}")).await.unwrap();
+        let key = rask::distributed::protocol::key_to_pb(&rask::Key::named("fuzz"));
+        for i in 0..2_000u64 {
+            match i % 4 {
+                0 => {
+                    let chunk = pb::DataChunk {
+                        key: Some(key.clone()),
+                        total_len: 1 << 40,
+                        data: vec![1; 8],
+                        protocol_version: PROTOCOL_VERSION,
+                    };
+                    assert!(data.put(tokio_stream::iter(vec![chunk])).await.is_err());
+                }
+                1 => {
+                    let chunk = pb::DataChunk {
+                        key: Some(key.clone()),
+                        total_len: 4,
+                        data: vec![1; 64],
+                        protocol_version: PROTOCOL_VERSION,
+                    };
+                    assert!(data.put(tokio_stream::iter(vec![chunk])).await.is_err());
+                }
+                2 => {
+                    let get = pb::GetData { protocol_version: 0, key: Some(key.clone()) };
+                    assert!(data.get(get).await.is_err());
+                }
+                _ => {
+                    let bad_key =
+                        pb::Key { prefix: "x".into(), token: vec![1, 2, 3], index: vec![] };
+                    let msgs = vec![
+                        pb::ClientMessage {
+                            msg: Some(pb::client_message::Msg::Hello(pb::ClientHello {
+                                protocol_version: PROTOCOL_VERSION,
+                                name: "fuzz".into(),
+                                token: String::new(),
+                            })),
+                        },
+                        pb::ClientMessage {
+                            msg: Some(pb::client_message::Msg::Submit(pb::Submit {
+                                tasks: vec![pb::TaskSpec {
+                                    key: Some(bad_key.clone()),
+                                    op: "nope".into(),
+                                    ..Default::default()
+                                }],
+                                wanted: vec![bad_key],
+                                request: i,
+                            })),
+                        },
+                    ];
+                    let mut inbound =
+                        sc.client_session(tokio_stream::iter(msgs)).await.unwrap().into_inner();
+                    let _ = inbound.message().await; // welcome (or refusal)
+                }
+            }
+        }
+    });
+    // Both still serve, and their memory stayed bounded.
+    let client = c.client().unwrap();
+    within(60, move || {
+        assert_eq!(client.submit(&inc(41)).unwrap().result().unwrap(), 42);
+        let f = client.scatter(vec![3u8; 1000]).unwrap();
+        assert_eq!(f.result().unwrap(), vec![3u8; 1000]);
+    });
+    let after = pids.map(rss_bytes);
+    for (i, name) in ["scheduler", "worker"].iter().enumerate() {
+        let grew = after[i].saturating_sub(before[i]);
+        eprintln!(
+            "{name}: resident {} MiB before, {} MiB after 10,000 malformed frames",
+            before[i] >> 20,
+            after[i] >> 20
+        );
+        assert!(grew < 128 << 20, "{name} grew by {} MiB", grew >> 20);
+    }
+}

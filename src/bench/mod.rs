@@ -247,6 +247,14 @@ pub fn run(
     }
 }
 
+/// TLS for benchmark clusters: the files named by `RASK_TLS_CA_FILE`,
+/// `RASK_TLS_CERT` and `RASK_TLS_KEY` (a certificate for 127.0.0.1), if set.
+pub(crate) fn bench_tls() -> Result<Option<rask_distributed::auth::TlsFiles>, BenchError> {
+    rask_distributed::auth::Tls::from_env()
+        .map(|t| t.map(|t| t.files))
+        .map_err(|message| BenchError::Cluster { message })
+}
+
 /// A LocalCluster of 2 worker processes x 1 thread from `binary`, and a
 /// client that is not the process default.
 fn bench_cluster(
@@ -258,12 +266,14 @@ fn bench_cluster(
         n_workers: 2,
         threads_per_worker: 1,
         binary: Some(binary.to_path_buf()),
+        tls: bench_tls()?,
         ..Default::default()
     })
     .map_err(cluster_err)?;
+    let opts = cluster.client_options().map_err(cluster_err)?;
     let client = rask_distributed::Client::connect_with(
         cluster.address(),
-        rask_distributed::ClientOptions { set_as_default: false, ..Default::default() },
+        rask_distributed::ClientOptions { set_as_default: false, ..opts },
     )
     .map_err(cluster_err)?;
     Ok((cluster, client))

@@ -137,16 +137,20 @@ pub fn run_cluster(
     let n_submit = env_usize("W1_N_SUBMIT", 1_000)?.max(1);
     let cluster_err =
         |e: rask_distributed::DistError| BenchError::Cluster { message: e.to_string() };
+    let tls = super::bench_tls()?;
+    let with_tls = tls.is_some();
     let cluster = LocalCluster::with_options(ClusterOptions {
         n_workers: 2,
         threads_per_worker: 1,
         binary: Some(binary),
+        tls,
         ..ClusterOptions::default()
     })
     .map_err(cluster_err)?;
+    let opts = cluster.client_options().map_err(cluster_err)?;
     let client = rask_distributed::Client::connect_with(
         cluster.address(),
-        ClientOptions { set_as_default: false, ..ClientOptions::default() },
+        ClientOptions { set_as_default: false, ..opts },
     )
     .map_err(cluster_err)?;
     let s = client.scheduler();
@@ -156,6 +160,7 @@ pub fn run_cluster(
         c.insert("n_workers".into(), json!(2));
         c.insert("threads_per_worker".into(), json!(1));
         c.insert("processes".into(), json!(true));
+        c.insert("tls".into(), json!(with_tls));
         c
     };
 

@@ -249,6 +249,11 @@ impl LocalCluster {
 
     /// A client connected to this cluster (and made the default scheduler).
     pub fn client(&self) -> Result<Client, DistError> {
+        Client::connect_with(&self.addr, self.client_options()?)
+    }
+
+    /// Client options carrying this cluster's credentials (token, TLS).
+    pub fn client_options(&self) -> Result<ClientOptions, DistError> {
         let token = self.opts.token.clone().unwrap_or_default();
         let tls = match &self.opts.tls {
             Some(files) => Some(
@@ -257,7 +262,12 @@ impl LocalCluster {
             ),
             None => None,
         };
-        Client::connect_with(&self.addr, ClientOptions { token, tls, ..ClientOptions::default() })
+        Ok(ClientOptions { token, tls, ..ClientOptions::default() })
+    }
+
+    /// The scheduler's process id.
+    pub fn scheduler_pid(&self) -> u32 {
+        self.scheduler.id()
     }
 
     /// Process ids of the live workers, by index.
