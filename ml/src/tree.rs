@@ -282,15 +282,7 @@ impl FitParams for DecisionTreeParams {
     ) -> Result<FittedTree, MlError> {
         let name = "DecisionTreeClassifier";
         let (classes, y) = class_target(name, y)?;
-        let limits = limits(
-            name,
-            params.max_depth,
-            params.min_samples_split,
-            params.min_samples_leaf,
-            params.min_impurity_decrease,
-            params.max_features,
-            x.ncols(),
-        )?;
+        let limits = params.limits_for(name, x.ncols())?;
         let target = Target::Classes {
             y: &y,
             n_classes: classes.len(),
@@ -352,15 +344,7 @@ impl FitParams for DecisionTreeRegressorParams {
     ) -> Result<FittedTreeRegressor, MlError> {
         let name = "DecisionTreeRegressor";
         let y = require_y(name, y)?.to_vec();
-        let limits = limits(
-            name,
-            params.max_depth,
-            params.min_samples_split,
-            params.min_samples_leaf,
-            params.min_impurity_decrease,
-            params.max_features,
-            x.ncols(),
-        )?;
+        let limits = params.limits_for(name, x.ncols())?;
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(params.random_state as u64);
         let tree = cart::grow(
             &Columns::new(x),
@@ -442,6 +426,51 @@ crate::params! {
     }
 }
 
+/// The growth limits from the parameters every tree estimator shares.
+macro_rules! tree_limits {
+    ($($P:ty),*) => {$(
+        impl $P {
+            fn limits_for(&self, name: &str, p: usize) -> Result<Limits, MlError> {
+                limits(
+                    name,
+                    self.max_depth,
+                    self.min_samples_split,
+                    self.min_samples_leaf,
+                    self.min_impurity_decrease,
+                    self.max_features,
+                    p,
+                )
+            }
+        }
+    )*};
+}
+
+tree_limits!(
+    DecisionTreeParams,
+    DecisionTreeRegressorParams,
+    ForestClassifierParams,
+    ForestRegressorParams
+);
+
+/// The forest plan from the parameters both forests share.
+macro_rules! forest_plan {
+    ($($P:ty),*) => {$(
+        impl $P {
+            fn plan(&self, name: &str, p: usize) -> Result<ForestPlan, MlError> {
+                Ok(ForestPlan {
+                    n_trees: self.n_estimators as usize,
+                    bootstrap: self.bootstrap,
+                    random_state: self.random_state,
+                    threads: threads(self.n_jobs),
+                    limits: self.limits_for(name, p)?,
+                })
+            }
+        }
+    )*};
+}
+
+forest_plan!(ForestClassifierParams, ForestRegressorParams);
+
 /// What a forest needs besides its target.
 struct ForestPlan {
     n_trees: usize,
@@ -498,21 +527,7 @@ impl FitParams for ForestClassifierParams {
     ) -> Result<FittedForestClassifier, MlError> {
         let name = "RandomForestClassifier";
         let (classes, y) = class_target(name, y)?;
-        let plan = ForestPlan {
-            n_trees: params.n_estimators as usize,
-            bootstrap: params.bootstrap,
-            random_state: params.random_state,
-            threads: threads(params.n_jobs),
-            limits: limits(
-                name,
-                params.max_depth,
-                params.min_samples_split,
-                params.min_samples_leaf,
-                params.min_impurity_decrease,
-                params.max_features,
-                x.ncols(),
-            )?,
-        };
+        let plan = params.plan(name, x.ncols())?;
         let target = Target::Classes {
             y: &y,
             n_classes: classes.len(),
@@ -568,21 +583,7 @@ impl FitParams for ForestRegressorParams {
     ) -> Result<FittedForestRegressor, MlError> {
         let name = "RandomForestRegressor";
         let y = require_y(name, y)?.to_vec();
-        let plan = ForestPlan {
-            n_trees: params.n_estimators as usize,
-            bootstrap: params.bootstrap,
-            random_state: params.random_state,
-            threads: threads(params.n_jobs),
-            limits: limits(
-                name,
-                params.max_depth,
-                params.min_samples_split,
-                params.min_samples_leaf,
-                params.min_impurity_decrease,
-                params.max_features,
-                x.ncols(),
-            )?,
-        };
+        let plan = params.plan(name, x.ncols())?;
         let trees = grow_forest(x, &Target::Values(&y), &plan);
         Ok(FittedForestRegressor { trees, n_features: x.ncols(), threads: plan.threads })
     }

@@ -32,26 +32,60 @@ usage:
   --tls-*             mutual TLS on every connection: the cluster CA, and this process's
                       certificate (naming the host others dial it at) and key, all PEM";
 
-/// Parses one of the three TLS flags into `files`; `false` for other flags.
-fn tls_flag(
-    args: &[String],
-    i: &mut usize,
-    files: &mut [Option<PathBuf>; 3],
-) -> Result<bool, String> {
-    let slot = match args[*i].as_str() {
-        "--tls-ca-file" => 0,
-        "--tls-cert" => 1,
-        "--tls-key" => 2,
-        _ => return Ok(false),
-    };
-    let flag = args[*i].clone();
-    files[slot] = Some(PathBuf::from(value(args, i, &flag)?));
-    Ok(true)
+/// The flags both commands take: where to listen, what to advertise, and
+/// the credentials.
+struct NetFlags {
+    host: String,
+    port: u16,
+    contact_address: Option<String>,
+    token_file: Option<PathBuf>,
+    tls: [Option<PathBuf>; 3],
 }
 
-fn tls_from(files: [Option<PathBuf>; 3]) -> Result<Option<crate::auth::Tls>, String> {
-    let [ca, cert, key] = files;
-    crate::auth::Tls::from_flags(ca, cert, key)
+impl NetFlags {
+    fn new(host: &str, port: u16) -> Self {
+        NetFlags {
+            host: host.to_string(),
+            port,
+            contact_address: None,
+            token_file: None,
+            tls: Default::default(),
+        }
+    }
+
+    /// Takes the flag at `args[*i]` (and its value) if it is one of these;
+    /// `false` for other flags.
+    fn parse(&mut self, args: &[String], i: &mut usize) -> Result<bool, String> {
+        let flag = args[*i].clone();
+        match flag.as_str() {
+            "--host" => self.host = value(args, i, &flag)?.into(),
+            "--port" => {
+                self.port = value(args, i, &flag)?
+                    .parse()
+                    .map_err(|_| "--port needs a number".to_string())?
+            }
+            "--listen" => {
+                let (host, port) = split_listen(value(args, i, &flag)?)?;
+                self.host = host;
+                self.port = port.unwrap_or(self.port);
+            }
+            "--contact-address" => self.contact_address = Some(value(args, i, &flag)?.into()),
+            "--token-file" => self.token_file = Some(PathBuf::from(value(args, i, &flag)?)),
+            "--token" => return Err(TOKEN_ON_COMMAND_LINE.into()),
+            "--tls-ca-file" => self.tls[0] = Some(PathBuf::from(value(args, i, &flag)?)),
+            "--tls-cert" => self.tls[1] = Some(PathBuf::from(value(args, i, &flag)?)),
+            "--tls-key" => self.tls[2] = Some(PathBuf::from(value(args, i, &flag)?)),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The token (file, else `$RASK_TOKEN`) and the TLS material (all three files or none).
+    fn credentials(&self) -> Result<(String, Option<crate::auth::Tls>), String> {
+        let token = crate::auth::resolve_token(self.token_file.as_deref())?;
+        let [ca, cert, key] = self.tls.clone();
+        Ok((token, crate::auth::Tls::from_flags(ca, cert, key)?))
+    }
 }
 
 /// Splits `HOST[:PORT]` (IPv6 in brackets) for `--listen`.
@@ -163,53 +197,34 @@ pub fn run(command: &str, args: &[String]) -> Result<(), String> {
     match command {
         "scheduler" => {
             let mut cfg = ServerConfig::default();
-            let mut token_file: Option<PathBuf> = None;
-            let mut tls: [Option<PathBuf>; 3] = Default::default();
+            let mut net = NetFlags::new(&cfg.host, cfg.port);
             let mut i = 0;
             while i < args.len() {
-                if tls_flag(args, &mut i, &mut tls)? {
+                if net.parse(args, &mut i)? {
                     i += 1;
                     continue;
                 }
                 match args[i].as_str() {
-                    "--host" => cfg.host = value(args, &mut i, "--host")?.into(),
-                    "--port" => {
-                        cfg.port = value(args, &mut i, "--port")?
-                            .parse()
-                            .map_err(|_| "--port needs a number".to_string())?
-                    }
                     "--scheduler-file" => {
                         cfg.scheduler_file =
                             Some(PathBuf::from(value(args, &mut i, "--scheduler-file")?))
                     }
-                    "--listen" => {
-                        let (host, port) = split_listen(value(args, &mut i, "--listen")?)?;
-                        cfg.host = host;
-                        cfg.port = port.unwrap_or(cfg.port);
-                    }
-                    "--contact-address" => {
-                        cfg.contact_address = Some(value(args, &mut i, "--contact-address")?.into())
-                    }
-                    "--token-file" => {
-                        token_file = Some(PathBuf::from(value(args, &mut i, "--token-file")?))
-                    }
-                    "--token" => return Err(TOKEN_ON_COMMAND_LINE.into()),
                     other => return Err(format!("unknown scheduler option {other:?}\n{USAGE}")),
                 }
                 i += 1;
             }
-            cfg.token = crate::auth::resolve_token(token_file.as_deref())?;
-            cfg.tls = tls_from(tls)?;
+            let (host, port) = (net.host.clone(), net.port);
+            (cfg.host, cfg.port, cfg.contact_address) = (host, port, net.contact_address.clone());
+            (cfg.token, cfg.tls) = net.credentials()?;
             rt.block_on(run_scheduler(cfg, shutdown_signal())).map_err(|e: DistError| e.to_string())
         }
         "worker" => {
             let mut cfg = WorkerConfig::default();
             let mut scheduler: Option<String> = None;
-            let mut token_file: Option<PathBuf> = None;
-            let mut tls: [Option<PathBuf>; 3] = Default::default();
+            let mut net = NetFlags::new(&cfg.host, cfg.port);
             let mut i = 0;
             while i < args.len() {
-                if tls_flag(args, &mut i, &mut tls)? {
+                if net.parse(args, &mut i)? {
                     i += 1;
                     continue;
                 }
@@ -233,24 +248,6 @@ pub fn run(command: &str, args: &[String]) -> Result<(), String> {
                     "--local-dir" => {
                         cfg.local_dir = PathBuf::from(value(args, &mut i, "--local-dir")?)
                     }
-                    "--host" => cfg.host = value(args, &mut i, "--host")?.into(),
-                    "--port" => {
-                        cfg.port = value(args, &mut i, "--port")?
-                            .parse()
-                            .map_err(|_| "--port needs a number".to_string())?
-                    }
-                    "--listen" => {
-                        let (host, port) = split_listen(value(args, &mut i, "--listen")?)?;
-                        cfg.host = host;
-                        cfg.port = port.unwrap_or(cfg.port);
-                    }
-                    "--contact-address" => {
-                        cfg.contact_address = Some(value(args, &mut i, "--contact-address")?.into())
-                    }
-                    "--token-file" => {
-                        token_file = Some(PathBuf::from(value(args, &mut i, "--token-file")?))
-                    }
-                    "--token" => return Err(TOKEN_ON_COMMAND_LINE.into()),
                     "--connect-timeout" => {
                         let secs: f64 = value(args, &mut i, "--connect-timeout")?
                             .parse()
@@ -267,8 +264,9 @@ pub fn run(command: &str, args: &[String]) -> Result<(), String> {
             cfg.scheduler = scheduler.ok_or_else(|| {
                 format!("worker needs the scheduler address or --scheduler-file\n{USAGE}")
             })?;
-            cfg.token = crate::auth::resolve_token(token_file.as_deref())?;
-            cfg.tls = tls_from(tls)?;
+            let (host, port) = (net.host.clone(), net.port);
+            (cfg.host, cfg.port, cfg.contact_address) = (host, port, net.contact_address.clone());
+            (cfg.token, cfg.tls) = net.credentials()?;
             rt.block_on(run_worker(cfg, shutdown_signal())).map_err(|e| e.to_string())
         }
         other => Err(format!("unknown command {other:?}\n{USAGE}")),
