@@ -141,9 +141,14 @@ pub fn record(
     }
     rec.entry("note").or_insert(Value::Null);
     rec.insert("loadavg_1m_end".into(), json!(loadavg_1m()));
-    // Rask links no BLAS for these workloads; the fields stay for schema parity.
-    rec.insert("blas_threads".into(), Value::Null);
-    rec.insert("blas".into(), Value::Null);
+    // Which matrix-product code this build links: OpenBLAS only with the
+    // `blas` feature (chunked-array products); otherwise pure-Rust kernels.
+    rec.entry("blas_threads").or_insert(Value::Null);
+    rec.entry("blas").or_insert(json!(if cfg!(feature = "blas") {
+        "openblas (system library, `blas` feature) for chunked-array products; matrixmultiply elsewhere"
+    } else {
+        "none: matrixmultiply (pure Rust, runtime AVX2/FMA dispatch)"
+    }));
     Value::Object(rec)
 }
 
