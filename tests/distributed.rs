@@ -513,27 +513,12 @@ fn tonic_code_unauthenticated() -> rask::distributed::protocol::StatusCode {
     rask::distributed::protocol::StatusCode::Unauthenticated
 }
 
+#[path = "common/tls.rs"]
+mod tls;
+
 /// A CA, and a certificate for 127.0.0.1 signed by it: PEM files in `dir`.
 fn tls_files(dir: &std::path::Path, name: &str) -> rask::distributed::auth::TlsFiles {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca, &ca_key)
-        .unwrap();
-    let path = |f: &str| dir.join(format!("{name}-{f}"));
-    std::fs::write(path("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(path("cert.pem"), leaf.pem()).unwrap();
-    std::fs::write(path("key.pem"), key.serialize_pem()).unwrap();
-    rask::distributed::auth::TlsFiles {
-        ca: path("ca.pem"),
-        cert: path("cert.pem"),
-        key: path("key.pem"),
-    }
+    tls::certificates(dir, name, &["127.0.0.1".to_string(), "localhost".to_string()])
 }
 
 #[test]

@@ -96,21 +96,12 @@ impl Drop for Procs {
     }
 }
 
+#[path = "common/tls.rs"]
+mod tls;
+
 /// A CA and one certificate naming every node's address, as PEM files.
 fn certificates(dir: &Path, name: &str, n: usize) -> TlsFiles {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let names: Vec<String> = (0..n).map(addr).collect();
-    let leaf = CertificateParams::new(names).unwrap().signed_by(&key, &ca, &ca_key).unwrap();
-    let path = |f: &str| dir.join(format!("{name}-{f}"));
-    std::fs::write(path("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(path("cert.pem"), leaf.pem()).unwrap();
-    std::fs::write(path("key.pem"), key.serialize_pem()).unwrap();
-    TlsFiles { ca: path("ca.pem"), cert: path("cert.pem"), key: path("key.pem") }
+    tls::certificates(dir, name, &(0..n).map(addr).collect::<Vec<_>>())
 }
 
 fn tls_args(f: &TlsFiles) -> Vec<PathBuf> {
