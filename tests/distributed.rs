@@ -717,6 +717,7 @@ fn ten_thousand_malformed_frames_leave_scheduler_and_worker_serving() {
                                 }],
                                 wanted: vec![bad_key],
                                 request: i,
+                                more: false,
                             })),
                         },
                     ];
@@ -744,4 +745,110 @@ fn ten_thousand_malformed_frames_leave_scheduler_and_worker_serving() {
         );
         assert!(grew < 128 << 20, "{name} grew by {} MiB", grew >> 20);
     }
+}
+
+/// A graph of 2 million tasks (a tree sum over a million leaves) is larger
+/// than one gRPC message: the client sends it in parts, the scheduler takes
+/// it as one submission, and the cluster computes the right sum.
+#[test]
+fn a_two_million_task_graph_is_submitted_in_parts() {
+    use rask::distributed::protocol::{graph_to_specs, spec_to_pb, MAX_MESSAGE_BYTES};
+    let _g = serial();
+    let c = cluster(2, 1);
+    let client = c.client().unwrap();
+    within(900, move || {
+        let n_leaves = 1_000_000usize;
+        let t = Instant::now();
+        let (tree, n_tasks) = build_tree(n_leaves);
+        assert_eq!(n_tasks, 1_999_999);
+        let built = t.elapsed();
+        // The graph really exceeds one message.
+        let graph = rask::graph_of(&[tree.erase()]);
+        let sub = graph_to_specs(&graph, &[tree.key().clone()], &SubmitOptions::default()).unwrap();
+        let wire: usize =
+            sub.specs.iter().map(|s| prost::Message::encoded_len(&spec_to_pb(s))).sum();
+        assert!(wire > MAX_MESSAGE_BYTES, "{wire} bytes fit one message");
+        drop((graph, sub));
+        let t = Instant::now();
+        let sum = tree.compute_with(&client.scheduler(), &ComputeOptions::new()).unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        assert_eq!(sum, (n_leaves as i64) * (n_leaves as i64 + 1) / 2);
+        eprintln!(
+            "2M-task tree ({} MiB of task specs): built in {:.1} s, computed in {secs:.1} s ({:.0} tasks/s)",
+            wire >> 20,
+            built.as_secs_f64(),
+            n_tasks as f64 / secs
+        );
+    });
+}
+
+/// A literal of 80 MiB (more than one message) goes to a worker by scatter,
+/// referenced by key: the graph carries no bulk data. The same data in a
+/// second computation is not sent twice to the scheduler's graph.
+#[test]
+fn large_literals_travel_by_scatter() {
+    let _g = serial();
+    let c = cluster(2, 1);
+    let client = c.client().unwrap();
+    within(300, move || {
+        let data: Vec<u8> = (0..80u64 << 20).map(|i| (i.wrapping_mul(40503) >> 7) as u8).collect();
+        let want = checksum::call(data.clone());
+        // A data node, and the same bytes as an inline argument of an op.
+        let node = rask::value(data.clone());
+        assert_eq!(
+            checksum(&node).compute_with(&client.scheduler(), &ComputeOptions::new()).unwrap(),
+            want
+        );
+        let inline = checksum(data);
+        let f = client.submit(&inline).unwrap();
+        assert_eq!(f.result().unwrap(), want);
+    });
+}
+
+/// A search over 77 MiB of data (100,000 × 96 floats) runs on a cluster:
+/// the data goes to a worker by scatter, not inside the graph, and the
+/// scores equal the threaded scheduler's.
+#[test]
+fn a_search_over_more_than_64_mib_runs_on_a_cluster() {
+    use rask::ml::model_selection::Splitter;
+    use rask::ml::{create, ParamValue};
+    use rask::search::{grid, Cv, GridSearchCV};
+    let _g = serial();
+    let c = cluster(2, 1);
+    let client = c.client().unwrap();
+    within(600, move || {
+        let (n, p) = (100_000usize, 96usize);
+        let mut s = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        let x = ndarray::Array2::from_shape_simple_fn((n, p), &mut next);
+        let w: Vec<f64> = (0..p).map(|j| (j as f64 * 0.37).sin()).collect();
+        let y = ndarray::Array1::from_shape_fn(n, |i| {
+            x.row(i).iter().zip(&w).map(|(a, b)| a * b).sum::<f64>() + 0.1 * next()
+        });
+        assert!(x.len() * 8 > 64 << 20);
+        let search = || {
+            GridSearchCV::new(
+                create("Ridge").unwrap(),
+                vec![grid(vec![("alpha", vec![ParamValue::F64(0.1), ParamValue::F64(100.0)])])],
+            )
+            .cv(Cv::Splitter(Splitter::kfold(2)))
+            .refit(rask::search::Refit::No)
+        };
+        let local = search()
+            .fit_with(&x, &y, &rask::Scheduler::threads_n(2), &ComputeOptions::new())
+            .unwrap();
+        let t = Instant::now();
+        let dist = search().fit_with(&x, &y, &client.scheduler(), &ComputeOptions::new()).unwrap();
+        eprintln!("77 MiB search on the cluster in {:.1} s", t.elapsed().as_secs_f64());
+        assert_eq!(dist.cv_results.split_test, local.cv_results.split_test);
+        let scores: Vec<f64> =
+            dist.cv_results.split_test.iter().flatten().flatten().copied().collect();
+        assert_eq!(scores.len(), 4);
+        assert!(scores.iter().all(|s| *s > 0.9), "R² {scores:?}");
+    });
 }

@@ -21,7 +21,7 @@ use tokio_stream::StreamExt;
 
 use crate::auth::{AttachToken, Tls};
 use crate::error::DistError;
-use crate::protocol::{self, pb, SubmitOptions, MAX_VALUE_BYTES, PROTOCOL_VERSION};
+use crate::protocol::{self, pb, Submission, SubmitOptions, MAX_VALUE_BYTES, PROTOCOL_VERSION};
 use crate::scheduler::TaskFailure;
 use crate::worker::{connect_scheduler, connect_worker, fetch, DataClient};
 
@@ -551,27 +551,36 @@ impl Client {
         outputs: &[Key],
         opts: &SubmitOptions,
     ) -> Result<usize, DistError> {
-        let specs = protocol::graph_to_specs(graph, outputs, opts)?;
-        self.send_specs(&specs, outputs)
+        let submission = protocol::graph_to_specs(graph, outputs, opts)?;
+        self.send_specs(submission, outputs)
     }
 
-    /// Sends task specs and waits for the scheduler's answer; see [`Client::submit_graph`].
-    fn send_specs(
-        &self,
-        specs: &[crate::scheduler::TaskSpec],
-        outputs: &[Key],
-    ) -> Result<usize, DistError> {
+    /// Scatters the submission's large values, then sends its tasks (in
+    /// parts when they exceed one message) and waits for the scheduler's
+    /// answer; see [`Client::submit_graph`].
+    fn send_specs(&self, submission: Submission, outputs: &[Key]) -> Result<usize, DistError> {
+        // Held until the scheduler has the graph, whose tasks then keep them.
+        let mut scattered = Vec::with_capacity(submission.data.len());
+        for (key, bytes) in submission.data {
+            scattered.push(self.scatter_envelope::<()>(key, bytes)?);
+        }
         let before = self.inner.rejections();
         for k in outputs {
             self.inner.hold(k);
         }
         let request = self.inner.next_request();
-        self.inner.send(pb::client_message::Msg::Submit(pb::Submit {
-            tasks: specs.iter().map(protocol::spec_to_pb).collect(),
-            wanted: outputs.iter().map(protocol::key_to_pb).collect(),
-            request,
-        }))?;
-        match self.inner.reply(request, Duration::from_secs(600)) {
+        let tasks = submission.specs.iter().map(protocol::spec_to_pb).collect();
+        let wanted = outputs.iter().map(protocol::key_to_pb).collect();
+        let mut sent = Ok(());
+        for part in crate::parts::split(tasks, wanted, request) {
+            sent = self.inner.send(pb::client_message::Msg::Submit(part));
+            if sent.is_err() {
+                break;
+            }
+        }
+        let reply = sent.and_then(|()| self.inner.reply(request, Duration::from_secs(600)));
+        drop(scattered);
+        match reply {
             Ok(pb::to_client::Msg::Accepted(_)) => Ok(before),
             Ok(pb::to_client::Msg::Rejected(r)) => {
                 for k in outputs {
@@ -644,14 +653,15 @@ impl Client {
         let erased: Vec<rask_core::AnyDelayed> = members.iter().map(|m| m.task.erase()).collect();
         let graph = rask_core::graph_of(&erased);
         let keys: Vec<Key> = members.iter().map(|m| m.task.key().clone()).collect();
-        let mut specs = protocol::graph_to_specs(&graph, &keys, &SubmitOptions::default())?;
+        let mut submission = protocol::graph_to_specs(&graph, &keys, &SubmitOptions::default())?;
         let size = members.len() as u32;
         for (rank, m) in members.iter().enumerate() {
-            let spec = specs.iter_mut().find(|s| &s.key == m.task.key()).ok_or_else(|| {
-                DistError::Protocol {
-                    message: format!("gang member {} is not a task", m.task.key()),
-                }
-            })?;
+            let spec =
+                submission.specs.iter_mut().find(|s| &s.key == m.task.key()).ok_or_else(|| {
+                    DistError::Protocol {
+                        message: format!("gang member {} is not a task", m.task.key()),
+                    }
+                })?;
             if spec.gang.is_some() {
                 return Err(DistError::Protocol {
                     message: format!("gang `{id}` lists {} twice", spec.key),
@@ -662,7 +672,7 @@ impl Client {
             spec.workers = m.worker.iter().cloned().collect();
             spec.allow_other_workers = false;
         }
-        self.send_specs(&specs, &keys)?;
+        self.send_specs(submission, &keys)?;
         Ok(keys
             .into_iter()
             .map(|key| Future { key, inner: self.inner.clone(), _t: PhantomData })
@@ -766,6 +776,12 @@ impl Client {
         let bytes = Value::new(value)
             .to_envelope()
             .map_err(|e| DistError::Value { key: key.clone(), message: e.to_string() })?;
+        self.scatter_envelope(key, bytes)
+    }
+
+    /// Puts an encoded value on a worker (round robin) under `key`, tells the
+    /// scheduler, and waits until it has taken the key.
+    fn scatter_envelope<T>(&self, key: Key, bytes: Vec<u8>) -> Result<Future<T>, DistError> {
         let workers = self.workers()?;
         if workers.is_empty() {
             return Err(DistError::Process {
@@ -838,6 +854,7 @@ impl Client {
             tasks: vec![],
             wanted: vec![protocol::key_to_pb(&key)],
             request,
+            more: false,
         }))?;
         self.inner.reply(request, Duration::from_secs(60))?;
         Ok(Future { key, inner: self.inner.clone(), _t: PhantomData })

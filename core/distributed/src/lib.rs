@@ -6,6 +6,7 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod error;
+pub mod parts;
 pub mod protocol;
 pub mod scheduler;
 pub mod server;

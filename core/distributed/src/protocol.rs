@@ -21,7 +21,8 @@ pub mod pb {
 
 /// This build's protocol version. Peers of another version are refused.
 /// Version 2: the cluster token on the workers' data plane, `FetchFailed`.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// Version 3: submissions in parts (`Submit.more`).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// gRPC status codes (the data plane's refusals carry `Unauthenticated`).
 pub use tonic::Code as StatusCode;
@@ -166,18 +167,39 @@ impl<'de> Deserialize<'de> for Nested {
     }
 }
 
-fn wire_arg(arg: &Arg, key: &Key) -> Result<WireArg, DistError> {
+/// Literals larger than this leave the graph: the client scatters them to a
+/// worker and the task refers to them by key (as Dask advises with
+/// `client.scatter`), so a graph message never carries bulk data.
+pub const LARGE_DATA_BYTES: usize = 1 << 20;
+
+/// Encodes an argument; large literals are moved to `data` and referenced by
+/// a content key, which is added to `deps`.
+fn wire_arg(
+    arg: &Arg,
+    key: &Key,
+    data: &mut Vec<(Key, Vec<u8>)>,
+    deps: &mut Vec<Key>,
+) -> Result<WireArg, DistError> {
     Ok(match arg {
         Arg::Key(k) => WireArg::Key(k.clone()),
         Arg::Literal(v) => {
-            WireArg::Literal(v.to_envelope().map_err(|e| DistError::Unsupported {
+            let bytes = v.to_envelope().map_err(|e| DistError::Unsupported {
                 key: key.clone(),
                 reason: format!("a literal argument cannot be sent to workers: {e}"),
-            })?)
+            })?;
+            if bytes.len() > LARGE_DATA_BYTES {
+                let data_key =
+                    Key::new("literal", rask_core::key::TokenHasher::new().bytes(&bytes).finish());
+                deps.push(data_key.clone());
+                data.push((data_key.clone(), bytes));
+                WireArg::Key(data_key)
+            } else {
+                WireArg::Literal(bytes)
+            }
         }
-        Arg::List(items) => {
-            WireArg::List(Nested(items.iter().map(|a| wire_arg(a, key)).collect::<Result<_, _>>()?))
-        }
+        Arg::List(items) => WireArg::List(Nested(
+            items.iter().map(|a| wire_arg(a, key, data, deps)).collect::<Result<_, _>>()?,
+        )),
     })
 }
 
@@ -196,6 +218,17 @@ pub struct SubmitOptions {
     pub resources: Vec<(String, f64)>,
 }
 
+/// A graph ready for the cluster: task specs, and the large values they
+/// read, which travel by scatter instead of inside the graph.
+#[derive(Debug, Default)]
+pub struct Submission {
+    /// The tasks.
+    pub specs: Vec<TaskSpec>,
+    /// Values of more than [`LARGE_DATA_BYTES`] as envelopes, by key: data
+    /// nodes, and literal arguments hoisted out of their tasks.
+    pub data: Vec<(Key, Vec<u8>)>,
+}
+
 /// Turns a graph into task specs for the cluster. Closures and values without
 /// a serde encoding cannot leave the process: they are rejected here, naming the op.
 /// `remote` keys are already on the cluster (futures) and need no node.
@@ -203,15 +236,16 @@ pub fn graph_to_specs(
     graph: &Graph,
     outputs: &[Key],
     opts: &SubmitOptions,
-) -> Result<Vec<TaskSpec>, DistError> {
+) -> Result<Submission, DistError> {
     // Cycles and dangling keys are refused here, before anything is sent.
     graph.validate(outputs).map_err(DistError::Graph)?;
     // Only what the outputs need.
     let culled = rask_core::graph::cull(graph, outputs);
     let order = rask_core::graph::order(&culled).map_err(DistError::Graph)?;
-    let mut specs = Vec::with_capacity(culled.len());
+    let mut out = Submission { specs: Vec::with_capacity(culled.len()), data: Vec::new() };
     for key in culled.sorted_keys() {
         let node = culled.get(&key).expect("sorted_keys come from the graph");
+        let mut deps: Vec<Key> = node.dependencies();
         let (op, args) = match node {
             Node::Task(t) => {
                 if !t.op.is_registered() {
@@ -223,15 +257,25 @@ pub fn graph_to_specs(
                         ),
                     });
                 }
-                (
-                    t.op.name().to_string(),
-                    t.args.iter().map(|a| wire_arg(a, &key)).collect::<Result<Vec<_>, _>>()?,
-                )
+                let args = t
+                    .args
+                    .iter()
+                    .map(|a| wire_arg(a, &key, &mut out.data, &mut deps))
+                    .collect::<Result<Vec<_>, _>>()?;
+                (t.op.name().to_string(), args)
             }
             // Values held by the cluster (futures) are already there.
             Node::External => continue,
             Node::Data(v) => {
-                (LITERAL_OP.to_string(), vec![wire_arg(&Arg::Literal(v.clone()), &key)?])
+                let bytes = v.to_envelope().map_err(|e| DistError::Unsupported {
+                    key: key.clone(),
+                    reason: format!("a data node cannot be sent to workers: {e}"),
+                })?;
+                if bytes.len() > LARGE_DATA_BYTES {
+                    out.data.push((key.clone(), bytes));
+                    continue;
+                }
+                (LITERAL_OP.to_string(), vec![WireArg::Literal(bytes)])
             }
             Node::Alias(target) => (IDENTITY_OP.to_string(), vec![WireArg::Key(target.clone())]),
             Node::Fused(_) => {
@@ -242,10 +286,9 @@ pub fn graph_to_specs(
                 })
             }
         };
-        let deps: Vec<Key> = node.dependencies();
         let payload = postcard::to_stdvec(&args)
             .map_err(|e| DistError::Protocol { message: e.to_string() })?;
-        specs.push(TaskSpec {
+        out.specs.push(TaskSpec {
             key: key.clone(),
             op,
             payload: Arc::new(payload),
@@ -259,7 +302,10 @@ pub fn graph_to_specs(
             gang: None,
         });
     }
-    Ok(specs)
+    // The same large literal in many tasks is scattered once.
+    let mut seen = std::collections::HashSet::new();
+    out.data.retain(|(k, _)| seen.insert(k.clone()));
+    Ok(out)
 }
 
 /// Decodes a task payload (nesting bounded by [`MAX_NESTING`]).

@@ -16,6 +16,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::DistError;
+use crate::parts::{Assembly, Part};
 use crate::protocol::{self, pb, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
 use crate::scheduler::{
     ClientId, Command, Event, SchedulerConfig, SchedulerState, WorkerId, WorkerStatus,
@@ -563,6 +564,7 @@ impl pb::scheduler_server::Scheduler for Service {
         let inputs = self.inputs.clone();
         let _ = inputs.send(Input::ClientConnected { id, tx: tx.clone() });
         tokio::spawn(async move {
+            let mut parts = Assembly::default();
             loop {
                 let msg = match inbound.message().await {
                     Ok(Some(m)) => m,
@@ -575,28 +577,23 @@ impl pb::scheduler_server::Scheduler for Service {
                     }
                 };
                 let input = match msg.msg {
-                    Some(pb::client_message::Msg::Submit(s)) => {
-                        let tasks: Result<Vec<_>, _> =
-                            s.tasks.into_iter().map(protocol::spec_from_pb).collect();
-                        let wanted: Result<Vec<_>, _> =
-                            s.wanted.into_iter().map(|k| protocol::key_from_pb(Some(k))).collect();
-                        match (tasks, wanted) {
-                            (Ok(tasks), Ok(wanted)) => Input::Submit {
-                                client: id,
-                                request: s.request,
-                                event: Event::GraphSubmitted { client: id, tasks, wanted },
-                            },
-                            (Err(e), _) | (_, Err(e)) => {
-                                tx.send(Ok(pb::ToClient {
-                                    msg: Some(pb::to_client::Msg::Rejected(pb::Rejected {
-                                        error: format!("malformed submission: {e}"),
-                                        request: s.request,
-                                    })),
-                                }));
-                                continue;
-                            }
+                    Some(pb::client_message::Msg::Submit(s)) => match parts.add(s) {
+                        Part::Whole { request, tasks, wanted } => Input::Submit {
+                            client: id,
+                            request,
+                            event: Event::GraphSubmitted { client: id, tasks, wanted },
+                        },
+                        Part::Refused { request, error } => {
+                            tx.send(Ok(pb::ToClient {
+                                msg: Some(pb::to_client::Msg::Rejected(pb::Rejected {
+                                    error,
+                                    request,
+                                })),
+                            }));
+                            continue;
                         }
-                    }
+                        Part::Incomplete | Part::Dropped => continue,
+                    },
                     Some(pb::client_message::Msg::Release(r)) => {
                         let keys: Vec<Key> = r
                             .keys
