@@ -158,7 +158,7 @@ mod tests {
             payload: Arc::new(vec![7; payload]),
             deps: vec![],
             priority: 0,
-            graph_order: i,
+            graph_order: i as u32,
             retries: 0,
             workers: vec![],
             allow_other_workers: false,
@@ -185,7 +185,7 @@ mod tests {
                     assert_eq!(request, 9);
                     assert_eq!(tasks.len(), 40);
                     assert_eq!(wanted.len(), 1);
-                    assert!(tasks.iter().enumerate().all(|(j, t)| t.graph_order == j as u64));
+                    assert!(tasks.iter().enumerate().all(|(j, t)| t.graph_order == j as u32));
                 }
                 other => panic!("{other:?}"),
             }
