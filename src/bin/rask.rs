@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
     name = "rask",
     version,
     about = "Parallel and distributed computing for Rust, built for machine learning",
-    after_help = "Cluster processes (`rask scheduler --help` for every option):\n  rask scheduler [--listen HOST:PORT] [--contact-address HOST] [--scheduler-file PATH] [--token-file PATH] [--tls-ca-file PATH --tls-cert PATH --tls-key PATH]\n  rask worker ADDR|--scheduler-file PATH [--nthreads N] [--memory-limit 4GiB] [--resources GPU=1] [--name NAME] [--local-dir DIR] [--listen HOST] [--contact-address HOST] [--token-file PATH] [--tls-* …]"
+    after_help = "Cluster processes (`rask scheduler --help` for every option):\n  rask scheduler [--listen HOST:PORT] [--contact-address HOST] [--scheduler-file PATH] [--token-file PATH] [--tls-ca-file PATH --tls-cert PATH --tls-key PATH]\n  rask worker ADDR|--scheduler-file PATH [--nthreads N] [--memory-limit 4GiB] [--resources GPU=1] [--name NAME] [--local-dir DIR] [--listen HOST] [--contact-address HOST] [--token-file PATH] [--tls-* …]\n  rask ssh HOST1 HOST2 … [--scheduler-port N] [--nthreads N] [--nworkers N] [--scheduler-file PATH] [--ssh-option OPT]… [--token-file PATH] [--tls-* …]: scheduler on HOST1, workers on the rest, over OpenSSH; Ctrl-C stops them all"
 )]
 struct Cli {
     #[command(subcommand)]

@@ -53,6 +53,16 @@ const DEB_PACKAGES: &[DebPackage] = &[
         present_without_dpkg: || has_command("dot"),
     },
     DebPackage {
+        name: "openssh-server",
+        why: "the `rask ssh` test launches a cluster through a real local sshd",
+        present_without_dpkg: || Path::new("/usr/sbin/sshd").exists(),
+    },
+    DebPackage {
+        name: "openssh-client",
+        why: "`rask ssh` starts remote processes with `ssh`",
+        present_without_dpkg: || has_command("ssh"),
+    },
+    DebPackage {
         name: "iproute2",
         why: "`ip netns` builds the multi-host cluster test's network namespaces",
         present_without_dpkg: || has_command("ip"),

@@ -21,6 +21,9 @@ usage:
          [--name NAME] [--local-dir DIR] [--listen HOST[:PORT]] [--contact-address HOST[:PORT]]
          [--token-file PATH] [--tls-ca-file PATH --tls-cert PATH --tls-key PATH]
          [--connect-timeout SECS]
+  ssh HOST1 HOST2 … [--scheduler-port N] [--nthreads N] [--nworkers N] [--memory-limit SIZE]
+      [--remote-rask PATH] [--listen-all] [--scheduler-file PATH] [--ssh-option OPT]…
+      [--token-file PATH] [--tls-ca-file PATH --tls-cert PATH --tls-key PATH]
 
   --listen            interface (and port) to bind; the scheduler's default is 127.0.0.1:8786,
                       a worker's 127.0.0.1 and any free port (--host/--port set them apart)
@@ -30,11 +33,19 @@ usage:
   --token-file        file holding the cluster token; else $RASK_TOKEN; every process of a
                       cluster needs the same one (never pass a token on the command line)
   --tls-*             mutual TLS on every connection: the cluster CA, and this process's
-                      certificate (naming the host others dial it at) and key, all PEM";
+                      certificate (naming the host others dial it at) and key, all PEM
+  --stop-when-stdin-closes  exit when stdin ends (what `rask ssh` starts remotely)
+
+  ssh starts a scheduler on HOST1 and workers on the other hosts (HOST1 too if it is the
+  only one) over OpenSSH, and stops them all on Ctrl-C. Credential files must exist at
+  the same paths on every host; --remote-rask defaults to this binary's path.";
 
 /// The flags both commands take: where to listen, what to advertise, and
 /// the credentials.
 struct NetFlags {
+    /// `--stop-when-stdin-closes`: the launcher's connection is the process's
+    /// lifeline (`rask ssh` keeps the remote stdin open while it runs).
+    stdin_lifeline: bool,
     host: String,
     port: u16,
     contact_address: Option<String>,
@@ -45,6 +56,7 @@ struct NetFlags {
 impl NetFlags {
     fn new(host: &str, port: u16) -> Self {
         NetFlags {
+            stdin_lifeline: false,
             host: host.to_string(),
             port,
             contact_address: None,
@@ -70,6 +82,7 @@ impl NetFlags {
                 self.port = port.unwrap_or(self.port);
             }
             "--contact-address" => self.contact_address = Some(value(args, i, &flag)?.into()),
+            "--stop-when-stdin-closes" => self.stdin_lifeline = true,
             "--token-file" => self.token_file = Some(PathBuf::from(value(args, i, &flag)?)),
             "--token" => return Err(TOKEN_ON_COMMAND_LINE.into()),
             "--tls-ca-file" => self.tls[0] = Some(PathBuf::from(value(args, i, &flag)?)),
@@ -102,7 +115,7 @@ fn split_listen(s: &str) -> Result<(String, Option<u16>), String> {
     }
 }
 
-const TOKEN_ON_COMMAND_LINE: &str = "--token is not accepted: a token on the command line is visible to every user through `ps`; put it in a file readable only by you and pass --token-file PATH, or set RASK_TOKEN";
+pub(crate) const TOKEN_ON_COMMAND_LINE: &str = "--token is not accepted: a token on the command line is visible to every user through `ps`; put it in a file readable only by you and pass --token-file PATH, or set RASK_TOKEN";
 
 /// Parses a memory size: `4GiB`, `512MiB`, `2GB`, `1e9`, `1000000` (bytes).
 pub fn parse_memory(s: &str) -> Result<u64, String> {
@@ -167,7 +180,35 @@ fn read_scheduler_file(path: &str) -> Result<String, String> {
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM, or (with `stdin_lifeline`) when stdin
+/// reaches its end: sshd closes a remote command's stdin when the launcher's
+/// connection goes, so a launched process never outlives its launcher.
+async fn shutdown(stdin_lifeline: bool) {
+    if !stdin_lifeline {
+        return shutdown_signal().await;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 256];
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let _ = tx.send(());
+    });
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        _ = rx => eprintln!("stdin closed (the launcher is gone): shutting down"),
+    }
+}
+
+pub(crate) async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(t) => t,
         Err(_) => {
@@ -216,7 +257,8 @@ pub fn run(command: &str, args: &[String]) -> Result<(), String> {
             let (host, port) = (net.host.clone(), net.port);
             (cfg.host, cfg.port, cfg.contact_address) = (host, port, net.contact_address.clone());
             (cfg.token, cfg.tls) = net.credentials()?;
-            rt.block_on(run_scheduler(cfg, shutdown_signal())).map_err(|e: DistError| e.to_string())
+            rt.block_on(run_scheduler(cfg, shutdown(net.stdin_lifeline)))
+                .map_err(|e: DistError| e.to_string())
         }
         "worker" => {
             let mut cfg = WorkerConfig::default();
@@ -267,7 +309,7 @@ pub fn run(command: &str, args: &[String]) -> Result<(), String> {
             let (host, port) = (net.host.clone(), net.port);
             (cfg.host, cfg.port, cfg.contact_address) = (host, port, net.contact_address.clone());
             (cfg.token, cfg.tls) = net.credentials()?;
-            rt.block_on(run_worker(cfg, shutdown_signal())).map_err(|e| e.to_string())
+            rt.block_on(run_worker(cfg, shutdown(net.stdin_lifeline))).map_err(|e| e.to_string())
         }
         other => Err(format!("unknown command {other:?}\n{USAGE}")),
     }
@@ -278,14 +320,15 @@ pub fn run(command: &str, args: &[String]) -> Result<(), String> {
 pub fn run_if_subcommand() -> Option<ExitCode> {
     let args: Vec<String> = std::env::args().collect();
     let cmd = args.get(1)?;
-    if cmd != "scheduler" && cmd != "worker" {
+    if cmd != "scheduler" && cmd != "worker" && cmd != "ssh" {
         return None;
     }
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!("{USAGE}");
         return Some(ExitCode::SUCCESS);
     }
-    Some(match run(cmd, &args[2..]) {
+    let result = if cmd == "ssh" { crate::ssh::run(&args[2..]) } else { run(cmd, &args[2..]) };
+    Some(match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

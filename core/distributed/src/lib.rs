@@ -10,6 +10,7 @@ pub mod parts;
 pub mod protocol;
 pub mod scheduler;
 pub mod server;
+pub mod ssh;
 pub mod worker;
 
 pub use client::{Client, ClientOptions, Future, GangMember, WorkerInfo};
