@@ -490,14 +490,12 @@ impl pb::scheduler_server::Scheduler for Service {
                     }
                     Some(pb::worker_message::Msg::Finished(f)) => {
                         match protocol::key_from_pb(f.key) {
-                            Ok(key) => {
-                                if f.duration_us > 0 {
-                                    let micros = f.duration_us;
-                                    let timed = Event::TaskDuration { key: key.clone(), micros };
-                                    let _ = inputs.send(Input::Event(timed));
-                                }
-                                Event::TaskFinished { worker: id, key, nbytes: f.nbytes }
-                            }
+                            Ok(key) => Event::TaskFinished {
+                                worker: id,
+                                key,
+                                nbytes: f.nbytes,
+                                micros: f.duration_us,
+                            },
                             Err(_) => continue,
                         }
                     }

@@ -73,7 +73,7 @@ impl Env {
     }
 
     fn finish(&mut self, w: u64, key: &str, nbytes: u64) -> Vec<Command> {
-        self.ev(Event::TaskFinished { worker: WorkerId(w), key: k(key), nbytes })
+        self.ev(Event::TaskFinished { worker: WorkerId(w), key: k(key), nbytes, micros: 0 })
     }
 }
 
@@ -143,9 +143,10 @@ fn roots_are_queued_not_pushed_all_at_once() {
     assert_eq!(computes(&out).len(), 2);
     // Once their prefix is known to be short: 2 threads x saturation 8 = 16 in flight.
     let (_, first) = computes(&out)[0].clone();
-    let out = e.ev(Event::TaskDuration { key: first.clone(), micros: 100 });
-    assert_eq!(computes(&out).len(), 14);
-    let out = e.ev(Event::TaskFinished { worker: WorkerId(1), key: first, nbytes: 1 });
+    let out = e.ev(Event::TaskFinished { worker: WorkerId(1), key: first, nbytes: 1, micros: 100 });
+    assert_eq!(computes(&out).len(), 15, "16 in flight once the prefix is short");
+    let (_, next) = computes(&out)[0].clone();
+    let out = e.ev(Event::TaskFinished { worker: WorkerId(1), key: next, nbytes: 1, micros: 100 });
     assert_eq!(computes(&out).len(), 1, "one slot freed, one task sent");
 }
 
@@ -161,11 +162,11 @@ fn long_tasks_do_not_queue_behind_each_other() {
     let out = e.ev(Event::GraphSubmitted { client: C, tasks, wanted });
     let sent = computes(&out);
     assert_eq!(sent.len(), 2, "{sent:?}");
-    e.ev(Event::TaskDuration { key: sent[0].1.clone(), micros: 1_000_000 });
     let out = e.ev(Event::TaskFinished {
         worker: WorkerId(sent[0].0),
         key: sent[0].1.clone(),
         nbytes: 1,
+        micros: 1_000_000,
     });
     assert_eq!(computes(&out).len(), 1, "one task for the freed thread, none queued");
     assert!(e.s.workers().values().all(|w| w.processing.len() == 1));
@@ -174,14 +175,16 @@ fn long_tasks_do_not_queue_behind_each_other() {
     e.ev(Event::GraphSubmitted { client: C, tasks, wanted });
     // Both threads busy with long tasks: nothing more is sent, short or not.
     assert!(e.s.workers().values().all(|w| w.processing.len() == 1));
-    let short = e.s.tasks().keys().find(|k| k.prefix() == "short").unwrap().clone();
-    e.ev(Event::TaskDuration { key: short, micros: 50 });
     // The long ones finish (the rest of them first: they were submitted
-    // first); short tasks then queue up to the saturation.
+    // first); untimed short tasks go one per thread, and once one is known
+    // to be short they queue up to the saturation.
     while let Some((key, w)) = processing(&e).into_iter().find(|(k, _)| k.prefix() == "long") {
-        e.ev(Event::TaskFinished { worker: w, key, nbytes: 1 });
+        e.ev(Event::TaskFinished { worker: w, key, nbytes: 1, micros: 1_000_000 });
     }
-    assert!(e.s.workers().values().all(|w| w.processing.len() > 1), "short tasks queue");
+    assert!(e.s.workers().values().all(|w| w.processing.len() == 1), "untimed: one each");
+    let (key, w) = processing(&e)[0].clone();
+    e.ev(Event::TaskFinished { worker: w, key, nbytes: 1, micros: 50 });
+    assert!(e.s.workers().values().any(|w| w.processing.len() > 1), "short tasks queue");
 }
 
 #[test]
@@ -288,7 +291,7 @@ fn lost_worker_results_are_recomputed_from_lineage() {
     let mut pending = recomputed;
     let mut done = false;
     while let Some(key) = pending.pop() {
-        let out = e.ev(Event::TaskFinished { worker: WorkerId(other), key, nbytes: 8 });
+        let out = e.ev(Event::TaskFinished { worker: WorkerId(other), key, nbytes: 8, micros: 0 });
         pending.extend(computes(&out).into_iter().map(|(_, key)| key));
         done |= out.iter().any(|c| matches!(c, Command::KeyDone { key, .. } if *key == k("c")));
     }
@@ -407,7 +410,7 @@ fn a_gang_starts_whole_on_distinct_workers_with_free_threads() {
     assert!(computes(&out).is_empty(), "one free thread is not enough for a gang of 2");
     let busy = e.s.tasks()[&k("x")].state.clone();
     let TaskState::Processing { worker } = busy else { panic!("x runs") };
-    let out = e.ev(Event::TaskFinished { worker, key: k("x"), nbytes: 1 });
+    let out = e.ev(Event::TaskFinished { worker, key: k("x"), nbytes: 1, micros: 0 });
     let mut started = computes(&out);
     started.sort();
     assert_eq!(started, vec![(1, k("g-0")), (2, k("g-1"))]);
@@ -601,7 +604,7 @@ proptest! {
         for st in steps {
             let p = processing(&e);
             let out = match st {
-                Step::Finish(i) if !p.is_empty() => { let (key, w) = p[i.index(p.len())].clone(); e.ev(Event::TaskFinished { worker: w, key, nbytes: 8 }) }
+                Step::Finish(i) if !p.is_empty() => { let (key, w) = p[i.index(p.len())].clone(); e.ev(Event::TaskFinished { worker: w, key, nbytes: 8, micros: 0 }) }
                 Step::Fail(i) if !p.is_empty() => { let (key, w) = p[i.index(p.len())].clone(); e.ev(Event::TaskFailed { worker: w, key: key.clone(), failure: failure(&key) }) }
                 Step::Missing(i) if !p.is_empty() => {
                     let (key, w) = p[i.index(p.len())].clone();
@@ -627,7 +630,7 @@ proptest! {
         for _ in 0..10_000 {
             let p = processing(&e);
             let Some((key, w)) = p.first().cloned() else { break };
-            let out = e.ev(Event::TaskFinished { worker: w, key, nbytes: 8 });
+            let out = e.ev(Event::TaskFinished { worker: w, key, nbytes: 8, micros: 0 });
             record(&out, &mut outcome);
         }
         for w in &wanted {
@@ -676,7 +679,7 @@ proptest! {
         for st in steps {
             let p = processing(&e);
             match st {
-                Step::Finish(i) if !p.is_empty() => { let (key, w) = p[i.index(p.len())].clone(); e.ev(Event::TaskFinished { worker: w, key, nbytes: 8 }); }
+                Step::Finish(i) if !p.is_empty() => { let (key, w) = p[i.index(p.len())].clone(); e.ev(Event::TaskFinished { worker: w, key, nbytes: 8, micros: 0 }); }
                 Step::Fail(i) if !p.is_empty() => { let (key, w) = p[i.index(p.len())].clone(); e.ev(Event::TaskFailed { worker: w, key: key.clone(), failure: failure(&key) }); }
                 Step::Missing(i) if !p.is_empty() => {
                     let (key, w) = p[i.index(p.len())].clone();
@@ -699,7 +702,7 @@ proptest! {
         for _ in 0..1000 {
             let p = processing(&e);
             let Some((key, w)) = p.first().cloned() else { break };
-            e.ev(Event::TaskFinished { worker: w, key, nbytes: 8 });
+            e.ev(Event::TaskFinished { worker: w, key, nbytes: 8, micros: 0 });
         }
         let states: Vec<TaskState> = members.iter().map(|m| e.s.tasks()[&k(m)].state.clone()).collect();
         let all_memory = states.iter().all(|s| matches!(s, TaskState::Memory { .. }));
@@ -798,7 +801,7 @@ proptest! {
                 }
                 Message::Finish(i) if !p.is_empty() => {
                     let (key, w) = p[i.index(p.len())].clone();
-                    e.ev(Event::TaskFinished { worker: w, key, nbytes: 8 });
+                    e.ev(Event::TaskFinished { worker: w, key, nbytes: 8, micros: 0 });
                 }
                 Message::Fail(i) if !p.is_empty() => {
                     let (key, w) = p[i.index(p.len())].clone();
@@ -835,7 +838,7 @@ proptest! {
         for _ in 0..1_000 {
             let p = processing(&e);
             let Some((key, w)) = p.first().cloned() else { break };
-            e.ev(Event::TaskFinished { worker: w, key, nbytes: 8 });
+            e.ev(Event::TaskFinished { worker: w, key, nbytes: 8, micros: 0 });
         }
         prop_assert!(processing(&e).is_empty(), "tasks still processing: {:?}", processing(&e));
     }

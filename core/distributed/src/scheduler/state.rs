@@ -273,12 +273,7 @@ pub enum Event {
         key: Key,
         /// Size of the result.
         nbytes: u64,
-    },
-    /// How long a task ran on its worker (reported just before it finished).
-    TaskDuration {
-        /// The task.
-        key: Key,
-        /// Its run time in microseconds.
+        /// How long it ran, in microseconds (0: not measured).
         micros: u64,
     },
     /// A task failed on a worker.
@@ -524,8 +519,12 @@ impl SchedulerState {
             Event::DataScattered { client, key, worker, nbytes } => {
                 self.scattered(client, key, worker, nbytes)
             }
-            Event::TaskFinished { worker, key, nbytes } => self.finished(worker, key, nbytes),
-            Event::TaskDuration { key, micros } => self.timed(&key, micros),
+            Event::TaskFinished { worker, key, nbytes, micros } => {
+                if micros > 0 {
+                    self.timed(&key, micros);
+                }
+                self.finished(worker, key, nbytes)
+            }
             Event::TaskFailed { worker, key, failure } => self.failed(worker, key, failure),
             Event::DataMissing { worker, key, missing } => self.data_missing(worker, key, missing),
             Event::ClientFetchFailed { key, addr, error } => {
