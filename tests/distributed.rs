@@ -352,16 +352,41 @@ fn other_protocol_versions_are_refused() {
             other => panic!("expected a refusal, got {other:?}"),
         }
     });
-    // Oversized messages end that session only; the scheduler keeps serving.
-    let client = Client::connect_with(
-        c.address(),
-        ClientOptions { set_as_default: false, ..ClientOptions::default() },
-    )
-    .unwrap();
-    let huge = rask::value(vec![7u8; 80 << 20]);
-    within(60, move || {
-        let err = client.submit(&checksum(huge)).and_then(|f| f.result());
-        assert!(err.is_err(), "an 80 MiB message must be refused");
+    // An oversized message (one 80 MiB task spec, which a Client would have
+    // scattered) ends that session only; the scheduler keeps serving.
+    let addr = c.address().to_string();
+    rt.block_on(async move {
+        let mut s =
+            pb::scheduler_client::SchedulerClient::connect(format!("http://{addr}")).await.unwrap();
+        let msgs = vec![
+            pb::ClientMessage {
+                msg: Some(pb::client_message::Msg::Hello(pb::ClientHello {
+                    protocol_version: PROTOCOL_VERSION,
+                    name: "huge".into(),
+                    token: String::new(),
+                })),
+            },
+            pb::ClientMessage {
+                msg: Some(pb::client_message::Msg::Submit(pb::Submit {
+                    tasks: vec![pb::TaskSpec {
+                        op: "rask::literal".into(),
+                        payload: vec![7u8; 80 << 20],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })),
+            },
+        ];
+        let mut inbound = s.client_session(tokio_stream::iter(msgs)).await.unwrap().into_inner();
+        let mut refused = false;
+        while let Some(m) = inbound.message().await.transpose() {
+            if let Err(status) = m {
+                assert!(status.message().contains("message"), "{status:?}");
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused, "an 80 MiB message must be refused");
     });
     let client = Client::connect_with(
         c.address(),
@@ -609,6 +634,44 @@ fn skewed_task_durations_finish_near_the_ideal_makespan() {
         total
     );
     assert!(ratio <= 1.3, "{ratio:.2}x the ideal makespan");
+}
+
+/// Work stealing over the wire: two 15 ms tasks pinned to local-0 (with
+/// `allow_other_workers`) queue there, one behind the other, while local-1
+/// idles; the scheduler asks local-0 for the queued one, local-0 gives it
+/// up, and it runs on local-1. The scheduler's story of the key says so.
+#[test]
+fn an_idle_worker_steals_queued_work_over_the_wire() {
+    let _g = serial();
+    let c = cluster(2, 1);
+    let client = c.client().unwrap();
+    within(120, move || {
+        // Time the prefix first: 15 ms, so a second task may queue behind a running one.
+        assert_eq!(client.submit(&sleep_then(15, -1)).unwrap().result().unwrap(), -1);
+        let pin = SubmitOptions {
+            workers: vec!["local-0".into()],
+            allow_other_workers: true,
+            ..SubmitOptions::default()
+        };
+        let workers = client.workers().unwrap();
+        let local1 = workers.iter().find(|w| w.name == "local-1").unwrap().addr.clone();
+        let mut stolen = 0;
+        for round in 0..10i64 {
+            let a = client.submit_with(&sleep_then(15, 2 * round), &pin).unwrap();
+            let b = client.submit_with(&sleep_then(15, 2 * round + 1), &pin).unwrap();
+            assert_eq!((a.result().unwrap(), b.result().unwrap()), (2 * round, 2 * round + 1));
+            for f in [&a, &b] {
+                let story = client.story(f.key()).unwrap();
+                if story.iter().any(|l| l.contains("stolen from worker")) {
+                    stolen += 1;
+                    let (holder, _) = client.who_has(f).unwrap();
+                    assert_eq!(holder, local1, "a stolen task runs on the idle worker");
+                }
+            }
+        }
+        eprintln!("{stolen} of 20 pinned tasks were stolen by the idle worker");
+        assert!(stolen >= 1, "no task was stolen");
+    });
 }
 
 /// Resident memory of a process, in bytes (Linux).

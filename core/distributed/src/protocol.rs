@@ -21,7 +21,7 @@ pub mod pb {
 
 /// This build's protocol version. Peers of another version are refused.
 /// Version 2: the cluster token on the workers' data plane, `FetchFailed`.
-/// Version 3: submissions in parts (`Submit.more`).
+/// Version 3: submissions in parts (`Submit.more`), work stealing (`Steal`).
 pub const PROTOCOL_VERSION: u32 = 3;
 
 /// gRPC status codes (the data plane's refusals carry `Unauthenticated`).

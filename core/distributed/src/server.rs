@@ -237,6 +237,10 @@ impl Loop {
                     client,
                     pb::to_client::Msg::Rejected(pb::Rejected { error, request: 0 }),
                 ),
+                Command::Steal { worker, key } => self.send_worker(
+                    worker,
+                    pb::to_worker::Msg::Steal(pb::Steal { key: Some(protocol::key_to_pb(&key)) }),
+                ),
                 Command::CloseWorker { worker } => {
                     self.send_worker(
                         worker,
@@ -496,6 +500,12 @@ impl pb::scheduler_server::Scheduler for Service {
                                 nbytes: f.nbytes,
                                 micros: f.duration_us,
                             },
+                            Err(_) => continue,
+                        }
+                    }
+                    Some(pb::worker_message::Msg::StealResponse(r)) => {
+                        match protocol::key_from_pb(r.key) {
+                            Ok(key) => Event::StealResponse { worker: id, key, stolen: r.stolen },
                             Err(_) => continue,
                         }
                     }

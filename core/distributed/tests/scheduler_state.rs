@@ -187,6 +187,102 @@ fn long_tasks_do_not_queue_behind_each_other() {
     assert!(e.s.workers().values().any(|w| w.processing.len() > 1), "short tasks queue");
 }
 
+fn steals(cmds: &[Command]) -> Vec<(u64, Key)> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::Steal { worker, key } => Some((worker.0, key.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One worker of one thread holding `n` tasks of 8 ms (one running, the
+/// rest queued there), nothing left in the scheduler's queue.
+fn one_busy_worker(prefix: &str, n: u128, micros: u64) -> Env {
+    let mut e = Env::new();
+    e.worker(1, 1);
+    let (tasks, wanted) = roots(prefix, n + 1);
+    let out = e.ev(Event::GraphSubmitted { client: C, tasks, wanted });
+    let (_, first) = computes(&out)[0].clone();
+    e.ev(Event::TaskFinished { worker: WorkerId(1), key: first, nbytes: 1, micros });
+    assert_eq!(e.s.workers()[&WorkerId(1)].processing.len() as u128, n, "all on w1");
+    e
+}
+
+#[test]
+fn an_idle_worker_steals_unstarted_work() {
+    // w1 holds 3 tasks of 8 ms (within its 20 ms backlog); w2 joins idle.
+    let mut e = one_busy_worker("mid", 3, 8_000);
+    let out = e.worker(2, 1);
+    let asked = steals(&out);
+    assert_eq!(asked.len(), 1, "one idle thread, one steal: {out:?}");
+    assert_eq!(asked[0].0, 1);
+    // w1 gives it up: it goes straight to w2.
+    let out =
+        e.ev(Event::StealResponse { worker: WorkerId(1), key: asked[0].1.clone(), stolen: true });
+    assert_eq!(computes(&out), vec![(2, asked[0].1.clone())]);
+    assert_eq!(e.s.workers()[&WorkerId(1)].processing.len(), 2);
+    assert!(e.s.story(&asked[0].1).iter().any(|t| t.reason.contains("stolen from worker 1")));
+}
+
+#[test]
+fn a_refused_or_stale_steal_changes_nothing() {
+    let mut e = one_busy_worker("mid", 3, 8_000);
+    let out = e.worker(2, 1);
+    let (_, key) = steals(&out)[0].clone();
+    // Already running on w1: it keeps it, and the next steal asks for another task.
+    let out = e.ev(Event::StealResponse { worker: WorkerId(1), key: key.clone(), stolen: false });
+    assert!(computes(&out).iter().all(|(_, k)| *k != key));
+    assert!(matches!(e.s.tasks()[&key].state, TaskState::Processing { worker: WorkerId(1) }));
+    let again = steals(&out);
+    assert_eq!(again.len(), 1);
+    assert_ne!(again[0].1, key, "a refused task is not asked for again");
+    // A repeated or unknown answer is ignored.
+    let out = e.ev(Event::StealResponse { worker: WorkerId(1), key: key.clone(), stolen: true });
+    assert!(computes(&out).iter().all(|(_, k)| *k != key));
+    let out = e.ev(Event::StealResponse { worker: WorkerId(2), key: k("nope"), stolen: true });
+    assert!(computes(&out).is_empty());
+}
+
+#[test]
+fn short_or_pinned_tasks_are_not_stolen() {
+    // 1 ms tasks: a steal's round trip costs more than waiting.
+    let mut e = one_busy_worker("short", 3, 1_000);
+    assert!(steals(&e.worker(2, 1)).is_empty());
+    // Pinned to w1 without allow_other_workers.
+    let mut e = Env::new();
+    e.worker(1, 1);
+    let (mut tasks, wanted) = roots("pinned", 4);
+    for t in &mut tasks {
+        t.workers = vec!["w1".into()];
+    }
+    let out = e.ev(Event::GraphSubmitted { client: C, tasks, wanted });
+    let (_, first) = computes(&out)[0].clone();
+    e.ev(Event::TaskFinished { worker: WorkerId(1), key: first, nbytes: 1, micros: 8_000 });
+    assert!(steals(&e.worker(2, 1)).is_empty());
+}
+
+#[test]
+fn a_task_whose_inputs_cost_more_to_move_than_to_wait_stays() {
+    // Each task reads a 10 MB input held by w1: 100 ms to move at 100 MB/s,
+    // for 8 ms of work. Not worth stealing.
+    let mut e = Env::new();
+    e.worker(1, 1);
+    let mut tasks = vec![spec("big", &[])];
+    let (more, _) = roots("mid", 4);
+    for mut t in more {
+        t.deps = vec![k("big")];
+        tasks.push(t);
+    }
+    let keys: Vec<Key> = tasks[1..].iter().map(|t| t.key.clone()).collect();
+    e.ev(Event::GraphSubmitted { client: C, tasks, wanted: keys });
+    e.finish(1, "big", 10_000_000);
+    let (key, w) = processing(&e)[0].clone();
+    e.ev(Event::TaskFinished { worker: w, key, nbytes: 1, micros: 8_000 });
+    assert!(e.s.workers()[&WorkerId(1)].processing.len() > 1);
+    assert!(steals(&e.worker(2, 1)).is_empty());
+}
+
 #[test]
 fn placement_prefers_the_worker_holding_the_big_input() {
     let mut e = Env::new();
@@ -735,10 +831,17 @@ enum Message {
         client: u64,
         key: usize,
     },
-    Finish(prop::sample::Index),
+    /// A task finishes, timed (8 ms, worth stealing) or not.
+    Finish(prop::sample::Index, bool),
     Fail(prop::sample::Index),
     Missing(prop::sample::Index),
     Lose(prop::sample::Index),
+    /// A steal answer about a processing task, from its worker or another.
+    StealAnswer {
+        task: prop::sample::Index,
+        from_holder: bool,
+        stolen: bool,
+    },
     Heartbeat {
         worker: prop::sample::Index,
         paused: bool,
@@ -750,8 +853,9 @@ fn message() -> impl Strategy<Value = Message> {
         3 => (1u64..3, 0usize..8, 1usize..4, any::<bool>(), 0u8..2).prop_map(|(client, first, len, boom, variant)| Message::Submit { client, first, len, boom, variant }),
         2 => (1u64..3, 0usize..8, any::<prop::sample::Index>()).prop_map(|(client, key, worker)| Message::Scatter { client, key, worker }),
         2 => (1u64..3, 0usize..8).prop_map(|(client, key)| Message::Release { client, key }),
-        4 => any::<prop::sample::Index>().prop_map(Message::Finish),
+        4 => (any::<prop::sample::Index>(), any::<bool>()).prop_map(|(i, timed)| Message::Finish(i, timed)),
         1 => any::<prop::sample::Index>().prop_map(Message::Fail),
+        2 => (any::<prop::sample::Index>(), any::<bool>(), any::<bool>()).prop_map(|(task, from_holder, stolen)| Message::StealAnswer { task, from_holder, stolen }),
         1 => any::<prop::sample::Index>().prop_map(Message::Missing),
         1 => any::<prop::sample::Index>().prop_map(Message::Lose),
         1 => (any::<prop::sample::Index>(), any::<bool>()).prop_map(|(worker, paused)| Message::Heartbeat { worker, paused }),
@@ -764,7 +868,7 @@ proptest! {
     /// Random interleavings of client and worker messages: submissions that
     /// reuse keys with other content, scatters onto live and gone workers and
     /// over keys already in the graph, releases, finishes, failures, missing
-    /// data, lost workers and heartbeats. The state machine never panics, its
+    /// data, lost workers, steal answers (right and wrong) and heartbeats. The state machine never panics, its
     /// invariants hold after every message, and once the faults stop every
     /// task drains (nothing stays processing forever).
     #[test]
@@ -799,9 +903,15 @@ proptest! {
                 Message::Release { client, key } => {
                     e.ev(Event::ClientReleased { client: ClientId(client), keys: vec![k(&pool[key])] });
                 }
-                Message::Finish(i) if !p.is_empty() => {
+                Message::Finish(i, timed) if !p.is_empty() => {
                     let (key, w) = p[i.index(p.len())].clone();
-                    e.ev(Event::TaskFinished { worker: w, key, nbytes: 8, micros: 0 });
+                    let micros = if timed { 8_000 } else { 0 };
+                    e.ev(Event::TaskFinished { worker: w, key, nbytes: 8, micros });
+                }
+                Message::StealAnswer { task, from_holder, stolen } if !p.is_empty() => {
+                    let (key, w) = p[task.index(p.len())].clone();
+                    let worker = if from_holder { w } else { WorkerId(w.0 + 1) };
+                    e.ev(Event::StealResponse { worker, key, stolen });
                 }
                 Message::Fail(i) if !p.is_empty() => {
                     let (key, w) = p[i.index(p.len())].clone();

@@ -315,6 +315,16 @@ pub enum Event {
         /// Which client.
         client: ClientId,
     },
+    /// A worker's answer to a [`Command::Steal`]: whether it gave the task up
+    /// (it had not started it) or keeps it (running, done or unknown).
+    StealResponse {
+        /// The worker asked.
+        worker: WorkerId,
+        /// The task.
+        key: Key,
+        /// Given up: the scheduler places it again.
+        stolen: bool,
+    },
     /// Time passes (heartbeat timeouts are checked).
     Tick,
 }
@@ -369,6 +379,13 @@ pub enum Command {
         /// Why, and what to do.
         error: String,
     },
+    /// Ask a worker to give back a task it has not started (work stealing).
+    Steal {
+        /// The worker holding the task.
+        worker: WorkerId,
+        /// The task.
+        key: Key,
+    },
     /// Disconnect a worker that stopped answering.
     CloseWorker {
         /// The worker.
@@ -421,6 +438,12 @@ type ReadyKey = (Reverse<i32>, u64, u32, Key);
 const BACKLOG_PER_THREAD_US: u64 = 20_000;
 /// What a task of a prefix never timed is assumed to take (µs).
 const UNTIMED_US: u64 = 500_000;
+/// Tasks expected to run shorter than this are never stolen (µs): the round
+/// trip of a steal costs more than waiting.
+const MIN_STEAL_US: u64 = 5_000;
+/// Assumed transfer rate between workers for stealing decisions, in bytes
+/// per µs (100 MB/s, Dask's default bandwidth estimate).
+const STEAL_BYTES_PER_US: u64 = 100;
 
 /// The whole scheduler state.
 pub struct SchedulerState {
@@ -432,6 +455,10 @@ pub struct SchedulerState {
     gangs: FxHashMap<String, Vec<Key>>,
     /// Key prefix → (total µs, count) of reported run times.
     durations: FxHashMap<String, (u64, u32)>,
+    /// Steal requests in flight: task → the worker asked to give it up.
+    steals: FxHashMap<Key, WorkerId>,
+    /// Tasks their worker refused to give up (already running): never asked again.
+    unstealable: FxHashSet<Key>,
     generation: u64,
     log: VecDeque<Transition>,
     now: u64,
@@ -452,6 +479,8 @@ impl SchedulerState {
             ready: BTreeSet::new(),
             gangs: FxHashMap::default(),
             durations: FxHashMap::default(),
+            steals: FxHashMap::default(),
+            unstealable: FxHashSet::default(),
             generation: 0,
             log: VecDeque::new(),
             now: 0,
@@ -519,6 +548,9 @@ impl SchedulerState {
             Event::DataScattered { client, key, worker, nbytes } => {
                 self.scattered(client, key, worker, nbytes)
             }
+            Event::StealResponse { worker, key, stolen } => {
+                self.steal_answered(worker, key, stolen)
+            }
             Event::TaskFinished { worker, key, nbytes, micros } => {
                 if micros > 0 {
                     self.timed(&key, micros);
@@ -570,6 +602,7 @@ impl SchedulerState {
             }
         }
         self.schedule();
+        self.balance();
         std::mem::take(&mut self.out)
     }
 
@@ -582,6 +615,14 @@ impl SchedulerState {
         }
         if matches!(to, TaskState::Queued) {
             self.ready.insert(ready_key(t));
+        }
+        if matches!(t.state, TaskState::Processing { .. }) {
+            if !self.steals.is_empty() {
+                self.steals.remove(key);
+            }
+            if !self.unstealable.is_empty() {
+                self.unstealable.remove(key);
+            }
         }
         let to_name = to.name();
         t.state = to;
@@ -1426,6 +1467,111 @@ impl SchedulerState {
         entry.1 += 1;
     }
 
+    /// Work stealing. When running workers have idle threads and nothing is
+    /// queued for them, ask busy workers to give back tasks they have not
+    /// started, best compute-to-communication ratio first: a task is worth
+    /// moving when its expected run time is at least [`MIN_STEAL_US`] and at
+    /// least twice the time its inputs take to move (at
+    /// [`STEAL_BYTES_PER_US`]). Gang members and tasks pinned to their worker
+    /// stay. A task given back is queued again and placed as any other.
+    fn balance(&mut self) {
+        if !self.ready.is_empty() {
+            // Idle threads here mean nothing fits them (restrictions, resources).
+            return;
+        }
+        let idle: usize = self
+            .workers
+            .values()
+            .filter(|w| w.status == WorkerStatus::Running)
+            .map(|w| w.nthreads.saturating_sub(w.processing.len()))
+            .sum();
+        let want = idle.saturating_sub(self.steals.len());
+        if want == 0 {
+            return;
+        }
+        let mut candidates: Vec<(u64, Key, WorkerId)> = Vec::new();
+        for w in self.workers.values() {
+            if w.processing.len() <= w.nthreads {
+                continue;
+            }
+            for key in &w.processing {
+                if self.steals.contains_key(key) || self.unstealable.contains(key) {
+                    continue;
+                }
+                let Some(t) = self.tasks.get(key) else { continue };
+                if t.spec.gang.is_some()
+                    || (!t.spec.workers.is_empty() && !t.spec.allow_other_workers)
+                {
+                    continue;
+                }
+                let compute = self.expected_us(key);
+                let bytes: u64 = t
+                    .spec
+                    .deps
+                    .iter()
+                    .filter_map(|d| match self.tasks.get(d).map(|t| &t.state) {
+                        Some(TaskState::Memory { nbytes, .. }) => Some(*nbytes),
+                        _ => None,
+                    })
+                    .sum();
+                let transfer = bytes / STEAL_BYTES_PER_US;
+                if compute >= MIN_STEAL_US && transfer * 2 <= compute {
+                    // Higher ratio first (compute per µs of transfer, +1 ms latency).
+                    let ratio = compute * 1000 / (transfer + 1000);
+                    candidates.push((ratio, key.clone(), w.id));
+                }
+            }
+        }
+        candidates.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        for (_, key, victim) in candidates.into_iter().take(want) {
+            self.steals.insert(key.clone(), victim);
+            self.out.push(Command::Steal { worker: victim, key });
+        }
+    }
+
+    /// A worker answered a steal request.
+    fn steal_answered(&mut self, worker: WorkerId, key: Key, stolen: bool) {
+        if self.steals.get(&key) != Some(&worker) {
+            return; // stale: the task moved on since
+        }
+        self.steals.remove(&key);
+        let ours = matches!(self.tasks.get(&key).map(|t| &t.state),
+            Some(TaskState::Processing { worker: w }) if *w == worker);
+        if !ours {
+            return;
+        }
+        if !stolen {
+            // It runs there: asking again would only repeat the answer.
+            self.unstealable.insert(key);
+            return;
+        }
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.processing.remove(&key);
+        }
+        self.release_resources(worker, &key);
+        // Straight to an idle thread elsewhere (never back to the victim,
+        // which would only be asked again); else queued as usual.
+        let spec = &self.tasks[&key].spec;
+        let restricted = !spec.workers.is_empty();
+        let thief = self
+            .workers
+            .values()
+            .filter(|w| w.id != worker && w.status == WorkerStatus::Running)
+            .filter(|w| w.processing.len() < w.nthreads)
+            .filter(|w| self.fits(w, spec, restricted) || (restricted && self.fits(w, spec, false)))
+            .map(|w| (self.fetch_bytes(spec, w.id), w.processing.len() * 1000 / w.nthreads, w.id))
+            .min()
+            .map(|(_, _, id)| id);
+        match thief {
+            Some(thief) => {
+                self.assign(key, thief, &format!("stolen from worker {}, assigned", worker.0))
+            }
+            None => {
+                self.set_state(&key, TaskState::Queued, format!("stolen from worker {}", worker.0))
+            }
+        }
+    }
+
     fn fits(&self, w: &SchedWorker, spec: &TaskSpec, restricted: bool) -> bool {
         if restricted && !spec.workers.iter().any(|n| *n == w.name || *n == w.addr) {
             return false;
@@ -1641,6 +1787,20 @@ impl SchedulerState {
 
     /// Checks the internal invariants; returns a description of the first violation.
     pub fn check_invariants(&self) -> Result<(), String> {
+        for k in &self.unstealable {
+            if !matches!(self.tasks.get(k).map(|t| &t.state), Some(TaskState::Processing { .. })) {
+                return Err(format!("{k} marked unstealable but not processing"));
+            }
+        }
+        for (k, victim) in &self.steals {
+            if !matches!(self.tasks.get(k).map(|t| &t.state),
+                Some(TaskState::Processing { worker }) if worker == victim)
+            {
+                return Err(format!(
+                    "steal of {k} pending, but it is not processing on {victim:?}"
+                ));
+            }
+        }
         let mut queued = 0;
         for (k, t) in &self.tasks {
             match &t.state {

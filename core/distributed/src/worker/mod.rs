@@ -345,10 +345,11 @@ impl Shell {
                     missing: Some(protocol::key_to_pb(&missing)),
                 }))
             }
-            // The scheduler does not steal yet (it assigns late instead), so
-            // no steal request arrives and there is no wire message for the answer.
             WorkerCommand::StealResponse { key, stolen } => {
-                tracing::debug!("{}: steal of {key}: {stolen}", self.shared.name)
+                self.send(pb::worker_message::Msg::StealResponse(pb::StealResponse {
+                    key: Some(protocol::key_to_pb(&key)),
+                    stolen,
+                }))
             }
         }
     }
@@ -798,6 +799,10 @@ fn scheduler_event(msg: pb::to_worker::Msg) -> Result<Option<WorkerEvent>, Strin
             let keys =
                 f.keys.into_iter().filter_map(|k| protocol::key_from_pb(Some(k)).ok()).collect();
             Some(WorkerEvent::Free { keys })
+        }
+        pb::to_worker::Msg::Steal(st) => {
+            let Ok(key) = protocol::key_from_pb(st.key) else { return Ok(None) };
+            Some(WorkerEvent::Steal { key })
         }
         pb::to_worker::Msg::Close(r) | pb::to_worker::Msg::Refused(r) => return Err(r.reason),
         pb::to_worker::Msg::Welcome(_) => None,
