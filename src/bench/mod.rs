@@ -98,17 +98,69 @@ pub fn median(runs: &[f64]) -> f64 {
     }
 }
 
-/// Times `f` `repeats` times; returns the median, every run's seconds, and the last result.
-pub fn measure<R>(repeats: usize, mut f: impl FnMut() -> R) -> (f64, Vec<f64>, R) {
+/// Times `f` `repeats` times; returns the median, every run's seconds, and
+/// every run's result, for the caller to check each one.
+pub fn measure<R>(repeats: usize, f: impl FnMut() -> R) -> (f64, Vec<f64>, Vec<R>) {
+    measure_cold(repeats, || {}, f)
+}
+
+/// [`measure`], calling `reset` (untimed) before each repeat: what makes a
+/// repeat start cold (dropped worker caches, cleared decomposition caches).
+pub fn measure_cold<R>(
+    repeats: usize,
+    mut reset: impl FnMut(),
+    mut f: impl FnMut() -> R,
+) -> (f64, Vec<f64>, Vec<R>) {
     let mut runs = Vec::with_capacity(repeats);
-    let mut last = None;
+    let mut results = Vec::with_capacity(repeats);
     for _ in 0..repeats.max(1) {
+        reset();
         let t = Instant::now();
         let r = f();
         runs.push(round6(t.elapsed().as_secs_f64()));
-        last = Some(r);
+        results.push(r);
     }
-    (median(&runs), runs, last.expect("at least one run"))
+    (median(&runs), runs, results)
+}
+
+/// Checks every repeat: each must succeed and agree with the first (by
+/// `same`). Returns the first result.
+pub fn every_repeat<R, E: std::fmt::Display>(
+    workload: &'static str,
+    results: Vec<Result<R, E>>,
+    same: impl Fn(&R, &R) -> bool,
+) -> Result<R, BenchError> {
+    let mut first: Option<R> = None;
+    for (i, r) in results.into_iter().enumerate() {
+        let r = r.map_err(|e| BenchError::WrongResult {
+            workload,
+            got: format!("repeat {} failed: {e}", i + 1),
+            expected: "every repeat to succeed".into(),
+        })?;
+        match &first {
+            None => first = Some(r),
+            Some(f) if same(f, &r) => {}
+            Some(_) => {
+                return Err(BenchError::WrongResult {
+                    workload,
+                    got: format!("repeat {} differs from the first", i + 1),
+                    expected: "the same result in every repeat".into(),
+                })
+            }
+        }
+    }
+    first.ok_or_else(|| BenchError::WrongResult {
+        workload,
+        got: "no repeat ran".into(),
+        expected: "at least one repeat".into(),
+    })
+}
+
+/// Arrays equal to within 1e-9 of their largest magnitude (threads may sum in
+/// another order from one repeat to the next).
+pub fn close_arrays(a: &ndarray::ArrayD<f64>, b: &ndarray::ArrayD<f64>) -> bool {
+    let scale = a.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    a.shape() == b.shape() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-9 * scale)
 }
 
 fn round6(x: f64) -> f64 {

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
-use super::{env_usize, measure, record, BenchEnv, BenchError};
+use super::{env_usize, measure_cold, record, BenchEnv, BenchError};
 use rask_core::{ComputeOptions, Delayed, Scheduler};
 
 rask_core::op! {
@@ -55,29 +55,35 @@ fn scheduler_config(s: &Scheduler) -> Map<String, Value> {
     c
 }
 
+/// Times the computes of `g` (calling `reset` untimed before each) and
+/// checks every repeat's result.
 fn time_compute(
     env: &BenchEnv,
     g: &Delayed<i64>,
     s: &Scheduler,
+    reset: &dyn Fn(),
     expected: i64,
 ) -> Result<(f64, Vec<f64>, i64), BenchError> {
     let opts = ComputeOptions::new();
-    let (sec, runs, res) = measure(env.repeats, || g.compute_with(s, &opts));
-    let res = res.map_err(|source| BenchError::Compute { workload: "w1_overhead", source })?;
-    if res != expected {
-        return Err(BenchError::WrongResult {
-            workload: "w1_overhead",
-            got: res.to_string(),
-            expected: expected.to_string(),
-        });
+    let (sec, runs, results) = measure_cold(env.repeats, reset, || g.compute_with(s, &opts));
+    for res in results {
+        let res = res.map_err(|source| BenchError::Compute { workload: "w1_overhead", source })?;
+        if res != expected {
+            return Err(BenchError::WrongResult {
+                workload: "w1_overhead",
+                got: res.to_string(),
+                expected: expected.to_string(),
+            });
+        }
     }
-    Ok((sec, runs, res))
+    Ok((sec, runs, expected))
 }
 
 /// Builds the tree of (a), times its compute on `s` and emits the record.
 fn tree_part(
     env: &BenchEnv,
     s: &Scheduler,
+    reset: &dyn Fn(),
     mut config: Map<String, Value>,
     n_leaves: usize,
     out: &mut dyn FnMut(Value),
@@ -86,7 +92,7 @@ fn tree_part(
     let (tree, n_tasks) = build_tree(n_leaves);
     let build = t.elapsed().as_secs_f64();
     let expected = (n_leaves as i64) * (n_leaves as i64 + 1) / 2;
-    let (sec, runs, res) = time_compute(env, &tree, s, expected)?;
+    let (sec, runs, res) = time_compute(env, &tree, s, reset, expected)?;
     config.insert("part".into(), json!("a_tree"));
     config.insert("n_leaves".into(), json!(n_leaves));
     config.insert("n_tasks".into(), json!(n_tasks));
@@ -104,6 +110,7 @@ fn tree_part(
 fn chain_part(
     env: &BenchEnv,
     s: &Scheduler,
+    reset: &dyn Fn(),
     mut config: Map<String, Value>,
     n_chain: usize,
     out: &mut dyn FnMut(Value),
@@ -111,7 +118,7 @@ fn chain_part(
     let t = Instant::now();
     let chain = build_chain(n_chain);
     let build = t.elapsed().as_secs_f64();
-    let (sec, runs, res) = time_compute(env, &chain, s, n_chain as i64)?;
+    let (sec, runs, res) = time_compute(env, &chain, s, reset, n_chain as i64)?;
     config.insert("part".into(), json!("c_chain"));
     config.insert("n_tasks".into(), json!(n_chain));
     let mut m = Map::new();
@@ -161,11 +168,17 @@ pub fn run_cluster(
         c.insert("threads_per_worker".into(), json!(1));
         c.insert("processes".into(), json!(true));
         c.insert("tls".into(), json!(with_tls));
+        c.insert("before_each_repeat".into(), json!("worker fetch caches dropped"));
         c
     };
 
-    tree_part(env, &s, config(), n_leaves, out)?;
-    chain_part(env, &s, config(), n_chain, out)?;
+    // Each repeat starts cold: no worker keeps fetched copies from the last one
+    // (the scheduler has forgotten its tasks: their futures were released).
+    let reset = || {
+        let _ = client.drop_worker_caches();
+    };
+    tree_part(env, &s, &reset, config(), n_leaves, out)?;
+    chain_part(env, &s, &reset, config(), n_chain, out)?;
 
     // (b) sequential submit -> result round trips, after one untimed warm-up batch.
     let roundtrips = || -> Result<(), BenchError> {
@@ -183,8 +196,8 @@ pub fn run_cluster(
         Ok(())
     };
     roundtrips()?;
-    let (sec, runs, res) = measure(env.repeats, roundtrips);
-    res?;
+    let (sec, runs, results) = measure_cold(env.repeats, reset, roundtrips);
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
     let mut c = config();
     c.insert("part".into(), json!("b_submit"));
     c.insert("n_roundtrips".into(), json!(n_submit));
@@ -206,8 +219,8 @@ pub fn run(env: &BenchEnv, out: &mut dyn FnMut(Value)) -> Result<(), BenchError>
     let n_chain = env_usize("W1_N_CHAIN", 10_000)?.max(1);
 
     for s in [Scheduler::Sync, Scheduler::threads()] {
-        tree_part(env, &s, scheduler_config(&s), n_leaves, out)?;
-        chain_part(env, &s, scheduler_config(&s), n_chain, out)?;
+        tree_part(env, &s, &|| {}, scheduler_config(&s), n_leaves, out)?;
+        chain_part(env, &s, &|| {}, scheduler_config(&s), n_chain, out)?;
     }
     Ok(())
 }

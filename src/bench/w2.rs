@@ -10,7 +10,7 @@ use std::time::Instant;
 use ndarray::{ArrayD, Ix1, Ix2};
 use serde_json::{json, Map, Value};
 
-use super::{env_usize, measure, record, BenchEnv, BenchError};
+use super::{close_arrays, env_usize, every_repeat, measure, record, BenchEnv, BenchError};
 use rask_core::array::create::standard_normal;
 use rask_core::array::index::Sel;
 use rask_core::array::{Array, ArrayError};
@@ -110,11 +110,12 @@ pub fn run(env: &BenchEnv, out: &mut dyn FnMut(Value)) -> Result<(), BenchError>
 
     let x_lazy = standard_normal(0, &[n, n], [chunk, chunk]).map_err(err)?;
     let mut kept: Option<Array<f64>> = None;
-    let (sec, runs, _) = measure(env.repeats, || -> Result<(), BenchError> {
+    let (sec, runs, persisted) = measure(env.repeats, || -> Result<(), BenchError> {
         kept = None;
         kept = Some(x_lazy.persist_with(&threads, &opts).map_err(err)?);
         Ok(())
     });
+    persisted.into_iter().collect::<Result<Vec<()>, _>>()?;
     let x = kept.ok_or_else(|| BenchError::Cluster { message: "persist failed".into() })?;
     let mut m = Map::new();
     m.insert("gbytes".into(), json!((n * n * 8) as f64 / 1e9));
@@ -124,7 +125,7 @@ pub fn run(env: &BenchEnv, out: &mut dyn FnMut(Value)) -> Result<(), BenchError>
     let touched = 16.0 * (n * n) as f64 / 1e9;
     let (sec, runs, v) =
         measure(env.repeats, || sum_t(&x).and_then(|e| e.compute_with(&threads, &opts)));
-    let v = v.map_err(err)?;
+    let v = every_repeat("w2_array", v, close_arrays)?;
     let mut m = sum_t_quality(&v, n);
     m.insert("gbytes_per_s".into(), json!(touched / sec));
     m.insert("fraction_of_triad".into(), json!(touched / sec / triad));
@@ -138,7 +139,7 @@ pub fn run(env: &BenchEnv, out: &mut dyn FnMut(Value)) -> Result<(), BenchError>
             .compute_with(&threads, &opts)
     };
     let (sec, runs, g) = measure(env.repeats, product);
-    let g = g.map_err(err)?;
+    let g = every_repeat("w2_array", g, close_arrays)?;
     let mut m = matmul_quality(&g, n);
     m.insert("gflops_nominal".into(), json!(2.0 * (mm * mm) as f64 * n as f64 / sec / 1e9));
     let mut cfg = base("matmul");
@@ -149,7 +150,7 @@ pub fn run(env: &BenchEnv, out: &mut dyn FnMut(Value)) -> Result<(), BenchError>
 
     let (sec, runs, v) =
         measure(env.repeats, || sum_t(&x_lazy).and_then(|e| e.compute_with(&threads, &opts)));
-    let v = v.map_err(err)?;
+    let v = every_repeat("w2_array", v, close_arrays)?;
     let mut m = sum_t_quality(&v, n);
     m.insert("gbytes_per_s".into(), json!(touched / sec));
     let mut cfg = base("sum_t_lazy");

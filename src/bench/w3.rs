@@ -12,7 +12,7 @@ use rask_search::results::params_json;
 use rask_search::{grid, Cv, GridSearchCV, SearchCV, SearchResult};
 use serde_json::{json, Map, Value};
 
-use super::{measure, record, BenchEnv, BenchError};
+use super::{every_repeat, measure_cold, record, BenchEnv, BenchError};
 
 /// scikit-learn's mean test scores on w3 (the peers' reference run), for the accuracy check.
 const SKLEARN: &str = include_str!("../../tests/fixtures/search/w3_sklearn.json");
@@ -93,13 +93,25 @@ pub fn run(
             c.insert("n_workers".into(), json!(2));
             c.insert("threads_per_worker".into(), json!(1));
             c.insert("processes".into(), json!(true));
+            c.insert("before_each_repeat".into(), json!("worker fetch caches dropped"));
             (client.scheduler(), c)
         }
     };
     config.insert("system_detail".into(), json!("rask GridSearchCV (prefix-cached graph)"));
-    let (sec, runs, r) =
-        measure(env.repeats, || search.fit_with(&x, &y, &scheduler, &ComputeOptions::new()));
-    let r = r.map_err(|e| BenchError::Cluster { message: e.to_string() })?;
+    // On a cluster, no worker keeps fetched copies from the previous repeat.
+    let reset = || {
+        if let Some(c) = cluster {
+            let _ = c.drop_worker_caches();
+        }
+    };
+    let (sec, runs, r) = measure_cold(env.repeats, reset, || {
+        search.fit_with(&x, &y, &scheduler, &ComputeOptions::new())
+    });
+    // Every repeat is a fresh search (nothing cached between them) and must
+    // give the same scores.
+    let r = every_repeat("w3_search", r, |a, b| {
+        a.cv_results.split_test == b.cv_results.split_test && a.best_params == b.best_params
+    })?;
     out(report(config, sec, &runs, &r));
     Ok(())
 }

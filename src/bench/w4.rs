@@ -89,7 +89,8 @@ pub fn run(
                 }
                 f
             });
-            let f = last.map_err(err)?;
+            let f =
+                last.into_iter().next_back().ok_or_else(|| err("no repeat ran"))?.map_err(err)?;
             if let Some(got) = wrong {
                 return Err(BenchError::WrongResult {
                     workload: "w4_glm",

@@ -114,7 +114,8 @@ pub fn run(
         r
     });
     checked(wrong, "the same model every repeat, train logloss < 0.6")?;
-    let (booster, d, line) = last.map_err(err)?;
+    let (booster, d, line) =
+        last.into_iter().next_back().ok_or_else(|| err("no repeat ran"))?.map_err(err)?;
     let (p, _) = booster.predict(&d, false).map_err(err)?;
     let config = json!({
         "tree_method": "hist", "max_depth": 6, "eta": 0.3, "objective": "binary:logistic",
@@ -181,7 +182,7 @@ fn run_distributed(
     });
     checked(wrong, "every repeat's train logloss within 5e-3 of the single process's")?;
     drop(persisted);
-    let t = last.map_err(err)?;
+    let t = last.into_iter().next_back().ok_or_else(|| err("no repeat ran"))?.map_err(err)?;
     let d = dmatrix(xv, None, 2).map_err(err)?;
     let (p, _) = t.booster.predict(&d, false).map_err(err)?;
     let config = json!({

@@ -818,6 +818,14 @@ impl Client {
         Ok(fut)
     }
 
+    /// Makes every worker drop its cache of fetched copies (values fetched
+    /// from peers that no task there waits for). Computations submitted
+    /// after this call fetch again: benchmarks call it between repeats so
+    /// that no repeat reuses another's transfers.
+    pub fn drop_worker_caches(&self) -> Result<(), DistError> {
+        self.inner.send(pb::client_message::Msg::DropCaches(pb::DropCaches {}))
+    }
+
     /// Publishes a future's value under a name, kept alive until unpublished.
     pub fn publish_dataset<T>(&self, name: &str, future: &Future<T>) -> Result<(), DistError> {
         let request = self.inner.next_request();

@@ -118,6 +118,7 @@ enum Input {
     ClientConnected { id: ClientId, tx: ClientTx },
     Scattered { client: ClientId, key: Key, addr: String, nbytes: u64 },
     ListWorkers { client: ClientId, request: u64 },
+    DropCaches,
     Publish { client: ClientId, name: String, key: Key, overwrite: bool, request: u64 },
     GetDataset { client: ClientId, name: String, request: u64 },
     Story { client: ClientId, key: Key, request: u64 },
@@ -324,6 +325,14 @@ impl Loop {
                             request: 0,
                         }),
                     ),
+                }
+            }
+            Input::DropCaches => {
+                // In order with this client's later submissions: each worker
+                // reads it before any task those send.
+                let ids: Vec<WorkerId> = self.workers.keys().copied().collect();
+                for w in ids {
+                    self.send_worker(w, pb::to_worker::Msg::DropCaches(pb::DropCaches {}));
                 }
             }
             Input::ListWorkers { client, request } => {
@@ -618,6 +627,7 @@ impl pb::scheduler_server::Scheduler for Service {
                             Err(_) => continue,
                         }
                     }
+                    Some(pb::client_message::Msg::DropCaches(_)) => Input::DropCaches,
                     Some(pb::client_message::Msg::ListWorkers(l)) => {
                         Input::ListWorkers { client: id, request: l.request }
                     }

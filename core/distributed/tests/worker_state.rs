@@ -426,6 +426,21 @@ fn the_fetch_cache_keeps_within_its_bound_least_recently_used_out() {
 }
 
 #[test]
+fn dropping_the_cache_keeps_the_copies_tasks_wait_for() {
+    let mut e = Env::with(WorkerStateConfig { nthreads: 1, ..Default::default() });
+    e.compute("t1", &[("x", P)]);
+    assert_eq!(e.arrived("x", 60), vec![exec("t1", &["x"])]);
+    e.done("t1", 1);
+    assert_eq!(e.s.fetch_cache_bytes(), 60, "x is cached once t1 is done");
+    assert_eq!(e.compute("a", &[]), vec![exec("a", &[])]);
+    e.compute("b", &[("y", P)]);
+    assert_eq!(e.arrived("y", 50), vec![], "b waits for the thread; y is pinned");
+    assert_eq!(e.ev(WorkerEvent::DropCache), vec![drop_("x")]);
+    assert_eq!(e.s.fetch_cache_bytes(), 0);
+    assert!(e.done("a", 1).contains(&exec("b", &["y"])), "y is still here for b");
+}
+
+#[test]
 fn copies_tasks_wait_for_are_never_evicted() {
     let mut e =
         Env::with(WorkerStateConfig { nthreads: 1, fetch_cache_bytes: 10, ..Default::default() });

@@ -800,6 +800,7 @@ fn scheduler_event(msg: pb::to_worker::Msg) -> Result<Option<WorkerEvent>, Strin
                 f.keys.into_iter().filter_map(|k| protocol::key_from_pb(Some(k)).ok()).collect();
             Some(WorkerEvent::Free { keys })
         }
+        pb::to_worker::Msg::DropCaches(_) => Some(WorkerEvent::DropCache),
         pb::to_worker::Msg::Steal(st) => {
             let Ok(key) = protocol::key_from_pb(st.key) else { return Ok(None) };
             Some(WorkerEvent::Steal { key })

@@ -271,6 +271,8 @@ pub enum WorkerEvent {
         /// The task.
         key: Key,
     },
+    /// Drop every fetched copy no task here waits for (the fetch cache).
+    DropCache,
     /// The worker is leaving: it accepts no new tasks.
     Closing,
 }
@@ -555,6 +557,11 @@ impl WorkerState {
                     self.forget_task(&key, "stolen");
                 }
                 self.out.push(WorkerCommand::StealResponse { key, stolen });
+            }
+            WorkerEvent::DropCache => {
+                let bound = std::mem::replace(&mut self.config.fetch_cache_bytes, 0);
+                self.evict_cache();
+                self.config.fetch_cache_bytes = bound;
             }
             WorkerEvent::Closing => self.closing = true,
         }
