@@ -25,6 +25,10 @@ pub struct SearchDemoConfig {
     pub out_dir: PathBuf,
     /// Draw the progress bar.
     pub progress: bool,
+    /// Keep the cluster (and its dashboard) up this long after the search.
+    pub linger: std::time::Duration,
+    /// Where the dashboard listens (`HOST:PORT`; port 0: any free one).
+    pub dashboard: String,
 }
 
 /// Runs the demo; returns the search result and the seconds it took.
@@ -52,9 +56,13 @@ pub fn run(cfg: &SearchDemoConfig) -> Result<(SearchResult, f64), Box<dyn std::e
         n_workers: cfg.workers,
         threads_per_worker: 1,
         binary: Some(cfg.binary.clone()),
+        dashboard: Some(cfg.dashboard.clone()),
         ..ClusterOptions::default()
     })?;
     println!("scheduler at {} (logs in {})", cluster.address(), cluster.log_dir().display());
+    if let Some(url) = cluster.dashboard_link() {
+        println!("dashboard: {url}");
+    }
     let client = rask_distributed::Client::connect_with(
         cluster.address(),
         ClientOptions { set_as_default: false, ..Default::default() },
@@ -77,6 +85,14 @@ pub fn run(cfg: &SearchDemoConfig) -> Result<(SearchResult, f64), Box<dyn std::e
         cfg.out_dir.join("cv_results.json"),
         serde_json::to_string_pretty(&result.cv_results.to_json())?,
     )?;
+    if !cfg.linger.is_zero() {
+        println!(
+            "keeping the cluster up for {:.0} s (--linger): {}",
+            cfg.linger.as_secs_f64(),
+            cluster.dashboard_link().unwrap_or("no dashboard")
+        );
+        std::thread::sleep(cfg.linger);
+    }
     Ok((result, seconds))
 }
 

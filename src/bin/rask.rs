@@ -42,6 +42,12 @@ enum Command {
         /// Do not draw the progress bar.
         #[arg(long)]
         no_progress: bool,
+        /// Keep the cluster and its dashboard up this many seconds after the search.
+        #[arg(long, default_value_t = 0.0)]
+        linger: f64,
+        /// Where the search demo's dashboard listens (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        dashboard_address: String,
     },
     /// Run a peer-comparison workload and print JSON lines (schema of shared/peers/README.md).
     Bench {
@@ -87,20 +93,29 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
-        Command::Demo { pi: false, samples, workers, out, no_progress, .. } => {
-            (|| -> Result<(), Box<dyn std::error::Error>> {
-                let cfg = rask::demo_search::SearchDemoConfig {
-                    samples,
-                    workers,
-                    binary: std::env::current_exe()?,
-                    out_dir: out,
-                    progress: !no_progress,
-                };
-                let (r, seconds) = rask::demo_search::run(&cfg)?;
-                rask::demo_search::print_report(&cfg, &r, seconds);
-                Ok(())
-            })()
-        }
+        Command::Demo {
+            pi: false,
+            samples,
+            workers,
+            out,
+            no_progress,
+            linger,
+            dashboard_address,
+            ..
+        } => (|| -> Result<(), Box<dyn std::error::Error>> {
+            let cfg = rask::demo_search::SearchDemoConfig {
+                samples,
+                workers,
+                binary: std::env::current_exe()?,
+                out_dir: out,
+                progress: !no_progress,
+                linger: std::time::Duration::from_secs_f64(linger.max(0.0)),
+                dashboard: dashboard_address,
+            };
+            let (r, seconds) = rask::demo_search::run(&cfg)?;
+            rask::demo_search::print_report(&cfg, &r, seconds);
+            Ok(())
+        })(),
         Command::Demo { pi: true, chunks, samples_per_chunk, out, no_progress, .. } => {
             let cfg = rask::demo::DemoConfig {
                 chunks,

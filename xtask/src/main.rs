@@ -63,6 +63,16 @@ const DEB_PACKAGES: &[DebPackage] = &[
         present_without_dpkg: || has_command("ssh"),
     },
     DebPackage {
+        name: "chromium",
+        why: "the dashboard test drives the page in headless Chromium",
+        present_without_dpkg: || Path::new("/usr/bin/chromium").exists(),
+    },
+    DebPackage {
+        name: "chromium-driver",
+        why: "the dashboard test speaks WebDriver to chromedriver",
+        present_without_dpkg: || Path::new("/usr/bin/chromedriver").exists(),
+    },
+    DebPackage {
         name: "iproute2",
         why: "`ip netns` builds the multi-host cluster test's network namespaces",
         present_without_dpkg: || has_command("ip"),

@@ -16,6 +16,7 @@ use crate::worker::{run_worker, WorkerConfig};
 pub const USAGE: &str = "\
 usage:
   scheduler [--listen HOST[:PORT]] [--contact-address HOST[:PORT]] [--scheduler-file PATH]
+            [--dashboard-address [HOST]:PORT|none]
             [--token-file PATH] [--tls-ca-file PATH --tls-cert PATH --tls-key PATH]
   worker ADDR|--scheduler-file PATH [--nthreads N] [--memory-limit 4GiB] [--resources GPU=1,FPGA=2]
          [--name NAME] [--local-dir DIR] [--listen HOST[:PORT]] [--contact-address HOST[:PORT]]
@@ -35,6 +36,9 @@ usage:
   --tls-*             mutual TLS on every connection: the cluster CA, and this process's
                       certificate (naming the host others dial it at) and key, all PEM
   --stop-when-stdin-closes  exit when stdin ends (what `rask ssh` starts remotely)
+  --dashboard-address the dashboard's address, default :8787 (the scheduler's host; loopback
+                      when a token or TLS is set; another port if 8787 is taken); `none` disables it;
+                      with a token the dashboard asks for it (?token=… once, or a Bearer header)
 
   ssh starts a scheduler on HOST1 and workers on the other hosts (HOST1 too if it is the
   only one) over OpenSSH, and stops them all on Ctrl-C. Credential files must exist at
@@ -249,6 +253,9 @@ pub fn run(command: &str, args: &[String]) -> Result<(), String> {
                     "--scheduler-file" => {
                         cfg.scheduler_file =
                             Some(PathBuf::from(value(args, &mut i, "--scheduler-file")?))
+                    }
+                    "--dashboard-address" => {
+                        cfg.dashboard = Some(value(args, &mut i, "--dashboard-address")?.into())
                     }
                     other => return Err(format!("unknown scheduler option {other:?}\n{USAGE}")),
                 }

@@ -69,6 +69,7 @@ struct State {
     replies: HashMap<u64, pb::to_client::Msg>,
     closed: Option<String>,
     n_workers: u32,
+    dashboard: String,
 }
 
 struct Inner {
@@ -391,7 +392,10 @@ fn pump(inner: &Arc<Inner>, msg: pb::to_client::Msg) {
             st.replies.insert(a.request, pb::to_client::Msg::Accepted(a));
         }
         pb::to_client::Msg::Refused(r) => st.closed = Some(r.reason),
-        pb::to_client::Msg::Welcome(w) => st.n_workers = w.n_workers,
+        pb::to_client::Msg::Welcome(w) => {
+            st.n_workers = w.n_workers;
+            st.dashboard = w.dashboard;
+        }
         m @ pb::to_client::Msg::Workers(pb::WorkersReply { request, .. })
         | m @ pb::to_client::Msg::Dataset(pb::DatasetReply { request, .. })
         | m @ pb::to_client::Msg::Story(pb::StoryReply { request, .. }) => {
@@ -481,8 +485,10 @@ impl Client {
             }
         })?;
         let first = rt.block_on(async { tokio::time::timeout(timeout, inbound.next()).await });
-        let n_workers = match first {
-            Ok(Some(Ok(pb::ToClient { msg: Some(pb::to_client::Msg::Welcome(w)) }))) => w.n_workers,
+        let (n_workers, dashboard) = match first {
+            Ok(Some(Ok(pb::ToClient { msg: Some(pb::to_client::Msg::Welcome(w)) }))) => {
+                (w.n_workers, w.dashboard)
+            }
             Ok(Some(Ok(pb::ToClient { msg: Some(pb::to_client::Msg::Refused(r)) }))) => {
                 return Err(DistError::Refused { peer: addr.into(), reason: r.reason })
             }
@@ -497,7 +503,7 @@ impl Client {
             rt: std::mem::ManuallyDrop::new(rt),
             addr: addr.into(),
             tx,
-            state: Mutex::new(State { n_workers, ..State::default() }),
+            state: Mutex::new(State { n_workers, dashboard, ..State::default() }),
             changed: Condvar::new(),
             request: AtomicU64::new(1),
             holds: Mutex::new(HashMap::new()),
@@ -536,6 +542,13 @@ impl Client {
     /// The scheduler's address.
     pub fn address(&self) -> &str {
         &self.inner.addr
+    }
+
+    /// The scheduler's dashboard URL (`None` when it serves none), as
+    /// Dask's `Client.dashboard_link`.
+    pub fn dashboard_link(&self) -> Option<String> {
+        let st = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
+        (!st.dashboard.is_empty()).then(|| st.dashboard.clone())
     }
 
     /// This client as a [`Scheduler`] for `compute_with`.

@@ -34,6 +34,10 @@ pub struct ClusterOptions {
     /// and key that every process (scheduler, workers, this client) presents;
     /// it must name `127.0.0.1`.
     pub tls: Option<crate::auth::TlsFiles>,
+    /// Where the scheduler serves its dashboard (`HOST:PORT`); `None`: no
+    /// dashboard. Default `127.0.0.1:0`: loopback, any free port
+    /// ([`LocalCluster::dashboard_link`] says which).
+    pub dashboard: Option<String>,
 }
 
 impl Default for ClusterOptions {
@@ -47,6 +51,7 @@ impl Default for ClusterOptions {
             startup_timeout: Duration::from_secs(30),
             token: None,
             tls: None,
+            dashboard: Some("127.0.0.1:0".into()),
         }
     }
 }
@@ -59,6 +64,7 @@ pub struct LocalCluster {
     scheduler: Child,
     workers: Vec<Option<Child>>,
     opts: ClusterOptions,
+    dashboard: Option<String>,
 }
 
 fn find_binary() -> Result<PathBuf, DistError> {
@@ -153,6 +159,7 @@ impl LocalCluster {
         let scheduler = Command::new(&binary)
             .args(["scheduler", "--listen", "127.0.0.1:0", "--scheduler-file"])
             .arg(&file)
+            .args(["--dashboard-address", opts.dashboard.as_deref().unwrap_or("none")])
             .args(tls_args(&opts.tls))
             .env(crate::auth::TOKEN_ENV, &token)
             .stdin(Stdio::null())
@@ -169,12 +176,15 @@ impl LocalCluster {
             scheduler,
             workers: Vec::new(),
             opts: opts.clone(),
+            dashboard: None,
         };
         let deadline = Instant::now() + opts.startup_timeout;
         cluster.addr = loop {
             if let Ok(text) = std::fs::read_to_string(&file) {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
                     if let Some(a) = v["address"].as_str() {
+                        cluster.dashboard =
+                            v["dashboard"].as_str().filter(|d| !d.is_empty()).map(String::from);
                         break a.to_string();
                     }
                 }
@@ -240,6 +250,11 @@ impl LocalCluster {
     /// The scheduler's address.
     pub fn address(&self) -> &str {
         &self.addr
+    }
+
+    /// The dashboard's URL, when the scheduler serves one.
+    pub fn dashboard_link(&self) -> Option<&str> {
+        self.dashboard.as_deref()
     }
 
     /// Folder with the processes' logs and spill files.

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod cluster;
+pub mod dashboard;
 pub mod error;
 pub mod parts;
 pub mod protocol;

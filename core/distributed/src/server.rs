@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rask_core::Key;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::dashboard::{DashQuery, Published};
 use crate::error::DistError;
 use crate::parts::{Assembly, Part};
 use crate::protocol::{self, pb, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
@@ -42,6 +43,9 @@ pub struct ServerConfig {
     pub tls: Option<crate::auth::Tls>,
     /// State-machine tuning.
     pub state: SchedulerConfig,
+    /// `--dashboard-address`: `HOST:PORT` or `:PORT` (the scheduler's host,
+    /// loopback when credentials are set); `None`: no dashboard.
+    pub dashboard: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +58,7 @@ impl Default for ServerConfig {
             contact_address: None,
             tls: None,
             state: SchedulerConfig::default(),
+            dashboard: Some(":8787".into()),
         }
     }
 }
@@ -119,6 +124,8 @@ enum Input {
     Scattered { client: ClientId, key: Key, addr: String, nbytes: u64 },
     ListWorkers { client: ClientId, request: u64 },
     DropCaches,
+    DashboardTick,
+    Dash(crate::dashboard::DashQuery),
     Publish { client: ClientId, name: String, key: Key, overwrite: bool, request: u64 },
     GetDataset { client: ClientId, name: String, request: u64 },
     Story { client: ClientId, key: Key, request: u64 },
@@ -135,6 +142,10 @@ struct Loop {
     start: Instant,
     /// Peers whose outbox overflowed during this input: disconnected after it.
     overflowed: Vec<Peer>,
+    /// Where dashboard updates go, and the next task-stream number to send.
+    dashboard: Option<(watch::Sender<Arc<Published>>, u64)>,
+    /// The dashboard's URL, told to clients.
+    dashboard_url: String,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -310,6 +321,7 @@ impl Loop {
                     pb::to_client::Msg::Welcome(pb::ClientWelcome {
                         client_id: id.0,
                         n_workers: n,
+                        dashboard: self.dashboard_url.clone(),
                     }),
                 );
             }
@@ -327,6 +339,23 @@ impl Loop {
                     ),
                 }
             }
+            Input::DashboardTick => {
+                if let Some((tx, since)) = &mut self.dashboard {
+                    let snapshot =
+                        crate::dashboard::snapshot::build(&self.state, *since, self.clients.len());
+                    *since = snapshot.stream_next;
+                    let json = serde_json::to_string(&snapshot).unwrap_or_default();
+                    let _ = tx.send(Arc::new(Published { snapshot, json }));
+                }
+            }
+            Input::Dash(q) => match q {
+                DashQuery::Task(key, reply) => {
+                    let _ = reply.send(crate::dashboard::snapshot::task_info(&self.state, &key));
+                }
+                DashQuery::Failures(reply) => {
+                    let _ = reply.send(crate::dashboard::snapshot::failures(&self.state));
+                }
+            },
             Input::DropCaches => {
                 // In order with this client's later submissions: each worker
                 // reads it before any task those send.
@@ -692,14 +721,32 @@ pub async fn run_scheduler(
         local.port(),
         "8.8.8.8:80",
     )?;
+    // The dashboard: bound before the scheduler file is written, which names it.
+    let secured = !cfg.token.is_empty() || cfg.tls.is_some();
+    let dashboard = match &cfg.dashboard {
+        Some(requested) if requested != "none" => Some(
+            crate::dashboard::bind(requested, &cfg.host, secured)
+                .await
+                .map_err(|message| DistError::Process { message })?,
+        ),
+        _ => None,
+    };
+    let dashboard_url = dashboard
+        .as_ref()
+        .map(|(_, d)| d.split(' ').next().unwrap_or("").to_string())
+        .unwrap_or_default();
     if let Some(path) = &cfg.scheduler_file {
-        let json =
-            format!("{{\"address\": \"{addr}\", \"protocol_version\": {PROTOCOL_VERSION}}}\n");
+        let json = format!(
+            "{{\"address\": \"{addr}\", \"protocol_version\": {PROTOCOL_VERSION}, \"dashboard\": \"{dashboard_url}\"}}\n"
+        );
         std::fs::write(path, json).map_err(|e| DistError::Process {
             message: format!("cannot write the scheduler file {}: {e}", path.display()),
         })?;
     }
     println!("scheduler listening on {}:{}, contact address {addr}", cfg.host, local.port());
+    if let Some((_, d)) = &dashboard {
+        println!("dashboard at {d}");
+    }
 
     let (inputs, mut rx) = mpsc::unbounded_channel::<Input>();
     let mut lp = Loop {
@@ -709,7 +756,45 @@ pub async fn run_scheduler(
         datasets: HashMap::new(),
         start: Instant::now(),
         overflowed: Vec::new(),
+        dashboard: None,
+        dashboard_url: dashboard_url.clone(),
     };
+    let mut dashboard_task = None;
+    if let Some((listener, _)) = dashboard {
+        let first = crate::dashboard::snapshot::build(&lp.state, 0, 0);
+        let json = serde_json::to_string(&first).unwrap_or_default();
+        let (tx, latest) = watch::channel(Arc::new(Published { snapshot: first, json }));
+        lp.dashboard = Some((tx, 0));
+        let (queries, mut asked) = mpsc::unbounded_channel::<DashQuery>();
+        let forward = inputs.clone();
+        tokio::spawn(async move {
+            while let Some(q) = asked.recv().await {
+                if forward.send(Input::Dash(q)).is_err() {
+                    return;
+                }
+            }
+        });
+        let ticker = inputs.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(crate::dashboard::UPDATE_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                every.tick().await;
+                if ticker.send(Input::DashboardTick).is_err() {
+                    return;
+                }
+            }
+        });
+        let token = cfg.token.clone();
+        dashboard_task = Some(tokio::spawn(async move {
+            if let Err(e) =
+                crate::dashboard::serve(listener, latest, queries, token, std::future::pending())
+                    .await
+            {
+                tracing::warn!("dashboard stopped: {e}");
+            }
+        }));
+    }
     let ticker = inputs.clone();
     let tick = tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_millis(1000));
@@ -761,5 +846,8 @@ pub async fn run_scheduler(
         .map_err(|e| DistError::Process { message: format!("scheduler server failed: {e}") });
     tick.abort();
     state_loop.abort();
+    if let Some(d) = dashboard_task {
+        d.abort();
+    }
     result
 }

@@ -22,8 +22,10 @@
 //! of roots is not pushed onto workers at once (root-task queuing). Among
 //! workers with a free slot it goes to the one that would fetch the fewest
 //! bytes of dependencies (data locality), then to the least occupied one.
-//! Because assignment happens this late, idle workers never wait behind a busy
-//! one, which is what work stealing repairs in schedulers that assign early.
+//! Because assignment happens this late, a busy worker holds at most a short
+//! backlog (20 ms of expected work per thread); when workers sit idle with
+//! nothing queued, the scheduler steals unstarted tasks from that backlog,
+//! best compute-to-communication ratio first.
 //!
 //! Gangs ([`Gang`]): members wait, queued, until every member is queued;
 //! then all are assigned at once to distinct running workers with a free
@@ -32,6 +34,7 @@
 //! whole gang (running members are freed on their workers); nothing in a
 //! gang is retried alone.
 
+pub mod activity;
 mod state;
 
 pub use state::*;

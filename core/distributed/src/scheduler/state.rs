@@ -1,3 +1,4 @@
+use super::activity;
 use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -42,6 +43,18 @@ pub enum FailureCause {
     KilledWorker,
     /// The worker could not decode its inputs or run its op.
     Worker,
+}
+
+impl FailureCause {
+    /// A word for it (dashboards, logs).
+    pub fn name(&self) -> &'static str {
+        match self {
+            FailureCause::Error => "error",
+            FailureCause::Panic => "panic",
+            FailureCause::KilledWorker => "killed worker",
+            FailureCause::Worker => "worker",
+        }
+    }
 }
 
 impl fmt::Display for TaskFailure {
@@ -135,6 +148,18 @@ pub enum TaskState {
 }
 
 impl TaskState {
+    /// Its index in [`activity::STATES`].
+    pub fn index(&self) -> usize {
+        match self {
+            TaskState::Released => 0,
+            TaskState::Waiting { .. } => 1,
+            TaskState::Queued => 2,
+            TaskState::Processing { .. } => 3,
+            TaskState::Memory { .. } => 4,
+            TaskState::Erred { .. } => 5,
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self {
             TaskState::Released => "released",
@@ -459,6 +484,8 @@ pub struct SchedulerState {
     steals: FxHashMap<Key, WorkerId>,
     /// Tasks their worker refused to give up (already running): never asked again.
     unstealable: FxHashSet<Key>,
+    /// What the dashboard shows, kept up to date transition by transition.
+    activity: activity::Activity,
     generation: u64,
     log: VecDeque<Transition>,
     now: u64,
@@ -481,6 +508,7 @@ impl SchedulerState {
             durations: FxHashMap::default(),
             steals: FxHashMap::default(),
             unstealable: FxHashSet::default(),
+            activity: activity::Activity::default(),
             generation: 0,
             log: VecDeque::new(),
             now: 0,
@@ -491,6 +519,16 @@ impl SchedulerState {
     /// The tasks.
     pub fn tasks(&self) -> &FxHashMap<Key, SchedTask> {
         &self.tasks
+    }
+
+    /// The time of the last event (ms, as passed to `handle`).
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// The dashboard's aggregates (task groups, stream, failures).
+    pub fn activity(&self) -> &activity::Activity {
+        &self.activity
     }
 
     /// The workers.
@@ -555,7 +593,7 @@ impl SchedulerState {
                 if micros > 0 {
                     self.timed(&key, micros);
                 }
-                self.finished(worker, key, nbytes)
+                self.finished(worker, key, nbytes, micros)
             }
             Event::TaskFailed { worker, key, failure } => self.failed(worker, key, failure),
             Event::DataMissing { worker, key, missing } => self.data_missing(worker, key, missing),
@@ -625,6 +663,21 @@ impl SchedulerState {
             }
         }
         let to_name = to.name();
+        let (from_i, to_i) = (t.state.index(), to.index());
+        if let TaskState::Erred { failure } = &to {
+            if failure.key == *key {
+                let entry = activity::FailureEntry {
+                    key: activity::key_id(key),
+                    op: failure.op.clone(),
+                    message: failure.message.clone(),
+                    worker: failure.worker.clone(),
+                    cause: failure.kind.name().to_string(),
+                    at_ms: self.now,
+                };
+                self.activity.failed(key.prefix(), entry);
+            }
+        }
+        self.activity.moved(key.prefix(), from_i, to_i, self.now);
         t.state = to;
         if self.config.log_capacity > 0 {
             if self.log.len() >= self.config.log_capacity {
@@ -814,6 +867,10 @@ impl SchedulerState {
             let key = spec.key.clone();
             let retries = spec.retries;
             let prev = self.tasks.remove(&key);
+            if let Some(p) = &prev {
+                self.activity.removed(key.prefix(), p.state.index(), self.now);
+            }
+            self.activity.added(key.prefix(), 0, self.now);
             // A resubmitted (erred) task may name other dependencies now: drop
             // the old edges, or a lost old input would make it wait again.
             if let Some(p) = &prev {
@@ -1006,7 +1063,12 @@ impl SchedulerState {
             resources: Vec::new(),
             gang: None,
         };
-        let dependents = self.tasks.remove(&key).map(|t| t.dependents).unwrap_or_default();
+        let prev = self.tasks.remove(&key);
+        if let Some(p) = &prev {
+            self.activity.removed(key.prefix(), p.state.index(), self.now);
+        }
+        self.activity.added(key.prefix(), 0, self.now);
+        let dependents = prev.map(|t| t.dependents).unwrap_or_default();
         let mut who_wants = BTreeSet::new();
         who_wants.insert(client);
         self.tasks.insert(
@@ -1028,7 +1090,7 @@ impl SchedulerState {
         self.out.push(Command::KeyDone { client, key, addr, nbytes });
     }
 
-    fn finished(&mut self, worker: WorkerId, key: Key, nbytes: u64) {
+    fn finished(&mut self, worker: WorkerId, key: Key, nbytes: u64, micros: u64) {
         let ours = matches!(self.tasks.get(&key).map(|t| &t.state), Some(TaskState::Processing { worker: w }) if *w == worker);
         if let Some(w) = self.workers.get_mut(&worker) {
             w.processing.remove(&key);
@@ -1039,6 +1101,7 @@ impl SchedulerState {
             return;
         }
         self.release_resources(worker, &key);
+        self.activity.ran(worker.0, key.prefix(), micros, nbytes, self.now);
         self.set_state(&key, TaskState::Memory { worker, nbytes }, "finished");
         let addr = match self.workers.get_mut(&worker) {
             Some(w) => {
@@ -1381,9 +1444,11 @@ impl SchedulerState {
                 continue;
             }
             let from = t.state.name();
+            let from_i = t.state.index();
             let deps = t.spec.deps.clone();
             let gang = t.spec.gang.as_ref().map(|g| g.id.clone());
             self.tasks.remove(&k);
+            self.activity.removed(k.prefix(), from_i, self.now);
             if let Some(id) = gang {
                 if self
                     .gangs
@@ -1769,6 +1834,7 @@ impl SchedulerState {
         }
         let t = self.tasks.get_mut(&key).expect("queued task exists");
         let from = t.state.name();
+        self.activity.moved(key.prefix(), t.state.index(), 3, self.now);
         t.state = TaskState::Processing { worker };
         if self.config.log_capacity > 0 {
             self.log.push_back(Transition {
@@ -1787,6 +1853,8 @@ impl SchedulerState {
 
     /// Checks the internal invariants; returns a description of the first violation.
     pub fn check_invariants(&self) -> Result<(), String> {
+        self.activity
+            .check(self.tasks.iter().map(|(k, t)| (k.prefix().to_string(), t.state.index())))?;
         for k in &self.unstealable {
             if !matches!(self.tasks.get(k).map(|t| &t.state), Some(TaskState::Processing { .. })) {
                 return Err(format!("{k} marked unstealable but not processing"));

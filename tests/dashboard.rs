@@ -1,0 +1,334 @@
+//! The scheduler's dashboard, served by a real LocalCluster: the JSON API and
+//! the Prometheus metrics against the scheduler's state after a known
+//! computation, the token check, and the page itself in headless Chromium
+//! driven through chromedriver (WebDriver).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rask::distributed::{ClusterOptions, LocalCluster, SubmitOptions};
+use rask::ops::{fail_times, sleep_then};
+use rask::Delayed;
+
+#[path = "common/http.rs"]
+mod http;
+
+// Clients set the process-wide default scheduler: one test at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn cluster(token: Option<&str>) -> LocalCluster {
+    LocalCluster::with_options(ClusterOptions {
+        n_workers: 2,
+        threads_per_worker: 1,
+        binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_rask"))),
+        token: token.map(String::from),
+        ..ClusterOptions::default()
+    })
+    .expect("cluster starts")
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, for at most `secs`.
+fn until<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A task that fails (its first 1,000 calls), without retries.
+fn failing(dir: &Path) -> Delayed<i64> {
+    fail_times(dir.join("fails").display().to_string(), 1000, 7)
+}
+
+#[test]
+fn the_json_api_and_metrics_match_the_scheduler() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let c = cluster(None);
+    let client = c.client().unwrap();
+    let url = client.dashboard_link().expect("LocalCluster serves a dashboard");
+    assert_eq!(Some(url.as_str()), c.dashboard_link());
+    assert_eq!(http::get(&format!("{url}health")).body, "ok");
+
+    // 12 tasks of 5 ms held in memory, and one that fails.
+    let leaves: Vec<Delayed<i64>> = (0..12).map(|i| sleep_then(5, i)).collect();
+    let held = client.map(&leaves).unwrap();
+    client.gather(&held).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bad = client
+        .submit_with(&failing(dir.path()), &SubmitOptions { retries: 0, ..Default::default() })
+        .unwrap();
+    assert!(bad.result().is_err());
+
+    // The next update carries it all.
+    let counts = until(10, "counts", || {
+        let v = http::get(&format!("{url}api/v1/tasks/counts")).json();
+        (v["total"]["memory"] == 12 && v["total"]["erred"] == 1).then_some(v)
+    });
+    let groups = counts["groups"].as_array().unwrap();
+    let sleep = groups.iter().find(|g| g["prefix"] == "sleep_then").expect("a sleep_then group");
+    assert_eq!(sleep["finished"], 12);
+    assert!(sleep["compute_seconds"].as_f64().unwrap() >= 12.0 * 0.005);
+
+    let workers = http::get(&format!("{url}api/v1/workers")).json();
+    assert_eq!(workers.as_array().unwrap().len(), 2);
+
+    // Prometheus: parsed by a real text-format parser.
+    let text = http::get(&format!("{url}metrics")).body;
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    let value = |name: &str, label: Option<(&str, &str)>| -> f64 {
+        let s = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .unwrap_or_else(|| panic!("no sample {name} {label:?} in\n{text}"));
+        match s.value {
+            prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            ref other => panic!("{name}: {other:?}"),
+        }
+    };
+    assert_eq!(value("dask_scheduler_workers", None), 2.0);
+    assert_eq!(value("dask_scheduler_tasks", Some(("state", "memory"))), 12.0);
+    assert_eq!(value("dask_scheduler_tasks", Some(("state", "erred"))), 1.0);
+    assert_eq!(value("dask_scheduler_tasks", Some(("state", "processing"))), 0.0);
+    assert!(
+        value(
+            "dask_scheduler_tasks_compute_seconds_total",
+            Some(("task_prefix_name", "sleep_then"))
+        ) > 0.0
+    );
+    assert!(value("dask_scheduler_tasks_erred_total", None) >= 1.0);
+
+    // The failure, with its message, and the key's story.
+    let failures = http::get(&format!("{url}api/v1/failures")).json();
+    let f = &failures[0];
+    assert!(f["message"].as_str().unwrap().contains("flaky failure"), "{f}");
+    assert!(f["op"].as_str().unwrap().ends_with("fail_times"), "{f}");
+    let task = http::get(&format!("{url}api/v1/task/{}", f["key"].as_str().unwrap())).json();
+    assert_eq!(task["state"], "erred");
+    assert!(task["story"].as_array().unwrap().iter().any(|t| t["to"] == "erred"), "{task}");
+    assert_eq!(http::get(&format!("{url}api/v1/task/not-a-key")).status, 400);
+
+    // The page and its script are served from the binary.
+    let page = http::get(&url);
+    assert!(page.body.contains("task-stream") && page.body.contains("app.js"));
+    assert!(http::get(&format!("{url}app.js")).body.contains("EventSource"));
+    drop(held);
+}
+
+#[test]
+fn with_a_token_the_dashboard_asks_for_it() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let token = "dashboard-test-token-0123456789abcdef";
+    let c = cluster(Some(token));
+    let url = c.dashboard_link().unwrap().to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "loopback: {url}");
+    let refused = http::get(&format!("{url}api/v1/workers"));
+    assert_eq!(refused.status, 401);
+    assert!(refused.body.contains("token"), "{}", refused.body);
+    assert_eq!(http::get(&format!("{url}metrics")).status, 401);
+    let bearer = format!("Bearer {token}");
+    let ok =
+        http::request("GET", &format!("{url}api/v1/workers"), None, &[("Authorization", &bearer)])
+            .unwrap();
+    assert_eq!(ok.status, 200);
+    let wrong = http::request(
+        "GET",
+        &format!("{url}api/v1/workers"),
+        None,
+        &[("Authorization", "Bearer nope")],
+    )
+    .unwrap();
+    assert_eq!(wrong.status, 401);
+    // ?token= once sets a cookie that the page's own requests carry.
+    let first = http::get(&format!("{url}?token={token}"));
+    assert_eq!(first.status, 200);
+    let cookie =
+        first.header("set-cookie").expect("a cookie").split(';').next().unwrap().to_string();
+    let again =
+        http::request("GET", &format!("{url}api/v1/snapshot"), None, &[("Cookie", &cookie)])
+            .unwrap();
+    assert_eq!(again.status, 200);
+    assert_eq!(http::get(&format!("{url}health")).status, 200, "health needs no token");
+}
+
+// ------------------------------------------------------------- the browser
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+struct Driver {
+    child: Child,
+    base: String,
+    session: String,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let base = format!("http://127.0.0.1:{port}");
+        until(20, "chromedriver", || {
+            http::request("GET", &format!("{base}/status"), None, &[])
+                .ok()
+                .filter(|r| r.status == 200)
+        });
+        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--window-size=1400,1000", "--no-first-run"]
+            },
+            "goog:loggingPrefs": {"browser": "ALL"}
+        }}});
+        let r = http::request("POST", &format!("{base}/session"), Some(&caps), &[]).unwrap();
+        let v = r.json();
+        let session = v["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {}", r.body))
+            .to_string();
+        Driver { child, base, session }
+    }
+
+    fn cmd(&self, method: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let url = format!("{}/session/{}/{path}", self.base, self.session);
+        let body = (method != "GET").then_some(&body);
+        let r = http::request(method, &url, body, &[]).unwrap();
+        let v = r.json();
+        assert!(r.status == 200, "{method} {path}: {}", r.body);
+        v["value"].clone()
+    }
+
+    fn go(&self, url: &str) {
+        self.cmd("POST", "url", serde_json::json!({ "url": url }));
+    }
+
+    fn js(&self, script: &str) -> serde_json::Value {
+        self.cmd("POST", "execute/sync", serde_json::json!({ "script": script, "args": [] }))
+    }
+
+    /// Browser console entries at SEVERE level (errors).
+    fn console_errors(&self) -> Vec<String> {
+        let v = self.cmd("POST", "se/log", serde_json::json!({ "type": "browser" }));
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["level"] == "SEVERE")
+            .map(|e| e["message"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let url = format!("{}/session/{}", self.base, self.session);
+        let _ = http::request("DELETE", &url, None, &[]);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_dashboard_in_headless_chromium() {
+    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium and chromium-driver are missing in CI: `cargo xtask provision` installs them"
+        );
+        eprintln!(
+            "NOT RUN: the browser test needs chromium and chromium-driver (cargo xtask provision)"
+        );
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let c = cluster(None);
+    let client = c.client().unwrap();
+    let url = client.dashboard_link().unwrap();
+    let driver = Driver::start();
+    driver.go(&url);
+
+    // Two worker rows.
+    until(30, "two worker rows", || {
+        (driver.js("return document.querySelectorAll('.worker-row').length") == 2).then_some(())
+    });
+
+    // A computation of 160 tasks of 25 ms on 2 workers (about 2 s): the
+    // progress of its group rises to completion (the results are held, so
+    // the group stays on the page once done).
+    let leaves: Vec<Delayed<i64>> = (0..160).map(|i| sleep_then(25, i)).collect();
+    let held = client.map(&leaves).unwrap();
+    let progress = "const r = document.querySelector('.group-row[data-prefix=\"sleep_then\"]'); \
+                    return r ? [Number(r.dataset.done), Number(r.dataset.total)] : null";
+    let mut seen: Vec<i64> = Vec::new();
+    let mut screenshot = None;
+    until(60, "progress to reach 160 of 160", || {
+        let v = driver.js(progress);
+        if let Some(a) = v.as_array() {
+            let (done, total) = (a[0].as_i64().unwrap(), a[1].as_i64().unwrap());
+            if screenshot.is_none() && (40..120).contains(&done) {
+                // Mid-computation: the status page's picture for the README.
+                screenshot = Some(driver.cmd("GET", "screenshot", serde_json::json!({})));
+            }
+            assert!(
+                seen.last().is_none_or(|&last| done >= last),
+                "progress went back: {seen:?} then {done}"
+            );
+            if seen.last() != Some(&done) {
+                seen.push(done);
+            }
+            return (done == 160 && total == 160).then_some(());
+        }
+        None
+    });
+    assert!(seen.len() >= 3, "progress seen at only {seen:?}");
+    let stream = driver.js("return window.raskDashboard.streamCount").as_i64().unwrap();
+    assert!(stream >= 160, "the task stream got {stream} entries");
+    assert_eq!(client.gather(&held).unwrap(), (0..160).collect::<Vec<i64>>());
+
+    // The status page's screenshot (the README's picture), taken mid-run.
+    let png = screenshot.expect("a screenshot while the computation ran");
+    let bytes = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        png.as_str().expect("base64 PNG"),
+    )
+    .unwrap();
+    assert_eq!(&bytes[..4], b"\x89PNG");
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-status.png");
+    std::fs::write(&out, &bytes).unwrap();
+    if std::env::var_os("RASK_UPDATE_SCREENSHOT").is_some() {
+        std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/dashboard.png"), &bytes).unwrap();
+    }
+    eprintln!("screenshot: {}", out.display());
+
+    // An erred task shows on the failures page with its message.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = client
+        .submit_with(&failing(dir.path()), &SubmitOptions { retries: 0, ..Default::default() })
+        .unwrap();
+    assert!(bad.result().is_err());
+    driver.go(&format!("{url}#failures"));
+    let text = until(30, "the failure on the failures page", || {
+        let t = driver
+            .js("const f = document.querySelector('.failure'); return f ? f.textContent : null");
+        t.as_str().filter(|t| t.contains("flaky failure") && t.contains("erred")).map(String::from)
+    });
+    assert!(text.contains("fail_times"), "{text}");
+
+    let errors = driver.console_errors();
+    assert!(errors.is_empty(), "JavaScript console errors: {errors:?}");
+    drop(held);
+}
