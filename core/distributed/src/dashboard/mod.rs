@@ -60,7 +60,8 @@ struct App {
 }
 
 /// Serves the dashboard on `listener` until `shutdown` resolves. With a
-/// non-empty `token`, every page and API call needs it (see [`check_token`]).
+/// non-empty `token`, every page and API call but `/health` needs it (a
+/// Bearer header, or `?token=` once, which sets a cookie).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     latest: watch::Receiver<Arc<Published>>,
