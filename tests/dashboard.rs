@@ -266,11 +266,18 @@ fn the_dashboard_in_headless_chromium() {
         (driver.js("return document.querySelectorAll('.worker-row').length") == 2).then_some(())
     });
 
-    // A computation of 160 tasks of 25 ms on 2 workers (about 2 s): the
-    // progress of its group rises to completion (the results are held, so
-    // the group stays on the page once done).
+    // A computation of 160 tasks of 25 ms on 2 workers (about 2 s), under a
+    // performance report: the progress of its group rises to completion (the
+    // results are held, so the group stays on the page once done).
     let leaves: Vec<Delayed<i64>> = (0..160).map(|i| sleep_then(25, i)).collect();
     let held = client.map(&leaves).unwrap();
+    let report = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("performance-report.html");
+    let reporting = {
+        let (client, held, report) = (client.clone(), held.clone(), report.clone());
+        std::thread::spawn(move || {
+            rask::distributed::performance_report(&client, &report, || client.gather(&held))
+        })
+    };
     let progress = "const r = document.querySelector('.group-row[data-prefix=\"sleep_then\"]'); \
                     return r ? [Number(r.dataset.done), Number(r.dataset.total)] : null";
     let mut seen: Vec<i64> = Vec::new();
@@ -298,6 +305,8 @@ fn the_dashboard_in_headless_chromium() {
     let stream = driver.js("return window.raskDashboard.streamCount").as_i64().unwrap();
     assert!(stream >= 160, "the task stream got {stream} entries");
     assert_eq!(client.gather(&held).unwrap(), (0..160).collect::<Vec<i64>>());
+    let gathered = reporting.join().unwrap().expect("the report is written");
+    assert_eq!(gathered.unwrap().len(), 160);
 
     // The status page's screenshot (the README's picture), taken mid-run.
     let png = screenshot.expect("a screenshot while the computation ran");
@@ -327,6 +336,13 @@ fn the_dashboard_in_headless_chromium() {
         t.as_str().filter(|t| t.contains("flaky failure") && t.contains("erred")).map(String::from)
     });
     assert!(text.contains("fail_times"), "{text}");
+
+    // The performance report opens in the browser and holds the task stream.
+    driver.go(&format!("file://{}", report.display()));
+    let runs = driver.js("return document.querySelectorAll('#task-stream rect.run').length");
+    assert!(runs.as_i64().unwrap() >= 100, "the report's task stream has {runs} runs");
+    let table = driver.js("return document.querySelector('#prefixes').textContent");
+    assert!(table.as_str().unwrap().contains("sleep_then"), "{table}");
 
     let errors = driver.console_errors();
     assert!(errors.is_empty(), "JavaScript console errors: {errors:?}");

@@ -26,8 +26,21 @@ const CORE_LAYERS: &[&str] = &[
 
 /// The modules of `rask-distributed`, bottom first: the pure scheduler at the
 /// bottom, the wire edge above it, the processes above that.
-const DISTRIBUTED_LAYERS: &[&str] =
-    &["scheduler", "error", "protocol", "auth", "worker", "server", "client", "cli", "cluster"];
+const DISTRIBUTED_LAYERS: &[&str] = &[
+    "scheduler",
+    "error",
+    "protocol",
+    "auth",
+    "parts",
+    "dashboard",
+    "worker",
+    "server",
+    "client",
+    "report",
+    "ssh",
+    "cli",
+    "cluster",
+];
 
 /// Which Rask crates each member crate may depend on.
 const CRATE_DEPS: &[(&str, &[&str])] = &[

@@ -18,7 +18,7 @@ pub use delayed::{
     collect, compute_all, compute_many, delayed, external, graph_of, local_value, try_delayed,
     value, AnyDelayed, Delayed, DelayedArg, DelayedFn, IntoArg,
 };
-pub use diagnostics::{Callback, Profiler, Progress, TaskInfo};
+pub use diagnostics::{performance_report, Callback, Profiler, Progress, TaskInfo};
 pub use error::{ComputeError, FailureKind};
 pub use graph::{Arg, Graph, GraphError, Node, Task};
 pub use key::{tokenize, Key, Token};

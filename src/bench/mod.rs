@@ -312,6 +312,55 @@ pub(crate) fn bench_tls() -> Result<Option<rask_distributed::auth::TlsFiles>, Be
         .map_err(|message| BenchError::Cluster { message })
 }
 
+/// The dashboard of benchmark clusters: on (as Dask's LocalCluster has its
+/// own), unless `RASK_BENCH_DASHBOARD=off`.
+pub(crate) fn bench_dashboard() -> Option<String> {
+    match std::env::var("RASK_BENCH_DASHBOARD").as_deref() {
+        Ok("off") | Ok("none") => None,
+        _ => Some("127.0.0.1:0".into()),
+    }
+}
+
+/// A headless browser viewing a dashboard while a benchmark runs
+/// (`RASK_BENCH_BROWSER=/usr/bin/chromium`); killed on drop.
+pub(crate) struct Viewer(Option<std::process::Child>);
+
+impl Viewer {
+    /// Opens `url` in the browser named by `RASK_BENCH_BROWSER`, if set.
+    pub(crate) fn open(url: Option<&str>) -> Result<Viewer, BenchError> {
+        let (Ok(browser), Some(url)) = (std::env::var("RASK_BENCH_BROWSER"), url) else {
+            return Ok(Viewer(None));
+        };
+        let profile =
+            std::env::temp_dir().join(format!("rask-bench-browser-{}", std::process::id()));
+        let child = std::process::Command::new(&browser)
+            .args(["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| BenchError::Cluster { message: format!("cannot start {browser}: {e}") })?;
+        // Let the page load and subscribe before timing starts.
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        Ok(Viewer(Some(child)))
+    }
+
+    /// Whether a browser is viewing.
+    pub(crate) fn active(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl Drop for Viewer {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// A LocalCluster of 2 worker processes x 1 thread from `binary`, and a
 /// client that is not the process default.
 fn bench_cluster(

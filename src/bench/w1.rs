@@ -151,9 +151,11 @@ pub fn run_cluster(
         threads_per_worker: 1,
         binary: Some(binary),
         tls,
+        dashboard: super::bench_dashboard(),
         ..ClusterOptions::default()
     })
     .map_err(cluster_err)?;
+    let viewer = super::Viewer::open(cluster.dashboard_link())?;
     let opts = cluster.client_options().map_err(cluster_err)?;
     let client = rask_distributed::Client::connect_with(
         cluster.address(),
@@ -168,6 +170,8 @@ pub fn run_cluster(
         c.insert("threads_per_worker".into(), json!(1));
         c.insert("processes".into(), json!(true));
         c.insert("tls".into(), json!(with_tls));
+        c.insert("dashboard".into(), json!(cluster.dashboard_link().is_some()));
+        c.insert("dashboard_viewer".into(), json!(viewer.active()));
         c.insert("before_each_repeat".into(), json!("worker fetch caches dropped"));
         c
     };
@@ -208,6 +212,7 @@ pub fn run_cluster(
         json!(runs.iter().map(|r| r / n_submit as f64 * 1e6).collect::<Vec<_>>()),
     );
     out(record("w1_overhead", Value::Object(c), sec, &runs, m));
+    drop(viewer);
     drop(client);
     drop(cluster);
     Ok(())

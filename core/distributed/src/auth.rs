@@ -295,3 +295,6 @@ pub(crate) fn endpoint(
         }
     }
 }
+
+/// Why `--token` is refused on every command line.
+pub(crate) const TOKEN_ON_COMMAND_LINE: &str = "--token is not accepted: a token on the command line is visible to every user through `ps`; put it in a file readable only by you and pass --token-file PATH, or set RASK_TOKEN";

@@ -88,7 +88,7 @@ impl NetFlags {
             "--contact-address" => self.contact_address = Some(value(args, i, &flag)?.into()),
             "--stop-when-stdin-closes" => self.stdin_lifeline = true,
             "--token-file" => self.token_file = Some(PathBuf::from(value(args, i, &flag)?)),
-            "--token" => return Err(TOKEN_ON_COMMAND_LINE.into()),
+            "--token" => return Err(crate::auth::TOKEN_ON_COMMAND_LINE.into()),
             "--tls-ca-file" => self.tls[0] = Some(PathBuf::from(value(args, i, &flag)?)),
             "--tls-cert" => self.tls[1] = Some(PathBuf::from(value(args, i, &flag)?)),
             "--tls-key" => self.tls[2] = Some(PathBuf::from(value(args, i, &flag)?)),
@@ -119,36 +119,7 @@ fn split_listen(s: &str) -> Result<(String, Option<u16>), String> {
     }
 }
 
-pub(crate) const TOKEN_ON_COMMAND_LINE: &str = "--token is not accepted: a token on the command line is visible to every user through `ps`; put it in a file readable only by you and pass --token-file PATH, or set RASK_TOKEN";
-
-/// Parses a memory size: `4GiB`, `512MiB`, `2GB`, `1e9`, `1000000` (bytes).
-pub fn parse_memory(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 =
-        num.trim().parse().map_err(|_| format!("memory size {s:?}: {num:?} is not a number"))?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "kb" | "k" => 1e3,
-        "mb" | "m" => 1e6,
-        "gb" | "g" => 1e9,
-        "tb" | "t" => 1e12,
-        "kib" => 1024.0,
-        "mib" => 1024.0 * 1024.0,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        "tib" => 1024.0f64.powi(4),
-        u => {
-            return Err(format!(
-                "memory size {s:?}: unknown unit {u:?} (use B, kB, MB, GB, KiB, MiB, GiB)"
-            ))
-        }
-    };
-    if n < 0.0 || !n.is_finite() {
-        return Err(format!("memory size {s:?} must be a non-negative number"));
-    }
-    Ok((n * mult) as u64)
-}
+pub use crate::worker::parse_memory;
 
 /// Parses `GPU=1,MEM=2.5` into resources.
 pub fn parse_resources(s: &str) -> Result<BTreeMap<String, f64>, String> {
@@ -189,7 +160,7 @@ fn read_scheduler_file(path: &str) -> Result<String, String> {
 /// connection goes, so a launched process never outlives its launcher.
 async fn shutdown(stdin_lifeline: bool) {
     if !stdin_lifeline {
-        return shutdown_signal().await;
+        return crate::server::shutdown_signal().await;
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
@@ -207,22 +178,8 @@ async fn shutdown(stdin_lifeline: bool) {
         let _ = tx.send(());
     });
     tokio::select! {
-        _ = shutdown_signal() => {}
+        _ = crate::server::shutdown_signal() => {}
         _ = rx => eprintln!("stdin closed (the launcher is gone): shutting down"),
-    }
-}
-
-pub(crate) async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(t) => t,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }
 

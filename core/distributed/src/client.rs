@@ -398,7 +398,8 @@ fn pump(inner: &Arc<Inner>, msg: pb::to_client::Msg) {
         }
         m @ pb::to_client::Msg::Workers(pb::WorkersReply { request, .. })
         | m @ pb::to_client::Msg::Dataset(pb::DatasetReply { request, .. })
-        | m @ pb::to_client::Msg::Story(pb::StoryReply { request, .. }) => {
+        | m @ pb::to_client::Msg::Story(pb::StoryReply { request, .. })
+        | m @ pb::to_client::Msg::Activity(pb::ActivityReply { request, .. }) => {
             st.replies.insert(request, m);
         }
     }
@@ -890,6 +891,20 @@ impl Client {
         }))?;
         match self.inner.reply(request, Duration::from_secs(10))? {
             pb::to_client::Msg::Story(s) => Ok(s.lines),
+            other => Err(DistError::Protocol { message: format!("unexpected reply {other:?}") }),
+        }
+    }
+
+    /// The scheduler's dashboard view as JSON (workers, task groups, totals)
+    /// with the task-stream entries numbered `since` or later that it still
+    /// keeps (the last 20,000); see [`crate::dashboard::snapshot::Snapshot`].
+    pub fn activity(&self, since: u64) -> Result<serde_json::Value, DistError> {
+        let request = self.inner.next_request();
+        self.inner
+            .send(pb::client_message::Msg::Activity(pb::ActivityRequest { request, since }))?;
+        match self.inner.reply(request, Duration::from_secs(30))? {
+            pb::to_client::Msg::Activity(a) => serde_json::from_str(&a.json)
+                .map_err(|e| DistError::Protocol { message: format!("activity: {e}") }),
             other => Err(DistError::Protocol { message: format!("unexpected reply {other:?}") }),
         }
     }

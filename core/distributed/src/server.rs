@@ -129,6 +129,7 @@ enum Input {
     Publish { client: ClientId, name: String, key: Key, overwrite: bool, request: u64 },
     GetDataset { client: ClientId, name: String, request: u64 },
     Story { client: ClientId, key: Key, request: u64 },
+    Activity { client: ClientId, request: u64, since: u64 },
 }
 
 /// The client id under which published datasets are kept alive.
@@ -341,8 +342,9 @@ impl Loop {
             }
             Input::DashboardTick => {
                 if let Some((tx, since)) = &mut self.dashboard {
-                    let snapshot =
+                    let mut snapshot =
                         crate::dashboard::snapshot::build(&self.state, *since, self.clients.len());
+                    snapshot.time_ms = self.start.elapsed().as_millis() as u64;
                     *since = snapshot.stream_next;
                     let json = serde_json::to_string(&snapshot).unwrap_or_default();
                     let _ = tx.send(Arc::new(Published { snapshot, json }));
@@ -433,6 +435,20 @@ impl Loop {
                     }
                 };
                 self.send_client(client, pb::to_client::Msg::Dataset(reply));
+            }
+            Input::Activity { client, request, since } => {
+                let mut snapshot = crate::dashboard::snapshot::build_with(
+                    &self.state,
+                    since,
+                    self.clients.len(),
+                    crate::scheduler::activity::STREAM_CAPACITY,
+                );
+                snapshot.time_ms = self.start.elapsed().as_millis() as u64;
+                let json = serde_json::to_string(&snapshot).unwrap_or_default();
+                self.send_client(
+                    client,
+                    pb::to_client::Msg::Activity(pb::ActivityReply { request, json }),
+                );
             }
             Input::Story { client, key, request } => {
                 let lines = self
@@ -688,6 +704,9 @@ impl pb::scheduler_server::Scheduler for Service {
                         Ok(key) => Input::Story { client: id, key, request: s.request },
                         Err(_) => continue,
                     },
+                    Some(pb::client_message::Msg::Activity(a)) => {
+                        Input::Activity { client: id, request: a.request, since: a.since }
+                    }
                     Some(pb::client_message::Msg::Hello(_)) | None => continue,
                 };
                 if inputs.send(input).is_err() {
@@ -850,4 +869,19 @@ pub async fn run_scheduler(
         d.abort();
     }
     result
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

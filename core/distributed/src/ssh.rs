@@ -14,6 +14,12 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{ChildStdin, Command};
 use tokio::sync::mpsc;
 
+/// Usage of `rask ssh`.
+pub const SSH_USAGE: &str = "\
+usage: ssh HOST1 HOST2 … [--scheduler-port N] [--nthreads N] [--nworkers N] [--memory-limit SIZE]
+           [--remote-rask PATH] [--listen-all] [--scheduler-file PATH] [--ssh-option OPT]…
+           [--token-file PATH] [--tls-ca-file PATH --tls-cert PATH --tls-key PATH] [--timeout SECS]";
+
 /// How `rask ssh` launches a cluster.
 #[derive(Debug, Clone)]
 pub struct SshOptions {
@@ -72,7 +78,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    rt.block_on(launch(opts, crate::cli::shutdown_signal()))
+    rt.block_on(launch(opts, crate::server::shutdown_signal()))
 }
 
 fn parse(args: &[String]) -> Result<SshOptions, String> {
@@ -97,7 +103,7 @@ fn parse(args: &[String]) -> Result<SshOptions, String> {
             "--nworkers" => o.nworkers = number(value(&mut i, &flag)?, &flag)?.max(1),
             "--memory-limit" => {
                 let v = value(&mut i, &flag)?;
-                crate::cli::parse_memory(&v)?;
+                crate::worker::parse_memory(&v)?;
                 o.memory_limit = Some(v);
             }
             "--remote-rask" => o.remote_rask = value(&mut i, &flag)?,
@@ -105,7 +111,7 @@ fn parse(args: &[String]) -> Result<SshOptions, String> {
             "--scheduler-file" => o.scheduler_file = Some(value(&mut i, &flag)?.into()),
             "--ssh-option" => o.ssh_options.push(value(&mut i, &flag)?),
             "--token-file" => o.token_file = Some(value(&mut i, &flag)?.into()),
-            "--token" => return Err(crate::cli::TOKEN_ON_COMMAND_LINE.into()),
+            "--token" => return Err(crate::auth::TOKEN_ON_COMMAND_LINE.into()),
             "--tls-ca-file" => o.tls[0] = Some(value(&mut i, &flag)?.into()),
             "--tls-cert" => o.tls[1] = Some(value(&mut i, &flag)?.into()),
             "--tls-key" => o.tls[2] = Some(value(&mut i, &flag)?.into()),
@@ -116,7 +122,7 @@ fn parse(args: &[String]) -> Result<SshOptions, String> {
                 o.timeout = Duration::from_secs_f64(secs.max(1.0));
             }
             f if f.starts_with('-') => {
-                return Err(format!("unknown ssh option {f:?}\n{}", crate::cli::USAGE))
+                return Err(format!("unknown ssh option {f:?}\n{}", SSH_USAGE))
             }
             host => o.hosts.push(host.to_string()),
         }
@@ -125,7 +131,7 @@ fn parse(args: &[String]) -> Result<SshOptions, String> {
     if o.hosts.is_empty() {
         return Err(format!(
             "ssh needs at least one host: the scheduler's, then the workers'\n{}",
-            crate::cli::USAGE
+            SSH_USAGE
         ));
     }
     // The same checks the remote processes make, here, before anything starts.

@@ -3,9 +3,11 @@
 
 mod profiler;
 mod progress;
+pub mod report;
 
 pub use profiler::{Profiler, TaskRecord};
 pub use progress::Progress;
+pub use report::{performance_report, with_callback};
 
 use std::time::Instant;
 

@@ -147,7 +147,15 @@ fn run_local(
 ) -> Result<Vec<Value>, ComputeError> {
     let plan = Plan::build(&graph, outputs)?;
     drop(graph);
-    let callbacks = &options.callbacks;
+    // The computation's callbacks, and those installed around it (`with_callback`).
+    let scoped = crate::diagnostics::report::scoped_callbacks();
+    let merged: Vec<Arc<dyn Callback>>;
+    let callbacks = if scoped.is_empty() {
+        &options.callbacks
+    } else {
+        merged = options.callbacks.iter().cloned().chain(scoped).collect();
+        &merged
+    };
     callbacks.iter().for_each(|c| c.on_start(plan.len()));
     let run = Run::new(&plan, callbacks);
     let result = exec(&plan, &run).map(|()| run.outputs());

@@ -89,6 +89,16 @@ pub struct Snapshot {
 
 /// Builds a snapshot; `since` is the first stream number not yet sent.
 pub fn build(state: &SchedulerState, since: u64, clients: usize) -> Snapshot {
+    build_with(state, since, clients, MAX_STREAM)
+}
+
+/// [`build`] with at most `max_stream` stream entries (the newest).
+pub fn build_with(
+    state: &SchedulerState,
+    since: u64,
+    clients: usize,
+    max_stream: usize,
+) -> Snapshot {
     let activity = state.activity();
     let workers = state
         .workers()
@@ -138,7 +148,7 @@ pub fn build(state: &SchedulerState, since: u64, clients: usize) -> Snapshot {
         workers,
         groups,
         groups_omitted,
-        stream: activity.stream_since(since, MAX_STREAM),
+        stream: activity.stream_since(since, max_stream),
         stream_next: activity.next_seq(),
         failures_total: activity.failures_total(),
         clients,

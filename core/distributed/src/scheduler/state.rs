@@ -1532,7 +1532,7 @@ impl SchedulerState {
         entry.1 += 1;
     }
 
-    /// Work stealing. When running workers have idle threads and nothing is
+    /// Work stealing. When running workers are idle and nothing is
     /// queued for them, ask busy workers to give back tasks they have not
     /// started, best compute-to-communication ratio first: a task is worth
     /// moving when its expected run time is at least [`MIN_STEAL_US`] and at
@@ -1544,14 +1544,17 @@ impl SchedulerState {
             // Idle threads here mean nothing fits them (restrictions, resources).
             return;
         }
+        // Idle workers (nothing assigned), as Dask counts them: a worker with
+        // one free thread of several is busy enough, and this keeps the check
+        // O(workers) on the hot path of fast graphs.
         let idle: usize = self
             .workers
             .values()
-            .filter(|w| w.status == WorkerStatus::Running)
-            .map(|w| w.nthreads.saturating_sub(w.processing.len()))
+            .filter(|w| w.status == WorkerStatus::Running && w.processing.is_empty())
+            .map(|w| w.nthreads)
             .sum();
         let want = idle.saturating_sub(self.steals.len());
-        if want == 0 {
+        if want == 0 || !self.workers.values().any(|w| w.processing.len() > w.nthreads) {
             return;
         }
         let mut candidates: Vec<(u64, Key, WorkerId)> = Vec::new();

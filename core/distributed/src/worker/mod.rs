@@ -1049,3 +1049,32 @@ pub async fn run_worker(
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
+
+/// Parses a memory size: `4GiB`, `512MiB`, `2GB`, `1e9`, `1000000` (bytes).
+pub fn parse_memory(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 =
+        num.trim().parse().map_err(|_| format!("memory size {s:?}: {num:?} is not a number"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "tb" | "t" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0f64.powi(4),
+        u => {
+            return Err(format!(
+                "memory size {s:?}: unknown unit {u:?} (use B, kB, MB, GB, KiB, MiB, GiB)"
+            ))
+        }
+    };
+    if n < 0.0 || !n.is_finite() {
+        return Err(format!("memory size {s:?} must be a non-negative number"));
+    }
+    Ok((n * mult) as u64)
+}
