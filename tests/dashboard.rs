@@ -106,6 +106,20 @@ fn the_json_api_and_metrics_match_the_scheduler() {
         ) > 0.0
     );
     assert!(value("dask_scheduler_tasks_erred_total", None) >= 1.0);
+    // The workers' heartbeats bring unmanaged memory and transfers.
+    until(10, "worker heartbeats", || {
+        let w = http::get(&format!("{url}api/v1/workers")).json();
+        w.as_array().unwrap().iter().all(|w| w["unmanaged"].as_u64().unwrap_or(0) > 0).then_some(())
+    });
+    let text = http::get(&format!("{url}metrics")).body;
+    for family in [
+        "dask_worker_transfer_incoming_bytes_total",
+        "dask_worker_transfer_outgoing_bytes_total",
+        "rask_worker_cpu_percent",
+    ] {
+        assert!(text.contains(family), "{family} missing");
+    }
+    assert!(text.contains("type=\"unmanaged\""));
 
     // The failure, with its message, and the key's story.
     let failures = http::get(&format!("{url}api/v1/failures")).json();

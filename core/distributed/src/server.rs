@@ -544,6 +544,19 @@ impl pb::scheduler_server::Scheduler for Service {
                 };
                 let event = match msg.msg {
                     Some(pb::worker_message::Msg::Heartbeat(h)) => {
+                        let metrics = crate::scheduler::WorkerMetrics {
+                            unmanaged: h.unmanaged,
+                            spilled: h.spilled,
+                            bytes_in: h.bytes_in,
+                            bytes_out: h.bytes_out,
+                            cpu_percent: if h.cpu_percent.is_finite() {
+                                h.cpu_percent
+                            } else {
+                                0.0
+                            },
+                        };
+                        let _ =
+                            inputs.send(Input::Event(Event::WorkerMetrics { worker: id, metrics }));
                         Event::Heartbeat { worker: id, memory: h.memory, paused: h.paused }
                     }
                     Some(pb::worker_message::Msg::Finished(f)) => {

@@ -272,11 +272,38 @@ pub fn prometheus_text(s: &Snapshot) -> String {
         &mut text,
         "dask_worker_memory_bytes",
         "gauge",
-        "Managed memory of each worker.",
+        "Memory of each worker, by type (managed values, unmanaged, spilled to disk).",
         s.workers
             .iter()
-            .map(|w| format!("{{worker=\"{}\",type=\"managed\"}} {}", escape(&w.name), w.memory))
+            .flat_map(|w| {
+                [("managed", w.memory), ("unmanaged", w.unmanaged), ("spilled", w.spilled)]
+                    .map(|(t, v)| format!("{{worker=\"{}\",type=\"{t}\"}} {v}", escape(&w.name)))
+            })
             .collect(),
+    );
+    let per_worker = |f: &dyn Fn(&snapshot::WorkerRow) -> String| {
+        s.workers.iter().map(|w| format!("{{worker=\"{}\"{}", escape(&w.name), f(w))).collect()
+    };
+    section(
+        &mut text,
+        "dask_worker_transfer_incoming_bytes_total",
+        "counter",
+        "Bytes each worker fetched from its peers.",
+        per_worker(&|w| format!("}} {}", w.bytes_in)),
+    );
+    section(
+        &mut text,
+        "dask_worker_transfer_outgoing_bytes_total",
+        "counter",
+        "Bytes each worker served to peers and clients.",
+        per_worker(&|w| format!("}} {}", w.bytes_out)),
+    );
+    section(
+        &mut text,
+        "rask_worker_cpu_percent",
+        "gauge",
+        "CPU use of each worker process over its last heartbeat interval (percent of one core).",
+        per_worker(&|w| format!("}} {}", w.cpu)),
     );
     section(
         &mut text,

@@ -41,6 +41,16 @@ pub struct WorkerRow {
     pub processing: usize,
     /// Keys whose values it holds.
     pub keys: usize,
+    /// Process memory beyond the managed values (bytes).
+    pub unmanaged: u64,
+    /// Spilled to disk (bytes).
+    pub spilled: u64,
+    /// Bytes fetched from peers since it started.
+    pub bytes_in: u64,
+    /// Bytes served since it started.
+    pub bytes_out: u64,
+    /// CPU use (percent of one core, last heartbeat interval).
+    pub cpu: f64,
 }
 
 /// One task group's row.
@@ -117,6 +127,11 @@ pub fn build_with(
             memory_limit: w.memory_limit,
             processing: w.processing.len(),
             keys: w.has_what.len(),
+            unmanaged: w.metrics.unmanaged,
+            spilled: w.metrics.spilled,
+            bytes_in: w.metrics.bytes_in,
+            bytes_out: w.metrics.bytes_out,
+            cpu: (w.metrics.cpu_percent * 10.0).round() / 10.0,
         })
         .collect();
     let mut groups: Vec<GroupRow> = activity

@@ -229,6 +229,23 @@ pub struct SchedWorker {
     pub last_seen: u64,
     /// Last reported managed memory (bytes).
     pub memory: u64,
+    /// Last reported figures for the dashboard.
+    pub metrics: WorkerMetrics,
+}
+
+/// A worker's figures from its heartbeats, for the dashboard and `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct WorkerMetrics {
+    /// Process memory beyond the managed values (bytes).
+    pub unmanaged: u64,
+    /// Values spilled to disk (bytes).
+    pub spilled: u64,
+    /// Bytes fetched from peers since it started.
+    pub bytes_in: u64,
+    /// Bytes served to peers and clients since it started.
+    pub bytes_out: u64,
+    /// CPU use over the last heartbeat interval (percent of one core).
+    pub cpu_percent: f64,
 }
 
 /// Inputs of the state machine.
@@ -269,6 +286,13 @@ pub enum Event {
         memory: u64,
         /// Whether it paused itself (memory over the pause threshold).
         paused: bool,
+    },
+    /// A worker's figures for the dashboard (sent with its heartbeat).
+    WorkerMetrics {
+        /// Which.
+        worker: WorkerId,
+        /// The figures.
+        metrics: WorkerMetrics,
     },
     /// A client submitted tasks and asks for `wanted`.
     GraphSubmitted {
@@ -562,6 +586,7 @@ impl SchedulerState {
                         used_resources: BTreeMap::new(),
                         last_seen: now,
                         memory: 0,
+                        metrics: WorkerMetrics::default(),
                     },
                 );
             }
@@ -580,6 +605,11 @@ impl SchedulerState {
                         w.status =
                             if paused { WorkerStatus::Paused } else { WorkerStatus::Running };
                     }
+                }
+            }
+            Event::WorkerMetrics { worker, metrics } => {
+                if let Some(w) = self.workers.get_mut(&worker) {
+                    w.metrics = metrics;
                 }
             }
             Event::GraphSubmitted { client, tasks, wanted } => self.submit(client, tasks, wanted),

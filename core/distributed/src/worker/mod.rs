@@ -164,6 +164,12 @@ struct Shared {
     memory: AtomicU64,
     /// Whether paused, as of the last event (for the heartbeat).
     paused: AtomicBool,
+    /// Unmanaged and spilled bytes, as of the last event (for the heartbeat).
+    unmanaged: AtomicU64,
+    spilled: AtomicU64,
+    /// Bytes fetched from peers and served to peers and clients, since start.
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
     name: String,
 }
 
@@ -242,6 +248,7 @@ impl Shell {
             Inbox::Event { event } => self.handle(event),
             Inbox::Fetched { key, bytes } => {
                 let nbytes = bytes.len() as u64;
+                self.shared.bytes_in.fetch_add(nbytes, Ordering::Relaxed);
                 self.store(&key, bytes, None);
                 self.handle(WorkerEvent::DataArrived { key, nbytes });
             }
@@ -283,6 +290,8 @@ impl Shell {
         }
         self.commands = commands;
         self.shared.memory.store(self.state.memory(), Ordering::Relaxed);
+        self.shared.unmanaged.store(self.state.unmanaged(), Ordering::Relaxed);
+        self.shared.spilled.store(self.state.spilled_bytes(), Ordering::Relaxed);
         if self.state.paused() != self.paused {
             self.paused = self.state.paused();
             self.shared.paused.store(self.paused, Ordering::Relaxed);
@@ -444,6 +453,46 @@ impl Shell {
     }
 }
 
+/// This process's resident memory (Linux `/proc/self/statm`; 0 elsewhere).
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        // SAFETY: sysconf has no preconditions.
+        .map_or(0, |pages| pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64)
+}
+
+/// This process's CPU use between two calls, in percent of one core (Linux
+/// `/proc/self/stat`; 0 elsewhere).
+#[derive(Default)]
+struct CpuMeter {
+    last: Option<(Instant, f64)>,
+}
+
+impl CpuMeter {
+    fn seconds() -> Option<f64> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let rest = stat.rsplit_once(')')?.1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of stat(5): 12 and 13 after the name.
+        let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        Some(ticks / hz)
+    }
+
+    fn percent(&mut self) -> f64 {
+        let now = Instant::now();
+        let Some(cpu) = Self::seconds() else { return 0.0 };
+        let p = match self.last {
+            Some((t, c)) if now > t => 100.0 * (cpu - c) / (now - t).as_secs_f64(),
+            _ => 0.0,
+        };
+        self.last = Some((now, cpu));
+        p.max(0.0)
+    }
+}
+
 /// Sends a heartbeat every `every` with the figures the event loop last
 /// published; on its own task, so that a busy loop does not delay it.
 async fn heartbeat(
@@ -452,11 +501,22 @@ async fn heartbeat(
     every: Duration,
 ) {
     let mut tick = tokio::time::interval(every);
+    let mut cpu = CpuMeter::default();
     loop {
         tick.tick().await;
-        let memory = shared.memory.load(Ordering::Relaxed);
-        let paused = shared.paused.load(Ordering::Relaxed);
-        let msg = pb::worker_message::Msg::Heartbeat(pb::Heartbeat { memory, paused });
+        let msg = pb::worker_message::Msg::Heartbeat(pb::Heartbeat {
+            memory: shared.memory.load(Ordering::Relaxed),
+            paused: shared.paused.load(Ordering::Relaxed),
+            // The process's resident memory beyond the managed values (for
+            // the dashboard; spilling and pausing count managed bytes).
+            unmanaged: resident_bytes()
+                .saturating_sub(shared.memory.load(Ordering::Relaxed))
+                .max(shared.unmanaged.load(Ordering::Relaxed)),
+            spilled: shared.spilled.load(Ordering::Relaxed),
+            bytes_in: shared.bytes_in.load(Ordering::Relaxed),
+            bytes_out: shared.bytes_out.load(Ordering::Relaxed),
+            cpu_percent: cpu.percent(),
+        });
         if outbox.send(pb::WorkerMessage { msg: Some(msg) }).is_err() {
             break;
         }
@@ -676,6 +736,7 @@ impl pb::worker_server::Worker for DataService {
             })?),
         };
         self.shared.event(WorkerEvent::Served { key: key.clone() });
+        self.shared.bytes_out.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         // Chunks are produced lazily so that a 1 GiB value is never copied whole.
         let total = bytes.len();
         let n_chunks = total.div_ceil(CHUNK_BYTES).max(1);
@@ -920,6 +981,10 @@ pub async fn run_worker(
         inbox: inbox_tx,
         memory: AtomicU64::new(0),
         paused: AtomicBool::new(false),
+        unmanaged: AtomicU64::new(0),
+        spilled: AtomicU64::new(0),
+        bytes_in: AtomicU64::new(0),
+        bytes_out: AtomicU64::new(0),
         name: name.clone(),
     });
     let state_config = WorkerStateConfig {

@@ -407,6 +407,8 @@ pub struct WorkerState {
     pinned_bytes: u64,
     live_bytes: u64,
     unmanaged: u64,
+    /// Bytes of values spilled to disk.
+    disk_bytes: u64,
     paused: bool,
     closing: bool,
     spill_failed: bool,
@@ -447,6 +449,7 @@ impl WorkerState {
             pinned_bytes: 0,
             live_bytes: 0,
             unmanaged: 0,
+            disk_bytes: 0,
             paused: false,
             closing: false,
             spill_failed: false,
@@ -491,6 +494,16 @@ impl WorkerState {
     /// Tasks executing (including cancelled ones still running).
     pub fn executing(&self) -> usize {
         self.executing
+    }
+
+    /// Memory of the process beyond the managed values (last measured).
+    pub fn unmanaged(&self) -> u64 {
+        self.unmanaged
+    }
+
+    /// Bytes of the values spilled to disk.
+    pub fn spilled_bytes(&self) -> u64 {
+        self.disk_bytes
     }
 
     /// Values spilled to disk.
@@ -870,7 +883,8 @@ impl WorkerState {
                 self.cache_lru.remove(&d.tick);
             }
             DataState::Fetched { nbytes } => self.pinned_bytes -= nbytes,
-            DataState::Flight { .. } | DataState::Disk { .. } => {}
+            DataState::Disk { nbytes } => self.disk_bytes -= nbytes,
+            DataState::Flight { .. } => {}
         }
     }
 
@@ -890,7 +904,8 @@ impl WorkerState {
                 }
             }
             DataState::Fetched { nbytes } => self.pinned_bytes += nbytes,
-            DataState::Flight { .. } | DataState::Disk { .. } => {}
+            DataState::Disk { nbytes } => self.disk_bytes += nbytes,
+            DataState::Flight { .. } => {}
         }
     }
 
@@ -1136,7 +1151,7 @@ impl WorkerState {
 
     /// Checks the internal invariants; returns a description of the first violation.
     pub fn check_invariants(&self) -> Result<(), String> {
-        let (mut managed, mut cache, mut pinned, mut live) = (0, 0, 0, 0);
+        let (mut managed, mut cache, mut pinned, mut live, mut disk) = (0, 0, 0, 0, 0);
         let mut memory_n = 0;
         let mut cache_n = 0;
         for (k, d) in &self.data {
@@ -1156,7 +1171,8 @@ impl WorkerState {
                     }
                 }
                 DataState::Fetched { nbytes } => pinned += nbytes,
-                DataState::Flight { .. } | DataState::Disk { .. } => {}
+                DataState::Disk { nbytes } => disk += nbytes,
+                DataState::Flight { .. } => {}
             }
             if d.wanted && !matches!(d.state, DataState::Memory { .. } | DataState::Disk { .. }) {
                 return Err(format!("{k} wanted but {}", d.state.name()));
@@ -1202,6 +1218,9 @@ impl WorkerState {
                 (self.managed, self.cache_bytes, self.pinned_bytes, self.live_bytes),
                 (managed, cache, pinned, live)
             ));
+        }
+        if disk != self.disk_bytes {
+            return Err(format!("{} spilled bytes counted, {disk} on disk", self.disk_bytes));
         }
         if self.live_lru.len() != self.data.values().filter(|d| d.live).count() {
             return Err("live LRU lists values that are not live".into());

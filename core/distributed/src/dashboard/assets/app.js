@@ -85,11 +85,18 @@ function renderTotals(s) {
 }
 
 function renderMemory(s) {
-  const total = s.workers.reduce((a, w) => a + w.memory, 0);
-  const limit = s.workers.reduce((a, w) => a + w.memory_limit, 0);
+  const sum = (f) => s.workers.reduce((a, w) => a + f(w), 0);
+  const managed = sum((w) => w.memory), unmanaged = sum((w) => w.unmanaged), spilled = sum((w) => w.spilled);
+  const limit = sum((w) => w.memory_limit);
+  const scale = limit || Math.max(1, managed + unmanaged + spilled);
   const m = $("#cluster-memory");
-  m.replaceWith(Object.assign(bar([[limit ? total / limit : (total ? 1 : 0), "var(--mem)", "managed"]]), { id: "cluster-memory" }));
-  $("#cluster-memory-text").textContent = fmtBytes(total) + " managed" + (limit ? " of " + fmtBytes(limit) : "");
+  m.replaceWith(Object.assign(bar([
+    [managed / scale, "var(--mem)", "managed " + fmtBytes(managed)],
+    [unmanaged / scale, "var(--unmanaged)", "unmanaged " + fmtBytes(unmanaged)],
+    [spilled / scale, "#a3a3a3", "spilled " + fmtBytes(spilled)],
+  ]), { id: "cluster-memory" }));
+  $("#cluster-memory-text").textContent = fmtBytes(managed) + " managed · " + fmtBytes(unmanaged) + " unmanaged · " +
+    fmtBytes(spilled) + " spilled" + (limit ? " · limit " + fmtBytes(limit) : "");
 }
 
 function renderWorkerBars(s) {
@@ -98,17 +105,18 @@ function renderWorkerBars(s) {
   if (s.workers.length === 0) { box.appendChild(el("div", { class: "empty", text: "no workers" })); return; }
   if (s.workers.length > HISTOGRAM_ABOVE) { box.appendChild(histograms(s.workers)); return; }
   // Against each worker's limit; without limits, against the fullest worker.
-  const maxMem = Math.max(1, ...s.workers.map((w) => w.memory)) * 1.25;
+  const maxMem = Math.max(1, ...s.workers.map((w) => w.memory + w.unmanaged)) * 1.1;
   const workers = [...s.workers].sort((a, b) => a.name.localeCompare(b.name, "en", { numeric: true }));
   for (const w of workers) {
-    const mem = bar([[w.memory / (w.memory_limit || maxMem), "var(--mem)", fmtBytes(w.memory)]]);
+    const cap = w.memory_limit || maxMem;
+    const mem = bar([[w.memory / cap, "var(--mem)", fmtBytes(w.memory) + " managed"], [w.unmanaged / cap, "var(--unmanaged)", fmtBytes(w.unmanaged) + " unmanaged"]]);
     const proc = bar([[w.processing / Math.max(1, 2 * w.nthreads), "var(--proc)", w.processing + " processing"]]);
     const both = el("div", {}, [mem, proc]);
     proc.style.marginTop = "2px";
     proc.style.height = "6px";
     box.appendChild(el("div", { class: "row worker-row", "data-worker": w.name }, [
       el("div", { class: "label", text: w.name, title: w.addr }), both,
-      el("div", { class: "num", text: fmtBytes(w.memory) + " · " + w.processing }),
+      el("div", { class: "num", text: fmtBytes(w.memory + w.unmanaged) + " · " + w.processing + " · " + w.cpu.toFixed(0) + "%" }),
     ]));
   }
 }
@@ -221,7 +229,8 @@ function renderWorkersTable(s) {
   const body = $("#workers-table tbody");
   body.textContent = "";
   for (const w of s.workers) {
-    const cells = [w.name, w.addr, w.nthreads, w.status, fmtBytes(w.memory), w.memory_limit ? fmtBytes(w.memory_limit) : "none", w.processing, fmtNum(w.keys)];
+    const cells = [w.name, w.addr, w.nthreads, w.status, w.cpu.toFixed(0) + "%", fmtBytes(w.memory), fmtBytes(w.unmanaged), fmtBytes(w.spilled),
+      w.memory_limit ? fmtBytes(w.memory_limit) : "none", w.processing, fmtNum(w.keys), fmtBytes(w.bytes_in), fmtBytes(w.bytes_out)];
     body.appendChild(el("tr", { "data-worker": w.name }, cells.map((v, i) => el("td", { class: i === 2 || i >= 4 ? "n" : "", text: String(v) }))));
   }
 }
