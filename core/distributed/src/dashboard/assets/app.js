@@ -55,6 +55,46 @@ function bar(parts) {
   return b;
 }
 
+// Updates a bar made by bar() in place: one segment per part.
+function setBar(b, parts) {
+  while (b.children.length < parts.length) b.appendChild(el("div"));
+  while (b.children.length > parts.length) b.lastChild.remove();
+  parts.forEach(([frac, color, title], i) => {
+    const d = b.children[i];
+    d.style.width = 100 * Math.max(0, Math.min(frac || 0, 1)) + "%";
+    d.style.background = color;
+    d.title = title || "";
+  });
+}
+
+// Keeps one element per key in `box` (made once by `make`, refreshed by
+// `update`), in the order of `items`: updates change text and widths only,
+// so a redraw costs little layout work.
+function syncRows(box, items, keyOf, make, update) {
+  if (!box._rows) { box.textContent = ""; box._rows = new Map(); }
+  const rows = box._rows;
+  const keep = new Set();
+  let prev = null;
+  for (const it of items) {
+    const k = keyOf(it);
+    keep.add(k);
+    let r = rows.get(k);
+    if (!r) { r = make(it); rows.set(k, r); }
+    update(r, it);
+    const next = prev ? prev.nextSibling : box.firstChild;
+    if (next !== r) box.insertBefore(r, next);
+    prev = r;
+  }
+  for (const [k, r] of rows) if (!keep.has(k)) { r.remove(); rows.delete(k); }
+}
+
+// Replaces the content of `box` with a message (and forgets its rows).
+function boxMessage(box, text) {
+  box._rows = null;
+  box.textContent = "";
+  box.appendChild(el("div", { class: "empty", text: text }));
+}
+
 // ---------------------------------------------------------------- pages
 
 function showPage(name) {
@@ -70,18 +110,12 @@ window.addEventListener("hashchange", () => showPage((location.hash || "#status"
 // ---------------------------------------------------------------- status
 
 function renderTotals(s) {
-  const t = $("#totals");
-  t.textContent = "";
-  const names = s.states;
-  const add = (label, value, id) => {
-    const span = el("span", { id: id }, [el("b", { text: fmtNum(value) })]);
-    span.appendChild(document.createTextNode(" " + label));
-    t.appendChild(span);
-  };
-  add("workers", s.workers.length, "total-workers");
-  add("threads", s.workers.reduce((a, w) => a + w.nthreads, 0), "total-threads");
-  names.forEach((n, i) => add(n, s.totals[i], "total-" + n));
-  add("clients", s.clients, "total-clients");
+  const items = [["workers", s.workers.length], ["threads", s.workers.reduce((a, w) => a + w.nthreads, 0)]];
+  s.states.forEach((n, i) => items.push([n, s.totals[i]]));
+  items.push(["clients", s.clients]);
+  syncRows($("#totals"), items, (it) => it[0],
+    (it) => { const sp = el("span", { id: "total-" + it[0] }, [el("b")]); sp.appendChild(document.createTextNode(" " + it[0])); return sp; },
+    (sp, it) => { sp.firstChild.textContent = fmtNum(it[1]); });
 }
 
 function renderMemory(s) {
@@ -89,36 +123,35 @@ function renderMemory(s) {
   const managed = sum((w) => w.memory), unmanaged = sum((w) => w.unmanaged), spilled = sum((w) => w.spilled);
   const limit = sum((w) => w.memory_limit);
   const scale = limit || Math.max(1, managed + unmanaged + spilled);
-  const m = $("#cluster-memory");
-  m.replaceWith(Object.assign(bar([
+  setBar($("#cluster-memory"), [
     [managed / scale, "var(--mem)", "managed " + fmtBytes(managed)],
     [unmanaged / scale, "var(--unmanaged)", "unmanaged " + fmtBytes(unmanaged)],
     [spilled / scale, "#a3a3a3", "spilled " + fmtBytes(spilled)],
-  ]), { id: "cluster-memory" }));
+  ]);
   $("#cluster-memory-text").textContent = fmtBytes(managed) + " managed · " + fmtBytes(unmanaged) + " unmanaged · " +
     fmtBytes(spilled) + " spilled" + (limit ? " · limit " + fmtBytes(limit) : "");
 }
 
 function renderWorkerBars(s) {
   const box = $("#worker-bars");
-  box.textContent = "";
-  if (s.workers.length === 0) { box.appendChild(el("div", { class: "empty", text: "no workers" })); return; }
-  if (s.workers.length > HISTOGRAM_ABOVE) { box.appendChild(histograms(s.workers)); return; }
+  if (s.workers.length === 0) { boxMessage(box, "no workers"); return; }
+  if (s.workers.length > HISTOGRAM_ABOVE) { box._rows = null; box.textContent = ""; box.appendChild(histograms(s.workers)); return; }
   // Against each worker's limit; without limits, against the fullest worker.
   const maxMem = Math.max(1, ...s.workers.map((w) => w.memory + w.unmanaged)) * 1.1;
   const workers = [...s.workers].sort((a, b) => a.name.localeCompare(b.name, "en", { numeric: true }));
-  for (const w of workers) {
+  syncRows(box, workers, (w) => w.id, (w) => {
+    const mem = el("div", { class: "bar" });
+    const proc = el("div", { class: "bar", style: "margin-top:2px;height:6px" });
+    return el("div", { class: "row worker-row", "data-worker": w.name }, [
+      el("div", { class: "label", text: w.name, title: w.addr }), el("div", {}, [mem, proc]), el("div", { class: "num" }),
+    ]);
+  }, (row, w) => {
     const cap = w.memory_limit || maxMem;
-    const mem = bar([[w.memory / cap, "var(--mem)", fmtBytes(w.memory) + " managed"], [w.unmanaged / cap, "var(--unmanaged)", fmtBytes(w.unmanaged) + " unmanaged"]]);
-    const proc = bar([[w.processing / Math.max(1, 2 * w.nthreads), "var(--proc)", w.processing + " processing"]]);
-    const both = el("div", {}, [mem, proc]);
-    proc.style.marginTop = "2px";
-    proc.style.height = "6px";
-    box.appendChild(el("div", { class: "row worker-row", "data-worker": w.name }, [
-      el("div", { class: "label", text: w.name, title: w.addr }), both,
-      el("div", { class: "num", text: fmtBytes(w.memory + w.unmanaged) + " · " + w.processing + " · " + w.cpu.toFixed(0) + "%" }),
-    ]));
-  }
+    const [mem, proc] = row.children[1].children;
+    setBar(mem, [[w.memory / cap, "var(--mem)", fmtBytes(w.memory) + " managed"], [w.unmanaged / cap, "var(--unmanaged)", fmtBytes(w.unmanaged) + " unmanaged"]]);
+    setBar(proc, [[w.processing / Math.max(1, 2 * w.nthreads), "var(--proc)", w.processing + " processing"]]);
+    row.children[2].textContent = fmtBytes(w.memory + w.unmanaged) + " · " + w.processing + " · " + w.cpu.toFixed(0) + "%";
+  });
 }
 
 function histograms(workers) {
@@ -203,24 +236,23 @@ function threadsOf(s, id) {
 
 function renderProgress(s) {
   const box = $("#progress");
-  box.textContent = "";
   const groups = s.groups.filter((g) => g.done + g.counts.slice(0, 4).reduce((a, b) => a + b, 0) + g.counts[5] > 0);
-  if (groups.length === 0) { box.appendChild(el("div", { class: "empty", text: "no tasks" })); return; }
-  for (const g of groups.slice(0, 30)) {
+  if (groups.length === 0) { boxMessage(box, "no tasks"); return; }
+  syncRows(box, groups.slice(0, 30), (g) => g.prefix, (g) => el("div", { class: "row group-row", "data-prefix": g.prefix }, [
+    el("div", { class: "label", text: g.prefix, title: g.prefix }), el("div", { class: "bar" }), el("div", { class: "num" }),
+  ]), (row, g) => {
     const [released, waiting, queued, processing, , erred] = g.counts;
     const total = g.done + released + waiting + queued + processing + erred;
-    const row = el("div", { class: "row group-row", "data-prefix": g.prefix, "data-done": String(g.done), "data-total": String(total) }, [
-      el("div", { class: "label", text: g.prefix, title: g.prefix }),
-      bar([
-        [g.done / total, colorOf(g.prefix), g.done + " done"],
-        [processing / total, "var(--proc)", processing + " processing"],
-        [erred / total, "var(--err)", erred + " erred"],
-        [(waiting + queued + released) / total, "var(--wait)", waiting + queued + released + " waiting"],
-      ]),
-      el("div", { class: "num", text: fmtNum(g.done) + " / " + fmtNum(total) + (erred ? " · " + erred + " erred" : "") }),
+    row.dataset.done = String(g.done);
+    row.dataset.total = String(total);
+    setBar(row.children[1], [
+      [g.done / total, colorOf(g.prefix), g.done + " done"],
+      [processing / total, "var(--proc)", processing + " processing"],
+      [erred / total, "var(--err)", erred + " erred"],
+      [(waiting + queued + released) / total, "var(--wait)", waiting + queued + released + " waiting"],
     ]);
-    box.appendChild(row);
-  }
+    row.children[2].textContent = fmtNum(g.done) + " / " + fmtNum(total) + (erred ? " · " + erred + " erred" : "");
+  });
 }
 
 // ---------------------------------------------------------------- tables
@@ -310,7 +342,12 @@ function connect() {
   const es = new EventSource("api/v1/events");
   es.addEventListener("open", () => { $("#conn").textContent = "live"; });
   es.addEventListener("error", () => { $("#conn").textContent = "reconnecting…"; });
-  es.addEventListener("snapshot", (ev) => onSnapshot(JSON.parse(ev.data)));
+  let last = "";
+  es.addEventListener("snapshot", (ev) => {
+    if (ev.data === last) return;  // nothing changed (an idle cluster)
+    last = ev.data;
+    onSnapshot(JSON.parse(ev.data));
+  });
 }
 
 showPage((location.hash || "#status").slice(1));
