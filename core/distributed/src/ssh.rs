@@ -244,6 +244,29 @@ struct Remote {
     lifeline: Option<ChildStdin>,
 }
 
+/// Prints a remote process's output lines with its label in front (on
+/// stderr or stdout, as it wrote them), also sending them to `lines`.
+fn forward(
+    from: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    label: String,
+    to_stderr: bool,
+    lines: Option<mpsc::UnboundedSender<String>>,
+) {
+    tokio::spawn(async move {
+        let mut r = BufReader::new(from).lines();
+        while let Ok(Some(l)) = r.next_line().await {
+            if to_stderr {
+                eprintln!("[{label}] {l}");
+            } else {
+                println!("[{label}] {l}");
+            }
+            if let Some(tx) = &lines {
+                let _ = tx.send(l);
+            }
+        }
+    });
+}
+
 /// Starts `command` on `host` through ssh; its output lines are printed with
 /// the label in front, stdout lines also sent to `lines`; its exit goes to `exits`.
 fn start(
@@ -260,25 +283,10 @@ fn start(
     let pid = child.id();
     let lifeline = child.stdin.take();
     if let Some(out) = child.stdout.take() {
-        let label = label.clone();
-        tokio::spawn(async move {
-            let mut r = BufReader::new(out).lines();
-            while let Ok(Some(l)) = r.next_line().await {
-                println!("[{label}] {l}");
-                if let Some(tx) = &lines {
-                    let _ = tx.send(l);
-                }
-            }
-        });
+        forward(out, label.clone(), false, lines);
     }
     if let Some(err) = child.stderr.take() {
-        let label = label.clone();
-        tokio::spawn(async move {
-            let mut r = BufReader::new(err).lines();
-            while let Ok(Some(l)) = r.next_line().await {
-                eprintln!("[{label}] {l}");
-            }
-        });
+        forward(err, label.clone(), true, None);
     }
     let exits = exits.clone();
     let who = label.clone();

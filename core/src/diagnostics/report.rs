@@ -223,12 +223,15 @@ pub fn with_callback<R>(callback: Arc<dyn Callback>, f: impl FnOnce() -> R) -> R
     f()
 }
 
-/// Resident memory of this process (Linux), bytes.
-fn rss() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
+/// Resident memory of this process in bytes (Linux `VmRSS`; 0 elsewhere).
+pub fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
+        .and_then(|s| {
+            let kb = s.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+            kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok()
+        })
+        .map_or(0, |kb| kb * 1024)
 }
 
 /// Samples `sample` every 100 ms on a thread until the returned guard stops it.
@@ -279,7 +282,7 @@ impl Callback for Recorder {
 pub fn performance_report<R>(path: impl AsRef<Path>, f: impl FnOnce() -> R) -> std::io::Result<R> {
     let recorder = Arc::new(Recorder::default());
     let start = Instant::now();
-    let stop_sampling = sampler(start, || Some(rss()));
+    let stop_sampling = sampler(start, || Some(resident_bytes()));
     let r = with_callback(recorder.clone(), f);
     let seconds = start.elapsed().as_secs_f64();
     let memory = stop_sampling();

@@ -453,15 +453,6 @@ impl Shell {
     }
 }
 
-/// This process's resident memory (Linux `/proc/self/statm`; 0 elsewhere).
-fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        // SAFETY: sysconf has no preconditions.
-        .map_or(0, |pages| pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64)
-}
-
 /// This process's CPU use between two calls, in percent of one core (Linux
 /// `/proc/self/stat`; 0 elsewhere).
 #[derive(Default)]
@@ -509,7 +500,7 @@ async fn heartbeat(
             paused: shared.paused.load(Ordering::Relaxed),
             // The process's resident memory beyond the managed values (for
             // the dashboard; spilling and pausing count managed bytes).
-            unmanaged: resident_bytes()
+            unmanaged: rask_core::diagnostics::report::resident_bytes()
                 .saturating_sub(shared.memory.load(Ordering::Relaxed))
                 .max(shared.unmanaged.load(Ordering::Relaxed)),
             spilled: shared.spilled.load(Ordering::Relaxed),
