@@ -510,6 +510,8 @@ pub struct SchedulerState {
     unstealable: FxHashSet<Key>,
     /// What the dashboard shows, kept up to date transition by transition.
     activity: activity::Activity,
+    /// When the last `Tick` was handled (ms): a long gap is a stall here.
+    last_tick: u64,
     generation: u64,
     log: VecDeque<Transition>,
     now: u64,
@@ -533,6 +535,7 @@ impl SchedulerState {
             steals: FxHashMap::default(),
             unstealable: FxHashSet::default(),
             activity: activity::Activity::default(),
+            last_tick: 0,
             generation: 0,
             log: VecDeque::new(),
             now: 0,
@@ -653,7 +656,17 @@ impl SchedulerState {
                 }
             }
             Event::Tick => {
-                if self.config.heartbeat_timeout_ms > 0 {
+                // Ticks come about once a second. A longer gap means this
+                // scheduler was busy (a huge submission), so its peers'
+                // heartbeats could not be read: count silence from now.
+                let stalled = self.last_tick > 0
+                    && now.saturating_sub(self.last_tick) > self.config.heartbeat_timeout_ms / 4;
+                self.last_tick = now;
+                if stalled {
+                    for w in self.workers.values_mut() {
+                        w.last_seen = w.last_seen.max(now);
+                    }
+                } else if self.config.heartbeat_timeout_ms > 0 {
                     let dead: Vec<WorkerId> = self
                         .workers
                         .values()
