@@ -427,6 +427,33 @@ fn spills_to_disk_under_a_small_memory_limit() {
         let text = std::fs::read_to_string(&log).unwrap();
         assert!(text.matches("spilled").count() >= 10, "{text}");
     });
+    // The dashboard counts the spill writes per prefix (from the worker's
+    // heartbeat spans) and draws them in the task stream.
+    let url = c.dashboard_link().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let counts = http::get(&format!("{url}api/v1/tasks/counts")).json();
+        let written = counts["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["prefix"] == "make_bytes")
+            .and_then(|g| g["disk_write_bytes"].as_u64())
+            .unwrap_or(0);
+        if written >= 10 * (8 << 20) {
+            let activity = c.client().unwrap().activity(0).unwrap();
+            let writes = activity["stream"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["kind"] == "disk-write" && e["prefix"] == "make_bytes")
+                .count();
+            assert!(writes >= 10, "{writes} disk writes in the task stream");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the dashboard counted {written} bytes spilled");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]
@@ -540,6 +567,10 @@ fn tonic_code_unauthenticated() -> rask::distributed::protocol::StatusCode {
 
 #[path = "common/tls.rs"]
 mod tls;
+
+#[path = "common/http.rs"]
+#[allow(dead_code)]
+mod http;
 
 /// A CA, and a certificate for 127.0.0.1 signed by it: PEM files in `dir`.
 fn tls_files(dir: &std::path::Path, name: &str) -> rask::distributed::auth::TlsFiles {

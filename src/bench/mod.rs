@@ -350,6 +350,36 @@ impl Viewer {
     pub(crate) fn active(&self) -> bool {
         self.0.is_some()
     }
+
+    /// CPU seconds the browser has used so far: its process and every
+    /// descendant (renderer, GPU and utility processes), from `/proc` (Linux;
+    /// 0 elsewhere or without a browser). What the viewer costs the machine.
+    pub(crate) fn cpu_seconds(&self) -> f64 {
+        let Some(child) = &self.0 else { return 0.0 };
+        let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
+        // (pid, ppid, utime + stime + cutime + cstime in ticks)
+        let procs: Vec<(u32, u32, f64)> = dir
+            .flatten()
+            .filter_map(|e| {
+                let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+                let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+                let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+                let ppid: u32 = f.get(1)?.parse().ok()?;
+                let ticks: f64 = f.get(11..15)?.iter().filter_map(|t| t.parse::<f64>().ok()).sum();
+                Some((pid, ppid, ticks))
+            })
+            .collect();
+        let mut tree = vec![child.id()];
+        let mut i = 0;
+        while i < tree.len() {
+            let parent = tree[i];
+            tree.extend(procs.iter().filter(|p| p.1 == parent).map(|p| p.0));
+            i += 1;
+        }
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        procs.iter().filter(|p| tree.contains(&p.0)).map(|p| p.2).sum::<f64>() / hz
+    }
 }
 
 impl Drop for Viewer {

@@ -200,7 +200,9 @@ pub fn run_cluster(
         Ok(())
     };
     roundtrips()?;
+    let browser_cpu = viewer.cpu_seconds();
     let (sec, runs, results) = measure_cold(env.repeats, reset, roundtrips);
+    let browser_cpu = viewer.cpu_seconds() - browser_cpu;
     results.into_iter().collect::<Result<Vec<()>, _>>()?;
     let mut c = config();
     c.insert("part".into(), json!("b_submit"));
@@ -211,6 +213,14 @@ pub fn run_cluster(
         "runs_us_per_roundtrip".into(),
         json!(runs.iter().map(|r| r / n_submit as f64 * 1e6).collect::<Vec<_>>()),
     );
+    if viewer.active() {
+        // What the viewing browser cost the machine while the round trips ran.
+        m.insert("viewer_cpu_seconds".into(), json!(browser_cpu));
+        m.insert(
+            "viewer_cpu_percent_of_one_core".into(),
+            json!(100.0 * browser_cpu / runs.iter().sum::<f64>()),
+        );
+    }
     out(record("w1_overhead", Value::Object(c), sec, &runs, m));
     drop(viewer);
     drop(client);

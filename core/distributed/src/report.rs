@@ -65,9 +65,14 @@ pub fn performance_report<R>(
         .flatten()
         .map(|e| {
             let id = e["worker"].as_u64().unwrap_or(0);
+            let prefix = e["prefix"].as_str().unwrap_or("");
             StreamRun {
                 lane: names.get(&id).cloned().unwrap_or_else(|| format!("worker {id}")),
-                prefix: e["prefix"].as_str().unwrap_or("").to_string(),
+                // Transfers and disk I/O as Dask names them: `transfer-<prefix>`.
+                prefix: match e["kind"].as_str() {
+                    Some(kind) => format!("{kind}-{prefix}"),
+                    None => prefix.to_string(),
+                },
                 start: ((e["start_ms"].as_f64().unwrap_or(0.0) - t0_ms) / 1e3).max(0.0),
                 stop: ((e["stop_ms"].as_f64().unwrap_or(0.0) - t0_ms) / 1e3).max(0.0),
             }

@@ -350,14 +350,7 @@ impl Loop {
                     let _ = tx.send(Arc::new(Published { snapshot, json }));
                 }
             }
-            Input::Dash(q) => match q {
-                DashQuery::Task(key, reply) => {
-                    let _ = reply.send(crate::dashboard::snapshot::task_info(&self.state, &key));
-                }
-                DashQuery::Failures(reply) => {
-                    let _ = reply.send(crate::dashboard::snapshot::failures(&self.state));
-                }
-            },
+            Input::Dash(q) => q.answer(&self.state),
             Input::DropCaches => {
                 // In order with this client's later submissions: each worker
                 // reads it before any task those send.
@@ -555,8 +548,12 @@ impl pb::scheduler_server::Scheduler for Service {
                                 0.0
                             },
                         };
-                        let _ =
-                            inputs.send(Input::Event(Event::WorkerMetrics { worker: id, metrics }));
+                        let spans = worker_spans(h.spans);
+                        let _ = inputs.send(Input::Event(Event::WorkerMetrics {
+                            worker: id,
+                            metrics,
+                            spans,
+                        }));
                         Event::Heartbeat { worker: id, memory: h.memory, paused: h.paused }
                     }
                     Some(pb::worker_message::Msg::Finished(f)) => {
@@ -897,4 +894,30 @@ pub(crate) async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// A heartbeat's spans, bounded: at most [`MAX_SPANS`] per heartbeat
+/// (a worker sends at most 1,000 single ones and sums the rest), prefixes of
+/// at most 256 bytes.
+fn worker_spans(spans: Vec<pb::Span>) -> Vec<crate::scheduler::activity::WorkerSpan> {
+    use crate::scheduler::activity::{SpanKind, WorkerSpan};
+    const MAX_SPANS: usize = 4_096;
+    spans
+        .into_iter()
+        .take(MAX_SPANS)
+        .filter(|s| s.prefix.len() <= 256)
+        .map(|s| WorkerSpan {
+            kind: match pb::span::Kind::try_from(s.kind) {
+                Ok(pb::span::Kind::Transfer) => SpanKind::Transfer,
+                Ok(pb::span::Kind::DiskWrite) => SpanKind::DiskWrite,
+                Ok(pb::span::Kind::DiskRead) => SpanKind::DiskRead,
+                Err(_) => SpanKind::Compute,
+            },
+            prefix: s.prefix,
+            start_ago_us: s.start_ago_us,
+            duration_us: s.duration_us,
+            nbytes: s.nbytes,
+            count: s.count,
+        })
+        .collect()
 }

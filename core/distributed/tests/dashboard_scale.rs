@@ -79,6 +79,16 @@ fn an_update_costs_what_the_page_shows_not_the_graph() {
     let t = Instant::now();
     let metrics = prometheus_text(&snap);
     let render = t.elapsed();
+    // The graph page: a million tasks are shown as their groups.
+    let t = Instant::now();
+    let graph = snapshot::graph(&big);
+    let graph_json = serde_json::to_string(&graph).unwrap();
+    let graph_time = t.elapsed();
+    assert_eq!((graph.kind, graph.nodes.len(), graph.tasks), ("groups", 50, 1_000_000));
+    let worker = snapshot::worker_info(&big, 7).expect("worker 7");
+    assert!(worker.processing.len() <= snapshot::WORKER_KEYS_SHOWN);
+    assert!(worker.holding.len() <= snapshot::WORKER_KEYS_SHOWN);
+    assert_eq!(worker.row.name, "w7");
 
     assert_eq!(snap.workers.len(), 200);
     assert_eq!(snap.totals.iter().sum::<u64>(), 1_000_000);
@@ -91,12 +101,15 @@ fn an_update_costs_what_the_page_shows_not_the_graph() {
     assert!(json.len() < 512 << 10, "an update of {} bytes", json.len());
     eprintln!(
         "dashboard update with 200 workers and 1,000,000 tasks: {} bytes of JSON ({} for 10,000 tasks), \
-         built and serialized in {:.2} ms, /metrics rendered in {:.2} ms ({} bytes); state set up in {:.1} s",
+         built and serialized in {:.2} ms, /metrics rendered in {:.2} ms ({} bytes), graph page {:.2} ms ({} bytes); \
+         state set up in {:.1} s",
         json.len(),
         small_json.len(),
         build.as_secs_f64() * 1e3,
         render.as_secs_f64() * 1e3,
         metrics.len(),
+        graph_time.as_secs_f64() * 1e3,
+        graph_json.len(),
         setup.as_secs_f64()
     );
 }

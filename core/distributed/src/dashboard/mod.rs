@@ -49,6 +49,24 @@ pub enum DashQuery {
     Task(rask_core::Key, oneshot::Sender<Option<TaskInfo>>),
     /// The recent failures, newest first.
     Failures(oneshot::Sender<Vec<crate::scheduler::activity::FailureEntry>>),
+    /// The graph page's data.
+    Graph(oneshot::Sender<snapshot::GraphView>),
+    /// One worker's page, by scheduler id.
+    Worker(u64, oneshot::Sender<Option<snapshot::WorkerInfo>>),
+}
+
+impl DashQuery {
+    /// Answers from the scheduler's state (on its event loop). Each answer is
+    /// bounded by what its page shows.
+    pub fn answer(self, state: &crate::scheduler::SchedulerState) {
+        // A reply nobody waits for any more (the page went) is dropped.
+        match self {
+            DashQuery::Task(key, reply) => drop(reply.send(snapshot::task_info(state, &key))),
+            DashQuery::Failures(reply) => drop(reply.send(snapshot::failures(state))),
+            DashQuery::Graph(reply) => drop(reply.send(snapshot::graph(state))),
+            DashQuery::Worker(id, reply) => drop(reply.send(snapshot::worker_info(state, id))),
+        }
+    }
 }
 
 /// What the HTTP handlers share.
@@ -79,6 +97,8 @@ pub async fn serve(
         .route("/api/v1/tasks/counts", get(counts))
         .route("/api/v1/task/{key}", get(task))
         .route("/api/v1/failures", get(failures))
+        .route("/api/v1/graph", get(graph))
+        .route("/api/v1/worker/{id}", get(worker))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(app.clone(), check_token))
         .route("/health", get(|| async { "ok" }))
@@ -170,27 +190,55 @@ async fn task(State(app): State<App>, Path(id): Path<String>) -> Response {
         )
             .into_response();
     };
-    let (tx, rx) = oneshot::channel();
-    if app.queries.send(DashQuery::Task(key, tx)).is_err() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "the scheduler is stopping").into_response();
-    }
-    match rx.await {
-        Ok(Some(info)) => json(serde_json::to_string(&info).unwrap_or_default()),
-        Ok(None) => {
+    match ask(&app, |tx| DashQuery::Task(key, tx)).await {
+        Ok(body) if body != "null" => json(body),
+        Ok(_) => {
             (StatusCode::NOT_FOUND, format!("the scheduler knows no key {id}")).into_response()
         }
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the scheduler is stopping").into_response(),
+        Err(r) => r,
     }
 }
 
-async fn failures(State(app): State<App>) -> Response {
+/// Asks the event loop and answers with the reply's JSON.
+async fn ask<T: serde::Serialize>(
+    app: &App,
+    query: impl FnOnce(oneshot::Sender<T>) -> DashQuery,
+) -> Result<String, Response> {
+    let stopping =
+        || (StatusCode::SERVICE_UNAVAILABLE, "the scheduler is stopping").into_response();
     let (tx, rx) = oneshot::channel();
-    if app.queries.send(DashQuery::Failures(tx)).is_err() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "the scheduler is stopping").into_response();
+    app.queries.send(query(tx)).map_err(|_| stopping())?;
+    let answer = rx.await.map_err(|_| stopping())?;
+    Ok(serde_json::to_string(&answer).unwrap_or_default())
+}
+
+async fn failures(State(app): State<App>) -> Response {
+    match ask(&app, DashQuery::Failures).await {
+        Ok(body) => json(body),
+        Err(r) => r,
     }
-    match rx.await {
-        Ok(list) => json(serde_json::to_string(&list).unwrap_or_default()),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the scheduler is stopping").into_response(),
+}
+
+async fn graph(State(app): State<App>) -> Response {
+    match ask(&app, DashQuery::Graph).await {
+        Ok(body) => json(body),
+        Err(r) => r,
+    }
+}
+
+async fn worker(State(app): State<App>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<u64>() else {
+        return (StatusCode::BAD_REQUEST, format!("{id:?} is not a worker id (a number)"))
+            .into_response();
+    };
+    match ask(&app, |tx| DashQuery::Worker(id, tx)).await {
+        Ok(body) if body != "null" => json(body),
+        Ok(_) => (
+            StatusCode::NOT_FOUND,
+            format!("no worker {id} is connected (ids are in /api/v1/workers)"),
+        )
+            .into_response(),
+        Err(r) => r,
     }
 }
 
@@ -259,6 +307,28 @@ pub fn prometheus_text(s: &Snapshot) -> String {
                     format!("{{task_prefix_name=\"{}\",state=\"{st}\"}} {v}", escape(&g.prefix))
                 })
             })
+            .collect(),
+    );
+    section(
+        &mut text,
+        "rask_scheduler_tasks_transfer_seconds_total",
+        "counter",
+        "Time workers spent fetching values from each other, by the values' task prefix.",
+        s.groups
+            .iter()
+            .map(|g| {
+                format!("{{task_prefix_name=\"{}\"}} {}", escape(&g.prefix), g.transfer_seconds)
+            })
+            .collect(),
+    );
+    section(
+        &mut text,
+        "rask_scheduler_tasks_transfer_bytes_total",
+        "counter",
+        "Bytes workers fetched from each other, by the values' task prefix.",
+        s.groups
+            .iter()
+            .map(|g| format!("{{task_prefix_name=\"{}\"}} {}", escape(&g.prefix), g.transfer_bytes))
             .collect(),
     );
     section(

@@ -10,7 +10,7 @@ use rask_core::Key;
 use serde::Serialize;
 
 pub use crate::scheduler::activity::{key_id, parse_key_id};
-use crate::scheduler::activity::{FailureEntry, StreamEntry, STATES};
+use crate::scheduler::activity::{FailureEntry, GroupStats, StreamEntry, STATES};
 use crate::scheduler::{SchedulerState, WorkerStatus};
 
 /// Task groups sent per snapshot (the ones with live tasks first, then by compute time).
@@ -70,6 +70,18 @@ pub struct GroupRow {
     pub nbytes: u64,
     /// Failed tasks.
     pub failed: u64,
+    /// Seconds spent moving this prefix's values between workers.
+    pub transfer_seconds: f64,
+    /// Bytes of those moves.
+    pub transfer_bytes: u64,
+    /// How many moves.
+    pub transfers: u64,
+    /// Seconds spent spilling this prefix's values and reading them back.
+    pub disk_seconds: f64,
+    /// Bytes spilled to disk.
+    pub disk_write_bytes: u64,
+    /// Bytes read back from disk.
+    pub disk_read_bytes: u64,
 }
 
 /// Everything one update carries.
@@ -97,6 +109,29 @@ pub struct Snapshot {
     pub clients: usize,
 }
 
+fn worker_row(w: &crate::scheduler::SchedWorker) -> WorkerRow {
+    WorkerRow {
+        id: w.id.0,
+        name: w.name.clone(),
+        addr: w.addr.clone(),
+        nthreads: w.nthreads,
+        status: match w.status {
+            WorkerStatus::Running => "running",
+            WorkerStatus::Paused => "paused",
+            WorkerStatus::Closing => "closing",
+        },
+        memory: w.memory,
+        memory_limit: w.memory_limit,
+        processing: w.processing.len(),
+        keys: w.has_what.len(),
+        unmanaged: w.metrics.unmanaged,
+        spilled: w.metrics.spilled,
+        bytes_in: w.metrics.bytes_in,
+        bytes_out: w.metrics.bytes_out,
+        cpu: (w.metrics.cpu_percent * 10.0).round() / 10.0,
+    }
+}
+
 /// Builds a snapshot; `since` is the first stream number not yet sent.
 pub fn build(state: &SchedulerState, since: u64, clients: usize) -> Snapshot {
     build_with(state, since, clients, MAX_STREAM)
@@ -110,33 +145,13 @@ pub fn build_with(
     max_stream: usize,
 ) -> Snapshot {
     let activity = state.activity();
-    let workers = state
-        .workers()
-        .values()
-        .map(|w| WorkerRow {
-            id: w.id.0,
-            name: w.name.clone(),
-            addr: w.addr.clone(),
-            nthreads: w.nthreads,
-            status: match w.status {
-                WorkerStatus::Running => "running",
-                WorkerStatus::Paused => "paused",
-                WorkerStatus::Closing => "closing",
-            },
-            memory: w.memory,
-            memory_limit: w.memory_limit,
-            processing: w.processing.len(),
-            keys: w.has_what.len(),
-            unmanaged: w.metrics.unmanaged,
-            spilled: w.metrics.spilled,
-            bytes_in: w.metrics.bytes_in,
-            bytes_out: w.metrics.bytes_out,
-            cpu: (w.metrics.cpu_percent * 10.0).round() / 10.0,
-        })
-        .collect();
-    let mut groups: Vec<GroupRow> = activity
-        .groups()
-        .iter()
+    let workers = state.workers().values().map(worker_row).collect();
+    let mut shown: Vec<(&String, &GroupStats)> = activity.groups().iter().collect();
+    let groups_omitted = shown.len().saturating_sub(MAX_GROUPS);
+    order_groups(&mut shown);
+    shown.truncate(MAX_GROUPS);
+    let groups = shown
+        .into_iter()
         .map(|(p, g)| GroupRow {
             prefix: p.clone(),
             counts: g.counts,
@@ -145,17 +160,14 @@ pub fn build_with(
             done: g.done,
             nbytes: g.nbytes,
             failed: g.failed,
+            transfer_seconds: g.transfer_us as f64 / 1e6,
+            transfer_bytes: g.transfer_bytes,
+            transfers: g.transfers,
+            disk_seconds: g.disk_us as f64 / 1e6,
+            disk_write_bytes: g.disk_write_bytes,
+            disk_read_bytes: g.disk_read_bytes,
         })
         .collect();
-    let live = |g: &GroupRow| g.counts[..4].iter().sum::<u64>();
-    groups.sort_by(|a, b| {
-        live(b)
-            .cmp(&live(a))
-            .then(b.compute_seconds.total_cmp(&a.compute_seconds))
-            .then_with(|| a.prefix.cmp(&b.prefix))
-    });
-    let groups_omitted = groups.len().saturating_sub(MAX_GROUPS);
-    groups.truncate(MAX_GROUPS);
     Snapshot {
         time_ms: state.now(),
         states: STATES,
@@ -168,6 +180,151 @@ pub fn build_with(
         failures_total: activity.failures_total(),
         clients,
     }
+}
+
+/// The order groups are shown in (and cut at [`MAX_GROUPS`]): groups with
+/// tasks waiting, queued or running first, in the order they appeared (a
+/// computation's stages in order); then the others, most recently changed first.
+fn order_groups(groups: &mut [(&String, &GroupStats)]) {
+    let active = |g: &GroupStats| g.counts[1..4].iter().any(|&c| c > 0);
+    groups.sort_by(|(pa, a), (pb, b)| {
+        active(b).cmp(&active(a)).then_with(|| {
+            if active(a) {
+                a.created.cmp(&b.created)
+            } else {
+                b.touched.cmp(&a.touched).then_with(|| pa.cmp(pb))
+            }
+        })
+    });
+}
+
+/// Graphs of at most this many tasks are drawn task by task; larger ones as
+/// their task groups.
+pub const GRAPH_MAX_TASKS: usize = 1_000;
+
+/// The graph page's data: the tasks and their edges for a small graph, the
+/// task groups and theirs above [`GRAPH_MAX_TASKS`]. Its size is bounded
+/// either way (at most [`GRAPH_MAX_TASKS`] or [`MAX_GROUPS`] nodes).
+#[derive(Debug, Clone, Serialize)]
+pub struct GraphView {
+    /// `tasks` or `groups`.
+    pub kind: &'static str,
+    /// Tasks the scheduler holds.
+    pub tasks: usize,
+    /// The nodes.
+    pub nodes: Vec<GraphNode>,
+    /// `[from, to]` indexes into `nodes`: `to` depends on `from`.
+    pub edges: Vec<[u32; 2]>,
+    /// Groups not drawn (beyond [`MAX_GROUPS`]).
+    pub omitted: usize,
+}
+
+/// A task or a task group.
+#[derive(Debug, Clone, Serialize)]
+pub struct GraphNode {
+    /// A task's [`key_id`] or a group's prefix.
+    pub id: String,
+    /// The prefix (the colour).
+    pub prefix: String,
+    /// A task's state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<&'static str>,
+    /// A group's tasks per state, in [`STATES`] order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counts: Option<[u64; 6]>,
+    /// A group's finished tasks since it last had none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub done: Option<u64>,
+}
+
+/// The graph page's data (see [`GraphView`]).
+pub fn graph(state: &SchedulerState) -> GraphView {
+    let tasks = state.tasks();
+    if tasks.len() <= GRAPH_MAX_TASKS {
+        let mut keys: Vec<&Key> = tasks.keys().collect();
+        keys.sort_by_key(|k| tasks[*k].spec.graph_order);
+        let index: rustc_hash::FxHashMap<&Key, u32> =
+            keys.iter().enumerate().map(|(i, k)| (*k, i as u32)).collect();
+        let mut edges = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            for d in &tasks[*k].spec.deps {
+                if let Some(&j) = index.get(d) {
+                    edges.push([j, i as u32]);
+                }
+            }
+        }
+        let nodes = keys
+            .iter()
+            .map(|k| GraphNode {
+                id: key_id(k),
+                prefix: k.prefix().to_string(),
+                state: Some(STATES[tasks[*k].state.index()]),
+                counts: None,
+                done: None,
+            })
+            .collect();
+        return GraphView { kind: "tasks", tasks: tasks.len(), nodes, edges, omitted: 0 };
+    }
+    let groups = state.activity().groups();
+    let mut shown: Vec<(&String, &GroupStats)> =
+        groups.iter().filter(|(_, g)| g.counts.iter().any(|&c| c > 0)).collect();
+    order_groups(&mut shown);
+    let omitted = shown.len().saturating_sub(MAX_GROUPS);
+    shown.truncate(MAX_GROUPS);
+    let index: rustc_hash::FxHashMap<&str, u32> =
+        shown.iter().enumerate().map(|(i, (p, _))| (p.as_str(), i as u32)).collect();
+    let mut edges = Vec::new();
+    for (i, (_, g)) in shown.iter().enumerate() {
+        let mut from: Vec<u32> =
+            g.inputs.iter().filter_map(|p| index.get(p.as_str()).copied()).collect();
+        from.sort_unstable();
+        edges.extend(from.into_iter().map(|j| [j, i as u32]));
+    }
+    let nodes = shown
+        .iter()
+        .map(|(p, g)| GraphNode {
+            id: (*p).clone(),
+            prefix: (*p).clone(),
+            state: None,
+            counts: Some(g.counts),
+            done: Some(g.done),
+        })
+        .collect();
+    GraphView { kind: "groups", tasks: tasks.len(), nodes, edges, omitted }
+}
+
+/// A worker's page: its row, the tasks it is running or has queued, and
+/// some of the keys it holds (each list bounded).
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerInfo {
+    /// What the workers table shows.
+    pub row: WorkerRow,
+    /// Tasks assigned to it (at most [`WORKER_KEYS_SHOWN`], by key).
+    pub processing: Vec<String>,
+    /// Keys it holds (at most [`WORKER_KEYS_SHOWN`]).
+    pub holding: Vec<String>,
+    /// Resources it offers.
+    pub resources: BTreeMap<String, f64>,
+    /// Ops it can run.
+    pub ops: usize,
+    /// When it last reported (ms, scheduler time).
+    pub last_seen_ms: u64,
+}
+
+/// Keys listed per worker page.
+pub const WORKER_KEYS_SHOWN: usize = 100;
+
+/// [`WorkerInfo`] of the worker with scheduler id `id`.
+pub fn worker_info(state: &SchedulerState, id: u64) -> Option<WorkerInfo> {
+    let w = state.workers().get(&crate::scheduler::WorkerId(id))?;
+    Some(WorkerInfo {
+        row: worker_row(w),
+        processing: w.processing.iter().take(WORKER_KEYS_SHOWN).map(key_id).collect(),
+        holding: w.has_what.iter().take(WORKER_KEYS_SHOWN).map(key_id).collect(),
+        resources: w.resources.clone(),
+        ops: w.ops.len(),
+        last_seen_ms: w.last_seen,
+    })
 }
 
 /// One key's page: its state, where it is, and its story.

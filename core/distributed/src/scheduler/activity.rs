@@ -1,6 +1,7 @@
 //! What the dashboard shows, kept by the state machine as it changes: task
-//! counts per prefix (task group) and state, compute time and result bytes
-//! per prefix, the recent task stream and the recent failures.
+//! counts per prefix (task group) and state, compute time, result bytes,
+//! transfers and disk I/O per prefix, which groups feed which, the recent
+//! task stream (runs, transfers, spills) and the recent failures.
 //!
 //! Every update is O(1) (a transition moves one count), and a snapshot costs
 //! what it shows (workers, groups, new stream entries), never the graph's size.
@@ -9,7 +10,7 @@ use std::collections::VecDeque;
 
 use rask_core::key::Token;
 use rask_core::Key;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
 /// A key's unambiguous name in URLs: `prefix-<32 hex digits>[.i.j…]`.
@@ -44,6 +45,46 @@ pub const STREAM_CAPACITY: usize = 20_000;
 pub const FAILURES_CAPACITY: usize = 200;
 /// Groups kept once all their tasks are forgotten (the oldest empty ones go first).
 const EMPTY_GROUPS_KEPT: usize = 500;
+/// The furthest back a worker's span may start (a bad clock or message).
+const SPAN_AGO_MAX_US: u64 = 600_000_000;
+
+/// What a task-stream entry shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SpanKind {
+    /// A task ran.
+    #[default]
+    Compute,
+    /// A value moved from one worker to another.
+    Transfer,
+    /// A value was spilled to disk.
+    DiskWrite,
+    /// A spilled value was read back for a task.
+    DiskRead,
+}
+
+impl SpanKind {
+    fn is_compute(&self) -> bool {
+        *self == SpanKind::Compute
+    }
+}
+
+/// Work a worker reports with its heartbeat besides running tasks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerSpan {
+    /// Transfer or disk I/O.
+    pub kind: SpanKind,
+    /// The prefix of the value's key.
+    pub prefix: String,
+    /// How long before the heartbeat it started (µs).
+    pub start_ago_us: u64,
+    /// How long it took (µs; the sum, when `count` > 0).
+    pub duration_us: u64,
+    /// Bytes moved (the sum, when `count` > 0).
+    pub nbytes: u64,
+    /// 0: one span, drawn in the stream; n > 0: n spans summed, counted only.
+    pub count: u64,
+}
 
 /// One task group: the tasks sharing a key prefix (usually an op's name).
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
@@ -60,9 +101,28 @@ pub struct GroupStats {
     pub nbytes: u64,
     /// Tasks that erred (their own failure, not an input's).
     pub failed: u64,
-    /// When the group last changed (ms, scheduler time): which empty group goes first.
+    /// Time spent moving values of this prefix between workers (µs).
+    pub transfer_us: u64,
+    /// Bytes of those moves.
+    pub transfer_bytes: u64,
+    /// How many moves.
+    pub transfers: u64,
+    /// Time spent spilling values of this prefix to disk and reading them back (µs).
+    pub disk_us: u64,
+    /// Bytes written to disk.
+    pub disk_write_bytes: u64,
+    /// Bytes read back from disk.
+    pub disk_read_bytes: u64,
+    /// Prefixes of the groups whose tasks this one's tasks depend on.
     #[serde(skip)]
-    touched: u64,
+    pub inputs: FxHashSet<String>,
+    /// When the group last changed (ms, scheduler time): which empty group
+    /// goes first, and the order of finished groups on the page.
+    #[serde(skip)]
+    pub touched: u64,
+    /// The order groups appeared in (the order of active groups on the page).
+    #[serde(skip)]
+    pub created: u64,
 }
 
 /// One run in the task stream.
@@ -72,8 +132,11 @@ pub struct StreamEntry {
     pub seq: u64,
     /// The worker's id.
     pub worker: u64,
-    /// The task's prefix.
+    /// The task's prefix (of the value moved, for a transfer or disk I/O).
     pub prefix: String,
+    /// A run, a transfer or disk I/O (left out for a run).
+    #[serde(skip_serializing_if = "SpanKind::is_compute")]
+    pub kind: SpanKind,
     /// Start and stop, ms of scheduler time (stop = when it was reported).
     pub start_ms: f64,
     /// See `start_ms`.
@@ -106,12 +169,15 @@ pub struct Activity {
     next_seq: u64,
     failures: VecDeque<FailureEntry>,
     failures_total: u64,
+    groups_created: u64,
 }
 
 impl Activity {
     fn group(&mut self, prefix: &str) -> &mut GroupStats {
         if !self.groups.contains_key(prefix) {
-            self.groups.insert(prefix.to_string(), GroupStats::default());
+            self.groups_created += 1;
+            let created = self.groups_created;
+            self.groups.insert(prefix.to_string(), GroupStats { created, ..Default::default() });
         }
         self.groups.get_mut(prefix).expect("inserted above")
     }
@@ -172,18 +238,68 @@ impl Activity {
         g.finished += 1;
         g.done += 1;
         g.nbytes += nbytes;
+        let stop = now as f64;
+        self.push_stream(worker, prefix, SpanKind::Compute, stop - micros as f64 / 1000.0, stop);
+    }
+
+    fn push_stream(&mut self, worker: u64, prefix: &str, kind: SpanKind, start: f64, stop: f64) {
         if self.stream.len() >= STREAM_CAPACITY {
             self.stream.pop_front();
         }
-        let stop = now as f64;
         self.stream.push_back(StreamEntry {
             seq: self.next_seq,
             worker,
             prefix: prefix.to_string(),
-            start_ms: (stop - micros as f64 / 1000.0).max(0.0),
-            stop_ms: stop,
+            kind,
+            start_ms: start.max(0.0),
+            stop_ms: stop.max(0.0),
         });
         self.next_seq += 1;
+    }
+
+    /// A task of group `to` depends on one of group `from`.
+    pub fn linked(&mut self, from: &str, to: &str) {
+        if from == to {
+            return;
+        }
+        if let Some(g) = self.groups.get_mut(to) {
+            if !g.inputs.contains(from) {
+                g.inputs.insert(from.to_string());
+            }
+        }
+    }
+
+    /// A worker's transfers and disk I/O since its last heartbeat. Spans of
+    /// prefixes the scheduler has no group for are ignored (a worker only
+    /// moves values the scheduler knows; this keeps a bad message from
+    /// growing the groups).
+    pub fn worker_spans(&mut self, worker: u64, spans: &[WorkerSpan], now: u64) {
+        for s in spans {
+            let Some(g) = self.groups.get_mut(&s.prefix) else { continue };
+            let count = s.count.max(1);
+            match s.kind {
+                SpanKind::Compute => continue,
+                SpanKind::Transfer => {
+                    g.transfer_us += s.duration_us;
+                    g.transfer_bytes += s.nbytes;
+                    g.transfers += count;
+                }
+                SpanKind::DiskWrite => {
+                    g.disk_us += s.duration_us;
+                    g.disk_write_bytes += s.nbytes;
+                }
+                SpanKind::DiskRead => {
+                    g.disk_us += s.duration_us;
+                    g.disk_read_bytes += s.nbytes;
+                }
+            }
+            if s.count == 0 {
+                let ago = s.start_ago_us.min(SPAN_AGO_MAX_US) as f64 / 1000.0;
+                let start = now as f64 - ago;
+                let stop = (start + s.duration_us as f64 / 1000.0).min(now as f64);
+                self.push_stream(worker, &s.prefix, s.kind, start, stop);
+            }
+        }
     }
 
     /// A task failed on its own account.
@@ -311,6 +427,53 @@ mod tests {
         });
         assert_eq!(a.stream_since(0, 5).len(), 5, "the newest 5");
         assert!(a.stream_since(a.next_seq(), 5).is_empty());
+    }
+
+    #[test]
+    fn transfers_and_spills_are_counted_per_prefix_and_drawn_once() {
+        let mut a = Activity::default();
+        a.added("load", 4, 0);
+        let span = |kind, count| WorkerSpan {
+            kind,
+            prefix: "load".into(),
+            start_ago_us: 30_000,
+            duration_us: 10_000,
+            nbytes: 1 << 20,
+            count,
+        };
+        a.worker_spans(
+            3,
+            &[
+                span(SpanKind::Transfer, 0),
+                span(SpanKind::Transfer, 5),
+                span(SpanKind::DiskWrite, 0),
+                span(SpanKind::DiskRead, 0),
+                WorkerSpan { prefix: "unknown".into(), ..span(SpanKind::Transfer, 0) },
+            ],
+            1000,
+        );
+        let g = &a.groups()["load"];
+        assert_eq!((g.transfers, g.transfer_us, g.transfer_bytes), (6, 20_000, 2 << 20));
+        assert_eq!((g.disk_us, g.disk_write_bytes, g.disk_read_bytes), (20_000, 1 << 20, 1 << 20));
+        assert!(!a.groups().contains_key("unknown"), "a span cannot make a group");
+        let s = a.stream_since(0, 10);
+        let kinds: Vec<SpanKind> = s.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [SpanKind::Transfer, SpanKind::DiskWrite, SpanKind::DiskRead]);
+        assert_eq!((s[0].worker, s[0].start_ms, s[0].stop_ms), (3, 970.0, 980.0));
+        let json = serde_json::to_string(&s[0]).unwrap();
+        assert!(json.contains(r#""kind":"transfer""#), "{json}");
+    }
+
+    #[test]
+    fn group_links_follow_dependencies_between_prefixes() {
+        let mut a = Activity::default();
+        a.added("load", 0, 0);
+        a.added("sum", 0, 0);
+        a.linked("load", "sum");
+        a.linked("sum", "sum");
+        a.linked("load", "missing");
+        assert_eq!(a.groups()["sum"].inputs.iter().collect::<Vec<_>>(), ["load"]);
+        assert!(a.groups()["load"].inputs.is_empty());
     }
 
     #[test]

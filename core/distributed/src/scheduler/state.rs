@@ -293,6 +293,8 @@ pub enum Event {
         worker: WorkerId,
         /// The figures.
         metrics: WorkerMetrics,
+        /// Its transfers and disk I/O since its last heartbeat.
+        spans: Vec<activity::WorkerSpan>,
     },
     /// A client submitted tasks and asks for `wanted`.
     GraphSubmitted {
@@ -610,9 +612,10 @@ impl SchedulerState {
                     }
                 }
             }
-            Event::WorkerMetrics { worker, metrics } => {
+            Event::WorkerMetrics { worker, metrics, spans } => {
                 if let Some(w) = self.workers.get_mut(&worker) {
                     w.metrics = metrics;
+                    self.activity.worker_spans(worker.0, &spans, now);
                 }
             }
             Event::GraphSubmitted { client, tasks, wanted } => self.submit(client, tasks, wanted),
@@ -914,6 +917,9 @@ impl SchedulerState {
                 self.activity.removed(key.prefix(), p.state.index(), self.now);
             }
             self.activity.added(key.prefix(), 0, self.now);
+            for d in &spec.deps {
+                self.activity.linked(d.prefix(), key.prefix());
+            }
             // A resubmitted (erred) task may name other dependencies now: drop
             // the old edges, or a lost old input would make it wait again.
             if let Some(p) = &prev {

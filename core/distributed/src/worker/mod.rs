@@ -22,6 +22,7 @@
 //! values of the worker's own outputs (as long as the state machine keeps
 //! them live), so a later task here skips decoding.
 
+mod spans;
 mod state;
 
 use std::collections::{BTreeMap, HashMap};
@@ -170,6 +171,8 @@ struct Shared {
     /// Bytes fetched from peers and served to peers and clients, since start.
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    /// Transfers and disk I/O since the last heartbeat.
+    spans: Mutex<spans::SpanLog>,
     name: String,
 }
 
@@ -185,6 +188,17 @@ impl Shared {
 
     fn event(&self, event: WorkerEvent) {
         self.send(Inbox::Event { event });
+    }
+
+    fn span(&self, kind: pb::span::Kind, key: &Key, start: Instant, nbytes: u64) {
+        let end = Instant::now();
+        self.spans.lock().unwrap_or_else(|p| p.into_inner()).record(
+            kind,
+            key.prefix(),
+            start,
+            end,
+            nbytes,
+        );
     }
 }
 
@@ -383,20 +397,16 @@ impl Shell {
         };
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                run_task(&op, &payload, inputs)
+                run_task(&shared, &op, &payload, inputs)
             }))
             .unwrap_or_else(|p| {
                 Err((format!("worker thread failed: {}", panic_message(&*p)), FailureCause::Worker))
             });
             shared.send(match result {
-                Ok((value, bytes)) => Inbox::Ran {
-                    key,
-                    bytes: Arc::new(bytes),
-                    value,
-                    micros: started.elapsed().as_micros().max(1) as u64,
-                },
+                Ok((value, bytes, micros)) => {
+                    Inbox::Ran { key, bytes: Arc::new(bytes), value, micros }
+                }
                 Err((message, cause)) => {
                     Inbox::Event { event: WorkerEvent::ExecuteFailed { key, message, cause } }
                 }
@@ -416,10 +426,14 @@ impl Shell {
         let dir = self.dir.clone();
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
             let result = match std::fs::create_dir_all(&dir)
                 .and_then(|()| std::fs::write(&file.path, bytes.as_slice()))
             {
-                Ok(()) => Ok(file),
+                Ok(()) => {
+                    shared.span(pb::span::Kind::DiskWrite, &key, started, bytes.len() as u64);
+                    Ok(file)
+                }
                 // The guard removes what was written.
                 Err(e) => Err(format!("cannot write {}: {e}", file.path.display())),
             };
@@ -507,6 +521,7 @@ async fn heartbeat(
             bytes_in: shared.bytes_in.load(Ordering::Relaxed),
             bytes_out: shared.bytes_out.load(Ordering::Relaxed),
             cpu_percent: cpu.percent(),
+            spans: shared.spans.lock().unwrap_or_else(|p| p.into_inner()).drain(Instant::now()),
         });
         if outbox.send(pb::WorkerMessage { msg: Some(msg) }).is_err() {
             break;
@@ -523,6 +538,7 @@ async fn fetch_input(
     key: Key,
     from: String,
 ) {
+    let started = Instant::now();
     let client = {
         let mut p = peers.lock().await;
         match p.get(&from) {
@@ -537,7 +553,10 @@ async fn fetch_input(
         Err(e) => Err(e),
     };
     match result {
-        Ok(bytes) => shared.send(Inbox::Fetched { key, bytes: Arc::new(bytes) }),
+        Ok(bytes) => {
+            shared.span(pb::span::Kind::Transfer, &key, started, bytes.len() as u64);
+            shared.send(Inbox::Fetched { key, bytes: Arc::new(bytes) })
+        }
         Err(message) => {
             tracing::warn!("{}: cannot get {key} from {from}: {message}", shared.name);
             peers.lock().await.remove(&from);
@@ -553,12 +572,14 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "panic".into())
 }
 
-/// Reads the inputs a task took (spilled ones from disk) and runs its op.
+/// Reads the inputs a task took (spilled ones from disk) and runs its op;
+/// returns its value, bytes and run time in µs (without the disk reads).
 fn run_task(
+    shared: &Shared,
     op: &str,
     payload: &[u8],
     inputs: Vec<(Key, Option<Input>)>,
-) -> Result<(Value, Vec<u8>), (String, FailureCause)> {
+) -> Result<(Value, Vec<u8>, u64), (String, FailureCause)> {
     let mut deps: HashMap<Key, Arc<Vec<u8>>> = HashMap::new();
     let mut live: HashMap<Key, Value> = HashMap::new();
     for (k, input) in inputs {
@@ -570,19 +591,23 @@ fn run_task(
                 deps.insert(k, b);
             }
             Some(Input::File(file)) => {
+                let started = Instant::now();
                 let b = std::fs::read(&file.path).map_err(|e| {
                     (
                         format!("cannot read spilled {k} from {}: {e}", file.path.display()),
                         FailureCause::Worker,
                     )
                 })?;
+                shared.span(pb::span::Kind::DiskRead, &k, started, b.len() as u64);
                 deps.insert(k, Arc::new(b));
             }
             // Reported by `run_op` as a dependency not on this worker.
             None => {}
         }
     }
-    run_op(op, payload, deps, live)
+    let started = Instant::now();
+    let (value, bytes) = run_op(op, payload, deps, live)?;
+    Ok((value, bytes, started.elapsed().as_micros().max(1) as u64))
 }
 
 /// Fetches a value's envelope from the worker at `addr`.
@@ -976,6 +1001,7 @@ pub async fn run_worker(
         spilled: AtomicU64::new(0),
         bytes_in: AtomicU64::new(0),
         bytes_out: AtomicU64::new(0),
+        spans: Mutex::new(spans::SpanLog::default()),
         name: name.clone(),
     });
     let state_config = WorkerStateConfig {
