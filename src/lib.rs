@@ -15,6 +15,9 @@ pub use rask_glm as glm;
 #[cfg(feature = "xgboost")]
 pub use rask_integrations::xgboost;
 
+/// Bags: partitioned collections of serde values, text and JSON lines (the `rask-bag` crate).
+pub use rask_bag as bag;
+
 /// Scheduler, workers, client and LocalCluster (the `rask-distributed` crate).
 pub use rask_distributed as distributed;
 pub use rask_distributed::{Client, LocalCluster};

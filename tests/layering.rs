@@ -46,6 +46,7 @@ const DISTRIBUTED_LAYERS: &[&str] = &[
 const CRATE_DEPS: &[(&str, &[&str])] = &[
     ("core", &[]),
     ("core/distributed", &["rask-core"]),
+    ("collections/bag", &["rask-core"]),
     ("ml", &["rask-core"]),
     ("search", &["rask-core", "rask-ml"]),
     ("glm", &["rask-core", "rask-ml"]),

@@ -1,0 +1,237 @@
+//! Every bag operation on a small corpus against dask.bag's results
+//! (`tests/fixtures/expected.json`, written by `tests/fixtures/make_fixtures.py`
+//! with dask 2026.8.0), on the Sync and Threads schedulers. Counts and
+//! strings are compared exactly; means to 1e-12 relative.
+
+use std::path::PathBuf;
+
+use rask_bag::{from_sequence, read_json, read_text, read_text_with, Bag, TextOptions};
+use rask_core::{with_scheduler, Scheduler};
+use serde_json::Value;
+
+fn fixture(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn expected() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture("expected.json")).unwrap()).unwrap()
+}
+
+fn pairs(v: &Value) -> Vec<(String, u64)> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p[0].as_str().map(String::from).unwrap_or_else(|| p[0].to_string()),
+                p[1].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-12 * b.abs().max(1.0)
+}
+
+fn schedulers() -> [Scheduler; 2] {
+    [Scheduler::Sync, Scheduler::Threads { workers: 2 }]
+}
+
+fn lines() -> Bag<String> {
+    read_text(&[&fixture("text_*.txt")]).unwrap()
+}
+
+#[test]
+fn text_operations_match_dask_bag() {
+    let e = expected();
+    for s in schedulers() {
+        with_scheduler(s.clone(), || {
+            let lines = lines();
+            assert_eq!(lines.npartitions(), 3, "one partition per file");
+            let words = lines.split_whitespace();
+            assert_eq!(lines.count().compute().unwrap(), e["n_lines"].as_u64().unwrap());
+            assert_eq!(words.count().compute().unwrap(), e["n_words"].as_u64().unwrap());
+            let freq = words.frequencies().compute().unwrap();
+            assert_eq!(freq, pairs(&e["frequencies"]), "{s:?}");
+            assert_eq!(
+                words.frequencies().most_common(5).compute().unwrap(),
+                pairs(&e["most_common_5"])
+            );
+            let distinct: Vec<String> = serde_json::from_value(e["distinct"].clone()).unwrap();
+            assert_eq!(words.distinct().compute().unwrap(), distinct);
+            let top: Vec<String> = serde_json::from_value(e["topk_3"].clone()).unwrap();
+            assert_eq!(words.topk(3).compute().unwrap(), top);
+            let lengths = lines.map(|l| l.len() as i64);
+            assert_eq!(lengths.sum().compute().unwrap(), e["line_length_sum"].as_f64().unwrap());
+            assert!(close(
+                lengths.mean().compute().unwrap(),
+                e["line_length_mean"].as_f64().unwrap()
+            ));
+            let long = lines.filter(|l| l.len() > 60).count().compute().unwrap();
+            assert_eq!(long, e["long_lines"].as_u64().unwrap());
+            let first = words
+                .foldby(|w| w[..1].to_string(), 0u64, |a, _| a + 1, |a, b| a + b)
+                .compute()
+                .unwrap();
+            assert_eq!(first, pairs(&e["first_letter_counts"]));
+            let mut by_len: Vec<(u64, Vec<String>)> = words
+                .groupby(|w| w.len() as u64, 3)
+                .unwrap()
+                .compute()
+                .unwrap()
+                .into_iter()
+                .map(|(k, mut v)| {
+                    v.sort();
+                    v.dedup();
+                    (k, v)
+                })
+                .collect();
+            by_len.sort();
+            let want: Vec<(u64, Vec<String>)> =
+                serde_json::from_value(e["by_length"].clone()).unwrap();
+            assert_eq!(by_len, want);
+            let take: Vec<String> = serde_json::from_value(e["take_3"].clone()).unwrap();
+            assert_eq!(lines.take(3).compute().unwrap(), take);
+            let chars =
+                lines.fold(0u64, |a, l| a + l.len() as u64, |a, b| a + b).compute().unwrap();
+            assert_eq!(chars, e["chars_fold"].as_u64().unwrap());
+            // Every partition count and partition split keeps the items in order.
+            let all = lines.compute().unwrap();
+            for n in [1, 2, 5, 7] {
+                let r = lines.repartition(n).unwrap();
+                assert_eq!(r.npartitions(), n);
+                assert_eq!(r.compute().unwrap(), all, "repartition({n})");
+            }
+        });
+    }
+}
+
+#[test]
+fn blocks_and_compression_read_the_same_lines() {
+    let whole = read_text(&[&fixture("text_2.txt")]).unwrap().compute().unwrap();
+    let gz = read_text(&[&fixture("text_gz_2.txt.gz")]).unwrap().compute().unwrap();
+    assert_eq!(gz, whole);
+    for blocksize in [1, 7, 64, 1000, 4096, 1 << 20] {
+        let b =
+            read_text_with(&[&fixture("text_2.txt")], &TextOptions { blocksize: Some(blocksize) })
+                .unwrap();
+        assert_eq!(b.compute().unwrap(), whole, "blocksize {blocksize}");
+    }
+    let b =
+        read_text_with(&[&fixture("text_2.txt")], &TextOptions { blocksize: Some(1000) }).unwrap();
+    assert_eq!(b.npartitions(), 11);
+}
+
+#[test]
+fn json_lines_match_dask_bag() {
+    let e = expected();
+    for s in schedulers() {
+        with_scheduler(s, || {
+            let people = read_json(
+                &[&fixture("people.jsonl")],
+                &TextOptions { blocksize: Some(5000) },
+                false,
+            )
+            .unwrap();
+            assert!(people.bag.npartitions() > 1);
+            let ages = people.bag.pluck("age").map(|v| v.as_i64().unwrap());
+            assert!(close(ages.mean().compute().unwrap(), e["ages_mean"].as_f64().unwrap()));
+            let names: Vec<Value> = serde_json::from_value(e["names_first_3"].clone()).unwrap();
+            let got: Vec<Value> = people
+                .bag
+                .pluck("name")
+                .take(3)
+                .compute()
+                .unwrap()
+                .into_iter()
+                .map(|j| j.0)
+                .collect();
+            assert_eq!(got, names);
+            let cities = people.bag.pluck("city").map(|v| v.as_str().unwrap().to_string());
+            assert_eq!(cities.frequencies().compute().unwrap(), pairs(&e["city_frequencies"]));
+            let tags = people.bag.pluck("tags").flat_map(|v| {
+                v.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t.as_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+            });
+            assert_eq!(tags.frequencies().compute().unwrap(), pairs(&e["tag_counts"]));
+            assert_eq!(people.skipped.compute().unwrap(), 0);
+        });
+    }
+}
+
+#[test]
+fn bad_input_says_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"a\": 1}\n{\"a\": 2}\n{not json\n\n{\"a\": 3}\n").unwrap();
+    let path = bad.display().to_string();
+    let err =
+        read_json(&[&path], &TextOptions::default(), false).unwrap().bag.compute().unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("{path}:3: malformed JSON")), "{msg}");
+    // Skipped and counted instead, also across block boundaries.
+    let lenient = read_json(&[&path], &TextOptions { blocksize: Some(9) }, true).unwrap();
+    assert_eq!(lenient.bag.count().compute().unwrap(), 3);
+    assert_eq!(lenient.skipped.compute().unwrap(), 1);
+
+    let latin = dir.path().join("latin1.txt");
+    std::fs::write(&latin, b"fine\nstill fine\ncaf\xe9\n").unwrap();
+    let path = latin.display().to_string();
+    for blocksize in [None, Some(12)] {
+        let err =
+            read_text_with(&[&path], &TextOptions { blocksize }).unwrap().compute().unwrap_err();
+        assert!(err.to_string().contains(&format!("{path}:3: not valid UTF-8")), "{err}");
+    }
+
+    let missing = read_text(&[&dir.path().join("nope-*.txt").display().to_string()]).unwrap_err();
+    assert!(missing.to_string().contains("no file matches"), "{missing}");
+    assert!(from_sequence(vec![1i64], 0).is_err());
+    assert!(lines().repartition(0).is_err());
+    assert!(lines().to_textfiles("out.txt").is_err(), "a pattern without *");
+    let r = from_sequence(Vec::<f64>::new(), 1).unwrap().mean().compute();
+    assert!(r.unwrap_err().to_string().contains("empty bag"));
+}
+
+#[test]
+fn text_files_round_trip_with_compression() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = lines();
+    let want = lines.compute().unwrap();
+    for ext in ["txt", "txt.gz", "txt.zst"] {
+        let pattern = dir.path().join(format!("out-{ext}/part-*.{ext}")).display().to_string();
+        let written = lines.to_textfiles(&pattern).unwrap().compute().unwrap();
+        assert_eq!(written.len(), 3);
+        let glob = dir.path().join(format!("out-{ext}/part-*.{ext}")).display().to_string();
+        assert_eq!(read_text(&[&glob]).unwrap().compute().unwrap(), want, "{ext}");
+    }
+}
+
+#[test]
+fn sequences_partition_evenly_and_reduce_like_std() {
+    let items: Vec<i64> = (0..1000).map(|i| (i * 7919) % 1013).collect();
+    let b = from_sequence(items.clone(), 6).unwrap();
+    assert_eq!(b.npartitions(), 6);
+    assert_eq!(b.compute().unwrap(), items);
+    assert_eq!(b.count().compute().unwrap(), 1000);
+    assert_eq!(b.sum().compute().unwrap(), items.iter().sum::<i64>() as f64);
+    let mut sorted = items.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(b.topk(4).compute().unwrap(), sorted[..4]);
+    // More partitions than a tree level merges at once.
+    let many = from_sequence(items.clone(), 50).unwrap();
+    assert_eq!(many.frequencies().compute().unwrap().len(), {
+        let mut d = items.clone();
+        d.sort();
+        d.dedup();
+        d.len()
+    });
+    assert_eq!(from_sequence(Vec::<i64>::new(), 3).unwrap().count().compute().unwrap(), 0);
+}

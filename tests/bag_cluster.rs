@@ -1,0 +1,87 @@
+//! Bags on a 2-worker LocalCluster: the built-in operations run as
+//! registered ops on the workers and give the same results as the Threads
+//! scheduler; files written by the workers read back the same; a closure is
+//! refused at submit with its name.
+
+use std::path::PathBuf;
+
+use rask::bag::{read_text, read_text_with, TextOptions};
+use rask::distributed::{ClusterOptions, LocalCluster};
+use rask::{with_scheduler, Scheduler};
+
+fn fixture(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("collections/bag/tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn cluster() -> LocalCluster {
+    LocalCluster::with_options(ClusterOptions {
+        n_workers: 2,
+        threads_per_worker: 1,
+        binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_rask"))),
+        ..ClusterOptions::default()
+    })
+    .expect("cluster starts")
+}
+
+#[test]
+fn built_in_bag_operations_run_on_a_cluster_as_on_threads() {
+    let c = cluster();
+    let client = c.client().unwrap();
+    let on_cluster = client.scheduler();
+    let threads = Scheduler::Threads { workers: 2 };
+    let opts = TextOptions { blocksize: Some(3000) };
+    let run = |s: &Scheduler| {
+        with_scheduler(s.clone(), || {
+            let lines = read_text_with(&[&fixture("text_*.txt")], &opts).unwrap();
+            let words = lines.split_whitespace();
+            let freq = words.frequencies();
+            (
+                lines.count().compute().unwrap(),
+                freq.compute().unwrap(),
+                freq.most_common(5).compute().unwrap(),
+                words.distinct().compute().unwrap(),
+                words.topk(3).compute().unwrap(),
+                lines.repartition(4).unwrap().compute().unwrap(),
+                lines.take(2).compute().unwrap(),
+            )
+        })
+    };
+    let want = run(&threads);
+    assert_eq!(want.0, 750);
+    assert_eq!(run(&on_cluster), want);
+
+    // JSON lines: pluck and the numeric reductions, as registered ops.
+    let json = |s: &Scheduler| {
+        with_scheduler(s.clone(), || {
+            let people = rask::bag::read_json(&[&fixture("people.jsonl")], &opts, false).unwrap();
+            let names = people.bag.pluck("name").take(3).compute().unwrap();
+            (names, people.skipped.compute().unwrap(), people.bag.count().compute().unwrap())
+        })
+    };
+    assert_eq!(json(&on_cluster), json(&threads));
+
+    // Files written by the workers read back the same.
+    let dir = tempfile::tempdir().unwrap();
+    let pattern = dir.path().join("part-*.txt.gz").display().to_string();
+    let paths = with_scheduler(on_cluster.clone(), || {
+        read_text(&[&fixture("text_*.txt")]).unwrap().to_textfiles(&pattern).unwrap().compute()
+    })
+    .unwrap();
+    assert_eq!(paths.len(), 3);
+    let back = read_text(&[&dir.path().join("part-*.txt.gz").display().to_string()])
+        .unwrap()
+        .compute()
+        .unwrap();
+    assert_eq!(back, read_text(&[&fixture("text_*.txt")]).unwrap().compute().unwrap());
+
+    // A closure cannot go to a cluster: refused at submit, naming it.
+    let err = with_scheduler(on_cluster, || {
+        read_text(&[&fixture("text_0.txt")]).unwrap().map(|l| l.len() as u64).compute()
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("bag-map"), "{err}");
+}
