@@ -1,6 +1,6 @@
 //! General-purpose ops compiled into the `rask` binary, so that every `rask
 //! worker` can run them: building blocks for demos and benchmarks (slow
-//! tasks, sums, checksums), and, with the `test-ops` feature only, the
+//! tasks, sums, checksums, string functions for bags), and, with the `test-ops` feature only, the
 //! failure ops that the cluster tests use.
 
 use std::time::Duration;
@@ -19,6 +19,18 @@ rask_core::op! {
     pub fn checksum(data: Vec<u8>) -> u64 {
         data.iter().enumerate().fold(0u64, |acc, (i, &b)| acc.wrapping_add((i as u64 + 1).wrapping_mul(b as u64)))
     }
+
+    /// The length of a string in bytes (a bag element op: `bag.map_op::<u64>(&str_len::OP)`).
+    pub fn str_len(s: String) -> u64 { s.len() as u64 }
+
+    /// A string in lower case.
+    pub fn str_lower(s: String) -> String { s.to_lowercase() }
+
+    /// The whitespace-separated words of a string (`bag.flat_map_op::<String>(&split_words::OP)`).
+    pub fn split_words(s: String) -> Vec<String> { s.split_whitespace().map(String::from).collect() }
+
+    /// Whether a string holds a decimal digit (`bag.filter_op(&has_digit::OP)`).
+    pub fn has_digit(s: String) -> bool { s.bytes().any(|b| b.is_ascii_digit()) }
 }
 
 /// Ops for testing cluster failure handling: a flaky task, a large value, a

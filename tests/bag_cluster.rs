@@ -31,6 +31,7 @@ fn cluster() -> LocalCluster {
 fn built_in_bag_operations_run_on_a_cluster_as_on_threads() {
     let c = cluster();
     let client = c.client().unwrap();
+    assert_eq!(client.workers().unwrap().len(), 2);
     let on_cluster = client.scheduler();
     let threads = Scheduler::Threads { workers: 2 };
     let opts = TextOptions { blocksize: Some(3000) };
@@ -77,6 +78,35 @@ fn built_in_bag_operations_run_on_a_cluster_as_on_threads() {
         .compute()
         .unwrap();
     assert_eq!(back, read_text(&[&fixture("text_*.txt")]).unwrap().compute().unwrap());
+
+    // Registered element ops (compiled into the workers' `rask` binary) run
+    // item by item on the cluster, as closures do on threads.
+    use rask::ops::{has_digit, split_words, str_len, str_lower};
+    let elementwise = |s: &Scheduler| {
+        with_scheduler(s.clone(), || {
+            let lines = read_text_with(&[&fixture("text_*.txt")], &opts).unwrap();
+            let lengths = lines.map_op::<u64>(&str_len::OP).unwrap();
+            let words = lines.flat_map_op::<String>(&split_words::OP).unwrap();
+            let lower = words.map_op::<String>(&str_lower::OP).unwrap();
+            (
+                lengths.sum().compute().unwrap(),
+                lengths.compute().unwrap(),
+                lower.frequencies().compute().unwrap(),
+                lines.filter_op(&has_digit::OP).unwrap().count().compute().unwrap(),
+            )
+        })
+    };
+    let (sum, lengths, freq, with_digits) = elementwise(&on_cluster);
+    assert_eq!((sum, &lengths, &freq, with_digits), {
+        let (s, l, f, d) = elementwise(&threads);
+        (s, &l.clone(), &f.clone(), d)
+    });
+    let lines = with_scheduler(threads.clone(), || {
+        read_text(&[&fixture("text_*.txt")]).unwrap().compute().unwrap()
+    });
+    assert_eq!(lengths, lines.iter().map(|l| l.len() as u64).collect::<Vec<_>>());
+    assert_eq!(freq, want.1, "the corpus is lower case already");
+    assert_eq!(with_digits, 0);
 
     // A closure cannot go to a cluster: refused at submit, naming it.
     let err = with_scheduler(on_cluster, || {

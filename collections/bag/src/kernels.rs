@@ -39,6 +39,21 @@ pub fn frequencies<T: Hash + Eq + Ord>(p: Vec<T>) -> Vec<(T, u64)> {
     sorted(counts)
 }
 
+/// The frequencies of the whitespace-separated words of `lines` (what
+/// `frequencies` of their `split_whitespace` gives), counted on borrowed
+/// slices: one string is made per distinct word, not per word.
+pub fn word_frequencies(lines: Vec<String>) -> Vec<(String, u64)> {
+    let mut counts: FxHashMap<&str, u64> = FxHashMap::default();
+    for l in &lines {
+        for w in crate::text::words(l) {
+            *counts.entry(w).or_insert(0) += 1;
+        }
+    }
+    let mut v: Vec<(String, u64)> = counts.into_iter().map(|(w, n)| (w.to_string(), n)).collect();
+    v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
 /// Sums partial frequencies.
 pub fn merge_frequencies<T: Hash + Eq + Ord>(ps: Vec<Vec<(T, u64)>>) -> Vec<(T, u64)> {
     let mut counts: FxHashMap<T, u64> = FxHashMap::default();
@@ -107,5 +122,10 @@ mod tests {
         assert_eq!(piece(vec![vec![1, 2], vec![3, 4, 5]], 1, 2), [3, 4, 5]);
         assert!(piece(vec![vec![1]], 1, 2).len() == 1 && piece(vec![vec![1]], 0, 2).is_empty());
         assert!(most_common::<i64>(vec![], 3).is_empty());
+        let lines =
+            vec!["b a  c".to_string(), "a\tb a".into(), "".into(), "caf\u{e9} a\u{2003}b".into()];
+        let split: Vec<String> =
+            lines.iter().flat_map(|l| l.split_whitespace()).map(String::from).collect();
+        assert_eq!(word_frequencies(lines), frequencies(split));
     }
 }

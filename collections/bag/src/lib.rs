@@ -22,6 +22,7 @@
 
 #![warn(missing_docs)]
 
+pub mod element;
 pub mod kernels;
 pub mod registry;
 pub mod text;
@@ -77,11 +78,30 @@ pub enum BagError {
 /// A partitioned collection of `T`.
 pub struct Bag<T> {
     parts: Vec<Delayed<Vec<T>>>,
+    /// When the partitions are the whitespace-separated words of other
+    /// partitions (`split_whitespace`): a word count then reads those in one
+    /// pass, without making a string per word.
+    words_of: Option<WordsOf>,
+    /// When the partitions are the lines of these file byte ranges (`read_text`).
+    blocks: Option<Vec<(String, u64, u64)>>,
+}
+
+/// What a bag of words was split from.
+#[derive(Clone)]
+enum WordsOf {
+    /// Lines of file byte ranges (path, start, end).
+    Blocks(Vec<(String, u64, u64)>),
+    /// Partitions of lines.
+    Lines(Vec<Delayed<Vec<String>>>),
 }
 
 impl<T> Clone for Bag<T> {
     fn clone(&self) -> Self {
-        Bag { parts: self.parts.clone() }
+        Bag {
+            parts: self.parts.clone(),
+            words_of: self.words_of.clone(),
+            blocks: self.blocks.clone(),
+        }
     }
 }
 
@@ -107,7 +127,7 @@ pub fn from_sequence<T: Data>(items: Vec<T>, npartitions: usize) -> Result<Bag<T
             rask_core::value(it.by_ref().take(len).collect::<Vec<T>>())
         })
         .collect();
-    Ok(Bag { parts })
+    Ok(Bag::from_partitions(parts))
 }
 
 /// A task of the registered op of `op` for element type `E`, or of the
@@ -155,7 +175,7 @@ impl<T: Clone + Send + Sync + 'static> Bag<T> {
     /// A bag of the given partitions (at least one; an empty list gives a bag
     /// whose reductions return their identity).
     pub fn from_partitions(parts: Vec<Delayed<Vec<T>>>) -> Self {
-        Bag { parts }
+        Bag { parts, words_of: None, blocks: None }
     }
 
     /// The partitions.
@@ -174,14 +194,14 @@ impl<T: Clone + Send + Sync + 'static> Bag<T> {
         f: impl Fn(T) -> U + Send + Sync + 'static,
     ) -> Bag<U> {
         let f = delayed("bag-map", move |p: Vec<T>| p.into_iter().map(&f).collect::<Vec<U>>());
-        Bag { parts: self.parts.iter().map(|p| f.call((p,))).collect() }
+        Bag::from_partitions(self.parts.iter().map(|p| f.call((p,))).collect())
     }
 
     /// The items for which `f` holds (a closure: local schedulers).
     pub fn filter(&self, f: impl Fn(&T) -> bool + Send + Sync + 'static) -> Bag<T> {
         let f =
             delayed("bag-filter", move |p: Vec<T>| p.into_iter().filter(&f).collect::<Vec<T>>());
-        Bag { parts: self.parts.iter().map(|p| f.call((p,))).collect() }
+        Bag::from_partitions(self.parts.iter().map(|p| f.call((p,))).collect())
     }
 
     /// Applies `f` to every item and flattens the results (a closure: local schedulers).
@@ -192,7 +212,7 @@ impl<T: Clone + Send + Sync + 'static> Bag<T> {
         let f = delayed("bag-flat-map", move |p: Vec<T>| {
             p.into_iter().flat_map(&f).collect::<Vec<U>>()
         });
-        Bag { parts: self.parts.iter().map(|p| f.call((p,))).collect() }
+        Bag::from_partitions(self.parts.iter().map(|p| f.call((p,))).collect())
     }
 
     /// Applies a partition-level function to every partition: a registered
@@ -202,7 +222,7 @@ impl<T: Clone + Send + Sync + 'static> Bag<T> {
         &self,
         f: impl Fn(&Delayed<Vec<T>>) -> Delayed<Vec<U>>,
     ) -> Bag<U> {
-        Bag { parts: self.parts.iter().map(f).collect() }
+        Bag::from_partitions(self.parts.iter().map(f).collect())
     }
 
     /// Folds every partition from `initial` with `binop`, then merges the
@@ -279,7 +299,7 @@ impl<T: Clone + Send + Sync + 'static> Bag<T> {
                 v
             })
         });
-        Bag { parts: vec![merged] }
+        Bag::from_partitions(vec![merged])
     }
 
     /// Groups the items by `key` with a hash shuffle into `npartitions`
@@ -331,7 +351,7 @@ impl<T: Clone + Send + Sync + 'static> Bag<T> {
                 )
             })
             .collect();
-        Ok(Bag { parts })
+        Ok(Bag::from_partitions(parts))
     }
 }
 
@@ -420,22 +440,118 @@ impl<T: Data> Bag<T> {
                 .map(|(p, j, k)| piece(vec![p], j, k))
                 .collect()
         };
-        Ok(Bag { parts })
+        Ok(Bag::from_partitions(parts))
     }
+}
+
+impl<T: Data> Bag<T> {
+    /// Applies a registered one-argument op (`&my_op::OP` of a
+    /// `rask_core::op!` function) to every item: runs on a cluster too.
+    /// `U` is the op's output type (a wrong one fails when the result is decoded).
+    pub fn map_op<U: Data>(&self, op: &'static rask_core::OpEntry) -> Result<Bag<U>, BagError> {
+        let entry = registered::<T>("map_with")?;
+        Ok(Bag::from_partitions(
+            self.parts
+                .iter()
+                .map(|p| {
+                    Delayed::from_op(
+                        entry,
+                        vec![arg::<Vec<T>>(p), arg::<String>(op.name.to_string())],
+                    )
+                })
+                .collect(),
+        ))
+    }
+
+    /// The items for which a registered op returning `bool` holds: runs on a cluster too.
+    pub fn filter_op(&self, op: &'static rask_core::OpEntry) -> Result<Bag<T>, BagError> {
+        let entry = registered::<T>("filter_with")?;
+        Ok(Bag::from_partitions(
+            self.parts
+                .iter()
+                .map(|p| {
+                    Delayed::from_op(
+                        entry,
+                        vec![arg::<Vec<T>>(p), arg::<String>(op.name.to_string())],
+                    )
+                })
+                .collect(),
+        ))
+    }
+
+    /// Applies a registered op returning `Vec<U>` to every item and flattens:
+    /// runs on a cluster too (`U` must be a registered bag type).
+    pub fn flat_map_op<U: Data>(
+        &self,
+        op: &'static rask_core::OpEntry,
+    ) -> Result<Bag<U>, BagError> {
+        let lists: Bag<Vec<U>> = self.map_op(op)?;
+        let concat = registered::<U>("concat")?;
+        Ok(Bag::from_partitions(
+            lists
+                .parts
+                .iter()
+                .map(|p| Delayed::from_op(concat, vec![arg::<Vec<Vec<U>>>(p)]))
+                .collect(),
+        ))
+    }
+}
+
+/// The registered op of `op` for `T`, or an error saying how to register `T`.
+fn registered<T: 'static>(op: &str) -> Result<&'static rask_core::OpEntry, BagError> {
+    registry::lookup::<T>(op).ok_or_else(|| BagError::Invalid {
+        message: format!(
+            "bag items of type {} have no registered `{op}`: register the type with rask_bag::register_bag_type!({} => base …)",
+            std::any::type_name::<T>(),
+            std::any::type_name::<T>()
+        ),
+    })
 }
 
 impl<T: Data + Hash + Eq + Ord> Bag<T> {
     /// Each distinct item with its count: one partition, sorted by item.
+    ///
+    /// Words from [`Bag::split_whitespace`] are counted in one pass over
+    /// their lines (`word_frequencies`): the same counts, without a string
+    /// per word.
     pub fn frequencies(&self) -> Bag<(T, u64)> {
-        let partials: Vec<Delayed<Vec<(T, u64)>>> = self
-            .parts
-            .iter()
-            .map(|p| {
-                builtin::<T, Vec<(T, u64)>>("frequencies", vec![arg::<Vec<T>>(p)], || {
-                    p.map("bag-frequencies", kernels::frequencies)
+        // Only `T = String` has the registered word counts, so the lookup
+        // is also the type check.
+        let fused: Option<Vec<Delayed<Vec<(T, u64)>>>> = match &self.words_of {
+            Some(WordsOf::Blocks(blocks)) => {
+                registry::lookup::<T>("block_word_frequencies").map(|e| {
+                    blocks
+                        .iter()
+                        .map(|(path, start, end)| {
+                            Delayed::from_op(
+                                e,
+                                vec![
+                                    arg::<String>(path.clone()),
+                                    arg::<u64>(*start),
+                                    arg::<u64>(*end),
+                                ],
+                            )
+                        })
+                        .collect()
                 })
-            })
-            .collect();
+            }
+            Some(WordsOf::Lines(lines)) => registry::lookup::<T>("word_frequencies").map(|e| {
+                lines.iter().map(|l| Delayed::from_op(e, vec![arg::<Vec<String>>(l)])).collect()
+            }),
+            None => None,
+        };
+        let partials: Vec<Delayed<Vec<(T, u64)>>> = match fused {
+            Some(partials) => partials,
+            None => self
+                .parts
+                .iter()
+                .map(|p| {
+                    builtin::<T, Vec<(T, u64)>>("frequencies", vec![arg::<Vec<T>>(p)], || {
+                        p.map("bag-frequencies", kernels::frequencies)
+                    })
+                })
+                .collect(),
+        };
         let merged = tree(partials, |items| {
             let local = items.clone();
             builtin::<T, Vec<(T, u64)>>(
@@ -444,7 +560,7 @@ impl<T: Data + Hash + Eq + Ord> Bag<T> {
                 || local_list("bag-merge-frequencies", local, kernels::merge_frequencies),
             )
         });
-        Bag { parts: vec![merged] }
+        Bag::from_partitions(vec![merged])
     }
 
     /// The distinct items: one partition, sorted.
@@ -457,7 +573,7 @@ impl<T: Data + Hash + Eq + Ord> Bag<T> {
         };
         let partials: Vec<Delayed<Vec<T>>> =
             self.parts.iter().map(|p| step(vec![p.clone()])).collect();
-        Bag { parts: vec![tree(partials, step)] }
+        Bag::from_partitions(vec![tree(partials, step)])
     }
 }
 

@@ -85,6 +85,13 @@ macro_rules! __bag_kind {
         $crate::__bag_op!($t, "piece", |ps: Vec<Vec<$t>>, i: u64, k: u64| -> Vec<$t> {
             $crate::kernels::piece(ps, i, k)
         });
+        // Registered element ops applied item by item (`Bag::map_op` and co.).
+        $crate::__bag_op!($t, "map_with", raw |p: Vec<$t>, op: String| {
+            $crate::element::map_with(p, &op)?
+        });
+        $crate::__bag_op!($t, "filter_with", |p: Vec<$t>, op: String| -> Vec<$t> {
+            $crate::element::filter_with(p, &op)?
+        });
     };
     (hash, $t:ty) => {
         $crate::__rt::list_item!(Vec<($t, u64)>);
@@ -116,7 +123,7 @@ macro_rules! __bag_kind {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __bag_op {
-    ($t:ty, $op:literal, |$($arg:ident : $aty:ty),*| -> $out:ty $body:block) => {
+    (@emit $t:ty, $op:literal, [$($arg:ident : $aty:ty),*], $make:block) => {
         const _: () = {
             fn erased(
                 args: Vec<$crate::__rt::Value>,
@@ -131,8 +138,7 @@ macro_rules! __bag_op {
                     let $arg: $aty = $crate::__rt::op::arg(&mut _it, _pos)?;
                     _pos += 1;
                 )*
-                let out: $out = $body;
-                Ok($crate::__rt::Value::new(out))
+                Ok($make)
             }
             static ENTRY: $crate::__rt::OpEntry = $crate::__rt::OpEntry {
                 name: concat!("rask_bag::", $op, "<", stringify!($t), ">"),
@@ -148,9 +154,30 @@ macro_rules! __bag_op {
             }
         };
     };
+    // `raw`: the body makes the `Value` itself (a list of element results).
+    ($t:ty, $op:literal, raw |$($arg:ident : $aty:ty),*| $body:block) => {
+        $crate::__bag_op!(@emit $t, $op, [$($arg : $aty),*], { $body });
+    };
+    ($t:ty, $op:literal, |$($arg:ident : $aty:ty),*| -> $out:ty $body:block) => {
+        $crate::__bag_op!(@emit $t, $op, [$($arg : $aty),*], {
+            let out: $out = $body;
+            $crate::__rt::Value::new(out)
+        });
+    };
 }
 
 crate::register_bag_type!(String => base hash ord);
+// Word counts of lines, or of a file's byte range, in one pass (see
+// `Bag::frequencies`); String only.
+crate::__bag_op!(String, "block_word_frequencies", |path: String,
+                                                    start: u64,
+                                                    end: u64|
+ -> Vec<(String, u64)> {
+    crate::text::block_word_frequencies(&path, start, end).map_err(crate::__rt::OpError::failed)?
+});
+crate::__bag_op!(String, "word_frequencies", |lines: Vec<String>| -> Vec<(String, u64)> {
+    crate::kernels::word_frequencies(lines)
+});
 crate::register_bag_type!(i64 => base hash ord num);
 crate::register_bag_type!(u64 => base hash ord num);
 crate::register_bag_type!(f64 => base num);

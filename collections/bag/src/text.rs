@@ -128,6 +128,16 @@ fn lines_before(path: &str, at: u64) -> u64 {
     memchr::memchr_iter(b'\n', &prefix).count() as u64
 }
 
+/// The whitespace-separated words of a line (the ASCII splitter for ASCII
+/// lines: the same words, faster).
+pub(crate) fn words(line: &str) -> Box<dyn Iterator<Item = &str> + '_> {
+    if line.is_ascii() {
+        Box::new(line.split_ascii_whitespace())
+    } else {
+        Box::new(line.split_whitespace())
+    }
+}
+
 /// Splits checked UTF-8 into lines without their `\n` / `\r\n`.
 fn split_lines(text: &str) -> impl Iterator<Item = &str> {
     let text = text.strip_suffix('\n').unwrap_or(text);
@@ -181,6 +191,26 @@ impl From<serde_json::Value> for Json {
     }
 }
 
+/// The word frequencies of the lines that start in bytes `start..end` of a
+/// file, counted on the file's bytes (no string per line or word).
+pub fn block_word_frequencies(
+    path: &str,
+    start: u64,
+    end: u64,
+) -> Result<Vec<(String, u64)>, String> {
+    let (buf, offset) = read_block(path, start, end)?;
+    let text = as_text(path, &buf, offset)?;
+    let mut counts: rustc_hash::FxHashMap<&str, u64> = Default::default();
+    for line in split_lines(text) {
+        for w in words(line) {
+            *counts.entry(w).or_insert(0) += 1;
+        }
+    }
+    let mut v: Vec<(String, u64)> = counts.into_iter().map(|(w, n)| (w.to_string(), n)).collect();
+    v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(v)
+}
+
 /// The lines of one JSON-lines block, and how many bad lines were skipped.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct JsonBlock {
@@ -202,7 +232,7 @@ rask_core::op! {
     pub fn split_whitespace_words(lines: Vec<String>) -> Vec<String> {
         let mut out = Vec::with_capacity(lines.len() * 8);
         for l in &lines {
-            out.extend(l.split_whitespace().map(str::to_string));
+            out.extend(words(l).map(str::to_string));
         }
         out
     }
@@ -321,13 +351,17 @@ pub fn read_text(patterns: &[&str]) -> Result<Bag<String>, BagError> {
 /// [`read_text`] with options.
 pub fn read_text_with(patterns: &[&str], options: &TextOptions) -> Result<Bag<String>, BagError> {
     let mut parts = Vec::new();
+    let mut ranges = Vec::new();
     for path in expand(patterns)? {
         let name = path.display().to_string();
         for (start, end) in blocks(&path, options)? {
             parts.push(read_text_block(name.clone(), start, end));
+            ranges.push((name.clone(), start, end));
         }
     }
-    Ok(Bag::from_partitions(parts))
+    let mut bag = Bag::from_partitions(parts);
+    bag.blocks = Some(ranges);
+    Ok(bag)
 }
 
 /// JSON lines read by [`read_json`]: the rows, and the number of bad lines
@@ -365,7 +399,13 @@ impl Bag<String> {
     /// `.str.split().flatten()`; Rust's `split_whitespace`, which differs from
     /// Python's `str.split()` only on the ASCII separators \x1c–\x1f).
     pub fn split_whitespace(&self) -> Bag<String> {
-        Bag::from_partitions(self.partitions().iter().map(split_whitespace_words).collect())
+        let mut words =
+            Bag::from_partitions(self.partitions().iter().map(split_whitespace_words).collect());
+        words.words_of = Some(match &self.blocks {
+            Some(blocks) => crate::WordsOf::Blocks(blocks.clone()),
+            None => crate::WordsOf::Lines(self.partitions().to_vec()),
+        });
+        words
     }
 
     /// Writes one file per partition: `pattern` holds one `*`, replaced by

@@ -9,6 +9,13 @@ use rask_bag::{from_sequence, read_json, read_text, read_text_with, Bag, TextOpt
 use rask_core::{with_scheduler, Scheduler};
 use serde_json::Value;
 
+rask_core::op! {
+    /// Twice the input: an element op for `map_op`.
+    pub fn double(x: i64) -> i64 { 2 * x }
+    /// Whether the input is even: an element op for `filter_op`.
+    pub fn even(x: i64) -> bool { x % 2 == 0 }
+}
+
 fn fixture(name: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -58,6 +65,11 @@ fn text_operations_match_dask_bag() {
             assert_eq!(words.count().compute().unwrap(), e["n_words"].as_u64().unwrap());
             let freq = words.frequencies().compute().unwrap();
             assert_eq!(freq, pairs(&e["frequencies"]), "{s:?}");
+            // The same counts by each path: words of file ranges (above), of
+            // in-memory lines, and of words counted one by one.
+            let in_memory = from_sequence(lines.compute().unwrap(), 4).unwrap().split_whitespace();
+            assert_eq!(in_memory.frequencies().compute().unwrap(), freq);
+            assert_eq!(words.map(|w| w).frequencies().compute().unwrap(), freq);
             assert_eq!(
                 words.frequencies().most_common(5).compute().unwrap(),
                 pairs(&e["most_common_5"])
@@ -234,4 +246,15 @@ fn sequences_partition_evenly_and_reduce_like_std() {
         d.len()
     });
     assert_eq!(from_sequence(Vec::<i64>::new(), 3).unwrap().count().compute().unwrap(), 0);
+    // Registered element ops, item by item.
+    let doubled = b.map_op::<i64>(&double::OP).unwrap().compute().unwrap();
+    assert_eq!(doubled, items.iter().map(|x| 2 * x).collect::<Vec<_>>());
+    let evens = b.filter_op(&even::OP).unwrap().compute().unwrap();
+    assert_eq!(evens, items.iter().copied().filter(|x| x % 2 == 0).collect::<Vec<_>>());
+    let pairs = from_sequence(vec![(1i64, 2i64)], 1).unwrap();
+    let err = pairs.map_op::<i64>(&double::OP).unwrap_err();
+    assert!(err.to_string().contains("register_bag_type"), "{err}");
+    // A wrong output type fails when decoded, naming both types.
+    let wrong = b.map_op::<String>(&double::OP).unwrap().compute().unwrap_err();
+    assert!(wrong.to_string().contains("i64"), "{wrong}");
 }
