@@ -330,7 +330,8 @@ impl<T: Clone + Send + Sync + 'static> Bag<T> {
             }
             buckets
         });
-        let splits: Vec<Delayed<Vec<Vec<(K, T)>>>> =
+        type Buckets<K, T> = Vec<Vec<(K, T)>>;
+        let splits: Vec<Delayed<Buckets<K, T>>> =
             self.parts.iter().map(|p| split.call((p,))).collect();
         let parts = (0..n)
             .map(|j| {
@@ -517,7 +518,8 @@ impl<T: Data + Hash + Eq + Ord> Bag<T> {
     pub fn frequencies(&self) -> Bag<(T, u64)> {
         // Only `T = String` has the registered word counts, so the lookup
         // is also the type check.
-        let fused: Option<Vec<Delayed<Vec<(T, u64)>>>> = match &self.words_of {
+        type Counts<T> = Vec<Delayed<Vec<(T, u64)>>>;
+        let fused: Option<Counts<T>> = match &self.words_of {
             Some(WordsOf::Blocks(blocks)) => {
                 registry::lookup::<T>("block_word_frequencies").map(|e| {
                     blocks

@@ -19,17 +19,11 @@ rask_core::list_item!((f64, u64));
 rask_core::list_item!(String);
 
 /// How `read_text` and `read_json` cut files into partitions.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct TextOptions {
     /// Bytes per partition of an uncompressed file (`None`: one partition per
     /// file, as Dask's default). Compressed files are read whole.
     pub blocksize: Option<u64>,
-}
-
-impl Default for TextOptions {
-    fn default() -> Self {
-        TextOptions { blocksize: None }
-    }
 }
 
 /// The compression of a file, from its extension.
