@@ -31,6 +31,18 @@ rask_core::op! {
 
     /// Whether a string holds a decimal digit (`bag.filter_op(&has_digit::OP)`).
     pub fn has_digit(s: String) -> bool { s.bytes().any(|b| b.is_ascii_digit()) }
+
+    /// The first character of a string, as a string (a key for `foldby_op` / `groupby_op`).
+    pub fn str_initial(s: String) -> String { s.chars().next().map(String::from).unwrap_or_default() }
+
+    /// A count plus one (the `binop` of a count per key: `foldby_op(&str_initial::OP, 0u64, &count_item::OP, &add_u64::OP)`).
+    pub fn count_item(acc: u64, _s: String) -> u64 { acc + 1 }
+
+    /// A total plus a string's length in bytes (a `fold_op` binop).
+    pub fn add_len(acc: u64, s: String) -> u64 { acc + s.len() as u64 }
+
+    /// The sum of two counts (a `combine`).
+    pub fn add_u64(a: u64, b: u64) -> u64 { a + b }
 }
 
 /// Ops for testing cluster failure handling: a flaky task, a large value, a
@@ -58,6 +70,13 @@ mod test_ops {
         (0..n).map(|_| { s ^= s << 13; s ^= s >> 7; s ^= s << 17; (s >> 24) as u8 }).collect()
     }
 
+    /// The lines, after sleeping `50` ms: a slow partition op, so that a
+    /// test can kill a worker while a bag computation runs.
+    pub fn slow_lines(lines: Vec<String>) -> Vec<String> {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        lines
+    }
+
     /// Ends the whole worker process at once: a task that kills its worker.
     pub fn abort_process(x: i64) -> i64 {
         if x >= 0 {
@@ -69,4 +88,4 @@ mod test_ops {
 }
 
 #[cfg(feature = "test-ops")]
-pub use test_ops::{abort_process, fail_times, make_bytes};
+pub use test_ops::{abort_process, fail_times, make_bytes, slow_lines};

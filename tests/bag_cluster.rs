@@ -1,7 +1,8 @@
 //! Bags on a 2-worker LocalCluster: the built-in operations run as
 //! registered ops on the workers and give the same results as the Threads
 //! scheduler; files written by the workers read back the same; a closure is
-//! refused at submit with its name.
+//! refused at submit with its name; a worker SIGKILLed during a shuffle does
+//! not change the answer.
 
 use std::path::PathBuf;
 
@@ -108,10 +109,87 @@ fn built_in_bag_operations_run_on_a_cluster_as_on_threads() {
     assert_eq!(freq, want.1, "the corpus is lower case already");
     assert_eq!(with_digits, 0);
 
+    // Folds and groups by registered ops: the same answers as the closures on threads.
+    use rask::ops::{add_len, add_u64, count_item, str_initial};
+    let folds = |s: &Scheduler| {
+        with_scheduler(s.clone(), || {
+            let lines = read_text_with(&[&fixture("text_*.txt")], &opts).unwrap();
+            let words = lines.split_whitespace();
+            let chars = lines.fold_op(0u64, &add_len::OP, &add_u64::OP).unwrap().compute().unwrap();
+            let per_initial: Vec<(String, u64)> = words
+                .foldby_op(&str_initial::OP, 0u64, &count_item::OP, &add_u64::OP)
+                .unwrap()
+                .compute()
+                .unwrap();
+            let mut groups: Vec<(String, usize)> = words
+                .groupby_op::<String>(&str_initial::OP, 3)
+                .unwrap()
+                .compute()
+                .unwrap()
+                .into_iter()
+                .map(|(k, v)| (k, v.len()))
+                .collect();
+            groups.sort();
+            (chars, per_initial, groups)
+        })
+    };
+    let on = folds(&on_cluster);
+    assert_eq!(on, folds(&threads));
+    let closures = with_scheduler(threads.clone(), || {
+        let words = read_text(&[&fixture("text_*.txt")]).unwrap().split_whitespace();
+        words.foldby(|w| w[..1].to_string(), 0u64, |n, _| n + 1, |a, b| a + b).compute().unwrap()
+    });
+    let mut by_op = on.1.clone();
+    by_op.sort();
+    assert_eq!(by_op, closures);
+    assert_eq!(on.2, closures.iter().map(|(k, n)| (k.clone(), *n as usize)).collect::<Vec<_>>());
+    assert_eq!(on.0, lines.iter().map(|l| l.len() as u64).sum::<u64>());
+
     // A closure cannot go to a cluster: refused at submit, naming it.
     let err = with_scheduler(on_cluster, || {
         read_text(&[&fixture("text_0.txt")]).unwrap().map(|l| l.len() as u64).compute()
     })
     .unwrap_err();
     assert!(err.to_string().contains("bag-map"), "{err}");
+}
+
+#[test]
+fn a_worker_killed_during_a_bag_shuffle_does_not_change_the_answer() {
+    use rask::ops::{slow_lines, str_initial};
+    let mut c = LocalCluster::with_options(ClusterOptions {
+        n_workers: 3,
+        threads_per_worker: 1,
+        binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_rask"))),
+        ..ClusterOptions::default()
+    })
+    .expect("cluster starts");
+    let client = c.client().unwrap();
+    let on_cluster = client.scheduler();
+    let opts = TextOptions { blocksize: Some(1000) };
+    let groups = move || {
+        let lines = read_text_with(&[&fixture("text_*.txt")], &opts).unwrap();
+        // 28 partitions of 50 ms on 3 workers: at least 450 ms of work.
+        let slow = lines.map_partitions(|p| slow_lines(p));
+        let words = slow.flat_map_op::<String>(&rask::ops::split_words::OP).unwrap();
+        let mut g: Vec<(String, usize)> = words
+            .groupby_op::<String>(&str_initial::OP, 4)
+            .unwrap()
+            .compute()
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (k, v.len()))
+            .collect();
+        g.sort();
+        g
+    };
+    let want = with_scheduler(Scheduler::Sync, groups.clone());
+    let running = {
+        let s = on_cluster.clone();
+        std::thread::spawn(move || with_scheduler(s, groups))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    assert!(!running.is_finished(), "the shuffle must still run when the worker dies");
+    c.kill_worker(1).unwrap();
+    assert_eq!(running.join().unwrap(), want);
+    assert_eq!(client.workers().unwrap().len(), 2);
 }

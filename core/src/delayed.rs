@@ -199,6 +199,8 @@ impl<T: Data> Delayed<T> {
     /// A task applying a registered op; its key is the content token of the op's
     /// name and the arguments. Used by [`op!`](crate::op!).
     pub fn from_op(op: &'static OpEntry, args: Vec<DelayedArg>) -> Self {
+        // Closures downstream may take this output from its encoding.
+        crate::value::register_decoder::<T>();
         let mut h = TokenHasher::new();
         h.str(op.name);
         args.iter().for_each(|a| a.token_into(&mut h));

@@ -12,7 +12,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -144,6 +144,35 @@ fn list_taker<T: 'static>() -> Option<TakeList> {
         .copied()
 }
 
+/// Decodes an encoded value into a `Value` holding a `T`.
+type Decoder = fn(&[u8]) -> Result<Value, String>;
+
+fn decoders() -> &'static RwLock<HashMap<std::any::TypeId, Decoder>> {
+    static DECODERS: OnceLock<RwLock<HashMap<std::any::TypeId, Decoder>>> = OnceLock::new();
+    DECODERS.get_or_init(Default::default)
+}
+
+/// Lets [`Value::take`] decode encoded values as `T`: typed code that makes
+/// registered tasks of output `T` calls this (`Delayed::from_op`), so that
+/// a closure downstream can take a `T` that was assembled from encodings
+/// (see [`Value::from_encoded`]) or arrived encoded.
+pub fn register_decoder<T: Serialize + DeserializeOwned + Send + Sync + 'static>() {
+    fn decode<T: Serialize + DeserializeOwned + Send + Sync + 'static>(
+        bytes: &[u8],
+    ) -> Result<Value, String> {
+        postcard::from_bytes::<T>(bytes).map(Value::new).map_err(|e| e.to_string())
+    }
+    let id = std::any::TypeId::of::<T>();
+    if decoders().read().unwrap_or_else(|p| p.into_inner()).contains_key(&id) {
+        return;
+    }
+    decoders().write().unwrap_or_else(|p| p.into_inner()).insert(id, decode::<T>);
+}
+
+fn decoder_of<T: 'static>() -> Option<Decoder> {
+    decoders().read().unwrap_or_else(|p| p.into_inner()).get(&std::any::TypeId::of::<T>()).copied()
+}
+
 /// A value received from another process, not decoded yet.
 struct Encoded {
     type_name: String,
@@ -179,6 +208,14 @@ impl Value {
     /// A list of values (the resolved form of a nested list argument).
     pub fn list(items: Vec<Value>) -> Self {
         Value(Repr::List(items.into()))
+    }
+
+    /// A value given by its serde (postcard) encoding, decoded later by typed
+    /// code ([`Value::take_decode`]), as if it had arrived from another
+    /// process. Lets type-erased code assemble a typed value from the
+    /// encodings of its parts (a tuple encodes as its fields one after another).
+    pub fn from_encoded(type_name: impl Into<String>, bytes: Vec<u8>) -> Self {
+        Value(Repr::Encoded(Arc::new(Encoded { type_name: type_name.into(), bytes })))
     }
 
     /// The items, when this value is a list made by [`Value::list`].
@@ -234,7 +271,19 @@ impl Value {
                     Err(shared) => shared.value.clone(),
                 })
             }
-            Repr::Encoded(_) | Repr::List(_) => Err(self.mismatch::<T>()),
+            Repr::Encoded(ref enc) => match decoder_of::<T>() {
+                // A type some typed code registered: decode, then take.
+                Some(decode) => decode(&enc.bytes)
+                    .map_err(|message| ValueError::Decode {
+                        expected: std::any::type_name::<T>(),
+                        sent_type: enc.type_name.clone(),
+                        len: enc.bytes.len(),
+                        message,
+                    })?
+                    .take(),
+                None => Err(self.mismatch::<T>()),
+            },
+            Repr::List(_) => Err(self.mismatch::<T>()),
         }
     }
 
@@ -360,7 +409,9 @@ impl Value {
 const ENVELOPE_MAGIC: &[u8; 4] = b"RSKV";
 const ENVELOPE_VERSION: u8 = 1;
 
-fn push_varint(out: &mut Vec<u8>, mut v: u64) {
+/// Appends postcard's encoding of a sequence length (LEB128): a `Vec` of
+/// `n` items encodes as this, then each item's encoding.
+pub fn push_varint(out: &mut Vec<u8>, mut v: u64) {
     loop {
         let byte = (v & 0x7f) as u8;
         v >>= 7;
@@ -387,6 +438,21 @@ impl fmt::Debug for Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_assembled_encoding_is_taken_once_its_type_is_registered() {
+        // (u16, String) encodes as its fields in turn.
+        let mut bytes = Value::new(7u16).encode().unwrap();
+        bytes.extend(Value::new("seven".to_string()).encode().unwrap());
+        type Pair = (u16, String);
+        let v = Value::from_encoded("pair", bytes.clone());
+        assert!(v.clone().take::<Pair>().is_err(), "no decoder registered yet");
+        assert_eq!(v.clone().take_decode::<Pair>().unwrap(), (7, "seven".to_string()));
+        register_decoder::<Pair>();
+        assert_eq!(v.take::<Pair>().unwrap(), (7, "seven".to_string()));
+        let bad = Value::from_encoded("pair", bytes[..2].to_vec()).take::<Pair>().unwrap_err();
+        assert!(bad.to_string().contains("pair"), "{bad}");
+    }
 
     /// Lists of it can only be taken item by item: its encoding always fails.
     #[derive(Clone, Debug, PartialEq, serde::Deserialize)]

@@ -216,8 +216,9 @@ impl<T: Clone + Send + Sync + 'static> Bag<T> {
     }
 
     /// Applies a partition-level function to every partition: a registered
-    /// op's constructor (`rask_core::op!`, runs on a cluster too) or any
-    /// function building a `Delayed`.
+    /// op (`bag.map_partitions(|p| my_op(p))` for `rask_core::op! { fn
+    /// my_op(lines: Vec<String>) -> Vec<String> … }`, runs on a cluster too)
+    /// or any function building a `Delayed`.
     pub fn map_partitions<U: Clone + Send + Sync + 'static>(
         &self,
         f: impl Fn(&Delayed<Vec<T>>) -> Delayed<Vec<U>>,
@@ -365,9 +366,23 @@ impl<T: Data> Bag<T> {
         })
     }
 
-    /// Computes all items, in partition order, on the default scheduler.
+    /// Computes all items, in partition order, on the default scheduler
+    /// (the partitions in one graph, joined here: no registered op needed).
     pub fn compute(&self) -> Result<Vec<T>, ComputeError> {
-        self.to_delayed().compute()
+        let erased: Vec<rask_core::AnyDelayed> = self.parts.iter().map(Delayed::erase).collect();
+        let values = rask_core::compute_many(
+            &erased,
+            &rask_core::default_scheduler(),
+            &rask_core::ComputeOptions::default(),
+        )?;
+        let mut out = Vec::new();
+        for (v, p) in values.into_iter().zip(&self.parts) {
+            let items = v
+                .take_decode::<Vec<T>>()
+                .map_err(|source| ComputeError::Output { key: p.key().clone(), source })?;
+            out.extend(items);
+        }
+        Ok(out)
     }
 
     /// The number of items.
@@ -496,6 +511,132 @@ impl<T: Data> Bag<T> {
                 .collect(),
         ))
     }
+}
+
+impl<T: Data> Bag<T> {
+    /// Folds with registered ops (`binop(acc, item) -> acc` per partition
+    /// from `initial`, `combine(a, b) -> a` in a tree): runs on a cluster too.
+    pub fn fold_op<A: Data>(
+        &self,
+        initial: A,
+        binop: &'static rask_core::OpEntry,
+        combine: &'static rask_core::OpEntry,
+    ) -> Result<Delayed<A>, BagError> {
+        let per = registered::<T>("fold_with")?;
+        let (merge, finish) = (registered::<()>("fold_combine")?, registered::<()>("fold_finish")?);
+        let init = encode(initial)?;
+        let partials: Vec<Delayed<Vec<u8>>> = self
+            .parts
+            .iter()
+            .map(|p| {
+                Delayed::from_op(
+                    per,
+                    vec![
+                        arg::<Vec<T>>(p),
+                        arg::<String>(binop.name.to_string()),
+                        arg::<Vec<u8>>(init.clone()),
+                    ],
+                )
+            })
+            .collect();
+        let merged = tree(partials, |items| {
+            Delayed::from_op(
+                merge,
+                vec![
+                    arg::<Vec<Vec<u8>>>(items),
+                    arg::<String>(combine.name.to_string()),
+                    arg::<Vec<u8>>(init.clone()),
+                ],
+            )
+        });
+        Ok(Delayed::from_op(finish, vec![arg::<Vec<u8>>(merged)]))
+    }
+
+    /// [`Bag::foldby`] with registered ops (`key(item) -> K`, `binop`,
+    /// `combine`): one partition of `(key, value)` pairs, ordered by the
+    /// keys' encodings; runs on a cluster too.
+    pub fn foldby_op<K: Data, A: Data>(
+        &self,
+        key: &'static rask_core::OpEntry,
+        initial: A,
+        binop: &'static rask_core::OpEntry,
+        combine: &'static rask_core::OpEntry,
+    ) -> Result<Bag<(K, A)>, BagError> {
+        type Partial = Vec<(Vec<u8>, Vec<u8>)>;
+        let per = registered::<T>("foldby_with")?;
+        let (merge, finish) =
+            (registered::<()>("foldby_combine")?, registered::<()>("foldby_finish")?);
+        let init = encode(initial)?;
+        let partials: Vec<Delayed<Partial>> = self
+            .parts
+            .iter()
+            .map(|p| {
+                Delayed::from_op(
+                    per,
+                    vec![
+                        arg::<Vec<T>>(p),
+                        arg::<String>(key.name.to_string()),
+                        arg::<String>(binop.name.to_string()),
+                        arg::<Vec<u8>>(init.clone()),
+                    ],
+                )
+            })
+            .collect();
+        let merged = tree(partials, |items| {
+            Delayed::from_op(
+                merge,
+                vec![arg::<Vec<Partial>>(items), arg::<String>(combine.name.to_string())],
+            )
+        });
+        Ok(Bag::from_partitions(vec![Delayed::from_op(finish, vec![arg::<Partial>(merged)])]))
+    }
+
+    /// [`Bag::groupby`] with a registered key op: a hash shuffle into
+    /// `npartitions` partitions, keys ordered by their encodings within each;
+    /// runs on a cluster too.
+    pub fn groupby_op<K: Data>(
+        &self,
+        key: &'static rask_core::OpEntry,
+        npartitions: usize,
+    ) -> Result<Bag<(K, Vec<T>)>, BagError> {
+        if npartitions == 0 {
+            return Err(BagError::Invalid {
+                message: "groupby_op: npartitions must be at least 1".into(),
+            });
+        }
+        type Buckets<T> = Vec<Vec<(Vec<u8>, T)>>;
+        let (split, collect) =
+            (registered::<T>("groupby_split")?, registered::<T>("groupby_collect")?);
+        let splits: Vec<Delayed<Buckets<T>>> = self
+            .parts
+            .iter()
+            .map(|p| {
+                Delayed::from_op(
+                    split,
+                    vec![
+                        arg::<Vec<T>>(p),
+                        arg::<String>(key.name.to_string()),
+                        arg::<u64>(npartitions as u64),
+                    ],
+                )
+            })
+            .collect();
+        Ok(Bag::from_partitions(
+            (0..npartitions as u64)
+                .map(|j| {
+                    Delayed::from_op(
+                        collect,
+                        vec![arg::<Vec<Buckets<T>>>(splits.clone()), arg::<u64>(j)],
+                    )
+                })
+                .collect(),
+        ))
+    }
+}
+
+/// A value's encoding (the initial accumulator of the folds by op).
+fn encode<A: Data>(v: A) -> Result<Vec<u8>, BagError> {
+    rask_core::Value::new(v).encode().map_err(|e| BagError::Invalid { message: e.to_string() })
 }
 
 /// The registered op of `op` for `T`, or an error saying how to register `T`.

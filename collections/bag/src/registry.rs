@@ -92,6 +92,20 @@ macro_rules! __bag_kind {
         $crate::__bag_op!($t, "filter_with", |p: Vec<$t>, op: String| -> Vec<$t> {
             $crate::element::filter_with(p, &op)?
         });
+        $crate::__bag_op!($t, "fold_with", |p: Vec<$t>, binop: String, initial: Vec<u8>| -> Vec<u8> {
+            $crate::element::fold_with(p, &binop, &initial)?
+        });
+        $crate::__bag_op!($t, "foldby_with", |p: Vec<$t>, key: String, binop: String, initial: Vec<u8>|
+            -> Vec<(Vec<u8>, Vec<u8>)> {
+            $crate::element::foldby_with(p, &key, &binop, &initial)?
+        });
+        $crate::__bag_op!($t, "groupby_split", |p: Vec<$t>, key: String, n: u64| -> Vec<Vec<(Vec<u8>, $t)>> {
+            $crate::element::groupby_split(p, &key, n)?
+        });
+        $crate::__rt::list_item!(Vec<Vec<(Vec<u8>, $t)>>);
+        $crate::__bag_op!($t, "groupby_collect", raw |splits: Vec<Vec<Vec<(Vec<u8>, $t)>>>, j: u64| {
+            $crate::element::groupby_collect(splits, j)?
+        });
     };
     (hash, $t:ty) => {
         $crate::__rt::list_item!(Vec<($t, u64)>);
@@ -183,3 +197,26 @@ crate::register_bag_type!(u64 => base hash ord num);
 crate::register_bag_type!(f64 => base num);
 crate::register_bag_type!(crate::text::Json => base);
 crate::register_bag_type!((String, u64) => base);
+
+// Type-independent steps of the folds by op (registered under `()`).
+crate::__bag_op!((), "fold_combine", |parts: Vec<Vec<u8>>,
+                                      combine: String,
+                                      initial: Vec<u8>|
+ -> Vec<u8> {
+    crate::element::fold_combine(parts, &combine, &initial)?
+});
+crate::__bag_op!((), "fold_finish", raw |acc: Vec<u8>| {
+    crate::__rt::Value::from_encoded("A", acc)
+});
+crate::__bag_op!((), "foldby_combine", |parts: Vec<Vec<(Vec<u8>, Vec<u8>)>>,
+                                        combine: String|
+ -> Vec<(Vec<u8>, Vec<u8>)> {
+    crate::element::foldby_combine(parts, &combine)?
+});
+crate::__bag_op!((), "foldby_finish", raw |pairs: Vec<(Vec<u8>, Vec<u8>)>| {
+    let mut pairs = pairs;
+    pairs.sort();
+    crate::element::pairs_value(pairs)
+});
+crate::__rt::list_item!(Vec<u8>);
+crate::__rt::list_item!(Vec<(Vec<u8>, Vec<u8>)>);

@@ -14,6 +14,16 @@ rask_core::op! {
     pub fn double(x: i64) -> i64 { 2 * x }
     /// Whether the input is even: an element op for `filter_op`.
     pub fn even(x: i64) -> bool { x % 2 == 0 }
+    /// The first letter of a word: a key op.
+    pub fn initial(w: String) -> String { w[..1].to_string() }
+    /// The length of a word: a key op.
+    pub fn length(w: String) -> u64 { w.len() as u64 }
+    /// A count plus one.
+    pub fn plus_one(n: u64, _w: String) -> u64 { n + 1 }
+    /// A total plus a line's length.
+    pub fn plus_len(n: u64, l: String) -> u64 { n + l.len() as u64 }
+    /// The sum of two counts.
+    pub fn add(a: u64, b: u64) -> u64 { a + b }
 }
 
 fn fixture(name: &str) -> String {
@@ -112,6 +122,30 @@ fn text_operations_match_dask_bag() {
             let chars =
                 lines.fold(0u64, |a, l| a + l.len() as u64, |a, b| a + b).compute().unwrap();
             assert_eq!(chars, e["chars_fold"].as_u64().unwrap());
+            // The same by registered ops (what runs on a cluster).
+            let by_op = lines.fold_op(0u64, &plus_len::OP, &add::OP).unwrap().compute().unwrap();
+            assert_eq!(by_op, chars);
+            let mut first_op: Vec<(String, u64)> = words
+                .foldby_op(&initial::OP, 0u64, &plus_one::OP, &add::OP)
+                .unwrap()
+                .compute()
+                .unwrap();
+            first_op.sort();
+            assert_eq!(first_op, pairs(&e["first_letter_counts"]));
+            let mut by_len_op: Vec<(u64, Vec<String>)> = words
+                .groupby_op::<u64>(&length::OP, 2)
+                .unwrap()
+                .compute()
+                .unwrap()
+                .into_iter()
+                .map(|(k, mut v)| {
+                    v.sort();
+                    v.dedup();
+                    (k, v)
+                })
+                .collect();
+            by_len_op.sort();
+            assert_eq!(by_len_op, by_len);
             // Every partition count and partition split keeps the items in order.
             let all = lines.compute().unwrap();
             for n in [1, 2, 5, 7] {
