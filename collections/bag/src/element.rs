@@ -53,6 +53,9 @@ pub fn filter_with<T: serde::Serialize + Clone + Send + Sync + 'static>(
 // know: it holds them as their encodings (equal values encode equally) and
 // hands them back to the ops as encoded values, which the ops decode.
 
+/// (key, accumulator) encodings of a fold by key.
+pub type KeyedEncodings = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A value's encoding, for keys and accumulators.
 fn encoded(v: &Value, what: &str, op: &str) -> Result<Vec<u8>, OpError> {
     v.encode()
@@ -100,7 +103,7 @@ pub fn foldby_with<T: serde::Serialize + Send + Sync + 'static>(
     key: &str,
     binop: &str,
     initial: &[u8],
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, OpError> {
+) -> Result<KeyedEncodings, OpError> {
     let (kf, bf) = (element_op(key)?, element_op(binop)?);
     let mut acc: rustc_hash::FxHashMap<Vec<u8>, Value> = Default::default();
     for x in p {
@@ -114,9 +117,9 @@ pub fn foldby_with<T: serde::Serialize + Send + Sync + 'static>(
 
 /// Merges per-key accumulators with `combine`, sorted by key encoding.
 pub fn foldby_combine(
-    parts: Vec<Vec<(Vec<u8>, Vec<u8>)>>,
+    parts: Vec<KeyedEncodings>,
     combine: &str,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, OpError> {
+) -> Result<KeyedEncodings, OpError> {
     let f = element_op(combine)?;
     let mut acc: std::collections::BTreeMap<Vec<u8>, Value> = Default::default();
     for (k, a) in parts.into_iter().flatten() {
@@ -131,7 +134,7 @@ pub fn foldby_combine(
 
 /// The encoding of a `Vec<(K, A)>` from the encodings of its keys and
 /// accumulators (a tuple encodes as its fields in turn): typed code decodes it.
-pub fn pairs_value(pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Value {
+pub fn pairs_value(pairs: KeyedEncodings) -> Value {
     let mut out =
         Vec::with_capacity(pairs.iter().map(|(k, a)| k.len() + a.len()).sum::<usize>() + 8);
     rask_core::value::push_varint(&mut out, pairs.len() as u64);
