@@ -18,6 +18,14 @@ fn fixture(name: &str) -> String {
         .to_string()
 }
 
+/// Each key of a grouped bag with its number of items, sorted by key.
+fn group_sizes(groups: rask::bag::Bag<(String, Vec<String>)>) -> Vec<(String, usize)> {
+    let mut g: Vec<(String, usize)> =
+        groups.compute().unwrap().into_iter().map(|(k, v)| (k, v.len())).collect();
+    g.sort();
+    g
+}
+
 fn cluster() -> LocalCluster {
     LocalCluster::with_options(ClusterOptions {
         n_workers: 2,
@@ -121,15 +129,7 @@ fn built_in_bag_operations_run_on_a_cluster_as_on_threads() {
                 .unwrap()
                 .compute()
                 .unwrap();
-            let mut groups: Vec<(String, usize)> = words
-                .groupby_op::<String>(&str_initial::OP, 3)
-                .unwrap()
-                .compute()
-                .unwrap()
-                .into_iter()
-                .map(|(k, v)| (k, v.len()))
-                .collect();
-            groups.sort();
+            let groups = group_sizes(words.groupby_op::<String>(&str_initial::OP, 3).unwrap());
             (chars, per_initial, groups)
         })
     };
@@ -171,16 +171,7 @@ fn a_worker_killed_during_a_bag_shuffle_does_not_change_the_answer() {
         // 28 partitions of 50 ms on 3 workers: at least 450 ms of work.
         let slow = lines.map_partitions(|p| slow_lines(p));
         let words = slow.flat_map_op::<String>(&rask::ops::split_words::OP).unwrap();
-        let mut g: Vec<(String, usize)> = words
-            .groupby_op::<String>(&str_initial::OP, 4)
-            .unwrap()
-            .compute()
-            .unwrap()
-            .into_iter()
-            .map(|(k, v)| (k, v.len()))
-            .collect();
-        g.sort();
-        g
+        group_sizes(words.groupby_op::<String>(&str_initial::OP, 4).unwrap())
     };
     let want = with_scheduler(Scheduler::Sync, groups.clone());
     let running = {

@@ -465,34 +465,12 @@ impl<T: Data> Bag<T> {
     /// `rask_core::op!` function) to every item: runs on a cluster too.
     /// `U` is the op's output type (a wrong one fails when the result is decoded).
     pub fn map_op<U: Data>(&self, op: &'static rask_core::OpEntry) -> Result<Bag<U>, BagError> {
-        let entry = registered::<T>("map_with")?;
-        Ok(Bag::from_partitions(
-            self.parts
-                .iter()
-                .map(|p| {
-                    Delayed::from_op(
-                        entry,
-                        vec![arg::<Vec<T>>(p), arg::<String>(op.name.to_string())],
-                    )
-                })
-                .collect(),
-        ))
+        Ok(Bag::from_partitions(self.per_partition("map_with", || vec![op_name(op)])?))
     }
 
     /// The items for which a registered op returning `bool` holds: runs on a cluster too.
     pub fn filter_op(&self, op: &'static rask_core::OpEntry) -> Result<Bag<T>, BagError> {
-        let entry = registered::<T>("filter_with")?;
-        Ok(Bag::from_partitions(
-            self.parts
-                .iter()
-                .map(|p| {
-                    Delayed::from_op(
-                        entry,
-                        vec![arg::<Vec<T>>(p), arg::<String>(op.name.to_string())],
-                    )
-                })
-                .collect(),
-        ))
+        Ok(Bag::from_partitions(self.per_partition("filter_with", || vec![op_name(op)])?))
     }
 
     /// Applies a registered op returning `Vec<U>` to every item and flattens:
@@ -522,31 +500,14 @@ impl<T: Data> Bag<T> {
         binop: &'static rask_core::OpEntry,
         combine: &'static rask_core::OpEntry,
     ) -> Result<Delayed<A>, BagError> {
-        let per = registered::<T>("fold_with")?;
         let (merge, finish) = (registered::<()>("fold_combine")?, registered::<()>("fold_finish")?);
         let init = encode(initial)?;
-        let partials: Vec<Delayed<Vec<u8>>> = self
-            .parts
-            .iter()
-            .map(|p| {
-                Delayed::from_op(
-                    per,
-                    vec![
-                        arg::<Vec<T>>(p),
-                        arg::<String>(binop.name.to_string()),
-                        arg::<Vec<u8>>(init.clone()),
-                    ],
-                )
-            })
-            .collect();
+        let partials: Vec<Delayed<Vec<u8>>> =
+            self.per_partition("fold_with", || vec![op_name(binop), arg::<Vec<u8>>(init.clone())])?;
         let merged = tree(partials, |items| {
             Delayed::from_op(
                 merge,
-                vec![
-                    arg::<Vec<Vec<u8>>>(items),
-                    arg::<String>(combine.name.to_string()),
-                    arg::<Vec<u8>>(init.clone()),
-                ],
+                vec![arg::<Vec<Vec<u8>>>(items), op_name(combine), arg::<Vec<u8>>(init.clone())],
             )
         });
         Ok(Delayed::from_op(finish, vec![arg::<Vec<u8>>(merged)]))
@@ -563,30 +524,14 @@ impl<T: Data> Bag<T> {
         combine: &'static rask_core::OpEntry,
     ) -> Result<Bag<(K, A)>, BagError> {
         type Partial = Vec<(Vec<u8>, Vec<u8>)>;
-        let per = registered::<T>("foldby_with")?;
         let (merge, finish) =
             (registered::<()>("foldby_combine")?, registered::<()>("foldby_finish")?);
         let init = encode(initial)?;
-        let partials: Vec<Delayed<Partial>> = self
-            .parts
-            .iter()
-            .map(|p| {
-                Delayed::from_op(
-                    per,
-                    vec![
-                        arg::<Vec<T>>(p),
-                        arg::<String>(key.name.to_string()),
-                        arg::<String>(binop.name.to_string()),
-                        arg::<Vec<u8>>(init.clone()),
-                    ],
-                )
-            })
-            .collect();
+        let partials: Vec<Delayed<Partial>> = self.per_partition("foldby_with", || {
+            vec![op_name(key), op_name(binop), arg::<Vec<u8>>(init.clone())]
+        })?;
         let merged = tree(partials, |items| {
-            Delayed::from_op(
-                merge,
-                vec![arg::<Vec<Partial>>(items), arg::<String>(combine.name.to_string())],
-            )
+            Delayed::from_op(merge, vec![arg::<Vec<Partial>>(items), op_name(combine)])
         });
         Ok(Bag::from_partitions(vec![Delayed::from_op(finish, vec![arg::<Partial>(merged)])]))
     }
@@ -605,22 +550,10 @@ impl<T: Data> Bag<T> {
             });
         }
         type Buckets<T> = Vec<Vec<(Vec<u8>, T)>>;
-        let (split, collect) =
-            (registered::<T>("groupby_split")?, registered::<T>("groupby_collect")?);
-        let splits: Vec<Delayed<Buckets<T>>> = self
-            .parts
-            .iter()
-            .map(|p| {
-                Delayed::from_op(
-                    split,
-                    vec![
-                        arg::<Vec<T>>(p),
-                        arg::<String>(key.name.to_string()),
-                        arg::<u64>(npartitions as u64),
-                    ],
-                )
-            })
-            .collect();
+        let collect = registered::<T>("groupby_collect")?;
+        let splits: Vec<Delayed<Buckets<T>>> = self.per_partition("groupby_split", || {
+            vec![op_name(key), arg::<u64>(npartitions as u64)]
+        })?;
         Ok(Bag::from_partitions(
             (0..npartitions as u64)
                 .map(|j| {
@@ -632,6 +565,31 @@ impl<T: Data> Bag<T> {
                 .collect(),
         ))
     }
+}
+
+impl<T: Data> Bag<T> {
+    /// One task per partition of `T`'s registered `op`: the partition, then `extra()`.
+    fn per_partition<R: Data>(
+        &self,
+        op: &str,
+        extra: impl Fn() -> Vec<rask_core::DelayedArg>,
+    ) -> Result<Vec<Delayed<R>>, BagError> {
+        let entry = registered::<T>(op)?;
+        Ok(self
+            .parts
+            .iter()
+            .map(|p| {
+                let mut args = vec![arg::<Vec<T>>(p)];
+                args.extend(extra());
+                Delayed::from_op(entry, args)
+            })
+            .collect())
+    }
+}
+
+/// An element op's name, as the argument of the partition ops that call it.
+fn op_name(op: &'static rask_core::OpEntry) -> rask_core::DelayedArg {
+    arg::<String>(op.name.to_string())
 }
 
 /// A value's encoding (the initial accumulator of the folds by op).

@@ -51,6 +51,23 @@ fn pairs(v: &Value) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// A grouped bag's keys, each with its distinct items, all sorted (group
+/// order and item order differ between shuffles).
+fn distinct_per_key(groups: Bag<(u64, Vec<String>)>) -> Vec<(u64, Vec<String>)> {
+    let mut out: Vec<(u64, Vec<String>)> = groups
+        .compute()
+        .unwrap()
+        .into_iter()
+        .map(|(k, mut v)| {
+            v.sort();
+            v.dedup();
+            (k, v)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-12 * b.abs().max(1.0)
 }
@@ -101,19 +118,7 @@ fn text_operations_match_dask_bag() {
                 .compute()
                 .unwrap();
             assert_eq!(first, pairs(&e["first_letter_counts"]));
-            let mut by_len: Vec<(u64, Vec<String>)> = words
-                .groupby(|w| w.len() as u64, 3)
-                .unwrap()
-                .compute()
-                .unwrap()
-                .into_iter()
-                .map(|(k, mut v)| {
-                    v.sort();
-                    v.dedup();
-                    (k, v)
-                })
-                .collect();
-            by_len.sort();
+            let by_len = distinct_per_key(words.groupby(|w| w.len() as u64, 3).unwrap());
             let want: Vec<(u64, Vec<String>)> =
                 serde_json::from_value(e["by_length"].clone()).unwrap();
             assert_eq!(by_len, want);
@@ -132,19 +137,7 @@ fn text_operations_match_dask_bag() {
                 .unwrap();
             first_op.sort();
             assert_eq!(first_op, pairs(&e["first_letter_counts"]));
-            let mut by_len_op: Vec<(u64, Vec<String>)> = words
-                .groupby_op::<u64>(&length::OP, 2)
-                .unwrap()
-                .compute()
-                .unwrap()
-                .into_iter()
-                .map(|(k, mut v)| {
-                    v.sort();
-                    v.dedup();
-                    (k, v)
-                })
-                .collect();
-            by_len_op.sort();
+            let by_len_op = distinct_per_key(words.groupby_op::<u64>(&length::OP, 2).unwrap());
             assert_eq!(by_len_op, by_len);
             // Every partition count and partition split keeps the items in order.
             let all = lines.compute().unwrap();
