@@ -351,6 +351,45 @@ fn failures_are_retried_then_reported() {
     assert!(e.s.story(&k("a")).iter().any(|t| t.reason.contains("retrying")));
 }
 
+/// Found by `random_dags_with_faults_finish`: a task running on one worker
+/// loses its input with another worker, then fails and is retried. The retry
+/// must wait for the input to be recomputed, not queue without it.
+#[test]
+fn a_retry_whose_input_was_lost_meanwhile_waits_for_it() {
+    let mut e = Env::new();
+    e.worker(1, 1);
+    e.worker(2, 1);
+    let mut a = spec("a", &[]);
+    a.workers = vec!["w1".into()];
+    a.allow_other_workers = true;
+    let mut b = spec("b", &["a"]);
+    b.workers = vec!["w2".into()];
+    b.retries = 1;
+    e.submit(vec![a, b], &["b"]);
+    e.finish(1, "a", 8);
+    // b runs on w2; w1, the only holder of a, dies (a new w3 joins).
+    e.ev(Event::WorkerLost { worker: WorkerId(1) });
+    e.worker(3, 1);
+    assert!(matches!(e.s.tasks()[&k("b")].state, TaskState::Processing { worker: WorkerId(2) }));
+    let failure = TaskFailure {
+        key: k("b"),
+        op: "inc".into(),
+        message: "boom".into(),
+        worker: None,
+        kind: FailureCause::Error,
+    };
+    let out = e.ev(Event::TaskFailed { worker: WorkerId(2), key: k("b"), failure });
+    assert!(computes(&out).is_empty(), "{out:?}");
+    assert_eq!(e.s.tasks()[&k("b")].state, TaskState::Waiting { unfinished: 1 });
+    // a is recomputed elsewhere (its pin is loose).
+    let a_on = match e.s.tasks()[&k("a")].state {
+        TaskState::Processing { worker } => worker.0,
+        ref s => panic!("a is {s:?}"),
+    };
+    let out = e.finish(a_on, "a", 8);
+    assert_eq!(computes(&out), vec![(2, k("b"))], "b retried once a is back");
+}
+
 #[test]
 fn lost_worker_results_are_recomputed_from_lineage() {
     let mut e = Env::new();

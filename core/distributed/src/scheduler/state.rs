@@ -1209,11 +1209,9 @@ impl SchedulerState {
         if t.retries_left > 0 {
             t.retries_left -= 1;
             let left = t.retries_left;
-            self.set_state(
-                &key,
-                TaskState::Queued,
-                format!("retrying after failure ({left} retries left): {}", failure.message),
-            );
+            let reason =
+                format!("retrying after failure ({left} retries left): {}", failure.message);
+            self.back_to_ready(&key, reason);
             return;
         }
         self.set_state(&key, TaskState::Erred { failure }, "failed");
@@ -1331,6 +1329,27 @@ impl SchedulerState {
         }
         self.lose(&key, "a client could not fetch it from its holder");
         self.ensure_needed();
+    }
+
+    fn deps_in_memory(&self, key: &Key) -> bool {
+        self.tasks[key]
+            .spec
+            .deps
+            .iter()
+            .all(|d| matches!(self.tasks.get(d).map(|t| &t.state), Some(TaskState::Memory { .. })))
+    }
+
+    /// Puts a task taken off a worker (a retry, a steal) back in line. A
+    /// dependency may have been lost while it ran (a lost value does not
+    /// stop its running dependents), so it queues only if every input is
+    /// still in memory, and otherwise waits for them again.
+    fn back_to_ready(&mut self, key: &Key, reason: impl Into<Cow<'static, str>>) {
+        if self.deps_in_memory(key) {
+            self.set_state(key, TaskState::Queued, reason);
+        } else {
+            self.set_state(key, TaskState::Released, reason);
+            self.ensure(std::slice::from_ref(key));
+        }
     }
 
     /// A value in memory was lost: its task goes back to released, and tasks
@@ -1666,6 +1685,10 @@ impl SchedulerState {
             w.processing.remove(&key);
         }
         self.release_resources(worker, &key);
+        if !self.deps_in_memory(&key) {
+            self.back_to_ready(&key, format!("stolen from worker {}", worker.0));
+            return;
+        }
         // Straight to an idle thread elsewhere (never back to the victim,
         // which would only be asked again); else queued as usual.
         let spec = &self.tasks[&key].spec;
