@@ -1,0 +1,231 @@
+//! Group-by aggregations split into three stages, as dask.dataframe's
+//! `aca` (apply-concat-apply) does:
+//!
+//! - `partial`, per input partition: a group-by whose aggregations are
+//!   decomposable parts (sums, counts, minima, …);
+//! - `combine`, over concatenated partials: a group-by merging the parts
+//!   (run in a tree, or once per output partition after a shuffle);
+//! - `finish`: a select turning the parts into the asked-for columns, with
+//!   the dtypes polars gives the same aggregation on one frame.
+//!
+//! Aggregations with no such split (median, n_unique, arbitrary
+//! expressions) run whole, after a shuffle that brings every group's rows
+//! together.
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// How one group-by runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AggPlan {
+    /// The grouping expressions, as given.
+    pub keys: Vec<Expr>,
+    /// The output names of the keys.
+    pub key_names: Vec<String>,
+    /// The aggregations, as given (the whole-group path).
+    pub aggs: Vec<Expr>,
+    /// The decomposed stages, when every aggregation decomposes.
+    pub split: Option<Split>,
+    /// Sort the result by its keys.
+    pub sort: bool,
+}
+
+/// The three stages of a decomposed group-by.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Split {
+    /// Per input partition, grouped by `keys`.
+    pub partial: Vec<Expr>,
+    /// Over concatenated partials, grouped by the key columns.
+    pub combine: Vec<Expr>,
+    /// Over the combined frame: the asked-for columns.
+    pub finish: Vec<Expr>,
+}
+
+impl AggPlan {
+    /// Plans `aggs` grouped by `keys` over frames of `schema`; the output
+    /// schema says what the aggregation gives on one frame (and validates it:
+    /// a missing column is an error naming the available ones).
+    pub fn new(
+        keys: Vec<Expr>,
+        aggs: Vec<Expr>,
+        schema: &Schema,
+        sort: bool,
+    ) -> PolarsResult<(AggPlan, SchemaRef)> {
+        let empty = polars::prelude::DataFrame::empty_with_schema(schema).lazy();
+        let mut lf = if keys.is_empty() {
+            empty.select(aggs.clone())
+        } else {
+            empty.group_by(keys.clone()).agg(aggs.clone())
+        };
+        let out = lf.collect_schema()?;
+        let key_names: Vec<String> =
+            out.iter_names().take(keys.len()).map(|n| n.to_string()).collect();
+        let agg_fields: Vec<(String, DataType)> =
+            out.iter().skip(keys.len()).map(|(n, d)| (n.to_string(), d.clone())).collect();
+        let split = decompose(&aggs, &agg_fields);
+        Ok((AggPlan { keys, key_names, aggs, split, sort }, out))
+    }
+
+    /// The key columns (after the partial stage).
+    pub fn key_cols(&self) -> Vec<Expr> {
+        self.key_names.iter().map(|k| col(k.as_str())).collect()
+    }
+
+    /// `aggs` grouped by `keys`, or over the whole frame when there are none.
+    fn grouped(&self, lf: LazyFrame, keys: Vec<Expr>, aggs: Vec<Expr>) -> LazyFrame {
+        if self.key_names.is_empty() {
+            lf.select(aggs)
+        } else {
+            lf.group_by(keys).agg(aggs)
+        }
+    }
+
+    /// Per input partition: the partial aggregation (or the rows themselves
+    /// when the plan does not decompose).
+    pub fn partial(
+        &self,
+        df: polars::prelude::DataFrame,
+    ) -> PolarsResult<polars::prelude::DataFrame> {
+        match &self.split {
+            Some(s) => self.grouped(df.lazy(), self.keys.clone(), s.partial.clone()).collect(),
+            None => Ok(df),
+        }
+    }
+
+    /// Merges concatenated partials into one partial per group.
+    pub fn combine(
+        &self,
+        df: polars::prelude::DataFrame,
+    ) -> PolarsResult<polars::prelude::DataFrame> {
+        match &self.split {
+            Some(s) => self.grouped(df.lazy(), self.key_cols(), s.combine.clone()).collect(),
+            None => Ok(df),
+        }
+    }
+
+    /// The result from combined partials (or from all of a group's rows).
+    pub fn finish(
+        &self,
+        df: polars::prelude::DataFrame,
+    ) -> PolarsResult<polars::prelude::DataFrame> {
+        let lf = match &self.split {
+            Some(s) => {
+                let mut cols = self.key_cols();
+                cols.extend(s.finish.iter().cloned());
+                df.lazy().select(cols)
+            }
+            None => self.grouped(df.lazy(), self.keys.clone(), self.aggs.clone()),
+        };
+        let lf = if self.sort && !self.key_names.is_empty() {
+            lf.sort(
+                self.key_names.iter().map(String::as_str).collect::<Vec<_>>(),
+                SortMultipleOptions::default().with_nulls_last(true),
+            )
+        } else {
+            lf
+        };
+        lf.collect()
+    }
+}
+
+/// The stages of `aggs`, when every one is a plain aggregation with a split.
+fn decompose(aggs: &[Expr], fields: &[(String, DataType)]) -> Option<Split> {
+    let mut s = Split { partial: Vec::new(), combine: Vec::new(), finish: Vec::new() };
+    for (i, (agg, (name, dtype))) in aggs.iter().zip(fields).enumerate() {
+        let p = |part: &str| format!("__rask_{i}_{part}");
+        let c = |part: &str| col(p(part).as_str());
+        let mut inner = agg;
+        while let Expr::Alias(e, _) = inner {
+            inner = e;
+        }
+        let finish = match inner {
+            Expr::Len => {
+                s.partial.push(len().alias(p("n")));
+                s.combine.push(c("n").sum());
+                c("n")
+            }
+            Expr::Agg(a) => match a {
+                AggExpr::Sum(x) => {
+                    s.partial.push(x.as_ref().clone().sum().alias(p("s")));
+                    s.combine.push(c("s").sum());
+                    c("s")
+                }
+                AggExpr::Count { input, include_nulls } => {
+                    let n = if *include_nulls {
+                        input.as_ref().clone().len()
+                    } else {
+                        input.as_ref().clone().count()
+                    };
+                    s.partial.push(n.alias(p("n")));
+                    s.combine.push(c("n").sum());
+                    c("n")
+                }
+                AggExpr::Min { input, propagate_nans } => {
+                    let x = input.as_ref().clone();
+                    s.partial
+                        .push(if *propagate_nans { x.nan_min() } else { x.min() }.alias(p("m")));
+                    s.combine.push(if *propagate_nans { c("m").nan_min() } else { c("m").min() });
+                    c("m")
+                }
+                AggExpr::Max { input, propagate_nans } => {
+                    let x = input.as_ref().clone();
+                    s.partial
+                        .push(if *propagate_nans { x.nan_max() } else { x.max() }.alias(p("m")));
+                    s.combine.push(if *propagate_nans { c("m").nan_max() } else { c("m").max() });
+                    c("m")
+                }
+                AggExpr::First(x) => {
+                    s.partial.push(x.as_ref().clone().first().alias(p("f")));
+                    s.combine.push(c("f").first());
+                    c("f")
+                }
+                AggExpr::Last(x) => {
+                    s.partial.push(x.as_ref().clone().last().alias(p("l")));
+                    s.combine.push(c("l").last());
+                    c("l")
+                }
+                AggExpr::Mean(x) => {
+                    let x = x.as_ref().clone().cast(DataType::Float64);
+                    s.partial.push(x.clone().sum().alias(p("s")));
+                    s.partial.push(x.count().alias(p("n")));
+                    s.combine.push(c("s").sum());
+                    s.combine.push(c("n").sum());
+                    when(c("n").gt(lit(0)))
+                        .then(c("s") / c("n").cast(DataType::Float64))
+                        .otherwise(lit(NULL))
+                }
+                AggExpr::Var(x, ddof) | AggExpr::Std(x, ddof) => {
+                    let x = x.as_ref().clone().cast(DataType::Float64);
+                    let n_f = || c("n").cast(DataType::Float64);
+                    s.partial.push(x.clone().count().alias(p("n")));
+                    s.partial.push(x.clone().sum().alias(p("s")));
+                    // The group's squared deviations from its own mean.
+                    let n_x = x.clone().count().cast(DataType::Float64);
+                    s.partial.push((x.var(0) * n_x).fill_null(lit(0.0)).alias(p("m2")));
+                    s.combine.push(c("n").sum());
+                    s.combine.push(c("s").sum());
+                    // Chan et al.: M2 = Σ M2ᵢ + Σ nᵢ (meanᵢ − mean)², each
+                    // partial's mean against the merged one (no Σx² cancellation).
+                    let mean_i = c("s") / n_f();
+                    let mean = c("s").sum() / n_f().sum();
+                    let shift = when(c("n").gt(lit(0)))
+                        .then(n_f() * (mean_i - mean).pow(2))
+                        .otherwise(lit(0.0));
+                    s.combine.push((c("m2") + shift).sum().alias(p("m2")));
+                    let var = when(n_f().gt(lit(*ddof as f64)))
+                        .then(c("m2") / (n_f() - lit(*ddof as f64)))
+                        .otherwise(lit(NULL));
+                    if matches!(a, AggExpr::Std(..)) {
+                        var.sqrt()
+                    } else {
+                        var
+                    }
+                }
+                _ => return None,
+            },
+            _ => return None,
+        };
+        s.finish.push(finish.cast(dtype.clone()).alias(name.as_str()));
+    }
+    Some(s)
+}

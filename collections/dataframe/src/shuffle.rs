@@ -1,0 +1,83 @@
+//! The per-partition halves of a shuffle: split one partition into pieces
+//! (by key hash, or by ranges of a sort column); the pieces of one index,
+//! from every partition, then make one output partition.
+
+use polars::prelude::*;
+
+use crate::frame::Frame;
+
+const PART: &str = "__rask_part";
+
+/// Fixed seeds: every process must send equal keys to the same piece.
+const SEEDS: [u64; 4] = [0x5241_534b, 0x9e37_79b9_7f4a_7c15, 0xc2b2_ae3d_27d4_eb4f, 0x1656_67b1];
+
+/// Splits `df` into `n` pieces by the hash of `keys`.
+pub fn hash_split(df: DataFrame, keys: &[Expr], n: usize) -> PolarsResult<Vec<Frame>> {
+    if n <= 1 {
+        return Ok(vec![Frame(df)]);
+    }
+    // One u64 per row: the key columns' hashes, mixed.
+    let mut h: Option<Expr> = None;
+    for (i, k) in keys.iter().enumerate() {
+        let hi = k.clone().hash(SEEDS[0] + i as u64, SEEDS[1], SEEDS[2], SEEDS[3]);
+        h = Some(match h {
+            None => hi,
+            Some(prev) => (prev.xor(hi)).hash(SEEDS[0], SEEDS[1], SEEDS[2], SEEDS[3]),
+        });
+    }
+    let h = h.unwrap_or_else(|| lit(0u64));
+    let part = (h % lit(n as u64)).cast(DataType::UInt32).alias(PART);
+    let with = df.clone().lazy().with_column(part).collect()?;
+    split_by_part(&df, with, n)
+}
+
+/// Splits `with` (= `df` plus a `PART` column of piece indices) into `n`
+/// pieces with `df`'s schema.
+fn split_by_part(df: &DataFrame, with: DataFrame, n: usize) -> PolarsResult<Vec<Frame>> {
+    let empty = df.clear();
+    let mut pieces: Vec<Frame> = (0..n).map(|_| Frame(empty.clone())).collect();
+    for mut group in with.partition_by_stable([PART], true)? {
+        let idx = group.column(PART)?.u32()?.get(0).unwrap_or(0) as usize;
+        let _ = group.drop_in_place(PART)?;
+        pieces[idx.min(n - 1)] = Frame(group);
+    }
+    Ok(pieces)
+}
+
+/// Splits `df` into `boundaries.height() + 1` pieces by `by`: piece `i`
+/// holds the rows whose value is above `i` boundaries (below, when
+/// descending). Equal values land in one piece; nulls in the last.
+pub fn range_split(
+    df: DataFrame,
+    by: &str,
+    boundaries: &DataFrame,
+    descending: bool,
+) -> PolarsResult<Vec<Frame>> {
+    let b = boundaries.column(by)?.as_materialized_series().clone();
+    let n = b.len() + 1;
+    if n == 1 {
+        return Ok(vec![Frame(df)]);
+    }
+    let mut idx: Expr = lit(0u32);
+    for i in 0..b.len() {
+        let v = b.get(i)?.into_static();
+        let bound = lit(Scalar::new(b.dtype().clone(), v));
+        let past = if descending { col(by).lt(bound) } else { col(by).gt(bound) };
+        idx = idx + past.cast(DataType::UInt32);
+    }
+    let idx = idx.fill_null(lit((n - 1) as u32)).alias(PART);
+    let with = df.clone().lazy().with_column(idx).collect()?;
+    split_by_part(&df, with, n)
+}
+
+/// `k` evenly spaced values of `column`, sorted, nulls dropped.
+pub fn sample_column(df: DataFrame, column: &str, k: usize) -> PolarsResult<Frame> {
+    let s = df.lazy().select([col(column).drop_nulls().sort(SortOptions::default())]).collect()?;
+    let n = s.height();
+    if n == 0 || k == 0 {
+        return Ok(Frame(s.clear()));
+    }
+    let take: Vec<IdxSize> = (0..k).map(|i| ((i * n) / k) as IdxSize).collect();
+    let idx = IdxCa::from_vec("idx".into(), take);
+    Ok(Frame(s.take(&idx)?))
+}

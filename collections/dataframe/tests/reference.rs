@@ -1,0 +1,356 @@
+//! Dataframe operations against pandas' results on the same files
+//! (`tests/fixtures/expected.json`, written by `tests/fixtures/make_fixtures.py`
+//! with pandas 3.1.1), on the Sync and Threads schedulers. Counts, keys and
+//! ids are compared exactly; floats to 1e-9 relative (summation order
+//! differs); missing values must be missing on both sides.
+
+use std::path::PathBuf;
+
+use polars::prelude::*;
+use rask_core::{with_scheduler, Scheduler};
+use rask_dataframe::{
+    compute_frames, read_csv, read_parquet, CsvOptions, DataFrame, FrameError, How, ParquetOptions,
+};
+use serde_json::Value;
+
+fn fixture(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn expected() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture("expected.json")).unwrap()).unwrap()
+}
+
+/// The CSV files in blocks of ~1 KB (several partitions per file).
+fn sales_csv() -> DataFrame {
+    let options = CsvOptions { blocksize: Some(1000), ..CsvOptions::default() };
+    let df = read_csv(&[&fixture("sales_*.csv")], &options).unwrap();
+    assert!(df.npartitions() > 3, "{}", df.npartitions());
+    df
+}
+
+/// The Parquet files, one partition per row group.
+fn sales_parquet() -> DataFrame {
+    let options = ParquetOptions { split_row_groups: true, ..ParquetOptions::default() };
+    let df = read_parquet(&[&fixture("sales_*.parquet")], &options).unwrap();
+    assert_eq!(df.npartitions(), 6);
+    df
+}
+
+fn customers() -> DataFrame {
+    read_csv(&[&fixture("customers.csv")], &CsvOptions::default()).unwrap()
+}
+
+fn floats(df: &polars::prelude::DataFrame, c: &str) -> Vec<Option<f64>> {
+    df.column(c).unwrap().cast(&DataType::Float64).unwrap().f64().unwrap().iter().collect()
+}
+
+fn strings(df: &polars::prelude::DataFrame, c: &str) -> Vec<Option<String>> {
+    df.column(c).unwrap().str().unwrap().iter().map(|s| s.map(String::from)).collect()
+}
+
+fn expected_floats(v: &Value) -> Vec<Option<f64>> {
+    v.as_array().unwrap().iter().map(Value::as_f64).collect()
+}
+
+fn expected_strings(v: &Value) -> Vec<Option<String>> {
+    v.as_array().unwrap().iter().map(|s| s.as_str().map(String::from)).collect()
+}
+
+/// Equal, or both missing, or within 1e-9 relative.
+fn assert_close(what: &str, got: &[Option<f64>], want: &[Option<f64>]) {
+    assert_eq!(got.len(), want.len(), "{what}: {} values, pandas has {}", got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        match (g, w) {
+            (None, None) => {}
+            (Some(g), Some(w)) => {
+                let tol = 1e-9 * w.abs().max(1.0);
+                assert!((g - w).abs() <= tol, "{what}[{i}]: {g} vs pandas {w}");
+            }
+            _ => panic!("{what}[{i}]: {g:?} vs pandas {w:?}"),
+        }
+    }
+}
+
+/// Compares the named columns of `got` with pandas' records.
+fn assert_records(what: &str, got: &polars::prelude::DataFrame, want: &Value, columns: &[&str]) {
+    for c in columns {
+        let w = &want[*c];
+        let what = format!("{what}.{c}");
+        if w.as_array().unwrap().iter().any(Value::is_string) {
+            assert_eq!(strings(got, c), expected_strings(w), "{what}");
+        } else {
+            assert_close(&what, &floats(got, c), &expected_floats(w));
+        }
+    }
+}
+
+fn on_each_scheduler(test: impl Fn()) {
+    for scheduler in [Scheduler::Sync, Scheduler::Threads { workers: 2 }] {
+        with_scheduler(scheduler, &test);
+    }
+}
+
+fn decomposable() -> Vec<Expr> {
+    vec![
+        col("value").sum().alias("value_sum"),
+        col("value").mean().alias("value_mean"),
+        col("value").count().alias("value_count"),
+        col("value").min().alias("value_min"),
+        col("value").max().alias("value_max"),
+        col("value").std(1).alias("value_std"),
+        col("value").var(1).alias("value_var"),
+        col("qty").first().alias("qty_first"),
+        col("qty").last().alias("qty_last"),
+        len().alias("rows"),
+    ]
+}
+
+const DECOMPOSABLE: [&str; 11] = [
+    "key",
+    "value_sum",
+    "value_mean",
+    "value_count",
+    "value_min",
+    "value_max",
+    "value_std",
+    "value_var",
+    "qty_first",
+    "qty_last",
+    "rows",
+];
+
+#[test]
+fn group_by_matches_pandas_tree_and_shuffle() {
+    let want = expected();
+    on_each_scheduler(|| {
+        for df in [sales_csv(), sales_parquet()] {
+            // Tree reduction of partial aggregates.
+            let g = df.group_by(["key"]).agg(decomposable()).unwrap();
+            assert_eq!(g.npartitions(), 1);
+            assert_records(
+                "groupby tree",
+                &g.compute().unwrap(),
+                &want["groupby_key"],
+                &DECOMPOSABLE,
+            );
+            // Shuffled partials, then sorted here by key.
+            let g = df.group_by(["key"]).split_out(3).agg(decomposable()).unwrap();
+            assert_eq!(g.npartitions(), 3);
+            let got = g.compute().unwrap().sort(["key"], Default::default()).unwrap();
+            assert_records("groupby split_out", &got, &want["groupby_key"], &DECOMPOSABLE);
+            // With n_unique and median: whole groups after a shuffle.
+            let mut aggs = decomposable();
+            aggs.push(col("qty").n_unique().alias("qty_nunique"));
+            aggs.push(col("qty").median().alias("qty_median"));
+            for split_out in [1, 4] {
+                let g = df.group_by(["key"]).split_out(split_out).agg(aggs.clone()).unwrap();
+                let got = g.compute().unwrap().sort(["key"], Default::default()).unwrap();
+                let mut cols = DECOMPOSABLE.to_vec();
+                cols.extend(["qty_nunique", "qty_median"]);
+                assert_records("groupby whole", &got, &want["groupby_key"], &cols);
+            }
+            // Two keys.
+            let g = df
+                .group_by(["category", "key"])
+                .agg([col("qty").sum().alias("qty_sum"), col("value").mean().alias("value_mean")])
+                .unwrap();
+            assert_records(
+                "groupby two keys",
+                &g.compute().unwrap(),
+                &want["groupby_category_key"],
+                &["category", "key", "qty_sum", "value_mean"],
+            );
+        }
+    });
+}
+
+#[test]
+fn merges_match_pandas_broadcast_and_shuffled() {
+    let want = expected();
+    let cols = ["id", "key", "category", "value", "qty", "segment", "weight"];
+    on_each_scheduler(|| {
+        let sales = sales_csv();
+        let one = customers();
+        assert_eq!(one.npartitions(), 1);
+        let two = one.repartition(2).unwrap();
+        for (how, name) in
+            [(How::Inner, "merge_inner"), (How::Left, "merge_left"), (How::Full, "merge_outer")]
+        {
+            for right in [&one, &two] {
+                let m = sales.merge(right, &["key"], &["key"], how).unwrap();
+                let got = m
+                    .compute()
+                    .unwrap()
+                    .sort(["id", "key"], SortMultipleOptions::default().with_nulls_last(true))
+                    .unwrap();
+                assert_records(name, &got, &want[name], &cols);
+            }
+        }
+    });
+}
+
+#[test]
+fn sorts_match_pandas() {
+    let want = expected();
+    on_each_scheduler(|| {
+        for df in [sales_csv(), sales_parquet()] {
+            let s = df.sort(&["value", "id"], &[false]).unwrap();
+            assert!(s.npartitions() > 1);
+            let ids: Vec<Option<f64>> = floats(&s.compute().unwrap(), "id");
+            assert_close("sort value,id", &ids, &expected_floats(&want["sort_value_id"]));
+            let s = df.sort(&["qty", "id"], &[true]).unwrap();
+            let ids: Vec<Option<f64>> = floats(&s.compute().unwrap(), "id");
+            assert_close("sort qty,id desc", &ids, &expected_floats(&want["sort_qty_id_desc"]));
+        }
+    });
+}
+
+#[test]
+fn counts_uniques_and_row_steps_match_pandas() {
+    let want = expected();
+    on_each_scheduler(|| {
+        let df = sales_csv();
+        assert_eq!(df.len().compute().unwrap(), want["n_rows"].as_u64().unwrap());
+        let vc = df.value_counts("category").unwrap().compute().unwrap();
+        assert_records("value_counts", &vc, &want["value_counts_category"], &["category", "count"]);
+        assert_eq!(
+            df.nunique("category").unwrap().compute().unwrap(),
+            want["nunique_category"].as_u64().unwrap()
+        );
+        let dd = df.drop_duplicates(Some(vec!["category".into(), "key".into()])).unwrap();
+        assert_eq!(
+            dd.len().compute().unwrap(),
+            want["drop_duplicates_category_key"].as_u64().unwrap()
+        );
+        let f = df
+            .filter(col("value").gt(lit(20.0)))
+            .unwrap()
+            .with_columns([(col("value") * col("qty")).alias("total")])
+            .unwrap();
+        assert_eq!(f.len().compute().unwrap(), want["filtered_rows"].as_u64().unwrap());
+        let total = f.select([col("total").sum()]).unwrap().compute().unwrap();
+        let got: f64 = floats(&total, "total").iter().flatten().sum();
+        assert_close("filtered total", &[Some(got)], &[want["filtered_total"].as_f64()]);
+        // Parquet with pushdown: the same filter, read with the predicate.
+        let options = ParquetOptions {
+            columns: Some(vec!["id".into(), "value".into()]),
+            filter: Some(col("value").gt(lit(20.0))),
+            split_row_groups: false,
+        };
+        let p = read_parquet(&[&fixture("sales_*.parquet")], &options).unwrap();
+        assert_eq!(p.columns(), ["id", "value"]);
+        assert_eq!(p.len().compute().unwrap(), want["filtered_rows"].as_u64().unwrap());
+    });
+}
+
+#[test]
+fn two_results_of_one_read_compute_together() {
+    let df = sales_csv();
+    let a = df.group_by(["key"]).agg([col("qty").sum()]).unwrap();
+    let b = df.group_by(["category"]).agg([col("value").mean()]).unwrap();
+    let out = compute_frames(&[&a, &b]).unwrap();
+    assert_eq!(out[0].height(), 50);
+    assert_eq!(out[1].height(), 6);
+}
+
+#[test]
+fn to_array_gives_the_numeric_columns_by_row_chunk() {
+    let df = sales_parquet();
+    let a = df.to_array(Some(&["id", "qty"])).unwrap();
+    assert_eq!(a.shape(), vec![600, 2]);
+    assert_eq!(a.chunks()[0].len(), 6);
+    let x = a.compute().unwrap();
+    let all = df.compute().unwrap();
+    let ids = floats(&all, "id");
+    let qty = floats(&all, "qty");
+    for i in 0..600 {
+        assert_eq!(Some(x[[i, 0]]), ids[i]);
+        assert_eq!(Some(x[[i, 1]]), qty[i]);
+    }
+    // Lengths unknown after a filter: computed first. Missing values are NaN.
+    let f = sales_csv().filter(col("qty").gt(lit(4))).unwrap().to_array(Some(&["value"])).unwrap();
+    let v = f.compute().unwrap();
+    assert!(v.iter().any(|x| x.is_nan()));
+    assert!(matches!(df.to_array(Some(&["category"])), Err(FrameError::Invalid { .. })));
+}
+
+#[test]
+fn bad_input_gets_clear_errors() {
+    let df = sales_csv();
+    // A missing column: polars' message, and the columns there are.
+    let e = df.filter(col("nope").gt(lit(1))).unwrap_err().to_string();
+    assert!(e.contains("nope") && e.contains("category"), "{e}");
+    let e = df.group_by(["nope"]).agg([col("qty").sum()]).unwrap_err().to_string();
+    assert!(e.contains("nope") && e.contains("qty"), "{e}");
+    // Merge keys of different types.
+    let c = customers().with_columns([col("key").cast(DataType::String)]).unwrap();
+    let e = df.merge(&c, &["key"], &["key"], How::Inner).unwrap_err();
+    assert!(matches!(e, FrameError::KeyTypes { .. }), "{e}");
+    assert!(e.to_string().contains("cast one side"), "{e}");
+    // No such files.
+    let e = read_csv(&["/nonexistent/*.csv"], &CsvOptions::default()).unwrap_err();
+    assert!(matches!(e, FrameError::NoFiles { .. }), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    // A file whose header differs from the first file's.
+    std::fs::write(dir.path().join("a.csv"), "x,y\n1,2\n").unwrap();
+    std::fs::write(dir.path().join("b.csv"), "x,z\n1,2\n").unwrap();
+    let e = read_csv(&[&format!("{}/*.csv", dir.path().display())], &CsvOptions::default())
+        .unwrap_err();
+    let m = e.to_string();
+    assert!(m.contains("b.csv") && m.contains("\"z\"") && m.contains("\"y\""), "{m}");
+    // A malformed row: the file and the line.
+    // (past the rows the schema is inferred from, in a later block).
+    let bad = dir.path().join("bad.csv");
+    let mut text = String::from("x,y\n");
+    for i in 0..1100 {
+        text.push_str(&format!("{i},{}\n", 2 * i));
+    }
+    text.push_str("5,oops\n7,8\n");
+    std::fs::write(&bad, text).unwrap();
+    let options = CsvOptions { blocksize: Some(2000), ..CsvOptions::default() };
+    let e = read_csv(&[bad.to_str().unwrap()], &options).unwrap().compute().unwrap_err();
+    let m = e.to_string();
+    assert!(m.contains("bad.csv") && m.contains("line 1102") && m.contains("oops"), "{m}");
+    // Parquet files with different schemas.
+    let p = dir.path().join("p");
+    std::fs::create_dir(&p).unwrap();
+    let mut a = df!("x" => [1i64, 2]).unwrap();
+    ParquetWriter::new(std::fs::File::create(p.join("a.parquet")).unwrap()).finish(&mut a).unwrap();
+    let mut b = df!("x" => [1.5f64, 2.5]).unwrap();
+    ParquetWriter::new(std::fs::File::create(p.join("b.parquet")).unwrap()).finish(&mut b).unwrap();
+    let e = read_parquet(&[&format!("{}/*.parquet", p.display())], &ParquetOptions::default())
+        .unwrap_err();
+    let m = e.to_string();
+    assert!(m.contains("b.parquet") && m.contains("\"x\""), "{m}");
+    // Parameters.
+    assert!(matches!(df.repartition(0), Err(FrameError::Invalid { .. })));
+    assert!(matches!(
+        df.group_by(["key"]).split_out(0).agg([len()]),
+        Err(FrameError::Invalid { .. })
+    ));
+}
+
+#[test]
+fn written_files_read_back_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let df = sales_csv();
+    let n = df.to_parquet(dir.path().join("pq")).unwrap().compute().unwrap();
+    assert_eq!(n, 600);
+    let back = read_parquet(
+        &[&format!("{}/pq/*.parquet", dir.path().display())],
+        &ParquetOptions::default(),
+    )
+    .unwrap();
+    let n = back.to_csv(dir.path().join("csv")).unwrap().compute().unwrap();
+    assert_eq!(n, 600);
+    let again = read_csv(&[&format!("{}/csv/*.csv", dir.path().display())], &CsvOptions::default())
+        .unwrap();
+    let a = df.compute().unwrap().sort(["id"], Default::default()).unwrap();
+    let b = again.compute().unwrap().sort(["id"], Default::default()).unwrap();
+    assert!(a.equals_missing(&b));
+}
