@@ -17,6 +17,8 @@ pub use rask_integrations::xgboost;
 
 /// Bags: partitioned collections of serde values, text and JSON lines (the `rask-bag` crate).
 pub use rask_bag as bag;
+/// Dataframes: partitioned polars DataFrames, CSV and Parquet, group-bys, merges and sorts (the `rask-dataframe` crate).
+pub use rask_dataframe as dataframe;
 
 /// Scheduler, workers, client and LocalCluster (the `rask-distributed` crate).
 pub use rask_distributed as distributed;
