@@ -93,6 +93,7 @@ fn every_operation() -> Vec<DataFrame> {
     }
     let n = sales.nunique("category").unwrap().compute().unwrap();
     out.push(df!("nunique" => [n]).unwrap());
+    out.push(sales.describe().unwrap());
     let a = pq.to_array(Some(&["id", "qty"])).unwrap().compute().unwrap();
     out.push(df!("array_sum" => [a.sum()]).unwrap());
     out

@@ -47,6 +47,7 @@ const CRATE_DEPS: &[(&str, &[&str])] = &[
     ("core", &[]),
     ("core/distributed", &["rask-core"]),
     ("collections/bag", &["rask-core"]),
+    ("collections/dataframe", &["rask-core"]),
     ("ml", &["rask-core"]),
     ("search", &["rask-core", "rask-ml"]),
     ("glm", &["rask-core", "rask-ml"]),

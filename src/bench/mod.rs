@@ -11,6 +11,7 @@ pub mod w4;
 pub mod w5;
 pub mod w6;
 pub mod w7;
+pub mod w8;
 pub mod w9;
 
 use std::time::Instant;
@@ -219,7 +220,7 @@ pub fn meta_record() -> Value {
 }
 
 /// Names of the workloads this build implements.
-pub const WORKLOADS: &[&str] = &["w1", "w2", "w3", "w4", "w5", "w6", "w7", "w9"];
+pub const WORKLOADS: &[&str] = &["w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8", "w9"];
 
 /// Where a workload runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -299,6 +300,10 @@ pub fn run(
         ("w7" | "w7_dataframe", Target::Local) => w7::run(env, need_data()?, None, out),
         ("w7" | "w7_dataframe", Target::LocalCluster { binary }) => {
             w7::run(env, need_data()?, Some(binary), out)
+        }
+        ("w8" | "w8_shuffle", Target::Local) => w8::run(env, need_data()?, None, out),
+        ("w8" | "w8_shuffle", Target::LocalCluster { binary }) => {
+            w8::run(env, need_data()?, Some(binary), out)
         }
         ("w9" | "w9_estimators", Target::Local) => {
             let only = std::env::var("W9_ONLY").ok();

@@ -301,9 +301,10 @@ impl DataFrame {
         self.with_step(Step::WithColumns(exprs.into_iter().collect()), true)
     }
 
-    /// Keeps or computes columns (row-wise expressions: each partition alone).
+    /// Keeps or computes columns, per partition (an aggregation here gives
+    /// one row per partition; [`agg`](DataFrame::agg) aggregates all rows).
     pub fn select(&self, exprs: impl IntoIterator<Item = Expr>) -> Result<DataFrame, FrameError> {
-        self.with_step(Step::Select(exprs.into_iter().collect()), true)
+        self.with_step(Step::Select(exprs.into_iter().collect()), false)
     }
 
     /// Applies a registered op `Frame -> Frame` to every partition; `schema`
@@ -366,6 +367,93 @@ impl DataFrame {
     /// one-row frame, from partial aggregates reduced in a tree.
     pub fn agg(&self, aggs: impl IntoIterator<Item = Expr>) -> Result<DataFrame, FrameError> {
         GroupBy { df: self.clone(), keys: Vec::new(), split_out: 1, sort: false }.agg(aggs)
+    }
+
+    /// Summary statistics of the numeric columns, as polars' `describe`: a
+    /// `statistic` column (count, null_count, mean, std, min, 25%, 50%, 75%,
+    /// max) and one column per numeric column. Count, mean, std, min and max
+    /// are exact (a tree of partial aggregates); the quartiles are
+    /// approximate, as Dask's: merged from 101 evenly spaced values of each
+    /// sorted partition, weighted by the partition's length (exact for
+    /// partitions of up to 101 rows).
+    pub fn describe(&self) -> Result<polars::prelude::DataFrame, FrameError> {
+        use polars::prelude::{len, DataType, NamedFrom, Series};
+        let cols: Vec<String> = self
+            .schema
+            .iter()
+            .filter(|(_, d)| d.is_primitive_numeric())
+            .map(|(n, _)| n.to_string())
+            .collect();
+        if cols.is_empty() {
+            return Err(FrameError::Invalid {
+                message: format!("describe: no numeric column among {:?}", self.columns()),
+            });
+        }
+        let mut aggs = vec![len().alias("__rows")];
+        for c in &cols {
+            let x = col(c.as_str()).cast(DataType::Float64);
+            aggs.push(x.clone().count().alias(format!("{c}__count")));
+            aggs.push(x.clone().mean().alias(format!("{c}__mean")));
+            aggs.push(x.clone().std(1).alias(format!("{c}__std")));
+            aggs.push(x.clone().min().alias(format!("{c}__min")));
+            aggs.push(x.max().alias(format!("{c}__max")));
+        }
+        let stats = self.agg(aggs)?;
+        let parts = self.partitions();
+        let sketches: Vec<Vec<Delayed<Frame>>> = cols
+            .iter()
+            .map(|c| parts.iter().map(|p| ops::sketch_column(p, c.clone(), 101)).collect())
+            .collect();
+        let mut all: Vec<rask_core::AnyDelayed> =
+            stats.partitions().iter().map(Delayed::erase).collect();
+        all.extend(sketches.iter().flatten().map(Delayed::erase));
+        let values = rask_core::compute_many(
+            &all,
+            &rask_core::default_scheduler(),
+            &rask_core::ComputeOptions::default(),
+        )?;
+        let mut it = values.into_iter().zip(&all);
+        let mut take = || -> Result<polars::prelude::DataFrame, FrameError> {
+            let (v, d) = it.next().expect("one value per task");
+            Ok(v.take_decode::<Frame>()
+                .map_err(|source| ComputeError::Output { key: d.key().clone(), source })?
+                .0)
+        };
+        let stats = take()?;
+        let get = |name: &str| -> Result<Option<f64>, FrameError> {
+            Ok(stats.column(name)?.cast(&DataType::Float64)?.f64()?.get(0))
+        };
+        let rows = get("__rows")?.unwrap_or(0.0);
+        let mut columns = vec![Series::new(
+            "statistic".into(),
+            ["count", "null_count", "mean", "std", "min", "25%", "50%", "75%", "max"],
+        )
+        .into()];
+        for c in &cols {
+            let count = get(&format!("{c}__count"))?.unwrap_or(0.0);
+            // Each partition's (up to) 101 values, each standing for an equal share of its non-null rows.
+            let mut weighted: Vec<(f64, f64)> = Vec::new();
+            for _ in 0..parts.len() {
+                let sketch = take()?;
+                let v = sketch.column("value")?.f64()?.clone();
+                let w = sketch.column("weight")?.f64()?.clone();
+                weighted.extend(v.iter().zip(w.iter()).filter_map(|(v, w)| Some((v?, w?))));
+            }
+            let q = weighted_quantiles(weighted, &[0.25, 0.5, 0.75]);
+            let values = [
+                Some(count),
+                Some(rows - count),
+                get(&format!("{c}__mean"))?,
+                get(&format!("{c}__std"))?,
+                get(&format!("{c}__min"))?,
+                q[0],
+                q[1],
+                q[2],
+                get(&format!("{c}__max"))?,
+            ];
+            columns.push(Series::new(c.as_str().into(), values).into());
+        }
+        Ok(polars::prelude::DataFrame::new_infer_height(columns)?)
     }
 
     /// Each distinct value of `column` with how often it occurs (`count`),
@@ -849,4 +937,38 @@ pub fn compute_frames(
         out.push(df);
     }
     Ok(out)
+}
+
+/// Quantiles of weighted values, linear between neighbours. The value
+/// `i` (sorted) sits at the weight before it over the weight before the
+/// last: with unit weights, `i / (n - 1)`, pandas' default.
+fn weighted_quantiles(mut v: Vec<(f64, f64)>, qs: &[f64]) -> Vec<Option<f64>> {
+    if v.is_empty() {
+        return vec![None; qs.len()];
+    }
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let span: f64 = v[..v.len() - 1].iter().map(|p| p.1).sum();
+    if span <= 0.0 {
+        return vec![Some(v[0].0); qs.len()];
+    }
+    let mut pos = Vec::with_capacity(v.len());
+    let mut acc = 0.0;
+    for (_, w) in &v {
+        pos.push(acc / span);
+        acc += w;
+    }
+    qs.iter()
+        .map(|&q| {
+            let i = pos.partition_point(|&p| p < q);
+            Some(if i == 0 {
+                v[0].0
+            } else if i == v.len() {
+                v[v.len() - 1].0
+            } else {
+                let (p0, p1) = (pos[i - 1], pos[i]);
+                let t = if p1 > p0 { (q - p0) / (p1 - p0) } else { 0.0 };
+                v[i - 1].0 + t * (v[i].0 - v[i - 1].0)
+            })
+        })
+        .collect()
 }

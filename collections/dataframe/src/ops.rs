@@ -100,6 +100,11 @@ rask_core::op! {
         crate::shuffle::sample_column(frame.0, &column, k as usize).map_err(err)
     }
 
+    /// Evenly spaced values of `column` with the rows each stands for (quantile sketches).
+    pub fn sketch_column(frame: Frame, column: String, k: u64) -> Result<Frame, String> {
+        crate::shuffle::sketch_column(frame.0, &column, k as usize).map_err(err)
+    }
+
     /// Joins two partitions.
     pub fn join(left: Frame, right: Frame, spec: Wire<crate::JoinSpec>) -> Result<Frame, String> {
         spec.0.run(left.0, right.0).map(Frame).map_err(err)
@@ -114,6 +119,11 @@ rask_core::op! {
     /// The first `n` rows.
     pub fn head(frame: Frame, n: u64) -> Frame {
         Frame(frame.0.head(Some(n as usize)))
+    }
+
+    /// The last `n` rows.
+    pub fn tail(frame: Frame, n: u64) -> Frame {
+        Frame(frame.0.tail(Some(n as usize)))
     }
 
     /// Writes a partition as Parquet.

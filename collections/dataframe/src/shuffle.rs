@@ -81,3 +81,18 @@ pub fn sample_column(df: DataFrame, column: &str, k: usize) -> PolarsResult<Fram
     let idx = IdxCa::from_vec("idx".into(), take);
     Ok(Frame(s.take(&idx)?))
 }
+
+/// Up to `k` evenly spaced values of `column` (sorted, nulls dropped) as
+/// `value` (f64), each with the `weight` of the rows it stands for.
+pub fn sketch_column(df: DataFrame, column: &str, k: usize) -> PolarsResult<Frame> {
+    let n = df.column(column)?.len() - df.column(column)?.null_count();
+    let Frame(s) = sample_column(df, column, k.min(n))?;
+    let taken = s.height();
+    let values = s.column(column)?.cast(&DataType::Float64)?;
+    let w = if taken == 0 { 0.0 } else { n as f64 / taken as f64 };
+    let out = DataFrame::new_infer_height(vec![
+        values.with_name("value".into()),
+        Column::new("weight".into(), vec![w; taken]),
+    ])?;
+    Ok(Frame(out))
+}

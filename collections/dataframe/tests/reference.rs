@@ -249,6 +249,30 @@ fn counts_uniques_and_row_steps_match_pandas() {
 }
 
 #[test]
+fn describe_matches_pandas() {
+    let want = expected();
+    on_each_scheduler(|| {
+        // Partitions of at most 101 rows: the quartile sketches are exact.
+        let d = sales_csv().describe().unwrap();
+        assert_eq!(strings(&d, "statistic")[5].as_deref(), Some("25%"));
+        for c in ["id", "key", "value", "qty"] {
+            let got = floats(&d, c);
+            let w = expected_floats(&want["describe"][c]);
+            // count, then (skipping null_count) mean .. max.
+            let mut picked = vec![got[0]];
+            picked.extend(&got[2..]);
+            assert_close(&format!("describe {c}"), &picked, &w);
+        }
+        let nulls = floats(&d, "value")[1].unwrap();
+        assert_eq!(
+            nulls as u64,
+            want["n_rows"].as_u64().unwrap()
+                - want["describe"]["value"][0].as_f64().unwrap() as u64
+        );
+    });
+}
+
+#[test]
 fn two_results_of_one_read_compute_together() {
     let df = sales_csv();
     let a = df.group_by(["key"]).agg([col("qty").sum()]).unwrap();
