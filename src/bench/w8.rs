@@ -3,8 +3,8 @@
 //! timed separately with its Parquet reads:
 //! - `hc_groupby`: `group_by(customer).agg(amount.sum())`, ~1M groups, with
 //!   `split_out = 8` (as the peers' dask);
-//! - `merge_agg`: inner merge with the customers (hash shuffle of both
-//!   sides), then `group_by([segment, region]).agg(amount.mean())` and the
+//! - `merge_agg`: inner merge with the customers (one file: one partition,
+//!   broadcast to every sales partition, as Dask's single-partition merge), then `group_by([segment, region]).agg(amount.mean())` and the
 //!   joined row count, in one graph;
 //! - `sort`: sort by `[amount, id]` (sampled quantile boundaries, range
 //!   split, sort per range), then the ids of the first and last 5 rows, the
@@ -171,8 +171,8 @@ pub fn run(
     type Op = fn(&Path) -> Result<Checks, String>;
     let ops: [(&str, Op, &str); 3] = [
         ("hc_groupby", hc_groupby, "read_parquet (customer, amount) -> partial sums per partition -> hash shuffle into 8 -> combine per partition"),
-        ("merge_agg", merge_agg, "read_parquet -> merge: both sides hash-shuffled on customer into 10, joined per partition -> group_by(segment, region) mean as partial sum/count tree, and len, in one graph"),
-        ("sort", sort, "read_parquet -> 20 sampled amounts per partition (computed first, as dask computes divisions) -> 10 ranges split per partition -> concat + sort(amount, id) per range -> per-partition head(5), tail(5) and len"),
+        ("merge_agg", merge_agg, "read_parquet -> merge: the customers (one file, one partition) broadcast to each of the 10 sales partitions, joined there (as dask's single-partition merge) -> group_by(segment, region) mean as partial sum/count tree, and len, in one graph"),
+        ("sort", sort, "read_parquet -> 100 amounts per partition at even strides (computed first, as dask computes divisions) -> 10 ranges split per partition (binary search per row) -> concat + sort per range (stable sort by id, then by amount) -> per-partition head(5), tail(5) and len"),
     ];
     for (op, f, how) in ops {
         let (sec, runs, results) =

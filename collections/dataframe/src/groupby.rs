@@ -35,6 +35,9 @@ pub struct AggPlan {
 pub struct Split {
     /// Per input partition, grouped by `keys`.
     pub partial: Vec<Expr>,
+    /// Row by row, the same columns as `partial` for a group of one row
+    /// (selected beside the keys): what is shuffled when `split_out` > 1.
+    pub lift: Vec<Expr>,
     /// Over concatenated partials, grouped by the key columns.
     pub combine: Vec<Expr>,
     /// Over the combined frame: the asked-for columns.
@@ -92,6 +95,24 @@ impl AggPlan {
         }
     }
 
+    /// Per input partition, row by row: the keys and each row's partial
+    /// (a cheap projection: no group-by), to be shuffled and combined.
+    pub fn lift(&self, df: polars::prelude::DataFrame) -> PolarsResult<polars::prelude::DataFrame> {
+        match &self.split {
+            Some(s) => {
+                let mut cols: Vec<Expr> = self
+                    .keys
+                    .iter()
+                    .zip(&self.key_names)
+                    .map(|(k, n)| k.clone().alias(n.as_str()))
+                    .collect();
+                cols.extend(s.lift.iter().cloned());
+                df.lazy().select(cols).collect()
+            }
+            None => Ok(df),
+        }
+    }
+
     /// Merges concatenated partials into one partial per group.
     pub fn combine(
         &self,
@@ -130,7 +151,10 @@ impl AggPlan {
 
 /// The stages of `aggs`, when every one is a plain aggregation with a split.
 fn decompose(aggs: &[Expr], fields: &[(String, DataType)]) -> Option<Split> {
-    let mut s = Split { partial: Vec::new(), combine: Vec::new(), finish: Vec::new() };
+    let mut s =
+        Split { partial: Vec::new(), lift: Vec::new(), combine: Vec::new(), finish: Vec::new() };
+    let one = || lit(1u32).cast(IDX_DTYPE);
+    let present = |x: &Expr| x.clone().is_not_null().cast(IDX_DTYPE);
     for (i, (agg, (name, dtype))) in aggs.iter().zip(fields).enumerate() {
         let p = |part: &str| format!("__rask_{i}_{part}");
         let c = |part: &str| col(p(part).as_str());
@@ -141,12 +165,14 @@ fn decompose(aggs: &[Expr], fields: &[(String, DataType)]) -> Option<Split> {
         let finish = match inner {
             Expr::Len => {
                 s.partial.push(len().alias(p("n")));
+                s.lift.push(one().alias(p("n")));
                 s.combine.push(c("n").sum());
                 c("n")
             }
             Expr::Agg(a) => match a {
                 AggExpr::Sum(x) => {
                     s.partial.push(x.as_ref().clone().sum().alias(p("s")));
+                    s.lift.push(x.as_ref().clone().alias(p("s")));
                     s.combine.push(c("s").sum());
                     c("s")
                 }
@@ -157,37 +183,48 @@ fn decompose(aggs: &[Expr], fields: &[(String, DataType)]) -> Option<Split> {
                         input.as_ref().clone().count()
                     };
                     s.partial.push(n.alias(p("n")));
+                    s.lift.push(if *include_nulls { one() } else { present(input) }.alias(p("n")));
                     s.combine.push(c("n").sum());
                     c("n")
                 }
                 AggExpr::Min { input, propagate_nans } => {
                     let x = input.as_ref().clone();
-                    s.partial
-                        .push(if *propagate_nans { x.nan_min() } else { x.min() }.alias(p("m")));
+                    s.partial.push(
+                        if *propagate_nans { x.clone().nan_min() } else { x.clone().min() }
+                            .alias(p("m")),
+                    );
+                    s.lift.push(x.alias(p("m")));
                     s.combine.push(if *propagate_nans { c("m").nan_min() } else { c("m").min() });
                     c("m")
                 }
                 AggExpr::Max { input, propagate_nans } => {
                     let x = input.as_ref().clone();
-                    s.partial
-                        .push(if *propagate_nans { x.nan_max() } else { x.max() }.alias(p("m")));
+                    s.partial.push(
+                        if *propagate_nans { x.clone().nan_max() } else { x.clone().max() }
+                            .alias(p("m")),
+                    );
+                    s.lift.push(x.alias(p("m")));
                     s.combine.push(if *propagate_nans { c("m").nan_max() } else { c("m").max() });
                     c("m")
                 }
                 AggExpr::First(x) => {
                     s.partial.push(x.as_ref().clone().first().alias(p("f")));
+                    s.lift.push(x.as_ref().clone().alias(p("f")));
                     s.combine.push(c("f").first());
                     c("f")
                 }
                 AggExpr::Last(x) => {
                     s.partial.push(x.as_ref().clone().last().alias(p("l")));
+                    s.lift.push(x.as_ref().clone().alias(p("l")));
                     s.combine.push(c("l").last());
                     c("l")
                 }
                 AggExpr::Mean(x) => {
                     let x = x.as_ref().clone().cast(DataType::Float64);
                     s.partial.push(x.clone().sum().alias(p("s")));
-                    s.partial.push(x.count().alias(p("n")));
+                    s.partial.push(x.clone().count().alias(p("n")));
+                    s.lift.push(x.clone().alias(p("s")));
+                    s.lift.push(present(&x).alias(p("n")));
                     s.combine.push(c("s").sum());
                     s.combine.push(c("n").sum());
                     when(c("n").gt(lit(0)))
@@ -201,7 +238,10 @@ fn decompose(aggs: &[Expr], fields: &[(String, DataType)]) -> Option<Split> {
                     s.partial.push(x.clone().sum().alias(p("s")));
                     // The group's squared deviations from its own mean.
                     let n_x = x.clone().count().cast(DataType::Float64);
-                    s.partial.push((x.var(0) * n_x).fill_null(lit(0.0)).alias(p("m2")));
+                    s.partial.push((x.clone().var(0) * n_x).fill_null(lit(0.0)).alias(p("m2")));
+                    s.lift.push(present(&x).alias(p("n")));
+                    s.lift.push(x.clone().alias(p("s")));
+                    s.lift.push(lit(0.0).alias(p("m2")));
                     s.combine.push(c("n").sum());
                     s.combine.push(c("s").sum());
                     // Chan et al.: M2 = Σ M2ᵢ + Σ nᵢ (meanᵢ − mean)², each

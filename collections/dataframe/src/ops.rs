@@ -64,6 +64,11 @@ rask_core::op! {
         plan.0.partial(frame.0).map(Frame).map_err(err)
     }
 
+    /// Each row as its own partial aggregation (the keys and the partial columns).
+    pub fn agg_lift(frame: Frame, plan: Wire<AggPlan>) -> Result<Frame, String> {
+        plan.0.lift(frame.0).map(Frame).map_err(err)
+    }
+
     /// Merges partial aggregations.
     pub fn agg_combine(frames: Vec<Frame>, plan: Wire<AggPlan>) -> Result<Frame, String> {
         let df = concat_frames(frames).map_err(err)?;
@@ -98,6 +103,11 @@ rask_core::op! {
     /// Evenly spaced values of `column` (sorted), to choose sort boundaries.
     pub fn sample_column(frame: Frame, column: String, k: u64) -> Result<Frame, String> {
         crate::shuffle::sample_column(frame.0, &column, k as usize).map_err(err)
+    }
+
+    /// Values of `column` at even row strides (a sample for sort boundaries).
+    pub fn stride_sample(frame: Frame, column: String, k: u64) -> Result<Frame, String> {
+        crate::shuffle::stride_sample(frame.0, &column, k as usize).map_err(err)
     }
 
     /// Evenly spaced values of `column` with the rows each stands for (quantile sketches).

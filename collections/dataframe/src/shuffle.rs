@@ -58,6 +58,31 @@ pub fn range_split(
     if n == 1 {
         return Ok(vec![Frame(df)]);
     }
+    let s = df.column(by)?.as_materialized_series().clone();
+    // Numbers: a binary search per row, then one gather per piece.
+    let idx: Option<Vec<u32>> = if s.dtype().is_integer() {
+        let (v, bs) = (s.cast(&DataType::Int64)?, b.cast(&DataType::Int64)?);
+        let bs: Vec<i64> = bs.i64()?.iter().flatten().collect();
+        Some(piece_of(v.i64()?.iter(), &bs, descending, n, |a, b| a.cmp(b)))
+    } else if s.dtype().is_float() {
+        let (v, bs) = (s.cast(&DataType::Float64)?, b.cast(&DataType::Float64)?);
+        let bs: Vec<f64> = bs.f64()?.iter().flatten().collect();
+        // NaN sorts last, as in polars (total order).
+        Some(piece_of(v.f64()?.iter(), &bs, descending, n, |a, b| a.total_cmp(b)))
+    } else {
+        None
+    };
+    if let Some(idx) = idx {
+        let mut rows: Vec<Vec<IdxSize>> = vec![Vec::new(); n];
+        for (r, &p) in idx.iter().enumerate() {
+            rows[p as usize].push(r as IdxSize);
+        }
+        return rows
+            .into_iter()
+            .map(|r| Ok(Frame(df.take(&IdxCa::from_vec("idx".into(), r))?)))
+            .collect();
+    }
+    // Other types (strings, dates): polars' comparisons.
     let mut idx: Expr = lit(0u32);
     for i in 0..b.len() {
         let v = b.get(i)?.into_static();
@@ -68,6 +93,24 @@ pub fn range_split(
     let idx = idx.fill_null(lit((n - 1) as u32)).alias(PART);
     let with = df.clone().lazy().with_column(idx).collect()?;
     split_by_part(&df, with, n)
+}
+
+/// Each value's piece: how many boundaries it is past (nulls: the last piece).
+fn piece_of<T: Copy>(
+    values: impl Iterator<Item = Option<T>>,
+    bounds: &[T],
+    descending: bool,
+    n: usize,
+    cmp: impl Fn(&T, &T) -> std::cmp::Ordering,
+) -> Vec<u32> {
+    use std::cmp::Ordering::{Greater, Less};
+    values
+        .map(|v| match v {
+            None => (n - 1) as u32,
+            Some(v) if descending => bounds.partition_point(|b| cmp(b, &v) == Greater) as u32,
+            Some(v) => bounds.partition_point(|b| cmp(b, &v) == Less) as u32,
+        })
+        .collect()
 }
 
 /// `k` evenly spaced values of `column`, sorted, nulls dropped.
@@ -95,4 +138,17 @@ pub fn sketch_column(df: DataFrame, column: &str, k: usize) -> PolarsResult<Fram
         Column::new("weight".into(), vec![w; taken]),
     ])?;
     Ok(Frame(out))
+}
+
+/// `k` rows of `column` at even strides (not sorted first: a sample for
+/// sort boundaries, O(k)), nulls dropped.
+pub fn stride_sample(df: DataFrame, column: &str, k: usize) -> PolarsResult<Frame> {
+    let n = df.height();
+    let c = df.column(column)?;
+    if n == 0 || k == 0 {
+        return Ok(Frame(DataFrame::new_infer_height(vec![c.clear()])?));
+    }
+    let take: Vec<IdxSize> = (0..k.min(n)).map(|i| ((i * n) / k.min(n)) as IdxSize).collect();
+    let picked = c.take(&IdxCa::from_vec("idx".into(), take))?.drop_nulls();
+    Ok(Frame(DataFrame::new_infer_height(vec![picked])?))
 }
