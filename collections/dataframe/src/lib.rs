@@ -631,9 +631,11 @@ impl DataFrame {
 
     /// Sorted by `by` (`descending` per column), across partitions: each
     /// partition is split by ranges of the first column, with boundaries
-    /// at quantiles sampled from every partition (computed now, as Dask
-    /// computes divisions), then each range is sorted. Ties of the first
-    /// column stay in one partition, so the order is total.
+    /// at quantiles sampled from every partition, then each range is
+    /// sorted. The boundaries are tasks of the same graph (Dask computes
+    /// its divisions first, reading the data twice), so nothing is computed
+    /// here and each partition is read once. Ties of the first column stay
+    /// in one partition, so the order is total.
     pub fn sort(&self, by: &[&str], descending: &[bool]) -> Result<DataFrame, FrameError> {
         if by.is_empty() || (descending.len() != by.len() && descending.len() != 1) {
             return Err(FrameError::Invalid {
@@ -657,31 +659,18 @@ impl DataFrame {
             return self.with_step(sort_step, true);
         }
         // Boundaries: n - 1 quantiles of the first column from 100 rows per
-        // partition, taken at even strides (no sort of the partition).
+        // partition, taken at even strides (no sort of the partition), in
+        // the same graph: each partition is read once, for its sample and
+        // for its split.
         let first = by[0].to_string();
         let samples: Vec<Delayed<Frame>> =
             parts.iter().map(|p| ops::stride_sample(p, first.clone(), 100)).collect();
-        let Frame(all) = ops::concat(samples).compute()?;
-        let sorted = all
-            .sort([first.as_str()], SortMultipleOptions::default().with_order_descending(false))?;
-        let m = sorted.height();
-        let mut idx: Vec<polars::prelude::IdxSize> = (1..n)
-            .map(|i| ((i * m) / n) as polars::prelude::IdxSize)
-            .filter(|&i| (i as usize) < m)
-            .collect();
-        idx.dedup();
-        let mut bounds = sorted.take(&polars::prelude::IdxCa::from_vec("i".into(), idx))?;
-        bounds = bounds.unique_stable(None, UniqueKeepStrategy::First, None)?;
-        if desc[0] {
-            bounds = bounds.reverse();
-        }
-        let k = bounds.height() + 1;
-        let bounds = Frame(bounds);
+        let bounds = ops::sort_boundaries(samples, first.clone(), n as u64, desc[0]);
         let splits: Vec<Delayed<Vec<Frame>>> = parts
             .iter()
-            .map(|p| ops::range_split(p, first.clone(), bounds.clone(), desc[0]))
+            .map(|p| ops::range_split(p, first.clone(), &bounds, desc[0], n as u64))
             .collect();
-        let out: Vec<Delayed<Frame>> = (0..k)
+        let out: Vec<Delayed<Frame>> = (0..n)
             .map(|j| {
                 ops::concat(splits.iter().map(|s| ops::piece(s, j as u64)).collect::<Vec<_>>())
             })

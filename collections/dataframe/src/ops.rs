@@ -88,10 +88,16 @@ rask_core::op! {
         crate::shuffle::hash_split(frame.0, &keys.0, n as usize).map_err(err)
     }
 
-    /// Splits a partition into pieces by ranges of its first sort column:
-    /// piece `i` holds the rows between boundaries `i - 1` and `i`.
-    pub fn range_split(frame: Frame, by: String, boundaries: Frame, descending: bool) -> Result<Vec<Frame>, String> {
-        crate::shuffle::range_split(frame.0, &by, &boundaries.0, descending).map_err(err)
+    /// Splits a partition into `n` pieces by ranges of its first sort
+    /// column: piece `i` holds the rows between boundaries `i - 1` and `i`.
+    pub fn range_split(frame: Frame, by: String, boundaries: Frame, descending: bool, n: u64) -> Result<Vec<Frame>, String> {
+        crate::shuffle::range_split(frame.0, &by, &boundaries.0, descending, n as usize).map_err(err)
+    }
+
+    /// `n - 1` sort boundaries of column `by` from the samples of every partition.
+    pub fn sort_boundaries(samples: Vec<Frame>, by: String, n: u64, descending: bool) -> Result<Frame, String> {
+        let all = concat_frames(samples).map_err(err)?;
+        crate::shuffle::sort_boundaries(all, &by, n as usize, descending).map(Frame).map_err(err)
     }
 
     /// Piece `j` of a split partition.

@@ -52,6 +52,38 @@ pub fn range_split(
     by: &str,
     boundaries: &DataFrame,
     descending: bool,
+    pieces: usize,
+) -> PolarsResult<Vec<Frame>> {
+    let mut out = range_split_by(df, by, boundaries, descending)?;
+    // Fewer boundaries than asked (little data): the last pieces are empty.
+    let empty = out[0].0.clear();
+    while out.len() < pieces {
+        out.push(Frame(empty.clone()));
+    }
+    Ok(out)
+}
+
+/// `n - 1` boundaries from a sample of column `by`: its values at the
+/// `i / n` quantiles, in the sort's direction (fewer when the sample is empty).
+pub fn sort_boundaries(
+    sample: DataFrame,
+    by: &str,
+    n: usize,
+    descending: bool,
+) -> PolarsResult<DataFrame> {
+    let sorted = sample.sort([by], SortMultipleOptions::default())?;
+    let m = sorted.height();
+    let idx: Vec<IdxSize> =
+        if m == 0 { Vec::new() } else { (1..n).map(|i| ((i * m) / n) as IdxSize).collect() };
+    let bounds = sorted.take(&IdxCa::from_vec("i".into(), idx))?;
+    Ok(if descending { bounds.reverse() } else { bounds })
+}
+
+fn range_split_by(
+    df: DataFrame,
+    by: &str,
+    boundaries: &DataFrame,
+    descending: bool,
 ) -> PolarsResult<Vec<Frame>> {
     let b = boundaries.column(by)?.as_materialized_series().clone();
     let n = b.len() + 1;
