@@ -406,6 +406,49 @@ impl Drop for Viewer {
     }
 }
 
+/// Where a collection workload (w6-w8) runs: the threads scheduler (one
+/// thread per core, as the peers' threads and processes), or a 2-worker
+/// LocalCluster of `binary`, kept alive as long as this.
+pub(crate) struct RunOn {
+    _cluster: Option<(rask_distributed::LocalCluster, rask_distributed::Client)>,
+    /// The scheduler to compute on.
+    pub scheduler: Scheduler,
+    /// `threads` or `distributed`, for the record.
+    pub name: &'static str,
+    /// Threads, or worker processes.
+    pub workers: usize,
+    /// Whether the work runs in worker processes.
+    pub processes: bool,
+}
+
+impl RunOn {
+    pub(crate) fn new(cluster_binary: Option<&std::path::Path>) -> Result<RunOn, BenchError> {
+        Ok(match cluster_binary {
+            Some(binary) => {
+                let (cluster, client) = bench_cluster(binary)?;
+                let scheduler = client.scheduler();
+                RunOn {
+                    _cluster: Some((cluster, client)),
+                    scheduler,
+                    name: "distributed",
+                    workers: 2,
+                    processes: true,
+                }
+            }
+            None => {
+                let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+                RunOn {
+                    _cluster: None,
+                    scheduler: Scheduler::Threads { workers },
+                    name: "threads",
+                    workers,
+                    processes: false,
+                }
+            }
+        })
+    }
+}
+
 /// A LocalCluster of 2 worker processes x 1 thread from `binary`, and a
 /// client that is not the process default.
 fn bench_cluster(

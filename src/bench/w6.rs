@@ -63,13 +63,8 @@ pub fn run(
     cluster_binary: Option<&Path>,
     out: &mut dyn FnMut(Value),
 ) -> Result<(), BenchError> {
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let cluster = cluster_binary.map(super::bench_cluster).transpose()?;
-    let (scheduler, name) = match &cluster {
-        Some((_, client)) => (client.scheduler(), "distributed"),
-        None => (Scheduler::Threads { workers }, "threads"),
-    };
-    let (sec, runs, results) = measure(env.repeats, || count(data, &scheduler));
+    let on = super::RunOn::new(cluster_binary)?;
+    let (sec, runs, results) = measure(env.repeats, || count(data, &on.scheduler));
     let (top, total, distinct) = every_repeat("w6_bag", results, |a, b| a == b)?;
     let mut m = Map::new();
     m.insert("top10".into(), json!(top.iter().map(|(w, n)| json!([w, n])).collect::<Vec<_>>()));
@@ -79,9 +74,9 @@ pub fn run(
     out(record(
         "w6_bag",
         json!({
-            "scheduler": name,
-            "num_workers": if cluster.is_some() { 2 } else { workers },
-            "processes": cluster.is_some(),
+            "scheduler": on.name,
+            "num_workers": on.workers,
+            "processes": on.processes,
             "npartitions": 20,
             "impl": "read_text -> split_whitespace -> frequencies -> most_common(10); split and count fused per partition: words are counted as slices of each file's bytes (no string per line or word; dask makes a Python str per word), partials tree-merged",
         }),

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use rask_core::{with_scheduler, Scheduler};
+use rask_core::with_scheduler;
 use rask_dataframe::polars::prelude::*;
 use rask_dataframe::{compute_frames, read_csv, CsvOptions};
 use serde_json::{json, Map, Value};
@@ -99,14 +99,9 @@ pub fn run(
     cluster_binary: Option<&Path>,
     out: &mut dyn FnMut(Value),
 ) -> Result<(), BenchError> {
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let cluster = cluster_binary.map(super::bench_cluster).transpose()?;
-    let (scheduler, name) = match &cluster {
-        Some((_, client)) => (client.scheduler(), "distributed"),
-        None => (Scheduler::Threads { workers }, "threads"),
-    };
+    let on = super::RunOn::new(cluster_binary)?;
     let (sec, runs, results) =
-        measure(env.repeats, || with_scheduler(scheduler.clone(), || one_run(data)));
+        measure(env.repeats, || with_scheduler(on.scheduler.clone(), || one_run(data)));
     let cs = every_repeat("w7_dataframe", results, Checksums::close)?;
     let mut m = Map::new();
     m.insert("g1_n_groups".into(), json!(cs.g1_n_groups));
@@ -127,9 +122,9 @@ pub fn run(
     out(record(
         "w7_dataframe",
         json!({
-            "scheduler": name,
-            "num_workers": if cluster.is_some() { 2 } else { workers },
-            "processes": cluster.is_some(),
+            "scheduler": on.name,
+            "num_workers": on.workers,
+            "processes": on.processes,
             "npartitions": 10,
             "polars": "0.55 (Rust crate; features lazy, csv, parquet, ipc, serde-lazy, fmt, dtype-slim, row_hash, partition_by)",
             "impl": "read_csv (one partition per file, polars' CSV reader per task) -> two group-bys as partial aggregates per partition (g1: sum, count; mean as sum and count), tree-combined; both results in one graph, so each file is read once (as dask.compute(g1, g2))",

@@ -16,7 +16,7 @@
 
 use std::path::Path;
 
-use rask_core::{with_scheduler, Delayed, Scheduler};
+use rask_core::{with_scheduler, Delayed};
 use rask_dataframe::polars::prelude::*;
 use rask_dataframe::{compute_frames, ops, read_parquet, Frame, How, ParquetOptions};
 use serde_json::{json, Map, Value};
@@ -162,12 +162,7 @@ pub fn run(
     cluster_binary: Option<&Path>,
     out: &mut dyn FnMut(Value),
 ) -> Result<(), BenchError> {
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let cluster = cluster_binary.map(super::bench_cluster).transpose()?;
-    let (scheduler, name) = match &cluster {
-        Some((_, client)) => (client.scheduler(), "distributed"),
-        None => (Scheduler::Threads { workers }, "threads"),
-    };
+    let on = super::RunOn::new(cluster_binary)?;
     type Op = fn(&Path) -> Result<Checks, String>;
     let ops: [(&str, Op, &str); 3] = [
         ("hc_groupby", hc_groupby, "read_parquet (customer, amount) -> partial sums per partition -> hash shuffle into 8 -> combine per partition"),
@@ -176,15 +171,15 @@ pub fn run(
     ];
     for (op, f, how) in ops {
         let (sec, runs, results) =
-            measure(env.repeats, || with_scheduler(scheduler.clone(), || f(data)));
+            measure(env.repeats, || with_scheduler(on.scheduler.clone(), || f(data)));
         let m = every_repeat("w8_shuffle", results, same)?;
         out(record(
             "w8_shuffle",
             json!({
                 "op": op,
-                "scheduler": name,
-                "num_workers": if cluster.is_some() { 2 } else { workers },
-                "processes": cluster.is_some(),
+                "scheduler": on.name,
+                "num_workers": on.workers,
+                "processes": on.processes,
                 "npartitions": 10,
                 "impl": how,
             }),

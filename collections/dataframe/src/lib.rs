@@ -349,10 +349,8 @@ impl DataFrame {
 
     /// The number of rows.
     pub fn len(&self) -> Delayed<u64> {
-        if let (Some(l), true) = (
-            &self.lengths,
-            self.steps.iter().all(|s| !matches!(s, Step::Filter(_) | Step::Unique(_))),
-        ) {
+        // `with_step` drops the lengths at any step that changes rows.
+        if let Some(l) = &self.lengths {
             return rask_core::value(l.iter().sum::<u64>());
         }
         let heights: Vec<Delayed<u64>> = self.partitions().iter().map(ops::height).collect();
@@ -776,10 +774,8 @@ impl DataFrame {
 
     /// Rows per partition: known, or computed now.
     fn partition_lengths(&self, parts: &[Delayed<Frame>]) -> Result<Vec<usize>, FrameError> {
-        if let (Some(l), true) = (
-            &self.lengths,
-            self.steps.iter().all(|s| !matches!(s, Step::Filter(_) | Step::Unique(_))),
-        ) {
+        // `with_step` drops the lengths at any step that changes rows.
+        if let Some(l) = &self.lengths {
             return Ok(l.iter().map(|&n| n as usize).collect());
         }
         let heights: Vec<rask_core::AnyDelayed> =
