@@ -300,6 +300,50 @@ fn placement_prefers_the_worker_holding_the_big_input() {
 }
 
 #[test]
+fn a_task_waits_for_the_busy_worker_holding_its_big_input() {
+    // w1 holds a 20 MB split (200 ms to move at 100 MB/s) and is busy with a
+    // 50 ms task; w2 is idle. The piece of the split waits for w1, while a
+    // task with a small input goes to w2 at once.
+    let mut e = Env::new();
+    e.worker(1, 1);
+    e.worker(2, 1);
+    let mut split = spec("split", &[]);
+    split.workers = vec!["w1".into()];
+    e.submit(vec![split], &["split"]);
+    e.finish(1, "split", 20_000_000);
+    let mut small = spec("small", &[]);
+    small.workers = vec!["w1".into()];
+    e.submit(vec![small], &["small"]);
+    e.finish(1, "small", 1_000);
+    // A 50 ms task keeps w1 full (its prefix timed by a first one).
+    let busy = |i: u32| {
+        let mut t = spec("busy", &[]);
+        t.key = k("busy").with_index(vec![i]);
+        t.workers = vec!["w1".into()];
+        t
+    };
+    for i in 0..2 {
+        let t = busy(i);
+        let key = t.key.clone();
+        let out =
+            e.ev(Event::GraphSubmitted { client: C, tasks: vec![t], wanted: vec![key.clone()] });
+        assert_eq!(computes(&out), vec![(1, key.clone())]);
+        if i == 0 {
+            e.ev(Event::TaskFinished { worker: WorkerId(1), key, nbytes: 1, micros: 50_000 });
+        }
+    }
+    let out = e.submit(vec![spec("piece", &["split"]), spec("use", &["small"])], &["piece", "use"]);
+    assert_eq!(computes(&out), vec![(2, k("use"))], "only the small input moves");
+    let out = e.ev(Event::TaskFinished {
+        worker: WorkerId(1),
+        key: k("busy").with_index(vec![1]),
+        nbytes: 1,
+        micros: 50_000,
+    });
+    assert_eq!(computes(&out), vec![(1, k("piece"))], "the piece runs where the split is");
+}
+
+#[test]
 fn resources_and_restrictions_are_honoured() {
     let mut e = Env::new();
     e.worker(1, 4);

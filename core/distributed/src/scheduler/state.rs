@@ -492,6 +492,9 @@ const UNTIMED_US: u64 = 500_000;
 /// Tasks expected to run shorter than this are never stolen (µs): the round
 /// trip of a steal costs more than waiting.
 const MIN_STEAL_US: u64 = 5_000;
+/// A task waits for a busy worker holding its inputs only when moving them
+/// elsewhere would take at least this long (µs); cheaper moves never wait.
+const MIN_WAIT_FOR_DATA_US: u64 = 1_000;
 /// Assumed transfer rate between workers for stealing decisions, in bytes
 /// per µs (100 MB/s, Dask's default bandwidth estimate).
 const STEAL_BYTES_PER_US: u64 = 100;
@@ -1575,8 +1578,22 @@ impl SchedulerState {
         if n >= self.slots(w) {
             return false;
         }
-        let backlog: u64 = w.processing.iter().map(|k| self.expected_us(k)).sum();
-        backlog <= BACKLOG_PER_THREAD_US * w.nthreads as u64
+        self.backlog_us(w) <= BACKLOG_PER_THREAD_US * w.nthreads as u64
+    }
+
+    /// The expected run time of everything `w` is processing (µs).
+    fn backlog_us(&self, w: &SchedWorker) -> u64 {
+        w.processing.iter().map(|k| self.expected_us(k)).sum()
+    }
+
+    /// When a task sent to `w` now could start, by the expected run times
+    /// of what it is processing (µs): 0 while a thread is free.
+    fn start_delay_us(&self, w: &SchedWorker) -> u64 {
+        if w.processing.len() < w.nthreads {
+            0
+        } else {
+            self.backlog_us(w) / w.nthreads.max(1) as u64
+        }
     }
 
     fn expected_us(&self, key: &Key) -> u64 {
@@ -1763,25 +1780,38 @@ impl SchedulerState {
                 continue;
             }
             let restricted = !spec.workers.is_empty();
-            let choose = |restricted: bool| {
+            // Cost on a worker: moving the task's inputs there (at the
+            // assumed bandwidth) plus waiting for a thread (µs).
+            let cost = |w: &SchedWorker| {
+                self.fetch_bytes(spec, w.id) / STEAL_BYTES_PER_US + self.start_delay_us(w)
+            };
+            let choose = |restricted: bool, room: bool| {
                 self.workers
                     .values()
-                    .filter(|w| w.status == WorkerStatus::Running && self.has_room(w))
+                    .filter(|w| w.status == WorkerStatus::Running && self.has_room(w) == room)
                     .filter(|w| self.fits(w, spec, restricted))
-                    .map(|w| {
-                        (self.fetch_bytes(spec, w.id), w.processing.len() * 1000 / w.nthreads, w.id)
-                    })
+                    .map(|w| (cost(w), w.processing.len() * 1000 / w.nthreads.max(1), w.id))
                     .min()
-                    .map(|(_, _, id)| id)
             };
-            let mut pick = choose(restricted);
+            let mut restricted_now = restricted;
+            let mut pick = choose(restricted, true);
             if pick.is_none() && restricted && spec.allow_other_workers {
-                pick = choose(false);
+                restricted_now = false;
+                pick = choose(false, true);
             }
-            let Some(worker) = pick else {
+            let Some((best, _, worker)) = pick else {
                 skipped.push(rk);
                 continue;
             };
+            // Inputs worth over a millisecond of transfer wait for a busy
+            // worker that would finish the task sooner (it holds them),
+            // instead of being dragged to a free one.
+            if self.fetch_bytes(spec, worker) / STEAL_BYTES_PER_US >= MIN_WAIT_FOR_DATA_US
+                && choose(restricted_now, false).is_some_and(|(busy, _, _)| busy < best)
+            {
+                skipped.push(rk);
+                continue;
+            }
             self.assign(key, worker, "assigned");
         }
         self.ready.extend(skipped);
