@@ -422,6 +422,20 @@ pub(crate) struct RunOn {
 }
 
 impl RunOn {
+    /// Runs `f`, writing a performance report of it to `path` (the
+    /// cluster's, with transfers and spills, or the local schedulers').
+    pub(crate) fn report<R>(
+        &self,
+        path: &std::path::Path,
+        f: impl FnOnce() -> R,
+    ) -> Result<R, String> {
+        match &self._cluster {
+            Some((_, client)) => rask_distributed::report::performance_report(client, path, f)
+                .map_err(|e| e.to_string()),
+            None => rask_core::performance_report(path, f).map_err(|e| e.to_string()),
+        }
+    }
+
     pub(crate) fn new(cluster_binary: Option<&std::path::Path>) -> Result<RunOn, BenchError> {
         Ok(match cluster_binary {
             Some(binary) => {

@@ -3,11 +3,12 @@
 //! timed separately with its Parquet reads:
 //! - `hc_groupby`: `group_by(customer).agg(amount.sum())`, ~1M groups, with
 //!   `split_out = 8` (as the peers' dask);
-//! - `merge_agg`: inner merge with the customers (one file: one partition,
-//!   broadcast to every sales partition, as Dask's single-partition merge), then `group_by([segment, region]).agg(amount.mean())` and the
-//!   joined row count, in one graph;
+//! - `merge_agg`: inner merge with the customers (one file of 1M rows, too
+//!   many to broadcast: both sides are hash-shuffled into 10), then
+//!   `group_by([segment, region]).agg(amount.mean())` and the joined row
+//!   count, in one graph;
 //! - `sort`: sort by `[amount, id]` (sampled quantile boundaries, range
-//!   split, sort per range), then the ids of the first and last 5 rows, the
+//!   split, sort per range: a radix sort of `amount`, ties by `id`), then the ids of the first and last 5 rows, the
 //!   row count, the min and max amount, from per-partition heads and tails
 //!   (as dask's `head(npartitions=-1)` and `tail`): the sorted rows stay in
 //!   the workers.
@@ -155,7 +156,8 @@ fn sort(data: &Path) -> Result<Checks, String> {
 }
 
 /// Runs W8's three operations on the threads scheduler (one thread per
-/// core), or on a 2-worker LocalCluster of `binary`.
+/// core), or on a 2-worker LocalCluster of `binary`. `W8_ONLY=<op>` runs
+/// one operation; `W8_REPORT_DIR` writes a performance report of each.
 pub fn run(
     env: &BenchEnv,
     data: &Path,
@@ -165,13 +167,26 @@ pub fn run(
     let on = super::RunOn::new(cluster_binary)?;
     type Op = fn(&Path) -> Result<Checks, String>;
     let ops: [(&str, Op, &str); 3] = [
-        ("hc_groupby", hc_groupby, "read_parquet (customer, amount) -> partial sums per partition -> hash shuffle into 8 -> combine per partition"),
-        ("merge_agg", merge_agg, "read_parquet -> merge: the customers (one file, one partition) broadcast to each of the 10 sales partitions, joined there (as dask's single-partition merge) -> group_by(segment, region) mean as partial sum/count tree, and len, in one graph"),
-        ("sort", sort, "read_parquet -> 100 amounts per partition at even strides -> boundaries (tasks of the same graph: each file is read once; dask computes its divisions first) -> 10 ranges split per partition (binary search per row) -> concat + sort per range (stable sort by id, then by amount) -> per-partition head(5), tail(5) and len"),
+        ("hc_groupby", hc_groupby, "read_parquet (customer, amount) -> rows lifted to partials -> hash split into 8 (one gather, then slices) -> concat + combine per piece (one-pass integer-key group-by kernel)"),
+        ("merge_agg", merge_agg, "read_parquet -> merge: sales and the customers (one file of 1M rows: too many to broadcast) both hash-split into 10, joined pair by pair -> group_by(segment, region) mean as partial sum/count tree, and len, in one graph"),
+        ("sort", sort, "read_parquet -> 100 amounts per partition at even strides -> boundaries (tasks of the same graph: each file is read once; dask computes its divisions first) -> 10 ranges split per partition (binary search per row) -> concat + sort per range (LSD radix sort of amount's order-preserving codes, then each run of equal amounts ordered by id) -> per-partition head(5), tail(5) and len"),
     ];
+    let only = std::env::var("W8_ONLY").ok();
     for (op, f, how) in ops {
-        let (sec, runs, results) =
-            measure(env.repeats, || with_scheduler(on.scheduler.clone(), || f(data)));
+        if only.as_deref().is_some_and(|o| o != op) {
+            continue;
+        }
+        let report = std::env::var_os("W8_REPORT_DIR");
+        let (sec, runs, results) = measure(env.repeats, || {
+            with_scheduler(on.scheduler.clone(), || match &report {
+                // Where the time goes: a performance report per repeat (the last one stays).
+                Some(dir) => on
+                    .report(&Path::new(dir).join(format!("w8-{op}-{}.html", on.name)), || {
+                        f(data)
+                    })?,
+                None => f(data),
+            })
+        });
         let m = every_repeat("w8_shuffle", results, same)?;
         out(record(
             "w8_shuffle",

@@ -5,6 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "rask",
@@ -52,7 +55,7 @@ enum Command {
     /// Run a peer-comparison workload and print JSON lines (schema of shared/peers/README.md).
     Bench {
         /// Workload: w1 (task overhead), w2 (chunked arrays), w3 (grid search), w4 (GLM),
-        /// w5 (XGBoost), w6 (bag word count), w7 (CSV group-by), w8 (Parquet shuffles),
+        /// w5 (XGBoost), w6 (bag word count), w7 (CSV group-by), w8 (Parquet shuffles; `W8_ONLY=<op>` runs one),
         /// w9 (the estimator zoo; `W9_ONLY=<name>` runs one estimator).
         workload: String,
         /// Folder with the peers' generated data (`$PEERS_HOME/data`).

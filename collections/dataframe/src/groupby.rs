@@ -15,6 +15,8 @@
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::fastagg::{group_fold, Fold};
+
 /// How one group-by runs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AggPlan {
@@ -42,6 +44,9 @@ pub struct Split {
     pub combine: Vec<Expr>,
     /// Over the combined frame: the asked-for columns.
     pub finish: Vec<Expr>,
+    /// `combine` as plain folds of the partial columns, when every part is
+    /// a sum, minimum or maximum (the direct kernel can run it).
+    pub folds: Option<Vec<(String, Fold)>>,
 }
 
 impl AggPlan {
@@ -90,9 +95,38 @@ impl AggPlan {
         df: polars::prelude::DataFrame,
     ) -> PolarsResult<polars::prelude::DataFrame> {
         match &self.split {
+            Some(s) if self.foldable() => {
+                // The partial of a frame is the combine of its rows, lifted.
+                let schema = self
+                    .grouped(empty_like(&df), self.keys.clone(), s.partial.clone())
+                    .collect_schema()?;
+                let lifted = self.lift(df)?;
+                match self.fold(&lifted, &schema) {
+                    Some(out) => out,
+                    None => {
+                        self.grouped(lifted.lazy(), self.key_cols(), s.combine.clone()).collect()
+                    }
+                }
+            }
             Some(s) => self.grouped(df.lazy(), self.keys.clone(), s.partial.clone()).collect(),
             None => Ok(df),
         }
+    }
+
+    /// Whether the direct kernel may run this plan's combine (one key, folds).
+    fn foldable(&self) -> bool {
+        self.key_names.len() == 1 && self.split.as_ref().is_some_and(|s| s.folds.is_some())
+    }
+
+    /// The combine of `df` (key and partial columns) by the direct kernel,
+    /// cast to `schema`; `None` when its columns' types do not suit it.
+    fn fold(
+        &self,
+        df: &polars::prelude::DataFrame,
+        schema: &Schema,
+    ) -> Option<PolarsResult<polars::prelude::DataFrame>> {
+        let folds = self.split.as_ref()?.folds.as_ref()?;
+        group_fold(df, self.key_names.first()?, folds, schema)
     }
 
     /// Per input partition, row by row: the keys and each row's partial
@@ -119,7 +153,17 @@ impl AggPlan {
         df: polars::prelude::DataFrame,
     ) -> PolarsResult<polars::prelude::DataFrame> {
         match &self.split {
-            Some(s) => self.grouped(df.lazy(), self.key_cols(), s.combine.clone()).collect(),
+            Some(s) => {
+                if self.foldable() {
+                    let schema = self
+                        .grouped(empty_like(&df), self.key_cols(), s.combine.clone())
+                        .collect_schema()?;
+                    if let Some(out) = self.fold(&df, &schema) {
+                        return out;
+                    }
+                }
+                self.grouped(df.lazy(), self.key_cols(), s.combine.clone()).collect()
+            }
             None => Ok(df),
         }
     }
@@ -149,10 +193,26 @@ impl AggPlan {
     }
 }
 
+/// An empty lazy frame with `df`'s columns (to ask polars for a schema).
+fn empty_like(df: &polars::prelude::DataFrame) -> LazyFrame {
+    df.clear().lazy()
+}
+
 /// The stages of `aggs`, when every one is a plain aggregation with a split.
 fn decompose(aggs: &[Expr], fields: &[(String, DataType)]) -> Option<Split> {
-    let mut s =
-        Split { partial: Vec::new(), lift: Vec::new(), combine: Vec::new(), finish: Vec::new() };
+    let mut s = Split {
+        partial: Vec::new(),
+        lift: Vec::new(),
+        combine: Vec::new(),
+        finish: Vec::new(),
+        folds: Some(Vec::new()),
+    };
+    // Records that the part `name` combines by `fold` (or, with `None`, that
+    // some part needs polars' expressions).
+    let fold = |s: &mut Split, name: String, fold: Option<Fold>| match (fold, &mut s.folds) {
+        (Some(f), Some(v)) => v.push((name, f)),
+        _ => s.folds = None,
+    };
     let one = || lit(1u32).cast(IDX_DTYPE);
     let present = |x: &Expr| x.clone().is_not_null().cast(IDX_DTYPE);
     for (i, (agg, (name, dtype))) in aggs.iter().zip(fields).enumerate() {
@@ -167,6 +227,7 @@ fn decompose(aggs: &[Expr], fields: &[(String, DataType)]) -> Option<Split> {
                 s.partial.push(len().alias(p("n")));
                 s.lift.push(one().alias(p("n")));
                 s.combine.push(c("n").sum());
+                fold(&mut s, p("n"), Some(Fold::Sum));
                 c("n")
             }
             Expr::Agg(a) => match a {
@@ -174,6 +235,7 @@ fn decompose(aggs: &[Expr], fields: &[(String, DataType)]) -> Option<Split> {
                     s.partial.push(x.as_ref().clone().sum().alias(p("s")));
                     s.lift.push(x.as_ref().clone().alias(p("s")));
                     s.combine.push(c("s").sum());
+                    fold(&mut s, p("s"), Some(Fold::Sum));
                     c("s")
                 }
                 AggExpr::Count { input, include_nulls } => {
@@ -185,6 +247,7 @@ fn decompose(aggs: &[Expr], fields: &[(String, DataType)]) -> Option<Split> {
                     s.partial.push(n.alias(p("n")));
                     s.lift.push(if *include_nulls { one() } else { present(input) }.alias(p("n")));
                     s.combine.push(c("n").sum());
+                    fold(&mut s, p("n"), Some(Fold::Sum));
                     c("n")
                 }
                 AggExpr::Min { input, propagate_nans } => {
@@ -195,6 +258,7 @@ fn decompose(aggs: &[Expr], fields: &[(String, DataType)]) -> Option<Split> {
                     );
                     s.lift.push(x.alias(p("m")));
                     s.combine.push(if *propagate_nans { c("m").nan_min() } else { c("m").min() });
+                    fold(&mut s, p("m"), (!*propagate_nans).then_some(Fold::Min));
                     c("m")
                 }
                 AggExpr::Max { input, propagate_nans } => {
@@ -205,18 +269,21 @@ fn decompose(aggs: &[Expr], fields: &[(String, DataType)]) -> Option<Split> {
                     );
                     s.lift.push(x.alias(p("m")));
                     s.combine.push(if *propagate_nans { c("m").nan_max() } else { c("m").max() });
+                    fold(&mut s, p("m"), (!*propagate_nans).then_some(Fold::Max));
                     c("m")
                 }
                 AggExpr::First(x) => {
                     s.partial.push(x.as_ref().clone().first().alias(p("f")));
                     s.lift.push(x.as_ref().clone().alias(p("f")));
                     s.combine.push(c("f").first());
+                    fold(&mut s, p("f"), None);
                     c("f")
                 }
                 AggExpr::Last(x) => {
                     s.partial.push(x.as_ref().clone().last().alias(p("l")));
                     s.lift.push(x.as_ref().clone().alias(p("l")));
                     s.combine.push(c("l").last());
+                    fold(&mut s, p("l"), None);
                     c("l")
                 }
                 AggExpr::Mean(x) => {
@@ -227,6 +294,8 @@ fn decompose(aggs: &[Expr], fields: &[(String, DataType)]) -> Option<Split> {
                     s.lift.push(present(&x).alias(p("n")));
                     s.combine.push(c("s").sum());
                     s.combine.push(c("n").sum());
+                    fold(&mut s, p("s"), Some(Fold::Sum));
+                    fold(&mut s, p("n"), Some(Fold::Sum));
                     when(c("n").gt(lit(0)))
                         .then(c("s") / c("n").cast(DataType::Float64))
                         .otherwise(lit(NULL))
@@ -242,6 +311,7 @@ fn decompose(aggs: &[Expr], fields: &[(String, DataType)]) -> Option<Split> {
                     s.lift.push(present(&x).alias(p("n")));
                     s.lift.push(x.clone().alias(p("s")));
                     s.lift.push(lit(0.0).alias(p("m2")));
+                    fold(&mut s, p("m2"), None);
                     s.combine.push(c("n").sum());
                     s.combine.push(c("s").sum());
                     // Chan et al.: M2 = Σ M2ᵢ + Σ nᵢ (meanᵢ − mean)², each

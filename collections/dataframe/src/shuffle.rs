@@ -27,21 +27,41 @@ pub fn hash_split(df: DataFrame, keys: &[Expr], n: usize) -> PolarsResult<Vec<Fr
     }
     let h = h.unwrap_or_else(|| lit(0u64));
     let part = (h % lit(n as u64)).cast(DataType::UInt32).alias(PART);
-    let with = df.clone().lazy().with_column(part).collect()?;
-    split_by_part(&df, with, n)
+    let part = df.clone().lazy().select([part]).collect()?;
+    let part = part.column(PART)?.as_materialized_series().rechunk();
+    let part: Vec<u32> = part.u32()?.into_no_null_iter().collect();
+    split_by_index(&df, &part, n)
+}
+
+/// Splits `df` into `n` pieces by each row's piece index (`part[r] < n`),
+/// keeping the rows' order within a piece: the rows ordered by piece in
+/// one gather (a counting sort of the indices), then a zero-copy slice per
+/// piece.
+fn split_by_index(df: &DataFrame, part: &[u32], n: usize) -> PolarsResult<Vec<Frame>> {
+    let mut start = vec![0usize; n + 1];
+    for &p in part {
+        start[(p as usize).min(n - 1) + 1] += 1;
+    }
+    for i in 0..n {
+        start[i + 1] += start[i];
+    }
+    let mut next = start.clone();
+    let mut order: Vec<IdxSize> = vec![0; part.len()];
+    for (r, &p) in part.iter().enumerate() {
+        let p = (p as usize).min(n - 1);
+        order[next[p]] = r as IdxSize;
+        next[p] += 1;
+    }
+    let sorted = df.take(&IdxCa::from_vec("idx".into(), order))?;
+    Ok((0..n).map(|i| Frame(sorted.slice(start[i] as i64, start[i + 1] - start[i]))).collect())
 }
 
 /// Splits `with` (= `df` plus a `PART` column of piece indices) into `n`
 /// pieces with `df`'s schema.
 fn split_by_part(df: &DataFrame, with: DataFrame, n: usize) -> PolarsResult<Vec<Frame>> {
-    let empty = df.clear();
-    let mut pieces: Vec<Frame> = (0..n).map(|_| Frame(empty.clone())).collect();
-    for mut group in with.partition_by_stable([PART], true)? {
-        let idx = group.column(PART)?.u32()?.get(0).unwrap_or(0) as usize;
-        let _ = group.drop_in_place(PART)?;
-        pieces[idx.min(n - 1)] = Frame(group);
-    }
-    Ok(pieces)
+    let part = with.column(PART)?.as_materialized_series().rechunk();
+    let part: Vec<u32> = part.u32()?.into_no_null_iter().collect();
+    split_by_index(df, &part, n)
 }
 
 /// Splits `df` into `boundaries.height() + 1` pieces by `by`: piece `i`
@@ -105,14 +125,7 @@ fn range_split_by(
         None
     };
     if let Some(idx) = idx {
-        let mut rows: Vec<Vec<IdxSize>> = vec![Vec::new(); n];
-        for (r, &p) in idx.iter().enumerate() {
-            rows[p as usize].push(r as IdxSize);
-        }
-        return rows
-            .into_iter()
-            .map(|r| Ok(Frame(df.take(&IdxCa::from_vec("idx".into(), r))?)))
-            .collect();
+        return split_by_index(&df, &idx, n);
     }
     // Other types (strings, dates): polars' comparisons.
     let mut idx: Expr = lit(0u32);
