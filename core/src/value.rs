@@ -64,7 +64,8 @@ pub enum ValueError {
 }
 
 /// Serializes a value of type `T`.
-type Encoder<T> = fn(&T) -> Result<Vec<u8>, postcard::Error>;
+/// Appends the value's postcard encoding to the given buffer.
+type Encoder<T> = fn(&T, Vec<u8>) -> Result<Vec<u8>, postcard::Error>;
 
 /// An in-process value with an optional serde encoder.
 struct Holder<T> {
@@ -76,7 +77,8 @@ trait Erased: Send + Sync {
     fn as_any(&self) -> &dyn Any;
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
     fn type_name(&self) -> &'static str;
-    fn encode(&self) -> Result<Vec<u8>, ValueError>;
+    fn encode_into(&self, out: Vec<u8>) -> Result<Vec<u8>, ValueError>;
+    fn encodable(&self) -> bool;
 }
 
 impl<T: Send + Sync + 'static> Erased for Holder<T> {
@@ -89,10 +91,13 @@ impl<T: Send + Sync + 'static> Erased for Holder<T> {
     fn type_name(&self) -> &'static str {
         std::any::type_name::<T>()
     }
-    fn encode(&self) -> Result<Vec<u8>, ValueError> {
+    fn encodable(&self) -> bool {
+        self.encode.is_some()
+    }
+    fn encode_into(&self, out: Vec<u8>) -> Result<Vec<u8>, ValueError> {
         let type_name = std::any::type_name::<T>();
         let enc = self.encode.ok_or(ValueError::NotSerializable { type_name })?;
-        enc(&self.value).map_err(|e| ValueError::Encode { type_name, message: e.to_string() })
+        enc(&self.value, out).map_err(|e| ValueError::Encode { type_name, message: e.to_string() })
     }
 }
 
@@ -131,6 +136,58 @@ macro_rules! list_item {
     ($t:ty) => {
         $crate::inventory::submit! { $crate::value::ListItem::of::<$t>() }
     };
+}
+
+/// The in-memory size of values of one type (and of `Vec`s of it), close
+/// to their encoding's: a worker that knows it keeps such a result as the
+/// value and encodes it only when it leaves (a fetch, a spill). Register
+/// one with [`size_hint!`](crate::size_hint).
+pub struct SizeHint {
+    /// The type and its `Vec`.
+    pub types: [fn() -> std::any::TypeId; 2],
+    /// The size of a value of either type (`None`: another type).
+    pub size: fn(&dyn Any) -> Option<usize>,
+}
+
+inventory::collect!(SizeHint);
+
+/// Registers the size of `$t` values, by `$f: fn(&$t) -> usize`, for them
+/// and `Vec<$t>` (see [`SizeHint`](crate::value::SizeHint)).
+#[macro_export]
+macro_rules! size_hint {
+    ($t:ty, $f:expr) => {
+        const _: () = {
+            fn size(v: &dyn ::std::any::Any) -> ::std::option::Option<usize> {
+                let f: fn(&$t) -> usize = $f;
+                if let Some(x) = v.downcast_ref::<$t>() {
+                    return Some(f(x));
+                }
+                v.downcast_ref::<Vec<$t>>().map(|xs| xs.iter().map(f).sum())
+            }
+            fn one() -> ::std::any::TypeId {
+                ::std::any::TypeId::of::<$t>()
+            }
+            fn many() -> ::std::any::TypeId {
+                ::std::any::TypeId::of::<Vec<$t>>()
+            }
+            $crate::inventory::submit! { $crate::value::SizeHint { types: [one, many], size } }
+        };
+    };
+}
+
+type SizeOf = fn(&dyn Any) -> Option<usize>;
+
+fn size_of_type(id: std::any::TypeId) -> Option<SizeOf> {
+    static BY_TYPE: OnceLock<HashMap<std::any::TypeId, SizeOf>> = OnceLock::new();
+    BY_TYPE
+        .get_or_init(|| {
+            inventory::iter::<SizeHint>
+                .into_iter()
+                .flat_map(|h| h.types.iter().map(move |t| (t(), h.size)))
+                .collect()
+        })
+        .get(&id)
+        .copied()
 }
 
 /// How to take a list as `T`, when `T` is the `Vec` of a registered [`ListItem`].
@@ -190,8 +247,8 @@ enum Repr {
 #[derive(Clone)]
 pub struct Value(Repr);
 
-fn encode_postcard<T: Serialize>(v: &T) -> Result<Vec<u8>, postcard::Error> {
-    postcard::to_stdvec(v)
+fn encode_postcard<T: Serialize>(v: &T, out: Vec<u8>) -> Result<Vec<u8>, postcard::Error> {
+    postcard::to_extend(v, out)
 }
 
 impl Value {
@@ -232,6 +289,28 @@ impl Value {
             Repr::Live(e) => e.type_name(),
             Repr::Encoded(e) => &e.type_name,
             Repr::List(_) => "rask::List",
+        }
+    }
+
+    /// The size of an in-process value of a type registered with
+    /// [`size_hint!`](crate::size_hint) that can be encoded; `None` otherwise.
+    pub fn size_hint(&self) -> Option<usize> {
+        match &self.0 {
+            Repr::Live(e) if e.encodable() => {
+                let any = e.as_any();
+                size_of_type(any.type_id()).and_then(|f| f(any))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether `self` and `other` are the same value (not an equal copy).
+    pub fn same(&self, other: &Value) -> bool {
+        match (&self.0, &other.0) {
+            (Repr::Live(a), Repr::Live(b)) => Arc::ptr_eq(a, b),
+            (Repr::Encoded(a), Repr::Encoded(b)) => Arc::ptr_eq(a, b),
+            (Repr::List(a), Repr::List(b)) => Arc::ptr_eq(a, b),
+            _ => false,
         }
     }
 
@@ -325,16 +404,24 @@ impl Value {
 
     /// The serde (postcard) encoding of the payload.
     pub fn encode(&self) -> Result<Vec<u8>, ValueError> {
+        self.encode_into(Vec::new())
+    }
+
+    /// Appends the serde (postcard) encoding of the payload to `out`
+    /// (written in place: no copy of a large payload).
+    pub fn encode_into(&self, mut out: Vec<u8>) -> Result<Vec<u8>, ValueError> {
         match &self.0 {
-            Repr::Live(e) => e.encode(),
-            Repr::Encoded(e) => Ok(e.bytes.clone()),
+            Repr::Live(e) => e.encode_into(out),
+            Repr::Encoded(e) => {
+                out.extend_from_slice(&e.bytes);
+                Ok(out)
+            }
             Repr::List(items) => {
                 // postcard encodes a sequence as a varint length followed by the elements,
                 // so the list's encoding is that of a `Vec<T>` of its items.
-                let mut out = Vec::new();
                 push_varint(&mut out, items.len() as u64);
                 for item in items.iter() {
-                    out.extend_from_slice(&item.encode()?);
+                    out = item.encode_into(out)?;
                 }
                 Ok(out)
             }
@@ -343,20 +430,23 @@ impl Value {
 
     /// The versioned wire envelope: magic, version, type name, payload.
     pub fn to_envelope(&self) -> Result<Vec<u8>, ValueError> {
-        let payload = self.encode()?;
         let name = match &self.0 {
             Repr::List(items) => {
                 format!("rask::List[{}]", items.first().map(|v| v.type_name()).unwrap_or(""))
             }
             _ => self.type_name().to_string(),
         };
-        let mut out = Vec::with_capacity(payload.len() + name.len() + 16);
+        let mut out = Vec::with_capacity(name.len() + 64);
         out.extend_from_slice(ENVELOPE_MAGIC);
         out.push(ENVELOPE_VERSION);
         out.extend_from_slice(&(name.len() as u32).to_le_bytes());
         out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        out.extend_from_slice(&payload);
+        // The payload's length is written once the payload is (in place).
+        let at = out.len();
+        out.extend_from_slice(&0u64.to_le_bytes());
+        let mut out = self.encode_into(out)?;
+        let len = (out.len() - at - 8) as u64;
+        out[at..at + 8].copy_from_slice(&len.to_le_bytes());
         Ok(out)
     }
 

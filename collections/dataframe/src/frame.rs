@@ -20,7 +20,8 @@ pub struct Frame(pub DataFrame);
 impl Frame {
     /// The partition's Arrow IPC file bytes.
     pub fn to_ipc(&self) -> PolarsResult<Vec<u8>> {
-        let mut buf = Vec::new();
+        // Sized up front: growing by doubling would copy a large frame twice.
+        let mut buf = Vec::with_capacity(self.0.estimated_size() + 1024 * (self.0.width() + 1));
         let mut df = self.0.clone();
         IpcWriter::new(&mut buf).finish(&mut df)?;
         Ok(buf)
@@ -39,6 +40,9 @@ impl Frame {
         }
     }
 }
+
+// Workers keep frames as values and encode them only when they leave.
+rask_core::size_hint!(Frame, |f: &Frame| f.0.estimated_size());
 
 impl PartialEq for Frame {
     fn eq(&self, other: &Self) -> bool {

@@ -113,9 +113,9 @@ impl AggPlan {
         }
     }
 
-    /// Whether the direct kernel may run this plan's combine (one key, folds).
+    /// Whether the direct kernel may run this plan's combine (keys, folds).
     fn foldable(&self) -> bool {
-        self.key_names.len() == 1 && self.split.as_ref().is_some_and(|s| s.folds.is_some())
+        !self.key_names.is_empty() && self.split.as_ref().is_some_and(|s| s.folds.is_some())
     }
 
     /// The combine of `df` (key and partial columns) by the direct kernel,
@@ -126,7 +126,7 @@ impl AggPlan {
         schema: &Schema,
     ) -> Option<PolarsResult<polars::prelude::DataFrame>> {
         let folds = self.split.as_ref()?.folds.as_ref()?;
-        group_fold(df, self.key_names.first()?, folds, schema)
+        group_fold(df, &self.key_names, folds, schema)
     }
 
     /// Per input partition, row by row: the keys and each row's partial

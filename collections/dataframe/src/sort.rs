@@ -178,7 +178,7 @@ fn radix_order(codes: &[Option<u64>]) -> Vec<IdxSize> {
     }
     let (mut keys2, mut idx2) = (vec![0u64; n], vec![0 as IdxSize; n]);
     for (b, h) in hist.iter().enumerate() {
-        if h.iter().any(|&c| c == n) {
+        if h.contains(&n) {
             continue;
         }
         let mut at = [0usize; 256];

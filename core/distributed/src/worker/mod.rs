@@ -18,9 +18,13 @@
 //!
 //! Values are stored as their wire envelopes (`Value::to_envelope`), so a
 //! result is serialized once, when it is produced; sending, spilling and
-//! counting memory all use those bytes. The shell also keeps the in-process
-//! values of the worker's own outputs (as long as the state machine keeps
-//! them live), so a later task here skips decoding.
+//! counting memory all use those bytes. The exception is a result whose
+//! size is known without encoding it (`Value::size_hint`, e.g. dataframe
+//! partitions): it is kept as the value and encoded only when it leaves
+//! (served or spilled), so most intermediate results of a shuffle are never
+//! encoded. The shell also keeps the in-process values of the worker's own
+//! outputs (as long as the state machine keeps them live), so a later task
+//! here skips decoding.
 
 mod spans;
 mod state;
@@ -127,6 +131,10 @@ impl Drop for SpillFile {
 enum Held {
     /// In memory; also while being written to disk (readable until the write is done).
     Memory { bytes: Arc<Vec<u8>> },
+    /// In memory as the value a task here made, of a type whose size is
+    /// known without encoding it ([`Value::size_hint`]): it is encoded only
+    /// when it leaves (served to a peer or client, or spilled).
+    Lazy { value: Value },
     /// On disk.
     Disk { file: Arc<SpillFile> },
 }
@@ -148,12 +156,12 @@ enum Inbox {
     Event { event: WorkerEvent },
     /// A fetch brought a copy.
     Fetched { key: Key, bytes: Arc<Vec<u8>> },
-    /// A task ran.
-    Ran { key: Key, bytes: Arc<Vec<u8>>, value: Value, micros: u64 },
+    /// A task ran (`bytes`: its encoding, unless the value is kept lazily).
+    Ran { key: Key, bytes: Option<Arc<Vec<u8>>>, nbytes: u64, value: Value, micros: u64 },
     /// A client put a value; `stored` is told once the state machine knows it.
     Put { key: Key, bytes: Arc<Vec<u8>>, stored: oneshot::Sender<()> },
-    /// Writing `bytes` to disk finished.
-    Spilled { key: Key, bytes: Arc<Vec<u8>>, result: Result<SpillFile, String> },
+    /// Writing a value to disk finished (`from`: what was written).
+    Spilled { key: Key, from: Held, result: Result<SpillFile, String> },
 }
 
 /// What the data server, fetches, task threads and the heartbeat share with
@@ -266,9 +274,15 @@ impl Shell {
                 self.store(&key, bytes, None);
                 self.handle(WorkerEvent::DataArrived { key, nbytes });
             }
-            Inbox::Ran { key, bytes, value, micros } => {
-                let nbytes = bytes.len() as u64;
-                self.store(&key, bytes, Some(value));
+            Inbox::Ran { key, bytes, nbytes, value, micros } => {
+                match bytes {
+                    Some(bytes) => self.store(&key, bytes, Some(value)),
+                    None => {
+                        let mut h = self.shared.holdings();
+                        h.held.entry(key.clone()).or_insert(Held::Lazy { value: value.clone() });
+                        h.values.entry(key.clone()).or_insert(value);
+                    }
+                }
                 self.ran_for.insert(key.clone(), micros);
                 self.handle(WorkerEvent::ExecuteDone { key, nbytes });
             }
@@ -279,7 +293,7 @@ impl Shell {
                 // The client may have gone; the value stays all the same.
                 let _ = stored.send(());
             }
-            Inbox::Spilled { key, bytes, result } => self.spilled(key, bytes, result),
+            Inbox::Spilled { key, from, result } => self.spilled(key, from, result),
         }
     }
 
@@ -388,6 +402,7 @@ impl Shell {
                     let input = match (h.values.get(&d), h.held.get(&d)) {
                         (Some(v), _) => Some(Input::Value(v.clone())),
                         (None, Some(Held::Memory { bytes })) => Some(Input::Bytes(bytes.clone())),
+                        (None, Some(Held::Lazy { value })) => Some(Input::Value(value.clone())),
                         (None, Some(Held::Disk { file })) => Some(Input::File(file.clone())),
                         (None, None) => None,
                     };
@@ -404,8 +419,8 @@ impl Shell {
                 Err((format!("worker thread failed: {}", panic_message(&*p)), FailureCause::Worker))
             });
             shared.send(match result {
-                Ok((value, bytes, micros)) => {
-                    Inbox::Ran { key, bytes: Arc::new(bytes), value, micros }
+                Ok((value, bytes, nbytes, micros)) => {
+                    Inbox::Ran { key, bytes: bytes.map(Arc::new), nbytes, value, micros }
                 }
                 Err((message, cause)) => {
                     Inbox::Event { event: WorkerEvent::ExecuteFailed { key, message, cause } }
@@ -414,11 +429,13 @@ impl Shell {
         });
     }
 
-    /// Writes a value to disk on a blocking thread; its bytes stay in memory
-    /// (and readable) until the write is done.
+    /// Writes a value to disk on a blocking thread (encoding a lazily kept
+    /// one there first); it stays in memory (and readable) until the write
+    /// is done.
     fn spill(&mut self, key: Key) {
-        let bytes = match self.shared.holdings().held.get(&key) {
-            Some(Held::Memory { bytes }) => bytes.clone(),
+        let from = match self.shared.holdings().held.get(&key) {
+            Some(Held::Memory { bytes }) => Held::Memory { bytes: bytes.clone() },
+            Some(Held::Lazy { value }) => Held::Lazy { value: value.clone() },
             Some(Held::Disk { .. }) | None => return,
         };
         self.spill_seq += 1;
@@ -427,31 +444,48 @@ impl Shell {
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let result = match std::fs::create_dir_all(&dir)
-                .and_then(|()| std::fs::write(&file.path, bytes.as_slice()))
-            {
-                Ok(()) => {
-                    shared.span(pb::span::Kind::DiskWrite, &key, started, bytes.len() as u64);
-                    Ok(file)
-                }
-                // The guard removes what was written.
-                Err(e) => Err(format!("cannot write {}: {e}", file.path.display())),
+            let bytes = match &from {
+                Held::Memory { bytes } => Ok(bytes.clone()),
+                Held::Lazy { value } => value
+                    .to_envelope()
+                    .map(Arc::new)
+                    .map_err(|e| format!("cannot encode {key} to spill it: {e}")),
+                Held::Disk { .. } => Err("already on disk".to_string()),
             };
-            shared.send(Inbox::Spilled { key, bytes, result });
+            let result = bytes.and_then(|bytes| {
+                match std::fs::create_dir_all(&dir)
+                    .and_then(|()| std::fs::write(&file.path, bytes.as_slice()))
+                {
+                    Ok(()) => {
+                        let n = bytes.len() as u64;
+                        shared.span(pb::span::Kind::DiskWrite, &key, started, n);
+                        Ok(file)
+                    }
+                    // The guard removes what was written.
+                    Err(e) => Err(format!("cannot write {}: {e}", file.path.display())),
+                }
+            });
+            shared.send(Inbox::Spilled { key, from, result });
         });
     }
 
-    /// A spill write finished: the file replaces the bytes it was written
-    /// from, if they are still held (else the value went meanwhile, and the
-    /// file goes with its guard).
-    fn spilled(&mut self, key: Key, bytes: Arc<Vec<u8>>, result: Result<SpillFile, String>) {
+    /// A spill write finished: the file replaces what it was written from,
+    /// if that is still held (else the value went meanwhile, and the file
+    /// goes with its guard). A lazily kept value leaves memory with it.
+    fn spilled(&mut self, key: Key, from: Held, result: Result<SpillFile, String>) {
         let mut h = self.shared.holdings();
-        let current =
-            matches!(h.held.get(&key), Some(Held::Memory { bytes: b }) if Arc::ptr_eq(b, &bytes));
+        let current = match (h.held.get(&key), &from) {
+            (Some(Held::Memory { bytes: b }), Held::Memory { bytes }) => Arc::ptr_eq(b, bytes),
+            (Some(Held::Lazy { value: v }), Held::Lazy { value }) => v.same(value),
+            _ => false,
+        };
         match result {
             Ok(file) if current => {
-                eprintln!("spilled {key} ({} bytes) to {}", bytes.len(), file.path.display());
-                h.held.insert(key, Held::Disk { file: Arc::new(file) });
+                eprintln!("spilled {key} to {}", file.path.display());
+                h.held.insert(key.clone(), Held::Disk { file: Arc::new(file) });
+                if matches!(from, Held::Lazy { .. }) {
+                    h.values.remove(&key);
+                }
             }
             Ok(file) => {
                 drop(h);
@@ -573,13 +607,14 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Reads the inputs a task took (spilled ones from disk) and runs its op;
-/// returns its value, bytes and run time in µs (without the disk reads).
+/// returns its value, its bytes (none when kept lazily), its size and its
+/// run time in µs (without the disk reads).
 fn run_task(
     shared: &Shared,
     op: &str,
     payload: &[u8],
     inputs: Vec<(Key, Option<Input>)>,
-) -> Result<(Value, Vec<u8>, u64), (String, FailureCause)> {
+) -> Result<(Value, Option<Vec<u8>>, u64, u64), (String, FailureCause)> {
     let mut deps: HashMap<Key, Arc<Vec<u8>>> = HashMap::new();
     let mut live: HashMap<Key, Value> = HashMap::new();
     for (k, input) in inputs {
@@ -606,8 +641,17 @@ fn run_task(
         }
     }
     let started = Instant::now();
-    let (value, bytes) = run_op(op, payload, deps, live)?;
-    Ok((value, bytes, started.elapsed().as_micros().max(1) as u64))
+    let value = run_op(op, payload, deps, live)?;
+    let micros = started.elapsed().as_micros().max(1) as u64;
+    // A value of known size stays a value until it leaves this worker.
+    if let Some(n) = value.size_hint() {
+        return Ok((value, None, n as u64, micros));
+    }
+    let bytes = value
+        .to_envelope()
+        .map_err(|e| (format!("result cannot be serialized: {e}"), FailureCause::Worker))?;
+    let n = bytes.len() as u64;
+    Ok((value, Some(bytes), n, micros))
 }
 
 /// Fetches a value's envelope from the worker at `addr`.
@@ -733,8 +777,9 @@ impl pb::worker_server::Worker for DataService {
         let key =
             protocol::key_from_pb(req.key).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let held = match self.shared.holdings().held.get(&key) {
-            Some(Held::Memory { bytes }) => Ok(bytes.clone()),
-            Some(Held::Disk { file }) => Err(file.clone()),
+            Some(Held::Memory { bytes }) => Held::Memory { bytes: bytes.clone() },
+            Some(Held::Lazy { value }) => Held::Lazy { value: value.clone() },
+            Some(Held::Disk { file }) => Held::Disk { file: file.clone() },
             None => {
                 return Err(Status::not_found(format!(
                     "worker {} does not hold {key}",
@@ -743,10 +788,21 @@ impl pb::worker_server::Worker for DataService {
             }
         };
         let bytes = match held {
-            Ok(bytes) => bytes,
+            Held::Memory { bytes } => bytes,
+            // Encoded now, off the async threads; not kept (the value is).
+            Held::Lazy { value } => {
+                let encoded = tokio::task::spawn_blocking(move || value.to_envelope()).await;
+                match encoded {
+                    Ok(Ok(bytes)) => Arc::new(bytes),
+                    Ok(Err(e)) => {
+                        return Err(Status::internal(format!("cannot encode {key}: {e}")))
+                    }
+                    Err(e) => return Err(Status::internal(format!("encoding {key} failed: {e}"))),
+                }
+            }
             // Read back from disk; it stays spilled (memory is what we lack).
             // The guard keeps the file while it is read, even if the value is dropped.
-            Err(file) => Arc::new(tokio::fs::read(&file.path).await.map_err(|e| {
+            Held::Disk { file } => Arc::new(tokio::fs::read(&file.path).await.map_err(|e| {
                 let path = file.path.display();
                 Status::internal(format!("cannot read spilled {key} from {path}: {e}"))
             })?),
@@ -817,14 +873,13 @@ impl pb::worker_server::Worker for DataService {
     }
 }
 
-/// Runs one op on resolved inputs (blocking; called on a worker thread), and
-/// returns its output both as a value and serialized.
+/// Runs one op on resolved inputs (blocking; called on a worker thread).
 fn run_op(
     op: &str,
     payload: &[u8],
     deps: HashMap<Key, Arc<Vec<u8>>>,
     live: HashMap<Key, Value>,
-) -> Result<(Value, Vec<u8>), (String, FailureCause)> {
+) -> Result<Value, (String, FailureCause)> {
     let args =
         protocol::decode_payload(payload).map_err(|e| (e.to_string(), FailureCause::Worker))?;
     let mut get = |k: &Key| {
@@ -852,10 +907,7 @@ fn run_op(
             }
         }
     };
-    let bytes = out
-        .to_envelope()
-        .map_err(|e| (format!("result cannot be serialized: {e}"), FailureCause::Worker))?;
-    Ok((out, bytes))
+    Ok(out)
 }
 
 /// Translates a scheduler message into an event (`None`: nothing to do;
