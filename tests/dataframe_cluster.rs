@@ -211,8 +211,24 @@ fn a_merge_of_two_10m_row_frames_spills_under_a_memory_limit_and_survives_a_sigk
     let s = client.scheduler();
     let path = dir.path().to_path_buf();
     let running = std::thread::spawn(move || with_scheduler(s, || join_checksum(&path)));
-    std::thread::sleep(std::time::Duration::from_millis(3000));
-    assert!(!running.is_finished(), "the shuffle must still run when the worker dies");
+    // Killed once the shuffle is under way: some partitions split, not all.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let activity = client.activity(0).unwrap();
+        let split = activity["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| g["prefix"].as_str().is_some_and(|p| p.ends_with("hash_split")))
+            .map(|g| g["finished"].as_u64().unwrap_or(0))
+            .sum::<u64>();
+        if split >= 1 {
+            assert!(split < 20, "the shuffle must still run when the worker dies ({split} splits)");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the shuffle did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     c.kill_worker(1).unwrap();
     let (n, got) = running.join().unwrap();
     assert_eq!(n, rows);

@@ -6,6 +6,7 @@ pub mod delayed;
 pub mod diagnostics;
 pub mod error;
 pub mod fastmath;
+pub mod files;
 pub mod graph;
 pub mod key;
 pub mod local;

@@ -8,6 +8,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use rask_core::files::GlobError;
 use rask_core::Delayed;
 use serde::{Deserialize, Serialize};
 
@@ -37,22 +38,13 @@ fn compression(path: &str) -> Option<&'static str> {
     }
 }
 
-/// The files `patterns` match, sorted per pattern; a pattern that matches
-/// nothing is an error (a typo should not read as an empty bag).
+/// The files `patterns` match ([`rask_core::files::expand_globs`]).
 pub fn expand(patterns: &[&str]) -> Result<Vec<PathBuf>, BagError> {
-    let mut out = Vec::new();
-    for p in patterns {
-        let paths = glob::glob(p)
-            .map_err(|e| BagError::Pattern { pattern: p.to_string(), message: e.to_string() })?;
-        let mut found: Vec<PathBuf> =
-            paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
-        if found.is_empty() {
-            return Err(BagError::NoFiles { pattern: p.to_string() });
-        }
-        found.sort();
-        out.extend(found);
-    }
-    Ok(out)
+    rask_core::files::expand_globs(patterns).map_err(|e| match e {
+        GlobError::Pattern { pattern, message } => BagError::Pattern { pattern, message },
+        GlobError::NoFiles { pattern } => BagError::NoFiles { pattern },
+        other => BagError::Invalid { message: other.to_string() },
+    })
 }
 
 /// Byte ranges `(start, end)` of one file's partitions (`end` = `u64::MAX`: to the end).

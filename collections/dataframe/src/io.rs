@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Cursor, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
+use rask_core::files::GlobError;
 
 use crate::frame::{Frame, Wire};
 use crate::{ops, DataFrame, FrameError};
@@ -54,22 +55,13 @@ pub struct ParquetOptions {
     pub split_row_groups: bool,
 }
 
-/// The files `patterns` match, sorted per pattern; a pattern that matches
-/// nothing is an error (a typo should not read as an empty frame).
+/// The files `patterns` match ([`rask_core::files::expand_globs`]).
 pub fn expand(patterns: &[&str]) -> Result<Vec<PathBuf>, FrameError> {
-    let mut out = Vec::new();
-    for p in patterns {
-        let paths = glob::glob(p)
-            .map_err(|e| FrameError::Pattern { pattern: p.to_string(), message: e.to_string() })?;
-        let mut found: Vec<PathBuf> =
-            paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
-        if found.is_empty() {
-            return Err(FrameError::NoFiles { pattern: p.to_string() });
-        }
-        found.sort();
-        out.extend(found);
-    }
-    Ok(out)
+    rask_core::files::expand_globs(patterns).map_err(|e| match e {
+        GlobError::Pattern { pattern, message } => FrameError::Pattern { pattern, message },
+        GlobError::NoFiles { pattern } => FrameError::NoFiles { pattern },
+        other => FrameError::Invalid { message: other.to_string() },
+    })
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> FrameError {

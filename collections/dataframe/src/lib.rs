@@ -711,6 +711,15 @@ impl DataFrame {
     /// NaN). Partition lengths are computed first when not known (as
     /// `to_dask_array(lengths=True)` does).
     pub fn to_array(&self, columns: Option<&[&str]>) -> Result<Array<f64>, FrameError> {
+        let cols = self.numeric_columns(columns)?;
+        let parts = self.partitions();
+        let lengths = self.partition_lengths(&parts)?;
+        Ok(matrix(&parts, cols, lengths))
+    }
+
+    /// `columns` (all numeric ones when `None`), each checked to exist and
+    /// be numeric.
+    fn numeric_columns(&self, columns: Option<&[&str]>) -> Result<Vec<String>, FrameError> {
         let cols: Vec<String> = match columns {
             Some(c) => c.iter().map(|s| s.to_string()).collect(),
             None => self
@@ -729,20 +738,37 @@ impl DataFrame {
                 _ => {}
             }
         }
-        let parts = self.partitions();
-        let lengths = self.partition_lengths(&parts)?;
-        let blocks: Vec<Delayed<Block>> =
-            parts.iter().map(|p| ops::to_block(p, cols.clone(), false)).collect();
-        let grid = ndarray::Array2::from_shape_vec((blocks.len(), 1), blocks)
-            .expect("n x 1 blocks")
-            .into_dyn();
-        let chunks = vec![lengths, vec![cols.len()]];
-        Ok(Array::from_blocks("dataframe", chunks, grid))
+        Ok(cols)
     }
 
     /// One numeric column as a lazy 1-D `f64` array, one chunk per
     /// partition (a target `y` beside [`to_array`](DataFrame::to_array)'s `X`).
     pub fn column_to_array(&self, column: &str) -> Result<Array<f64>, FrameError> {
+        self.check_numeric_column(column)?;
+        let parts = self.partitions();
+        let lengths = self.partition_lengths(&parts)?;
+        Ok(vector(&parts, column, lengths))
+    }
+
+    /// Features and target for a GLM, a search or XGBoost: `x_columns` as a
+    /// 2-D array (as [`to_array`](Self::to_array)) and `y_column` as a 1-D
+    /// array (as [`column_to_array`](Self::column_to_array)), chunked alike.
+    /// Unknown partition lengths are computed once for both (calling the
+    /// two separately computes them twice).
+    pub fn to_xy(
+        &self,
+        x_columns: &[&str],
+        y_column: &str,
+    ) -> Result<(Array<f64>, Array<f64>), FrameError> {
+        // Checks the columns before anything is computed.
+        let cols = self.numeric_columns(Some(x_columns))?;
+        self.check_numeric_column(y_column)?;
+        let parts = self.partitions();
+        let lengths = self.partition_lengths(&parts)?;
+        Ok((matrix(&parts, cols, lengths.clone()), vector(&parts, y_column, lengths)))
+    }
+
+    fn check_numeric_column(&self, column: &str) -> Result<(), FrameError> {
         match self.schema.get(column) {
             None => {
                 return Err(FrameError::MissingColumn {
@@ -759,12 +785,7 @@ impl DataFrame {
             }
             _ => {}
         }
-        let parts = self.partitions();
-        let lengths = self.partition_lengths(&parts)?;
-        let blocks: Vec<Delayed<Block>> =
-            parts.iter().map(|p| ops::to_block(p, vec![column.to_string()], true)).collect();
-        let grid = ndarray::Array1::from_vec(blocks).into_dyn();
-        Ok(Array::from_blocks(column, vec![lengths], grid))
+        Ok(())
     }
 
     /// Rows per partition: known, or computed now.
@@ -946,6 +967,26 @@ fn tree<A>(
 }
 
 /// Computes several dataframes in one graph (shared tasks run once: two
+
+/// Row-chunked `f64` blocks of `cols`, one per partition of `lengths` rows.
+fn matrix(parts: &[Delayed<Frame>], cols: Vec<String>, lengths: Vec<usize>) -> Array<f64> {
+    let n = cols.len();
+    let blocks: Vec<Delayed<Block>> =
+        parts.iter().map(|p| ops::to_block(p, cols.clone(), false)).collect();
+    let grid = ndarray::Array2::from_shape_vec((blocks.len(), 1), blocks)
+        .expect("n x 1 blocks")
+        .into_dyn();
+    Array::from_blocks("dataframe", vec![lengths, vec![n]], grid)
+}
+
+/// One column as 1-D `f64` blocks, one per partition of `lengths` rows.
+fn vector(parts: &[Delayed<Frame>], column: &str, lengths: Vec<usize>) -> Array<f64> {
+    let blocks: Vec<Delayed<Block>> =
+        parts.iter().map(|p| ops::to_block(p, vec![column.to_string()], true)).collect();
+    let grid = ndarray::Array1::from_vec(blocks).into_dyn();
+    Array::from_blocks(column, vec![lengths], grid)
+}
+
 /// group-bys of one CSV read it once) and concatenates each one's partitions.
 pub fn compute_frames(
     frames: &[&DataFrame],

@@ -304,6 +304,25 @@ fn to_array_gives_the_numeric_columns_by_row_chunk() {
 }
 
 #[test]
+fn to_xy_chunks_features_and_target_alike() {
+    let f = sales_csv().filter(col("qty").gt(lit(4))).unwrap();
+    let (x, y) = f.to_xy(&["id", "qty"], "value").unwrap();
+    assert_eq!(x.chunks()[0], y.chunks()[0], "the same row chunks");
+    let (x, y) = (x.compute().unwrap(), y.compute().unwrap());
+    let all = f.compute().unwrap();
+    let (ids, values) = (floats(&all, "id"), floats(&all, "value"));
+    assert_eq!(x.shape()[0], all.height());
+    for i in 0..all.height() {
+        assert_eq!(Some(x[[i, 0]]), ids[i]);
+        assert_eq!(values[i].unwrap_or(f64::NAN).to_bits(), y[[i]].to_bits());
+    }
+    let e = f.to_xy(&["id", "nope"], "value").unwrap_err();
+    assert!(matches!(e, FrameError::MissingColumn { .. }), "{e}");
+    let e = f.to_xy(&["id"], "category").unwrap_err();
+    assert!(matches!(e, FrameError::Invalid { .. }), "{e}");
+}
+
+#[test]
 fn bad_input_gets_clear_errors() {
     let df = sales_csv();
     // A missing column: polars' message, and the columns there are.

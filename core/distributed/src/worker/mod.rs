@@ -419,7 +419,7 @@ impl Shell {
                 Err((format!("worker thread failed: {}", panic_message(&*p)), FailureCause::Worker))
             });
             shared.send(match result {
-                Ok((value, bytes, nbytes, micros)) => {
+                Ok(Output { value, bytes, nbytes, micros }) => {
                     Inbox::Ran { key, bytes: bytes.map(Arc::new), nbytes, value, micros }
                 }
                 Err((message, cause)) => {
@@ -606,15 +606,23 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "panic".into())
 }
 
-/// Reads the inputs a task took (spilled ones from disk) and runs its op;
-/// returns its value, its bytes (none when kept lazily), its size and its
-/// run time in µs (without the disk reads).
+/// What a task made.
+struct Output {
+    value: Value,
+    /// Its envelope; none when the value is kept lazily.
+    bytes: Option<Vec<u8>>,
+    nbytes: u64,
+    /// Run time (without the disk reads of its inputs).
+    micros: u64,
+}
+
+/// Reads the inputs a task took (spilled ones from disk) and runs its op.
 fn run_task(
     shared: &Shared,
     op: &str,
     payload: &[u8],
     inputs: Vec<(Key, Option<Input>)>,
-) -> Result<(Value, Option<Vec<u8>>, u64, u64), (String, FailureCause)> {
+) -> Result<Output, (String, FailureCause)> {
     let mut deps: HashMap<Key, Arc<Vec<u8>>> = HashMap::new();
     let mut live: HashMap<Key, Value> = HashMap::new();
     for (k, input) in inputs {
@@ -645,13 +653,13 @@ fn run_task(
     let micros = started.elapsed().as_micros().max(1) as u64;
     // A value of known size stays a value until it leaves this worker.
     if let Some(n) = value.size_hint() {
-        return Ok((value, None, n as u64, micros));
+        return Ok(Output { value, bytes: None, nbytes: n as u64, micros });
     }
     let bytes = value
         .to_envelope()
         .map_err(|e| (format!("result cannot be serialized: {e}"), FailureCause::Worker))?;
-    let n = bytes.len() as u64;
-    Ok((value, Some(bytes), n, micros))
+    let nbytes = bytes.len() as u64;
+    Ok(Output { value, bytes: Some(bytes), nbytes, micros })
 }
 
 /// Fetches a value's envelope from the worker at `addr`.
