@@ -266,7 +266,7 @@ mod tests {
         // group_by_stable orders groups by first occurrence, as the kernel does.
         let want = polars_fold(df, keys, folds);
         let names: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-        let got = group_fold(df, &names, folds, &want.schema()).unwrap().unwrap();
+        let got = group_fold(df, &names, folds, want.schema()).unwrap().unwrap();
         assert!(got.equals_missing(&want), "keys {keys:?}\ngot {got}\nwant {want}");
     }
 
@@ -315,11 +315,11 @@ mod tests {
         let folds = vec![("v".to_string(), Fold::Sum)];
         let k = vec!["k".to_string()];
         let df = df! { "k" => [1.5f64, 2.0], "v" => [1.0, 2.0] }.unwrap();
-        assert!(group_fold(&df, &k, &folds, &df.schema()).is_none());
+        assert!(group_fold(&df, &k, &folds, df.schema()).is_none());
         let df = df! { "k" => [1i64, 2], "v" => ["x", "y"] }.unwrap();
-        assert!(group_fold(&df, &k, &folds, &df.schema()).is_none());
+        assert!(group_fold(&df, &k, &folds, df.schema()).is_none());
         let df = df! { "k" => [1i64, 2], "v" => [1u64, 2] }.unwrap();
-        assert!(group_fold(&df, &k, &folds, &df.schema()).is_none());
-        assert!(group_fold(&df, &[], &folds, &df.schema()).is_none());
+        assert!(group_fold(&df, &k, &folds, df.schema()).is_none());
+        assert!(group_fold(&df, &[], &folds, df.schema()).is_none());
     }
 }

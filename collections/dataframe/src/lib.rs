@@ -966,8 +966,6 @@ fn tree<A>(
     level.pop().expect("one value left")
 }
 
-/// Computes several dataframes in one graph (shared tasks run once: two
-
 /// Row-chunked `f64` blocks of `cols`, one per partition of `lengths` rows.
 fn matrix(parts: &[Delayed<Frame>], cols: Vec<String>, lengths: Vec<usize>) -> Array<f64> {
     let n = cols.len();
@@ -987,6 +985,7 @@ fn vector(parts: &[Delayed<Frame>], column: &str, lengths: Vec<usize>) -> Array<
     Array::from_blocks(column, vec![lengths], grid)
 }
 
+/// Computes several dataframes in one graph (shared tasks run once: two
 /// group-bys of one CSV read it once) and concatenates each one's partitions.
 pub fn compute_frames(
     frames: &[&DataFrame],
