@@ -240,10 +240,13 @@ pub fn read_csv_block(path: &str, start: u64, end: u64, spec: &CsvSpec) -> Resul
     let len = f.metadata().map_err(|e| format!("cannot read {path}: {e}"))?.len();
     let (s, e) =
         line_range(&mut f, start, end, len).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let mut bytes = vec![0u8; (e - s) as usize];
-    f.seek(SeekFrom::Start(s))
-        .and_then(|_| f.read_exact(&mut bytes))
-        .map_err(|e| format!("cannot read {path}: {e}"))?;
+    let read_block = |f: &mut File| -> std::io::Result<Vec<u8>> {
+        let mut bytes = Vec::with_capacity((e - s) as usize);
+        f.seek(SeekFrom::Start(s))?;
+        f.take(e - s).read_to_end(&mut bytes)?;
+        Ok(bytes)
+    };
+    let bytes = read_block(&mut f).map_err(|e| format!("cannot read {path}: {e}"))?;
     let header = spec.has_header && s == 0;
     let schema = spec.schema.0.clone();
     let parse = |bytes: Vec<u8>, header: bool| {
@@ -258,9 +261,11 @@ pub fn read_csv_block(path: &str, start: u64, end: u64, spec: &CsvSpec) -> Resul
             .into_reader_with_file_handle(Cursor::new(bytes))
             .finish()
     };
-    match parse(bytes.clone(), header) {
+    match parse(bytes, header) {
         Ok(df) => Ok(Frame(df)),
         Err(err) => {
+            // The error path reads the block again to find the bad line.
+            let bytes = read_block(&mut f).map_err(|e| format!("cannot read {path}: {e}"))?;
             Err(csv_error(path, &mut f, s, &bytes, header, &err, |line| parse(line, false)))
         }
     }
