@@ -126,7 +126,7 @@ pub fn run(
             "num_workers": on.workers,
             "processes": on.processes,
             "npartitions": 10,
-            "polars": "0.55 (Rust crate; features lazy, csv, parquet, ipc, serde-lazy, fmt, dtype-slim, row_hash, partition_by)",
+            "polars": "0.55 (Rust crate; features lazy, csv, parquet, ipc, serde-lazy, fmt, dtype-slim, row_hash)",
             "impl": "read_csv (one partition per file, polars' CSV reader per task) -> two group-bys as partial aggregates per partition (g1: sum, count; mean as sum and count), tree-combined; both results in one graph, so each file is read once (as dask.compute(g1, g2))",
         }),
         sec,
