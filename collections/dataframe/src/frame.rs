@@ -28,9 +28,14 @@ impl Frame {
     }
 
     /// A partition from Arrow IPC file bytes. Malformed bytes are an error,
-    /// never a panic (the bytes may come from another process).
+    /// never a panic (the bytes may come from another process). Its chunks
+    /// are the encoded frame's (not joined into one): polars' float sums
+    /// depend on the chunk layout, so a frame sent to another worker must
+    /// add up there exactly as it does where it was made.
     pub fn from_ipc(bytes: &[u8]) -> Result<Frame, String> {
-        let read = catch_unwind(AssertUnwindSafe(|| IpcReader::new(Cursor::new(bytes)).finish()));
+        let read = catch_unwind(AssertUnwindSafe(|| {
+            IpcReader::new(Cursor::new(bytes)).set_rechunk(false).finish()
+        }));
         match read {
             Ok(Ok(df)) => Ok(Frame(df)),
             Ok(Err(e)) => {
