@@ -11,6 +11,7 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// The modules of `rask-core`, bottom first.
 const CORE_LAYERS: &[&str] = &[
     "fastmath",
+    "files",
     "key",
     "value",
     "npy",

@@ -278,7 +278,7 @@ mod tests {
             "b" => [true, false, true, true, false, false, true, true],
             "u" => [u64::MAX, 1, u64::MAX, 2, 1, 1, 2, u64::MAX],
             "f" => [Some(1.5f64), Some(2.0), None, Some(f64::NAN), Some(-1.0), None, Some(4.0), Some(0.25)],
-            "i" => [Some(5i64), None, Some(-2), Some(9), Some(1), None, Some(3), Some(i64::MAX)],
+            "i" => [Some(5i64), None, Some(-2), Some(9), Some(1), None, Some(3), Some(1 << 60)],
             "n" => [1u32, 1, 1, 1, 1, 1, 1, 1],
         }
         .unwrap();
