@@ -7,6 +7,7 @@
 //! Any other shape returns `None` and polars runs it.
 
 use polars::prelude::*;
+use polars_arrow::array::Array as _;
 use rustc_hash::FxHashMap;
 
 /// How one column folds.
@@ -68,9 +69,37 @@ fn int_codes(key: &Series) -> PolarsResult<(Vec<u32>, Vec<IdxSize>)> {
     Ok(codes_of(key.iter(), key.len()))
 }
 
+/// Codes of a string column. A string of at most 12 bytes is whole inside
+/// its 16-byte view (length, bytes, zero padding), so the view itself is
+/// the hash key: no string is read or hashed byte by byte.
 fn str_codes(key: &Series) -> PolarsResult<(Vec<u32>, Vec<IdxSize>)> {
     let key = key.str()?;
-    Ok(codes_of(key.iter(), key.len()))
+    let mut short: FxHashMap<u128, u32> = FxHashMap::default();
+    let mut long: FxHashMap<&str, u32> = FxHashMap::default();
+    let mut null_code: Option<u32> = None;
+    let mut first: Vec<IdxSize> = Vec::new();
+    let mut codes = Vec::with_capacity(key.len());
+    let mut row = 0usize;
+    for arr in key.downcast_iter() {
+        let views = arr.views();
+        for i in 0..arr.len() {
+            let next = first.len() as u32;
+            let mut new = || {
+                first.push(row as IdxSize);
+                next
+            };
+            let view = views[i];
+            codes.push(if !arr.is_valid(i) {
+                *null_code.get_or_insert_with(&mut new)
+            } else if view.length <= 12 {
+                *short.entry(view.as_u128()).or_insert_with(&mut new)
+            } else {
+                *long.entry(arr.value(i)).or_insert_with(&mut new)
+            });
+            row += 1;
+        }
+    }
+    Ok((codes, first))
 }
 
 /// Each row's group (first-seen order) and each group's first row, over
@@ -274,7 +303,8 @@ mod tests {
     fn equals_polars_with_nulls_nans_and_types() {
         let df = df! {
             "k" => [Some(3i32), None, Some(1), Some(3), None, Some(7), Some(1), Some(3)],
-            "s" => [Some("a"), Some("b"), None, Some("a"), Some("b"), None, Some("c"), Some("b")],
+            // Short strings are keyed by their views, long ones (> 12 bytes) by their bytes.
+            "s" => [Some("a"), Some("a string of 22 bytes"), None, Some("a"), Some("a string of 22 bytes"), None, Some("twelve bytes"), Some("b")],
             "b" => [true, false, true, true, false, false, true, true],
             "u" => [u64::MAX, 1, u64::MAX, 2, 1, 1, 2, u64::MAX],
             "f" => [Some(1.5f64), Some(2.0), None, Some(f64::NAN), Some(-1.0), None, Some(4.0), Some(0.25)],
