@@ -23,6 +23,9 @@ pub fn sort_frame(df: DataFrame, by: &[String], desc: &[bool]) -> PolarsResult<D
             .map(|c| c.dtype().is_primitive_numeric() || c.dtype().is_bool())
             .unwrap_or(false)
     });
+    if by.len() > 1 && !numeric {
+        return lsd(df, by, &d);
+    }
     let first = df.column(&by[0])?.as_materialized_series();
     let mut idx = if first.dtype().is_primitive_numeric() {
         IdxCa::from_vec("idx".into(), radix_order(&ordered(first, d(0))?))
@@ -34,9 +37,6 @@ pub fn sort_frame(df: DataFrame, by: &[String], desc: &[bool]) -> PolarsResult<D
         first.arg_sort(options)
     };
     if by.len() > 1 {
-        if !numeric {
-            return lsd(df, by, &d);
-        }
         idx = break_ties(&df, first, by, &d, idx)?;
     }
     df.take(&idx)
