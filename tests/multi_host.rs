@@ -96,6 +96,22 @@ impl Drop for Procs {
     }
 }
 
+/// On a failing test, prints the cluster processes' logs, which live in a
+/// temporary directory that goes with the test.
+struct LogsOnPanic<'a>(&'a Path);
+
+impl Drop for LogsOnPanic<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for name in ["scheduler.err", "w1.err", "w2.err", "scheduler.out", "w1.out", "w2.out"] {
+            let text = std::fs::read_to_string(self.0.join(name)).unwrap_or_default();
+            eprintln!("----- {name} -----\n{text}");
+        }
+    }
+}
+
 #[path = "common/tls.rs"]
 mod tls;
 
@@ -149,6 +165,7 @@ fn a_tls_cluster_across_network_namespaces() {
     std::fs::write(&token_file, TOKEN).unwrap();
     let log = |name: &str| Stdio::from(std::fs::File::create(dir.path().join(name)).unwrap());
     let mut procs = Procs(Vec::new());
+    let _logs = LogsOnPanic(dir.path());
 
     // The README's recipe: the scheduler binds every interface and tells its
     // address; a worker names its own; the other finds it from its route.

@@ -138,21 +138,8 @@ pub fn parse_resources(s: &str) -> Result<BTreeMap<String, f64>, String> {
 
 fn read_scheduler_file(path: &str) -> Result<String, String> {
     // Workers may start before the scheduler wrote the file: wait for it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            let v: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| format!("scheduler file {path}: {e}"))?;
-            return v["address"]
-                .as_str()
-                .map(String::from)
-                .ok_or_else(|| format!("scheduler file {path} has no \"address\""));
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(format!("scheduler file {path} did not appear within 60 s"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let v = crate::scheduler_file::wait(std::path::Path::new(path), Duration::from_secs(60))?;
+    Ok(v["address"].as_str().unwrap_or_default().to_string())
 }
 
 /// Resolves on Ctrl-C or SIGTERM, or (with `stdin_lifeline`) when stdin

@@ -11,6 +11,7 @@ pub mod parts;
 pub mod protocol;
 pub mod report;
 pub mod scheduler;
+pub mod scheduler_file;
 pub mod server;
 pub mod ssh;
 pub mod worker;

@@ -768,9 +768,8 @@ pub async fn run_scheduler(
         let json = format!(
             "{{\"address\": \"{addr}\", \"protocol_version\": {PROTOCOL_VERSION}, \"dashboard\": \"{dashboard_url}\"}}\n"
         );
-        std::fs::write(path, json).map_err(|e| DistError::Process {
-            message: format!("cannot write the scheduler file {}: {e}", path.display()),
-        })?;
+        crate::scheduler_file::write(path, &json)
+            .map_err(|message| DistError::Process { message })?;
     }
     println!("scheduler listening on {}:{}, contact address {addr}", cfg.host, local.port());
     if let Some((_, d)) = &dashboard {

@@ -379,9 +379,9 @@ pub async fn launch(
             "{{\"address\": \"{address}\", \"protocol_version\": {}}}\n",
             crate::protocol::PROTOCOL_VERSION
         );
-        if let Err(e) = std::fs::write(path, json) {
+        if let Err(e) = crate::scheduler_file::write(path, &json) {
             stop(&mut remotes, &mut exits).await;
-            return Err(format!("cannot write the scheduler file {}: {e}", path.display()));
+            return Err(e);
         }
     }
     let ready = wait_for_workers(&opts, &address, n_workers).await;
