@@ -28,6 +28,7 @@ const CORE_LAYERS: &[&str] = &[
 /// The modules of `rask-distributed`, bottom first: the pure scheduler at the
 /// bottom, the wire edge above it, the processes above that.
 const DISTRIBUTED_LAYERS: &[&str] = &[
+    "scheduler_file",
     "scheduler",
     "error",
     "protocol",

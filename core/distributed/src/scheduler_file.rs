@@ -11,17 +11,15 @@ pub fn write(path: &Path, json: &str) -> Result<(), String> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".{}.tmp", std::process::id()));
     let tmp = std::path::PathBuf::from(tmp);
-    std::fs::write(&tmp, json)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            format!("cannot write the scheduler file {}: {e}", path.display())
-        })
+    std::fs::write(&tmp, json).and_then(|()| std::fs::rename(&tmp, path)).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write the scheduler file {}: {e}", path.display())
+    })
 }
 
 /// Waits up to `limit` for `path` to hold a scheduler record and returns it.
 /// A file that is missing, empty or not yet valid JSON (a writer without
-/// [`write`]) is read again until the deadline.
+/// [`write()`]) is read again until the deadline.
 pub fn wait(path: &Path, limit: Duration) -> Result<serde_json::Value, String> {
     let deadline = Instant::now() + limit;
     loop {
