@@ -82,6 +82,13 @@ fn every_operation() -> Vec<DataFrame> {
         sales.drop_duplicates(Some(vec!["category".into(), "key".into()])).unwrap(),
         pq.repartition(4).unwrap(),
         sales.select([col("id"), col("qty")]).unwrap(),
+        sales.set_index("key").unwrap(),
+        // Known divisions: the right side is range-split to the left's.
+        sales
+            .set_index("key")
+            .unwrap()
+            .merge(&customers.repartition(2).unwrap(), &["key"], &["key"], How::Full)
+            .unwrap(),
     ];
     let refs: Vec<&Ddf> = frames.iter().collect();
     let mut out: Vec<DataFrame> = rask::dataframe::compute_frames(&refs).unwrap();

@@ -16,8 +16,14 @@ use crate::{ops, DataFrame, FrameError};
 #[derive(Clone, Debug)]
 pub struct CsvOptions {
     /// Bytes per partition (`None`: one partition per file). Blocks start and
-    /// end at line boundaries, so a quoted field must not span lines.
+    /// end at line boundaries; see `quoted_newlines` for fields that span lines.
     pub blocksize: Option<u64>,
+    /// Whether quoted fields may hold newlines. Then block boundaries are
+    /// found by one scan of each file that tracks the quotes (a pass over
+    /// the bytes when the graph is built); otherwise a block starts after
+    /// the first newline past its offset, and a quoted newline near a
+    /// boundary breaks the rows there (as `dd.read_csv` with a blocksize).
+    pub quoted_newlines: bool,
     /// The field separator.
     pub separator: u8,
     /// Whether each file starts with a header line.
@@ -39,6 +45,7 @@ impl Default for CsvOptions {
             infer_schema_length: 1000,
             schema: None,
             columns: None,
+            quoted_newlines: false,
         }
     }
 }
@@ -50,6 +57,8 @@ pub struct ParquetOptions {
     pub columns: Option<Vec<String>>,
     /// Keep only the rows where this holds, applied as each partition is
     /// read (predicate pushdown: filtered rows never leave the read task).
+    /// Row groups whose min/max statistics rule out every row are not read
+    /// at all ([`crate::prune`]).
     pub filter: Option<Expr>,
     /// One partition per row group instead of one per file.
     pub split_row_groups: bool,
@@ -109,9 +118,14 @@ pub fn read_csv(patterns: &[&str], options: &CsvOptions) -> Result<DataFrame, Fr
         let len = std::fs::metadata(file).map_err(|e| io_err(file, e))?.len();
         let path = path_str(file)?;
         let step = options.blocksize.unwrap_or(u64::MAX).max(1);
-        let mut start = 0u64;
-        loop {
-            let end = start.saturating_add(step).min(len);
+        let bounds = if options.quoted_newlines && step < len {
+            row_boundaries(file, step).map_err(|e| io_err(file, e))?
+        } else {
+            (1..len.div_ceil(step)).map(|k| k * step).collect()
+        };
+        let starts = std::iter::once(0).chain(bounds.iter().copied());
+        let ends = bounds.iter().copied().chain(std::iter::once(len));
+        for (start, end) in starts.zip(ends) {
             parts.push(ops::read_csv_block(
                 path.clone(),
                 start,
@@ -123,10 +137,6 @@ pub fn read_csv(patterns: &[&str], options: &CsvOptions) -> Result<DataFrame, Fr
                     schema: Wire(schema.clone()),
                 },
             ));
-            start = end;
-            if start >= len {
-                break;
-            }
         }
     }
     let out_schema = match &options.columns {
@@ -212,6 +222,35 @@ fn header_difference(this: &[String], first: &[String], first_path: &Path) -> St
     m
 }
 
+/// Row starts about `step` bytes apart: each is the first byte after a
+/// newline outside quotes at or past the next multiple of `step` from the
+/// last. (`""` inside a quoted field toggles twice, so parity suffices.)
+fn row_boundaries(path: &Path, step: u64) -> std::io::Result<Vec<u64>> {
+    let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
+    let (mut out, mut pos, mut quoted, mut next) = (Vec::new(), 0u64, false, step);
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            break;
+        }
+        for &b in buf {
+            pos += 1;
+            if b == b'"' {
+                quoted = !quoted;
+            } else if b == b'\n' && !quoted && pos >= next {
+                out.push(pos);
+                next = pos + step;
+            }
+        }
+        let n = buf.len();
+        r.consume(n);
+    }
+    if out.last() == Some(&pos) {
+        out.pop();
+    }
+    Ok(out)
+}
+
 /// The byte range `[start, end)` of the lines that start in `[start, end)`.
 fn line_range(f: &mut File, start: u64, end: u64, len: u64) -> std::io::Result<(u64, u64)> {
     fn next_line_start(f: &mut File, from: u64, len: u64) -> std::io::Result<u64> {
@@ -289,6 +328,11 @@ fn csv_error(
             lines_before = memchr_count(&prefix);
         }
     }
+    let hint = if block.contains(&b'"') {
+        "; if quoted fields hold newlines, set CsvOptions::quoted_newlines"
+    } else {
+        ""
+    };
     let mut line_no = lines_before;
     for (i, line) in block.split(|&b| b == b'\n').enumerate() {
         line_no += 1;
@@ -297,12 +341,12 @@ fn csv_error(
         }
         if let Err(e) = parse_line(line.to_vec()) {
             return format!(
-                "malformed CSV row in {path} at line {line_no}: {e} (the row: {:?})",
+                "malformed CSV row in {path} at line {line_no}: {e} (the row: {:?}){hint}",
                 String::from_utf8_lossy(&line[..line.len().min(200)])
             );
         }
     }
-    format!("cannot parse {path} (bytes {start}..{}): {err}", start + block.len() as u64)
+    format!("cannot parse {path} (bytes {start}..{}): {err}{hint}", start + block.len() as u64)
 }
 
 fn memchr_count(bytes: &[u8]) -> u64 {
@@ -311,12 +355,14 @@ fn memchr_count(bytes: &[u8]) -> u64 {
 
 /// A lazily read dataframe of the Parquet files `patterns` match (globs):
 /// one partition per file, or per row group. Every file must have the same
-/// schema. Lengths are known from the footers when there is no filter.
+/// schema. Lengths are known from the footers when there is no filter;
+/// with one, row groups that cannot match are skipped by their statistics.
 pub fn read_parquet(patterns: &[&str], options: &ParquetOptions) -> Result<DataFrame, FrameError> {
     let files = expand(patterns)?;
     let mut parts = Vec::new();
     let mut lengths = Vec::new();
     let mut schema: Option<(SchemaRef, PathBuf)> = None;
+    let mut first_path: Option<String> = None;
     for file in &files {
         let f = File::open(file).map_err(|e| io_err(file, e))?;
         let mut reader = ParquetReader::new(f);
@@ -339,19 +385,39 @@ pub fn read_parquet(patterns: &[&str], options: &ParquetOptions) -> Result<DataF
         }
         let meta = reader.get_metadata().map_err(bad)?.clone();
         let path = path_str(file)?;
-        let groups: Vec<(u64, u64)> = if options.split_row_groups {
-            let mut off = 0u64;
-            meta.row_groups
+        // Each row group's rows, and whether the filter may keep any of them.
+        let mut off = 0u64;
+        let spans: Vec<(u64, u64)> = meta
+            .row_groups
+            .iter()
+            .map(|rg| {
+                let n = rg.num_rows() as u64;
+                off += n;
+                (off - n, n)
+            })
+            .collect();
+        let keep: Vec<bool> = match &options.filter {
+            Some(p) => crate::prune::row_group_ranges(&meta, &this)
                 .iter()
-                .map(|rg| {
-                    let n = rg.num_rows() as u64;
-                    off += n;
-                    (off - n, n)
-                })
-                .collect()
-        } else {
-            vec![(0, meta.num_rows as u64)]
+                .map(|r| crate::prune::may_match(p, r))
+                .collect(),
+            None => vec![true; spans.len()],
         };
+        let kept = spans.iter().zip(&keep).filter(|(_, k)| **k).map(|(s, _)| *s);
+        let groups: Vec<(u64, u64)> = if options.split_row_groups {
+            kept.collect()
+        } else {
+            // One span per file, from the first row group kept to the last.
+            let kept: Vec<(u64, u64)> = kept.collect();
+            match (kept.first(), kept.last()) {
+                (Some(a), Some(b)) => vec![(a.0, b.0 + b.1 - a.0)],
+                _ if meta.row_groups.is_empty() => vec![(0, meta.num_rows as u64)],
+                _ => Vec::new(),
+            }
+        };
+        if first_path.is_none() {
+            first_path = Some(path.clone());
+        }
         for (offset, n) in groups {
             parts.push(ops::read_parquet_part(
                 path.clone(),
@@ -362,6 +428,12 @@ pub fn read_parquet(patterns: &[&str], options: &ParquetOptions) -> Result<DataF
             ));
             lengths.push(n);
         }
+    }
+    if parts.is_empty() {
+        // Every row group was pruned: one empty partition keeps the schema.
+        let path = first_path.expect("expand returns at least one file");
+        parts.push(ops::read_parquet_part(path, 0, 0, options.columns.clone(), None));
+        lengths.push(0);
     }
     let (full, _) = schema.expect("expand returns at least one file");
     let mut lf = polars::prelude::DataFrame::empty_with_schema(&full).lazy();

@@ -29,6 +29,7 @@ pub mod frame;
 pub mod groupby;
 pub mod io;
 pub mod ops;
+pub mod prune;
 pub mod shuffle;
 pub mod sort;
 
@@ -209,6 +210,22 @@ fn plan_steps(mut lf: LazyFrame, steps: &[Step]) -> LazyFrame {
     lf
 }
 
+/// Whether `column` leaves `step` with the values it had (so that ranges of
+/// it still hold): filters, sorts and dedups keep rows whole; `with_columns`
+/// must not redefine it, and `select` must pass it through.
+fn step_keeps_column(step: &Step, column: &str) -> bool {
+    let named =
+        |e: &Expr| polars_plan::utils::expr_output_name(e).is_ok_and(|n| n.as_str() == column);
+    match step {
+        Step::Filter(_) | Step::Sort(..) | Step::Unique(_) => true,
+        Step::WithColumns(exprs) => !exprs.iter().any(named),
+        Step::Select(exprs) => {
+            exprs.iter().any(|e| matches!(e, Expr::Column(c) if c.as_str() == column))
+                && exprs.iter().filter(|e| named(e)).count() == 1
+        }
+    }
+}
+
 fn names(schema: &Schema) -> Vec<String> {
     schema.iter_names().map(|n| n.to_string()).collect()
 }
@@ -236,6 +253,22 @@ pub struct DataFrame {
     schema: SchemaRef,
     /// Rows per partition, when known without computing.
     pub(crate) lengths: Option<Vec<u64>>,
+    /// The value ranges of the partitions, when known ([`DataFrame::set_index`]).
+    divisions: Option<Divisions>,
+}
+
+/// Where a range-partitioned frame's partitions split, as Dask's
+/// `divisions`: partition `i` holds the rows whose `column` lies in
+/// `(bounds[i - 1], bounds[i]]`; the first partition has no lower bound,
+/// and the last no upper bound and the nulls. Rows are sorted by `column`
+/// within each partition right after [`DataFrame::set_index`]; later steps
+/// keep the ranges but not necessarily the order.
+#[derive(Clone, Debug)]
+pub struct Divisions {
+    /// The column the partitions are ranges of.
+    pub column: String,
+    /// `npartitions - 1` ascending boundaries, of the column's type.
+    pub bounds: polars::prelude::Series,
 }
 
 impl std::fmt::Debug for DataFrame {
@@ -272,7 +305,7 @@ pub fn from_polars(
 impl DataFrame {
     /// A dataframe of the given partitions, which must all have `schema`.
     pub fn from_parts(parts: Vec<Delayed<Frame>>, schema: SchemaRef) -> Self {
-        DataFrame { base: parts, steps: Vec::new(), schema, lengths: None }
+        DataFrame { base: parts, steps: Vec::new(), schema, lengths: None, divisions: None }
     }
 
     /// The schema of every partition.
@@ -299,9 +332,15 @@ impl DataFrame {
         self.base.iter().map(|p| ops::apply(p, steps.clone())).collect()
     }
 
+    /// The partitions' value ranges, when known ([`DataFrame::set_index`]).
+    pub fn divisions(&self) -> Option<&Divisions> {
+        self.divisions.as_ref()
+    }
+
     fn with_step(&self, step: Step, keeps_rows: bool) -> Result<DataFrame, FrameError> {
         let lf = plan_steps(empty(&self.schema).lazy(), std::slice::from_ref(&step));
         let schema = plan_schema(lf, &self.schema)?;
+        let divisions = self.divisions.clone().filter(|d| step_keeps_column(&step, &d.column));
         let mut steps = self.steps.clone();
         steps.push(step);
         Ok(DataFrame {
@@ -309,6 +348,7 @@ impl DataFrame {
             steps,
             schema,
             lengths: if keeps_rows { self.lengths.clone() } else { None },
+            divisions,
         })
     }
 
@@ -549,8 +589,12 @@ impl DataFrame {
     /// full, as pandas' inner, left and outer; keys coalesced). A right side
     /// of one partition is broadcast to every left partition (inner and left
     /// joins) when it is small ([`BROADCAST_ROWS`], or a quarter of a left
-    /// partition) or of unknown length; otherwise both sides are
-    /// hash-shuffled on their keys into as many partitions as the larger has.
+    /// partition) or of unknown length. Sides with known
+    /// [`divisions`](DataFrame::divisions) on a single key are joined
+    /// partition by partition, and a side without them is range-split to
+    /// match the other's (the result keeps the divisions). Otherwise both
+    /// sides are hash-shuffled on their keys into as many partitions as the
+    /// larger has.
     pub fn merge(
         &self,
         other: &DataFrame,
@@ -592,18 +636,118 @@ impl DataFrame {
             .schema()
             .clone();
         let wire = Wire(spec.clone());
-        let parts: Vec<Delayed<Frame>> = if how != How::Full && self.broadcasts(other) {
+        // Known ranges of a single key: the sides are range-split alike
+        // (only the side whose ranges are unknown moves), partition by
+        // partition, and the result keeps the ranges.
+        let ranges = |d: &DataFrame, key: &str| {
+            d.divisions.as_ref().filter(|v| left_on.len() == 1 && v.column == key).cloned()
+        };
+        let (lr, rr) = (ranges(self, left_on[0]), ranges(other, right_on[0]));
+        let same = matches!((&lr, &rr), (Some(a), Some(b)) if a.bounds.equals_missing(&b.bounds));
+        let join = |l: Vec<Delayed<Frame>>, r: Vec<Delayed<Frame>>| -> Vec<Delayed<Frame>> {
+            l.iter().zip(&r).map(|(l, r)| ops::join(l, r, wire.clone())).collect()
+        };
+        let (parts, bounds) = if same {
+            (join(self.partitions(), other.partitions()), lr.map(|d| d.bounds))
+        } else if how != How::Full && self.broadcasts(other) {
             let right = other.partitions().pop().expect("one partition");
-            self.partitions().iter().map(|l| ops::join(l, &right, wire.clone())).collect()
+            let parts =
+                self.partitions().iter().map(|l| ops::join(l, &right, wire.clone())).collect();
+            (parts, lr.map(|d| d.bounds))
+        } else if let Some(d) = lr {
+            (join(self.partitions(), other.range_shuffle(right_on[0], &d.bounds)), Some(d.bounds))
+        } else if let Some(d) = rr {
+            (join(self.range_shuffle(left_on[0], &d.bounds), other.partitions()), Some(d.bounds))
         } else {
             let n = self.npartitions().max(other.npartitions());
             let lk: Vec<Expr> = left_on.iter().map(|c| col(*c)).collect();
             let rk: Vec<Expr> = right_on.iter().map(|c| col(*c)).collect();
-            let l = self.hash_shuffle(&lk, n);
-            let r = other.hash_shuffle(&rk, n);
-            l.iter().zip(&r).map(|(l, r)| ops::join(l, r, wire.clone())).collect()
+            (join(self.hash_shuffle(&lk, n), other.hash_shuffle(&rk, n)), None)
         };
-        Ok(DataFrame::from_parts(parts, schema))
+        let mut out = DataFrame::from_parts(parts, schema);
+        out.divisions = bounds.map(|bounds| Divisions { column: left_on[0].to_string(), bounds });
+        Ok(out)
+    }
+
+    /// This frame range-split by `column` at `bounds` into `bounds.len() + 1`
+    /// partitions (one shuffle; the rows of a range are not sorted).
+    fn range_shuffle(&self, column: &str, bounds: &polars::prelude::Series) -> Vec<Delayed<Frame>> {
+        let n = bounds.len() + 1;
+        let frame = polars::prelude::DataFrame::new_infer_height(vec![bounds
+            .clone()
+            .with_name(column.into())
+            .into()])
+        .expect("one column");
+        let bounds = rask_core::value(Frame(frame));
+        let splits: Vec<Delayed<Vec<Frame>>> = self
+            .partitions()
+            .iter()
+            .map(|p| ops::range_split(p, column.to_string(), &bounds, false, n as u64))
+            .collect();
+        (0..n)
+            .map(|j| {
+                ops::concat(splits.iter().map(|s| ops::piece(s, j as u64)).collect::<Vec<_>>())
+            })
+            .collect()
+    }
+
+    /// Range-partitioned and sorted by `column`, with known
+    /// [`divisions`](DataFrame::divisions), as Dask's `set_index` (polars has
+    /// no index: `column` stays a column). The boundaries are quantiles of a
+    /// sample of every partition, computed now (the data is read once for
+    /// them and again for the result, as in Dask); give them with
+    /// [`set_index_with`](DataFrame::set_index_with) to skip that pass.
+    /// Merges on `column` with frames of the same divisions need no shuffle,
+    /// and with any other frame shuffle only that one.
+    pub fn set_index(&self, column: &str) -> Result<DataFrame, FrameError> {
+        self.column_type(column)?;
+        let samples: Vec<Delayed<Frame>> = self
+            .partitions()
+            .iter()
+            .map(|p| ops::stride_sample(p, column.to_string(), 100))
+            .collect();
+        let n = self.npartitions() as u64;
+        let bounds = ops::sort_boundaries(samples, column.to_string(), n, false).compute()?;
+        let bounds = bounds.0.column(column)?.as_materialized_series().clone();
+        self.set_index_with(column, bounds)
+    }
+
+    /// [`set_index`](DataFrame::set_index) with the boundaries given:
+    /// `divisions` (ascending, no nulls, of the column's type) split the
+    /// rows into `divisions.len() + 1` partitions.
+    pub fn set_index_with(
+        &self,
+        column: &str,
+        divisions: polars::prelude::Series,
+    ) -> Result<DataFrame, FrameError> {
+        let dtype = self.column_type(column)?;
+        let bad = |why: String| FrameError::Invalid {
+            message: format!("set_index_with({column:?}): the divisions {why}"),
+        };
+        if divisions.dtype() != &dtype {
+            return Err(bad(format!(
+                "are {} but the column is {dtype}; cast them",
+                divisions.dtype()
+            )));
+        }
+        if divisions.null_count() > 0 {
+            return Err(bad("hold a null".into()));
+        }
+        if !divisions.sort(Default::default())?.equals_missing(&divisions) {
+            return Err(bad("are not in ascending order".into()));
+        }
+        let parts = self.range_shuffle(column, &divisions);
+        let sort = Step::Sort(vec![column.to_string()], vec![false]);
+        let mut out = DataFrame::from_parts(parts, self.schema.clone()).with_step(sort, true)?;
+        out.divisions = Some(Divisions { column: column.to_string(), bounds: divisions });
+        Ok(out)
+    }
+
+    fn column_type(&self, column: &str) -> Result<polars::prelude::DataType, FrameError> {
+        self.schema.get(column).cloned().ok_or_else(|| FrameError::MissingColumn {
+            column: column.to_string(),
+            available: self.columns(),
+        })
     }
 
     /// Whether a merge sends all of `other` (one partition) to each of
@@ -648,7 +792,9 @@ impl DataFrame {
         let parts = self.partitions();
         let n = parts.len();
         let sort_step = Step::Sort(by.iter().map(|s| s.to_string()).collect(), desc.clone());
-        if n <= 1 {
+        // Already ranges of the first key (set_index): sort within each.
+        let ranged = self.divisions.as_ref().is_some_and(|d| d.column == by[0]) && !desc[0];
+        if n <= 1 || ranged {
             return self.with_step(sort_step, true);
         }
         // Boundaries: n - 1 quantiles of the first column from 100 rows per

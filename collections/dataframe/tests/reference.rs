@@ -191,7 +191,84 @@ fn merges_match_pandas_broadcast_and_shuffled() {
                 assert_records(name, &got, &want[name], &cols);
             }
         }
+        // With known divisions: the right side aligned to the left's, or
+        // range-split to them; neither merge hash-shuffles.
+        let keyed = sales.set_index("key").unwrap();
+        let bounds = keyed.divisions().unwrap().bounds.clone();
+        let aligned = two.set_index_with("key", bounds).unwrap();
+        assert!(shuffles(&sales.merge(&two, &["key"], &["key"], How::Full).unwrap(), "hash_split"));
+        for (how, name) in
+            [(How::Inner, "merge_inner"), (How::Left, "merge_left"), (How::Full, "merge_outer")]
+        {
+            for right in [&aligned, &two] {
+                let m = keyed.merge(right, &["key"], &["key"], how).unwrap();
+                assert!(!shuffles(&m, "hash_split"), "{name}");
+                assert_eq!(m.divisions().unwrap().column, "key");
+                let got = m
+                    .compute()
+                    .unwrap()
+                    .sort(["id", "key"], SortMultipleOptions::default().with_nulls_last(true))
+                    .unwrap();
+                assert_records(name, &got, &want[name], &cols);
+            }
+        }
     });
+}
+
+/// Whether computing `df` runs a task of op `op`.
+fn shuffles(df: &DataFrame, op: &str) -> bool {
+    let parts: Vec<_> = df.partitions().iter().map(|p| p.erase()).collect();
+    rask_core::graph_of(&parts).iter().any(|(k, _)| k.prefix().contains(op))
+}
+
+#[test]
+fn set_index_sorts_into_known_ranges() {
+    on_each_scheduler(|| {
+        let df = sales_csv();
+        let keyed = df.set_index("key").unwrap();
+        let d = keyed.divisions().unwrap().clone();
+        assert_eq!(d.bounds.len() + 1, keyed.npartitions());
+        assert!(keyed.npartitions() > 1);
+        let bounds: Vec<i64> =
+            d.bounds.cast(&DataType::Int64).unwrap().i64().unwrap().into_no_null_iter().collect();
+        let mut all = Vec::new();
+        for (i, p) in keyed.partitions().iter().enumerate() {
+            let keys: Vec<i64> = p
+                .compute()
+                .unwrap()
+                .0
+                .column("key")
+                .unwrap()
+                .cast(&DataType::Int64)
+                .unwrap()
+                .i64()
+                .unwrap()
+                .into_no_null_iter()
+                .collect();
+            assert!(keys.windows(2).all(|w| w[0] <= w[1]), "partition {i} is not sorted");
+            for k in &keys {
+                assert!(i == 0 || *k > bounds[i - 1], "partition {i}: {k} <= {}", bounds[i - 1]);
+                assert!(i == bounds.len() || *k <= bounds[i], "partition {i}: {k} > {}", bounds[i]);
+            }
+            all.extend(keys);
+        }
+        assert_eq!(all.len(), 600);
+        // A filter keeps the ranges; redefining the column drops them; a
+        // sort by it is a sort within each partition.
+        assert!(keyed.filter(col("qty").gt(lit(1))).unwrap().divisions().is_some());
+        assert!(keyed.with_columns([col("qty") * lit(2)]).unwrap().divisions().is_some());
+        assert!(keyed.with_columns([col("key") * lit(2)]).unwrap().divisions().is_none());
+        let sorted = keyed.sort(&["key", "id"], &[false]).unwrap();
+        assert!(!shuffles(&sorted, "sort_boundaries"));
+        assert!(shuffles(&df.sort(&["key", "id"], &[false]).unwrap(), "sort_boundaries"));
+        let want = df.compute().unwrap().sort(["key", "id"], Default::default()).unwrap();
+        assert!(sorted.compute().unwrap().equals_missing(&want));
+    });
+    let df = sales_csv();
+    let bad = |s: Series| df.set_index_with("key", s).unwrap_err().to_string();
+    assert!(bad(Series::new("key".into(), [30i64, 20])).contains("ascending"));
+    assert!(bad(Series::new("key".into(), [1.5f64])).contains("cast"));
+    assert!(matches!(df.set_index("nope"), Err(FrameError::MissingColumn { .. })));
 }
 
 #[test]
@@ -396,4 +473,88 @@ fn written_files_read_back_the_same() {
     let a = df.compute().unwrap().sort(["id"], Default::default()).unwrap();
     let b = again.compute().unwrap().sort(["id"], Default::default()).unwrap();
     assert!(a.equals_missing(&b));
+}
+
+/// A filter skips the row groups whose statistics rule it out, and the rows
+/// read are exactly polars' eager filter of the whole file.
+#[test]
+fn parquet_filters_skip_row_groups_by_their_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ids.parquet");
+    let ids: Vec<i64> = (0..1000).collect();
+    let names: Vec<String> = ids.iter().map(|i| format!("n{i:04}")).collect();
+    // NaN only in row groups 5..9 (polars then writes NaN min/max there).
+    let x: Vec<f64> =
+        ids.iter().map(|&i| if i >= 500 && i % 97 == 0 { f64::NAN } else { i as f64 }).collect();
+    let mut whole = df!("id" => &ids, "name" => &names, "x" => &x).unwrap();
+    ParquetWriter::new(std::fs::File::create(&path).unwrap())
+        .with_row_group_size(Some(100))
+        .finish(&mut whole)
+        .unwrap();
+    let read = |filter: Expr, split: bool| {
+        let options = ParquetOptions {
+            filter: Some(filter),
+            split_row_groups: split,
+            ..ParquetOptions::default()
+        };
+        read_parquet(&[path.to_str().unwrap()], &options).unwrap()
+    };
+    let cases: Vec<(Expr, bool, usize)> = vec![
+        (col("id").gt_eq(lit(850)), true, 2),
+        (col("id").lt(lit(50)).or(col("id").gt(lit(980))), true, 2),
+        (col("name").eq(lit("n0421")), true, 1),
+        (col("id").gt_eq(lit(300)).and(col("id").lt_eq(lit(420))), false, 1),
+        (col("id").gt(lit(5000)), true, 1),
+        // NaN sorts above every number: a `>` on floats prunes nothing, and
+        // row groups with NaN statistics are kept.
+        (col("x").gt(lit(1e9)), true, 10),
+        (col("x").lt(lit(150.0)), true, 7),
+        (col("x").eq(lit(250.0)), true, 6),
+    ];
+    for (filter, split, parts) in cases {
+        let df = read(filter.clone(), split);
+        assert_eq!(df.npartitions(), parts, "{filter:?}");
+        let want = whole.clone().lazy().filter(filter.clone()).collect().unwrap();
+        let got = df.compute().unwrap();
+        assert!(got.equals_missing(&want), "{filter:?}: {got} vs {want}");
+    }
+    // The span of one partition per file covers only the row groups kept.
+    let df = read(col("id").gt_eq(lit(300)).and(col("id").lt_eq(lit(420))), false);
+    assert_eq!(df.compute().unwrap().height(), 121);
+}
+
+/// Quoted fields that hold newlines and separators: with `quoted_newlines`
+/// the blocks start at true row starts and every row reads back as polars
+/// reads the whole file; without it, a block boundary inside a quoted field
+/// breaks the rows (the reason for the option).
+#[test]
+fn csv_blocks_respect_quoted_newlines_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.csv");
+    let mut text = String::from("id,note,x\n");
+    for i in 0..2000 {
+        if i % 3 == 0 {
+            text.push_str(&format!("{i},\"two\nlines, and \"\"quotes\"\"\",{}.5\n", i % 7));
+        } else {
+            text.push_str(&format!("{i},plain,{}.5\n", i % 7));
+        }
+    }
+    std::fs::write(&path, &text).unwrap();
+    let want = CsvReadOptions::default()
+        .try_into_reader_with_file_path(Some(path.clone()))
+        .unwrap()
+        .finish()
+        .unwrap();
+    assert_eq!(want.height(), 2000);
+    let read = |quoted_newlines: bool| {
+        let options = CsvOptions { blocksize: Some(700), quoted_newlines, ..CsvOptions::default() };
+        read_csv(&[path.to_str().unwrap()], &options).unwrap()
+    };
+    on_each_scheduler(|| {
+        let df = read(true);
+        assert!(df.npartitions() > 20, "{}", df.npartitions());
+        assert!(df.compute().unwrap().equals_missing(&want));
+    });
+    let naive = read(false).compute().map(|d| d.height());
+    assert!(!matches!(naive, Ok(2000)), "{naive:?}");
 }
