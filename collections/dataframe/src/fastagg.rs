@@ -146,34 +146,25 @@ fn groups(keys: &[&Series]) -> Option<PolarsResult<(Vec<u32>, Vec<IdxSize>)>> {
 }
 
 /// Folds `values` into `n` groups; `None` where a group saw no value.
-fn fold_f64(values: &Float64Chunked, group: &[u32], n: usize, f: Fold) -> Vec<Option<f64>> {
+fn fold<T>(values: &ChunkedArray<T>, group: &[u32], n: usize, f: Fold) -> Vec<Option<T::Native>>
+where
+    T: PolarsNumericType,
+    T::Native: Folded,
+{
     let init = match f {
-        Fold::Sum => Some(0.0),
+        Fold::Sum => Some(T::Native::ZERO),
         Fold::Min | Fold::Max => None,
     };
-    let mut acc: Vec<Option<f64>> = vec![init; n];
+    let mut acc: Vec<Option<T::Native>> = vec![init; n];
     let mut row = 0usize;
     for arr in values.downcast_iter() {
         for v in arr.iter() {
             if let Some(&v) = v {
                 let a = &mut acc[group[row] as usize];
                 *a = Some(match (f, *a) {
-                    (Fold::Sum, Some(s)) => s + v,
-                    // polars' min/max skip NaN unless every value is NaN.
-                    (Fold::Min, Some(m)) => {
-                        if v < m || m.is_nan() {
-                            v
-                        } else {
-                            m
-                        }
-                    }
-                    (Fold::Max, Some(m)) => {
-                        if v > m || m.is_nan() {
-                            v
-                        } else {
-                            m
-                        }
-                    }
+                    (Fold::Sum, Some(s)) => s.plus(v),
+                    (Fold::Min, Some(m)) => m.least(v),
+                    (Fold::Max, Some(m)) => m.greatest(v),
                     (_, None) => v,
                 });
             }
@@ -183,29 +174,48 @@ fn fold_f64(values: &Float64Chunked, group: &[u32], n: usize, f: Fold) -> Vec<Op
     acc
 }
 
-/// As [`fold_f64`], for integers (sums wrap, as polars').
-fn fold_i64(values: &Int64Chunked, group: &[u32], n: usize, f: Fold) -> Vec<Option<i64>> {
-    let init = match f {
-        Fold::Sum => Some(0),
-        Fold::Min | Fold::Max => None,
-    };
-    let mut acc: Vec<Option<i64>> = vec![init; n];
-    let mut row = 0usize;
-    for arr in values.downcast_iter() {
-        for v in arr.iter() {
-            if let Some(&v) = v {
-                let a = &mut acc[group[row] as usize];
-                *a = Some(match (f, *a) {
-                    (Fold::Sum, Some(s)) => s.wrapping_add(v),
-                    (Fold::Min, Some(m)) => m.min(v),
-                    (Fold::Max, Some(m)) => m.max(v),
-                    (_, None) => v,
-                });
-            }
-            row += 1;
+/// The arithmetic of a fold, as polars does it for the type.
+trait Folded: Copy {
+    const ZERO: Self;
+    fn plus(self, v: Self) -> Self;
+    fn least(self, v: Self) -> Self;
+    fn greatest(self, v: Self) -> Self;
+}
+
+impl Folded for f64 {
+    const ZERO: f64 = 0.0;
+    fn plus(self, v: f64) -> f64 {
+        self + v
+    }
+    // polars' min/max skip NaN unless every value is NaN.
+    fn least(self, v: f64) -> f64 {
+        if v < self || self.is_nan() {
+            v
+        } else {
+            self
         }
     }
-    acc
+    fn greatest(self, v: f64) -> f64 {
+        if v > self || self.is_nan() {
+            v
+        } else {
+            self
+        }
+    }
+}
+
+impl Folded for i64 {
+    const ZERO: i64 = 0;
+    // Sums wrap, as polars'.
+    fn plus(self, v: i64) -> i64 {
+        self.wrapping_add(v)
+    }
+    fn least(self, v: i64) -> i64 {
+        self.min(v)
+    }
+    fn greatest(self, v: i64) -> i64 {
+        self.max(v)
+    }
 }
 
 /// `df` grouped by `keys` with `folds` (column, fold), in first-seen group
@@ -256,10 +266,10 @@ fn run(
         let s = df.column(c)?.as_materialized_series();
         let out = if s.dtype().is_float() {
             let v = s.cast(&DataType::Float64)?;
-            Series::new(c.as_str().into(), fold_f64(v.f64()?, group, n, *f))
+            Series::new(c.as_str().into(), fold(v.f64()?, group, n, *f))
         } else {
             let v = s.cast(&DataType::Int64)?;
-            Series::new(c.as_str().into(), fold_i64(v.i64()?, group, n, *f))
+            Series::new(c.as_str().into(), fold(v.i64()?, group, n, *f))
         };
         cols.push(out.into_column());
     }

@@ -27,8 +27,10 @@ pub fn sort_frame(df: DataFrame, by: &[String], desc: &[bool]) -> PolarsResult<D
         return lsd(df, by, &d);
     }
     let first = df.column(&by[0])?.as_materialized_series();
-    let mut idx = if first.dtype().is_primitive_numeric() {
-        IdxCa::from_vec("idx".into(), radix_order(&ordered(first, d(0))?))
+    let first_codes =
+        if first.dtype().is_primitive_numeric() { Some(ordered(first, d(0))?) } else { None };
+    let mut idx = if let Some(c) = &first_codes {
+        IdxCa::from_vec("idx".into(), radix_order(c))
     } else {
         let options = SortOptions::default()
             .with_order_descending(d(0))
@@ -37,7 +39,7 @@ pub fn sort_frame(df: DataFrame, by: &[String], desc: &[bool]) -> PolarsResult<D
         first.arg_sort(options)
     };
     if by.len() > 1 {
-        idx = break_ties(&df, first, by, &d, idx)?;
+        idx = break_ties(&df, first, first_codes.as_deref(), by, &d, idx)?;
     }
     df.take(&idx)
 }
@@ -55,19 +57,22 @@ fn lsd(mut df: DataFrame, by: &[String], d: &dyn Fn(usize) -> bool) -> PolarsRes
 }
 
 /// Reorders each run of equal first keys in `idx` by the remaining keys.
+/// `first_codes` are the first key's codes by input row, when it has them.
 fn break_ties(
     df: &DataFrame,
     first: &Series,
+    first_codes: Option<&[Option<u64>]>,
     by: &[String],
     d: &dyn Fn(usize) -> bool,
     idx: IdxCa,
 ) -> PolarsResult<IdxCa> {
-    let sorted_first = first.take(&idx)?;
-    let runs = if sorted_first.dtype().is_primitive_numeric() {
+    let mut order: Vec<IdxSize> = idx.rechunk().into_no_null_iter().collect();
+    let runs = if let Some(c) = first_codes {
         // By codes: NaNs tie with each other, and -0.0 with 0.0, as polars compares.
-        let c = codes(&sorted_first, false)?;
-        runs_where(c.windows(2).map(|w| w[0] == w[1]), c.len())
+        let same = order.windows(2).map(|w| c[w[0] as usize] == c[w[1] as usize]);
+        runs_where(same, order.len())
     } else {
+        let sorted_first = first.take(&idx)?;
         let n = sorted_first.len();
         let same = sorted_first.slice(1, n - 1).equal_missing(&sorted_first.slice(0, n - 1))?;
         runs_where(same.iter().map(|e| e.unwrap_or(false)), n)
@@ -75,7 +80,6 @@ fn break_ties(
     if runs.is_empty() {
         return Ok(idx);
     }
-    let mut order: Vec<IdxSize> = idx.rechunk().into_no_null_iter().collect();
     // Codes of the remaining keys, by input row.
     let codes: Vec<Vec<u128>> = by[1..]
         .iter()
