@@ -15,6 +15,10 @@ pub use rask_glm as glm;
 #[cfg(feature = "xgboost")]
 pub use rask_integrations::xgboost;
 
+/// Deep-learning clusters on the workers: roles, ports and environments
+/// (`TF_CONFIG`, PyTorch's `MASTER_ADDR`/`RANK`/…) (the `rask-integrations` crate's `dl`).
+pub use rask_integrations::dl;
+
 /// Bags: partitioned collections of serde values, text and JSON lines (the `rask-bag` crate).
 pub use rask_bag as bag;
 /// Dataframes: partitioned polars DataFrames, CSV and Parquet, group-bys, merges and sorts (the `rask-dataframe` crate).

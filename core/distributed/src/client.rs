@@ -426,6 +426,8 @@ pub struct WorkerInfo {
     pub in_memory: u32,
     /// running / paused / closing.
     pub status: String,
+    /// The resources it declared (`--resources GPU=1`), by name.
+    pub resources: std::collections::BTreeMap<String, f64>,
 }
 
 /// One member of a gang (see [`Client::submit_gang`]).
@@ -760,6 +762,7 @@ impl Client {
                     processing: w.processing,
                     in_memory: w.in_memory,
                     status: w.status,
+                    resources: w.resources.into_iter().collect(),
                 })
                 .collect()),
             other => Err(DistError::Protocol { message: format!("unexpected reply {other:?}") }),

@@ -373,6 +373,7 @@ impl Loop {
                         processing: w.processing.len() as u32,
                         in_memory: w.has_what.len() as u32,
                         status: format!("{:?}", w.status).to_lowercase(),
+                        resources: w.resources.clone().into_iter().collect(),
                     })
                     .collect();
                 self.send_client(

@@ -1,0 +1,65 @@
+//! `rask::dl::start_cluster` on a 2-worker LocalCluster (separate
+//! processes): one member per worker, ports that each worker checked free,
+//! TensorFlow and PyTorch environments, and clear refusals of jobs the
+//! cluster cannot hold.
+
+use std::path::PathBuf;
+
+use rask::distributed::{ClusterOptions, LocalCluster};
+use rask::dl::{start_cluster, DlError, DlOptions, Roles};
+
+#[test]
+fn start_cluster_places_members_and_builds_their_environments() {
+    let cluster = LocalCluster::with_options(ClusterOptions {
+        n_workers: 2,
+        threads_per_worker: 1,
+        binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_rask"))),
+        worker_args: vec!["--resources".into(), "GPU=1".into()],
+        ..ClusterOptions::default()
+    })
+    .expect("cluster starts");
+    let client = cluster.client().unwrap();
+    let gpu =
+        DlOptions { resources: vec![("GPU".into(), 1.0)], tracker: true, ..DlOptions::default() };
+
+    // A PyTorch-style world of 2.
+    let spec = start_cluster(&client, &Roles::World(2), &gpu).unwrap();
+    assert_eq!(spec.world_size(), 2);
+    let (a, b) = (&spec.members[0], &spec.members[1]);
+    assert_ne!(a.worker, b.worker, "one member per worker");
+    let workers: Vec<String> = client.workers().unwrap().into_iter().map(|w| w.addr).collect();
+    assert!(workers.contains(&a.worker) && workers.contains(&b.worker));
+    for (rank, m) in spec.members.iter().enumerate() {
+        assert_eq!(m.env["RANK"], rank.to_string());
+        assert_eq!(m.env["WORLD_SIZE"], "2");
+        assert_eq!(m.env["MASTER_ADDR"], a.host);
+        assert_eq!(m.env["MASTER_PORT"], a.port.to_string());
+        // Both workers are on this host: local ranks 0 and 1 of 2, node 0.
+        assert_eq!(m.env["LOCAL_RANK"], rank.to_string());
+        assert_eq!(m.env["LOCAL_WORLD_SIZE"], "2");
+        assert_eq!(m.env["NODE_RANK"], "0");
+        // The port was released for the training process: it binds.
+        std::net::TcpListener::bind((m.host.as_str(), m.port)).expect("the member's port binds");
+    }
+    let tracker = spec.tracker.clone().expect("a tracker was asked for");
+    assert!(tracker.starts_with(&format!("{}:", a.host)), "{tracker}");
+    assert_ne!(tracker, format!("{}:{}", a.host, a.port));
+
+    // TensorFlow roles.
+    let roles = Roles::named([("chief", 1), ("worker", 1)]);
+    let spec = start_cluster(&client, &roles, &DlOptions::default()).unwrap();
+    let tf: Vec<serde_json::Value> =
+        spec.members.iter().map(|m| serde_json::from_str(&m.env["TF_CONFIG"]).unwrap()).collect();
+    assert_eq!(tf[0]["task"], serde_json::json!({"type": "chief", "index": 0}));
+    assert_eq!(tf[1]["task"], serde_json::json!({"type": "worker", "index": 0}));
+    assert_eq!(tf[0]["cluster"], tf[1]["cluster"]);
+    let chief = format!("{}:{}", spec.members[0].host, spec.members[0].port);
+    assert_eq!(tf[1]["cluster"]["chief"][0], chief.as_str());
+
+    // Jobs the cluster cannot hold are refused, saying why.
+    let e = start_cluster(&client, &Roles::World(3), &DlOptions::default()).unwrap_err();
+    assert!(matches!(e, DlError::Cluster { .. }) && e.to_string().contains("3 members"), "{e}");
+    let two_gpus = DlOptions { resources: vec![("GPU".into(), 2.0)], ..DlOptions::default() };
+    let e = start_cluster(&client, &Roles::World(1), &two_gpus).unwrap_err();
+    assert!(e.to_string().contains("GPU"), "{e}");
+}
