@@ -63,3 +63,74 @@ fn start_cluster_places_members_and_builds_their_environments() {
     let e = start_cluster(&client, &Roles::World(1), &two_gpus).unwrap_err();
     assert!(e.to_string().contains("GPU"), "{e}");
 }
+
+fn sh(script: &str) -> Vec<String> {
+    vec!["sh".into(), "-c".into(), script.into()]
+}
+
+fn alive(pid: &str) -> bool {
+    std::path::Path::new(&format!("/proc/{}", pid.trim())).exists()
+}
+
+#[test]
+fn launch_streams_logs_and_fails_as_a_unit() {
+    use rask::dl::{launch, LaunchOptions, Stream};
+    let cluster = LocalCluster::with_options(ClusterOptions {
+        n_workers: 2,
+        threads_per_worker: 1,
+        binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_rask"))),
+        ..ClusterOptions::default()
+    })
+    .expect("cluster starts");
+    let client = cluster.client().unwrap();
+    let spec = start_cluster(&client, &Roles::World(2), &DlOptions::default()).unwrap();
+
+    // Every member runs with its environment; every line reaches the client.
+    let mut lines: Vec<(String, usize, Stream, String)> = Vec::new();
+    let options = LaunchOptions {
+        on_line: Some(Box::new(|role: &str, rank, s, line: &str| {
+            lines.push((role.to_string(), rank, s, line.to_string()))
+        })),
+        ..LaunchOptions::default()
+    };
+    let script =
+        "echo \"rank=$RANK world=$WORLD_SIZE master=$MASTER_ADDR:$MASTER_PORT\"; echo note >&2";
+    let report = launch(&client, &spec, &sh(script), options).unwrap();
+    assert!(report.failed.is_none(), "{:?}", report.failed);
+    assert_eq!(report.members.iter().map(|m| m.code).collect::<Vec<_>>(), [Some(0), Some(0)]);
+    let master = format!("{}:{}", spec.members[0].host, spec.members[0].port);
+    for rank in 0..2 {
+        let want = format!("rank={rank} world=2 master={master}");
+        assert!(
+            lines.iter().any(|l| l.1 == rank && l.2 == Stream::Stdout && l.3 == want),
+            "{want} not in {lines:?}"
+        );
+        assert!(lines.iter().any(|l| l.1 == rank && l.2 == Stream::Stderr && l.3 == "note"));
+    }
+
+    // Rank 1 fails: rank 0 (and the process it started) is stopped, and the
+    // report names rank 1, its code and its last lines.
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!(
+        "echo $$ > {d}/sh.$RANK; sleep 120 & echo $! > {d}/sleep.$RANK; \
+         if [ \"$RANK\" = 1 ]; then echo boom >&2; exit 3; fi; wait",
+        d = dir.path().display()
+    );
+    let options = LaunchOptions {
+        on_line: Some(Box::new(|_: &str, _, _, _: &str| {})),
+        ..LaunchOptions::default()
+    };
+    let report = launch(&client, &spec, &sh(&script), options).unwrap();
+    let failed = report.failed.expect("rank 1 failed");
+    assert_eq!((failed.role.as_str(), failed.rank, failed.code), ("worker", 1, Some(3)));
+    assert!(failed.tail.iter().any(|l| l == "boom"), "{:?}", failed.tail);
+    assert_ne!(report.members[0].code, Some(0), "rank 0 was stopped");
+    for f in ["sh.0", "sleep.0", "sh.1", "sleep.1"] {
+        let pid = std::fs::read_to_string(dir.path().join(f)).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while alive(&pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(!alive(&pid), "{f} (pid {}) is still running", pid.trim());
+    }
+}

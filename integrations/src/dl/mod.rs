@@ -12,8 +12,12 @@
 //! (the window is the time until the job starts). The originals hard-code
 //! 2222 and up, or 23456, and never check.
 
+pub mod launch;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+pub use launch::{launch, LaunchOptions, LaunchReport, MemberExit, Stream};
 
 use rask_distributed::{Client, DistError, GangMember, WorkerInfo};
 use serde::{Deserialize, Serialize};

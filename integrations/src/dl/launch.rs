@@ -1,0 +1,541 @@
+//! [`launch`]: runs a command on each member's worker with its environment,
+//! streams every line it prints to the client, and fails as a unit.
+//!
+//! Each member's task starts the command in its own process group (killed
+//! with the group, and with the worker if the worker dies first: Linux's
+//! parent-death signal) and connects back to a listener on the client:
+//! frames of one kind byte (`O` stdout line, `E` stderr line, `X` exit
+//! code), a u32 rank and a u32 length, then the payload (lines cut at
+//! 64 KiB). The client sends one byte on a member's connection to stop it;
+//! a member whose connection closes (the client went away) stops too.
+//! The scheduler never relays the lines.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rask_distributed::{Client, GangMember};
+use serde::{Deserialize, Serialize};
+
+use super::{ClusterSpec, DlError};
+
+const MAX_LINE: usize = 64 << 10;
+/// Lines of each member kept for the failure report.
+const TAIL: usize = 20;
+
+/// Which stream a line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// What a member is told.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunJob {
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    /// Its environment, on top of the worker's.
+    pub env: BTreeMap<String, String>,
+    /// Its rank.
+    pub rank: u32,
+    /// The client's listener and the nonce to present.
+    pub report: (String, [u8; 16]),
+    /// Seconds between the stop signal and SIGKILL.
+    pub grace_s: u64,
+}
+
+rask_core::op! {
+    /// One member of a launched DL job (see `dl::launch`): runs the command,
+    /// streams its lines to the client, returns its exit code.
+    pub fn dl_run(job: RunJob, gang: String) -> Result<i32, String> {
+        let _ = gang;
+        run_member(&job)
+    }
+}
+
+/// How a member's process ended, as the client saw it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemberExit {
+    /// Its role.
+    pub role: String,
+    /// Its rank.
+    pub rank: usize,
+    /// Its exit code (`None`: no code came back: killed, or lost).
+    pub code: Option<i32>,
+    /// Its last lines (stdout and stderr, in arrival order).
+    pub tail: Vec<String>,
+}
+
+/// The outcome of a [`launch`].
+#[derive(Clone, Debug)]
+pub struct LaunchReport {
+    /// Every member, in rank order.
+    pub members: Vec<MemberExit>,
+    /// The first member that failed, if any; the others were then stopped.
+    pub failed: Option<MemberExit>,
+}
+
+/// Called with (role, rank, stream, line) for each line a member prints.
+pub type OnLine<'a> = Box<dyn FnMut(&str, usize, Stream, &str) + 'a>;
+
+/// How to launch.
+pub struct LaunchOptions<'a> {
+    /// Each line as it arrives (default: printed to stderr, prefixed by
+    /// role and rank).
+    pub on_line: Option<OnLine<'a>>,
+    /// Seconds between stopping a member and killing it (default 5).
+    pub grace: Duration,
+}
+
+impl Default for LaunchOptions<'_> {
+    fn default() -> Self {
+        LaunchOptions { on_line: None, grace: Duration::from_secs(5) }
+    }
+}
+
+/// Runs `command` on every member of `spec` with its environment and waits
+/// for all of them. When one exits with an error (or its task fails), the
+/// others are stopped (SIGTERM to their process groups, SIGKILL after the
+/// grace), and the report names the failed member's role, rank, exit code
+/// and last lines.
+pub fn launch(
+    client: &Client,
+    spec: &ClusterSpec,
+    command: &[String],
+    mut options: LaunchOptions<'_>,
+) -> Result<LaunchReport, DlError> {
+    if command.is_empty() {
+        return Err(DlError::Invalid { message: "launch: the command is empty".into() });
+    }
+    let host = reachable_host(client.address())?;
+    let listener = Listener::start(&host, spec.members.len())?;
+    let gang = format!("dl-run-{}", rask_core::key::unique_token().0);
+    let members: Vec<GangMember<i32>> = spec
+        .members
+        .iter()
+        .map(|m| GangMember {
+            task: dl_run(
+                RunJob {
+                    command: command.to_vec(),
+                    env: m.env.clone(),
+                    rank: m.rank as u32,
+                    report: (listener.addr.clone(), listener.nonce),
+                    grace_s: options.grace.as_secs().max(1),
+                },
+                gang.clone(),
+            ),
+            worker: Some(m.worker.clone()),
+        })
+        .collect();
+    let futures = client.submit_gang(&gang, &members)?;
+    let n = spec.members.len();
+    let mut codes: Vec<Option<i32>> = vec![None; n];
+    let mut tails: Vec<Vec<String>> = vec![Vec::new(); n];
+    let mut failed: Option<usize> = None;
+    let mut stop_sent_at: Option<Instant> = None;
+    let mut print = |role: &str, rank: usize, s: Stream, line: &str| match &mut options.on_line {
+        Some(f) => f(role, rank, s, line),
+        None => eprintln!("[{role} {rank}] {line}"),
+    };
+    loop {
+        for ev in listener.take() {
+            let (rank, s, text) = match ev {
+                Event::Line(rank, s, text) => (rank, s, text),
+                Event::Exit(rank, code) => {
+                    codes[rank] = Some(code);
+                    if code != 0 && failed.is_none() {
+                        failed = Some(rank);
+                    }
+                    continue;
+                }
+            };
+            let t = &mut tails[rank];
+            t.push(text.clone());
+            if t.len() > TAIL {
+                t.remove(0);
+            }
+            print(&spec.members[rank].role, rank, s, &text);
+        }
+        // A member task that failed (its worker died, its command could not start).
+        for (rank, f) in futures.iter().enumerate() {
+            if failed.is_none() && f.done() && codes[rank].is_none() {
+                if let Err(e) = f.result() {
+                    tails[rank].push(e.to_string());
+                    failed = Some(rank);
+                }
+            }
+        }
+        if failed.is_some() && stop_sent_at.is_none() {
+            listener.stop_all();
+            stop_sent_at = Some(Instant::now());
+        }
+        if futures.iter().all(|f| f.done()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The last lines, and exit codes that raced the futures.
+    std::thread::sleep(Duration::from_millis(50));
+    for ev in listener.take() {
+        match ev {
+            Event::Line(rank, s, text) => {
+                print(&spec.members[rank].role, rank, s, &text);
+                tails[rank].push(text);
+            }
+            Event::Exit(rank, code) => codes[rank] = codes[rank].or(Some(code)),
+        }
+    }
+    for (rank, f) in futures.iter().enumerate() {
+        if let (None, Ok(code)) = (codes[rank], f.result()) {
+            codes[rank] = Some(code);
+        }
+        if failed.is_none() && codes[rank] != Some(0) {
+            failed = Some(rank);
+        }
+    }
+    listener.close();
+    let members: Vec<MemberExit> = spec
+        .members
+        .iter()
+        .enumerate()
+        .map(|(rank, m)| MemberExit {
+            role: m.role.clone(),
+            rank,
+            code: codes[rank],
+            tail: tails[rank].iter().rev().take(TAIL).rev().cloned().collect(),
+        })
+        .collect();
+    let failed = failed.map(|r| members[r].clone());
+    Ok(LaunchReport { members, failed })
+}
+
+/// The address of this machine that the scheduler's network reaches.
+fn reachable_host(scheduler: &str) -> Result<String, DlError> {
+    let target = scheduler.trim_start_matches("http://");
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect(target).map(|_| s))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip().to_string())
+        .map_err(|e| DlError::Cluster {
+            message: format!(
+                "cannot find this machine's address towards the scheduler {scheduler}: {e}"
+            ),
+        })
+}
+
+enum Event {
+    Line(usize, Stream, String),
+    Exit(usize, i32),
+}
+
+/// The client's end: accepts members' connections and collects their frames.
+struct Listener {
+    addr: String,
+    nonce: [u8; 16],
+    events: Arc<Mutex<Vec<Event>>>,
+    conns: Arc<Mutex<Conns>>,
+    done: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The members' connections, and whether they were told to stop (a member
+/// that connects after that is told at once).
+#[derive(Default)]
+struct Conns {
+    streams: Vec<TcpStream>,
+    stopping: bool,
+}
+
+impl Listener {
+    fn start(host: &str, members: usize) -> Result<Listener, DlError> {
+        let io = |e: std::io::Error| DlError::Cluster {
+            message: format!("cannot listen for the members' logs on {host}: {e}"),
+        };
+        let l = TcpListener::bind((host, 0)).map_err(io)?;
+        l.set_nonblocking(true).map_err(io)?;
+        let addr = l.local_addr().map_err(io)?.to_string();
+        let nonce = rask_core::key::unique_token().0.to_le_bytes();
+        let me = Listener {
+            addr,
+            nonce,
+            events: Arc::default(),
+            conns: Arc::default(),
+            done: Arc::default(),
+        };
+        let (events, conns, done) = (me.events.clone(), me.conns.clone(), me.done.clone());
+        std::thread::Builder::new()
+            .name("dl-logs".into())
+            .spawn(move || accept(l, nonce, members, events, conns, done))
+            .map_err(io)?;
+        Ok(me)
+    }
+
+    fn take(&self) -> Vec<Event> {
+        std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Tells every member to stop, those that connect later included.
+    fn stop_all(&self) {
+        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        conns.stopping = true;
+        for c in conns.streams.iter_mut() {
+            let _ = c.write_all(b"S");
+        }
+    }
+
+    fn close(&self) {
+        self.done.store(true, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().unwrap_or_else(|p| p.into_inner()).streams.iter() {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn accept(
+    l: TcpListener,
+    nonce: [u8; 16],
+    members: usize,
+    events: Arc<Mutex<Vec<Event>>>,
+    conns: Arc<Mutex<Conns>>,
+    done: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
+    while !done.load(Ordering::SeqCst) {
+        match l.accept() {
+            Ok((mut s, _)) => {
+                let _ = s.set_nonblocking(false);
+                let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut hello = [0u8; 20];
+                if s.read_exact(&mut hello).is_err() || hello[..16] != nonce {
+                    continue; // not a member of this launch: dropped unread
+                }
+                let rank =
+                    u32::from_le_bytes([hello[16], hello[17], hello[18], hello[19]]) as usize;
+                if rank >= members {
+                    continue;
+                }
+                let _ = s.set_read_timeout(None);
+                if let Ok(mut w) = s.try_clone() {
+                    let mut conns = conns.lock().unwrap_or_else(|p| p.into_inner());
+                    if conns.stopping {
+                        let _ = w.write_all(b"S");
+                    }
+                    conns.streams.push(w);
+                }
+                let events = events.clone();
+                std::thread::spawn(move || read_frames(s, rank, &events));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+fn read_frames(mut s: TcpStream, rank: usize, events: &Mutex<Vec<Event>>) {
+    loop {
+        let mut head = [0u8; 9];
+        if s.read_exact(&mut head).is_err() {
+            return;
+        }
+        let len = u32::from_le_bytes([head[5], head[6], head[7], head[8]]) as usize;
+        if len > MAX_LINE + 16 {
+            return; // a malformed peer: stop reading it
+        }
+        let mut body = vec![0u8; len];
+        if s.read_exact(&mut body).is_err() {
+            return;
+        }
+        let ev = match head[0] {
+            b'O' => Event::Line(rank, Stream::Stdout, String::from_utf8_lossy(&body).into_owned()),
+            b'E' => Event::Line(rank, Stream::Stderr, String::from_utf8_lossy(&body).into_owned()),
+            b'X' if len == 4 => {
+                Event::Exit(rank, i32::from_le_bytes([body[0], body[1], body[2], body[3]]))
+            }
+            _ => return,
+        };
+        events.lock().unwrap_or_else(|p| p.into_inner()).push(ev);
+    }
+}
+
+/// A member: connects to the client, runs the command, streams its lines,
+/// stops it when told or when the client goes, returns its exit code.
+fn run_member(job: &RunJob) -> Result<i32, String> {
+    let conn = TcpStream::connect(&job.report.0)
+        .map_err(|e| format!("cannot reach the client's log listener {}: {e}", job.report.0))?;
+    let mut hello = job.report.1.to_vec();
+    hello.extend_from_slice(&job.rank.to_le_bytes());
+    let send = Arc::new(Mutex::new(conn.try_clone().map_err(|e| e.to_string())?));
+    send.lock().unwrap_or_else(|p| p.into_inner()).write_all(&hello).map_err(|e| e.to_string())?;
+    let mut child = spawn(job)?;
+    let pid = child.id() as i32;
+    let mut pumps = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        pumps.push(pump(out, b'O', job.rank, send.clone()));
+    }
+    if let Some(err) = child.stderr.take() {
+        pumps.push(pump(err, b'E', job.rank, send.clone()));
+    }
+    // The lifeline: a stop byte, or the connection closing, stops the group.
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let (mut conn, finished, grace) = (conn, finished.clone(), job.grace_s);
+        std::thread::spawn(move || {
+            let mut b = [0u8; 1];
+            let _ = conn.read(&mut b);
+            // Not after the command ended: its group id could be reused.
+            if !finished.load(std::sync::atomic::Ordering::SeqCst) {
+                stop_group(pid, Duration::from_secs(grace));
+            }
+        });
+    }
+    let status = child.wait().map_err(|e| format!("waiting for the command: {e}"));
+    finished.store(true, std::sync::atomic::Ordering::SeqCst);
+    let status = status?;
+    // Whatever the command left in its group goes with it (and with it the
+    // pipes' last writers, so the pumps see their ends).
+    // SAFETY: kill(2) on our own child's process group; no memory is involved.
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+    for p in pumps {
+        let _ = p.join();
+    }
+    let code = status.code().unwrap_or_else(|| {
+        use std::os::unix::process::ExitStatusExt;
+        128 + status.signal().unwrap_or(0)
+    });
+    let mut frame = vec![b'X'];
+    frame.extend_from_slice(&job.rank.to_le_bytes());
+    frame.extend_from_slice(&4u32.to_le_bytes());
+    frame.extend_from_slice(&code.to_le_bytes());
+    let _ = send.lock().unwrap_or_else(|p| p.into_inner()).write_all(&frame);
+    Ok(code)
+}
+
+fn spawn(job: &RunJob) -> Result<Child, String> {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(&job.command[0]);
+    cmd.args(&job.command[1..])
+        .envs(&job.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    // SAFETY: only async-signal-safe calls between fork and exec. The
+    // child gets SIGKILL when the worker's thread that forked it dies, and
+    // starts with default signal handling: dispositions the worker ignores
+    // (SIGCHLD, say) and its blocked signals would otherwise pass to the
+    // command (a shell's `wait` returns at once when SIGCHLD is ignored).
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            for sig in 1..32 {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+            }
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    cmd.spawn().map_err(|e| format!("cannot start {:?}: {e}", job.command[0]))
+}
+
+/// SIGTERM to the group, then SIGKILL after `grace` if it is still there.
+fn stop_group(pid: i32, grace: Duration) {
+    // SAFETY: kill(2) on the member's own process group.
+    unsafe { libc::kill(-pid, libc::SIGTERM) };
+    let deadline = Instant::now() + grace;
+    // SAFETY: as above; signal 0 only checks that the group exists.
+    while Instant::now() < deadline && unsafe { libc::kill(-pid, 0) } == 0 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+}
+
+fn pump(
+    r: impl Read + Send + 'static,
+    kind: u8,
+    rank: u32,
+    send: Arc<Mutex<TcpStream>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(r);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match r.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                line.pop();
+            }
+            line.truncate(MAX_LINE);
+            let mut frame = Vec::with_capacity(9 + line.len());
+            frame.push(kind);
+            frame.extend_from_slice(&rank.to_le_bytes());
+            frame.extend_from_slice(&(line.len() as u32).to_le_bytes());
+            frame.extend_from_slice(&line);
+            // The client gone: keep draining so the command never blocks on a full pipe.
+            let _ = send.lock().unwrap_or_else(|p| p.into_inner()).write_all(&frame);
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(script: &str, listener: &Listener) -> RunJob {
+        RunJob {
+            command: vec!["sh".into(), "-c".into(), script.into()],
+            env: BTreeMap::from([("RANK".to_string(), "0".to_string())]),
+            rank: 0,
+            report: (listener.addr.clone(), listener.nonce),
+            grace_s: 2,
+        }
+    }
+
+    #[test]
+    fn a_member_streams_its_lines_and_stops_when_told() {
+        let listener = Listener::start("127.0.0.1", 1).unwrap();
+        let j = job("echo hello $RANK; echo oops >&2; exit 4", &listener);
+        assert_eq!(run_member(&j).unwrap(), 4);
+        std::thread::sleep(Duration::from_millis(100));
+        let events = listener.take();
+        let lines: Vec<String> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Line(0, _, t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect();
+        assert!(lines.contains(&"hello 0".to_string()) && lines.contains(&"oops".to_string()));
+        assert!(events.iter().any(|e| matches!(e, Event::Exit(0, 4))));
+
+        let j = job("sleep 30 & wait", &listener);
+        let member = std::thread::spawn(move || run_member(&j));
+        std::thread::sleep(Duration::from_millis(500));
+        listener.stop_all();
+        let code = member.join().unwrap().unwrap();
+        assert_eq!(code, 128 + libc::SIGTERM, "stopped by SIGTERM");
+        // A member that connects after the stop is stopped at once.
+        let j = job("sleep 30 & wait", &listener);
+        assert_eq!(run_member(&j).unwrap(), 128 + libc::SIGTERM);
+    }
+}
