@@ -119,7 +119,7 @@ pub fn read_csv(patterns: &[&str], options: &CsvOptions) -> Result<DataFrame, Fr
         let path = path_str(file)?;
         let step = options.blocksize.unwrap_or(u64::MAX).max(1);
         let bounds = if options.quoted_newlines && step < len {
-            row_boundaries(file, step).map_err(|e| io_err(file, e))?
+            row_boundaries(file, step, options.separator).map_err(|e| io_err(file, e))?
         } else {
             (1..len.div_ceil(step)).map(|k| k * step).collect()
         };
@@ -224,10 +224,13 @@ fn header_difference(this: &[String], first: &[String], first_path: &Path) -> St
 
 /// Row starts about `step` bytes apart: each is the first byte after a
 /// newline outside quotes at or past the next multiple of `step` from the
-/// last. (`""` inside a quoted field toggles twice, so parity suffices.)
-fn row_boundaries(path: &Path, step: u64) -> std::io::Result<Vec<u64>> {
+/// last. A quote opens a quoted field only at the start of a field (as
+/// polars reads it), and `""` inside one is an escaped quote.
+fn row_boundaries(path: &Path, step: u64, separator: u8) -> std::io::Result<Vec<u64>> {
     let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
-    let (mut out, mut pos, mut quoted, mut next) = (Vec::new(), 0u64, false, step);
+    let (mut out, mut pos, mut next) = (Vec::new(), 0u64, step);
+    // In a quoted field; at a field's first byte; just after a closing quote.
+    let (mut quoted, mut field_start, mut closed) = (false, true, false);
     loop {
         let buf = r.fill_buf()?;
         if buf.is_empty() {
@@ -235,12 +238,30 @@ fn row_boundaries(path: &Path, step: u64) -> std::io::Result<Vec<u64>> {
         }
         for &b in buf {
             pos += 1;
-            if b == b'"' {
-                quoted = !quoted;
-            } else if b == b'\n' && !quoted && pos >= next {
-                out.push(pos);
-                next = pos + step;
+            if quoted {
+                if b == b'"' {
+                    quoted = false;
+                    closed = true;
+                }
+                continue;
             }
+            if b == b'"' && (field_start || closed) {
+                quoted = true;
+            } else if b == separator {
+                field_start = true;
+                closed = false;
+                continue;
+            } else if b == b'\n' {
+                if pos >= next {
+                    out.push(pos);
+                    next = pos + step;
+                }
+                field_start = true;
+                closed = false;
+                continue;
+            }
+            field_start = false;
+            closed = false;
         }
         let n = buf.len();
         r.consume(n);

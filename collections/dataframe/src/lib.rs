@@ -214,8 +214,10 @@ fn plan_steps(mut lf: LazyFrame, steps: &[Step]) -> LazyFrame {
 /// it still hold): filters, sorts and dedups keep rows whole; `with_columns`
 /// must not redefine it, and `select` must pass it through.
 fn step_keeps_column(step: &Step, column: &str) -> bool {
+    // An expression without one output name (`all()`, `cols([..])`, a
+    // selector) may write the column: counted as writing it.
     let named =
-        |e: &Expr| polars_plan::utils::expr_output_name(e).is_ok_and(|n| n.as_str() == column);
+        |e: &Expr| polars_plan::utils::expr_output_name(e).map_or(true, |n| n.as_str() == column);
     match step {
         Step::Filter(_) | Step::Sort(..) | Step::Unique(_) => true,
         Step::WithColumns(exprs) => !exprs.iter().any(named),

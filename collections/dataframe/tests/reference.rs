@@ -258,6 +258,11 @@ fn set_index_sorts_into_known_ranges() {
         assert!(keyed.filter(col("qty").gt(lit(1))).unwrap().divisions().is_some());
         assert!(keyed.with_columns([col("qty") * lit(2)]).unwrap().divisions().is_some());
         assert!(keyed.with_columns([col("key") * lit(2)]).unwrap().divisions().is_none());
+        assert!(keyed
+            .with_columns([polars::prelude::all().as_expr().fill_null(lit(0))])
+            .unwrap()
+            .divisions()
+            .is_none());
         let sorted = keyed.sort(&["key", "id"], &[false]).unwrap();
         assert!(!shuffles(&sorted, "sort_boundaries"));
         assert!(shuffles(&df.sort(&["key", "id"], &[false]).unwrap(), "sort_boundaries"));

@@ -735,6 +735,10 @@ pub async fn run_scheduler(
     cfg: ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), DistError> {
+    // A file left by an earlier scheduler must not send workers there.
+    if let Some(path) = &cfg.scheduler_file {
+        let _ = std::fs::remove_file(path);
+    }
     let listener =
         tokio::net::TcpListener::bind((cfg.host.as_str(), cfg.port)).await.map_err(|e| {
             DistError::Process {

@@ -1,9 +1,11 @@
 //! [`launch`]: runs a command on each member's worker with its environment,
 //! streams every line it prints to the client, and fails as a unit.
 //!
-//! Each member's task starts the command in its own process group (killed
-//! with the group, and with the worker if the worker dies first: Linux's
-//! parent-death signal) and connects back to a listener on the client:
+//! Each member's task starts the command in its own process group, killed
+//! as a group when the member stops, and connects back to a listener on the
+//! client. If the worker itself dies, Linux's parent-death signal kills the
+//! command, but not processes the command started (they are orphaned until
+//! they exit; a watcher outside the worker would be needed). The channel:
 //! frames of one kind byte (`O` stdout line, `E` stderr line, `X` exit
 //! code), a u32 rank and a u32 length, then the payload (lines cut at
 //! 64 KiB). The client sends one byte on a member's connection to stop it;
@@ -137,63 +139,83 @@ pub fn launch(
     let n = spec.members.len();
     let mut codes: Vec<Option<i32>> = vec![None; n];
     let mut tails: Vec<Vec<String>> = vec![Vec::new(); n];
+    // Each member task's outcome, once its future is done.
+    let mut results: Vec<Option<Result<i32, String>>> = vec![None; n];
     let mut failed: Option<usize> = None;
     let mut stop_sent_at: Option<Instant> = None;
+    let mut all_done_at: Option<Instant> = None;
+    // After a stop, members get the grace and this much more to report.
+    let give_up = options.grace + Duration::from_secs(10);
     let mut print = |role: &str, rank: usize, s: Stream, line: &str| match &mut options.on_line {
         Some(f) => f(role, rank, s, line),
         None => eprintln!("[{role} {rank}] {line}"),
     };
     loop {
         for ev in listener.take() {
-            let (rank, s, text) = match ev {
-                Event::Line(rank, s, text) => (rank, s, text),
+            match ev {
+                Event::Line(rank, s, text) => {
+                    print(&spec.members[rank].role, rank, s, &text);
+                    tails[rank].push(text);
+                    if tails[rank].len() > TAIL {
+                        tails[rank].remove(0);
+                    }
+                }
                 Event::Exit(rank, code) => {
                     codes[rank] = Some(code);
                     if code != 0 && failed.is_none() {
                         failed = Some(rank);
                     }
-                    continue;
                 }
-            };
-            let t = &mut tails[rank];
-            t.push(text.clone());
-            if t.len() > TAIL {
-                t.remove(0);
             }
-            print(&spec.members[rank].role, rank, s, &text);
         }
-        // A member task that failed (its worker died, its command could not start).
         for (rank, f) in futures.iter().enumerate() {
-            if failed.is_none() && f.done() && codes[rank].is_none() {
-                if let Err(e) = f.result() {
-                    tails[rank].push(e.to_string());
-                    failed = Some(rank);
+            if results[rank].is_some() || !f.done() {
+                continue;
+            }
+            let r = f.result().map_err(|e| e.to_string());
+            match &r {
+                Ok(0) => {}
+                Ok(_) => failed = failed.or(Some(rank)),
+                // Its worker died, its command could not start, or the gang failed.
+                Err(e) => {
+                    if codes[rank].is_none() {
+                        tails[rank].push(e.clone());
+                        failed = failed.or(Some(rank));
+                    }
                 }
             }
+            results[rank] = Some(r);
         }
         if failed.is_some() && stop_sent_at.is_none() {
             listener.stop_all();
             stop_sent_at = Some(Instant::now());
         }
-        if futures.iter().all(|f| f.done()) {
+        if results.iter().all(Option::is_some) {
+            // Wait briefly for the exit frames (the last lines come before them).
+            let done_at = *all_done_at.get_or_insert_with(Instant::now);
+            let frames_in =
+                results.iter().zip(&codes).all(|(r, c)| !matches!(r, Some(Ok(_))) || c.is_some());
+            if frames_in || done_at.elapsed() > Duration::from_secs(2) {
+                break;
+            }
+        }
+        if stop_sent_at.is_some_and(|t| t.elapsed() > give_up) {
+            for (rank, r) in results.iter().enumerate() {
+                if r.is_none() && codes[rank].is_none() {
+                    tails[rank].push(format!(
+                        "no exit reported within {} s of the stop: its worker {} may be hung; the command may still run there",
+                        give_up.as_secs(),
+                        spec.members[rank].worker
+                    ));
+                }
+            }
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    // The last lines, and exit codes that raced the futures.
-    std::thread::sleep(Duration::from_millis(50));
-    for ev in listener.take() {
-        match ev {
-            Event::Line(rank, s, text) => {
-                print(&spec.members[rank].role, rank, s, &text);
-                tails[rank].push(text);
-            }
-            Event::Exit(rank, code) => codes[rank] = codes[rank].or(Some(code)),
-        }
-    }
-    for (rank, f) in futures.iter().enumerate() {
-        if let (None, Ok(code)) = (codes[rank], f.result()) {
-            codes[rank] = Some(code);
+    for (rank, r) in results.iter().enumerate() {
+        if let (None, Some(Ok(code))) = (codes[rank], r) {
+            codes[rank] = Some(*code);
         }
         if failed.is_none() && codes[rank] != Some(0) {
             failed = Some(rank);
@@ -375,10 +397,13 @@ fn read_frames(mut s: TcpStream, rank: usize, events: &Mutex<Vec<Event>>) {
 fn run_member(job: &RunJob) -> Result<i32, String> {
     let conn = TcpStream::connect(&job.report.0)
         .map_err(|e| format!("cannot reach the client's log listener {}: {e}", job.report.0))?;
+    // A client that vanished without closing must not block the command's
+    // output forever: writes give up, and the pumps then only drain.
+    conn.set_write_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
     let mut hello = job.report.1.to_vec();
     hello.extend_from_slice(&job.rank.to_le_bytes());
-    let send = Arc::new(Mutex::new(conn.try_clone().map_err(|e| e.to_string())?));
-    send.lock().unwrap_or_else(|p| p.into_inner()).write_all(&hello).map_err(|e| e.to_string())?;
+    let send = Sender::new(conn.try_clone().map_err(|e| e.to_string())?);
+    send.write(&hello);
     let mut child = spawn(job)?;
     let pid = child.id() as i32;
     let mut pumps = Vec::new();
@@ -388,28 +413,39 @@ fn run_member(job: &RunJob) -> Result<i32, String> {
     if let Some(err) = child.stderr.take() {
         pumps.push(pump(err, b'E', job.rank, send.clone()));
     }
-    // The lifeline: a stop byte, or the connection closing, stops the group.
-    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Whether the group may still be signalled: true until the command is
+    // about to be reaped. Its id cannot be reused before that, since the
+    // leader stays a zombie until then.
+    let signallable = Arc::new(Mutex::new(true));
     {
-        let (mut conn, finished, grace) = (conn, finished.clone(), job.grace_s);
+        let (mut conn, signallable, grace) = (conn, signallable.clone(), job.grace_s);
+        // The lifeline: a stop byte, or the connection closing, stops the group.
         std::thread::spawn(move || {
             let mut b = [0u8; 1];
             let _ = conn.read(&mut b);
-            // Not after the command ended: its group id could be reused.
-            if !finished.load(std::sync::atomic::Ordering::SeqCst) {
-                stop_group(pid, Duration::from_secs(grace));
-            }
+            stop_group(pid, Duration::from_secs(grace), &signallable);
         });
     }
-    let status = child.wait().map_err(|e| format!("waiting for the command: {e}"));
-    finished.store(true, std::sync::atomic::Ordering::SeqCst);
-    let status = status?;
-    // Whatever the command left in its group goes with it (and with it the
-    // pipes' last writers, so the pumps see their ends).
-    // SAFETY: kill(2) on our own child's process group; no memory is involved.
-    unsafe { libc::kill(-pid, libc::SIGKILL) };
-    for p in pumps {
-        let _ = p.join();
+    // Wait for the exit without reaping (WNOWAIT), kill what the command
+    // left in its group (and with it the pipes' last writers), then reap.
+    // SAFETY: waitid on our own child, into a zeroed siginfo.
+    let waited = unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT)
+    };
+    {
+        let mut may = signallable.lock().unwrap_or_else(|p| p.into_inner());
+        if waited == 0 {
+            // SAFETY: kill(2) on our child's group, whose leader is not reaped.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+        *may = false;
+    }
+    let status = child.wait().map_err(|e| format!("waiting for the command: {e}"))?;
+    // Output held by a process that left the group (setsid) is not waited for.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pumps.iter().any(|p| !p.is_finished()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
     }
     let code = status.code().unwrap_or_else(|| {
         use std::os::unix::process::ExitStatusExt;
@@ -419,8 +455,28 @@ fn run_member(job: &RunJob) -> Result<i32, String> {
     frame.extend_from_slice(&job.rank.to_le_bytes());
     frame.extend_from_slice(&4u32.to_le_bytes());
     frame.extend_from_slice(&code.to_le_bytes());
-    let _ = send.lock().unwrap_or_else(|p| p.into_inner()).write_all(&frame);
+    send.write(&frame);
     Ok(code)
+}
+
+/// The member's end of the back channel, shared by its pumps: after one
+/// failed write (the client gone or stuck) it sends nothing more.
+#[derive(Clone)]
+struct Sender(Arc<Mutex<Option<TcpStream>>>);
+
+impl Sender {
+    fn new(s: TcpStream) -> Sender {
+        Sender(Arc::new(Mutex::new(Some(s))))
+    }
+
+    fn write(&self, bytes: &[u8]) {
+        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(stream) = s.as_mut() {
+            if stream.write_all(bytes).is_err() {
+                *s = None;
+            }
+        }
+    }
 }
 
 fn spawn(job: &RunJob) -> Result<Child, String> {
@@ -437,9 +493,14 @@ fn spawn(job: &RunJob) -> Result<Child, String> {
     // starts with default signal handling: dispositions the worker ignores
     // (SIGCHLD, say) and its blocked signals would otherwise pass to the
     // command (a shell's `wait` returns at once when SIGCHLD is ignored).
+    let parent = std::process::id() as libc::pid_t;
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            // The worker died before the signal was armed: do not run.
+            if libc::getppid() != parent {
+                libc::_exit(127);
+            }
             for sig in 1..32 {
                 if sig != libc::SIGKILL && sig != libc::SIGSTOP {
                     libc::signal(sig, libc::SIG_DFL);
@@ -454,24 +515,29 @@ fn spawn(job: &RunJob) -> Result<Child, String> {
     cmd.spawn().map_err(|e| format!("cannot start {:?}: {e}", job.command[0]))
 }
 
-/// SIGTERM to the group, then SIGKILL after `grace` if it is still there.
-fn stop_group(pid: i32, grace: Duration) {
-    // SAFETY: kill(2) on the member's own process group.
-    unsafe { libc::kill(-pid, libc::SIGTERM) };
+/// SIGTERM to the group, then SIGKILL after `grace` if it is still there;
+/// each signal only while `signallable` (the leader is not reaped yet).
+fn stop_group(pid: i32, grace: Duration, signallable: &Mutex<bool>) {
+    let signal = |sig: i32| {
+        let may = signallable.lock().unwrap_or_else(|p| p.into_inner());
+        // SAFETY: kill(2) on the member's own group, whose leader is not reaped.
+        *may && unsafe { libc::kill(-pid, sig) } == 0
+    };
+    if !signal(libc::SIGTERM) {
+        return;
+    }
     let deadline = Instant::now() + grace;
-    // SAFETY: as above; signal 0 only checks that the group exists.
-    while Instant::now() < deadline && unsafe { libc::kill(-pid, 0) } == 0 {
+    while Instant::now() < deadline && signal(0) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    // SAFETY: as above.
-    unsafe { libc::kill(-pid, libc::SIGKILL) };
+    signal(libc::SIGKILL);
 }
 
 fn pump(
     r: impl Read + Send + 'static,
     kind: u8,
     rank: u32,
-    send: Arc<Mutex<TcpStream>>,
+    send: Sender,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut r = BufReader::new(r);
@@ -492,7 +558,7 @@ fn pump(
             frame.extend_from_slice(&(line.len() as u32).to_le_bytes());
             frame.extend_from_slice(&line);
             // The client gone: keep draining so the command never blocks on a full pipe.
-            let _ = send.lock().unwrap_or_else(|p| p.into_inner()).write_all(&frame);
+            send.write(&frame);
         }
     })
 }

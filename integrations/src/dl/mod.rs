@@ -200,21 +200,55 @@ pub fn start_cluster(
         });
     }
     let chosen = &workers[..slots.len()];
-    // One probe per member, together, on its worker: rank 0 also picks the tracker's port.
+    // One probe per member, together, on its worker: rank 0 also picks the
+    // tracker's port. Members on one host probe apart, so the OS may hand
+    // out a released port twice: such a draw is made again.
+    let timeout = options.timeout.unwrap_or(Duration::from_secs(60));
+    let mut ports: Vec<Vec<u16>> = Vec::new();
+    for attempt in 0..5 {
+        ports = probe_ports(client, chosen, options.tracker, timeout)?;
+        let mut seen = std::collections::HashSet::new();
+        let clash = chosen
+            .iter()
+            .zip(&ports)
+            .flat_map(|(w, p)| p.iter().map(move |p| (host_of(&w.addr), *p)))
+            .any(|hp| !seen.insert(hp));
+        if !clash {
+            break;
+        }
+        if attempt == 4 {
+            return Err(DlError::Cluster {
+                message: "five port draws gave two members of one host the same port: is that host short of free ports?".into(),
+            });
+        }
+    }
+    let placed: Vec<(String, String, Vec<u16>)> =
+        chosen.iter().zip(ports).map(|(w, p)| (w.addr.clone(), host_of(&w.addr), p)).collect();
+    Ok(spec_of(&slots, &placed))
+}
+
+/// Binds ports on each chosen worker's host (a gang, so all at once).
+fn probe_ports(
+    client: &Client,
+    chosen: &[WorkerInfo],
+    tracker: bool,
+    timeout: Duration,
+) -> Result<Vec<Vec<u16>>, DlError> {
     let id = format!("dl-ports-{}", rask_core::key::unique_token().0);
     let gang: Vec<GangMember<Vec<u16>>> = chosen
         .iter()
         .enumerate()
-        .map(|(rank, w)| {
-            let count = 1 + u64::from(rank == 0 && options.tracker);
-            GangMember {
-                task: dl_free_ports(host_of(&w.addr), count, id.clone(), rank as u64),
-                worker: Some(w.addr.clone()),
-            }
+        .map(|(rank, w)| GangMember {
+            task: dl_free_ports(
+                host_of(&w.addr),
+                1 + u64::from(rank == 0 && tracker),
+                id.clone(),
+                rank as u64,
+            ),
+            worker: Some(w.addr.clone()),
         })
         .collect();
     let futures = client.submit_gang(&id, &gang)?;
-    let timeout = options.timeout.unwrap_or(Duration::from_secs(60));
     let deadline = std::time::Instant::now() + timeout;
     while !futures.iter().all(|f| f.done()) {
         if std::time::Instant::now() >= deadline {
@@ -228,10 +262,7 @@ pub fn start_cluster(
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let ports: Vec<Vec<u16>> = client.gather(&futures)?;
-    let placed: Vec<(String, String, Vec<u16>)> =
-        chosen.iter().zip(ports).map(|(w, p)| (w.addr.clone(), host_of(&w.addr), p)).collect();
-    Ok(spec_of(&slots, &placed))
+    Ok(client.gather(&futures)?)
 }
 
 /// The spec of members `slots` placed at `(worker, host, ports)` (rank order).
