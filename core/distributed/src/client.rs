@@ -769,6 +769,19 @@ impl Client {
         }
     }
 
+    /// This machine's address on the route to the scheduler: where workers
+    /// can reach a listener the client opens (progress and log channels).
+    pub fn reachable_host(&self) -> Result<String, String> {
+        let target = self.address().trim_start_matches("http://");
+        std::net::UdpSocket::bind("0.0.0.0:0")
+            .and_then(|s| s.connect(target).map(|_| s))
+            .and_then(|s| s.local_addr())
+            .map(|a| a.ip().to_string())
+            .map_err(|e| {
+                format!("cannot find this machine's address towards the scheduler {target}: {e}")
+            })
+    }
+
     /// Waits until at least `n` workers are connected.
     pub fn wait_for_workers(&self, n: usize, timeout: Duration) -> Result<(), DistError> {
         let deadline = Instant::now() + timeout;

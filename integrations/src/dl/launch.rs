@@ -115,7 +115,7 @@ pub fn launch(
     if command.is_empty() {
         return Err(DlError::Invalid { message: "launch: the command is empty".into() });
     }
-    let host = reachable_host(client.address())?;
+    let host = client.reachable_host().map_err(|message| DlError::Cluster { message })?;
     let listener = Listener::start(&host, spec.members.len())?;
     let gang = format!("dl-run-{}", rask_core::key::unique_token().0);
     let members: Vec<GangMember<i32>> = spec
@@ -235,20 +235,6 @@ pub fn launch(
         .collect();
     let failed = failed.map(|r| members[r].clone());
     Ok(LaunchReport { members, failed })
-}
-
-/// The address of this machine that the scheduler's network reaches.
-fn reachable_host(scheduler: &str) -> Result<String, DlError> {
-    let target = scheduler.trim_start_matches("http://");
-    std::net::UdpSocket::bind("0.0.0.0:0")
-        .and_then(|s| s.connect(target).map(|_| s))
-        .and_then(|s| s.local_addr())
-        .map(|a| a.ip().to_string())
-        .map_err(|e| DlError::Cluster {
-            message: format!(
-                "cannot find this machine's address towards the scheduler {scheduler}: {e}"
-            ),
-        })
 }
 
 enum Event {

@@ -276,7 +276,7 @@ pub fn train_with(
             message: "must be at least 1".into(),
         });
     }
-    let host = reachable_host(client.address())?;
+    let host = client.reachable_host().map_err(|message| XgbError::Cluster { message })?;
     let mut resume: Option<Checkpoint> = None;
     let mut restarts = 0;
     loop {
@@ -309,23 +309,6 @@ struct Failed {
     error: XgbError,
     worker_lost: bool,
     checkpoint: Option<Checkpoint>,
-}
-
-/// The address of this machine that the scheduler's side of the network
-/// reaches (the tracker and the report listener bind to it).
-fn reachable_host(scheduler: &str) -> Result<String, XgbError> {
-    let target = scheduler.trim_start_matches("http://");
-    let sock = std::net::UdpSocket::bind("0.0.0.0:0")
-        .and_then(|s| s.connect(target).map(|_| s))
-        .and_then(|s| s.local_addr());
-    match sock {
-        Ok(a) => Ok(a.ip().to_string()),
-        Err(e) => Err(XgbError::Cluster {
-            message: format!(
-                "cannot find this machine's address towards the scheduler {scheduler}: {e}"
-            ),
-        }),
-    }
 }
 
 fn attempt(
