@@ -244,6 +244,14 @@ fn contiguous(d: &BlockData) -> bool {
     crate::with_block!(d, |x: T| x.is_standard_layout())
 }
 
+/// The block itself when it is in standard layout, else a standard-layout copy.
+pub(crate) fn standard_layout(b: &Block) -> Block {
+    if contiguous(b.data()) {
+        return b.clone();
+    }
+    Block::new(crate::with_block!(b.data(), |x: T| T::wrap(x.as_standard_layout().into_owned())))
+}
+
 /// Elements `lo..hi` (in memory order) of a contiguous block, as an array of `shape`.
 fn piece(d: &BlockData, lo: usize, hi: usize, shape: &[usize]) -> BlockData {
     crate::with_block!(d, |x: T| {
@@ -357,6 +365,15 @@ pub(crate) fn eval_reduce(
     kind: Reduction,
     place: &Placement,
 ) -> Result<Partial, String> {
+    // A block's layout depends on where it came from (a transposed view
+    // here, bytes off the wire on a worker); the order of summation must not.
+    let standard: Vec<Block>;
+    let inputs = if inputs.iter().all(|b| contiguous(b.data())) {
+        inputs
+    } else {
+        standard = inputs.iter().map(standard_layout).collect();
+        &standard
+    };
     let slabs = common_contiguous_shape(inputs)
         .filter(|_| !matches!(kind, Reduction::ArgMin | Reduction::ArgMax))
         .and_then(|shape| {
@@ -460,6 +477,32 @@ mod tests {
     fn block(v: Vec<f64>) -> Block {
         let n = v.len();
         Block::new(BlockData::F64(ArrayD::from_shape_vec(IxDyn(&[n]), v).unwrap()))
+    }
+
+    #[test]
+    fn reductions_do_not_depend_on_block_layout() {
+        // A transposed view (as a local graph holds it) and the same values in
+        // standard layout (as a worker receives them) reduce bit for bit alike.
+        let (r, c) = (150, 200);
+        let v: Vec<f64> = (0..r * c).map(|i| (i as f64 * 0.731).sin() * 1e3 + 0.1).collect();
+        let t = ArrayD::from_shape_vec(IxDyn(&[r, c]), v).unwrap().reversed_axes();
+        assert!(!t.is_standard_layout());
+        let view = Block::new(BlockData::F64(t.clone()));
+        let owned = Block::new(BlockData::F64(t.as_standard_layout().into_owned()));
+        let place = Placement { offset: vec![0, 0], shape: vec![c, r] };
+        let twice = vec![Step::Input(0), Step::Binary(BinOp::Add, 0, 0)];
+        for kind in [Reduction::Sum, Reduction::Var(1.0), Reduction::Mean] {
+            for axes in [vec![0], vec![1], vec![0, 1]] {
+                for steps in [vec![Step::Input(0)], twice.clone()] {
+                    let a = eval_reduce(&[view.clone()], &steps, &axes, kind, &place).unwrap();
+                    let b = eval_reduce(&[owned.clone()], &steps, &axes, kind, &place).unwrap();
+                    assert_eq!(format!("{a:?}"), format!("{b:?}"), "{kind:?} over {axes:?}");
+                }
+                let a = partial_of(view.data(), &axes, kind, &place).unwrap();
+                let b = partial_of(owned.data(), &axes, kind, &place).unwrap();
+                assert_eq!(format!("{a:?}"), format!("{b:?}"), "{kind:?} over {axes:?}, unfused");
+            }
+        }
     }
 
     #[test]

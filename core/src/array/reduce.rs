@@ -140,6 +140,15 @@ pub(crate) fn partial_of(
     if let Some(&bad) = axes.iter().find(|&&ax| ax >= d.shape().len()) {
         return Err(format!("axis {bad} for a block of shape {:?}", d.shape()));
     }
+    // Summation order follows memory order, so reduce the standard layout:
+    // a transposed view here and its bytes on a worker must agree.
+    let copy;
+    let d = if crate::with_block!(d, |x: T| x.is_standard_layout()) {
+        d
+    } else {
+        copy = crate::with_block!(d, |x: T| T::wrap(x.as_standard_layout().into_owned()));
+        &copy
+    };
     Ok(match kind {
         Reduction::Sum => Partial::Plain(Block::new(match d {
             BlockData::F64(a) => BlockData::F64(sum_axes(a, axes)),
