@@ -494,8 +494,10 @@ mod tests {
         for kind in [Reduction::Sum, Reduction::Var(1.0), Reduction::Mean] {
             for axes in [vec![0], vec![1], vec![0, 1]] {
                 for steps in [vec![Step::Input(0)], twice.clone()] {
-                    let a = eval_reduce(&[view.clone()], &steps, &axes, kind, &place).unwrap();
-                    let b = eval_reduce(&[owned.clone()], &steps, &axes, kind, &place).unwrap();
+                    let a = eval_reduce(std::slice::from_ref(&view), &steps, &axes, kind, &place)
+                        .unwrap();
+                    let b = eval_reduce(std::slice::from_ref(&owned), &steps, &axes, kind, &place)
+                        .unwrap();
                     assert_eq!(format!("{a:?}"), format!("{b:?}"), "{kind:?} over {axes:?}");
                 }
                 let a = partial_of(view.data(), &axes, kind, &place).unwrap();
