@@ -1,4 +1,6 @@
-//! `LocalCluster`: a scheduler and worker *processes* on loopback, torn down on drop.
+//! `LocalCluster`: a scheduler and worker *processes* on loopback, torn down on
+//! drop, and stopped when the process that started them dies (their stdin
+//! is a pipe it holds).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -162,7 +164,10 @@ impl LocalCluster {
             .args(["--dashboard-address", opts.dashboard.as_deref().unwrap_or("none")])
             .args(tls_args(&opts.tls))
             .env(crate::auth::TOKEN_ENV, &token)
-            .stdin(Stdio::null())
+            // Its stdin is a pipe this process holds: when this process
+            // dies, even by SIGKILL, the pipe closes and the scheduler stops.
+            .arg("--stop-when-stdin-closes")
+            .stdin(Stdio::piped())
             .stdout(log_file(&dir, "scheduler.log")?)
             .stderr(log_file(&dir, "scheduler.err")?)
             .spawn()
@@ -235,8 +240,10 @@ impl LocalCluster {
         cmd.args(&self.opts.worker_args);
         cmd.env(crate::auth::TOKEN_ENV, self.opts.token.as_deref().unwrap_or(""));
         cmd.args(tls_args(&self.opts.tls));
+        // As the scheduler: the worker stops when this process is gone.
+        cmd.arg("--stop-when-stdin-closes");
         let child = cmd
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(log_file(&self.dir, &format!("worker-{i}.log"))?)
             .stderr(log_file(&self.dir, &format!("worker-{i}.err"))?)
             .spawn()
