@@ -134,3 +134,105 @@ fn launch_streams_logs_and_fails_as_a_unit() {
         assert!(!alive(&pid), "{f} (pid {}) is still running", pid.trim());
     }
 }
+
+#[test]
+fn the_cli_launches_a_job_and_exits_with_the_failed_members_code() {
+    let rask = || std::process::Command::new(env!("CARGO_BIN_EXE_rask"));
+    let out = rask()
+        .args(["dl", "launch", "--local", "2", "--roles", "chief=1,worker=1", "--"])
+        .args(sh("echo \"$RASK_DL_ROLE $RANK of $WORLD_SIZE\"; echo warn >&2"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // Each line is prefixed by role and rank, on the stream it was written to.
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["[chief 0] chief 0 of 2", "[worker 1] worker 1 of 2"], "{stderr}");
+    assert!(stderr.contains("[chief 0] warn") && stderr.contains("[worker 1] warn"), "{stderr}");
+    assert!(stderr.contains("exit codes: chief 0: 0, worker 1: 0"), "{stderr}");
+
+    // Rank 1 fails: the CLI says who, with its last lines, and exits with its code.
+    let out = rask()
+        .args(["dl", "launch", "--local", "2", "--grace", "1", "--"])
+        .args(sh("if [ \"$RANK\" = 1 ]; then echo boom >&2; exit 4; fi; sleep 120"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("worker rank 1 failed with exit code 4"), "{stderr}");
+    assert!(stderr.contains("\n  boom"), "{stderr}");
+
+    // Bad input is refused before anything runs.
+    for (args, says) in [
+        (vec!["--local", "1", "--roles", "chief"], "is not ROLE=COUNT"),
+        (vec!["--local", "1", "--resources", "GPU"], "NAME=AMOUNT"),
+        (vec!["--world", "1"], "--scheduler ADDR, --scheduler-file PATH, or --local N"),
+        (vec!["--local", "1", "--world", "3"], "3 members"),
+    ] {
+        let out = rask().args(["dl", "launch"]).args(&args).args(["--", "true"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
+
+/// Every process below `root`, from /proc's parent links.
+fn descendants(root: u32) -> Vec<u32> {
+    let parent = |pid: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // After the command's `(name)`: state, then the parent's pid.
+        stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+    };
+    let all: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let p = found[i];
+        let children: Vec<u32> =
+            all.iter().copied().filter(|&c| parent(c) == Some(p) && !found.contains(&c)).collect();
+        found.extend(children);
+        i += 1;
+    }
+    found.split_off(1)
+}
+
+#[test]
+fn a_sigkilled_cli_leaves_no_process_behind() {
+    // The CLI's LocalCluster (scheduler, workers) and the members' commands
+    // all go when the CLI dies without a chance to clean up.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cli = std::process::Command::new(env!("CARGO_BIN_EXE_rask"))
+        .args(["dl", "launch", "--local", "2", "--"])
+        .args(sh(&format!("echo $$ > {}/m.$RANK; sleep 120", dir.path().display())))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !(dir.path().join("m.0").exists() && dir.path().join("m.1").exists()) {
+        assert!(std::time::Instant::now() < deadline, "the members did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let below = descendants(cli.id());
+    // Scheduler, two workers, two shells and their sleeps.
+    assert!(below.len() >= 7, "{below:?}");
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    // A zombie has exited (its new parent may not reap it): not running.
+    let running = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
+    };
+    let left = || below.iter().filter(|&&p| running(p)).copied().collect::<Vec<_>>();
+    while !left().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(left().is_empty(), "still running after the CLI's SIGKILL: {:?}", left());
+}

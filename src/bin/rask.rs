@@ -88,6 +88,50 @@ enum Command {
     },
     /// List the ops registered in this binary (what a worker built from it can run).
     Ops,
+    /// Deep-learning jobs on the workers (`rask::dl`).
+    Dl {
+        #[command(subcommand)]
+        command: DlCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlCommand {
+    /// Place a job's members on the workers (free ports, TF_CONFIG, MASTER_ADDR, RANK, …),
+    /// run COMMAND on each, stream their lines here, and stop them all when one fails.
+    /// Exits with the failed member's code.
+    Launch(DlLaunch),
+}
+
+#[derive(clap::Args)]
+struct DlLaunch {
+    /// The scheduler's address (credentials from $RASK_TOKEN and $RASK_TLS_*).
+    #[arg(long, conflicts_with_all = ["scheduler_file", "local"])]
+    scheduler: Option<String>,
+    /// The scheduler file that `rask scheduler --scheduler-file` wrote.
+    #[arg(long, conflicts_with = "local")]
+    scheduler_file: Option<PathBuf>,
+    /// Start a LocalCluster of N worker processes for the job, instead.
+    #[arg(long)]
+    local: Option<usize>,
+    /// Named roles in rank order, e.g. `chief=1,worker=2,ps=1` (TensorFlow).
+    #[arg(long, conflicts_with = "world")]
+    roles: Option<String>,
+    /// A PyTorch-style world of N ranks (default: one rank per worker).
+    #[arg(long)]
+    world: Option<usize>,
+    /// What each member's worker must have, e.g. `GPU=1` (repeatable).
+    #[arg(long)]
+    resources: Vec<String>,
+    /// Also pick a tracker port on rank 0's host (RASK_DL_TRACKER).
+    #[arg(long)]
+    tracker: bool,
+    /// Seconds between stopping a member (SIGTERM) and killing it.
+    #[arg(long, default_value_t = 5.0)]
+    grace: f64,
+    /// The command each member runs, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    command: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -144,6 +188,15 @@ fn main() -> ExitCode {
             }
             Ok(())
         }
+        Command::Dl { command: DlCommand::Launch(args) } => {
+            return match run_dl_launch(args) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -189,6 +242,130 @@ fn connect(
         }
     };
     Ok((scheduler, (_cluster, _client)))
+}
+
+/// `rask dl launch`: the job's exit code is the command's.
+fn run_dl_launch(args: DlLaunch) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    use rask::dl::{launch, start_cluster, DlOptions, LaunchOptions, Roles, Stream};
+    use std::io::Write;
+    // Bad arguments are refused before any process starts.
+    let roles = match (&args.roles, args.world) {
+        (Some(text), _) => Some(Roles::Named(parse_roles(text)?)),
+        (None, Some(n)) => Some(Roles::World(n)),
+        (None, None) => None,
+    };
+    let resources = args
+        .resources
+        .iter()
+        .map(|r| parse_resource(r).map_err(|e| format!("--resources {r:?}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !(args.grace >= 0.0 && args.grace.is_finite()) {
+        return Err(format!("--grace {}: give seconds, 0 or more", args.grace).into());
+    }
+    let _cluster;
+    let client = match (&args.scheduler, &args.scheduler_file, args.local) {
+        (Some(addr), _, _) => rask::Client::connect(addr)?,
+        (_, Some(file), _) => {
+            let v =
+                rask::distributed::scheduler_file::wait(file, std::time::Duration::from_secs(60))
+                    .map_err(|e| format!("--scheduler-file {}: {e}", file.display()))?;
+            rask::Client::connect(v["address"].as_str().unwrap_or_default())?
+        }
+        (_, _, Some(n)) => {
+            let c =
+                rask::distributed::LocalCluster::with_options(rask::distributed::ClusterOptions {
+                    n_workers: n,
+                    threads_per_worker: 1,
+                    binary: Some(std::env::current_exe()?),
+                    ..Default::default()
+                })?;
+            let client = c.client()?;
+            _cluster = c;
+            client
+        }
+        (None, None, None) => {
+            return Err("say where the workers are: --scheduler ADDR, --scheduler-file PATH, \
+                        or --local N (a LocalCluster of N workers)"
+                .into())
+        }
+    };
+    // Default: one rank per worker.
+    let roles = match roles {
+        Some(r) => r,
+        None => Roles::World(client.workers()?.len()),
+    };
+    let spec = start_cluster(
+        &client,
+        &roles,
+        &DlOptions { resources, tracker: args.tracker, ..DlOptions::default() },
+    )?;
+    for m in &spec.members {
+        eprintln!(
+            "rank {} ({} {}) on worker {}, port {}:{}",
+            m.rank, m.role, m.index, m.worker, m.host, m.port
+        );
+    }
+    let options = LaunchOptions {
+        on_line: Some(Box::new(|role: &str, rank, stream, line: &str| {
+            // A closed pipe (`| head`) is not the job's failure.
+            let _ = match stream {
+                Stream::Stdout => writeln!(std::io::stdout(), "[{role} {rank}] {line}"),
+                Stream::Stderr => writeln!(std::io::stderr(), "[{role} {rank}] {line}"),
+            };
+        })),
+        grace: std::time::Duration::from_secs_f64(args.grace),
+    };
+    let report = launch(&client, &spec, &args.command, options)?;
+    let codes: Vec<String> = report
+        .members
+        .iter()
+        .map(|m| {
+            format!("{} {}: {}", m.role, m.rank, m.code.map_or("stopped".into(), |c| c.to_string()))
+        })
+        .collect();
+    eprintln!("exit codes: {}", codes.join(", "));
+    Ok(match report.failed {
+        None => ExitCode::SUCCESS,
+        Some(f) => {
+            eprintln!(
+                "error: {} rank {} failed with {}; the others were stopped. Its last lines:",
+                f.role,
+                f.rank,
+                f.code.map_or("no exit code (killed or lost)".into(), |c| format!("exit code {c}"))
+            );
+            for line in &f.tail {
+                eprintln!("  {line}");
+            }
+            ExitCode::from(
+                f.code.and_then(|c| u8::try_from(c).ok()).filter(|&c| c != 0).unwrap_or(1),
+            )
+        }
+    })
+}
+
+/// `chief=1,worker=2` into (role, count) pairs, in order.
+fn parse_roles(text: &str) -> Result<Vec<(String, usize)>, String> {
+    text.split(',')
+        .map(|part| {
+            let (name, count) = part.split_once('=').ok_or_else(|| {
+                format!("--roles {text:?}: {part:?} is not ROLE=COUNT (e.g. chief=1,worker=2)")
+            })?;
+            let count = count.trim().parse().map_err(|_| {
+                format!("--roles {text:?}: the count of {name:?} is not a whole number")
+            })?;
+            Ok((name.trim().to_string(), count))
+        })
+        .collect()
+}
+
+/// `GPU=1` into a resource and its amount.
+fn parse_resource(text: &str) -> Result<(String, f64), String> {
+    let (name, amount) = text.split_once('=').ok_or("use NAME=AMOUNT, e.g. GPU=1")?;
+    let amount: f64 = amount.trim().parse().map_err(|_| format!("{amount:?} is not a number"))?;
+    if !(amount > 0.0 && amount.is_finite()) {
+        return Err(format!("the amount of {name} must be positive"));
+    }
+    Ok((name.trim().to_string(), amount))
 }
 
 fn run_search(path: &std::path::Path, progress: bool) -> Result<(), Box<dyn std::error::Error>> {
