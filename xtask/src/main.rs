@@ -7,7 +7,8 @@
 //!    and for Graphviz drawings. As root they are installed with `apt-get`;
 //!    otherwise the exact `apt-get install` line is printed and nothing runs.
 //! 2. **Python**: a virtualenv with pinned NumPy / scikit-learn, which
-//!    generates the peers' `clf_small` data set used by reference tests.
+//!    generates the peers' `clf_small` data set used by reference tests, and
+//!    one with TensorFlow for the deep-learning test.
 //! 3. **The tests**, with every feature.
 //!
 //! `cargo xtask provision` does steps 1–2 only (CI runs it before the lint gates).
@@ -81,6 +82,11 @@ const DEB_PACKAGES: &[DebPackage] = &[
 
 /// Python packages of the fixtures' virtualenv (the versions the fixtures were made with).
 /// `xgboost-cpu` also brings the `libxgboost.so` the `xgboost` feature links.
+/// TensorFlow for the deep-learning test (`tests/dl_frameworks.rs`), in a
+/// virtualenv of its own: it pins NumPy below the fixtures' 2.4. tf-keras is
+/// Keras 2, which trains under MultiWorkerMirroredStrategy (Keras 3 cannot).
+const TF_PINS: &[&str] = &["tensorflow-cpu==2.18.0", "tf-keras==2.18.0"];
+
 const PYTHON_PINS: &[&str] = &[
     "numpy==2.4.6",
     "scipy==1.17.1",
@@ -188,9 +194,10 @@ fn run(cmd: &mut Command) -> Result<(), Failure> {
 
 fn provision() -> Result<(), Failure> {
     install_debian_packages()?;
-    let python = python_venv()?;
+    let python = python_venv("venv", PYTHON_PINS)?;
     link_xgboost_lib(&python)?;
-    provision_data(&python)
+    provision_data(&python)?;
+    python_venv("tf-venv", TF_PINS).map(drop)
 }
 
 /// Links the wheel's `lib` folder at `<cache>/xgboost-lib`, where the
@@ -271,18 +278,19 @@ fn peers_data_dir() -> PathBuf {
     }
 }
 
-/// The virtualenv with the pinned packages; recreated when the pins change.
-fn python_venv() -> Result<PathBuf, Failure> {
-    let venv = cache_dir().join("venv");
+/// A virtualenv (under the cache folder) with pinned packages; recreated
+/// when the pins change.
+fn python_venv(name: &str, wanted: &[&str]) -> Result<PathBuf, Failure> {
+    let venv = cache_dir().join(name);
     let python = venv.join("bin/python");
     let stamp = venv.join("rask-pins.txt");
-    let pins = PYTHON_PINS.join("\n");
+    let pins = wanted.join("\n");
     if python.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == pins) {
         return Ok(python);
     }
-    eprintln!("xtask: creating the fixtures' virtualenv in {}", venv.display());
+    eprintln!("xtask: creating the virtualenv {} ({})", venv.display(), wanted.join(", "));
     run(Command::new("python3").args(["-m", "venv", "--clear"]).arg(&venv))?;
-    run(Command::new(&python).args(["-m", "pip", "install", "-q"]).args(PYTHON_PINS))?;
+    run(Command::new(&python).args(["-m", "pip", "install", "-q"]).args(wanted))?;
     std::fs::write(&stamp, pins).map_err(|e| format!("cannot write {}: {e}", stamp.display()))?;
     Ok(python)
 }
@@ -325,6 +333,8 @@ fn run_tests(args: &[String]) -> Result<(), Failure> {
         .args(args)
         .env("PEERS_DATA", peers_data_dir())
         // The virtualenv the interop tests run Python in.
-        .env("RASK_PYTHON", cache_dir().join("venv/bin/python"));
+        .env("RASK_PYTHON", cache_dir().join("venv/bin/python"))
+        // TensorFlow's, for the deep-learning test.
+        .env("RASK_TF_PYTHON", cache_dir().join("tf-venv/bin/python"));
     run(&mut cmd)
 }
