@@ -13,6 +13,7 @@
 //! 2222 and up, or 23456, and never check.
 
 pub mod launch;
+pub mod ring;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
