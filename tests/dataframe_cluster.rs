@@ -89,6 +89,9 @@ fn every_operation() -> Vec<DataFrame> {
             .unwrap()
             .merge(&customers.repartition(2).unwrap(), &["key"], &["key"], How::Full)
             .unwrap(),
+        sales.merge(&customers.repartition(2).unwrap(), &["key"], &["key"], How::Right).unwrap(),
+        // Grouped by the column of known divisions: partition by partition.
+        sales.set_index("key").unwrap().group_by(["key"]).agg(aggs()).unwrap(),
     ];
     let refs: Vec<&Ddf> = frames.iter().collect();
     let mut out: Vec<DataFrame> = rask::dataframe::compute_frames(&refs).unwrap();

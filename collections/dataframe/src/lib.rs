@@ -587,10 +587,10 @@ impl DataFrame {
         Ok(DataFrame::from_parts(out, self.schema.clone()))
     }
 
-    /// Joins with `other` on `left_on` = `right_on` (`how`: inner, left or
-    /// full, as pandas' inner, left and outer; keys coalesced). A right side
-    /// of one partition is broadcast to every left partition (inner and left
-    /// joins) when it is small ([`BROADCAST_ROWS`], or a quarter of a left
+    /// Joins with `other` on `left_on` = `right_on` (`how`: inner, left,
+    /// right or full, as pandas' inner, left, right and outer; keys
+    /// coalesced). A right side of one partition is broadcast to every left
+    /// partition (inner and left joins) when it is small ([`BROADCAST_ROWS`], or a quarter of a left
     /// partition) or of unknown length. Sides with known
     /// [`divisions`](DataFrame::divisions) on a single key are joined
     /// partition by partition, and a side without them is range-split to
@@ -651,7 +651,7 @@ impl DataFrame {
         };
         let (parts, bounds) = if same {
             (join(self.partitions(), other.partitions()), lr.map(|d| d.bounds))
-        } else if how != How::Full && self.broadcasts(other) {
+        } else if matches!(how, How::Inner | How::Left) && self.broadcasts(other) {
             let right = other.partitions().pop().expect("one partition");
             let parts =
                 self.partitions().iter().map(|l| ops::join(l, &right, wire.clone())).collect();
@@ -666,8 +666,12 @@ impl DataFrame {
             let rk: Vec<Expr> = right_on.iter().map(|c| col(*c)).collect();
             (join(self.hash_shuffle(&lk, n), other.hash_shuffle(&rk, n)), None)
         };
+        // The coalesced key keeps the left name, or the right one (polars'
+        // right join): the ranges are the key's either way.
+        let key = [left_on[0], right_on[0]].into_iter().find(|k| schema.contains(k));
+        let divisions = bounds.zip(key).map(|(bounds, k)| Divisions { column: k.into(), bounds });
         let mut out = DataFrame::from_parts(parts, schema);
-        out.divisions = bounds.map(|bounds| Divisions { column: left_on[0].to_string(), bounds });
+        out.divisions = divisions;
         Ok(out)
     }
 
@@ -990,6 +994,8 @@ pub enum How {
     Inner,
     /// Every left row, matched or not.
     Left,
+    /// Every right row, matched or not.
+    Right,
     /// Every row of either side (pandas' `outer`).
     Full,
 }
@@ -1015,6 +1021,7 @@ impl JoinSpec {
         let how = match self.how {
             How::Inner => JoinType::Inner,
             How::Left => JoinType::Left,
+            How::Right => JoinType::Right,
             How::Full => JoinType::Full,
         };
         let args = JoinArgs::new(how).with_coalesce(JoinCoalesce::CoalesceColumns);
@@ -1049,8 +1056,17 @@ impl GroupBy {
         self
     }
 
+    /// The frame's divisions when the only key is their column (by name).
+    fn by_divisions(&self) -> Option<Divisions> {
+        let d = self.df.divisions.as_ref()?;
+        matches!(&self.keys[..], [Expr::Column(c)] if c.as_str() == d.column).then(|| d.clone())
+    }
+
     /// The aggregations (polars expressions: `col("x").sum()`, `len()`, …),
-    /// one row per group. Sum, count, len, min, max, first, last, mean, var
+    /// one row per group. Grouped by the column of the frame's
+    /// [`divisions`](DataFrame::divisions), each partition groups on its own
+    /// (no tree, no shuffle; `split_out` does not apply) and the result keeps
+    /// the divisions. Sum, count, len, min, max, first, last, mean, var
     /// and std run as partial aggregations merged in a tree (or shuffled);
     /// anything else runs on each group's rows after a shuffle.
     pub fn agg(&self, aggs: impl IntoIterator<Item = Expr>) -> Result<DataFrame, FrameError> {
@@ -1068,6 +1084,20 @@ impl GroupBy {
         let split = plan.split.is_some();
         let wire = Wire(plan.clone());
         let parts = self.df.partitions();
+        if let Some(d) = self.by_divisions() {
+            // Every group lies in one partition: each groups on its own
+            // (lifted rows group once), and the result keeps the ranges.
+            let out = parts
+                .iter()
+                .map(|p| {
+                    let rows = if split { ops::agg_lift(p, wire.clone()) } else { p.clone() };
+                    ops::agg_finish(vec![rows], wire.clone())
+                })
+                .collect();
+            let mut out = DataFrame::from_parts(out, schema);
+            out.divisions = Some(d);
+            return Ok(out);
+        }
         // Few groups (one output): each partition's partial aggregate, merged
         // in a tree. Many groups (`split_out` > 1): a partial aggregate of a
         // high-cardinality key reduces little and costs a full group-by of

@@ -118,9 +118,11 @@ fn range_split_by(
         Some(piece_of(v.i64()?.iter(), &bs, descending, n, |a, b| a.cmp(b)))
     } else if s.dtype().is_float() {
         let (v, bs) = (s.cast(&DataType::Float64)?, b.cast(&DataType::Float64)?);
-        let bs: Vec<f64> = bs.f64()?.iter().flatten().collect();
-        // NaN sorts last, as in polars (total order).
-        Some(piece_of(v.f64()?.iter(), &bs, descending, n, |a, b| a.total_cmp(b)))
+        let bs: Vec<f64> = bs.f64()?.iter().flatten().map(canonical).collect();
+        // NaN sorts last, as in polars (total order). Values polars counts
+        // as equal (-0.0 and 0.0; every NaN) must land in one piece.
+        let values = v.f64()?.iter().map(|v| v.map(canonical));
+        Some(piece_of(values, &bs, descending, n, |a, b| a.total_cmp(b)))
     } else {
         None
     };
@@ -138,6 +140,16 @@ fn range_split_by(
     let idx = idx.fill_null(lit((n - 1) as u32)).alias(PART);
     let with = df.clone().lazy().with_column(idx).collect()?;
     split_by_part(&df, with, n)
+}
+
+/// One representative of the floats polars' group-bys and joins treat as
+/// equal: 0.0 for -0.0, one NaN for all.
+fn canonical(x: f64) -> f64 {
+    if x.is_nan() {
+        f64::NAN
+    } else {
+        x + 0.0
+    }
 }
 
 /// Each value's piece: how many boundaries it is past (nulls: the last piece).
@@ -196,4 +208,36 @@ pub fn stride_sample(df: DataFrame, column: &str, k: usize) -> PolarsResult<Fram
     let take: Vec<IdxSize> = (0..k.min(n)).map(|i| ((i * n) / k.min(n)) as IdxSize).collect();
     let picked = c.take(&IdxCa::from_vec("idx".into(), take))?.drop_nulls();
     Ok(Frame(DataFrame::new_infer_height(vec![picked])?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_polars_counts_equal_land_in_one_piece() {
+        let keys = [-0.0, 0.0, f64::NAN, -f64::NAN, 1.0, -1.0];
+        let df = DataFrame::new_infer_height(vec![Column::new("k".into(), keys)]).unwrap();
+        for bound in [-0.0, 0.0] {
+            let b = DataFrame::new_infer_height(vec![Column::new("k".into(), [bound])]).unwrap();
+            let pieces = range_split(df.clone(), "k", &b, false, 2).unwrap();
+            let piece = |x: f64| {
+                pieces
+                    .iter()
+                    .position(|p| {
+                        p.0.column("k")
+                            .unwrap()
+                            .f64()
+                            .unwrap()
+                            .iter()
+                            .flatten()
+                            .any(|v| v.to_bits() == x.to_bits())
+                    })
+                    .unwrap()
+            };
+            assert_eq!(piece(-0.0), piece(0.0), "bound {bound:?}");
+            assert_eq!(piece(f64::NAN), piece(-f64::NAN));
+            assert_eq!((piece(-1.0), piece(1.0)), (0, 1));
+        }
+    }
 }

@@ -154,6 +154,24 @@ fn group_by_matches_pandas_tree_and_shuffle() {
                 cols.extend(["qty_nunique", "qty_median"]);
                 assert_records("groupby whole", &got, &want["groupby_key"], &cols);
             }
+            // By the column of known divisions: partition by partition, in
+            // key order without a sort here, and the divisions kept.
+            let keyed = df.set_index("key").unwrap();
+            let mut whole = DECOMPOSABLE.to_vec();
+            whole.extend(["qty_nunique", "qty_median"]);
+            for (aggs, cols) in [(decomposable(), DECOMPOSABLE.to_vec()), (aggs.clone(), whole)] {
+                let g = keyed.group_by(["key"]).agg(aggs).unwrap();
+                assert_eq!(g.npartitions(), keyed.npartitions());
+                let (d, kept) = (keyed.divisions().unwrap(), g.divisions().unwrap());
+                assert!(d.column == kept.column && d.bounds.equals_missing(&kept.bounds));
+                assert!(!shuffles(&g, "hash_split") && !shuffles(&g, "agg_combine"));
+                assert_records(
+                    "groupby by divisions",
+                    &g.compute().unwrap(),
+                    &want["groupby_key"],
+                    &cols,
+                );
+            }
             // Two keys.
             let g = df
                 .group_by(["category", "key"])
@@ -178,9 +196,12 @@ fn merges_match_pandas_broadcast_and_shuffled() {
         let one = customers();
         assert_eq!(one.npartitions(), 1);
         let two = one.repartition(2).unwrap();
-        for (how, name) in
-            [(How::Inner, "merge_inner"), (How::Left, "merge_left"), (How::Full, "merge_outer")]
-        {
+        for (how, name) in [
+            (How::Inner, "merge_inner"),
+            (How::Left, "merge_left"),
+            (How::Right, "merge_right"),
+            (How::Full, "merge_outer"),
+        ] {
             for right in [&one, &two] {
                 let m = sales.merge(right, &["key"], &["key"], how).unwrap();
                 let got = m
@@ -197,9 +218,12 @@ fn merges_match_pandas_broadcast_and_shuffled() {
         let bounds = keyed.divisions().unwrap().bounds.clone();
         let aligned = two.set_index_with("key", bounds).unwrap();
         assert!(shuffles(&sales.merge(&two, &["key"], &["key"], How::Full).unwrap(), "hash_split"));
-        for (how, name) in
-            [(How::Inner, "merge_inner"), (How::Left, "merge_left"), (How::Full, "merge_outer")]
-        {
+        for (how, name) in [
+            (How::Inner, "merge_inner"),
+            (How::Left, "merge_left"),
+            (How::Right, "merge_right"),
+            (How::Full, "merge_outer"),
+        ] {
             for right in [&aligned, &two] {
                 let m = keyed.merge(right, &["key"], &["key"], how).unwrap();
                 assert!(!shuffles(&m, "hash_split"), "{name}");
