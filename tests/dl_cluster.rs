@@ -68,8 +68,12 @@ fn sh(script: &str) -> Vec<String> {
     vec!["sh".into(), "-c".into(), script.into()]
 }
 
+/// Whether `pid` runs: a zombie has exited (an orphan's new parent may
+/// not reap it).
 fn alive(pid: &str) -> bool {
-    std::path::Path::new(&format!("/proc/{}", pid.trim())).exists()
+    std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).is_ok_and(|s| {
+        s.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
 }
 
 #[test]
@@ -224,15 +228,56 @@ fn a_sigkilled_cli_leaves_no_process_behind() {
     cli.kill().unwrap();
     cli.wait().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    // A zombie has exited (its new parent may not reap it): not running.
-    let running = |pid: u32| {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-            s.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-        })
-    };
-    let left = || below.iter().filter(|&&p| running(p)).copied().collect::<Vec<_>>();
+    let left = || below.iter().filter(|p| alive(&p.to_string())).copied().collect::<Vec<_>>();
     while !left().is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(left().is_empty(), "still running after the CLI's SIGKILL: {:?}", left());
+}
+
+#[test]
+fn a_killed_worker_takes_its_members_children_along() {
+    use rask::dl::{launch, LaunchOptions};
+    let mut cluster = LocalCluster::with_options(ClusterOptions {
+        n_workers: 2,
+        threads_per_worker: 1,
+        binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_rask"))),
+        ..ClusterOptions::default()
+    })
+    .expect("cluster starts");
+    let client = cluster.client().unwrap();
+    let spec = start_cluster(&client, &Roles::World(2), &DlOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Each member's shell starts a child of its own (a grandchild of the worker).
+    let script = format!("sleep 120 & echo $! > {}/sleep.$RANK; wait", dir.path().display());
+    let d = dir.path().to_path_buf();
+    let killer = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !(d.join("sleep.0").exists() && d.join("sleep.1").exists()) {
+            assert!(std::time::Instant::now() < deadline, "the members did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let pids: Vec<String> = (0..2)
+            .map(|r| std::fs::read_to_string(d.join(format!("sleep.{r}"))).unwrap())
+            .collect();
+        cluster.kill_worker(0).unwrap();
+        (pids, cluster)
+    });
+    let options = LaunchOptions {
+        on_line: Some(Box::new(|_: &str, _, _, _: &str| {})),
+        ..LaunchOptions::default()
+    };
+    let report = launch(&client, &spec, &sh(&script), options).unwrap();
+    let (pids, _cluster) = killer.join().unwrap();
+    assert!(report.failed.is_some(), "a member's worker died: {report:?}");
+    // The dead worker's member and its child are gone, and so is the other
+    // member's (stopped as a unit).
+    for pid in &pids {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while alive(pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(!alive(pid), "sleep (pid {}) outlived its killed worker", pid.trim());
+    }
 }

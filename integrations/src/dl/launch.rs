@@ -474,31 +474,99 @@ fn spawn(job: &RunJob) -> Result<Child, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    // SAFETY: only async-signal-safe calls between fork and exec. The
-    // child gets SIGKILL when the worker's thread that forked it dies, and
-    // starts with default signal handling: dispositions the worker ignores
-    // (SIGCHLD, say) and its blocked signals would otherwise pass to the
-    // command (a shell's `wait` returns at once when SIGCHLD is ignored).
+    // The forked child becomes a guard (see `guard`), which forks again to
+    // run the command. SAFETY: only async-signal-safe calls between fork
+    // and exec (fork, prctl, sigprocmask, sigwaitinfo, waitpid, kill, _exit).
     let parent = std::process::id() as libc::pid_t;
     unsafe {
-        cmd.pre_exec(move || {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            // The worker died before the signal was armed: do not run.
-            if libc::getppid() != parent {
-                libc::_exit(127);
-            }
-            for sig in 1..32 {
-                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                    libc::signal(sig, libc::SIG_DFL);
-                }
-            }
-            let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut none);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-            Ok(())
-        });
+        cmd.pre_exec(move || guard(parent));
     }
     cmd.spawn().map_err(|e| format!("cannot start {:?}: {e}", job.command[0]))
+}
+
+/// Runs in the forked child, the group's leader, before exec. It forks the
+/// command and stays as its guard: when the worker's thread that forked it
+/// dies (the parent-death signal, SIGUSR2 here), the guard kills the whole
+/// group, so the command's own children go too (a parent-death signal on
+/// the command alone would orphan them). Group signals (a stop's SIGTERM)
+/// reach the command; the guard ignores them and leaves with the command,
+/// with its exit code or signal, which the worker then reads.
+///
+/// Returns (to exec) only in the command, with default signal handling:
+/// dispositions the worker ignores (SIGCHLD, say) and its blocked signals
+/// would otherwise pass to it (a shell's `wait` returns at once when
+/// SIGCHLD is ignored).
+///
+/// # Safety
+/// Call only between fork and exec: async-signal-safe calls only.
+unsafe fn guard(parent: libc::pid_t) -> std::io::Result<()> {
+    let mut waited: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut waited);
+    for sig in [libc::SIGCHLD, libc::SIGUSR2, libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        libc::sigaddset(&mut waited, sig);
+    }
+    // Blocked before the fork and the death signal: none can be missed.
+    libc::pthread_sigmask(libc::SIG_SETMASK, &waited, std::ptr::null_mut());
+    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGUSR2);
+    // The worker died before the signal was armed: do not run.
+    if libc::getppid() != parent {
+        libc::_exit(127);
+    }
+    let me = libc::getpid();
+    let command = libc::fork();
+    if command < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if command == 0 {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() != me {
+            libc::_exit(127);
+        }
+        for sig in 1..32 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        return Ok(());
+    }
+    // The guard never execs: it must not hold the pipe on which std learns
+    // that exec succeeded (the spawn would wait for the guard to exit), nor
+    // any other descriptor of the worker's.
+    if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
+        for fd in 3..65536 {
+            libc::close(fd);
+        }
+    }
+    loop {
+        let sig = libc::sigwaitinfo(&waited, std::ptr::null_mut());
+        if sig == libc::SIGUSR2 {
+            // The worker is gone: the whole group goes, this guard too.
+            libc::kill(0, libc::SIGKILL);
+            libc::_exit(137);
+        }
+        if sig != libc::SIGCHLD {
+            continue;
+        }
+        let mut status = 0;
+        if libc::waitpid(command, &mut status, libc::WNOHANG) != command {
+            continue;
+        }
+        if libc::WIFEXITED(status) {
+            libc::_exit(libc::WEXITSTATUS(status));
+        }
+        // Killed by a signal: leave by the same one, so the worker reads it.
+        let s = libc::WTERMSIG(status);
+        let mut only: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut only);
+        libc::sigaddset(&mut only, s);
+        libc::signal(s, libc::SIG_DFL);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &only, std::ptr::null_mut());
+        libc::kill(me, s);
+        libc::_exit(128 + s);
+    }
 }
 
 /// SIGTERM to the group, then SIGKILL after `grace` if it is still there;
