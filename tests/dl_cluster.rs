@@ -8,16 +8,21 @@ use std::path::PathBuf;
 use rask::distributed::{ClusterOptions, LocalCluster};
 use rask::dl::{start_cluster, DlError, DlOptions, Roles};
 
-#[test]
-fn start_cluster_places_members_and_builds_their_environments() {
-    let cluster = LocalCluster::with_options(ClusterOptions {
+/// A LocalCluster of two worker processes with these extra worker arguments.
+fn two_workers(worker_args: &[&str]) -> LocalCluster {
+    LocalCluster::with_options(ClusterOptions {
         n_workers: 2,
         threads_per_worker: 1,
         binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_rask"))),
-        worker_args: vec!["--resources".into(), "GPU=1".into()],
+        worker_args: worker_args.iter().map(|a| a.to_string()).collect(),
         ..ClusterOptions::default()
     })
-    .expect("cluster starts");
+    .expect("cluster starts")
+}
+
+#[test]
+fn start_cluster_places_members_and_builds_their_environments() {
+    let cluster = two_workers(&["--resources", "GPU=1"]);
     let client = cluster.client().unwrap();
     let gpu =
         DlOptions { resources: vec![("GPU".into(), 1.0)], tracker: true, ..DlOptions::default() };
@@ -79,13 +84,7 @@ fn alive(pid: &str) -> bool {
 #[test]
 fn launch_streams_logs_and_fails_as_a_unit() {
     use rask::dl::{launch, LaunchOptions, Stream};
-    let cluster = LocalCluster::with_options(ClusterOptions {
-        n_workers: 2,
-        threads_per_worker: 1,
-        binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_rask"))),
-        ..ClusterOptions::default()
-    })
-    .expect("cluster starts");
+    let cluster = two_workers(&[]);
     let client = cluster.client().unwrap();
     let spec = start_cluster(&client, &Roles::World(2), &DlOptions::default()).unwrap();
 
@@ -238,13 +237,7 @@ fn a_sigkilled_cli_leaves_no_process_behind() {
 #[test]
 fn a_killed_worker_takes_its_members_children_along() {
     use rask::dl::{launch, LaunchOptions};
-    let mut cluster = LocalCluster::with_options(ClusterOptions {
-        n_workers: 2,
-        threads_per_worker: 1,
-        binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_rask"))),
-        ..ClusterOptions::default()
-    })
-    .expect("cluster starts");
+    let mut cluster = two_workers(&[]);
     let client = cluster.client().unwrap();
     let spec = start_cluster(&client, &Roles::World(2), &DlOptions::default()).unwrap();
     let dir = tempfile::tempdir().unwrap();

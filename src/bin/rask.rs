@@ -248,6 +248,7 @@ fn connect(
 fn run_dl_launch(args: DlLaunch) -> Result<ExitCode, Box<dyn std::error::Error>> {
     use rask::dl::{launch, start_cluster, DlOptions, LaunchOptions, Roles, Stream};
     use std::io::Write;
+    use std::time::Duration;
     // Bad arguments are refused before any process starts.
     let roles = match (&args.roles, args.world) {
         (Some(text), _) => Some(Roles::Named(parse_roles(text)?)),
@@ -266,10 +267,9 @@ fn run_dl_launch(args: DlLaunch) -> Result<ExitCode, Box<dyn std::error::Error>>
     let client = match (&args.scheduler, &args.scheduler_file, args.local) {
         (Some(addr), _, _) => rask::Client::connect(addr)?,
         (_, Some(file), _) => {
-            let v =
-                rask::distributed::scheduler_file::wait(file, std::time::Duration::from_secs(60))
-                    .map_err(|e| format!("--scheduler-file {}: {e}", file.display()))?;
-            rask::Client::connect(v["address"].as_str().unwrap_or_default())?
+            let addr = rask::distributed::scheduler_file::address(file, Duration::from_secs(60))
+                .map_err(|e| format!("--scheduler-file {}: {e}", file.display()))?;
+            rask::Client::connect(&addr)?
         }
         (_, _, Some(n)) => {
             let c =
@@ -313,7 +313,7 @@ fn run_dl_launch(args: DlLaunch) -> Result<ExitCode, Box<dyn std::error::Error>>
                 Stream::Stderr => writeln!(std::io::stderr(), "[{role} {rank}] {line}"),
             };
         })),
-        grace: std::time::Duration::from_secs_f64(args.grace),
+        grace: Duration::from_secs_f64(args.grace),
     };
     let report = launch(&client, &spec, &args.command, options)?;
     let codes: Vec<String> = report

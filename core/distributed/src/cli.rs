@@ -138,8 +138,7 @@ pub fn parse_resources(s: &str) -> Result<BTreeMap<String, f64>, String> {
 
 fn read_scheduler_file(path: &str) -> Result<String, String> {
     // Workers may start before the scheduler wrote the file: wait for it.
-    let v = crate::scheduler_file::wait(std::path::Path::new(path), Duration::from_secs(60))?;
-    Ok(v["address"].as_str().unwrap_or_default().to_string())
+    crate::scheduler_file::address(std::path::Path::new(path), Duration::from_secs(60))
 }
 
 /// Resolves on Ctrl-C or SIGTERM, or (with `stdin_lifeline`) when stdin

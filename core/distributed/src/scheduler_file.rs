@@ -42,6 +42,13 @@ pub fn wait(path: &Path, limit: Duration) -> Result<serde_json::Value, String> {
     }
 }
 
+/// The scheduler's address from the file at `path`, waiting for it as
+/// [`wait()`] does (workers and `rask dl launch` start from this).
+pub fn address(path: &Path, limit: Duration) -> Result<String, String> {
+    let v = wait(path, limit)?;
+    Ok(v["address"].as_str().unwrap_or_default().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -245,11 +245,11 @@ fn contiguous(d: &BlockData) -> bool {
 }
 
 /// The block itself when it is in standard layout, else a standard-layout copy.
-pub(crate) fn standard_layout(b: &Block) -> Block {
-    if contiguous(b.data()) {
-        return b.clone();
+fn standard_layout(b: &Block) -> Block {
+    match super::reduce::standard(b.data()) {
+        std::borrow::Cow::Borrowed(_) => b.clone(),
+        std::borrow::Cow::Owned(d) => Block::new(d),
     }
-    Block::new(crate::with_block!(b.data(), |x: T| T::wrap(x.as_standard_layout().into_owned())))
 }
 
 /// Elements `lo..hi` (in memory order) of a contiguous block, as an array of `shape`.

@@ -131,6 +131,17 @@ fn bool_of(d: &BlockData) -> Result<ArrayD<bool>, String> {
 }
 
 /// A block's partial reduction (reduced axes kept with length 1).
+/// `d` itself when it is in standard layout, else a standard-layout copy.
+pub(crate) fn standard(d: &BlockData) -> std::borrow::Cow<'_, BlockData> {
+    if crate::with_block!(d, |x: T| x.is_standard_layout()) {
+        std::borrow::Cow::Borrowed(d)
+    } else {
+        std::borrow::Cow::Owned(crate::with_block!(d, |x: T| T::wrap(
+            x.as_standard_layout().into_owned()
+        )))
+    }
+}
+
 pub(crate) fn partial_of(
     d: &BlockData,
     axes: &[usize],
@@ -142,13 +153,7 @@ pub(crate) fn partial_of(
     }
     // Summation order follows memory order, so reduce the standard layout:
     // a transposed view here and its bytes on a worker must agree.
-    let copy;
-    let d = if crate::with_block!(d, |x: T| x.is_standard_layout()) {
-        d
-    } else {
-        copy = crate::with_block!(d, |x: T| T::wrap(x.as_standard_layout().into_owned()));
-        &copy
-    };
+    let d = &*standard(d);
     Ok(match kind {
         Reduction::Sum => Partial::Plain(Block::new(match d {
             BlockData::F64(a) => BlockData::F64(sum_axes(a, axes)),
