@@ -29,6 +29,7 @@ pub mod frame;
 pub mod groupby;
 pub mod io;
 pub mod ops;
+mod project;
 pub mod prune;
 pub mod shuffle;
 pub mod sort;
@@ -1170,12 +1171,12 @@ pub fn compute_frames(
 ) -> Result<Vec<polars::prelude::DataFrame>, FrameError> {
     let parts: Vec<Vec<Delayed<Frame>>> = frames.iter().map(|f| f.partitions()).collect();
     let erased: Vec<rask_core::AnyDelayed> = parts.iter().flatten().map(Delayed::erase).collect();
-    let mut values = rask_core::compute_many(
-        &erased,
-        &rask_core::default_scheduler(),
-        &rask_core::ComputeOptions::default(),
-    )?
-    .into_iter();
+    let keys: Vec<rask_core::Key> = erased.iter().map(|d| d.key().clone()).collect();
+    let mut graph = rask_core::delayed::graph_of(&erased);
+    project::project_reads(&mut graph, &keys);
+    let mut values = rask_core::default_scheduler()
+        .execute(graph, &keys, &rask_core::ComputeOptions::default())?
+        .into_iter();
     let mut out = Vec::with_capacity(frames.len());
     for (f, ps) in frames.iter().zip(&parts) {
         let mut frames = Vec::with_capacity(ps.len());
