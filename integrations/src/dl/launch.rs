@@ -25,6 +25,13 @@ use serde::{Deserialize, Serialize};
 use super::{ClusterSpec, DlError};
 
 const MAX_LINE: usize = 64 << 10;
+/// TCP keepalive on the back channel: a peer host that vanishes without
+/// closing (power loss, a cut link) is found dead after about
+/// `IDLE + COUNT * INTERVAL` seconds, so members stop and the client
+/// reports them, instead of waiting for the command to end.
+const KEEPALIVE_IDLE_S: i32 = 10;
+const KEEPALIVE_INTERVAL_S: i32 = 5;
+const KEEPALIVE_COUNT: i32 = 3;
 /// Lines of each member kept for the failure report.
 const TAIL: usize = 20;
 
@@ -323,6 +330,7 @@ fn accept(
         match l.accept() {
             Ok((mut s, _)) => {
                 let _ = s.set_nonblocking(false);
+                keepalive(&s);
                 let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
                 let mut hello = [0u8; 20];
                 if s.read_exact(&mut hello).is_err() || hello[..16] != nonce {
@@ -383,6 +391,7 @@ fn read_frames(mut s: TcpStream, rank: usize, events: &Mutex<Vec<Event>>) {
 fn run_member(job: &RunJob) -> Result<i32, String> {
     let conn = TcpStream::connect(&job.report.0)
         .map_err(|e| format!("cannot reach the client's log listener {}: {e}", job.report.0))?;
+    keepalive(&conn);
     // A client that vanished without closing must not block the command's
     // output forever: writes give up, and the pumps then only drain.
     conn.set_write_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
@@ -443,6 +452,29 @@ fn run_member(job: &RunJob) -> Result<i32, String> {
     frame.extend_from_slice(&code.to_le_bytes());
     send.write(&frame);
     Ok(code)
+}
+
+/// Turns on TCP keepalive with short timers (see [`KEEPALIVE_IDLE_S`]); a
+/// failure leaves the connection as it was (it still closes normally).
+fn keepalive(s: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let fd = s.as_raw_fd();
+    let set = |level: i32, name: i32, value: i32| {
+        // SAFETY: setsockopt on an open socket with a valid int option.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                (&value as *const i32).cast(),
+                std::mem::size_of::<i32>() as libc::socklen_t,
+            )
+        }
+    };
+    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, KEEPALIVE_IDLE_S);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, KEEPALIVE_INTERVAL_S);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, KEEPALIVE_COUNT);
 }
 
 /// The member's end of the back channel, shared by its pumps: after one
@@ -629,6 +661,30 @@ mod tests {
             report: (listener.addr.clone(), listener.nonce),
             grace_s: 2,
         }
+    }
+
+    fn option(s: &TcpStream, level: i32, name: i32) -> i32 {
+        use std::os::fd::AsRawFd;
+        let mut v: i32 = 0;
+        let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+        // SAFETY: getsockopt into a local int on an open socket.
+        let rc = unsafe {
+            libc::getsockopt(s.as_raw_fd(), level, name, (&mut v as *mut i32).cast(), &mut len)
+        };
+        assert_eq!(rc, 0);
+        v
+    }
+
+    #[test]
+    fn the_back_channel_keeps_alive_with_short_timers() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let s = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        assert_eq!(option(&s, libc::SOL_SOCKET, libc::SO_KEEPALIVE), 0, "off by default");
+        keepalive(&s);
+        assert_ne!(option(&s, libc::SOL_SOCKET, libc::SO_KEEPALIVE), 0);
+        assert_eq!(option(&s, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE), KEEPALIVE_IDLE_S);
+        assert_eq!(option(&s, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL), KEEPALIVE_INTERVAL_S);
+        assert_eq!(option(&s, libc::IPPROTO_TCP, libc::TCP_KEEPCNT), KEEPALIVE_COUNT);
     }
 
     #[test]
