@@ -274,3 +274,144 @@ fn a_killed_worker_takes_its_members_children_along() {
         assert!(!alive(pid), "sleep (pid {}) outlived its killed worker", pid.trim());
     }
 }
+
+/// The native trainer (`rask::dl::train`, feature `burn`) on real worker
+/// processes, checked against the same training on one process.
+#[cfg(feature = "burn")]
+mod native {
+    use std::process::Command;
+    use std::time::Duration;
+
+    use ndarray::{Array2, Axis};
+    use rask::array::create::from_array;
+    use rask::dl::train::{train, train_local, MlpConfig, TrainData, TrainOptions};
+
+    /// A smooth target of 8 features (seeded, no RNG crate needed).
+    fn data(rows: usize) -> (Array2<f64>, Array2<f64>) {
+        let mut s: u64 = 42;
+        let mut next = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        };
+        let x = Array2::from_shape_fn((rows, 8), |_| next());
+        let y = Array2::from_shape_fn((rows, 1), |(i, _)| {
+            let r = x.row(i);
+            (2.0 * r[0]).sin() + r[1] * r[2] - 0.5 * r[3] + 0.1 * r[7]
+        });
+        (x, y)
+    }
+
+    fn on_cluster(
+        client: &rask::distributed::Client,
+        x: &Array2<f64>,
+        y: &Array2<f64>,
+    ) -> TrainData {
+        let blocks = vec![x.nrows() / 8; 8];
+        let xa = from_array(&x.clone().into_dyn(), vec![blocks.clone(), vec![x.ncols()]]).unwrap();
+        let ya = from_array(&y.clone().into_dyn(), vec![blocks, vec![1]]).unwrap();
+        TrainData::new(client, &xa, &ya).unwrap()
+    }
+
+    fn options<'a>(steps: usize) -> TrainOptions<'a> {
+        TrainOptions {
+            steps,
+            batch_size: 128,
+            learning_rate: 0.05,
+            seed: 11,
+            ..TrainOptions::default()
+        }
+    }
+
+    /// Loss curves agree step by step within `rel` (float additions run in
+    /// another order: member sums, then the ring's).
+    fn same_curve(got: &[f32], want: &[f32], rel: f32) {
+        assert_eq!(got.len(), want.len());
+        let mut worst = 0f32;
+        for (t, (a, b)) in got.iter().zip(want).enumerate() {
+            let d = (a - b).abs() / b.abs().max(1e-3);
+            assert!(d <= rel, "step {t}: {a} vs {b} (single process)");
+            worst = worst.max(d);
+        }
+        eprintln!("{} steps, largest relative difference from one process: {worst:.2e}", got.len());
+    }
+
+    #[test]
+    fn two_workers_follow_the_single_process_loss_curve() {
+        let (x, y) = data(4000);
+        let config = MlpConfig::new(8, &[32, 32], 1);
+        let local = train_local(x.view(), y.view(), &config, options(80)).unwrap();
+        let cluster = super::two_workers(&[]);
+        let client = cluster.client().unwrap();
+        let d = on_cluster(&client, &x, &y);
+        let mut seen = Vec::new();
+        let mut o = options(80);
+        o.on_step = Some(Box::new(|t, loss| seen.push((t, loss))));
+        let t = train(&client, &d, &config, o).unwrap();
+        assert_eq!(t.world, 2, "one member per worker");
+        eprintln!(
+            "loss {:.4} -> {:.4} on 2 workers, single process {:.4} -> {:.4}",
+            t.losses[0], t.losses[79], local.losses[0], local.losses[79]
+        );
+        // Tolerance: 1e-5 relative per step.
+        same_curve(&t.losses, &local.losses, 1e-5);
+        let tail: f32 = t.losses[70..].iter().sum::<f32>() / 10.0;
+        assert!(tail < 0.5 * t.losses[0], "the loss fell: {} -> {tail}", t.losses[0]);
+        // Progress reached the client, step by step.
+        assert_eq!(seen.len(), 80);
+        assert!(seen.iter().zip(&t.losses).enumerate().all(|(i, ((s, l), w))| *s == i && l == w));
+        // Both models predict alike.
+        let (pa, pb) = (t.predict(x.view()).unwrap(), local.predict(x.view()).unwrap());
+        let diff = (&pa - &pb).mapv(f64::abs).fold(0.0f64, |m, v| m.max(*v));
+        assert!(diff < 1e-3, "predictions differ by {diff}");
+        // Both members computed; rank 0's share is about half the rows.
+        assert_eq!(t.timings.len(), 2);
+
+        // Bad input: named, before anything runs.
+        let mut bad = options(5);
+        bad.batch_size = 0;
+        let err = train(&client, &d, &config, bad).err().unwrap().to_string();
+        assert!(err.contains("batch_size"), "{err}");
+        let err =
+            train(&client, &d, &MlpConfig::new(7, &[4], 1), options(5)).err().unwrap().to_string();
+        assert!(err.contains("8 features"), "{err}");
+        let err = t.predict(x.view().split_at(Axis(1), 4).0).err().unwrap().to_string();
+        assert!(err.contains("4 features"), "{err}");
+    }
+
+    #[test]
+    fn a_sigkilled_worker_resumes_from_the_checkpoint_on_the_survivor() {
+        let (x, y) = data(4000);
+        let config = MlpConfig::new(8, &[64, 64], 1);
+        let steps = 400;
+        let local = train_local(x.view(), y.view(), &config, options(steps)).unwrap();
+        let cluster = super::two_workers(&[]);
+        let client = cluster.client().unwrap();
+        let d = on_cluster(&client, &x, &y);
+        let victim = cluster.worker_pids()[1].unwrap();
+        let killed = std::cell::Cell::new(false);
+        let mut o = options(steps);
+        o.checkpoint_every = Some(10);
+        o.timeout_s = 20;
+        o.on_step = Some(Box::new(|t, _| {
+            if t == 40 && !killed.replace(true) {
+                Command::new("kill").arg("-9").arg(victim.to_string()).status().unwrap();
+            }
+        }));
+        let t = train(&client, &d, &config, o).unwrap();
+        assert!(killed.get());
+        eprintln!(
+            "{} restart(s); finished on {} member(s) in {:.2} s, loss {:.4} -> {:.4}",
+            t.restarts,
+            t.world,
+            t.seconds,
+            t.losses[0],
+            t.losses[steps - 1]
+        );
+        assert_eq!(t.restarts, 1);
+        assert_eq!(t.world, 1, "the survivor finished alone");
+        // The rows of a step do not depend on who holds them: the curve
+        // after the restart is the uninterrupted one.
+        same_curve(&t.losses, &local.losses, 1e-5);
+        let _ = client.wait_for_workers(1, Duration::from_secs(5));
+    }
+}

@@ -3,5 +3,7 @@
 
 #[cfg(feature = "dl")]
 pub mod dl;
+#[cfg(any(feature = "xgboost", feature = "burn"))]
+pub mod gang;
 #[cfg(feature = "xgboost")]
 pub mod xgboost;

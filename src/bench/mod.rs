@@ -3,6 +3,8 @@
 //! same fields as the Python peers, so the two result files join on
 //! `(workload, config)`.
 
+#[cfg(feature = "burn")]
+pub mod dl;
 pub mod w1;
 pub mod w2;
 pub mod w3;
@@ -220,7 +222,7 @@ pub fn meta_record() -> Value {
 }
 
 /// Names of the workloads this build implements.
-pub const WORKLOADS: &[&str] = &["w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8", "w9"];
+pub const WORKLOADS: &[&str] = &["w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8", "w9", "dl"];
 
 /// Where a workload runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -312,6 +314,20 @@ pub fn run(
         ("w9" | "w9_estimators", Target::LocalCluster { .. }) => Err(BenchError::Cluster {
             message: "w9 times single estimators in this process; run it without --scheduler"
                 .into(),
+        }),
+        #[cfg(feature = "burn")]
+        ("dl" | "dl_train", target) => {
+            let binary = match target {
+                Target::LocalCluster { binary } => binary.clone(),
+                Target::Local => std::env::current_exe().map_err(|e| BenchError::Cluster {
+                    message: format!("cannot find this binary to start workers: {e}"),
+                })?,
+            };
+            dl::run(env, &binary, out)
+        }
+        #[cfg(not(feature = "burn"))]
+        ("dl" | "dl_train", _) => Err(BenchError::Cluster {
+            message: "dl_train needs the native trainer: build with `--features burn`".into(),
         }),
         (other, _) => {
             Err(BenchError::UnknownWorkload { name: other.into(), available: WORKLOADS.join(", ") })

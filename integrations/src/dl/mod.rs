@@ -14,6 +14,8 @@
 
 pub mod launch;
 pub mod ring;
+#[cfg(feature = "burn")]
+pub mod train;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

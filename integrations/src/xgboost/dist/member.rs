@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use rask_core::array::{Block, BlockData};
 use serde::{Deserialize, Serialize};
 
-use super::report::Reporter;
+use crate::gang::report::Reporter;
 use crate::xgboost::ffi::{Batch, Communicator, DMatrix};
 use crate::xgboost::train::{boost, new_booster, Best};
 

@@ -22,8 +22,9 @@
 //!    checkpoints, training restarts from the last one on the survivors.
 
 mod member;
-pub mod plan;
-mod report;
+
+pub use crate::gang::plan;
+use crate::gang::report;
 
 use std::time::{Duration, Instant};
 
@@ -380,7 +381,8 @@ fn attempt(
     let (tracker, port) =
         super::ffi::Tracker::start(host, world, options.timeout_s).map_err(fail)?;
     let uri = host.to_string();
-    let reports = report::Listener::start(host).map_err(fail)?;
+    let reports = report::Listener::<Checkpoint>::start(host)
+        .map_err(|message| fail(XgbError::Cluster { message }))?;
     let gang_id = format!("xgboost-{}-{attempt_no}", rask_core::key::unique_token().0);
     let mut members = Vec::with_capacity(world);
     for (rank, (addr, blocks)) in ranks.iter().enumerate() {

@@ -1,6 +1,6 @@
 //! Rank 0's progress channel to the client: a TCP connection on which it
-//! sends each round's evaluation line and, every few rounds, a checkpoint.
-//! The scheduler never relays it.
+//! sends each round's (or step's) line and, every few rounds, a checkpoint
+//! (any serde type `C`). The scheduler never relays it.
 //!
 //! Frames: one kind byte (`R` a round, `C` a checkpoint), a u64 length
 //! (little endian), the payload. A connection first sends the listener's
@@ -14,41 +14,38 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::member::Checkpoint;
-use crate::xgboost::XgbError;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 const MAX_LINE: u64 = 1 << 20;
 const MAX_CHECKPOINT: u64 = 8 << 30;
 
-#[derive(Default)]
-struct Received {
+struct Received<C> {
     lines: Vec<(usize, String)>,
-    checkpoint: Option<Checkpoint>,
+    checkpoint: Option<C>,
 }
 
 /// The client's end: a listener thread that accepts rank 0's connections.
-pub struct Listener {
+pub struct Listener<C> {
     addr: String,
     nonce: [u8; 16],
-    received: Arc<Mutex<Received>>,
+    received: Arc<Mutex<Received<C>>>,
     stop: Arc<AtomicBool>,
 }
 
-impl Listener {
+impl<C: DeserializeOwned + Send + 'static> Listener<C> {
     /// Listens on `host` (a port the OS picks).
-    pub fn start(host: &str) -> Result<Listener, XgbError> {
-        let io = |e: std::io::Error| XgbError::Cluster {
-            message: format!("cannot listen for training progress on {host}: {e}"),
-        };
+    pub fn start(host: &str) -> Result<Listener<C>, String> {
+        let io = |e: std::io::Error| format!("cannot listen for training progress on {host}: {e}");
         let listener = TcpListener::bind((host, 0)).map_err(io)?;
         listener.set_nonblocking(true).map_err(io)?;
         let addr = listener.local_addr().map_err(io)?.to_string();
         let nonce = rask_core::key::unique_token().0.to_le_bytes();
-        let received = Arc::new(Mutex::new(Received::default()));
+        let received = Arc::new(Mutex::new(Received { lines: Vec::new(), checkpoint: None }));
         let stop = Arc::new(AtomicBool::new(false));
         let (r, s) = (received.clone(), stop.clone());
         std::thread::Builder::new()
-            .name("xgb-progress".into())
+            .name("gang-progress".into())
             .spawn(move || accept_loop(listener, nonce, r, s))
             .map_err(io)?;
         Ok(Listener { addr, nonce, received, stop })
@@ -65,21 +62,21 @@ impl Listener {
     }
 
     /// The newest checkpoint received.
-    pub fn take_checkpoint(&self) -> Option<Checkpoint> {
+    pub fn take_checkpoint(&self) -> Option<C> {
         self.received.lock().unwrap_or_else(|p| p.into_inner()).checkpoint.take()
     }
 }
 
-impl Drop for Listener {
+impl<C> Drop for Listener<C> {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
 
-fn accept_loop(
+fn accept_loop<C: DeserializeOwned + Send + 'static>(
     listener: TcpListener,
     nonce: [u8; 16],
-    received: Arc<Mutex<Received>>,
+    received: Arc<Mutex<Received<C>>>,
     stop: Arc<AtomicBool>,
 ) {
     while !stop.load(Ordering::Relaxed) {
@@ -97,10 +94,10 @@ fn accept_loop(
     }
 }
 
-fn read_frames(
+fn read_frames<C: DeserializeOwned>(
     mut stream: TcpStream,
     nonce: [u8; 16],
-    received: &Mutex<Received>,
+    received: &Mutex<Received<C>>,
 ) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -132,7 +129,7 @@ fn read_frames(
                 let round = u64::from_le_bytes(payload[..8].try_into().expect("8 bytes")) as usize;
                 r.lines.push((round, String::from_utf8_lossy(&payload[8..]).into_owned()));
             }
-            b'C' => match postcard::from_bytes::<Checkpoint>(&payload) {
+            b'C' => match postcard::from_bytes::<C>(&payload) {
                 Ok(c) => r.checkpoint = Some(c),
                 Err(e) => return Err(std::io::Error::other(format!("bad checkpoint: {e}"))),
             },
@@ -160,7 +157,7 @@ impl Reporter {
                 Some(s)
             });
         if stream.is_none() {
-            tracing::warn!("xgboost: cannot reach the client at {addr} for progress");
+            tracing::warn!("gang rank 0: cannot reach the client at {addr} for progress");
         }
         Reporter { stream }
     }
@@ -182,7 +179,7 @@ impl Reporter {
     }
 
     /// A checkpoint.
-    pub fn checkpoint(&mut self, c: &Checkpoint) {
+    pub fn checkpoint<C: Serialize>(&mut self, c: &C) {
         if let Ok(bytes) = postcard::to_stdvec(c) {
             self.send(b'C', &[&bytes]);
         }
