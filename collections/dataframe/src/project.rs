@@ -262,7 +262,7 @@ mod tests {
         let after = Some(["e", "a"].map(String::from).into_iter().collect());
         assert_eq!(names(steps_need(std::slice::from_ref(&with), after)), v(&["a", "d", "e"]));
         // Unknown downstream and no select: everything.
-        assert_eq!(names(steps_need(&[filter.clone()], None)), None);
+        assert_eq!(names(steps_need(std::slice::from_ref(&filter), None)), None);
         // A whole-row dedup before the select needs every column.
         assert_eq!(names(steps_need(&[Step::Unique(None), select.clone()], None)), None);
         // ... after it, only the selected ones.

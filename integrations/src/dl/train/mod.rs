@@ -112,15 +112,11 @@ impl TrainData {
         self.rows
     }
 
-    /// Each block's holder (`None` while it is being recomputed) and bytes.
     fn holders(&self, client: &Client) -> Vec<(Option<String>, u64)> {
-        self.parts
-            .iter()
-            .map(|p| match client.who_has(&p.x) {
-                Some((addr, bytes)) => (Some(addr), bytes),
-                None => (None, (p.rows * self.inputs * 8) as u64),
-            })
-            .collect()
+        crate::gang::holders(
+            client,
+            self.parts.iter().map(|p| (&p.x, (p.rows * self.inputs * 8) as u64)),
+        )
     }
 }
 
