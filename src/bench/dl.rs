@@ -22,7 +22,7 @@ use super::{bench_cluster, measure, record, BenchEnv, BenchError};
 
 const ROWS: usize = 16384;
 const FEATURES: usize = 32;
-const BATCH: usize = 256;
+const BATCH: usize = 1024;
 
 fn data() -> (Array2<f64>, Array2<f64>) {
     let mut s: u64 = 7;
@@ -85,6 +85,7 @@ pub fn run(env: &BenchEnv, binary: &Path, out: &mut dyn FnMut(Value)) -> Result<
     }
     let mut m = Map::new();
     m.insert("samples_per_s".into(), json!(samples / sec));
+    m.insert("compute_s_per_step".into(), json!(reference.timings[0].0 / steps as f64));
     m.insert("final_loss".into(), json!(reference.losses[steps - 1]));
     out(record("dl_train", base("single_process", &config, steps), sec, &runs, m));
     let single_sec = sec;
@@ -98,7 +99,7 @@ pub fn run(env: &BenchEnv, binary: &Path, out: &mut dyn FnMut(Value)) -> Result<
     let d = TrainData::new(&client, &xa, &ya).map_err(fail)?;
     let (sec, runs, results) =
         measure(env.repeats, || train(&client, &d, &config, options(steps)).map_err(fail));
-    let mut reduce = Vec::new();
+    let (mut reduce, mut compute, mut inside) = (Vec::new(), Vec::new(), Vec::new());
     for r in results {
         let t = r?;
         if t.world != 2 {
@@ -106,10 +107,14 @@ pub fn run(env: &BenchEnv, binary: &Path, out: &mut dyn FnMut(Value)) -> Result<
         }
         check(&t.losses, &reference.losses)?;
         reduce.push(t.timings.iter().map(|p| p.1).fold(0.0, f64::max) / steps as f64);
+        compute.push(t.timings.iter().map(|p| p.0).fold(0.0, f64::max) / steps as f64);
+        inside.push(t.seconds);
     }
     let mut m = Map::new();
     m.insert("samples_per_s".into(), json!(samples / sec));
     m.insert("speedup_vs_single_process".into(), json!(single_sec / sec));
+    m.insert("compute_s_per_step".into(), json!(median(&mut compute)));
+    m.insert("gang_seconds".into(), json!(median(&mut inside)));
     m.insert("all_reduce_s_per_step".into(), json!(median(&mut reduce)));
     m.insert("final_loss".into(), json!(reference.losses[steps - 1]));
     out(record("dl_train", base("two_workers", &config, steps), sec, &runs, m));
