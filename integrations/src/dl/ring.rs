@@ -87,7 +87,7 @@ const HELLO: &[u8; 8] = b"raskring";
 impl Ring {
     /// Joins the ring of `addrs` (every member's `host:port`, by rank) as
     /// `rank`, accepting on `listener` (bound to this member's address).
-    /// A world of one needs no connection.
+    /// A world of one connects to itself; its all-reduce sends nothing.
     pub fn join(
         rank: usize,
         addrs: &[String],

@@ -140,7 +140,9 @@ pub struct TrainOptions<'a> {
     pub max_restarts: usize,
     /// Bounds the ring's waits (a silent or dead peer), in seconds.
     pub timeout_s: u64,
-    /// Called with each step's loss as rank 0 reports it.
+    /// Called with each step's loss as rank 0 reports it. After a restart,
+    /// the steps from the checkpoint on are reported again (the final
+    /// [`Trained::losses`] holds each step once).
     pub on_step: Option<OnStep<'a>>,
 }
 
