@@ -45,6 +45,7 @@ pub fn wait(path: &Path, limit: Duration) -> Result<serde_json::Value, String> {
 /// The scheduler's address from the file at `path`, waiting for it as
 /// [`wait()`] does (workers and `rask dl launch` start from this).
 pub fn address(path: &Path, limit: Duration) -> Result<String, String> {
+    // `wait` returns only a record whose address is a string.
     let v = wait(path, limit)?;
     Ok(v["address"].as_str().unwrap_or_default().to_string())
 }
@@ -71,5 +72,9 @@ mod tests {
         writer.join().unwrap();
         assert_eq!(v["address"], "10.0.0.1:8786");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file is left");
+        assert_eq!(address(&path, Duration::from_secs(1)).unwrap(), "10.0.0.1:8786");
+        write(&path, "{\"workers\": 2}\n").unwrap();
+        let err = address(&path, Duration::from_millis(200)).unwrap_err();
+        assert!(err.contains("no \"address\" string"), "{err}");
     }
 }

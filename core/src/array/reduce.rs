@@ -130,7 +130,6 @@ fn bool_of(d: &BlockData) -> Result<ArrayD<bool>, String> {
     }
 }
 
-/// A block's partial reduction (reduced axes kept with length 1).
 /// `d` itself when it is in standard layout, else a standard-layout copy.
 pub(crate) fn standard(d: &BlockData) -> std::borrow::Cow<'_, BlockData> {
     if crate::with_block!(d, |x: T| x.is_standard_layout()) {
@@ -142,6 +141,7 @@ pub(crate) fn standard(d: &BlockData) -> std::borrow::Cow<'_, BlockData> {
     }
 }
 
+/// A block's partial reduction (reduced axes kept with length 1).
 pub(crate) fn partial_of(
     d: &BlockData,
     axes: &[usize],

@@ -121,8 +121,15 @@ fn read_frames<C: DeserializeOwned>(
         if len > limit {
             return Err(std::io::Error::other(format!("frame of {len} bytes over {limit}")));
         }
-        let mut payload = vec![0u8; len as usize];
-        stream.read_exact(&mut payload)?;
+        // Grown as bytes arrive: an announced length reserves nothing.
+        let mut payload = Vec::new();
+        (&mut stream).take(len).read_to_end(&mut payload)?;
+        if payload.len() as u64 != len {
+            return Err(std::io::Error::other(format!(
+                "frame of {len} bytes ended after {}",
+                payload.len()
+            )));
+        }
         let mut r = received.lock().unwrap_or_else(|p| p.into_inner());
         match head[0] {
             b'R' if payload.len() >= 8 => {
@@ -183,5 +190,37 @@ impl Reporter {
         if let Ok(bytes) = postcard::to_stdvec(c) {
             self.send(b'C', &[&bytes]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_arrive_and_a_frame_cut_short_of_its_announced_length_is_dropped() {
+        let l = Listener::<Vec<u8>>::start("127.0.0.1").unwrap();
+        let (addr, nonce) = l.address();
+        let mut r = Reporter::connect(&addr, &nonce);
+        r.round(3, "loss 0.5");
+        r.checkpoint(&vec![1u8, 2, 3]);
+        // A peer announcing a 4 GiB checkpoint and closing: an error on its
+        // connection, no allocation of that size.
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.write_all(&nonce).unwrap();
+        let mut head = vec![b'C'];
+        head.extend_from_slice(&(4u64 << 30).to_le_bytes());
+        s.write_all(&head).unwrap();
+        s.write_all(&[0u8; 100]).unwrap();
+        drop(s);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut lines = Vec::new();
+        while lines.is_empty() && std::time::Instant::now() < deadline {
+            lines = l.take_lines();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(lines, vec![(3, "loss 0.5".to_string())]);
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(l.take_checkpoint(), Some(vec![1, 2, 3]));
     }
 }

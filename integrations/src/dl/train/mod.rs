@@ -244,8 +244,7 @@ pub fn train_local(
         inputs: config.inputs,
         outputs: config.outputs,
     };
-    let start = model::to_bytes(&config.init::<model::Ad>(options.seed)).map_err(invalid)?;
-    let model = config.from_bytes::<model::Ad>(&start).map_err(invalid)?;
+    let model = config.init::<model::Ad>(options.seed);
     let plan = plan_of(&options, x.nrows());
     let started = Instant::now();
     let mut losses = Vec::with_capacity(options.steps);
