@@ -26,6 +26,7 @@ pub mod element;
 pub mod kernels;
 pub mod registry;
 pub mod text;
+mod wordcount;
 
 use std::hash::{Hash, Hasher};
 
