@@ -29,8 +29,11 @@ pub fn sort_frame(df: DataFrame, by: &[String], desc: &[bool]) -> PolarsResult<D
     let first = df.column(&by[0])?.as_materialized_series();
     let first_codes =
         if first.dtype().is_primitive_numeric() { Some(ordered(first, d(0))?) } else { None };
+    let mut sorted_codes = None;
     let mut idx = if let Some(c) = &first_codes {
-        IdxCa::from_vec("idx".into(), radix_order(c))
+        let (order, keys) = radix_order(c);
+        sorted_codes = Some(keys);
+        IdxCa::from_vec("idx".into(), order)
     } else {
         let options = SortOptions::default()
             .with_order_descending(d(0))
@@ -39,7 +42,7 @@ pub fn sort_frame(df: DataFrame, by: &[String], desc: &[bool]) -> PolarsResult<D
         first.arg_sort(options)
     };
     if by.len() > 1 {
-        idx = break_ties(&df, first, first_codes.as_deref(), by, &d, idx)?;
+        idx = break_ties(&df, first, sorted_codes.as_deref(), by, &d, idx)?;
     }
     df.take(&idx)
 }
@@ -57,23 +60,26 @@ fn lsd(mut df: DataFrame, by: &[String], d: &dyn Fn(usize) -> bool) -> PolarsRes
 }
 
 /// Reorders each run of equal first keys in `idx` by the remaining keys.
-/// `first_codes` are the first key's codes by input row, when it has them.
+/// `sorted_codes` are the first key's codes in sorted order (nulls last,
+/// not among them), when it has them.
 fn break_ties(
     df: &DataFrame,
     first: &Series,
-    first_codes: Option<&[Option<u64>]>,
+    sorted_codes: Option<&[u64]>,
     by: &[String],
     d: &dyn Fn(usize) -> bool,
     idx: IdxCa,
 ) -> PolarsResult<IdxCa> {
     let mut order: Vec<IdxSize> = idx.rechunk().into_no_null_iter().collect();
-    let runs = if let Some(c) = first_codes {
-        // By codes: NaNs tie with each other, and -0.0 with 0.0, as polars compares.
-        let same = order.windows(2).map(|w| c[w[0] as usize] == c[w[1] as usize]);
-        runs_where(same, order.len())
+    let n = order.len();
+    let runs = if let Some(c) = sorted_codes {
+        // By codes: NaNs tie with each other, and -0.0 with 0.0, as polars
+        // compares. The nulls after the codes are one more run.
+        let k = c.len();
+        let same = (0..n - 1).map(|i| if i + 1 < k { c[i] == c[i + 1] } else { i >= k });
+        runs_where(same, n)
     } else {
         let sorted_first = first.take(&idx)?;
-        let n = sorted_first.len();
         let same = sorted_first.slice(1, n - 1).equal_missing(&sorted_first.slice(0, n - 1))?;
         runs_where(same.iter().map(|e| e.unwrap_or(false)), n)
     };
@@ -86,11 +92,26 @@ fn break_ties(
         .enumerate()
         .map(|(i, c)| codes(df.column(c)?.as_materialized_series(), d(i + 1)))
         .collect::<PolarsResult<_>>()?;
+    // Rows of a run are in input order, so ties broken by row number keep
+    // the sort stable.
+    if let [only] = codes.as_slice() {
+        // One key left (the usual case): each run's (code, row) pairs are
+        // gathered once and sorted in cache, not compared through the rows.
+        let mut buf: Vec<(u128, IdxSize)> = Vec::new();
+        for (a, b) in runs {
+            buf.clear();
+            buf.extend(order[a..b].iter().map(|&r| (only[r as usize], r)));
+            buf.sort_unstable();
+            for (o, &(_, r)) in order[a..b].iter_mut().zip(&buf) {
+                *o = r;
+            }
+        }
+        return Ok(IdxCa::from_vec("idx".into(), order));
+    }
     let mut buf: Vec<IdxSize> = Vec::new();
     for (a, b) in runs {
         buf.clear();
         buf.extend_from_slice(&order[a..b]);
-        // Rows of a run are in input order, so a stable sort keeps ties so.
         buf.sort_by(|&x, &y| {
             for c in &codes {
                 let o = c[x as usize].cmp(&c[y as usize]);
@@ -131,24 +152,35 @@ fn runs_where(same: impl Iterator<Item = bool>, n: usize) -> Vec<(usize, usize)>
 /// polars sorts; every NaN equal, and -0.0 equal to 0.0).
 fn ordered(s: &Series, descending: bool) -> PolarsResult<Vec<Option<u64>>> {
     let dir = |b: u64| if descending { !b } else { b };
+    let float = |x: f64| {
+        let x = if x.is_nan() { f64::NAN } else { x + 0.0 };
+        let b = x.to_bits();
+        dir(if b >> 63 == 1 { !b } else { b | (1 << 63) })
+    };
+    let unsigned = |x: u64| dir(x);
+    let signed = |x: i64| dir((x as u64) ^ (1 << 63));
+    // Without nulls, the values are read without their validity.
     Ok(if s.dtype().is_float() {
         let f = s.cast(&DataType::Float64)?;
-        f.f64()?
-            .iter()
-            .map(|v| {
-                v.map(|x| {
-                    let x = if x.is_nan() { f64::NAN } else { x + 0.0 };
-                    let b = x.to_bits();
-                    dir(if b >> 63 == 1 { !b } else { b | (1 << 63) })
-                })
-            })
-            .collect()
+        let f = f.f64()?;
+        match f.null_count() {
+            0 => f.into_no_null_iter().map(|x| Some(float(x))).collect(),
+            _ => f.iter().map(|v| v.map(float)).collect(),
+        }
     } else if s.dtype().is_unsigned_integer() || s.dtype().is_bool() {
         let u = s.cast(&DataType::UInt64)?;
-        u.u64()?.iter().map(|v| v.map(dir)).collect()
+        let u = u.u64()?;
+        match u.null_count() {
+            0 => u.into_no_null_iter().map(|x| Some(unsigned(x))).collect(),
+            _ => u.iter().map(|v| v.map(unsigned)).collect(),
+        }
     } else {
         let i = s.cast(&DataType::Int64)?;
-        i.i64()?.iter().map(|v| v.map(|x| dir((x as u64) ^ (1 << 63)))).collect()
+        let i = i.i64()?;
+        match i.null_count() {
+            0 => i.into_no_null_iter().map(|x| Some(signed(x))).collect(),
+            _ => i.iter().map(|v| v.map(signed)).collect(),
+        }
     })
 }
 
@@ -157,10 +189,10 @@ fn codes(s: &Series, descending: bool) -> PolarsResult<Vec<u128>> {
     Ok(ordered(s, descending)?.into_iter().map(|v| v.map_or(1u128 << 64, u128::from)).collect())
 }
 
-/// The rows in the order of their codes, nulls last, ties in input order:
-/// a least-significant-digit radix sort (stable), skipping the bytes that
-/// every code shares.
-fn radix_order(codes: &[Option<u64>]) -> Vec<IdxSize> {
+/// The rows in the order of their codes, nulls last, ties in input order,
+/// and the non-null codes in that order: a least-significant-digit radix
+/// sort (stable), skipping the bytes that every code shares.
+fn radix_order(codes: &[Option<u64>]) -> (Vec<IdxSize>, Vec<u64>) {
     let mut keys: Vec<u64> = Vec::with_capacity(codes.len());
     let mut idx: Vec<IdxSize> = Vec::with_capacity(codes.len());
     let mut nulls: Vec<IdxSize> = Vec::new();
@@ -174,35 +206,47 @@ fn radix_order(codes: &[Option<u64>]) -> Vec<IdxSize> {
         }
     }
     let n = keys.len();
-    let mut hist = vec![[0usize; 256]; 8];
+    // Sorted as offsets from the smallest code, in 11-bit digits: the
+    // digits above the spread of the codes are skipped.
+    let (lo, hi) = keys.iter().fold((u64::MAX, 0), |(lo, hi), &k| (lo.min(k), hi.max(k)));
+    if n < 2 || lo == hi {
+        idx.extend(nulls);
+        return (idx, keys);
+    }
+    const BITS: u32 = 11;
+    const RADIX: usize = 1 << BITS;
+    let spread = 64 - (hi - lo).leading_zeros();
+    let passes = spread.div_ceil(BITS) as usize;
+    let digit = |k: u64, p: usize| (((k - lo) >> (BITS as usize * p)) as usize) & (RADIX - 1);
+    let mut hist = vec![[0usize; RADIX]; passes];
     for &k in &keys {
-        for (b, h) in hist.iter_mut().enumerate() {
-            h[((k >> (8 * b)) & 0xff) as usize] += 1;
+        for (p, h) in hist.iter_mut().enumerate() {
+            h[digit(k, p)] += 1;
         }
     }
     let (mut keys2, mut idx2) = (vec![0u64; n], vec![0 as IdxSize; n]);
-    for (b, h) in hist.iter().enumerate() {
+    for (p, h) in hist.iter().enumerate() {
         if h.contains(&n) {
             continue;
         }
-        let mut at = [0usize; 256];
+        let mut at = [0usize; RADIX];
         let mut sum = 0;
         for (a, &c) in at.iter_mut().zip(h.iter()) {
             *a = sum;
             sum += c;
         }
         for (&k, &i) in keys.iter().zip(&idx) {
-            let digit = ((k >> (8 * b)) & 0xff) as usize;
-            let p = at[digit];
-            at[digit] += 1;
-            keys2[p] = k;
-            idx2[p] = i;
+            let d = digit(k, p);
+            let at = &mut at[d];
+            keys2[*at] = k;
+            idx2[*at] = i;
+            *at += 1;
         }
         std::mem::swap(&mut keys, &mut keys2);
         std::mem::swap(&mut idx, &mut idx2);
     }
     idx.extend(nulls);
-    idx
+    (idx, keys)
 }
 
 #[cfg(test)]
@@ -241,6 +285,38 @@ mod tests {
                     got.equals_missing(&want),
                     "by {by:?} desc {desc:?}\ngot {got}\nwant {want}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn equals_polars_on_many_ties_and_nulls() {
+        // A seeded LCG: few distinct first keys (long runs), nulls in both keys.
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move |m: u64| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (x >> 33) % m
+        };
+        let n = 5_000;
+        let a: Vec<Option<f64>> = (0..n)
+            .map(|_| if next(10) == 0 { None } else { Some(next(40) as f64 / 4.0) })
+            .collect();
+        let b: Vec<Option<i64>> = (0..n)
+            .map(|_| if next(20) == 0 { None } else { Some(next(300) as i64 - 150) })
+            .collect();
+        let all_null: Vec<Option<f64>> = vec![None; n];
+        // Codes spread over all 64 bits: every radix digit varies.
+        let wide: Vec<Option<f64>> = (0..n)
+            .map(|_| Some((next(1 << 31) as f64 - 1e9) * 10f64.powi(next(600) as i32 - 300)))
+            .collect();
+        let row: Vec<u32> = (0..n as u32).collect();
+        let df = df! { "a" => a, "b" => b, "z" => all_null, "w" => wide, "row" => row }.unwrap();
+        for desc in [[false, false], [true, false], [false, true], [true, true]] {
+            for by in [["a", "b"], ["b", "a"], ["z", "b"], ["b", "z"], ["w", "a"], ["row", "a"]] {
+                let names: Vec<String> = by.iter().map(|s| s.to_string()).collect();
+                let got = sort_frame(df.clone(), &names, &desc).unwrap();
+                let want = polars_sort(&df, &by, &desc);
+                assert!(got.equals_missing(&want), "by {by:?} desc {desc:?}");
             }
         }
     }
