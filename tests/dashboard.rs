@@ -1,7 +1,7 @@
 //! The scheduler's dashboard, served by a real LocalCluster: the JSON API and
 //! the Prometheus metrics against the scheduler's state after a known
-//! computation, the token check, and the page itself in headless Chromium
-//! driven through chromedriver (WebDriver).
+//! computation, a launched job's lines, the token check, and the page itself
+//! in headless Chromium driven through chromedriver (WebDriver).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -44,6 +44,19 @@ fn until<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 /// A task that fails (its first 1,000 calls), without retries.
 fn failing(dir: &Path) -> Delayed<i64> {
     fail_times(dir.join("fails").display().to_string(), 1000, 7)
+}
+
+/// Runs a 2-member job that prints a line on stdout and one on stderr per
+/// member, with its lines kept quiet here; returns the job's command.
+fn launch_printing_job(client: &rask::distributed::Client) -> Vec<String> {
+    use rask::dl::{launch, start_cluster, DlOptions, LaunchOptions, Roles};
+    let spec = start_cluster(client, &Roles::World(2), &DlOptions::default()).unwrap();
+    let script = "echo \"hello from rank $RANK\"; echo \"warning from rank $RANK\" >&2";
+    let command: Vec<String> = ["sh", "-c", script].map(String::from).to_vec();
+    let quiet = LaunchOptions { on_line: Some(Box::new(|_, _, _, _| {})), ..Default::default() };
+    let report = launch(client, &spec, &command, quiet).unwrap();
+    assert!(report.failed.is_none(), "{report:?}");
+    command
 }
 
 #[test]
@@ -174,6 +187,35 @@ fn the_json_api_and_metrics_match_the_scheduler() {
     assert_eq!(task["state"], "erred");
     assert!(task["story"].as_array().unwrap().iter().any(|t| t["to"] == "erred"), "{task}");
     assert_eq!(http::get(&format!("{url}api/v1/task/not-a-key")).status, 400);
+
+    // A launched job's lines, forwarded by its client, kept by the scheduler.
+    let command = launch_printing_job(&client);
+    let jobs = until(10, "the job's lines", || {
+        let v = http::get(&format!("{url}api/v1/logs")).json();
+        (v[0]["total"] == 4).then_some(v)
+    });
+    assert_eq!(jobs.as_array().unwrap().len(), 1, "{jobs}");
+    let job = &jobs[0];
+    assert!(job["job"].as_str().unwrap().ends_with(&command.join(" ")), "{job}");
+    let mut lines: Vec<(String, u64, bool, String)> = job["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let s = |k: &str| l[k].as_str().unwrap().to_string();
+            (s("role"), l["rank"].as_u64().unwrap(), l["stderr"].as_bool().unwrap(), s("text"))
+        })
+        .collect();
+    lines.sort();
+    let want: Vec<(String, u64, bool, String)> = (0..2u64)
+        .flat_map(|r| {
+            [
+                ("worker".to_string(), r, false, format!("hello from rank {r}")),
+                ("worker".to_string(), r, true, format!("warning from rank {r}")),
+            ]
+        })
+        .collect();
+    assert_eq!(lines, want);
 
     // The page and its script are served from the binary.
     let page = http::get(&url);
@@ -449,6 +491,21 @@ fn the_dashboard_in_headless_chromium() {
     });
     assert!(text.contains("fail_times"), "{text}");
 
+    // A launched job's lines on the logs page, stderr in red.
+    launch_printing_job(&client);
+    driver.go(&format!("{url}#logs"));
+    let (text, errs) = until(20, "the job's lines on the logs page", || {
+        let v = driver.js("const j = document.querySelector('.job'); \
+             return j ? [j.textContent, j.querySelectorAll('.err').length] : null");
+        let text = v[0].as_str()?.to_string();
+        text.contains("[worker 1] warning from rank 1").then(|| (text, v[1].as_i64()))
+    });
+    for r in 0..2 {
+        assert!(text.contains(&format!("[worker {r}] hello from rank {r}")), "{text}");
+    }
+    assert_eq!(errs, Some(2), "{text}");
+    driver.save_screenshot("dashboard-logs");
+
     // The performance report opens in the browser and holds the task stream.
     driver.go(&format!("file://{}", report.display()));
     let runs = driver.js("return document.querySelectorAll('#task-stream rect.run').length");
@@ -542,6 +599,7 @@ fn the_page_stays_responsive_with_200_workers_and_a_million_tasks() {
     let json = serde_json::to_string(&first).unwrap();
     let (tx, rx) = tokio::sync::watch::channel(Arc::new(Published { snapshot: first, json }));
     let (queries, mut asked) = tokio::sync::mpsc::unbounded_channel::<DashQuery>();
+    let logs = rask::distributed::scheduler::logs::JobLogs::default();
     let stop = Arc::new(AtomicBool::new(false));
     let server = {
         let stop = stop.clone();
@@ -569,7 +627,7 @@ fn the_page_stays_responsive_with_200_workers_and_a_million_tasks() {
                     }
                 }
                 while let Ok(q) = asked.try_recv() {
-                    q.answer(&state);
+                    q.answer(&state, &logs);
                 }
                 let t = Instant::now();
                 let snap = snapshot::build(&state, since, 1);

@@ -856,6 +856,29 @@ impl Client {
         self.inner.send(pb::client_message::Msg::DropCaches(pb::DropCaches {}))
     }
 
+    /// Hands lines that the members of a launched job printed to the
+    /// scheduler, which keeps the most recent ones of its most recent jobs
+    /// for the dashboard's logs page (`/api/v1/logs`; see
+    /// [`crate::scheduler::logs`]). Each line's `at_ms` is set there, on
+    /// arrival; lines are cut to [`crate::scheduler::logs::LINE_BYTES`] here.
+    pub fn send_logs(
+        &self,
+        job: &str,
+        lines: Vec<crate::scheduler::logs::LogLine>,
+    ) -> Result<(), DistError> {
+        use crate::scheduler::logs::{cut, LINE_BYTES};
+        let lines = lines
+            .into_iter()
+            .map(|l| pb::LogLine {
+                role: l.role,
+                rank: l.rank,
+                stderr: l.stderr,
+                text: cut(l.text, LINE_BYTES),
+            })
+            .collect();
+        self.inner.send(pb::client_message::Msg::Logs(pb::JobLogs { job: job.into(), lines }))
+    }
+
     /// Publishes a future's value under a name, kept alive until unpublished.
     pub fn publish_dataset<T>(&self, name: &str, future: &Future<T>) -> Result<(), DistError> {
         let request = self.inner.next_request();

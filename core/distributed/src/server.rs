@@ -130,6 +130,7 @@ enum Input {
     GetDataset { client: ClientId, name: String, request: u64 },
     Story { client: ClientId, key: Key, request: u64 },
     Activity { client: ClientId, request: u64, since: u64 },
+    Logs { job: String, lines: Vec<crate::scheduler::logs::LogLine> },
 }
 
 /// The client id under which published datasets are kept alive.
@@ -147,6 +148,8 @@ struct Loop {
     dashboard: Option<(watch::Sender<Arc<Published>>, u64)>,
     /// The dashboard's URL, told to clients.
     dashboard_url: String,
+    /// Launched jobs' lines, for the dashboard.
+    logs: crate::scheduler::logs::JobLogs,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -350,7 +353,11 @@ impl Loop {
                     let _ = tx.send(Arc::new(Published { snapshot, json }));
                 }
             }
-            Input::Dash(q) => q.answer(&self.state),
+            Input::Dash(q) => q.answer(&self.state, &self.logs),
+            Input::Logs { job, lines } => {
+                let now = self.now();
+                self.logs.add(&job, lines, now);
+            }
             Input::DropCaches => {
                 // In order with this client's later submissions: each worker
                 // reads it before any task those send.
@@ -718,6 +725,20 @@ impl pb::scheduler_server::Scheduler for Service {
                     Some(pb::client_message::Msg::Activity(a)) => {
                         Input::Activity { client: id, request: a.request, since: a.since }
                     }
+                    Some(pb::client_message::Msg::Logs(l)) => Input::Logs {
+                        job: l.job,
+                        lines: l
+                            .lines
+                            .into_iter()
+                            .map(|l| crate::scheduler::logs::LogLine {
+                                role: l.role,
+                                rank: l.rank,
+                                stderr: l.stderr,
+                                text: l.text,
+                                at_ms: 0,
+                            })
+                            .collect(),
+                    },
                     Some(pb::client_message::Msg::Hello(_)) | None => continue,
                 };
                 if inputs.send(input).is_err() {
@@ -791,6 +812,7 @@ pub async fn run_scheduler(
         overflowed: Vec::new(),
         dashboard: None,
         dashboard_url: dashboard_url.clone(),
+        logs: Default::default(),
     };
     let mut dashboard_task = None;
     if let Some((listener, _)) = dashboard {

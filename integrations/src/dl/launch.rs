@@ -10,7 +10,8 @@
 //! code), a u32 rank and a u32 length, then the payload (lines cut at
 //! 64 KiB). The client sends one byte on a member's connection to stop it;
 //! a member whose connection closes (the client went away) stops too.
-//! The scheduler never relays the lines.
+//! The scheduler never relays the lines; the client forwards them to it in
+//! batches, and it keeps the most recent for the dashboard's logs page.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -19,6 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rask_distributed::scheduler::logs::LogLine;
 use rask_distributed::{Client, GangMember};
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +36,10 @@ const KEEPALIVE_INTERVAL_S: i32 = 5;
 const KEEPALIVE_COUNT: i32 = 3;
 /// Lines of each member kept for the failure report.
 const TAIL: usize = 20;
+/// Lines go to the scheduler (for the dashboard) in batches of at most
+/// this many, at least this often.
+const DASHBOARD_BATCH: usize = 256;
+const DASHBOARD_EVERY: Duration = Duration::from_millis(250);
 
 /// Which stream a line came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,6 +159,17 @@ pub fn launch(
     let mut all_done_at: Option<Instant> = None;
     // After a stop, members get the grace and this much more to report.
     let give_up = options.grace + Duration::from_secs(10);
+    // Lines also go to the scheduler, in batches, for the dashboard's logs page.
+    let job = format!("{gang}: {}", command.join(" "));
+    let mut for_dashboard: Vec<LogLine> = Vec::new();
+    let mut last_sent = Instant::now();
+    let send = |lines: &mut Vec<LogLine>| {
+        if !lines.is_empty() {
+            // The client still gets every line: the dashboard's copy is a
+            // convenience, and a lost scheduler fails the members anyway.
+            let _ = client.send_logs(&job, std::mem::take(lines));
+        }
+    };
     let mut print = |role: &str, rank: usize, s: Stream, line: &str| match &mut options.on_line {
         Some(f) => f(role, rank, s, line),
         None => eprintln!("[{role} {rank}] {line}"),
@@ -162,6 +179,13 @@ pub fn launch(
             match ev {
                 Event::Line(rank, s, text) => {
                     print(&spec.members[rank].role, rank, s, &text);
+                    for_dashboard.push(LogLine {
+                        role: spec.members[rank].role.clone(),
+                        rank: rank as u32,
+                        stderr: s == Stream::Stderr,
+                        text: text.clone(),
+                        at_ms: 0,
+                    });
                     tails[rank].push(text);
                     if tails[rank].len() > TAIL {
                         tails[rank].remove(0);
@@ -174,6 +198,10 @@ pub fn launch(
                     }
                 }
             }
+        }
+        if for_dashboard.len() >= DASHBOARD_BATCH || last_sent.elapsed() >= DASHBOARD_EVERY {
+            send(&mut for_dashboard);
+            last_sent = Instant::now();
         }
         for (rank, f) in futures.iter().enumerate() {
             if results[rank].is_some() || !f.done() {
@@ -228,6 +256,7 @@ pub fn launch(
             failed = Some(rank);
         }
     }
+    send(&mut for_dashboard);
     listener.close();
     let members: Vec<MemberExit> = spec
         .members

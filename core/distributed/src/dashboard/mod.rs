@@ -53,18 +53,25 @@ pub enum DashQuery {
     Graph(oneshot::Sender<snapshot::GraphView>),
     /// One worker's page, by scheduler id.
     Worker(u64, oneshot::Sender<Option<snapshot::WorkerInfo>>),
+    /// Launched jobs' recent lines, the most recent job first.
+    Logs(oneshot::Sender<Vec<crate::scheduler::logs::JobLog>>),
 }
 
 impl DashQuery {
-    /// Answers from the scheduler's state (on its event loop). Each answer is
-    /// bounded by what its page shows.
-    pub fn answer(self, state: &crate::scheduler::SchedulerState) {
+    /// Answers from the scheduler's state and the jobs' lines (on its event
+    /// loop). Each answer is bounded by what its page shows.
+    pub fn answer(
+        self,
+        state: &crate::scheduler::SchedulerState,
+        logs: &crate::scheduler::logs::JobLogs,
+    ) {
         // A reply nobody waits for any more (the page went) is dropped.
         match self {
             DashQuery::Task(key, reply) => drop(reply.send(snapshot::task_info(state, &key))),
             DashQuery::Failures(reply) => drop(reply.send(snapshot::failures(state))),
             DashQuery::Graph(reply) => drop(reply.send(snapshot::graph(state))),
             DashQuery::Worker(id, reply) => drop(reply.send(snapshot::worker_info(state, id))),
+            DashQuery::Logs(reply) => drop(reply.send(logs.jobs())),
         }
     }
 }
@@ -99,6 +106,7 @@ pub async fn serve(
         .route("/api/v1/failures", get(failures))
         .route("/api/v1/graph", get(graph))
         .route("/api/v1/worker/{id}", get(worker))
+        .route("/api/v1/logs", get(logs))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(app.clone(), check_token))
         .route("/health", get(|| async { "ok" }))
@@ -214,6 +222,13 @@ async fn ask<T: serde::Serialize>(
 
 async fn failures(State(app): State<App>) -> Response {
     match ask(&app, DashQuery::Failures).await {
+        Ok(body) => json(body),
+        Err(r) => r,
+    }
+}
+
+async fn logs(State(app): State<App>) -> Response {
+    match ask(&app, DashQuery::Logs).await {
         Ok(body) => json(body),
         Err(r) => r,
     }

@@ -35,6 +35,7 @@
 //! gang is retried alone.
 
 pub mod activity;
+pub mod logs;
 mod state;
 
 pub use state::*;

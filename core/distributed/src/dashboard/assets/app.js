@@ -18,6 +18,7 @@ const state = {
   streamCount: 0,
   kinds: {},             // stream entries received, by kind
   failuresSeen: -1,
+  logLines: 0,           // lines on the logs page
   page: "status",
   param: null,           // the worker id of a worker page
   graph: null,           // the last graph drawn: {kind, nodes, edges}
@@ -121,6 +122,7 @@ function showPage(hash) {
   document.querySelectorAll("section.page").forEach((s) => s.classList.toggle("active", s.id === "page-" + name));
   document.querySelectorAll("header nav a").forEach((a) => a.classList.toggle("active", a.dataset.page === name));
   if (name === "failures") loadFailures();
+  if (name === "logs") loadLogs();
   if (name === "graph") { state.graphAsked = 0; }
   if (state.snapshot) render(state.snapshot);
 }
@@ -522,6 +524,38 @@ async function loadFailures() {
   }
 }
 
+// Launched jobs' recent lines, the most recent job first: one block per
+// job, each line prefixed by its member's role and rank, stderr in red.
+async function loadLogs() {
+  let jobs;
+  try {
+    const r = await fetch("api/v1/logs");
+    if (!r.ok) return;
+    jobs = await r.json();
+  } catch (_) { return; }
+  const list = $("#logs-list");
+  list.textContent = "";
+  if (jobs.length === 0) {
+    list.appendChild(el("div", { class: "empty", text: "no launched job has printed anything yet" }));
+    state.logLines = 0;
+    return;
+  }
+  let n = 0;
+  for (const j of jobs) {
+    const pre = el("pre");
+    for (const l of j.lines) {
+      pre.appendChild(el("span", { class: l.stderr ? "err" : "out", text: "[" + l.role + " " + l.rank + "] " + l.text + "\n" }));
+    }
+    n += j.lines.length;
+    const kept = j.total > j.lines.length ? " (the last " + fmtNum(j.lines.length) + ")" : "";
+    list.appendChild(el("div", { class: "job", "data-job": j.job }, [
+      el("div", { class: "meta", text: j.job + " · " + fmtNum(j.total) + " lines" + kept + " · since " + (j.first_ms / 1000).toFixed(1) + " s" }),
+      pre,
+    ]));
+  }
+  state.logLines = n;
+}
+
 async function loadStory(key, box) {
   try {
     const r = await fetch("api/v1/task/" + encodeURIComponent(key));
@@ -580,3 +614,5 @@ function connect() {
 
 showPage((location.hash || "#status").slice(1));
 connect();
+// Lines arrive without changing the snapshot: the logs page asks each second.
+setInterval(() => { if (state.page === "logs") loadLogs(); }, 1000);
