@@ -269,3 +269,87 @@ fn the_check_catches_an_upward_use() {
     let fine = "// see crate::delayed\n$crate::delayed::x();\nuse crate::key::Key;\n";
     assert!(check_module("local/mod.rs", "local", fine, CORE_LAYERS, &reexports).is_empty());
 }
+
+/// `(name, [what it enables])` of a manifest's `[features]` table (one
+/// feature per line, as this workspace writes them).
+fn features_of(manifest: &str) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            inside = line == "[features]";
+            continue;
+        }
+        let Some((name, list)) = line.split_once('=').filter(|_| inside && !line.starts_with('#'))
+        else {
+            continue;
+        };
+        let items = list
+            .trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .split(',')
+            .map(|s| s.trim().trim_matches('"').to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        out.push((name.trim().to_string(), items));
+    }
+    out
+}
+
+/// CI builds and tests with `.ci/features` (every feature but `tch`, which
+/// needs libtorch): a feature added anywhere must reach that list.
+#[test]
+fn ci_features_cover_every_feature_but_tch() {
+    let root = Path::new(ROOT);
+    let listed: Vec<String> = std::fs::read_to_string(root.join(".ci/features"))
+        .unwrap()
+        .trim()
+        .split(',')
+        .map(String::from)
+        .collect();
+    let read = |dir: &str| std::fs::read_to_string(root.join(dir).join("Cargo.toml")).unwrap();
+    let root_features = features_of(&read("."));
+    assert!(!root_features.is_empty(), "the root manifest's [features] were not found");
+    let mut missing = Vec::new();
+    for (name, _) in &root_features {
+        if name != "tch" && !listed.contains(&format!("rask/{name}")) {
+            missing.push(format!("rask/{name}"));
+        }
+    }
+    // A member's feature is reached through a root feature that names it,
+    // or through another feature of the same member.
+    let manifest = read(".");
+    let members = manifest
+        .lines()
+        .find(|l| l.starts_with("members"))
+        .expect("a members line")
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|m| *m != "xtask")
+        .map(String::from)
+        .collect::<Vec<_>>();
+    for m in &members {
+        let text = read(m);
+        let crate_name = text
+            .lines()
+            .find_map(|l| l.strip_prefix("name = \""))
+            .and_then(|l| l.strip_suffix('"'))
+            .expect("a package name")
+            .to_string();
+        let own = features_of(&text);
+        for (name, _) in &own {
+            let from_root = root_features.iter().any(|(root_name, items)| {
+                root_name != "tch" && items.contains(&format!("{crate_name}/{name}"))
+            });
+            let from_sibling =
+                own.iter().any(|(other, items)| other != "tch" && items.contains(name));
+            if name != "tch" && !from_root && !from_sibling {
+                missing.push(format!("{crate_name}/{name}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "features CI never builds: {missing:?}; add them to .ci/features");
+    assert!(!listed.iter().any(|f| f.ends_with("/tch")), "tch needs libtorch, which CI lacks");
+}

@@ -1,7 +1,8 @@
 //! `dl_train`: the native data-parallel trainer (`rask::dl::train`, feature
 //! `burn`), which no peer script covers (the issue asks for Rask's own
 //! scaling). One MLP, one generated data set, three lines:
-//! - `single_process`: [`train_local`] (burn's ndarray backend, one thread);
+//! - `single_process`: [`train_local`] (burn's ndarray backend, or libtorch
+//!   with the `tch` feature; one thread);
 //! - `two_workers`: [`train`] on a 2-worker LocalCluster (one thread each),
 //!   the data already on the workers, gradients summed by the ring;
 //! - `all_reduce_1m`: a model of about 1M parameters on the 2 workers,
@@ -72,7 +73,10 @@ pub fn run(env: &BenchEnv, binary: &Path, out: &mut dyn FnMut(Value)) -> Result<
             "batch": BATCH,
             "steps": steps,
             "optimizer": "SGD, lr 0.01",
-            "backend": "burn 0.20 ndarray (f32, one thread per process) + autodiff",
+            "backend": format!(
+                "burn 0.20 {} (f32, one thread per process) + autodiff",
+                rask_integrations::dl::train::model::BACKEND
+            ),
         })
     };
     let samples = (steps * BATCH) as f64;

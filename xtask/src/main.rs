@@ -1,7 +1,10 @@
 //! `cargo xtask`: the project's one setup path.
 //!
 //! `cargo xtask test [ARGS]` provisions what the test suite needs on this
-//! machine, then runs `cargo test --workspace --all-features [ARGS]`:
+//! machine, then runs `cargo test --workspace --features F [ARGS]`, where F
+//! is every feature but `tch` (`.ci/features`; `tests/layering.rs` checks
+//! that no other feature is missing from it), plus `rask/tch` where
+//! libtorch is found (`LIBTORCH` or `LIBTORCH_USE_PYTORCH` set):
 //!
 //! 1. **Debian packages** for the features the suite enables (`hdf5`, `blas`)
 //!    and for Graphviz drawings. As root they are installed with `apt-get`;
@@ -9,9 +12,11 @@
 //! 2. **Python**: a virtualenv with pinned NumPy / scikit-learn, which
 //!    generates the peers' `clf_small` data set used by reference tests, and
 //!    one with TensorFlow for the deep-learning test.
-//! 3. **The tests**, with every feature.
+//! 3. **The tests**, with those features.
 //!
-//! `cargo xtask provision` does steps 1–2 only (CI runs it before the lint gates).
+//! `cargo xtask provision` does steps 1–2 only (CI runs it before the lint
+//! gates); `cargo xtask features` prints F (the lint gates' features);
+//! `cargo xtask libtorch` assembles a CPU libtorch for the `tch` feature.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -103,6 +108,18 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => provision().and_then(|()| run_tests(&args[1..])),
         Some("provision") => provision(),
+        Some("features") => {
+            println!("{}", features());
+            Ok(())
+        }
+        Some("libtorch") => libtorch().map(|dir| {
+            println!(
+                "libtorch {LIBTORCH_VERSION} (CPU) is in {}; to build and test the `tch` feature:",
+                dir.display()
+            );
+            println!("  export LIBTORCH={0} LD_LIBRARY_PATH={0}/lib", dir.display());
+            println!("  cargo xtask test   # adds rask/tch");
+        }),
         Some("help" | "-h" | "--help") | None => {
             println!("{}", usage());
             Ok(())
@@ -121,9 +138,122 @@ fn main() -> ExitCode {
 fn usage() -> &'static str {
     "usage: cargo xtask <command>\n\n\
      commands:\n  \
-       test [ARGS]  provision, then `cargo test --workspace --all-features [ARGS]`\n  \
+       test [ARGS]  provision, then `cargo test --workspace --features F [ARGS]`\n  \
+       features     print F: every feature but `tch`, and `rask/tch` where libtorch is found\n  \
+       libtorch     assemble a CPU libtorch from PyPI's wheels in <cache>/libtorch-<version>-cpu\n               \
+                    (for the `tch` feature; CI does not: about 1 GB to download)\n  \
        provision    install the Debian packages (as root; otherwise print the apt-get line),\n               \
                     the Python fixtures' virtualenv and the clf_small data set"
+}
+
+/// Every feature but `tch` (CI has no libtorch), and `rask/tch` where
+/// libtorch is found.
+fn features() -> String {
+    let mut f = include_str!("../../.ci/features").trim().to_string();
+    let libtorch =
+        ["LIBTORCH", "LIBTORCH_USE_PYTORCH"].iter().any(|v| std::env::var_os(v).is_some());
+    if libtorch {
+        f.push_str(",rask/tch");
+    }
+    f
+}
+
+/// The libtorch that tch 0.22 (burn-tch 0.20) needs.
+const LIBTORCH_VERSION: &str = "2.9.0";
+/// The PyPI wheels it comes from: torch's, and the two CUDA libraries that
+/// its `libtorch_cpu.so` links (a few MB; CUDA itself is never used).
+const LIBTORCH_WHEELS: &[&str] =
+    &["torch==2.9.0", "nvidia-cuda-runtime-cu12==12.8.90", "nvidia-cuda-cupti-cu12==12.8.90"];
+/// `(wheel name prefix, member)` copied into the libtorch folder's `lib/`.
+const LIBTORCH_LIBS: &[(&str, &str)] = &[
+    ("torch-", "torch/lib/libtorch_cpu.so"),
+    ("torch-", "torch/lib/libc10.so"),
+    ("torch-", "torch/lib/libgomp.so.1"),
+    ("nvidia_cuda_runtime", "nvidia/cuda_runtime/lib/libcudart.so.12"),
+    ("nvidia_cuda_cupti", "nvidia/cuda_cupti/lib/libcupti.so.12"),
+];
+
+/// A CPU libtorch in `<cache>/libtorch-<version>-cpu` (`include/`, `lib/`),
+/// the layout tch's build script reads from `LIBTORCH`. PyTorch's own CPU
+/// download is not reachable from here, so it is assembled from PyPI's
+/// wheel: its headers, `libtorch_cpu.so` and `libc10.so`, and a
+/// `libtorch.so` built here that only links `libtorch_cpu.so` (as in
+/// PyTorch's CPU builds; the wheel's own also links `libtorch_cuda.so`,
+/// whose CUDA libraries are gigabytes).
+fn libtorch() -> Result<PathBuf, Failure> {
+    let dir = cache_dir().join(format!("libtorch-{LIBTORCH_VERSION}-cpu"));
+    if dir.join("build-version").exists() {
+        return Ok(dir);
+    }
+    let work = cache_dir().join("libtorch-wheels");
+    std::fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+    run(Command::new("python3")
+        .args(["-m", "pip", "download", "--no-deps", "--only-binary", ":all:"])
+        .args(["--python-version", "3.11"])
+        .args(["--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64"])
+        .args(LIBTORCH_WHEELS)
+        .arg("-d")
+        .arg(&work))?;
+    let partial = dir.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&partial);
+    std::fs::create_dir_all(partial.join("lib"))
+        .map_err(|e| format!("{}: {e}", partial.display()))?;
+    let wheel = |prefix: &str| -> Result<PathBuf, Failure> {
+        std::fs::read_dir(&work)
+            .map_err(|e| format!("{}: {e}", work.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| {
+                let name = p.file_name().unwrap_or_default().to_string_lossy();
+                name.starts_with(prefix) && name.ends_with(".whl")
+            })
+            .ok_or_else(|| format!("no {prefix}* wheel in {}", work.display()))
+    };
+    // Python's zipfile: `unzip` is not on every machine.
+    let extract = r#"
+import sys, zipfile, shutil, os
+wheel, out, members = sys.argv[1], sys.argv[2], sys.argv[3:]
+with zipfile.ZipFile(wheel) as z:
+    for m in members:
+        if m.endswith("/"):
+            for n in z.namelist():
+                if n.startswith(m) and not n.endswith("/"):
+                    dest = os.path.join(out, "include", n[len(m):])
+                    os.makedirs(os.path.dirname(dest), exist_ok=True)
+                    with z.open(n) as src, open(dest, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+        else:
+            with z.open(m) as src, open(os.path.join(out, "lib", os.path.basename(m)), "wb") as dst:
+                shutil.copyfileobj(src, dst)
+"#;
+    run(Command::new("python3")
+        .args(["-c", extract])
+        .arg(wheel("torch-")?)
+        .arg(&partial)
+        .arg("torch/include/"))?;
+    for (prefix, member) in LIBTORCH_LIBS {
+        run(Command::new("python3")
+            .args(["-c", extract])
+            .arg(wheel(prefix)?)
+            .arg(&partial)
+            .arg(member))?;
+    }
+    let empty = partial.join("empty.c");
+    std::fs::write(&empty, "/* libtorch.so of a CPU build: it only links libtorch_cpu.so */\n")
+        .map_err(|e| format!("{}: {e}", empty.display()))?;
+    let lib = partial.join("lib");
+    run(Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(lib.join("libtorch.so"))
+        .arg(&empty)
+        .args(["-Wl,-soname,libtorch.so", "-Wl,--no-as-needed"])
+        .arg(format!("-L{}", lib.display()))
+        .arg("-ltorch_cpu"))?;
+    let _ = std::fs::remove_file(&empty);
+    std::fs::write(partial.join("build-version"), LIBTORCH_VERSION)
+        .map_err(|e| format!("{}: {e}", partial.display()))?;
+    std::fs::rename(&partial, &dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(dir)
 }
 
 fn workspace_root() -> PathBuf {
@@ -329,12 +459,21 @@ fn run_tests(args: &[String]) -> Result<(), Failure> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace_root())
-        .args(["test", "--workspace", "--all-features"])
+        .args(["test", "--workspace", "--features", &features()])
         .args(args)
         .env("PEERS_DATA", peers_data_dir())
         // The virtualenv the interop tests run Python in.
         .env("RASK_PYTHON", cache_dir().join("venv/bin/python"))
         // TensorFlow's, for the deep-learning test.
         .env("RASK_TF_PYTHON", cache_dir().join("tf-venv/bin/python"));
+    // The `tch` feature's test binaries load libtorch from there.
+    if let Some(dir) = std::env::var_os("LIBTORCH") {
+        let mut paths = vec![PathBuf::from(dir).join("lib")];
+        paths.extend(std::env::split_paths(
+            &std::env::var_os("LD_LIBRARY_PATH").unwrap_or_default(),
+        ));
+        let joined = std::env::join_paths(paths).map_err(|e| format!("LD_LIBRARY_PATH: {e}"))?;
+        cmd.env("LD_LIBRARY_PATH", joined);
+    }
     run(&mut cmd)
 }

@@ -1,9 +1,10 @@
-//! The model the native trainer trains, a burn MLP on the ndarray backend
-//! with autodiff, and what data-parallel training needs of it: the
+//! The model the native trainer trains, a burn MLP with autodiff (on the
+//! ndarray backend, or on libtorch with the `tch` feature), and what
+//! data-parallel training needs of it: the
 //! gradients as one flat buffer in parameter order (what the ring
 //! all-reduces) and back, and the model as bytes (the start and checkpoints).
 
-use burn::backend::{Autodiff, NdArray};
+use burn::backend::Autodiff;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::{Linear, Relu};
 use burn::optim::{GradientsParams, Optimizer, SgdConfig};
@@ -13,7 +14,13 @@ use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 /// The backend that computes: ndarray, `f32`, one thread.
-pub type Inner = NdArray<f32>;
+#[cfg(not(feature = "tch"))]
+pub type Inner = burn::backend::NdArray<f32>;
+/// The backend that computes: libtorch (tch), `f32`, on the CPU.
+#[cfg(feature = "tch")]
+pub type Inner = burn::backend::LibTorch<f32>;
+/// The backend's name, for benchmark records.
+pub const BACKEND: &str = if cfg!(feature = "tch") { "libtorch (tch)" } else { "ndarray" };
 /// The backend that trains (with autodiff).
 pub type Ad = Autodiff<Inner>;
 
