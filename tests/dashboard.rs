@@ -216,6 +216,12 @@ fn the_json_api_and_metrics_match_the_scheduler() {
         })
         .collect();
     assert_eq!(lines, want);
+    // A viewer asks only for the lines after the last it has.
+    let last = job["lines"].as_array().unwrap().iter().map(|l| l["seq"].as_u64().unwrap()).max();
+    let after = http::get(&format!("{url}api/v1/logs?since={}", last.unwrap())).json();
+    assert_eq!(after[0]["total"], 4, "{after}");
+    assert_eq!(after[0]["lines"].as_array().map(Vec::len), Some(0), "{after}");
+    assert_eq!(http::get(&format!("{url}api/v1/logs?since=x")).status, 400);
 
     // The page and its script are served from the binary.
     let page = http::get(&url);

@@ -330,6 +330,7 @@ fn ci_features_cover_every_feature_but_tch() {
         .filter(|m| *m != "xtask")
         .map(String::from)
         .collect::<Vec<_>>();
+    assert!(members.len() >= 5, "the members line was not read: {members:?}");
     for m in &members {
         let text = read(m);
         let crate_name = text

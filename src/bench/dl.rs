@@ -74,7 +74,7 @@ pub fn run(env: &BenchEnv, binary: &Path, out: &mut dyn FnMut(Value)) -> Result<
             "steps": steps,
             "optimizer": "SGD, lr 0.01",
             "backend": format!(
-                "burn 0.20 {} (f32, one thread per process) + autodiff",
+                "burn 0.20 {} + autodiff",
                 rask_integrations::dl::train::model::BACKEND
             ),
         })

@@ -106,8 +106,9 @@ fn read_block(path: &str, start: u64, end: u64, buf: &mut Vec<u8>) -> Result<(us
     Ok((skip, from + skip as u64))
 }
 
-/// Buffers larger than this are not kept for the next block.
-const KEEP_BUFFER_BYTES: usize = 64 << 20;
+/// Buffers larger than this are not kept for the next block (so a worker
+/// thread holds at most this much between blocks).
+const KEEP_BUFFER_BYTES: usize = 8 << 20;
 
 thread_local! {
     /// The read buffer of this thread's last block. Reusing it spares

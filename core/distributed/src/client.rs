@@ -859,8 +859,10 @@ impl Client {
     /// Hands lines that the members of a launched job printed to the
     /// scheduler, which keeps the most recent ones of its most recent jobs
     /// for the dashboard's logs page (`/api/v1/logs`; see
-    /// [`crate::scheduler::logs`]). Each line's `at_ms` is set there, on
-    /// arrival; lines are cut to [`crate::scheduler::logs::LINE_BYTES`] here.
+    /// [`crate::scheduler::logs`]). Each line's `at_ms` and `seq` are set
+    /// there, on arrival; lines are cut to
+    /// [`crate::scheduler::logs::LINE_BYTES`] here. Send at most a few
+    /// hundred lines at a time: a message is bounded by `MAX_MESSAGE_BYTES`.
     pub fn send_logs(
         &self,
         job: &str,

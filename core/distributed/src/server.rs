@@ -736,6 +736,7 @@ impl pb::scheduler_server::Scheduler for Service {
                                 stderr: l.stderr,
                                 text: l.text,
                                 at_ms: 0,
+                                seq: 0,
                             })
                             .collect(),
                     },

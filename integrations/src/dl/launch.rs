@@ -106,11 +106,16 @@ pub struct LaunchOptions<'a> {
     pub on_line: Option<OnLine<'a>>,
     /// Seconds between stopping a member and killing it (default 5).
     pub grace: Duration,
+    /// Whether the lines (and the command line, which names the job) go to
+    /// the scheduler for its dashboard's Logs page (default: yes). Turn it
+    /// off for jobs whose output or arguments the dashboard's viewers must
+    /// not see.
+    pub keep_for_dashboard: bool,
 }
 
 impl Default for LaunchOptions<'_> {
     fn default() -> Self {
-        LaunchOptions { on_line: None, grace: Duration::from_secs(5) }
+        LaunchOptions { on_line: None, grace: Duration::from_secs(5), keep_for_dashboard: true }
     }
 }
 
@@ -163,11 +168,15 @@ pub fn launch(
     let job = format!("{gang}: {}", command.join(" "));
     let mut for_dashboard: Vec<LogLine> = Vec::new();
     let mut last_sent = Instant::now();
+    let keep = options.keep_for_dashboard;
     let send = |lines: &mut Vec<LogLine>| {
-        if !lines.is_empty() {
+        let mut lines = std::mem::take(lines).into_iter().peekable();
+        while keep && lines.peek().is_some() {
+            // At most DASHBOARD_BATCH lines a message (each cut to 2 KiB).
             // The client still gets every line: the dashboard's copy is a
             // convenience, and a lost scheduler fails the members anyway.
-            let _ = client.send_logs(&job, std::mem::take(lines));
+            let batch: Vec<LogLine> = lines.by_ref().take(DASHBOARD_BATCH).collect();
+            let _ = client.send_logs(&job, batch);
         }
     };
     let mut print = |role: &str, rank: usize, s: Stream, line: &str| match &mut options.on_line {
@@ -185,6 +194,7 @@ pub fn launch(
                         stderr: s == Stream::Stderr,
                         text: text.clone(),
                         at_ms: 0,
+                        seq: 0,
                     });
                     tails[rank].push(text);
                     if tails[rank].len() > TAIL {

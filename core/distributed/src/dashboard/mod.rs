@@ -53,8 +53,9 @@ pub enum DashQuery {
     Graph(oneshot::Sender<snapshot::GraphView>),
     /// One worker's page, by scheduler id.
     Worker(u64, oneshot::Sender<Option<snapshot::WorkerInfo>>),
-    /// Launched jobs' recent lines, the most recent job first.
-    Logs(oneshot::Sender<Vec<crate::scheduler::logs::JobLog>>),
+    /// Launched jobs, the most recent first, with their kept lines numbered
+    /// above a number (0: all).
+    Logs(u64, oneshot::Sender<Vec<crate::scheduler::logs::JobLog>>),
 }
 
 impl DashQuery {
@@ -71,7 +72,7 @@ impl DashQuery {
             DashQuery::Failures(reply) => drop(reply.send(snapshot::failures(state))),
             DashQuery::Graph(reply) => drop(reply.send(snapshot::graph(state))),
             DashQuery::Worker(id, reply) => drop(reply.send(snapshot::worker_info(state, id))),
-            DashQuery::Logs(reply) => drop(reply.send(logs.jobs())),
+            DashQuery::Logs(since, reply) => drop(reply.send(logs.jobs(since))),
         }
     }
 }
@@ -227,8 +228,20 @@ async fn failures(State(app): State<App>) -> Response {
     }
 }
 
-async fn logs(State(app): State<App>) -> Response {
-    match ask(&app, DashQuery::Logs).await {
+/// `?since=N`: only the lines numbered above N (what the page has not got).
+async fn logs(
+    State(app): State<App>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let since = match q.get("since").map(|s| s.parse::<u64>()) {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => {
+            return (StatusCode::BAD_REQUEST, "since must be a line number (0 or more)")
+                .into_response()
+        }
+    };
+    match ask(&app, |tx| DashQuery::Logs(since, tx)).await {
         Ok(body) => json(body),
         Err(r) => r,
     }

@@ -16,11 +16,17 @@ use serde::{Deserialize, Serialize};
 /// The backend that computes: ndarray, `f32`, one thread.
 #[cfg(not(feature = "tch"))]
 pub type Inner = burn::backend::NdArray<f32>;
-/// The backend that computes: libtorch (tch), `f32`, on the CPU.
+/// The backend that computes: libtorch (tch), `f32`, on the CPU, with
+/// libtorch's own intra-op threads (all cores unless `OMP_NUM_THREADS`
+/// says otherwise: members sharing a machine compete for them).
 #[cfg(feature = "tch")]
 pub type Inner = burn::backend::LibTorch<f32>;
-/// The backend's name, for benchmark records.
-pub const BACKEND: &str = if cfg!(feature = "tch") { "libtorch (tch)" } else { "ndarray" };
+/// The backend and its threads, for benchmark records.
+pub const BACKEND: &str = if cfg!(feature = "tch") {
+    "libtorch via tch (f32, libtorch's intra-op threads)"
+} else {
+    "ndarray (f32, one thread per process)"
+};
 /// The backend that trains (with autodiff).
 pub type Ad = Autodiff<Inner>;
 

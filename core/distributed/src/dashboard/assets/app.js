@@ -19,6 +19,8 @@ const state = {
   kinds: {},             // stream entries received, by kind
   failuresSeen: -1,
   logLines: 0,           // lines on the logs page
+  logSince: 0,           // the number of the last line received
+  logsBusy: false,       // a logs request is on its way
   page: "status",
   param: null,           // the worker id of a worker page
   graph: null,           // the last graph drawn: {kind, nodes, edges}
@@ -526,34 +528,52 @@ async function loadFailures() {
 
 // Launched jobs' recent lines, the most recent job first: one block per
 // job, each line prefixed by its member's role and rank, stderr in red.
+// Each poll asks only for the lines after the last one shown, and appends.
+const LOG_LINES_KEPT = 2000;  // per job, as the scheduler keeps
 async function loadLogs() {
+  if (state.logsBusy) return;
+  state.logsBusy = true;
   let jobs;
   try {
-    const r = await fetch("api/v1/logs");
+    const r = await fetch("api/v1/logs?since=" + state.logSince);
     if (!r.ok) return;
     jobs = await r.json();
-  } catch (_) { return; }
-  const list = $("#logs-list");
-  list.textContent = "";
-  if (jobs.length === 0) {
-    list.appendChild(el("div", { class: "empty", text: "no launched job has printed anything yet" }));
-    state.logLines = 0;
+  } catch (_) {
     return;
+  } finally {
+    state.logsBusy = false;
   }
-  let n = 0;
+  const list = $("#logs-list");
+  if (!list._jobs) { list._jobs = new Map(); list.textContent = ""; }
+  const blocks = list._jobs;
+  const keep = new Set(jobs.map((j) => j.job));
+  for (const [name, b] of blocks) if (!keep.has(name)) { b.box.remove(); blocks.delete(name); }
+  let prev = null;
   for (const j of jobs) {
-    const pre = el("pre");
-    for (const l of j.lines) {
-      pre.appendChild(el("span", { class: l.stderr ? "err" : "out", text: "[" + l.role + " " + l.rank + "] " + l.text + "\n" }));
+    let b = blocks.get(j.job);
+    if (!b) {
+      const meta = el("div", { class: "meta" });
+      const pre = el("pre");
+      b = { box: el("div", { class: "job", "data-job": j.job }, [meta, pre]), meta: meta, pre: pre };
+      blocks.set(j.job, b);
     }
-    n += j.lines.length;
-    const kept = j.total > j.lines.length ? " (the last " + fmtNum(j.lines.length) + ")" : "";
-    list.appendChild(el("div", { class: "job", "data-job": j.job }, [
-      el("div", { class: "meta", text: j.job + " · " + fmtNum(j.total) + " lines" + kept + " · since " + (j.first_ms / 1000).toFixed(1) + " s" }),
-      pre,
-    ]));
+    // The most recent job first.
+    const at = prev ? prev.box.nextSibling : list.firstChild;
+    if (at !== b.box) list.insertBefore(b.box, at);
+    prev = b;
+    for (const l of j.lines) {
+      b.pre.appendChild(el("span", { class: l.stderr ? "err" : "out", text: "[" + l.role + " " + l.rank + "] " + l.text + "\n" }));
+      state.logSince = Math.max(state.logSince, l.seq);
+    }
+    while (b.pre.childNodes.length > LOG_LINES_KEPT) b.pre.firstChild.remove();
+    const shown = b.pre.childNodes.length;
+    const kept = j.total > shown ? " (the last " + fmtNum(shown) + ")" : "";
+    b.meta.textContent = j.job + " · " + fmtNum(j.total) + " lines" + kept + " · since " + (j.first_ms / 1000).toFixed(1) + " s";
   }
-  state.logLines = n;
+  let empty = list.querySelector(":scope > .empty");
+  if (blocks.size === 0 && !empty) list.appendChild(el("div", { class: "empty", text: "no launched job has printed anything yet" }));
+  if (blocks.size > 0 && empty) empty.remove();
+  state.logLines = [...blocks.values()].reduce((n, b) => n + b.pre.childNodes.length, 0);
 }
 
 async function loadStory(key, box) {
