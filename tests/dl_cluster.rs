@@ -366,6 +366,44 @@ mod native {
         // Both members computed; rank 0's share is about half the rows.
         assert_eq!(t.timings.len(), 2);
 
+        // Checkpoints to a file: a 40-step training writes them (the last at
+        // step 30; the end's model is the result), and the same training of
+        // 80 steps resumes from the file, on the same curve.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mlp.ckpt");
+        let to_file = |steps: usize| {
+            let mut o = options(steps);
+            o.checkpoint_every = Some(10);
+            o.checkpoint_path = Some(path.clone());
+            o
+        };
+        train(&client, &d, &config, to_file(40)).unwrap();
+        assert!(path.is_file());
+        let resumed_at = std::cell::Cell::new(None);
+        let mut o = to_file(80);
+        o.on_step = Some(Box::new(|t, _| {
+            resumed_at.set(resumed_at.get().or(Some(t)));
+        }));
+        let r = train(&client, &d, &config, o).unwrap();
+        assert_eq!(resumed_at.get(), Some(30), "resumed from the file's step 30");
+        same_curve(&r.losses, &local.losses, 1e-5);
+        // Another training's file is refused, and so is a path without
+        // checkpoints.
+        let mut other = to_file(80);
+        other.seed = 12;
+        let err = train(&client, &d, &config, other).err().unwrap().to_string();
+        assert!(
+            err.contains("not a checkpoint of this training") && err.contains("seed 11"),
+            "{err}"
+        );
+        let mut no_every = to_file(80);
+        no_every.checkpoint_every = None;
+        let err = train(&client, &d, &config, no_every).err().unwrap().to_string();
+        assert!(err.contains("checkpoint_every"), "{err}");
+        std::fs::write(&path, b"not a checkpoint").unwrap();
+        let err = train(&client, &d, &config, to_file(80)).err().unwrap().to_string();
+        assert!(err.contains("unreadable"), "{err}");
+
         // Bad input: named, before anything runs.
         let mut bad = options(5);
         bad.batch_size = 0;

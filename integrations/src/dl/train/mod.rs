@@ -15,7 +15,9 @@
 //!    loss) so every replica applies the same update; the scheduler and the
 //!    client never see them.
 //! 4. Rank 0 streams each step's loss, and every `checkpoint_every` steps
-//!    the model, to the client.
+//!    the model, to the client, which also writes it to `checkpoint_path`
+//!    when one is given (and a later training with that path resumes from
+//!    it).
 //! 5. The gang fails as a unit. When a worker was lost, training restarts
 //!    from the last checkpoint on the survivors; a step's rows do not depend
 //!    on who holds them (see [`run`]), so the loss curve continues as if
@@ -25,6 +27,7 @@ pub mod member;
 pub mod model;
 pub mod run;
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ndarray::{Array2, ArrayView2};
@@ -136,6 +139,13 @@ pub struct TrainOptions<'a> {
     /// Send the model to this process every k steps; when a worker dies,
     /// training restarts from the last checkpoint on the survivors.
     pub checkpoint_every: Option<usize>,
+    /// Also write each checkpoint that reaches this process to this file
+    /// (replaced whole, by rename). When the file exists at the start, the
+    /// training resumes from it: a training whose client died goes on from
+    /// there with the same data, model shape and options. A file of
+    /// another training (model shape, seed, batch size, rows) is refused.
+    /// [`train`] only: [`train_local`] keeps no checkpoints.
+    pub checkpoint_path: Option<PathBuf>,
     /// Restarts allowed (with `checkpoint_every`).
     pub max_restarts: usize,
     /// Bounds the ring's waits (a silent or dead peer), in seconds.
@@ -154,6 +164,7 @@ impl Default for TrainOptions<'_> {
             learning_rate: 0.01,
             seed: 0,
             checkpoint_every: None,
+            checkpoint_path: None,
             max_restarts: 3,
             timeout_s: 60,
             on_step: None,
@@ -178,7 +189,85 @@ impl TrainOptions<'_> {
         if self.checkpoint_every == Some(0) {
             return Err(invalid("checkpoint_every: must be at least 1".into()));
         }
+        if self.checkpoint_path.is_some() && self.checkpoint_every.is_none() {
+            return Err(invalid(
+                "checkpoint_path needs checkpoint_every (how often to write it)".into(),
+            ));
+        }
         Ok(())
+    }
+}
+
+/// A checkpoint file: the checkpoint and what it was a checkpoint of.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CheckpointFile {
+    /// What wrote it, and its format.
+    magic: String,
+    config: MlpConfig,
+    seed: u64,
+    batch_size: usize,
+    rows: usize,
+    checkpoint: Checkpoint,
+}
+
+const CHECKPOINT_MAGIC: &str = "rask dl::train checkpoint v1";
+
+impl CheckpointFile {
+    /// Writes `path` whole: a temporary file beside it, then a rename.
+    fn write(&self, path: &Path) -> Result<(), DlError> {
+        let io = |e: std::io::Error| {
+            invalid(format!("cannot write the checkpoint to {}: {e}", path.display()))
+        };
+        let bytes = postcard::to_stdvec(self).map_err(|e| invalid(e.to_string()))?;
+        let tmp = path.with_extension("partial");
+        std::fs::write(&tmp, bytes).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+
+    /// The checkpoint in `path` if the file exists, checked against this training.
+    fn resume(
+        path: &Path,
+        config: &MlpConfig,
+        options: &TrainOptions<'_>,
+        rows: usize,
+    ) -> Result<Option<Checkpoint>, DlError> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(invalid(format!("cannot read {}: {e}", path.display()))),
+        };
+        let bad = |why: String| {
+            invalid(format!(
+                "{} is not a checkpoint of this training ({why}): remove it, or give another checkpoint_path",
+                path.display()
+            ))
+        };
+        let file: CheckpointFile =
+            postcard::from_bytes(&bytes).map_err(|e| bad(format!("unreadable: {e}")))?;
+        if file.magic != CHECKPOINT_MAGIC {
+            return Err(bad("not written by dl::train".into()));
+        }
+        let ours = (config, options.seed, options.batch_size, rows);
+        let theirs = (&file.config, file.seed, file.batch_size, file.rows);
+        if ours != theirs {
+            return Err(bad(format!(
+                "it has model {:?}, seed {}, batch {}, {} rows; this one {:?}, {}, {}, {}",
+                theirs.0, theirs.1, theirs.2, theirs.3, ours.0, ours.1, ours.2, ours.3
+            )));
+        }
+        let c = file.checkpoint;
+        if c.step > options.steps || c.losses.len() != c.step {
+            return Err(bad(format!(
+                "step {} with {} losses, of {} steps",
+                c.step,
+                c.losses.len(),
+                options.steps
+            )));
+        }
+        config
+            .from_bytes::<model::Inner>(&c.model)
+            .map_err(|e| bad(format!("its model does not load: {e}")))?;
+        Ok(Some(c))
     }
 }
 
@@ -293,8 +382,18 @@ pub fn train(
         )));
     }
     let host = client.reachable_host().map_err(|message| DlError::Cluster { message })?;
-    let start_model = model::to_bytes(&config.init::<model::Ad>(options.seed)).map_err(invalid)?;
-    let mut resume = Checkpoint { step: 0, model: start_model, losses: Vec::new() };
+    let resumed = match &options.checkpoint_path {
+        Some(path) => CheckpointFile::resume(path, config, &options, data.rows)?,
+        None => None,
+    };
+    let mut resume = match resumed {
+        Some(c) => c,
+        None => {
+            let start =
+                model::to_bytes(&config.init::<model::Ad>(options.seed)).map_err(invalid)?;
+            Checkpoint { step: 0, model: start, losses: Vec::new() }
+        }
+    };
     let mut restarts = 0;
     loop {
         match attempt(client, data, config, &mut options, &host, &resume, restarts) {
@@ -403,18 +502,35 @@ fn attempt(
         .collect();
     let started = Instant::now();
     let futures = client.submit_gang(&gang_id, &members).map_err(|e| fail(e.into()))?;
-    let pass_on = |options: &mut TrainOptions<'_>| {
+    // The newest checkpoint, written to the checkpoint file as it arrives.
+    let mut newest: Option<Checkpoint> = None;
+    let mut pass_on = |options: &mut TrainOptions<'_>| -> Result<(), DlError> {
         for (step, line) in reports.take_lines() {
             if let (Some(f), Ok(loss)) = (options.on_step.as_mut(), line.parse::<f32>()) {
                 f(step, loss);
             }
         }
+        if let Some(c) = reports.take_checkpoint() {
+            if let Some(path) = &options.checkpoint_path {
+                CheckpointFile {
+                    magic: CHECKPOINT_MAGIC.into(),
+                    config: config.clone(),
+                    seed: options.seed,
+                    batch_size: options.batch_size,
+                    rows: data.rows,
+                    checkpoint: c.clone(),
+                }
+                .write(path)?;
+            }
+            newest = Some(c);
+        }
+        Ok(())
     };
     while !futures.iter().all(|f| f.done()) {
-        pass_on(options);
+        pass_on(options).map_err(fail)?;
         std::thread::sleep(Duration::from_millis(10));
     }
-    pass_on(options);
+    pass_on(options).map_err(fail)?;
     let results: Vec<Result<MemberResult, DistError>> =
         futures.iter().map(Future::result).collect();
     if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
@@ -449,7 +565,7 @@ fn attempt(
         return Err(Failed {
             error,
             worker_lost: killed || !gone.is_empty(),
-            checkpoint: reports.take_checkpoint(),
+            checkpoint: reports.take_checkpoint().or(newest),
         });
     }
     let seconds = started.elapsed().as_secs_f64();
