@@ -136,6 +136,45 @@ fn launch_streams_logs_and_fails_as_a_unit() {
         }
         assert!(!alive(&pid), "{f} (pid {}) is still running", pid.trim());
     }
+
+    // The client cancels: once both members have started, every member is
+    // stopped, none counts as failed, and no process is left.
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!(
+        "sleep 120 & echo $! > {d}/sleep.$RANK; echo started; wait",
+        d = dir.path().display()
+    );
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let started = std::cell::Cell::new(0);
+    let options = LaunchOptions {
+        on_line: Some(Box::new(|_: &str, _, _, line: &str| {
+            if line == "started" {
+                started.set(started.get() + 1);
+                if started.get() == 2 {
+                    cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        })),
+        cancel: Some(cancel.clone()),
+        ..LaunchOptions::default()
+    };
+    let began = std::time::Instant::now();
+    let report = launch(&client, &spec, &sh(&script), options).unwrap();
+    assert!(report.cancelled && report.failed.is_none(), "{report:?}");
+    assert!(report.members.iter().all(|m| m.code != Some(0)), "{report:?}");
+    assert!(
+        began.elapsed() < std::time::Duration::from_secs(60),
+        "the cancel took {:?}",
+        began.elapsed()
+    );
+    for f in ["sleep.0", "sleep.1"] {
+        let pid = std::fs::read_to_string(dir.path().join(f)).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while alive(&pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(!alive(&pid), "{f} (pid {}) is still running after the cancel", pid.trim());
+    }
 }
 
 #[test]

@@ -315,6 +315,8 @@ fn run_dl_launch(args: DlLaunch) -> Result<ExitCode, Box<dyn std::error::Error>>
         })),
         grace: Duration::from_secs_f64(args.grace),
         keep_for_dashboard: true,
+        // Ctrl-C ends this process: its members see the connection close and stop.
+        cancel: None,
     };
     let report = launch(&client, &spec, &args.command, options)?;
     let codes: Vec<String> = report

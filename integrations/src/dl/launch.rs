@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -94,6 +95,9 @@ pub struct LaunchReport {
     pub members: Vec<MemberExit>,
     /// The first member that failed, if any; the others were then stopped.
     pub failed: Option<MemberExit>,
+    /// Whether [`LaunchOptions::cancel`] stopped the job (members stopped
+    /// by it do not count as failed).
+    pub cancelled: bool,
 }
 
 /// Called with (role, rank, stream, line) for each line a member prints.
@@ -111,11 +115,20 @@ pub struct LaunchOptions<'a> {
     /// off for jobs whose output or arguments the dashboard's viewers must
     /// not see.
     pub keep_for_dashboard: bool,
+    /// Set it (from any thread, or from `on_line`) to stop the job: every
+    /// member is stopped as on a failure, and [`launch`] returns once they
+    /// are, with [`LaunchReport::cancelled`].
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Default for LaunchOptions<'_> {
     fn default() -> Self {
-        LaunchOptions { on_line: None, grace: Duration::from_secs(5), keep_for_dashboard: true }
+        LaunchOptions {
+            on_line: None,
+            grace: Duration::from_secs(5),
+            keep_for_dashboard: true,
+            cancel: None,
+        }
     }
 }
 
@@ -161,6 +174,8 @@ pub fn launch(
     let mut results: Vec<Option<Result<i32, String>>> = vec![None; n];
     let mut failed: Option<usize> = None;
     let mut stop_sent_at: Option<Instant> = None;
+    let mut cancelled = false;
+    let cancel = options.cancel.clone();
     let mut all_done_at: Option<Instant> = None;
     // After a stop, members get the grace and this much more to report.
     let give_up = options.grace + Duration::from_secs(10);
@@ -203,7 +218,7 @@ pub fn launch(
                 }
                 Event::Exit(rank, code) => {
                     codes[rank] = Some(code);
-                    if code != 0 && failed.is_none() {
+                    if code != 0 && failed.is_none() && !cancelled {
                         failed = Some(rank);
                     }
                 }
@@ -220,18 +235,24 @@ pub fn launch(
             let r = f.result().map_err(|e| e.to_string());
             match &r {
                 Ok(0) => {}
+                Ok(_) if cancelled => {}
                 Ok(_) => failed = failed.or(Some(rank)),
                 // Its worker died, its command could not start, or the gang failed.
                 Err(e) => {
                     if codes[rank].is_none() {
                         tails[rank].push(e.clone());
-                        failed = failed.or(Some(rank));
+                        if !cancelled {
+                            failed = failed.or(Some(rank));
+                        }
                     }
                 }
             }
             results[rank] = Some(r);
         }
-        if failed.is_some() && stop_sent_at.is_none() {
+        if stop_sent_at.is_none() && cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+            cancelled = failed.is_none();
+        }
+        if (failed.is_some() || cancelled) && stop_sent_at.is_none() {
             listener.stop_all();
             stop_sent_at = Some(Instant::now());
         }
@@ -262,7 +283,7 @@ pub fn launch(
         if let (None, Some(Ok(code))) = (codes[rank], r) {
             codes[rank] = Some(*code);
         }
-        if failed.is_none() && codes[rank] != Some(0) {
+        if failed.is_none() && !cancelled && codes[rank] != Some(0) {
             failed = Some(rank);
         }
     }
@@ -280,7 +301,7 @@ pub fn launch(
         })
         .collect();
     let failed = failed.map(|r| members[r].clone());
-    Ok(LaunchReport { members, failed })
+    Ok(LaunchReport { members, failed, cancelled })
 }
 
 enum Event {
