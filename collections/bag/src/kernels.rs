@@ -43,15 +43,11 @@ pub fn frequencies<T: Hash + Eq + Ord>(p: Vec<T>) -> Vec<(T, u64)> {
 /// `frequencies` of their `split_whitespace` gives), counted on borrowed
 /// slices: one string is made per distinct word, not per word.
 pub fn word_frequencies(lines: Vec<String>) -> Vec<(String, u64)> {
-    let mut counts: FxHashMap<&str, u64> = FxHashMap::default();
+    let mut counts = crate::wordcount::WordCounts::default();
     for l in &lines {
-        for w in crate::text::words(l) {
-            *counts.entry(w).or_insert(0) += 1;
-        }
+        counts.add(l);
     }
-    let mut v: Vec<(String, u64)> = counts.into_iter().map(|(w, n)| (w.to_string(), n)).collect();
-    v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    v
+    counts.into_sorted()
 }
 
 /// Sums partial frequencies.

@@ -146,10 +146,10 @@ fn lines_before(path: &str, at: u64) -> u64 {
 
 /// The words of a line, as `split_whitespace` (for ASCII lines, a byte
 /// split on the same six whitespace bytes: the same words, faster).
-pub(crate) fn words(line: &str) -> Box<dyn Iterator<Item = &str> + '_> {
+fn words(line: &str) -> Box<dyn Iterator<Item = &str> + '_> {
     if line.is_ascii() {
         Box::new(
-            line.split(|c: char| c == ' ' || ('\t'..='\r').contains(&c)).filter(|w| !w.is_empty()),
+            line.split(|c: char| crate::wordcount::is_space(c as u8)).filter(|w| !w.is_empty()),
         )
     } else {
         Box::new(line.split_whitespace())
@@ -218,7 +218,7 @@ pub fn block_word_frequencies(
 ) -> Result<Vec<(String, u64)>, String> {
     with_block(path, start, end, |buf, offset| {
         let text = as_text(path, buf, offset)?;
-        Ok(crate::wordcount::word_frequencies(text.as_bytes()))
+        Ok(crate::wordcount::word_frequencies(text))
     })
 }
 

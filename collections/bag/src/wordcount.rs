@@ -8,7 +8,7 @@
 //! bytes at a time: the first byte below `0x21` (a SWAR compare), checked to
 //! be whitespace. Longer words, and words with other control bytes, go
 //! through a byte scan; those longer than 15 bytes or holding a NUL are
-//! counted in a slice map.
+//! counted in a map of string slices, as are the words of non-ASCII text.
 
 use rustc_hash::FxHashMap;
 
@@ -21,64 +21,80 @@ const PACKED_MAX: usize = 15;
 
 /// Whitespace in ASCII, as `char::is_whitespace` (which `split_whitespace` uses).
 #[inline(always)]
-fn is_space(b: u8) -> bool {
+pub(crate) fn is_space(b: u8) -> bool {
     b == b' ' || (9..=13).contains(&b)
 }
 
 /// The frequencies of the words of `text`, sorted by word.
-///
-/// `text` must be valid UTF-8 (the caller checks it, and names the file and
-/// line where it is not).
-pub fn word_frequencies(text: &[u8]) -> Vec<(String, u64)> {
-    if !text.is_ascii() {
-        return unicode_frequencies(text);
-    }
-    let mut packed = PackedCounts::new();
-    let mut long: FxHashMap<&[u8], u64> = FxHashMap::default();
-    let n = text.len();
-    let mut i = skip_spaces(text, 0);
-    while i < n {
-        if i + 16 <= n {
-            let x = u128::from_le_bytes(text[i..i + 16].try_into().expect("16 bytes"));
-            // Bytes below 0x21 (exact for the lowest one, as every byte is ASCII).
-            let low = x.wrapping_sub(ONES * 0x21) & !x & HIGHS;
-            if low != 0 {
-                let len = (low.trailing_zeros() / 8) as usize;
-                if len > 0 && is_space(text[i + len]) {
-                    packed.add(x & ((1u128 << (8 * len)) - 1), 1);
-                    i = skip_spaces(text, i + len + 1);
-                    continue;
-                }
-            }
-        }
-        let start = i;
-        while i < n && !is_space(text[i]) {
-            i += 1;
-        }
-        let word = &text[start..i];
-        if word.len() <= PACKED_MAX && !word.contains(&0) {
-            packed.add(pack(word), 1);
-        } else {
-            *long.entry(word).or_insert(0) += 1;
-        }
-        i = skip_spaces(text, i);
-    }
-    let mut out: Vec<(String, u64)> = long.into_iter().map(|(w, n)| (ascii(w), n)).collect();
-    out.extend(packed.into_iter().map(|(k, n)| (unpack(k), n)));
-    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    out
+pub fn word_frequencies(text: &str) -> Vec<(String, u64)> {
+    let mut counts = WordCounts::default();
+    counts.add(text);
+    counts.into_sorted()
 }
 
-/// Non-ASCII text: `split_whitespace` on borrowed slices.
-fn unicode_frequencies(text: &[u8]) -> Vec<(String, u64)> {
-    let text = String::from_utf8_lossy(text);
-    let mut counts: FxHashMap<&str, u64> = FxHashMap::default();
-    for w in text.split_whitespace() {
-        *counts.entry(w).or_insert(0) += 1;
+/// Word counts over any number of texts (the words of each, as
+/// `split_whitespace` gives them; no word spans two texts).
+#[derive(Default)]
+pub struct WordCounts<'a> {
+    packed: PackedCounts,
+    /// Words no packed key holds: over 15 bytes, with a NUL, or not ASCII.
+    other: FxHashMap<&'a str, u64>,
+}
+
+impl<'a> WordCounts<'a> {
+    /// Counts the words of `text`.
+    pub fn add(&mut self, text: &'a str) {
+        if !text.is_ascii() {
+            for w in text.split_whitespace() {
+                self.word(w);
+            }
+            return;
+        }
+        let b = text.as_bytes();
+        let n = b.len();
+        let mut i = skip_spaces(b, 0);
+        while i < n {
+            if i + 16 <= n {
+                let x = u128::from_le_bytes(b[i..i + 16].try_into().expect("16 bytes"));
+                // Bytes below 0x21 (exact for the lowest one, as every byte is ASCII).
+                let low = x.wrapping_sub(ONES * 0x21) & !x & HIGHS;
+                if low != 0 {
+                    let len = (low.trailing_zeros() / 8) as usize;
+                    if len > 0 && is_space(b[i + len]) {
+                        self.packed.add(x & ((1u128 << (8 * len)) - 1), 1);
+                        i = skip_spaces(b, i + len + 1);
+                        continue;
+                    }
+                }
+            }
+            let start = i;
+            while i < n && !is_space(b[i]) {
+                i += 1;
+            }
+            // ASCII: every byte is a character boundary.
+            self.word(&text[start..i]);
+            i = skip_spaces(b, i);
+        }
     }
-    let mut out: Vec<(String, u64)> = counts.into_iter().map(|(w, n)| (w.to_string(), n)).collect();
-    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    out
+
+    #[inline]
+    fn word(&mut self, w: &'a str) {
+        let b = w.as_bytes();
+        if b.len() <= PACKED_MAX && b.is_ascii() && !b.contains(&0) {
+            self.packed.add(pack(b), 1);
+        } else {
+            *self.other.entry(w).or_insert(0) += 1;
+        }
+    }
+
+    /// Each word with its count, sorted by word.
+    pub fn into_sorted(self) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> =
+            self.other.into_iter().map(|(w, n)| (w.to_string(), n)).collect();
+        out.extend(self.packed.into_iter().map(|(k, n)| (unpack(k), n)));
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
 }
 
 #[inline(always)]
@@ -96,15 +112,9 @@ fn pack(word: &[u8]) -> u128 {
     u128::from_le_bytes(b)
 }
 
+/// The ASCII word of a packed key (every byte below 0x80 is one char).
 fn unpack(key: u128) -> String {
-    let b = key.to_le_bytes();
-    let len = b.iter().position(|&x| x == 0).unwrap_or(16);
-    ascii(&b[..len])
-}
-
-/// ASCII bytes as a string (every byte below 0x80 is one char).
-fn ascii(b: &[u8]) -> String {
-    b.iter().map(|&c| c as char).collect()
+    key.to_le_bytes().iter().take_while(|&&c| c != 0).map(|&c| c as char).collect()
 }
 
 /// Counts by packed key: linear probing, keys and counts side by side, key 0
@@ -117,8 +127,8 @@ struct PackedCounts {
     shift: u32,
 }
 
-impl PackedCounts {
-    fn new() -> Self {
+impl Default for PackedCounts {
+    fn default() -> Self {
         const BITS: u32 = 12;
         PackedCounts {
             keys: vec![0; 1 << BITS],
@@ -127,7 +137,9 @@ impl PackedCounts {
             shift: 64 - BITS,
         }
     }
+}
 
+impl PackedCounts {
     #[inline(always)]
     fn slot(&self, key: u128) -> usize {
         let folded = (key as u64) ^ ((key >> 64) as u64).rotate_left(29);
@@ -204,14 +216,24 @@ mod tests {
             "ünïcode wörds\u{a0}nbsp\u{2003}em\u{3000}ideo wörds",
             "wordatend",
         ] {
-            assert_eq!(word_frequencies(text.as_bytes()), reference(text), "{text:?}");
+            assert_eq!(word_frequencies(text), reference(text), "{text:?}");
         }
+    }
+
+    #[test]
+    fn counts_over_several_texts_merge_ascii_and_unicode_words() {
+        let texts = ["a word", "wörd a", "word\tlong-word-over-fifteen-bytes a"];
+        let mut counts = WordCounts::default();
+        for t in texts {
+            counts.add(t);
+        }
+        assert_eq!(counts.into_sorted(), reference(&texts.join("\n")));
     }
 
     #[test]
     fn growth_keeps_every_count() {
         let text: String = (0..20_000).map(|i| format!("w{} w{} ", i % 9_000, i % 7)).collect();
-        assert_eq!(word_frequencies(text.as_bytes()), reference(&text));
+        assert_eq!(word_frequencies(&text), reference(&text));
     }
 
     proptest! {
@@ -230,7 +252,7 @@ mod tests {
             )
         ) {
             let text: String = parts.concat();
-            prop_assert_eq!(word_frequencies(text.as_bytes()), reference(&text));
+            prop_assert_eq!(word_frequencies(&text), reference(&text));
         }
     }
 }

@@ -157,31 +157,26 @@ fn ordered(s: &Series, descending: bool) -> PolarsResult<Vec<Option<u64>>> {
         let b = x.to_bits();
         dir(if b >> 63 == 1 { !b } else { b | (1 << 63) })
     };
-    let unsigned = |x: u64| dir(x);
     let signed = |x: i64| dir((x as u64) ^ (1 << 63));
-    // Without nulls, the values are read without their validity.
     Ok(if s.dtype().is_float() {
-        let f = s.cast(&DataType::Float64)?;
-        let f = f.f64()?;
-        match f.null_count() {
-            0 => f.into_no_null_iter().map(|x| Some(float(x))).collect(),
-            _ => f.iter().map(|v| v.map(float)).collect(),
-        }
+        codes_of(s.cast(&DataType::Float64)?.f64()?, float)
     } else if s.dtype().is_unsigned_integer() || s.dtype().is_bool() {
-        let u = s.cast(&DataType::UInt64)?;
-        let u = u.u64()?;
-        match u.null_count() {
-            0 => u.into_no_null_iter().map(|x| Some(unsigned(x))).collect(),
-            _ => u.iter().map(|v| v.map(unsigned)).collect(),
-        }
+        codes_of(s.cast(&DataType::UInt64)?.u64()?, dir)
     } else {
-        let i = s.cast(&DataType::Int64)?;
-        let i = i.i64()?;
-        match i.null_count() {
-            0 => i.into_no_null_iter().map(|x| Some(signed(x))).collect(),
-            _ => i.iter().map(|v| v.map(signed)).collect(),
-        }
+        codes_of(s.cast(&DataType::Int64)?.i64()?, signed)
     })
+}
+
+/// `code` of each value (`None` for nulls); without nulls, the values are
+/// read without their validity.
+fn codes_of<T: PolarsNumericType>(
+    ca: &ChunkedArray<T>,
+    code: impl Fn(T::Native) -> u64,
+) -> Vec<Option<u64>> {
+    match ca.null_count() {
+        0 => ca.into_no_null_iter().map(|x| Some(code(x))).collect(),
+        _ => ca.iter().map(|v| v.map(&code)).collect(),
+    }
 }
 
 /// As [`ordered`], with nulls after every value (in either direction).

@@ -859,14 +859,13 @@ impl Client {
     /// Hands lines that the members of a launched job printed to the
     /// scheduler, which keeps the most recent ones of its most recent jobs
     /// for the dashboard's logs page (`/api/v1/logs`; see
-    /// [`crate::scheduler::logs`]). Each line's `at_ms` and `seq` are set
-    /// there, on arrival; lines are cut to
+    /// [`crate::scheduler::logs`]). Lines are cut to
     /// [`crate::scheduler::logs::LINE_BYTES`] here. Send at most a few
     /// hundred lines at a time: a message is bounded by `MAX_MESSAGE_BYTES`.
     pub fn send_logs(
         &self,
         job: &str,
-        lines: Vec<crate::scheduler::logs::LogLine>,
+        lines: Vec<crate::scheduler::logs::MemberLine>,
     ) -> Result<(), DistError> {
         use crate::scheduler::logs::{cut, LINE_BYTES};
         let lines = lines

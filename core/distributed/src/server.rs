@@ -130,7 +130,7 @@ enum Input {
     GetDataset { client: ClientId, name: String, request: u64 },
     Story { client: ClientId, key: Key, request: u64 },
     Activity { client: ClientId, request: u64, since: u64 },
-    Logs { job: String, lines: Vec<crate::scheduler::logs::LogLine> },
+    Logs { job: String, lines: Vec<crate::scheduler::logs::MemberLine> },
 }
 
 /// The client id under which published datasets are kept alive.
@@ -730,13 +730,11 @@ impl pb::scheduler_server::Scheduler for Service {
                         lines: l
                             .lines
                             .into_iter()
-                            .map(|l| crate::scheduler::logs::LogLine {
+                            .map(|l| crate::scheduler::logs::MemberLine {
                                 role: l.role,
                                 rank: l.rank,
                                 stderr: l.stderr,
                                 text: l.text,
-                                at_ms: 0,
-                                seq: 0,
                             })
                             .collect(),
                     },

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rask_distributed::scheduler::logs::LogLine;
+use rask_distributed::scheduler::logs::MemberLine;
 use rask_distributed::{Client, GangMember};
 use serde::{Deserialize, Serialize};
 
@@ -181,16 +181,15 @@ pub fn launch(
     let give_up = options.grace + Duration::from_secs(10);
     // Lines also go to the scheduler, in batches, for the dashboard's logs page.
     let job = format!("{gang}: {}", command.join(" "));
-    let mut for_dashboard: Vec<LogLine> = Vec::new();
+    let mut for_dashboard: Vec<MemberLine> = Vec::new();
     let mut last_sent = Instant::now();
     let keep = options.keep_for_dashboard;
-    let send = |lines: &mut Vec<LogLine>| {
-        let mut lines = std::mem::take(lines).into_iter().peekable();
-        while keep && lines.peek().is_some() {
+    let send = |lines: &mut Vec<MemberLine>| {
+        while !lines.is_empty() {
             // At most DASHBOARD_BATCH lines a message (each cut to 2 KiB).
             // The client still gets every line: the dashboard's copy is a
             // convenience, and a lost scheduler fails the members anyway.
-            let batch: Vec<LogLine> = lines.by_ref().take(DASHBOARD_BATCH).collect();
+            let batch: Vec<MemberLine> = lines.drain(..lines.len().min(DASHBOARD_BATCH)).collect();
             let _ = client.send_logs(&job, batch);
         }
     };
@@ -203,14 +202,14 @@ pub fn launch(
             match ev {
                 Event::Line(rank, s, text) => {
                     print(&spec.members[rank].role, rank, s, &text);
-                    for_dashboard.push(LogLine {
-                        role: spec.members[rank].role.clone(),
-                        rank: rank as u32,
-                        stderr: s == Stream::Stderr,
-                        text: text.clone(),
-                        at_ms: 0,
-                        seq: 0,
-                    });
+                    if keep {
+                        for_dashboard.push(MemberLine {
+                            role: spec.members[rank].role.clone(),
+                            rank: rank as u32,
+                            stderr: s == Stream::Stderr,
+                            text: text.clone(),
+                        });
+                    }
                     tails[rank].push(text);
                     if tails[rank].len() > TAIL {
                         tails[rank].remove(0);

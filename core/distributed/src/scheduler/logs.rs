@@ -34,9 +34,9 @@ pub fn cut(mut s: String, max: usize) -> String {
     s
 }
 
-/// One line a member printed.
+/// One line a member printed, as its client sends it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct LogLine {
+pub struct MemberLine {
     /// The member's role (`worker`, `chief`, `ps`, …).
     pub role: String,
     /// Its rank.
@@ -45,10 +45,18 @@ pub struct LogLine {
     pub stderr: bool,
     /// The line, without its end.
     pub text: String,
+}
+
+/// A line as the scheduler keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LogLine {
+    /// The line.
+    #[serde(flatten)]
+    pub line: MemberLine,
     /// When the scheduler received it (ms, scheduler time).
     pub at_ms: u64,
-    /// Its number among every line the scheduler received (from 1), set on
-    /// arrival: a viewer asks for the lines after the last it has.
+    /// Its number among every line the scheduler received (from 1): a
+    /// viewer asks for the lines after the last it has.
     pub seq: u64,
 }
 
@@ -78,7 +86,7 @@ const JOB_NAME_BYTES: usize = 256;
 
 impl JobLogs {
     /// Adds `lines` of `job`, received at `now_ms`.
-    pub fn add(&mut self, job: &str, lines: impl IntoIterator<Item = LogLine>, now_ms: u64) {
+    pub fn add(&mut self, job: &str, lines: impl IntoIterator<Item = MemberLine>, now_ms: u64) {
         // Names are kept cut, so they are looked up cut.
         let job = cut(job.to_string(), JOB_NAME_BYTES);
         let i = match self.jobs.iter().position(|j| j.job == job) {
@@ -100,14 +108,12 @@ impl JobLogs {
         for mut line in lines {
             line.text = cut(line.text, LINE_BYTES);
             line.role = cut(line.role, 64);
-            line.at_ms = now_ms;
             self.seq += 1;
-            line.seq = self.seq;
             log.total += 1;
             if log.lines.len() == LINES_PER_JOB {
                 log.lines.pop_front();
             }
-            log.lines.push_back(line);
+            log.lines.push_back(LogLine { line, at_ms: now_ms, seq: self.seq });
         }
     }
 
@@ -131,8 +137,8 @@ impl JobLogs {
 mod tests {
     use super::*;
 
-    fn line(rank: u32, text: &str) -> LogLine {
-        LogLine { role: "worker".into(), rank, stderr: false, text: text.into(), at_ms: 0, seq: 0 }
+    fn line(rank: u32, text: &str) -> MemberLine {
+        MemberLine { role: "worker".into(), rank, stderr: false, text: text.into() }
     }
 
     #[test]
@@ -142,7 +148,7 @@ mod tests {
         let a = &logs.jobs(0)[0];
         assert_eq!(a.total, LINES_PER_JOB as u64 + 5);
         assert_eq!(a.lines.len(), LINES_PER_JOB);
-        assert_eq!(a.lines[0].text, "5");
+        assert_eq!(a.lines[0].line.text, "5");
         assert_eq!(a.lines[0].at_ms, 7);
         for j in 0..JOBS {
             logs.add(&format!("j{j}"), [line(1, "x")], 9);
@@ -155,12 +161,13 @@ mod tests {
         // A later batch of a kept job joins it.
         logs.add("j3", [line(2, "y")], 11);
         let j3 = logs.jobs(0).into_iter().find(|j| j.job == "j3").unwrap();
-        assert_eq!(j3.lines.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(), ["x", "y"]);
+        assert_eq!(j3.lines.iter().map(|l| l.line.text.as_str()).collect::<Vec<_>>(), ["x", "y"]);
         assert_eq!(j3.first_ms, 9);
         // Only the lines after a number: every job, and the new line.
         let after = logs.jobs(last);
         assert_eq!(after.len(), JOBS);
-        let new: Vec<&str> = after.iter().flat_map(|j| &j.lines).map(|l| l.text.as_str()).collect();
+        let new: Vec<&str> =
+            after.iter().flat_map(|j| &j.lines).map(|l| l.line.text.as_str()).collect();
         assert_eq!(new, ["y"]);
     }
 
@@ -180,7 +187,7 @@ mod tests {
         let mut logs = JobLogs::default();
         // Two-byte characters, and a cut that would split one.
         logs.add("a", [line(0, &format!("x{}", "é".repeat(LINE_BYTES)))], 0);
-        let text = &logs.jobs(0)[0].lines[0].text;
+        let text = &logs.jobs(0)[0].lines[0].line.text;
         assert!(text.len() <= LINE_BYTES, "{}", text.len());
         assert!(text.starts_with("xé") && text.ends_with("é…"));
         // Cutting again (client, then scheduler) changes nothing.

@@ -199,20 +199,22 @@ impl TrainOptions<'_> {
 }
 
 /// A checkpoint file: the checkpoint and what it was a checkpoint of.
+/// Written from a borrowed checkpoint (`C = &Checkpoint`: no copy of the
+/// model), read into an owned one; both encode alike.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct CheckpointFile {
+struct CheckpointFile<C> {
     /// What wrote it, and its format.
     magic: String,
     config: MlpConfig,
     seed: u64,
     batch_size: usize,
     rows: usize,
-    checkpoint: Checkpoint,
+    checkpoint: C,
 }
 
 const CHECKPOINT_MAGIC: &str = "rask dl::train checkpoint v1";
 
-impl CheckpointFile {
+impl CheckpointFile<&Checkpoint> {
     /// Writes `path` whole: a temporary file beside it, then a rename.
     fn write(&self, path: &Path) -> Result<(), DlError> {
         let io = |e: std::io::Error| {
@@ -223,7 +225,9 @@ impl CheckpointFile {
         std::fs::write(&tmp, bytes).map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)
     }
+}
 
+impl CheckpointFile<Checkpoint> {
     /// The checkpoint in `path` if the file exists, checked against this training.
     fn resume(
         path: &Path,
@@ -242,7 +246,7 @@ impl CheckpointFile {
                 path.display()
             ))
         };
-        let file: CheckpointFile =
+        let file: CheckpointFile<Checkpoint> =
             postcard::from_bytes(&bytes).map_err(|e| bad(format!("unreadable: {e}")))?;
         if file.magic != CHECKPOINT_MAGIC {
             return Err(bad("not written by dl::train".into()));
@@ -518,7 +522,7 @@ fn attempt(
                     seed: options.seed,
                     batch_size: options.batch_size,
                     rows: data.rows,
-                    checkpoint: c.clone(),
+                    checkpoint: &c,
                 }
                 .write(path)?;
             }
