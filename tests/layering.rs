@@ -49,7 +49,7 @@ const CRATE_DEPS: &[(&str, &[&str])] = &[
     ("core", &[]),
     ("core/distributed", &["rask-core"]),
     ("collections/bag", &["rask-core"]),
-    ("collections/dataframe", &["rask-core"]),
+    ("collections/dataframe", &["rask-core", "rask-bag"]),
     ("ml", &["rask-core"]),
     ("search", &["rask-core", "rask-ml"]),
     ("glm", &["rask-core", "rask-ml"]),

@@ -16,6 +16,19 @@ pub fn concat<T>(ps: Vec<Vec<T>>) -> Vec<T> {
     out
 }
 
+/// Every item as a JSON value, through its serde form (a struct becomes an
+/// object of its fields).
+pub fn to_json<T: serde::Serialize>(p: Vec<T>) -> Result<Vec<crate::Json>, String> {
+    p.iter()
+        .enumerate()
+        .map(|(i, x)| {
+            serde_json::to_value(x).map(crate::Json).map_err(|e| {
+                format!("to_json: item {i} of the partition has no JSON form: {e} (JSON object keys must be strings)")
+            })
+        })
+        .collect()
+}
+
 /// The first `n` items.
 pub fn take<T>(mut p: Vec<T>, n: u64) -> Vec<T> {
     p.truncate(n as usize);

@@ -33,7 +33,7 @@ use std::hash::{Hash, Hasher};
 use rask_core::{delayed, ComputeError, Data, Delayed, IntoArg};
 use rustc_hash::FxHashMap;
 
-pub use text::{read_json, read_text, read_text_with, Json, JsonLines, TextOptions};
+pub use text::{read_json, read_json_as, read_text, read_text_with, Json, JsonLines, TextOptions};
 
 #[doc(hidden)]
 pub use rask_core as __rt;
@@ -458,6 +458,30 @@ impl<T: Data> Bag<T> {
                 .collect()
         };
         Ok(Bag::from_partitions(parts))
+    }
+}
+
+impl<T: Data> Bag<T> {
+    /// Every item as a JSON value, through its serde form (a struct becomes
+    /// an object of its fields): what `to_dataframe` reads. A registered op
+    /// for types registered with `json`
+    /// ([`register_bag_type!`](crate::register_bag_type)), a closure
+    /// otherwise; a bag of [`Json`] is returned as it is.
+    pub fn to_json(&self) -> Bag<Json> {
+        if let Some(json) = (self as &dyn std::any::Any).downcast_ref::<Bag<Json>>() {
+            return json.clone();
+        }
+        let local = rask_core::try_delayed("bag-to-json", kernels::to_json::<T>);
+        Bag::from_partitions(
+            self.parts
+                .iter()
+                .map(|p| {
+                    builtin::<T, Vec<Json>>("to_json", vec![arg::<Vec<T>>(p)], || {
+                        local.call((p,))
+                    })
+                })
+                .collect(),
+        )
     }
 }
 

@@ -5,9 +5,10 @@
 //!
 //! [`register_bag_type!`](crate::register_bag_type) registers a type: `base`
 //! (count, concatenation, take, repartition), `hash` (frequencies, distinct,
-//! most common), `ord` (topk) and `num` (sum, mean). The `rask` binary
-//! registers `String`, `i64`, `f64`, `u64`, `Json` and `(String, u64)`; a crate with
-//! its own element types registers them and runs its own binary as workers.
+//! most common), `ord` (topk), `num` (sum, mean) and `json` (JSON lines into
+//! the type: `read_json_as`). The `rask` binary registers `String`, `i64`,
+//! `f64`, `u64`, `Json` and `(String, u64)`; a crate with its own element
+//! types registers them and runs its own binary as workers.
 
 use std::any::TypeId;
 use std::collections::HashMap;
@@ -45,7 +46,8 @@ pub fn lookup<T: 'static>(op: &str) -> Option<&'static OpEntry> {
 
 /// Registers the built-in bag ops for an element type, by capability:
 /// `base` (any serde type), `hash` (`Hash + Eq + Ord`), `ord` (`Ord`), `num`
-/// (`Into<f64>`-like: `as f64` works).
+/// (`Into<f64>`-like: `as f64` works), `json` (JSON lines into the type,
+/// [`read_json_as`](crate::read_json_as), and back, [`Bag::to_json`](crate::Bag::to_json)).
 ///
 /// ```
 /// #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -120,6 +122,20 @@ macro_rules! __bag_kind {
         });
         $crate::__bag_op!($t, "most_common", |ps: Vec<Vec<($t, u64)>>, k: u64| -> Vec<($t, u64)> {
             $crate::kernels::most_common(ps, k)
+        });
+    };
+    (json, $t:ty) => {
+        // JSON lines into `$t` (`read_json_as`).
+        $crate::__bag_op!($t, "read_json", |path: String, start: u64, end: u64, skip_bad: bool|
+            -> (Vec<$t>, u64) {
+            $crate::text::read_json_records::<$t>(&path, start, end, skip_bad)
+                .map_err($crate::__rt::OpError::failed)?
+        });
+        $crate::__bag_op!($t, "json_rows", |block: (Vec<$t>, u64)| -> Vec<$t> { block.0 });
+        $crate::__bag_op!($t, "json_skipped", |block: (Vec<$t>, u64)| -> u64 { block.1 });
+        // And back to JSON values (`Bag::to_json`, `to_dataframe`).
+        $crate::__bag_op!($t, "to_json", |p: Vec<$t>| -> Vec<$crate::Json> {
+            $crate::kernels::to_json(p).map_err($crate::__rt::OpError::failed)?
         });
     };
     (ord, $t:ty) => {

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use rask_core::files::GlobError;
-use rask_core::Delayed;
+use rask_core::{Data, Delayed};
 use serde::{Deserialize, Serialize};
 
 use crate::{Bag, BagError};
@@ -222,6 +222,56 @@ pub fn block_word_frequencies(
     })
 }
 
+/// One `T` per non-blank line of bytes `start..end` of a JSON-lines file
+/// (`T`'s serde form; [`read_json_as`]), and how many bad lines were
+/// skipped (only with `skip_bad`). A line that is not JSON, or does not fit
+/// `T` (a missing field, a wrong type), fails with the file and line.
+pub fn read_json_records<T: serde::de::DeserializeOwned>(
+    path: &str,
+    start: u64,
+    end: u64,
+    skip_bad: bool,
+) -> Result<(Vec<T>, u64), String> {
+    read_json_lines(path, start, end, skip_bad, |line| serde_json::from_str::<T>(line))
+}
+
+/// The lines of bytes `start..end` parsed by `parse` (blank lines left out).
+fn read_json_lines<T>(
+    path: &str,
+    start: u64,
+    end: u64,
+    skip_bad: bool,
+    parse: impl Fn(&str) -> serde_json::Result<T>,
+) -> Result<(Vec<T>, u64), String> {
+    with_block(path, start, end, |buf, offset| {
+        let text = as_text(path, buf, offset)?;
+        let (mut rows, mut skipped) = (Vec::new(), 0);
+        for (i, line) in split_lines(text).enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            match parse(line) {
+                Ok(v) => rows.push(v),
+                Err(_) if skip_bad => skipped += 1,
+                Err(e) => {
+                    let n = lines_before(path, offset) + i as u64 + 1;
+                    let what = match e.classify() {
+                        serde_json::error::Category::Data => format!(
+                            "the record does not fit {}: {e}",
+                            std::any::type_name::<T>()
+                        ),
+                        _ => format!("malformed JSON: {e}"),
+                    };
+                    return Err(format!(
+                        "{path}:{n}: {what}; fix the line, or read with skip_bad_lines to skip and count such lines"
+                    ));
+                }
+            }
+        }
+        Ok((rows, skipped))
+    })
+}
+
 /// The lines of one JSON-lines block, and how many bad lines were skipped.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct JsonBlock {
@@ -251,26 +301,8 @@ rask_core::op! {
 
     /// One JSON value per non-blank line of bytes `start..end`.
     pub fn read_json_block(path: String, start: u64, end: u64, skip_bad: bool) -> Result<JsonBlock, String> {
-        with_block(&path, start, end, |buf, offset| {
-            let text = as_text(&path, buf, offset)?;
-            let mut block = JsonBlock::default();
-            for (i, line) in split_lines(text).enumerate() {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                match serde_json::from_str(line) {
-                    Ok(v) => block.rows.push(Json(v)),
-                    Err(_) if skip_bad => block.skipped += 1,
-                    Err(e) => {
-                        let n = lines_before(&path, offset) + i as u64 + 1;
-                        return Err(format!(
-                            "{path}:{n}: malformed JSON: {e}; fix the line, or read with skip_bad_lines to skip and count such lines"
-                        ));
-                    }
-                }
-            }
-            Ok(block)
-        })
+        let (rows, skipped) = read_json_lines(&path, start, end, skip_bad, |line| serde_json::from_str(line).map(Json))?;
+        Ok(JsonBlock { rows, skipped })
     }
 
     /// The rows of a JSON block.
@@ -377,12 +409,13 @@ pub fn read_text_with(patterns: &[&str], options: &TextOptions) -> Result<Bag<St
     Ok(bag)
 }
 
-/// JSON lines read by [`read_json`]: the rows, and the number of bad lines
-/// skipped (always 0 unless `skip_bad_lines`).
-pub struct JsonLines {
-    /// One [`Json`] value per non-blank line.
-    pub bag: Bag<Json>,
-    /// Lines that were not JSON and were skipped.
+/// JSON lines read by [`read_json`] (as [`Json`] values) or [`read_json_as`]
+/// (as `T`): the rows, and the number of bad lines skipped (always 0 unless
+/// `skip_bad_lines`).
+pub struct JsonLines<T = Json> {
+    /// One item per non-blank line.
+    pub bag: Bag<T>,
+    /// Lines that were skipped (not JSON or, for [`read_json_as`], not a `T`).
     pub skipped: Delayed<u64>,
 }
 
@@ -396,15 +429,92 @@ pub fn read_json(
 ) -> Result<JsonLines, BagError> {
     let mut rows = Vec::new();
     let mut skipped = Vec::new();
+    for (name, start, end) in json_blocks(patterns, options)? {
+        let block = read_json_block(name, start, end, skip_bad_lines);
+        rows.push(json_rows(&block));
+        skipped.push(json_skipped(&block));
+    }
+    Ok(JsonLines { bag: Bag::from_partitions(rows), skipped: sum_counts(skipped) })
+}
+
+/// One `T` per non-blank line of the files, read through `T`'s serde form
+/// (as `serde_json::from_str::<T>`), so a record's fields become a struct's.
+/// A line that is not JSON, or not a `T` (a missing field, a wrong type),
+/// fails with its file and line number, unless `skip_bad_lines`, which
+/// skips and counts it.
+///
+/// Runs on a cluster when `T` is registered with
+/// [`register_bag_type!`](crate::register_bag_type)`(T => base json)` (the
+/// workers must be built from a binary that registers it); otherwise the
+/// reads are closures, for the local schedulers.
+///
+/// ```
+/// #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+/// struct Person { name: String, age: u32 }
+/// rask_bag::register_bag_type!(Person => base json);
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("people.jsonl");
+/// std::fs::write(&path, "{\"name\": \"Ada\", \"age\": 36}\n{\"name\": \"Alan\", \"age\": 41}\n")?;
+/// let people = rask_bag::read_json_as::<Person>(&[path.to_str().unwrap()], &Default::default(), false)?;
+/// assert_eq!(people.bag.compute()?[1], Person { name: "Alan".into(), age: 41 });
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn read_json_as<T: Data>(
+    patterns: &[&str],
+    options: &TextOptions,
+    skip_bad_lines: bool,
+) -> Result<JsonLines<T>, BagError> {
+    type Block<T> = (Vec<T>, u64);
+    let read = crate::registry::lookup::<T>("read_json");
+    let (rows_op, skipped_op) =
+        (crate::registry::lookup::<T>("json_rows"), crate::registry::lookup::<T>("json_skipped"));
+    let mut rows = Vec::new();
+    let mut skipped = Vec::new();
+    for (name, start, end) in json_blocks(patterns, options)? {
+        let args = || {
+            vec![
+                crate::arg::<String>(name.clone()),
+                crate::arg::<u64>(start),
+                crate::arg::<u64>(end),
+                crate::arg::<bool>(skip_bad_lines),
+            ]
+        };
+        let block: Delayed<Block<T>> = match read {
+            Some(op) => Delayed::from_op(op, args()),
+            None => rask_core::try_delayed(
+                "bag-read-json-as",
+                |path: String, start: u64, end: u64, skip: bool| {
+                    read_json_records::<T>(&path, start, end, skip)
+                },
+            )
+            .call((name.clone(), start, end, skip_bad_lines)),
+        };
+        rows.push(match rows_op {
+            Some(op) => Delayed::from_op(op, vec![crate::arg::<Block<T>>(&block)]),
+            None => block.map("bag-json-rows", |b: Block<T>| b.0),
+        });
+        skipped.push(match skipped_op {
+            Some(op) => Delayed::from_op(op, vec![crate::arg::<Block<T>>(&block)]),
+            None => block.map("bag-json-skipped", |b: Block<T>| b.1),
+        });
+    }
+    Ok(JsonLines { bag: Bag::from_partitions(rows), skipped: sum_counts(skipped) })
+}
+
+/// The (file, start, end) blocks of JSON-lines files.
+fn json_blocks(
+    patterns: &[&str],
+    options: &TextOptions,
+) -> Result<Vec<(String, u64, u64)>, BagError> {
+    let mut out = Vec::new();
     for path in expand(patterns)? {
         let name = path.display().to_string();
         for (start, end) in blocks(&path, options)? {
-            let block = read_json_block(name.clone(), start, end, skip_bad_lines);
-            rows.push(json_rows(&block));
-            skipped.push(json_skipped(&block));
+            out.push((name.clone(), start, end));
         }
     }
-    Ok(JsonLines { bag: Bag::from_partitions(rows), skipped: sum_counts(skipped) })
+    Ok(out)
 }
 
 impl Bag<String> {

@@ -285,3 +285,103 @@ fn sequences_partition_evenly_and_reduce_like_std() {
     let wrong = b.map_op::<String>(&double::OP).unwrap().compute().unwrap_err();
     assert!(wrong.to_string().contains("i64"), "{wrong}");
 }
+
+/// A record of `people.jsonl`, registered (`read_json_as` runs as registered ops).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Person {
+    name: String,
+    age: u32,
+    city: String,
+    tags: Vec<String>,
+}
+rask_bag::register_bag_type!(Person => base json);
+
+/// The same record, not registered (`read_json_as` runs as closures).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct LocalPerson {
+    name: String,
+    age: u32,
+    city: String,
+    tags: Vec<String>,
+}
+
+#[test]
+fn json_lines_into_a_user_type_match_dask_bag() {
+    use rask_bag::read_json_as;
+    let e = expected();
+    let blocks = TextOptions { blocksize: Some(5000) };
+    assert!(rask_bag::registry::lookup::<Person>("read_json").is_some());
+    assert!(rask_bag::registry::lookup::<LocalPerson>("read_json").is_none());
+    for s in schedulers() {
+        with_scheduler(s, || {
+            let people = read_json_as::<Person>(&[&fixture("people.jsonl")], &blocks, false).unwrap();
+            assert!(people.bag.npartitions() > 1);
+            let all = people.bag.compute().unwrap();
+            assert_eq!(all.len(), 300);
+            let mean = all.iter().map(|p| p.age as f64).sum::<f64>() / all.len() as f64;
+            assert!(close(mean, e["ages_mean"].as_f64().unwrap()));
+            let names: Vec<String> = serde_json::from_value(e["names_first_3"].clone()).unwrap();
+            assert_eq!(all[..3].iter().map(|p| p.name.clone()).collect::<Vec<_>>(), names);
+            let cities = people.bag.map(|p| p.city).frequencies().compute().unwrap();
+            assert_eq!(cities, pairs(&e["city_frequencies"]));
+            let tags = people.bag.flat_map(|p| p.tags).frequencies().compute().unwrap();
+            assert_eq!(tags, pairs(&e["tag_counts"]));
+            assert_eq!(people.skipped.compute().unwrap(), 0);
+
+            // Unregistered: the same items through closures.
+            let local =
+                read_json_as::<LocalPerson>(&[&fixture("people.jsonl")], &blocks, false).unwrap();
+            let local = local.bag.compute().unwrap();
+            assert_eq!(local.len(), 300);
+            assert!(local.iter().zip(&all).all(|(l, p)| l.name == p.name && l.age == p.age));
+
+            // And back to JSON values: the struct's fields.
+            let json = people.bag.to_json().take(1).compute().unwrap();
+            assert_eq!(json[0]["name"], serde_json::json!(all[0].name));
+            assert_eq!(json[0]["age"], serde_json::json!(all[0].age));
+        });
+    }
+}
+
+#[test]
+fn a_record_that_does_not_fit_the_type_says_file_and_line() {
+    use rask_bag::read_json_as;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("people.jsonl");
+    let good = r#"{"name": "a", "age": 1, "city": "Oslo", "tags": []}"#;
+    let text = format!(
+        "{good}\n{good}\n\n{}\n{}\n{{broken\n{good}\n",
+        r#"{"name": "b", "age": "old", "city": "Oslo", "tags": []}"#,
+        r#"{"name": "c", "city": "Oslo", "tags": []}"#,
+    );
+    std::fs::write(&path, text).unwrap();
+    let path = path.display().to_string();
+    for blocksize in [None, Some(40)] {
+        let opts = TextOptions { blocksize };
+        for err in [
+            read_json_as::<Person>(&[&path], &opts, false).unwrap().bag.compute().unwrap_err(),
+            read_json_as::<LocalPerson>(&[&path], &opts, false).unwrap().bag.compute().unwrap_err(),
+        ] {
+            let msg = err.to_string();
+            assert!(msg.contains(&format!("{path}:4: the record does not fit")), "{msg}");
+            assert!(msg.contains("invalid type: string \"old\""), "{msg}");
+        }
+        // Skipped and counted: the wrong type, the missing field and the broken line.
+        let lenient = read_json_as::<Person>(&[&path], &opts, true).unwrap();
+        assert_eq!(lenient.bag.count().compute().unwrap(), 3);
+        assert_eq!(lenient.skipped.compute().unwrap(), 3);
+    }
+    // Without the bad-type line, the missing field is named at line 5.
+    let only_missing = dir.path().join("missing.jsonl");
+    std::fs::write(&only_missing, format!("{good}\n\n\n\n{}\n", r#"{"name": "c", "tags": []}"#))
+        .unwrap();
+    let p = only_missing.display().to_string();
+    let err = read_json_as::<Person>(&[&p], &TextOptions::default(), false)
+        .unwrap()
+        .bag
+        .compute()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&format!("{p}:5: the record does not fit")), "{err}");
+    assert!(err.contains("missing field `age`"), "{err}");
+}

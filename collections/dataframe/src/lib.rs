@@ -26,6 +26,7 @@
 
 pub mod fastagg;
 pub mod frame;
+pub mod from_bag;
 pub mod groupby;
 pub mod io;
 pub mod ops;
@@ -43,6 +44,7 @@ use rask_core::{ComputeError, Delayed};
 use serde::{Deserialize, Serialize};
 
 pub use frame::{Frame, Wire};
+pub use from_bag::BagToDataFrame;
 pub use groupby::AggPlan;
 pub use io::{read_csv, read_parquet, CsvOptions, ParquetOptions};
 pub use polars;

@@ -37,6 +37,11 @@ rask_core::op! {
         crate::io::read_parquet_part(&path, offset, len, columns, filter.map(|w| w.0))
     }
 
+    /// A bag partition of JSON records as a frame of `schema`'s columns (`partition`: its number, for errors).
+    pub fn json_records(rows: Vec<rask_bag::Json>, schema: Wire<SchemaRef>, partition: u64) -> Result<Frame, String> {
+        crate::from_bag::records_frame(&rows, &schema.0, partition)
+    }
+
     /// Runs per-partition steps (filter, with_columns, select, …) as one polars plan.
     pub fn apply(frame: Frame, steps: Wire<Vec<Step>>) -> Result<Frame, String> {
         crate::apply_steps(frame.0, &steps.0).map(Frame).map_err(err)

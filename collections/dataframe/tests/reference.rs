@@ -587,3 +587,107 @@ fn csv_blocks_respect_quoted_newlines_when_asked() {
     let naive = read(false).compute().map(|d| d.height());
     assert!(!matches!(naive, Ok(2000)), "{naive:?}");
 }
+
+/// A fixture of the bag crate (`collections/bag/tests/fixtures`, written by
+/// its `make_fixtures.py` with dask.bag).
+fn bag_fixture(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../bag/tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// A record of `people.jsonl` as a struct (its `tags` are left out).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Person {
+    name: String,
+    age: i64,
+    city: String,
+}
+rask_bag::register_bag_type!(Person => base json);
+
+#[test]
+fn bags_of_records_become_dataframes_as_dask_bag_makes_them() {
+    use rask_bag::{read_json, read_json_as, TextOptions};
+    use rask_dataframe::BagToDataFrame;
+    let e: Value = serde_json::from_str(
+        &std::fs::read_to_string(bag_fixture("expected.json")).unwrap(),
+    )
+    .unwrap();
+    let people_columns =
+        [("name", DataType::String), ("age", DataType::Int64), ("city", DataType::String)];
+    on_each_scheduler(|| {
+        let blocks = TextOptions { blocksize: Some(5000) };
+        let people = read_json(&[&bag_fixture("people.jsonl")], &blocks, false).unwrap().bag;
+        let df = people.to_dataframe(&people_columns).unwrap();
+        assert_eq!(df.npartitions(), people.npartitions());
+        assert!(df.npartitions() > 1);
+        let got = df.compute().unwrap();
+        assert_records("people", &got, &e["people_frame"], &["name", "age", "city"]);
+        // Into the dataframe's operations: a group-by.
+        let by_city = df
+            .group_by(["city"])
+            .agg([col("age").mean().alias("mean"), col("age").count().alias("count")])
+            .unwrap()
+            .compute()
+            .unwrap()
+            .sort(["city"], Default::default())
+            .unwrap();
+        assert_records("people by city", &by_city, &e["people_city_age"], &["city", "mean", "count"]);
+        // The same records read into a struct give the same frame.
+        let typed = read_json_as::<Person>(&[&bag_fixture("people.jsonl")], &blocks, false)
+            .unwrap()
+            .bag
+            .to_dataframe(&people_columns)
+            .unwrap()
+            .compute()
+            .unwrap();
+        assert!(typed.equals(&got));
+
+        // Missing fields and nulls are nulls; integers in a float column are floats.
+        let records = read_json(
+            &[&bag_fixture("records.jsonl")],
+            &TextOptions { blocksize: Some(700) },
+            false,
+        )
+        .unwrap()
+        .bag;
+        let columns = [
+            ("id", DataType::Int64),
+            ("score", DataType::Float64),
+            ("label", DataType::String),
+            ("ok", DataType::Boolean),
+        ];
+        let got = records.to_dataframe(&columns).unwrap().compute().unwrap();
+        let want = &e["records_frame"];
+        assert_records("records", &got, want, &["id", "score", "label"]);
+        let ok: Vec<Option<bool>> = got.column("ok").unwrap().bool().unwrap().iter().collect();
+        let want_ok: Vec<Option<bool>> =
+            want["ok"].as_array().unwrap().iter().map(Value::as_bool).collect();
+        assert_eq!(ok, want_ok);
+        assert!(ok.contains(&None) && floats(&got, "score").contains(&None));
+    });
+}
+
+#[test]
+fn a_record_of_another_type_fails_naming_partition_row_and_column() {
+    use rask_dataframe::BagToDataFrame;
+    let rows: Vec<rask_bag::Json> = [
+        serde_json::json!({"id": 1, "score": 0.5}),
+        serde_json::json!({"id": 2, "score": 1}),
+        serde_json::json!({"id": 3, "score": "high"}),
+    ]
+    .into_iter()
+    .map(rask_bag::Json)
+    .collect();
+    let bag = rask_bag::from_sequence(rows, 2).unwrap();
+    let df = bag.to_dataframe(&[("id", DataType::Int64), ("score", DataType::Float64)]).unwrap();
+    let err = df.compute().unwrap_err().to_string();
+    assert!(
+        err.contains("partition 1, row 1, column \"score\": expected f64 (a JSON number), found \"high\""),
+        "{err}"
+    );
+    let bad = bag.to_dataframe(&[("when", DataType::Date)]).unwrap_err().to_string();
+    assert!(bad.contains("column \"when\" has type date, which is not read from JSON"), "{bad}");
+}
