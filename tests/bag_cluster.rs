@@ -1,6 +1,6 @@
-//! Bags on a 2-worker LocalCluster: the built-in operations run as
-//! registered ops on the workers and give the same results as the Threads
-//! scheduler; files written by the workers read back the same; a closure is
+//! Bags on a 2-worker LocalCluster: the built-in operations (and
+//! `to_dataframe`) run as registered ops on the workers and give the same
+//! results as the Threads scheduler; files written by the workers read back the same; a closure is
 //! refused at submit with its name; a worker SIGKILLed during a shuffle does
 //! not change the answer.
 
@@ -73,6 +73,45 @@ fn built_in_bag_operations_run_on_a_cluster_as_on_threads() {
         })
     };
     assert_eq!(json(&on_cluster), json(&threads));
+
+    // Records into a dataframe on the workers (one partition per bag partition).
+    use rask::dataframe::polars::prelude::{col, DataType};
+    use rask::dataframe::BagToDataFrame;
+    let frames = |s: &Scheduler| {
+        with_scheduler(s.clone(), || {
+            let people = rask::bag::read_json(&[&fixture("people.jsonl")], &opts, false).unwrap();
+            let df = people
+                .bag
+                .to_dataframe(&[
+                    ("name", DataType::String),
+                    ("age", DataType::Int64),
+                    ("city", DataType::String),
+                ])
+                .unwrap();
+            assert_eq!(df.npartitions(), people.bag.npartitions());
+            let ages = df.group_by(["city"]).agg([col("age").sum()]).unwrap();
+            let ages = ages.compute().unwrap().sort(["city"], Default::default()).unwrap();
+            (df.compute().unwrap(), ages)
+        })
+    };
+    let (rows, ages) = frames(&on_cluster);
+    for s in [threads.clone(), Scheduler::Sync] {
+        let (want_rows, want_ages) = frames(&s);
+        assert!(rows.equals(&want_rows) && ages.equals(&want_ages), "{s:?}");
+    }
+    assert_eq!(rows.height(), 300);
+    let bad = rask::bag::from_sequence(
+        vec![
+            rask::bag::Json(serde_json::json!({"age": 3})),
+            rask::bag::Json(serde_json::json!({"age": "x"})),
+        ],
+        2,
+    )
+    .unwrap();
+    let err = with_scheduler(on_cluster.clone(), || {
+        bad.to_dataframe(&[("age", DataType::Int64)]).unwrap().compute().unwrap_err()
+    });
+    assert!(err.to_string().contains("partition 1, row 0, column \"age\""), "{err}");
 
     // Files written by the workers read back the same.
     let dir = tempfile::tempdir().unwrap();

@@ -476,9 +476,7 @@ impl<T: Data> Bag<T> {
             self.parts
                 .iter()
                 .map(|p| {
-                    builtin::<T, Vec<Json>>("to_json", vec![arg::<Vec<T>>(p)], || {
-                        local.call((p,))
-                    })
+                    builtin::<T, Vec<Json>>("to_json", vec![arg::<Vec<T>>(p)], || local.call((p,)))
                 })
                 .collect(),
         )

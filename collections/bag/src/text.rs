@@ -256,10 +256,9 @@ fn read_json_lines<T>(
                 Err(e) => {
                     let n = lines_before(path, offset) + i as u64 + 1;
                     let what = match e.classify() {
-                        serde_json::error::Category::Data => format!(
-                            "the record does not fit {}: {e}",
-                            std::any::type_name::<T>()
-                        ),
+                        serde_json::error::Category::Data => {
+                            format!("the record does not fit {}: {e}", std::any::type_name::<T>())
+                        }
                         _ => format!("malformed JSON: {e}"),
                     };
                     return Err(format!(

@@ -314,7 +314,8 @@ fn json_lines_into_a_user_type_match_dask_bag() {
     assert!(rask_bag::registry::lookup::<LocalPerson>("read_json").is_none());
     for s in schedulers() {
         with_scheduler(s, || {
-            let people = read_json_as::<Person>(&[&fixture("people.jsonl")], &blocks, false).unwrap();
+            let people =
+                read_json_as::<Person>(&[&fixture("people.jsonl")], &blocks, false).unwrap();
             assert!(people.bag.npartitions() > 1);
             let all = people.bag.compute().unwrap();
             assert_eq!(all.len(), 300);

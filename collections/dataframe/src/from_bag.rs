@@ -89,9 +89,13 @@ pub fn records_frame(rows: &[Json], schema: &Schema, partition: u64) -> Result<F
         let values = Values { rows, name: name.as_str(), pos, dtype, at: &at };
         let col = match dtype {
             DataType::Boolean => Column::new(name.clone(), values.read(Value::as_bool)?),
-            DataType::Int32 => Column::new(name.clone(), values.read(|v| int::<i64, i32>(v.as_i64()))?),
+            DataType::Int32 => {
+                Column::new(name.clone(), values.read(|v| int::<i64, i32>(v.as_i64()))?)
+            }
             DataType::Int64 => Column::new(name.clone(), values.read(Value::as_i64)?),
-            DataType::UInt32 => Column::new(name.clone(), values.read(|v| int::<u64, u32>(v.as_u64()))?),
+            DataType::UInt32 => {
+                Column::new(name.clone(), values.read(|v| int::<u64, u32>(v.as_u64()))?)
+            }
             DataType::UInt64 => Column::new(name.clone(), values.read(Value::as_u64)?),
             DataType::Float32 => {
                 Column::new(name.clone(), values.read(|v| v.as_f64().map(|x| x as f32))?)
@@ -200,8 +204,7 @@ mod tests {
         assert_eq!(f.height(), 4);
         let id: Vec<Option<i64>> = f.column("id").unwrap().i64().unwrap().iter().collect();
         assert_eq!(id, [Some(1), Some(2), Some(3), Some(4)]);
-        let score: Vec<Option<f64>> =
-            f.column("score").unwrap().f64().unwrap().iter().collect();
+        let score: Vec<Option<f64>> = f.column("score").unwrap().f64().unwrap().iter().collect();
         assert_eq!(score, [Some(2.5), Some(3.0), None, None]);
         let ok: Vec<Option<bool>> = f.column("ok").unwrap().bool().unwrap().iter().collect();
         assert_eq!(ok, [Some(true), None, Some(false), None]);
@@ -215,8 +218,8 @@ mod tests {
     #[test]
     fn a_value_of_another_type_names_partition_row_and_column() {
         let s = schema(&[("id", DataType::Int64), ("n", DataType::UInt32)]);
-        let err = records_frame(&rows(vec![json!({"id": 1}), json!({"id": "2"})]), &s, 3)
-            .unwrap_err();
+        let err =
+            records_frame(&rows(vec![json!({"id": 1}), json!({"id": "2"})]), &s, 3).unwrap_err();
         assert!(err.contains("partition 3, row 1, column \"id\": expected i64"), "{err}");
         assert!(err.contains("found \"2\""), "{err}");
         let err = records_frame(&rows(vec![json!({"id": 1.5})]), &s, 0).unwrap_err();

@@ -611,10 +611,9 @@ rask_bag::register_bag_type!(Person => base json);
 fn bags_of_records_become_dataframes_as_dask_bag_makes_them() {
     use rask_bag::{read_json, read_json_as, TextOptions};
     use rask_dataframe::BagToDataFrame;
-    let e: Value = serde_json::from_str(
-        &std::fs::read_to_string(bag_fixture("expected.json")).unwrap(),
-    )
-    .unwrap();
+    let e: Value =
+        serde_json::from_str(&std::fs::read_to_string(bag_fixture("expected.json")).unwrap())
+            .unwrap();
     let people_columns =
         [("name", DataType::String), ("age", DataType::Int64), ("city", DataType::String)];
     on_each_scheduler(|| {
@@ -634,7 +633,12 @@ fn bags_of_records_become_dataframes_as_dask_bag_makes_them() {
             .unwrap()
             .sort(["city"], Default::default())
             .unwrap();
-        assert_records("people by city", &by_city, &e["people_city_age"], &["city", "mean", "count"]);
+        assert_records(
+            "people by city",
+            &by_city,
+            &e["people_city_age"],
+            &["city", "mean", "count"],
+        );
         // The same records read into a struct give the same frame.
         let typed = read_json_as::<Person>(&[&bag_fixture("people.jsonl")], &blocks, false)
             .unwrap()
@@ -685,7 +689,9 @@ fn a_record_of_another_type_fails_naming_partition_row_and_column() {
     let df = bag.to_dataframe(&[("id", DataType::Int64), ("score", DataType::Float64)]).unwrap();
     let err = df.compute().unwrap_err().to_string();
     assert!(
-        err.contains("partition 1, row 1, column \"score\": expected f64 (a JSON number), found \"high\""),
+        err.contains(
+            "partition 1, row 1, column \"score\": expected f64 (a JSON number), found \"high\""
+        ),
         "{err}"
     );
     let bad = bag.to_dataframe(&[("when", DataType::Date)]).unwrap_err().to_string();
